@@ -1,0 +1,2 @@
+#include <sys/types.h>
+#include <protobuf-c/protobuf-c.h>
