@@ -57,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "mesh-echo",
             dependencies: [
-                "MeshEcho", "MeshHTTP2", "MeshHealth", "MeshRPC",
+                "MeshEcho", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

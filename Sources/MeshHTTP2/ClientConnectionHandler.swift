@@ -1,0 +1,359 @@
+import CNGHTTP2
+import MeshRPC
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One multiplexed HTTP/2 client connection: an nghttp2 client session on the
+/// channel's event loop. Calls are started and cancelled on the loop.
+final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    final class Call {
+        let callID: UInt64
+        let promise: EventLoopPromise<ByteBuffer>
+        var request: ByteBuffer
+        var body: ByteBuffer
+        var grpcStatus: Int?
+        var grpcMessage: String?
+        var httpStatus = 0
+        var trailers = Metadata()
+        var timer: Scheduled<Void>?
+        var failure: RPCError?
+        /// True once nghttp2 has written the request's HEADERS: from then on the server may have acted on it.
+        var sent = false
+
+        init(callID: UInt64, promise: EventLoopPromise<ByteBuffer>, request: ByteBuffer, allocator: ByteBufferAllocator) {
+            self.callID = callID
+            self.promise = promise
+            self.request = request
+            self.body = allocator.buffer(capacity: 0)
+        }
+    }
+
+
+    private let authority: String
+    private let maxMessageBytes: Int
+    private let connectionState: ClientConnection.SharedState
+    private var session: OpaquePointer?
+    private var context: ChannelHandlerContext?
+    private var calls: [Int32: Call] = [:]
+    private var streamsByCall: [UInt64: Int32] = [:]
+    private var flushScheduled = false
+    private var goawayLastStreamID: Int32 = .max
+
+    init(authority: String, maxMessageBytes: Int, state: ClientConnection.SharedState) {
+        self.authority = authority
+        self.maxMessageBytes = maxMessageBytes
+        self.connectionState = state
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        var callbacks: OpaquePointer?
+        nghttp2_session_callbacks_new(&callbacks)
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, clientOnHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, clientOnFrameRecv)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, clientOnFrameSend)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunkRecv)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
+        nghttp2_session_client_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
+        var settings = NG.settings([
+            (NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
+            (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20),
+            (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024),
+        ])
+        nghttp2_submit_settings(session, NG.flagNone, &settings, settings.count)
+        nghttp2_session_set_local_window_size(session, NG.flagNone, 0, 16 << 20)
+        if context.channel.isActive {
+            flush()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        failAll(.unavailable("connection closed"))
+        if let session {
+            nghttp2_session_del(session)
+        }
+        session = nil
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionState.markClosed()
+        failAll(.unavailable("connection to \(authority) closed"))
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session else { return }
+        let buffer = unwrapInboundIn(data)
+        let result = buffer.withUnsafeReadableBytes { raw in
+            nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
+        }
+        if result < 0 {
+            failAll(.unavailable("HTTP/2 error from \(authority): \(NG.errorName(result))"))
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { flush() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failAll(.unavailable("connection to \(authority) failed: \(error)"))
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: RPCError) {
+        let pending = calls
+        calls.removeAll()
+        streamsByCall.removeAll()
+        for call in pending.values {
+            call.timer?.cancel()
+            call.promise.fail(call.sent ? error as Error : CallNotSent(error: error))
+        }
+    }
+
+    // MARK: Calls (on the event loop)
+
+    func start(_ request: ClientRequest, callID: UInt64, promise: EventLoopPromise<ByteBuffer>) {
+        guard let session, let context, context.channel.isActive, !connectionState.isDraining else {
+            promise.fail(CallNotSent(error: .unavailable("connection to \(authority) is not usable")))
+            return
+        }
+        var headers = HeaderList(capacity: 8 + request.metadata.count)
+        headers.add(":method", "POST")
+        headers.add(":scheme", "http")
+        headers.add(":path", request.method.path)
+        headers.add(":authority", authority)
+        headers.add("content-type", "application/grpc")
+        headers.add("te", "trailers")
+        headers.add("user-agent", "chatmesh-swift/1")
+        if let deadline = request.deadline {
+            let remaining = deadline - .now()
+            if remaining <= .zero {
+                promise.fail(RPCError.deadlineExceeded("deadline passed before \(request.method.path) was sent"))
+                return
+            }
+            headers.add("grpc-timeout", GRPCTimeout.format(remaining))
+        }
+        for (name, value) in request.metadata {
+            headers.add(name, value)
+        }
+        let call = Call(callID: callID, promise: promise, request: request.body, allocator: context.channel.allocator)
+        var provider = nghttp2_data_provider()
+        provider.read_callback = clientReadRequest
+        let streamID = headers.withNV { nva, count in
+            nghttp2_submit_request(session, nil, nva, count, &provider, nil)
+        }
+        if streamID < 0 {
+            promise.fail(CallNotSent(error: .unavailable("could not start a stream to \(authority): \(NG.errorName(Int(streamID)))")))
+            return
+        }
+        calls[streamID] = call
+        streamsByCall[callID] = streamID
+        if let deadline = request.deadline {
+            call.timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+                self.abort(callID: callID, error: .deadlineExceeded("deadline exceeded calling \(request.method.path)"))
+            }
+        }
+        scheduleFlush()
+    }
+
+    /// Cancels a call (deadline or the caller's task was cancelled): RST_STREAM(CANCEL).
+    func abort(callID: UInt64, error: RPCError) {
+        guard let session, let streamID = streamsByCall.removeValue(forKey: callID),
+              let call = calls.removeValue(forKey: streamID) else { return }
+        call.timer?.cancel()
+        call.promise.fail(error)
+        nghttp2_submit_rst_stream(session, NG.flagNone, streamID, NG.cancel)
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            self.flush()
+        }
+    }
+
+    private func flush() {
+        guard let session, let context else { return }
+        var out: ByteBuffer?
+        while context.channel.isWritable {
+            var chunk: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &chunk)
+            if n < 0 {
+                failAll(.unavailable("HTTP/2 error to \(authority): \(NG.errorName(n))"))
+                context.close(promise: nil)
+                return
+            }
+            if n == 0 { break }
+            if out == nil { out = context.channel.allocator.buffer(capacity: max(n, 4096)) }
+            out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: n))
+            if out!.readableBytes >= 65536 {
+                context.write(wrapOutboundOut(out!), promise: nil)
+                out = nil
+            }
+        }
+        if let out {
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        }
+        if connectionState.isDraining && calls.isEmpty {
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: nghttp2 callbacks
+
+    fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafePointer<UInt8>, _ nameLen: Int, _ value: UnsafePointer<UInt8>, _ valueLen: Int) -> Int32 {
+        guard let call = calls[frame.pointee.hd.stream_id] else { return 0 }
+        if bytesEqual(name, nameLen, ":status") {
+            call.httpStatus = Int(makeString(value, valueLen)) ?? 0
+        } else if bytesEqual(name, nameLen, "grpc-status") {
+            call.grpcStatus = Int(makeString(value, valueLen))
+        } else if bytesEqual(name, nameLen, "grpc-message") {
+            call.grpcMessage = StatusMessageEncoding.decode(makeString(value, valueLen))
+        } else if name[0] != UInt8(ascii: ":"), !bytesEqual(name, nameLen, "content-type") {
+            call.trailers.add(makeString(name, nameLen), makeString(value, valueLen))
+        }
+        return 0
+    }
+
+    fileprivate func onFrameRecv(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        if frame.pointee.hd.type == NG.goawayFrame {
+            // The server is going away: calls above last_stream_id were not processed
+            // and are closed as refused; new calls go to a new connection.
+            goawayLastStreamID = frame.pointee.goaway.last_stream_id
+            connectionState.markDraining()
+        }
+        return 0
+    }
+
+    fileprivate func onFrameSend(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        if frame.pointee.hd.type == NG.headersFrame, let call = calls[frame.pointee.hd.stream_id] {
+            call.sent = true
+        }
+        return 0
+    }
+
+    fileprivate func onDataChunk(_ streamID: Int32, _ data: UnsafePointer<UInt8>, _ len: Int) -> Int32 {
+        guard let session, let call = calls[streamID], call.failure == nil else { return 0 }
+        if call.body.readableBytes + len > maxMessageBytes + GRPCFraming.prefixLength {
+            call.failure = .resourceExhausted("response from \(authority) is over the limit of \(maxMessageBytes) bytes")
+            nghttp2_submit_rst_stream(session, NG.flagNone, streamID, NG.cancel)
+            return 0
+        }
+        call.body.writeBytes(UnsafeRawBufferPointer(start: data, count: len))
+        return 0
+    }
+
+    fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
+        guard let call = calls.removeValue(forKey: streamID) else { return 0 }
+        streamsByCall.removeValue(forKey: call.callID)
+        call.timer?.cancel()
+        call.promise.completeWith(outcome(call, streamID: streamID, errorCode: errorCode))
+        return 0
+    }
+
+    private func outcome(_ call: Call, streamID: Int32, errorCode: UInt32) -> Result<ByteBuffer, Error> {
+        if let failure = call.failure { return .failure(failure) }
+        if let status = call.grpcStatus {
+            if status == 0 {
+                switch GRPCFraming.unframeUnary(call.body, maxMessageBytes: maxMessageBytes) {
+                case .message(let m): return .success(m)
+                case .compressed: return .failure(RPCError.internal("compressed response not supported"))
+                case .tooLarge(let n): return .failure(RPCError.resourceExhausted("response of \(n) bytes is over the limit"))
+                case .malformed(let why): return .failure(RPCError.internal("bad response from \(authority): \(why)"))
+                }
+            }
+            return .failure(RPCError(RPCError.Code(wireValue: status), call.grpcMessage ?? "", metadata: call.trailers))
+        }
+        // No gRPC status: the stream was reset or the response was not gRPC.
+        if errorCode == NG.refusedStream || streamID > goawayLastStreamID {
+            return .failure(CallNotSent(error: .unavailable("\(authority) refused the stream")))
+        }
+        if errorCode == NG.cancel { return .failure(RPCError.cancelled("stream cancelled by \(authority)")) }
+        if errorCode == NG.enhanceYourCalm { return .failure(RPCError.resourceExhausted("\(authority) said ENHANCE_YOUR_CALM")) }
+        if errorCode != NG.noError { return .failure(RPCError.internal("stream reset by \(authority) with HTTP/2 error \(errorCode)")) }
+        switch call.httpStatus {
+        case 400: return .failure(RPCError.internal("HTTP 400 from \(authority)"))
+        case 401: return .failure(RPCError.unauthenticated("HTTP 401 from \(authority)"))
+        case 403: return .failure(RPCError.permissionDenied("HTTP 403 from \(authority)"))
+        case 404: return .failure(RPCError.unimplemented("HTTP 404 from \(authority)"))
+        case 429, 502, 503, 504: return .failure(RPCError.unavailable("HTTP \(call.httpStatus) from \(authority)"))
+        default: return .failure(RPCError.unknown("response from \(authority) had no grpc-status (HTTP \(call.httpStatus))"))
+        }
+    }
+
+    fileprivate func readRequest(_ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let call = calls[streamID] else { return Int(NG.temporalCallbackFailure) }
+        let n = min(length, call.request.readableBytes)
+        call.request.readWithUnsafeReadableBytes { raw in
+            if n > 0 { UnsafeMutableRawPointer(buf).copyMemory(from: raw.baseAddress!, byteCount: n) }
+            return n
+        }
+        if call.request.readableBytes == 0 {
+            flags.pointee |= NG.dataFlagEOF
+        }
+        return n
+    }
+}
+
+/// A call that failed before the server could have acted on it: safe to retry on another connection.
+struct CallNotSent: Error {
+    let error: RPCError
+}
+
+extension RPCError {
+    static func unknown(_ message: String) -> RPCError { RPCError(.unknown, message) }
+}
+
+@inline(__always)
+private func handler(_ userData: UnsafeMutableRawPointer?) -> ClientConnectionHandler {
+    Unmanaged<ClientConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private let clientOnHeader: nghttp2_on_header_callback = { _, frame, name, nameLen, value, valueLen, _, userData in
+    handler(userData).onHeader(frame!, name!, nameLen, value!, valueLen)
+}
+
+private let clientOnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData in
+    handler(userData).onFrameRecv(frame!)
+}
+
+private let clientOnFrameSend: nghttp2_on_frame_send_callback = { _, frame, userData in
+    handler(userData).onFrameSend(frame!)
+}
+
+private let clientOnDataChunkRecv: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, len, userData in
+    handler(userData).onDataChunk(streamID, data!, len)
+}
+
+private let clientOnStreamClose: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
+    handler(userData).onStreamClose(streamID, errorCode)
+}
+
+private let clientReadRequest: nghttp2_data_source_read_callback = { _, streamID, buf, length, flags, _, userData in
+    handler(userData).readRequest(streamID, buf!, length, flags!)
+}

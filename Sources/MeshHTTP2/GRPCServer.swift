@@ -1,0 +1,143 @@
+import Logging
+import MeshRPC
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// A gRPC server over h2c (prior knowledge): binds, serves the router's
+/// routes, and on shutdown stops accepting, sends GOAWAY on every connection,
+/// lets in-flight calls finish, then returns.
+public final class GRPCServer: Service, Sendable {
+    public struct Config: Sendable {
+        public var host: String
+        /// 0 picks a free port (see `localAddress` after `start()`).
+        public var port: Int
+        public var maxMessageBytes = GRPCFraming.defaultMaxMessageBytes
+        public var maxConcurrentStreams: UInt32 = 256
+        public var maxHeaderListBytes = 16 * 1024
+        public var streamWindowBytes = 1 << 20
+        public var connectionWindowBytes = 16 << 20
+        /// Request bytes one connection may hold before its window stops opening.
+        public var connectionBufferBudget = 32 << 20
+        /// How long in-flight calls get to finish after SIGTERM before connections are closed.
+        public var shutdownGracePeriod: TimeAmount = .seconds(30)
+
+        public init(host: String = "127.0.0.1", port: Int = 0) {
+            self.host = host
+            self.port = port
+        }
+
+        /// "host:port", as in CHATMESH_LISTEN.
+        public init(listen: String) throws(RPCError) {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+                throw .invalidArgument("listen address '\(listen)' is not host:port")
+            }
+            var host = String(listen[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            self.init(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+        }
+    }
+
+    private struct State {
+        var listener: Channel?
+        var connections: [ObjectIdentifier: Channel] = [:]
+        var shuttingDown = false
+    }
+
+    public let config: Config
+    private let router: RPCRouter
+    private let logger: Logger
+    private let group: any EventLoopGroup
+    private let state = Mutex(State())
+
+    public init(config: Config, router: RPCRouter, logger: Logger = Logger(label: "chatmesh.server"), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.config = config
+        self.router = router
+        self.logger = logger
+        self.group = group
+    }
+
+    /// Binds and starts accepting; returns the bound address.
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        let router = self.router
+        let config = self.config
+        let logger = self.logger
+        let listener = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 * 1024, high: 256 * 1024))
+            .childChannelInitializer { [weak self] channel in
+                guard let self else { return channel.close() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ServerConnectionHandler(router: router, config: config, logger: logger))
+                    self.track(channel)
+                }
+            }
+            .bind(host: config.host, port: config.port)
+            .get()
+        state.withLock { $0.listener = listener }
+        logger.info("serving gRPC", metadata: ["address": "\(listener.localAddress?.description ?? "?")"])
+        return listener.localAddress!
+    }
+
+    public var localAddress: SocketAddress? {
+        state.withLock { $0.listener?.localAddress }
+    }
+
+    private func track(_ channel: Channel) {
+        let id = ObjectIdentifier(channel)
+        let admitted = state.withLock { s -> Bool in
+            if s.shuttingDown { return false }
+            s.connections[id] = channel
+            return true
+        }
+        if !admitted {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.connections.removeValue(forKey: id) }
+        }
+    }
+
+    /// Stops accepting, sends GOAWAY, waits for in-flight calls (up to the grace period), closes.
+    public func shutdownGracefully() async {
+        let (listener, connections) = state.withLock { s -> (Channel?, [Channel]) in
+            s.shuttingDown = true
+            return (s.listener, Array(s.connections.values))
+        }
+        logger.info("shutting down", metadata: ["connections": "\(connections.count)"])
+        try? await listener?.close()
+        for channel in connections {
+            channel.triggerUserOutboundEvent(GracefulDrainEvent(), promise: nil)
+        }
+        let deadline = NIODeadline.now() + config.shutdownGracePeriod
+        for channel in connections {
+            let remaining = deadline - .now()
+            let closed = channel.eventLoop.makePromise(of: Void.self)
+            channel.closeFuture.cascade(to: closed)
+            let timer = channel.eventLoop.scheduleTask(in: max(remaining, .zero)) {
+                channel.close(promise: nil)
+            }
+            try? await closed.futureResult.get()
+            timer.cancel()
+        }
+    }
+
+    /// ServiceLifecycle: serve until graceful shutdown (SIGTERM), then drain.
+    public func run() async throws {
+        if localAddress == nil {
+            try await start()
+        }
+        let listener = state.withLock { $0.listener }
+        try await withGracefulShutdownHandler {
+            try await listener?.closeFuture.get()
+        } onGracefulShutdown: {
+            Task { await self.shutdownGracefully() }
+        }
+        await shutdownGracefully()
+    }
+}

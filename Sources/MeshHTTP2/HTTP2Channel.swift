@@ -1,0 +1,228 @@
+import Logging
+import MeshRPC
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A client channel to one service: one multiplexed HTTP/2 connection per
+/// address, round-robin over the addresses, reconnect with backoff. A call
+/// that never reached a server is retried once on another connection;
+/// one that did is retried only when the caller marked it idempotent.
+public final class HTTP2Channel: RPCChannel {
+    public struct Config: Sendable {
+        public var connectTimeout: TimeAmount = .seconds(5)
+        public var maxMessageBytes = GRPCFraming.defaultMaxMessageBytes
+        public var initialBackoff: TimeAmount = .milliseconds(100)
+        public var maxBackoff: TimeAmount = .seconds(5)
+
+        public init() {}
+    }
+
+    private let subchannels: [Subchannel]
+    private let next = Atomic<Int>(0)
+    private let callIDs = Atomic<UInt64>(0)
+
+    /// `targets` are "host:port" addresses of the replicas of one service (CHATMESH_<SERVICE>_ADDRS).
+    public init(targets: [String], config: Config = Config(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws(RPCError) {
+        guard !targets.isEmpty else { throw .invalidArgument("no addresses to connect to") }
+        var subs: [Subchannel] = []
+        for target in targets {
+            guard let colon = target.lastIndex(of: ":"), let port = Int(target[target.index(after: colon)...]) else {
+                throw .invalidArgument("address '\(target)' is not host:port")
+            }
+            var host = String(target[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            subs.append(Subchannel(host: host, port: port, authority: target, config: config, group: group))
+        }
+        subchannels = subs
+    }
+
+    /// "a:1,b:2" as in the environment.
+    public convenience init(addresses: String, config: Config = Config()) throws(RPCError) {
+        try self.init(targets: addresses.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }, config: config)
+    }
+
+    public func unary(_ request: ClientRequest) async throws(RPCError) -> ByteBuffer {
+        let attempts = min(subchannels.count + 1, 3)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let sub = pick()
+            do {
+                let connection = try await sub.connection()
+                return try await connection.call(request, callID: callIDs.wrappingAdd(1, ordering: .relaxed).newValue)
+            } catch let notSent as CallNotSent {
+                if attempt < attempts, !Task.isCancelled { continue }
+                throw notSent.error
+            } catch let error as RPCError {
+                if request.idempotent, error.code == .unavailable, attempt < attempts, !Task.isCancelled { continue }
+                throw error
+            } catch {
+                throw .unavailable("\(error)")
+            }
+        }
+    }
+
+    /// Round-robin, skipping addresses that are not connected while another is.
+    private func pick() -> Subchannel {
+        let n = subchannels.count
+        if n == 1 { return subchannels[0] }
+        let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        for i in 0..<n {
+            let sub = subchannels[(start &+ i) % n]
+            if sub.isReady { return sub }
+        }
+        return subchannels[start % n]
+    }
+
+    /// Closes every connection; calls in flight fail with UNAVAILABLE.
+    public func close() async {
+        for sub in subchannels {
+            await sub.close()
+        }
+    }
+}
+
+/// A live connection and the handle to start calls on it.
+final class ClientConnection: Sendable {
+    final class SharedState: Sendable {
+        private let draining = Atomic<Bool>(false)
+        private let closed = Atomic<Bool>(false)
+        var isDraining: Bool { draining.load(ordering: .relaxed) }
+        var isClosed: Bool { closed.load(ordering: .relaxed) }
+        func markDraining() { draining.store(true, ordering: .relaxed) }
+        func markClosed() { closed.store(true, ordering: .relaxed) }
+    }
+
+    let channel: Channel
+    let handler: NIOLoopBound<ClientConnectionHandler>
+    let state: SharedState
+
+    init(channel: Channel, handler: NIOLoopBound<ClientConnectionHandler>, state: SharedState) {
+        self.channel = channel
+        self.handler = handler
+        self.state = state
+    }
+
+    var isUsable: Bool { !state.isDraining && !state.isClosed }
+
+    func call(_ request: ClientRequest, callID: UInt64) async throws -> ByteBuffer {
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: ByteBuffer.self)
+        let handler = self.handler
+        loop.execute {
+            handler.value.start(request, callID: callID, promise: promise)
+        }
+        return try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            loop.execute {
+                handler.value.abort(callID: callID, error: .cancelled("call cancelled by the caller"))
+            }
+        }
+    }
+}
+
+/// One address: connects on first use, reconnects after a close, backs off after failures.
+final class Subchannel: Sendable {
+    private enum State {
+        case idle
+        case connecting(EventLoopFuture<ClientConnection>)
+        case ready(ClientConnection)
+        case backoff(until: NIODeadline, failures: Int, reason: String)
+    }
+
+    let host: String
+    let port: Int
+    let authority: String
+    let config: HTTP2Channel.Config
+    let group: any EventLoopGroup
+    private let state = Mutex<State>(.idle)
+
+    init(host: String, port: Int, authority: String, config: HTTP2Channel.Config, group: any EventLoopGroup) {
+        self.host = host
+        self.port = port
+        self.authority = authority
+        self.config = config
+        self.group = group
+    }
+
+    var isReady: Bool {
+        state.withLock { s in
+            if case .ready(let c) = s { return c.isUsable }
+            return false
+        }
+    }
+
+    func connection() async throws -> ClientConnection {
+        let step: Result<EventLoopFuture<ClientConnection>, CallNotSent> = state.withLock { s in
+            switch s {
+            case .ready(let c) where c.isUsable:
+                return .success(c.channel.eventLoop.makeSucceededFuture(c))
+            case .connecting(let f):
+                return .success(f)
+            case .backoff(let until, _, let reason) where NIODeadline.now() < until:
+                return .failure(CallNotSent(error: .unavailable("\(authority) is unreachable (\(reason)); retrying shortly")))
+            default:
+                var failures = 0
+                if case .backoff(_, let f, _) = s { failures = f }
+                let future = connect(failures: failures)
+                s = .connecting(future)
+                return .success(future)
+            }
+        }
+        return try await step.get().get()
+    }
+
+    private func connect(failures: Int) -> EventLoopFuture<ClientConnection> {
+        let authority = self.authority
+        let maxMessageBytes = config.maxMessageBytes
+        let shared = ClientConnection.SharedState()
+        let future = ClientBootstrap(group: group)
+            .connectTimeout(config.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ClientConnectionHandler(authority: authority, maxMessageBytes: maxMessageBytes, state: shared)
+                    )
+                }
+            }
+            .connect(host: host, port: port)
+            .flatMap { channel in
+                channel.pipeline.handler(type: ClientConnectionHandler.self).map { handler in
+                    ClientConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), state: shared)
+                }
+            }
+        future.whenComplete { result in
+            self.state.withLock { s in
+                switch result {
+                case .success(let connection):
+                    s = .ready(connection)
+                case .failure(let error):
+                    let backoff = min(self.config.initialBackoff.nanoseconds << min(failures, 16), self.config.maxBackoff.nanoseconds)
+                    s = .backoff(until: .now() + .nanoseconds(backoff), failures: failures + 1, reason: "\(error)")
+                }
+            }
+            if case .success(let connection) = result {
+                connection.channel.closeFuture.whenComplete { _ in
+                    self.state.withLock { s in
+                        if case .ready(let c) = s, c === connection { s = .idle }
+                    }
+                }
+            }
+        }
+        return future.flatMapErrorThrowing { error in
+            throw CallNotSent(error: .unavailable("cannot connect to \(authority): \(error)"))
+        }
+    }
+
+    func close() async {
+        let channel: Channel? = state.withLock { s in
+            defer { s = .idle }
+            if case .ready(let c) = s { return c.channel }
+            return nil
+        }
+        try? await channel?.close()
+    }
+}

@@ -1,0 +1,113 @@
+import CNGHTTP2
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The one small layer over libnghttp2 1.52's C API (the ssize_t API: the *2
+// variants arrived in 1.60): header lists, settings, the constants the
+// connection handlers compare against.
+
+enum NG {
+    static let headersFrame = UInt8(NGHTTP2_HEADERS.rawValue)
+    static let dataFrame = UInt8(NGHTTP2_DATA.rawValue)
+    static let goawayFrame = UInt8(NGHTTP2_GOAWAY.rawValue)
+    static let rstStreamFrame = UInt8(NGHTTP2_RST_STREAM.rawValue)
+    static let endStream = UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)
+    static let temporalCallbackFailure = Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+    static let callbackFailure = Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+    static let deferred = Int(NGHTTP2_ERR_DEFERRED.rawValue)
+    static let dataFlagEOF = UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
+    static let dataFlagNoEndStream = UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue)
+    static let noError = UInt32(NGHTTP2_NO_ERROR.rawValue)
+    static let cancel = UInt32(NGHTTP2_CANCEL.rawValue)
+    static let refusedStream = UInt32(NGHTTP2_REFUSED_STREAM.rawValue)
+    static let enhanceYourCalm = UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+    static let internalError = UInt32(NGHTTP2_INTERNAL_ERROR.rawValue)
+    static let flagNone = UInt8(NGHTTP2_FLAG_NONE.rawValue)
+    static let nvNoCopy = UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue)
+
+    static func settings(_ pairs: [(nghttp2_settings_id, UInt32)]) -> [nghttp2_settings_entry] {
+        pairs.map { nghttp2_settings_entry(settings_id: Int32($0.0.rawValue), value: $0.1) }
+    }
+
+    static func errorName(_ code: Int) -> String {
+        String(cString: nghttp2_strerror(Int32(truncatingIfNeeded: code)))
+    }
+}
+
+/// A header list laid out for nghttp2: every name and value in one byte
+/// array, and the nv array pointing into it. nghttp2 copies what it is given
+/// in submit_*, so this only has to live for the call.
+struct HeaderList {
+    private var bytes: [UInt8] = []
+    private var spans: [(name: Range<Int>, value: Range<Int>)] = []
+
+    init(capacity: Int = 8) {
+        spans.reserveCapacity(capacity)
+        bytes.reserveCapacity(capacity * 32)
+    }
+
+    mutating func add(_ name: String, _ value: String) {
+        let n0 = bytes.count
+        bytes.append(contentsOf: name.utf8)
+        let v0 = bytes.count
+        bytes.append(contentsOf: value.utf8)
+        spans.append((n0..<v0, v0..<bytes.count))
+    }
+
+    var isEmpty: Bool { spans.isEmpty }
+
+    func withNV<R>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+        bytes.withUnsafeBufferPointer { raw in
+            let base = UnsafeMutablePointer(mutating: raw.baseAddress ?? HeaderList.empty)
+            return withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(spans.count, 1)) { nva in
+                for (i, s) in spans.enumerated() {
+                    nva[i] = nghttp2_nv(
+                        name: base + s.name.lowerBound, value: base + s.value.lowerBound,
+                        namelen: s.name.count, valuelen: s.value.count, flags: 0
+                    )
+                }
+                return body(UnsafePointer(nva.baseAddress!), spans.count)
+            }
+        }
+    }
+
+    nonisolated(unsafe) private static let empty = UnsafePointer<UInt8>(UnsafeMutablePointer<UInt8>.allocate(capacity: 1))
+}
+
+/// Header lists sent on every call, built once and never freed, so that nghttp2
+/// may reference them without copying.
+struct StaticHeaders: @unchecked Sendable {
+    let nva: UnsafeMutablePointer<nghttp2_nv>
+    let count: Int
+
+    init(_ pairs: [(String, String)]) {
+        nva = .allocate(capacity: pairs.count)
+        count = pairs.count
+        for (i, (name, value)) in pairs.enumerated() {
+            let n = Array(name.utf8)
+            let v = Array(value.utf8)
+            let np = UnsafeMutablePointer<UInt8>.allocate(capacity: n.count)
+            np.initialize(from: n, count: n.count)
+            let vp = UnsafeMutablePointer<UInt8>.allocate(capacity: max(v.count, 1))
+            vp.initialize(from: v, count: v.count)
+            nva[i] = nghttp2_nv(name: np, value: vp, namelen: n.count, valuelen: v.count, flags: NG.nvNoCopy)
+        }
+    }
+
+    static let responseHeaders = StaticHeaders([(":status", "200"), ("content-type", "application/grpc")])
+    static let okTrailers = StaticHeaders([("grpc-status", "0")])
+}
+
+/// Compares header bytes from nghttp2 with a known name without making a String.
+@inline(__always)
+func bytesEqual(_ p: UnsafePointer<UInt8>, _ len: Int, _ literal: StaticString) -> Bool {
+    guard len == literal.utf8CodeUnitCount else { return false }
+    return memcmp(p, literal.utf8Start, len) == 0
+}
+
+@inline(__always)
+func makeString(_ p: UnsafePointer<UInt8>, _ len: Int) -> String {
+    String(decoding: UnsafeBufferPointer(start: p, count: len), as: UTF8.self)
+}

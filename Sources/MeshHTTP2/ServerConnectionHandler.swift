@@ -1,0 +1,545 @@
+import CNGHTTP2
+import Logging
+import MeshRPC
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Asks a server connection to finish its calls and close (sent as an outbound user event).
+struct GracefulDrainEvent: Sendable {}
+
+/// One HTTP/2 server connection: an nghttp2 session fed from and drained to
+/// the channel, touched only on the channel's event loop. Each complete
+/// request runs in its own Task; its answer hops back to the loop.
+final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// One request and, later, its response.
+    final class Stream {
+        let id: Int32
+        var path: String?
+        var isPost = false
+        var grpcContentType = false
+        var authorization: String?
+        var timeout: TimeAmount?
+        var timeoutMalformed = false
+        var metadata = Metadata()
+        var headerBytes = 0
+        var body: ByteBuffer
+        var route: RPCRoute?
+        var principal: Principal?
+        /// Request bytes held for this stream (released to the connection budget on close).
+        var heldBytes = 0
+        /// Set once the response (or an error) has been submitted: later data is dropped.
+        var answered = false
+        var task: Task<Void, Never>?
+        var deadlineTimer: Scheduled<Void>?
+        var response: ByteBuffer?
+
+        init(id: Int32, allocator: ByteBufferAllocator) {
+            self.id = id
+            self.body = allocator.buffer(capacity: 0)
+        }
+    }
+
+    private let router: RPCRouter
+    private let config: GRPCServer.Config
+    private let logger: Logger
+    private var session: OpaquePointer?
+    private var context: ChannelHandlerContext?
+    private var streams: [Int32: Stream] = [:]
+    private var heldBytes = 0
+    /// Window updates withheld while the connection holds more than its budget.
+    private var deferredConsumes: [(Int32, Int)] = []
+    private var readPending = false
+    private var flushScheduled = false
+    private var draining = false
+    private var closing = false
+    private var peer = ""
+
+    init(router: RPCRouter, config: GRPCServer.Config, logger: Logger) {
+        self.router = router
+        self.config = config
+        self.logger = logger
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        peer = context.channel.remoteAddress?.description ?? ""
+        var callbacks: OpaquePointer?
+        nghttp2_session_callbacks_new(&callbacks)
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, serverOnBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, serverOnHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, serverOnFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, serverOnDataChunkRecv)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, serverOnStreamClose)
+
+        var option: OpaquePointer?
+        nghttp2_option_new(&option)
+        defer { nghttp2_option_del(option) }
+        // Window updates are ours to send, so that what a peer makes us buffer stays bounded.
+        nghttp2_option_set_no_auto_window_update(option, 1)
+
+        nghttp2_session_server_new2(&session, callbacks, Unmanaged.passUnretained(self).toOpaque(), option)
+        var settings = NG.settings([
+            (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, config.maxConcurrentStreams),
+            (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UInt32(config.streamWindowBytes)),
+            (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(config.maxHeaderListBytes)),
+        ])
+        nghttp2_submit_settings(session, NG.flagNone, &settings, settings.count)
+        nghttp2_session_set_local_window_size(session, NG.flagNone, 0, Int32(config.connectionWindowBytes))
+        if context.channel.isActive {
+            flush()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        for stream in streams.values {
+            stream.task?.cancel()
+            stream.deadlineTimer?.cancel()
+        }
+        streams.removeAll()
+        if let session {
+            nghttp2_session_del(session)
+        }
+        session = nil
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        for stream in streams.values {
+            stream.task?.cancel()
+            stream.deadlineTimer?.cancel()
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session, !closing else { return }
+        let buffer = unwrapInboundIn(data)
+        let result = buffer.withUnsafeReadableBytes { raw in
+            nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
+        }
+        if result < 0 {
+            // Garbage instead of a preface, a bad frame, a flood: nghttp2 has queued
+            // a GOAWAY where it could; send it and close.
+            logger.debug("closing connection", metadata: ["peer": "\(peer)", "reason": "\(NG.errorName(result))"])
+            flush()
+            closeConnection()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            flush()
+            if readPending {
+                readPending = false
+                context.read()
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.debug("connection error", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        closeConnection()
+    }
+
+    /// Reading stops while the peer does not read what we write: a peer that
+    /// never reads cannot make us queue without bound.
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if event is GracefulDrainEvent {
+            beginDrain()
+            promise?.succeed()
+        } else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+        }
+    }
+
+    // MARK: Shutdown
+
+    private func beginDrain() {
+        guard let session, !draining else { return }
+        draining = true
+        // Streams up to the last one received are served; later ones the client retries elsewhere.
+        nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), NG.noError, nil, 0)
+        flush()
+    }
+
+    private func closeConnection() {
+        guard !closing, let context else { return }
+        closing = true
+        context.close(promise: nil)
+    }
+
+    // MARK: Output
+
+    private func scheduleFlush() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            self.flush()
+        }
+    }
+
+    /// Drains nghttp2's output into the channel while it is writable. Never
+    /// called from inside an nghttp2 callback (mem_send is not re-entrant).
+    private func flush() {
+        guard let session, let context, !closing else { return }
+        var out: ByteBuffer?
+        while context.channel.isWritable {
+            var chunk: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &chunk)
+            if n < 0 {
+                logger.debug("nghttp2 send failed", metadata: ["peer": "\(peer)", "reason": "\(NG.errorName(n))"])
+                closeConnection()
+                return
+            }
+            if n == 0 { break }
+            if out == nil {
+                out = context.channel.allocator.buffer(capacity: max(n, 4096))
+            }
+            out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: n))
+            if out!.readableBytes >= 65536 {
+                context.write(wrapOutboundOut(out!), promise: nil)
+                out = nil
+            }
+        }
+        if let out {
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        } else {
+            context.flush()
+        }
+        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+            closeConnection()
+        } else if draining && streams.isEmpty && nghttp2_session_want_write(session) == 0 {
+            closeConnection()
+        }
+    }
+
+    // MARK: nghttp2 callbacks (called from inside mem_recv)
+
+    fileprivate func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        guard frame.pointee.hd.type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
+        let id = frame.pointee.hd.stream_id
+        streams[id] = Stream(id: id, allocator: context!.channel.allocator)
+        return 0
+    }
+
+    fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafePointer<UInt8>, _ nameLen: Int, _ value: UnsafePointer<UInt8>, _ valueLen: Int) -> Int32 {
+        guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+        stream.headerBytes += nameLen + valueLen + 32
+        if stream.headerBytes > config.maxHeaderListBytes {
+            // The header list is over the advertised limit: reset the stream.
+            return NG.temporalCallbackFailure
+        }
+        if frame.pointee.headers.cat != NGHTTP2_HCAT_REQUEST { return 0 }  // request trailers carry nothing for us
+        if name[0] == UInt8(ascii: ":") {
+            if bytesEqual(name, nameLen, ":path") {
+                stream.path = makeString(value, valueLen)
+            } else if bytesEqual(name, nameLen, ":method") {
+                stream.isPost = bytesEqual(value, valueLen, "POST")
+            }
+            return 0
+        }
+        if bytesEqual(name, nameLen, "content-type") {
+            stream.grpcContentType = valueLen >= 16 && memcmp(value, "application/grpc", 16) == 0
+                && (valueLen == 16 || value[16] == UInt8(ascii: "+") || value[16] == UInt8(ascii: ";"))
+        } else if bytesEqual(name, nameLen, "authorization") {
+            stream.authorization = makeString(value, valueLen)
+        } else if bytesEqual(name, nameLen, "grpc-timeout") {
+            stream.timeout = GRPCTimeout.parse(UnsafeBufferPointer(start: value, count: valueLen))
+            stream.timeoutMalformed = stream.timeout == nil
+        } else if bytesEqual(name, nameLen, "te") || bytesEqual(name, nameLen, "user-agent")
+            || (nameLen > 5 && memcmp(name, "grpc-", 5) == 0) {
+            // gRPC's own headers; grpc-encoding is checked through the message's compressed flag.
+        } else {
+            stream.metadata.add(makeString(name, nameLen), makeString(value, valueLen))
+        }
+        return 0
+    }
+
+    fileprivate func onFrameRecv(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let type = frame.pointee.hd.type
+        let id = frame.pointee.hd.stream_id
+        if type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST, let stream = streams[id] {
+            admit(stream)
+        }
+        if (type == NG.headersFrame || type == NG.dataFrame), frame.pointee.hd.flags & NG.endStream != 0,
+           let stream = streams[id], !stream.answered {
+            dispatch(stream)
+        }
+        return 0
+    }
+
+    fileprivate func onDataChunk(_ streamID: Int32, _ data: UnsafePointer<UInt8>, _ len: Int) -> Int32 {
+        guard let session else { return 0 }
+        guard let stream = streams[streamID], !stream.answered else {
+            // Data for a stream already answered or reset: drop it, keep the window open.
+            nghttp2_session_consume(session, streamID, len)
+            return 0
+        }
+        stream.body.writeBytes(UnsafeRawBufferPointer(start: data, count: len))
+        stream.heldBytes += len
+        heldBytes += len
+        if heldBytes <= config.connectionBufferBudget {
+            nghttp2_session_consume(session, streamID, len)
+        } else {
+            deferredConsumes.append((streamID, len))
+        }
+        // Refuse an oversize message as soon as its prefix says so, before buffering it.
+        if stream.body.readableBytes >= GRPCFraming.prefixLength,
+           let length = stream.body.getInteger(at: stream.body.readerIndex + 1, as: UInt32.self) {
+            if Int(length) > config.maxMessageBytes {
+                answer(stream, error: .resourceExhausted("request message of \(length) bytes is over the limit of \(config.maxMessageBytes)"))
+            } else if stream.body.readableBytes > GRPCFraming.prefixLength + Int(length) {
+                answer(stream, error: .internal("more than one request message in a unary call"))
+            }
+        }
+        return 0
+    }
+
+    fileprivate func onStreamClose(_ streamID: Int32) -> Int32 {
+        guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+        stream.task?.cancel()
+        stream.deadlineTimer?.cancel()
+        release(stream)
+        return 0
+    }
+
+    fileprivate func readResponse(_ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let session, let stream = streams[streamID], var response = stream.response else {
+            return Int(NG.temporalCallbackFailure)
+        }
+        let n = min(length, response.readableBytes)
+        response.readWithUnsafeReadableBytes { raw in
+            UnsafeMutableRawPointer(buf).copyMemory(from: raw.baseAddress!, byteCount: n)
+            return n
+        }
+        if response.readableBytes == 0 {
+            stream.response = nil
+            flags.pointee |= NG.dataFlagEOF | NG.dataFlagNoEndStream
+            nghttp2_submit_trailer(session, streamID, StaticHeaders.okTrailers.nva, StaticHeaders.okTrailers.count)
+        } else {
+            stream.response = response
+        }
+        return n
+    }
+
+    // MARK: Calls
+
+    /// Headers are complete: refuse what can be refused before the body arrives.
+    private func admit(_ stream: Stream) {
+        guard stream.isPost, stream.grpcContentType else {
+            answer(stream, error: .unimplemented("not a gRPC request (need POST with content-type application/grpc)"))
+            return
+        }
+        guard let path = stream.path, let route = router.route(path: path) else {
+            answer(stream, error: .unimplemented("unknown method \(stream.path ?? "(none)")"))
+            return
+        }
+        if stream.timeoutMalformed {
+            answer(stream, error: .invalidArgument("malformed grpc-timeout header"))
+            return
+        }
+        do {
+            stream.principal = try router.authenticate(route, authorization: stream.authorization)
+        } catch {
+            answer(stream, error: error)
+            return
+        }
+        if draining && stream.id > nghttp2_session_get_last_proc_stream_id(session) {
+            answer(stream, error: .unavailable("server is shutting down"))
+            return
+        }
+        stream.route = route
+    }
+
+    /// The request is complete: run it.
+    private func dispatch(_ stream: Stream) {
+        guard let route = stream.route, let context else { return }
+        let message: ByteBuffer
+        switch GRPCFraming.unframeUnary(stream.body, maxMessageBytes: config.maxMessageBytes) {
+        case .message(let m):
+            message = m
+        case .compressed:
+            answer(stream, error: .unimplemented("compressed messages are not supported (grpc-encoding identity only)"))
+            return
+        case .tooLarge(let n):
+            answer(stream, error: .resourceExhausted("request message of \(n) bytes is over the limit of \(config.maxMessageBytes)"))
+            return
+        case .malformed(let why):
+            answer(stream, error: .internal(why))
+            return
+        }
+        var deadline: NIODeadline?
+        if let timeout = stream.timeout {
+            deadline = .now() + timeout
+        }
+        let callContext = ServerContext(
+            method: route.method, metadata: stream.metadata, deadline: deadline,
+            principal: stream.principal, authorization: stream.authorization, peer: peer
+        )
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let id = stream.id
+        let logger = self.logger
+        stream.task = Task {
+            let result: Result<ByteBuffer, RPCError>
+            do {
+                result = .success(try await route.run(message, callContext))
+            } catch let error as RPCError {
+                result = .failure(error)
+            } catch is CancellationError {
+                result = .failure(.cancelled("call cancelled"))
+            } catch {
+                logger.error("handler failed", metadata: ["method": "\(route.method.path)", "error": "\(error)"])
+                result = .failure(.internal("internal error"))
+            }
+            loop.execute {
+                bound.value.complete(id, result)
+            }
+        }
+        if let deadline {
+            stream.deadlineTimer = loop.assumeIsolated().scheduleTask(deadline: deadline) {
+                self.expire(id)
+            }
+        }
+    }
+
+    private func complete(_ id: Int32, _ result: Result<ByteBuffer, RPCError>) {
+        guard let stream = streams[id], !stream.answered else { return }
+        stream.deadlineTimer?.cancel()
+        stream.task = nil
+        switch result {
+        case .success(let response):
+            if response.readableBytes - GRPCFraming.prefixLength > config.maxMessageBytes {
+                answer(stream, error: .resourceExhausted("response message is over the limit of \(config.maxMessageBytes) bytes"))
+            } else {
+                answer(stream, response: response)
+            }
+        case .failure(let error):
+            answer(stream, error: error)
+        }
+        scheduleFlush()
+    }
+
+    private func expire(_ id: Int32) {
+        guard let stream = streams[id], !stream.answered else { return }
+        stream.task?.cancel()
+        stream.task = nil
+        answer(stream, error: .deadlineExceeded("deadline exceeded while serving \(stream.path ?? "")"))
+        scheduleFlush()
+    }
+
+    private func answer(_ stream: Stream, response: ByteBuffer) {
+        guard let session else { return }
+        stream.answered = true
+        stream.response = response
+        var provider = nghttp2_data_provider()
+        provider.read_callback = serverReadResponse
+        nghttp2_submit_response(session, stream.id, StaticHeaders.responseHeaders.nva, StaticHeaders.responseHeaders.count, &provider)
+    }
+
+    /// A Trailers-Only response: HEADERS with the status and END_STREAM.
+    private func answer(_ stream: Stream, error: RPCError) {
+        guard let session, !stream.answered else { return }
+        stream.answered = true
+        stream.task?.cancel()
+        stream.task = nil
+        var headers = HeaderList(capacity: 4 + error.metadata.count)
+        headers.add(":status", "200")
+        headers.add("content-type", "application/grpc")
+        headers.add("grpc-status", String(error.code.rawValue))
+        if !error.message.isEmpty {
+            headers.add("grpc-message", StatusMessageEncoding.encode(error.message))
+        }
+        for (name, value) in error.metadata {
+            headers.add(name, value)
+        }
+        headers.withNV { nva, count in
+            _ = nghttp2_submit_response(session, stream.id, nva, count, nil)
+        }
+        // What was buffered for the request is no longer needed.
+        release(stream)
+        stream.body = context!.channel.allocator.buffer(capacity: 0)
+    }
+
+    /// Gives a stream's buffered request bytes back to the connection budget
+    /// and opens the window that was withheld while over it.
+    private func release(_ stream: Stream) {
+        guard stream.heldBytes > 0 else { return }
+        heldBytes -= stream.heldBytes
+        stream.heldBytes = 0
+        guard let session, !deferredConsumes.isEmpty else { return }
+        var i = 0
+        while i < deferredConsumes.count, heldBytes <= config.connectionBufferBudget {
+            let (id, n) = deferredConsumes[i]
+            if streams[id] != nil {
+                nghttp2_session_consume(session, id, n)
+            } else {
+                nghttp2_session_consume_connection(session, n)
+            }
+            i += 1
+        }
+        deferredConsumes.removeFirst(i)
+    }
+}
+
+// C callbacks: user_data is the handler, unretained; the session is deleted in
+// handlerRemoved, so no callback runs after the handler is gone.
+
+@inline(__always)
+private func handler(_ userData: UnsafeMutableRawPointer?) -> ServerConnectionHandler {
+    Unmanaged<ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private let serverOnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
+    handler(userData).onBeginHeaders(frame!)
+}
+
+private let serverOnHeader: nghttp2_on_header_callback = { _, frame, name, nameLen, value, valueLen, _, userData in
+    handler(userData).onHeader(frame!, name!, nameLen, value!, valueLen)
+}
+
+private let serverOnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData in
+    handler(userData).onFrameRecv(frame!)
+}
+
+private let serverOnDataChunkRecv: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, len, userData in
+    handler(userData).onDataChunk(streamID, data!, len)
+}
+
+private let serverOnStreamClose: nghttp2_on_stream_close_callback = { _, streamID, _, userData in
+    handler(userData).onStreamClose(streamID)
+}
+
+private let serverReadResponse: nghttp2_data_source_read_callback = { _, streamID, buf, length, flags, _, userData in
+    handler(userData).readResponse(streamID, buf!, length, flags!)
+}

@@ -1,0 +1,35 @@
+import Foundation
+
+/// The configuration every ChatMesh process reads from its environment
+/// (ARCHITECTURE.md, Configuration), with defaults that run the whole mesh on one machine.
+public struct MeshEnvironment: Sendable {
+    /// The key a mesh signs its tokens with when CHATMESH_AUTH_KEY is not set: for local runs only.
+    public static let developmentAuthKey = "chatmesh-local-development-key"
+
+    /// Default ports by service name (gateway 50050 … messaging 50054).
+    public static let defaultPorts: [String: Int] = [
+        "gateway": 50050, "conversation": 50051, "order": 50052, "loyalty": 50053, "messaging": 50054,
+    ]
+
+    public var values: [String: String]
+
+    public init(_ values: [String: String] = ProcessInfo.processInfo.environment) {
+        self.values = values
+    }
+
+    public var authKey: String { values["CHATMESH_AUTH_KEY"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.developmentAuthKey }
+    public var usesDevelopmentAuthKey: Bool { authKey == Self.developmentAuthKey }
+    public var dataDirectory: String { values["CHATMESH_DATA_DIR"] ?? "./data" }
+    public var databaseURL: String? { values["DATABASE_URL"] }
+    public var logLevel: String { values["LOG_LEVEL"] ?? "info" }
+
+    /// CHATMESH_LISTEN, or 127.0.0.1 on the service's default port.
+    public func listen(service: String) -> String {
+        values["CHATMESH_LISTEN"] ?? "127.0.0.1:\(Self.defaultPorts[service] ?? 0)"
+    }
+
+    /// CHATMESH_<SERVICE>_ADDRS, or the service's default port on this machine.
+    public func addresses(of service: String) -> String {
+        values["CHATMESH_\(service.uppercased())_ADDRS"] ?? "127.0.0.1:\(Self.defaultPorts[service] ?? 0)"
+    }
+}
