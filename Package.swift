@@ -58,6 +58,7 @@ let package = Package(
             name: "mesh-echo",
             dependencies: [
                 "MeshEcho", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -50,7 +50,13 @@ final class _PBArena {
     private var cursor: UnsafeMutableRawPointer? = nil
     private var remaining = 0
 
-    init() {}
+    /// `initial` is memory the caller owns (a stack buffer): small messages need no malloc.
+    init(initial: UnsafeMutableRawBufferPointer? = nil) {
+        if let initial, let base = initial.baseAddress {
+            cursor = base
+            remaining = initial.count
+        }
+    }
 
     deinit {
         for chunk in chunks {
@@ -187,17 +193,22 @@ enum _PB {
         size: (UnsafePointer<C>?) -> Int,
         pack: (UnsafePointer<C>?, UnsafeMutablePointer<UInt8>?) -> Int
     ) throws(MessageCodingError) {
-        let arena = _PBArena()
-        let p = try build(value, arena)
-        let n = size(p)
-        buffer.reserveCapacity(minimumWritableBytes: n)
-        let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { raw in
-            pack(p, raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        let outcome: MessageCodingError? = withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 16) { stack in
+            let arena = _PBArena(initial: stack)
+            let p: UnsafeMutablePointer<C>
+            do throws(MessageCodingError) {
+                p = try build(value, arena)
+            } catch {
+                return error
+            }
+            let n = size(p)
+            let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { raw in
+                pack(p, raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
+            withExtendedLifetime(arena) {}
+            return written == n ? nil : MessageCodingError.malformed("protobuf-c packed \(written) bytes, expected \(n)")
         }
-        withExtendedLifetime(arena) {}
-        if written != n {
-            throw MessageCodingError.malformed("protobuf-c packed \(written) bytes, expected \(n)")
-        }
+        if let outcome { throw outcome }
     }
 
     nonisolated(unsafe) private static let emptyInput: UnsafePointer<UInt8> = {

@@ -25,6 +25,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var isPost = false
         var grpcContentType = false
         var authorization: String?
+        var deadline: NIODeadline?
         var timeout: TimeAmount?
         var timeoutMalformed = false
         var metadata = Metadata()
@@ -37,7 +38,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         /// Set once the response (or an error) has been submitted: later data is dropped.
         var answered = false
         var task: Task<Void, Never>?
-        var deadlineTimer: Scheduled<Void>?
         var response: ByteBuffer?
 
         init(id: Int32, allocator: ByteBufferAllocator) {
@@ -60,6 +60,16 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var draining = false
     private var closing = false
     private var peer = ""
+    private var executor: EventLoopTaskExecutor?
+    /// One timer per connection, for the soonest deadline of a running call:
+    /// per-call timers would cost a heap insert and a linear cancel each.
+    private var deadlineTimer: Scheduled<Void>?
+    private var deadlineTimerAt: NIODeadline?
+    /// Clients send the same path and token call after call: the last ones are
+    /// remembered so the common case makes no String and verifies nothing.
+    private var lastPath: (bytes: [UInt8], path: String, route: RPCRoute?)?
+    private var lastAuthorization: (bytes: [UInt8], value: String)?
+    private var lastPrincipal: (authorization: String, principal: Principal)?
 
     init(router: RPCRouter, config: GRPCServer.Config, logger: Logger) {
         self.router = router
@@ -71,6 +81,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        executor = EventLoopTaskExecutor(loop: context.eventLoop)
         peer = context.channel.remoteAddress?.description ?? ""
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
@@ -103,8 +114,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func handlerRemoved(context: ChannelHandlerContext) {
         for stream in streams.values {
             stream.task?.cancel()
-            stream.deadlineTimer?.cancel()
         }
+        deadlineTimer?.cancel()
         streams.removeAll()
         if let session {
             nghttp2_session_del(session)
@@ -121,8 +132,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func channelInactive(context: ChannelHandlerContext) {
         for stream in streams.values {
             stream.task?.cancel()
-            stream.deadlineTimer?.cancel()
         }
+        deadlineTimer?.cancel()
         context.fireChannelInactive()
     }
 
@@ -262,7 +273,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if frame.pointee.headers.cat != NGHTTP2_HCAT_REQUEST { return 0 }  // request trailers carry nothing for us
         if name[0] == UInt8(ascii: ":") {
             if bytesEqual(name, nameLen, ":path") {
-                stream.path = makeString(value, valueLen)
+                if let last = lastPath, last.bytes.elementsEqual(UnsafeBufferPointer(start: value, count: valueLen)) {
+                    stream.path = last.path
+                } else {
+                    let path = makeString(value, valueLen)
+                    lastPath = (Array(UnsafeBufferPointer(start: value, count: valueLen)), path, router.route(path: path))
+                    stream.path = path
+                }
             } else if bytesEqual(name, nameLen, ":method") {
                 stream.isPost = bytesEqual(value, valueLen, "POST")
             }
@@ -272,7 +289,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             stream.grpcContentType = valueLen >= 16 && memcmp(value, "application/grpc", 16) == 0
                 && (valueLen == 16 || value[16] == UInt8(ascii: "+") || value[16] == UInt8(ascii: ";"))
         } else if bytesEqual(name, nameLen, "authorization") {
-            stream.authorization = makeString(value, valueLen)
+            if let last = lastAuthorization, last.bytes.elementsEqual(UnsafeBufferPointer(start: value, count: valueLen)) {
+                stream.authorization = last.value
+            } else {
+                let value = (Array(UnsafeBufferPointer(start: value, count: valueLen)), makeString(value, valueLen))
+                lastAuthorization = value
+                stream.authorization = value.1
+            }
         } else if bytesEqual(name, nameLen, "grpc-timeout") {
             stream.timeout = GRPCTimeout.parse(UnsafeBufferPointer(start: value, count: valueLen))
             stream.timeoutMalformed = stream.timeout == nil
@@ -328,7 +351,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     fileprivate func onStreamClose(_ streamID: Int32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         stream.task?.cancel()
-        stream.deadlineTimer?.cancel()
         release(stream)
         return 0
     }
@@ -360,7 +382,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             answer(stream, error: .unimplemented("not a gRPC request (need POST with content-type application/grpc)"))
             return
         }
-        guard let path = stream.path, let route = router.route(path: path) else {
+        let route: RPCRoute?
+        if let path = stream.path, let last = lastPath, last.path == path {
+            route = last.route
+        } else {
+            route = stream.path.flatMap { router.route(path: $0) }
+        }
+        guard let route else {
             answer(stream, error: .unimplemented("unknown method \(stream.path ?? "(none)")"))
             return
         }
@@ -369,7 +397,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         do {
-            stream.principal = try router.authenticate(route, authorization: stream.authorization)
+            if route.requiresAuth, let auth = stream.authorization, let last = lastPrincipal,
+               last.authorization == auth, last.principal.expiresAtMs > WallClock.nowMs() {
+                stream.principal = last.principal
+            } else {
+                stream.principal = try router.authenticate(route, authorization: stream.authorization)
+                if let principal = stream.principal, let auth = stream.authorization {
+                    lastPrincipal = (auth, principal)
+                }
+            }
         } catch {
             answer(stream, error: error)
             return
@@ -410,7 +446,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let bound = NIOLoopBound(self, eventLoop: loop)
         let id = stream.id
         let logger = self.logger
-        stream.task = Task {
+        stream.task = Task(executorPreference: executor) {
             let result: Result<ByteBuffer, RPCError>
             do {
                 result = .success(try await route.run(message, callContext))
@@ -422,20 +458,49 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 logger.error("handler failed", metadata: ["method": "\(route.method.path)", "error": "\(error)"])
                 result = .failure(.internal("internal error"))
             }
-            loop.execute {
+            if loop.inEventLoop {
                 bound.value.complete(id, result)
+            } else {
+                loop.execute { bound.value.complete(id, result) }
             }
         }
         if let deadline {
-            stream.deadlineTimer = loop.assumeIsolated().scheduleTask(deadline: deadline) {
-                self.expire(id)
+            stream.deadline = deadline
+            if deadlineTimerAt.map({ deadline < $0 }) ?? true {
+                armDeadlineTimer(deadline)
             }
         }
     }
 
+    private func armDeadlineTimer(_ at: NIODeadline) {
+        guard let context else { return }
+        deadlineTimer?.cancel()
+        deadlineTimerAt = at
+        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
+            self.expireDeadlines()
+        }
+    }
+
+    /// Answers DEADLINE_EXCEEDED for every call past its deadline and re-arms for the next.
+    private func expireDeadlines() {
+        deadlineTimer = nil
+        deadlineTimerAt = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for stream in streams.values where !stream.answered {
+            guard let deadline = stream.deadline else { continue }
+            if deadline <= now {
+                answer(stream, error: .deadlineExceeded("deadline exceeded while serving \(stream.path ?? "")"))
+            } else if next.map({ deadline < $0 }) ?? true {
+                next = deadline
+            }
+        }
+        if let next { armDeadlineTimer(next) }
+        flush()
+    }
+
     private func complete(_ id: Int32, _ result: Result<ByteBuffer, RPCError>) {
         guard let stream = streams[id], !stream.answered else { return }
-        stream.deadlineTimer?.cancel()
         stream.task = nil
         switch result {
         case .success(let response):
@@ -447,14 +512,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .failure(let error):
             answer(stream, error: error)
         }
-        scheduleFlush()
-    }
-
-    private func expire(_ id: Int32) {
-        guard let stream = streams[id], !stream.answered else { return }
-        stream.task?.cancel()
-        stream.task = nil
-        answer(stream, error: .deadlineExceeded("deadline exceeded while serving \(stream.path ?? "")"))
         scheduleFlush()
     }
 

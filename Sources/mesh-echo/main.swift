@@ -6,12 +6,13 @@ import MeshEcho
 import MeshHTTP2
 import MeshHealth
 import MeshRPC
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
 /// A gRPC server of chatmesh.testing.v1.EchoService and grpc.health.v1.Health:
 /// what interop tests, h2load benchmarks and smoke checks call.
-@main
-struct MeshEchoCommand: AsyncParsableCommand {
+struct MeshEchoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mesh-echo",
         abstract: "Serve chatmesh.testing.v1.EchoService (and health) over gRPC/h2c."
@@ -26,7 +27,7 @@ struct MeshEchoCommand: AsyncParsableCommand {
     @Option(help: "Largest message accepted or sent, in bytes.")
     var maxMessageBytes: Int = GRPCFraming.defaultMaxMessageBytes
 
-    func run() async throws {
+    func serve() async throws {
         let env = MeshEnvironment()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -58,4 +59,14 @@ struct MeshEchoCommand: AsyncParsableCommand {
         try await group.run()
         logger.info("stopped")
     }
+}
+
+// Handlers run on the event loops themselves: a request's Task and its
+// connection then share a thread instead of handing work across two pools.
+_ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+do {
+    let command = try MeshEchoCommand.parse()
+    try await command.serve()
+} catch {
+    MeshEchoCommand.exit(withError: error)
 }
