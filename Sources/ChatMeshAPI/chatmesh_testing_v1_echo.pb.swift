@@ -19,10 +19,13 @@ public struct EchoRequest: RPCMessage, Hashable, ShopScoped {
     public var payload: [UInt8] = []
     public var words: [String] = []
     public var labels: [String: String] = [:]
+    /// When > 0 the answer's payload is this many bytes (instead of the request's):
+    /// small requests with large answers, for flow-control tests and benchmarks.
+    public var responseBytes: Int32 = 0
 
     public init() {}
 
-    public init(shopId: String = "", text: String = "", failWithCode: Int32 = 0, failWithMessage: String = "", delayMs: Int64 = 0, payload: [UInt8] = [], words: [String] = [], labels: [String: String] = [:]) {
+    public init(shopId: String = "", text: String = "", failWithCode: Int32 = 0, failWithMessage: String = "", delayMs: Int64 = 0, payload: [UInt8] = [], words: [String] = [], labels: [String: String] = [:], responseBytes: Int32 = 0) {
         self.shopId = shopId
         self.text = text
         self.failWithCode = failWithCode
@@ -31,6 +34,7 @@ public struct EchoRequest: RPCMessage, Hashable, ShopScoped {
         self.payload = payload
         self.words = words
         self.labels = labels
+        self.responseBytes = responseBytes
     }
 }
 
@@ -54,6 +58,7 @@ extension EchoRequest {
         self.payload = _PB.bytes(c.payload)
         self.words = _PB.array(c.n_words, c.words) { _PB.string($0) }
         self.labels = _PB.map(c.n_labels, c.labels) { (_PB.string($0.pointee.key), _PB.string($0.pointee.value)) }
+        self.responseBytes = c.response_bytes
     }
 
     static func _encodeC(_ v: EchoRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__Testing__V1__EchoRequest> {
@@ -84,6 +89,7 @@ extension EchoRequest {
             p.pointee.n_labels = v.labels.count
             p.pointee.labels = items
         }
+        p.pointee.response_bytes = v.responseBytes
         return p
     }
 

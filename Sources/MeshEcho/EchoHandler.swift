@@ -25,7 +25,7 @@ public struct EchoHandler: EchoService.Handler {
         }
         return EchoResponse(
             text: request.text,
-            payload: request.payload,
+            payload: request.responseBytes > 0 ? [UInt8](repeating: UInt8(ascii: "a"), count: Int(request.responseBytes)) : request.payload,
             words: request.words,
             labels: request.labels,
             callerShopId: context.principal?.shopId ?? "",

@@ -160,7 +160,7 @@ const ProtobufCMessageDescriptor chatmesh__testing__v1__echo_request__labels_ent
   (ProtobufCMessageInit) chatmesh__testing__v1__echo_request__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__testing__v1__echo_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor chatmesh__testing__v1__echo_request__field_descriptors[9] =
 {
   {
     "shop_id",
@@ -258,6 +258,18 @@ static const ProtobufCFieldDescriptor chatmesh__testing__v1__echo_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "response_bytes",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__Testing__V1__EchoRequest, response_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__testing__v1__echo_request__field_indices_by_name[] = {
   4,   /* field[4] = delay_ms */
@@ -265,6 +277,7 @@ static const unsigned chatmesh__testing__v1__echo_request__field_indices_by_name
   3,   /* field[3] = fail_with_message */
   7,   /* field[7] = labels */
   5,   /* field[5] = payload */
+  8,   /* field[8] = response_bytes */
   0,   /* field[0] = shop_id */
   1,   /* field[1] = text */
   6,   /* field[6] = words */
@@ -272,7 +285,7 @@ static const unsigned chatmesh__testing__v1__echo_request__field_indices_by_name
 static const ProtobufCIntRange chatmesh__testing__v1__echo_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor chatmesh__testing__v1__echo_request__descriptor =
 {
@@ -282,7 +295,7 @@ const ProtobufCMessageDescriptor chatmesh__testing__v1__echo_request__descriptor
   "Chatmesh__Testing__V1__EchoRequest",
   "chatmesh.testing.v1",
   sizeof(Chatmesh__Testing__V1__EchoRequest),
-  8,
+  9,
   chatmesh__testing__v1__echo_request__field_descriptors,
   chatmesh__testing__v1__echo_request__field_indices_by_name,
   1,  chatmesh__testing__v1__echo_request__number_ranges,

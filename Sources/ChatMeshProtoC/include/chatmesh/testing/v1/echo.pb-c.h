@@ -62,10 +62,15 @@ struct  Chatmesh__Testing__V1__EchoRequest
   char **words;
   size_t n_labels;
   Chatmesh__Testing__V1__EchoRequest__LabelsEntry **labels;
+  /*
+   * When > 0 the answer's payload is this many bytes (instead of the request's):
+   * small requests with large answers, for flow-control tests and benchmarks.
+   */
+  int32_t response_bytes;
 };
 #define CHATMESH__TESTING__V1__ECHO_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__testing__v1__echo_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, {0,NULL}, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, {0,NULL}, 0,NULL, 0,NULL, 0 }
 
 
 struct  Chatmesh__Testing__V1__EchoResponse__LabelsEntry
