@@ -218,6 +218,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         if let out {
             context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        } else {
+            context.flush()
         }
         if connectionState.isDraining && calls.isEmpty {
             context.close(promise: nil)

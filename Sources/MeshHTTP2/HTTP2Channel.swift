@@ -63,16 +63,29 @@ public final class HTTP2Channel: RPCChannel {
         }
     }
 
-    /// Round-robin, skipping addresses that are not connected while another is.
+    /// Round-robin over the connected addresses; every address that is not
+    /// connected is (re)connected in the background so it can join the rotation.
     private func pick() -> Subchannel {
         let n = subchannels.count
         if n == 1 { return subchannels[0] }
         let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        var firstReady: Subchannel?
+        var firstUsable: Subchannel?
         for i in 0..<n {
             let sub = subchannels[(start &+ i) % n]
-            if sub.isReady { return sub }
+            switch sub.readiness() {
+            case .ready:
+                if firstReady == nil { firstReady = sub }
+            case .connectable:
+                sub.warmUp()
+                if firstUsable == nil { firstUsable = sub }
+            case .connecting:
+                if firstUsable == nil { firstUsable = sub }
+            case .backingOff:
+                break
+            }
         }
-        return subchannels[start % n]
+        return firstReady ?? firstUsable ?? subchannels[start % n]
     }
 
     /// Closes every connection; calls in flight fail with UNAVAILABLE.
@@ -147,11 +160,24 @@ final class Subchannel: Sendable {
         self.group = group
     }
 
-    var isReady: Bool {
+    enum Readiness {
+        case ready, connecting, connectable, backingOff
+    }
+
+    func readiness() -> Readiness {
         state.withLock { s in
-            if case .ready(let c) = s { return c.isUsable }
-            return false
+            switch s {
+            case .ready(let c): c.isUsable ? .ready : .connectable
+            case .connecting: .connecting
+            case .idle: .connectable
+            case .backoff(let until, _, _): NIODeadline.now() < until ? .backingOff : .connectable
+            }
         }
+    }
+
+    /// Starts connecting if nothing is under way, without waiting.
+    func warmUp() {
+        Task { _ = try? await self.connection() }
     }
 
     func connection() async throws -> ClientConnection {
