@@ -84,6 +84,7 @@ let package = Package(
             name: "MeshHTTP2Tests",
             dependencies: [
                 "MeshHTTP2", "MeshRPC", "ChatMeshAPI", "MeshEcho", "MeshHealth",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -5,6 +5,10 @@ import CProtobufC
 import MeshRPC
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Which fields of a message hold strings or sub-messages, by field number.
 /// protobuf-c stores a string as a NUL-terminated `char *` and does not check
 /// UTF-8, so a string with a NUL would arrive cut and a broken one would pass:
@@ -176,12 +180,19 @@ enum _PB {
                     return .failure(error)
                 }
             }
-            let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
-            guard let p = withExtendedLifetime(raw, { unpack(nil, raw.count, base ?? emptyInput) }) else {
-                return .failure(.malformed("protobuf-c could not unpack the bytes"))
+            let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? emptyInput
+            // protobuf-c mallocs every field it unpacks; a small message's tree fits in a stack region instead.
+            return withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 16) { stack in
+                var region = _PBRegion(start: stack.baseAddress!, count: stack.count)
+                return withUnsafeMutablePointer(to: &region) { regionPointer in
+                    var allocator = ProtobufCAllocator(alloc: _pbRegionAlloc, free: _pbRegionFree, allocator_data: UnsafeMutableRawPointer(regionPointer))
+                    guard let p = unpack(&allocator, raw.count, base) else {
+                        return .failure(.malformed("protobuf-c could not unpack the bytes"))
+                    }
+                    defer { free(p, &allocator) }
+                    return .success(make(p))
+                }
             }
-            defer { free(p, nil) }
-            return .success(make(p))
         }
         return try result.get()
     }
@@ -303,4 +314,35 @@ enum _PB {
         }
         return nil
     }
+}
+
+/// A bump allocator over caller-owned memory, falling back to malloc when it is full.
+struct _PBRegion {
+    let start: UnsafeMutableRawPointer
+    let end: UnsafeMutableRawPointer
+    var cursor: UnsafeMutableRawPointer
+
+    init(start: UnsafeMutableRawPointer, count: Int) {
+        self.start = start
+        self.end = start + count
+        self.cursor = start
+    }
+}
+
+private func _pbRegionAlloc(_ data: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    let region = data!.assumingMemoryBound(to: _PBRegion.self)
+    let rounded = (size + 15) & ~15
+    if region.pointee.end - region.pointee.cursor >= rounded {
+        let p = region.pointee.cursor
+        region.pointee.cursor += rounded
+        return p
+    }
+    return malloc(size)
+}
+
+private func _pbRegionFree(_ data: UnsafeMutableRawPointer?, _ p: UnsafeMutableRawPointer?) {
+    guard let p else { return }
+    let region = data!.assumingMemoryBound(to: _PBRegion.self)
+    if p >= region.pointee.start && p < region.pointee.end { return }
+    free(p)
 }

@@ -111,3 +111,10 @@ func bytesEqual(_ p: UnsafePointer<UInt8>, _ len: Int, _ literal: StaticString) 
 func makeString(_ p: UnsafePointer<UInt8>, _ len: Int) -> String {
     String(decoding: UnsafeBufferPointer(start: p, count: len), as: UTF8.self)
 }
+
+@inline(__always)
+func bytesEqual(_ known: [UInt8], _ p: UnsafePointer<UInt8>, _ len: Int) -> Bool {
+    guard known.count == len else { return false }
+    if len == 0 { return true }
+    return known.withUnsafeBufferPointer { memcmp($0.baseAddress!, p, len) == 0 }
+}

@@ -30,7 +30,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var timeoutMalformed = false
         var metadata = Metadata()
         var headerBytes = 0
-        var body: ByteBuffer
+        var body: ByteBuffer?
         var route: RPCRoute?
         var principal: Principal?
         /// Request bytes held for this stream (released to the connection budget on close).
@@ -40,9 +40,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var task: Task<Void, Never>?
         var response: ByteBuffer?
 
-        init(id: Int32, allocator: ByteBufferAllocator) {
+        init(id: Int32) {
             self.id = id
-            self.body = allocator.buffer(capacity: 0)
         }
     }
 
@@ -52,11 +51,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var session: OpaquePointer?
     private var context: ChannelHandlerContext?
     private var streams: [Int32: Stream] = [:]
+    /// The stream whose headers are being received: header callbacks come in a run per stream.
+    private var receiving: Stream?
     private var heldBytes = 0
     /// Window updates withheld while the connection holds more than its budget.
     private var deferredConsumes: [(Int32, Int)] = []
     private var readPending = false
     private var flushScheduled = false
+    /// Made once: scheduling a flush then allocates no closure.
+    private var scheduledFlush: (() -> Void)?
     private var draining = false
     private var closing = false
     private var peer = ""
@@ -82,6 +85,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         executor = EventLoopTaskExecutor(loop: context.eventLoop)
+        scheduledFlush = { [unowned self] in
+            self.flushScheduled = false
+            self.flush()
+        }
         peer = context.channel.remoteAddress?.description ?? ""
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
@@ -121,6 +128,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             nghttp2_session_del(session)
         }
         session = nil
+        scheduledFlush = nil
         self.context = nil
     }
 
@@ -211,12 +219,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     // MARK: Output
 
     private func scheduleFlush() {
-        guard !flushScheduled, let context else { return }
+        guard !flushScheduled, let context, let scheduledFlush else { return }
         flushScheduled = true
-        context.eventLoop.assumeIsolated().execute {
-            self.flushScheduled = false
-            self.flush()
-        }
+        context.eventLoop.assumeIsolated().execute(scheduledFlush)
     }
 
     /// Drains nghttp2's output into the channel while it is writable. Never
@@ -259,12 +264,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     fileprivate func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         guard frame.pointee.hd.type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
         let id = frame.pointee.hd.stream_id
-        streams[id] = Stream(id: id, allocator: context!.channel.allocator)
+        let stream = Stream(id: id)
+        streams[id] = stream
+        receiving = stream
         return 0
     }
 
     fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafePointer<UInt8>, _ nameLen: Int, _ value: UnsafePointer<UInt8>, _ valueLen: Int) -> Int32 {
-        guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+        let id = frame.pointee.hd.stream_id
+        guard let stream = receiving?.id == id ? receiving : streams[id] else { return 0 }
         stream.headerBytes += nameLen + valueLen + 32
         if stream.headerBytes > config.maxHeaderListBytes {
             // The header list is over the advertised limit: reset the stream.
@@ -273,7 +281,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if frame.pointee.headers.cat != NGHTTP2_HCAT_REQUEST { return 0 }  // request trailers carry nothing for us
         if name[0] == UInt8(ascii: ":") {
             if bytesEqual(name, nameLen, ":path") {
-                if let last = lastPath, last.bytes.elementsEqual(UnsafeBufferPointer(start: value, count: valueLen)) {
+                if let last = lastPath, bytesEqual(last.bytes, value, valueLen) {
                     stream.path = last.path
                 } else {
                     let path = makeString(value, valueLen)
@@ -289,7 +297,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             stream.grpcContentType = valueLen >= 16 && memcmp(value, "application/grpc", 16) == 0
                 && (valueLen == 16 || value[16] == UInt8(ascii: "+") || value[16] == UInt8(ascii: ";"))
         } else if bytesEqual(name, nameLen, "authorization") {
-            if let last = lastAuthorization, last.bytes.elementsEqual(UnsafeBufferPointer(start: value, count: valueLen)) {
+            if let last = lastAuthorization, bytesEqual(last.bytes, value, valueLen) {
                 stream.authorization = last.value
             } else {
                 let value = (Array(UnsafeBufferPointer(start: value, count: valueLen)), makeString(value, valueLen))
@@ -312,6 +320,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let type = frame.pointee.hd.type
         let id = frame.pointee.hd.stream_id
         if type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST, let stream = streams[id] {
+            receiving = nil
             admit(stream)
         }
         if (type == NG.headersFrame || type == NG.dataFrame), frame.pointee.hd.flags & NG.endStream != 0,
@@ -328,7 +337,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             nghttp2_session_consume(session, streamID, len)
             return 0
         }
-        stream.body.writeBytes(UnsafeRawBufferPointer(start: data, count: len))
+        let chunk = UnsafeRawBufferPointer(start: data, count: len)
+        if stream.body == nil {
+            stream.body = context!.channel.allocator.buffer(bytes: chunk)
+        } else {
+            stream.body!.writeBytes(chunk)
+        }
         stream.heldBytes += len
         heldBytes += len
         if heldBytes <= config.connectionBufferBudget {
@@ -337,11 +351,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             deferredConsumes.append((streamID, len))
         }
         // Refuse an oversize message as soon as its prefix says so, before buffering it.
-        if stream.body.readableBytes >= GRPCFraming.prefixLength,
-           let length = stream.body.getInteger(at: stream.body.readerIndex + 1, as: UInt32.self) {
+        if let body = stream.body, body.readableBytes >= GRPCFraming.prefixLength,
+           let length = body.getInteger(at: body.readerIndex + 1, as: UInt32.self) {
             if Int(length) > config.maxMessageBytes {
                 answer(stream, error: .resourceExhausted("request message of \(length) bytes is over the limit of \(config.maxMessageBytes)"))
-            } else if stream.body.readableBytes > GRPCFraming.prefixLength + Int(length) {
+            } else if body.readableBytes > GRPCFraming.prefixLength + Int(length) {
                 answer(stream, error: .internal("more than one request message in a unary call"))
             }
         }
@@ -421,7 +435,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func dispatch(_ stream: Stream) {
         guard let route = stream.route, let context else { return }
         let message: ByteBuffer
-        switch GRPCFraming.unframeUnary(stream.body, maxMessageBytes: config.maxMessageBytes) {
+        switch GRPCFraming.unframeUnary(stream.body ?? ByteBuffer(), maxMessageBytes: config.maxMessageBytes) {
         case .message(let m):
             message = m
         case .compressed:
@@ -545,7 +559,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         // What was buffered for the request is no longer needed.
         release(stream)
-        stream.body = context!.channel.allocator.buffer(capacity: 0)
+        stream.body = nil
     }
 
     /// Gives a stream's buffered request bytes back to the connection budget

@@ -1,4 +1,5 @@
 import ChatMeshAPI
+import Logging
 import MeshEcho
 import MeshHTTP2
 import MeshHealth
@@ -48,7 +49,9 @@ enum Mesh {
         var config = GRPCServer.Config(host: "127.0.0.1", port: port)
         config.shutdownGracePeriod = .seconds(10)
         configure(&config)
-        let server = GRPCServer(config: config, router: RPCRouter(services: services + [HealthService()], verifier: TokenVerifier(key: key)))
+        var logger = Logger(label: "test-server")
+        logger.logLevel = .warning
+        let server = GRPCServer(config: config, router: RPCRouter(services: services + [HealthService()], verifier: TokenVerifier(key: key)), logger: logger)
         let address = try await server.start()
         return (server, "127.0.0.1:\(address.port!)")
     }
