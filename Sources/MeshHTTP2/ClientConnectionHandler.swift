@@ -22,7 +22,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var grpcMessage: String?
         var httpStatus = 0
         var trailers = Metadata()
-        var timer: Scheduled<Void>?
+        var deadline: NIODeadline?
+        var path = ""
         var failure: RPCError?
         /// True once nghttp2 has written the request's HEADERS: from then on the server may have acted on it.
         var sent = false
@@ -45,6 +46,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var streamsByCall: [UInt64: Int32] = [:]
     private var flushScheduled = false
     private var goawayLastStreamID: Int32 = .max
+    /// One timer per connection for the soonest deadline, as on the server.
+    private var deadlineTimer: Scheduled<Void>?
+    private var deadlineTimerAt: NIODeadline?
 
     init(authority: String, maxMessageBytes: Int, state: ClientConnection.SharedState) {
         self.authority = authority
@@ -126,8 +130,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let pending = calls
         calls.removeAll()
         streamsByCall.removeAll()
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        deadlineTimerAt = nil
         for call in pending.values {
-            call.timer?.cancel()
             call.promise.fail(call.sent ? error as Error : CallNotSent(error: error))
         }
     }
@@ -171,18 +177,44 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         calls[streamID] = call
         streamsByCall[callID] = streamID
         if let deadline = request.deadline {
-            call.timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
-                self.abort(callID: callID, error: .deadlineExceeded("deadline exceeded calling \(request.method.path)"))
+            call.deadline = deadline
+            call.path = request.method.path
+            if deadlineTimerAt.map({ deadline < $0 }) ?? true {
+                armDeadlineTimer(deadline)
             }
         }
         scheduleFlush()
+    }
+
+    private func armDeadlineTimer(_ at: NIODeadline) {
+        guard let context else { return }
+        deadlineTimer?.cancel()
+        deadlineTimerAt = at
+        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
+            self.expireDeadlines()
+        }
+    }
+
+    private func expireDeadlines() {
+        deadlineTimer = nil
+        deadlineTimerAt = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for call in calls.values {
+            guard let deadline = call.deadline else { continue }
+            if deadline <= now {
+                abort(callID: call.callID, error: .deadlineExceeded("deadline exceeded calling \(call.path)"))
+            } else if next.map({ deadline < $0 }) ?? true {
+                next = deadline
+            }
+        }
+        if let next { armDeadlineTimer(next) }
     }
 
     /// Cancels a call (deadline or the caller's task was cancelled): RST_STREAM(CANCEL).
     func abort(callID: UInt64, error: RPCError) {
         guard let session, let streamID = streamsByCall.removeValue(forKey: callID),
               let call = calls.removeValue(forKey: streamID) else { return }
-        call.timer?.cancel()
         call.promise.fail(error)
         nghttp2_submit_rst_stream(session, NG.flagNone, streamID, NG.cancel)
         scheduleFlush()
@@ -273,7 +305,6 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
         guard let call = calls.removeValue(forKey: streamID) else { return 0 }
         streamsByCall.removeValue(forKey: call.callID)
-        call.timer?.cancel()
         call.promise.completeWith(outcome(call, streamID: streamID, errorCode: errorCode))
         return 0
     }

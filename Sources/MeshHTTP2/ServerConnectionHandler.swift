@@ -85,7 +85,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         executor = EventLoopTaskExecutor(loop: context.eventLoop)
-        scheduledFlush = { [unowned self] in
+        // Strong on purpose: a flush still queued when the connection goes must find the
+        // handler alive (it then does nothing). handlerRemoved breaks the cycle.
+        scheduledFlush = {
             self.flushScheduled = false
             self.flush()
         }

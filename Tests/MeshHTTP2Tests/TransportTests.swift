@@ -29,7 +29,7 @@ final class ProbeService: EchoService.Handler {
             }
         }
         var response = try await EchoHandler().echo(request, context: context)
-        response.text = "\(name):\(request.text)"
+        response.text = request.text == "answer with NUL" ? "cut\u{0}here" : "\(name):\(request.text)"
         return response
     }
 
@@ -181,6 +181,8 @@ func expectCode(_ code: RPCError.Code, _ body: () async throws -> Void, sourceLo
         let before = probe.calls.load(ordering: .relaxed)
         await expectCode(.invalidArgument) { _ = try await client.echo(EchoRequest(shopId: "shop-1", text: "a\u{0}b")) }
         #expect(probe.calls.load(ordering: .relaxed) == before)
+        // A handler's answer that protobuf-c could only send cut is an error, not a shorter string.
+        await expectCode(.internal) { _ = try await client.echo(EchoRequest(shopId: "shop-1", text: "answer with NUL")) }
         await channel.close()
         await server.shutdownGracefully()
     }

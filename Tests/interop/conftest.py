@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -51,13 +52,14 @@ class EchoServer:
     """A mesh-echo process on 127.0.0.1 and a port it picked."""
 
     def __init__(self, *args, env=None):
+        self.stderr = tempfile.NamedTemporaryFile(prefix="mesh-echo-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [binary("mesh-echo"), "--listen", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True,
             env={**os.environ, "CHATMESH_AUTH_KEY": AUTH_KEY, "LOG_LEVEL": "warning", **(env or {})},
         )
         line = self.proc.stdout.readline()
-        assert line.startswith("listening on "), f"mesh-echo did not start: {line!r} {self.proc.stderr.read() if self.proc.poll() is not None else ''}"
+        assert line.startswith("listening on "), f"mesh-echo did not start: {line!r}"
         self.address = line.split()[-1]
         self.port = int(self.address.rsplit(":", 1)[1])
 
@@ -81,19 +83,27 @@ class EchoServer:
                 self.proc.wait()
         return self.proc.returncode
 
+    def stop_cleanly(self):
+        """SIGTERM must end the server with exit 0; anything else (a crash) fails the test, with its log."""
+        code = self.stop()
+        with open(self.stderr.name, errors="replace") as fh:
+            log = fh.read()
+        os.unlink(self.stderr.name)
+        assert code == 0, f"mesh-echo exited with {code}; its stderr ends:\n{log[-4000:]}"
+
 
 @pytest.fixture
 def echo_server():
     server = EchoServer()
     yield server
-    server.stop()
+    server.stop_cleanly()
 
 
 @pytest.fixture(scope="module")
 def shared_echo_server():
     server = EchoServer()
     yield server
-    server.stop()
+    server.stop_cleanly()
 
 
 def wait_until(predicate, timeout=5.0, interval=0.02):

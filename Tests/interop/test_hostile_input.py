@@ -22,7 +22,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 def server():
     s = EchoServer()
     yield s
-    s.stop()
+    s.stop_cleanly()
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +243,7 @@ def test_peer_that_never_reads(token):
         sock.close()
         assert wait_until(lambda: good_call_works(server, token))
     finally:
-        assert server.stop() == 0
+        server.stop_cleanly()
 
 
 def test_sigterm_while_100_calls_are_in_flight(token):
@@ -257,4 +257,5 @@ def test_sigterm_while_100_calls_are_in_flight(token):
     texts = sorted(call.result().text for call in calls)
     assert texts == sorted(f"call {i}" for i in range(100))
     assert server.proc.wait(timeout=20) == 0
+    server.stop_cleanly()
     channel.close()

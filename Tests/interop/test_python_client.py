@@ -224,4 +224,4 @@ def test_relay_forwards_token_and_deadline(shared_echo_server):
         assert time.monotonic() - started < 2.0
         channel.close()
     finally:
-        front.stop()
+        front.stop_cleanly()
