@@ -462,7 +462,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let bound = NIOLoopBound(self, eventLoop: loop)
         let id = stream.id
         let logger = self.logger
-        stream.task = Task(executorPreference: executor) {
+        // Immediate: the handler starts on this thread now, and one that does not
+        // suspend answers before dispatch returns, with no job queued at all.
+        let task = Task.immediate(executorPreference: executor) {
             let result: Result<ByteBuffer, RPCError>
             do {
                 result = .success(try await route.run(message, callContext))
@@ -480,6 +482,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 loop.execute { bound.value.complete(id, result) }
             }
         }
+        guard !stream.answered else { return }
+        stream.task = task
         if let deadline {
             stream.deadline = deadline
             if deadlineTimerAt.map({ deadline < $0 }) ?? true {
