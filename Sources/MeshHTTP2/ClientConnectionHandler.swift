@@ -46,9 +46,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var streamsByCall: [UInt64: Int32] = [:]
     private var flushScheduled = false
     private var goawayLastStreamID: Int32 = .max
-    /// One timer per connection for the soonest deadline, as on the server.
-    private var deadlineTimer: Scheduled<Void>?
-    private var deadlineTimerAt: NIODeadline?
+    private var deadlineTimer = SoonestDeadlineTimer()
 
     init(authority: String, maxMessageBytes: Int, state: ClientConnection.SharedState) {
         self.authority = authority
@@ -130,9 +128,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let pending = calls
         calls.removeAll()
         streamsByCall.removeAll()
-        deadlineTimer?.cancel()
-        deadlineTimer = nil
-        deadlineTimerAt = nil
+        deadlineTimer.cancel()
         for call in pending.values {
             call.promise.fail(call.sent ? error as Error : CallNotSent(error: error))
         }
@@ -179,25 +175,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let deadline = request.deadline {
             call.deadline = deadline
             call.path = request.method.path
-            if deadlineTimerAt.map({ deadline < $0 }) ?? true {
-                armDeadlineTimer(deadline)
-            }
+            deadlineTimer.arm(deadline, on: context.eventLoop) { self.expireDeadlines() }
         }
         scheduleFlush()
     }
 
-    private func armDeadlineTimer(_ at: NIODeadline) {
-        guard let context else { return }
-        deadlineTimer?.cancel()
-        deadlineTimerAt = at
-        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
-            self.expireDeadlines()
-        }
-    }
-
     private func expireDeadlines() {
-        deadlineTimer = nil
-        deadlineTimerAt = nil
+        deadlineTimer.fired()
         let now = NIODeadline.now()
         var next: NIODeadline?
         for call in calls.values {
@@ -208,7 +192,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 next = deadline
             }
         }
-        if let next { armDeadlineTimer(next) }
+        if let next, let loop = context?.eventLoop {
+            deadlineTimer.arm(next, on: loop) { self.expireDeadlines() }
+        }
     }
 
     /// Cancels a call (deadline or the caller's task was cancelled): RST_STREAM(CANCEL).
@@ -231,27 +217,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func flush() {
         guard let session, let context else { return }
-        var out: ByteBuffer?
-        while context.channel.isWritable {
-            var chunk: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(session, &chunk)
-            if n < 0 {
-                failAll(.unavailable("HTTP/2 error to \(authority): \(NG.errorName(n))"))
-                context.close(promise: nil)
-                return
-            }
-            if n == 0 { break }
-            if out == nil { out = context.channel.allocator.buffer(capacity: max(n, 4096)) }
-            out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: n))
-            if out!.readableBytes >= 65536 {
-                context.write(wrapOutboundOut(out!), promise: nil)
-                out = nil
-            }
-        }
-        if let out {
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        } else {
-            context.flush()
+        let error = SessionOutput.drain(session, into: context)
+        if error != 0 {
+            failAll(.unavailable("HTTP/2 error to \(authority): \(NG.errorName(error))"))
+            context.close(promise: nil)
+            return
         }
         if connectionState.isDraining && calls.isEmpty {
             context.close(promise: nil)

@@ -118,3 +118,61 @@ func bytesEqual(_ known: [UInt8], _ p: UnsafePointer<UInt8>, _ len: Int) -> Bool
     if len == 0 { return true }
     return known.withUnsafeBufferPointer { memcmp($0.baseAddress!, p, len) == 0 }
 }
+
+import NIOCore
+
+enum SessionOutput {
+    /// Moves what nghttp2 has to send into the channel while it is writable,
+    /// batched in writes of up to 64 KiB, and flushes. Never call it from
+    /// inside an nghttp2 callback: mem_send is not re-entrant. Answers
+    /// nghttp2's error code when the session failed, else 0.
+    static func drain(_ session: OpaquePointer, into context: ChannelHandlerContext) -> Int {
+        var out: ByteBuffer?
+        while context.channel.isWritable {
+            var chunk: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &chunk)
+            if n < 0 { return n }
+            if n == 0 { break }
+            if out == nil {
+                out = context.channel.allocator.buffer(capacity: max(n, 4096))
+            }
+            out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: n))
+            if out!.readableBytes >= 65536 {
+                context.write(NIOAny(out!), promise: nil)
+                out = nil
+            }
+        }
+        if let out {
+            context.writeAndFlush(NIOAny(out), promise: nil)
+        } else {
+            context.flush()
+        }
+        return 0
+    }
+}
+
+/// One timer per connection, armed for the soonest deadline of its calls: a
+/// NIO timer per call would cost a heap insert and a linear cancel each.
+struct SoonestDeadlineTimer {
+    private var scheduled: Scheduled<Void>?
+    private var at: NIODeadline?
+
+    /// Arms for `deadline` unless the timer already fires sooner.
+    mutating func arm(_ deadline: NIODeadline, on loop: any EventLoop, fire: @escaping () -> Void) {
+        if let at, at <= deadline { return }
+        scheduled?.cancel()
+        at = deadline
+        scheduled = loop.assumeIsolated().scheduleTask(deadline: deadline, fire)
+    }
+
+    /// Call first thing when it fires, before re-arming.
+    mutating func fired() {
+        scheduled = nil
+        at = nil
+    }
+
+    mutating func cancel() {
+        scheduled?.cancel()
+        fired()
+    }
+}

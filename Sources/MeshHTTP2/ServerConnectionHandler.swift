@@ -64,10 +64,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var closing = false
     private var peer = ""
     private var executor: EventLoopTaskExecutor?
-    /// One timer per connection, for the soonest deadline of a running call:
-    /// per-call timers would cost a heap insert and a linear cancel each.
-    private var deadlineTimer: Scheduled<Void>?
-    private var deadlineTimerAt: NIODeadline?
+    private var deadlineTimer = SoonestDeadlineTimer()
     /// Clients send the same path and token call after call: the last ones are
     /// remembered so the common case makes no String and verifies nothing.
     private var lastPath: (bytes: [UInt8], path: String, route: RPCRoute?)?
@@ -124,7 +121,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         for stream in streams.values {
             stream.task?.cancel()
         }
-        deadlineTimer?.cancel()
+        deadlineTimer.cancel()
         streams.removeAll()
         if let session {
             nghttp2_session_del(session)
@@ -143,7 +140,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         for stream in streams.values {
             stream.task?.cancel()
         }
-        deadlineTimer?.cancel()
+        deadlineTimer.cancel()
         context.fireChannelInactive()
     }
 
@@ -230,29 +227,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// called from inside an nghttp2 callback (mem_send is not re-entrant).
     private func flush() {
         guard let session, let context, !closing else { return }
-        var out: ByteBuffer?
-        while context.channel.isWritable {
-            var chunk: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(session, &chunk)
-            if n < 0 {
-                logger.debug("nghttp2 send failed", metadata: ["peer": "\(peer)", "reason": "\(NG.errorName(n))"])
-                closeConnection()
-                return
-            }
-            if n == 0 { break }
-            if out == nil {
-                out = context.channel.allocator.buffer(capacity: max(n, 4096))
-            }
-            out!.writeBytes(UnsafeRawBufferPointer(start: chunk, count: n))
-            if out!.readableBytes >= 65536 {
-                context.write(wrapOutboundOut(out!), promise: nil)
-                out = nil
-            }
-        }
-        if let out {
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        } else {
-            context.flush()
+        let error = SessionOutput.drain(session, into: context)
+        if error != 0 {
+            logger.debug("nghttp2 send failed", metadata: ["peer": "\(peer)", "reason": "\(NG.errorName(error))"])
+            closeConnection()
+            return
         }
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
             closeConnection()
@@ -486,25 +465,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         stream.task = task
         if let deadline {
             stream.deadline = deadline
-            if deadlineTimerAt.map({ deadline < $0 }) ?? true {
-                armDeadlineTimer(deadline)
-            }
-        }
-    }
-
-    private func armDeadlineTimer(_ at: NIODeadline) {
-        guard let context else { return }
-        deadlineTimer?.cancel()
-        deadlineTimerAt = at
-        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
-            self.expireDeadlines()
+            deadlineTimer.arm(deadline, on: loop) { self.expireDeadlines() }
         }
     }
 
     /// Answers DEADLINE_EXCEEDED for every call past its deadline and re-arms for the next.
     private func expireDeadlines() {
-        deadlineTimer = nil
-        deadlineTimerAt = nil
+        deadlineTimer.fired()
         let now = NIODeadline.now()
         var next: NIODeadline?
         for stream in streams.values where !stream.answered {
@@ -515,7 +482,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 next = deadline
             }
         }
-        if let next { armDeadlineTimer(next) }
+        if let next, let loop = context?.eventLoop {
+            deadlineTimer.arm(next, on: loop) { self.expireDeadlines() }
+        }
         flush()
     }
 

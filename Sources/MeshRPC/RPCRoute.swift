@@ -28,10 +28,7 @@ public struct RPCRoute: Sendable {
         requiresAuth: Bool = true,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) -> RPCRoute {
-        RPCRoute(method: method, requiresAuth: requiresAuth) { body, context in
-            let request = try decodeRequest(Request.self, body)
-            return try await invoke(handler, request, context)
-        }
+        make(method, requiresAuth, check: nil, handler)
     }
 
     /// Requests with a `shop_id` are checked against the token's shop before the handler runs.
@@ -40,11 +37,21 @@ public struct RPCRoute: Sendable {
         requiresAuth: Bool = true,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) -> RPCRoute {
+        let check: @Sendable (Request, ServerContext) throws(RPCError) -> Void = { (request, context) throws(RPCError) in
+            try checkShopScope(request.shopId, context.principal)
+        }
+        return make(method, requiresAuth, check: requiresAuth ? check : nil, handler)
+    }
+
+    private static func make<Request: RPCMessage, Response: RPCMessage>(
+        _ method: MethodDescriptor,
+        _ requiresAuth: Bool,
+        check: (@Sendable (Request, ServerContext) throws(RPCError) -> Void)?,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) -> RPCRoute {
         RPCRoute(method: method, requiresAuth: requiresAuth) { body, context in
             let request = try decodeRequest(Request.self, body)
-            if requiresAuth {
-                try checkShopScope(request.shopId, context.principal)
-            }
+            try check?(request, context)
             return try await invoke(handler, request, context)
         }
     }
