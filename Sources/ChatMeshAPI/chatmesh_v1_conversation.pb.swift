@@ -3334,7 +3334,9 @@ public enum ConversationService {
         func ingestMessage(_ request: IngestMessageRequest, context: ServerContext) async throws -> IngestMessageResponse
         /// R-TAG-5.
         func listConversations(_ request: ListConversationsRequest, context: ServerContext) async throws -> ListConversationsResponse
+        /// R-CONV-1, R-TAG-1: status, assignee and attached tags of one conversation.
         func getConversation(_ request: GetConversationRequest, context: ServerContext) async throws -> Conversation
+        /// R-CONV-2: messages and comments with who sent them, oldest first.
         func listMessages(_ request: ListMessagesRequest, context: ServerContext) async throws -> ListMessagesResponse
         /// R-CONV-1.
         func assignConversation(_ request: AssignConversationRequest, context: ServerContext) async throws -> Conversation
@@ -3443,10 +3445,12 @@ public enum ConversationService {
             try await channel.unary(Method.listConversations, request, options: options ?? defaultOptions)
         }
 
+        /// R-CONV-1, R-TAG-1: status, assignee and attached tags of one conversation.
         public func getConversation(_ request: GetConversationRequest, options: CallOptions? = nil) async throws(RPCError) -> Conversation {
             try await channel.unary(Method.getConversation, request, options: options ?? defaultOptions)
         }
 
+        /// R-CONV-2: messages and comments with who sent them, oldest first.
         public func listMessages(_ request: ListMessagesRequest, options: CallOptions? = nil) async throws(RPCError) -> ListMessagesResponse {
             try await channel.unary(Method.listMessages, request, options: options ?? defaultOptions)
         }

@@ -2391,9 +2391,11 @@ public enum LoyaltyService {
     public protocol Handler: RPCService {
         /// R-LOY-2, R-PTS-1..2.
         func configureProgram(_ request: ConfigureProgramRequest, context: ServerContext) async throws -> Program
+        /// R-LOY-2, R-PTS-1..2.
         func getProgram(_ request: ShopRequest, context: ServerContext) async throws -> Program
         /// R-LOY-2: members are re-ranked.
         func upsertTier(_ request: UpsertTierRequest, context: ServerContext) async throws -> Tier
+        /// R-LOY-2: lowest threshold first.
         func listTiers(_ request: ShopRequest, context: ServerContext) async throws -> ListTiersResponse
         /// R-LOY-2: members are re-ranked.
         func deleteTier(_ request: DeleteTierRequest, context: ServerContext) async throws -> Empty
@@ -2415,9 +2417,11 @@ public enum LoyaltyService {
         func expirePoints(_ request: ExpirePointsRequest, context: ServerContext) async throws -> ExpirePointsResponse
         /// R-SEG-1.
         func createSegment(_ request: CreateSegmentRequest, context: ServerContext) async throws -> Segment
+        /// R-SEG-1.
         func listSegments(_ request: ShopRequest, context: ServerContext) async throws -> ListSegmentsResponse
         /// R-SEG-1, R-SEG-2: the audience of a broadcast.
         func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse
+        /// R-SEG-1: agrees with ListSegmentMembers.
         func countSegment(_ request: SegmentRequest, context: ServerContext) async throws -> CountSegmentResponse
         /// R-REF-1.
         func createReferralCampaign(_ request: CreateReferralCampaignRequest, context: ServerContext) async throws -> ReferralCampaign
@@ -2444,6 +2448,7 @@ public enum LoyaltyService {
             try await channel.unary(Method.configureProgram, request, options: options ?? defaultOptions)
         }
 
+        /// R-LOY-2, R-PTS-1..2.
         public func getProgram(_ request: ShopRequest, options: CallOptions? = nil) async throws(RPCError) -> Program {
             try await channel.unary(Method.getProgram, request, options: options ?? defaultOptions)
         }
@@ -2453,6 +2458,7 @@ public enum LoyaltyService {
             try await channel.unary(Method.upsertTier, request, options: options ?? defaultOptions)
         }
 
+        /// R-LOY-2: lowest threshold first.
         public func listTiers(_ request: ShopRequest, options: CallOptions? = nil) async throws(RPCError) -> ListTiersResponse {
             try await channel.unary(Method.listTiers, request, options: options ?? defaultOptions)
         }
@@ -2507,6 +2513,7 @@ public enum LoyaltyService {
             try await channel.unary(Method.createSegment, request, options: options ?? defaultOptions)
         }
 
+        /// R-SEG-1.
         public func listSegments(_ request: ShopRequest, options: CallOptions? = nil) async throws(RPCError) -> ListSegmentsResponse {
             try await channel.unary(Method.listSegments, request, options: options ?? defaultOptions)
         }
@@ -2516,6 +2523,7 @@ public enum LoyaltyService {
             try await channel.unary(Method.listSegmentMembers, request, options: options ?? defaultOptions)
         }
 
+        /// R-SEG-1: agrees with ListSegmentMembers.
         public func countSegment(_ request: SegmentRequest, options: CallOptions? = nil) async throws(RPCError) -> CountSegmentResponse {
             try await channel.unary(Method.countSegment, request, options: options ?? defaultOptions)
         }

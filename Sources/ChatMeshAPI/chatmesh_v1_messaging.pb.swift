@@ -1458,6 +1458,7 @@ public enum MessagingService {
     public protocol Handler: RPCService {
         /// R-MSG-1, R-ZNS-3.
         func createTemplate(_ request: CreateTemplateRequest, context: ServerContext) async throws -> Template
+        /// R-MSG-1.
         func listTemplates(_ request: ListTemplatesRequest, context: ServerContext) async throws -> ListTemplatesResponse
         /// R-MSG-3.
         func getBalance(_ request: ShopRequest, context: ServerContext) async throws -> Balance
@@ -1469,7 +1470,9 @@ public enum MessagingService {
         func sendMessage(_ request: SendMessageRequest, context: ServerContext) async throws -> SendMessageResponse
         /// R-MSG-2.
         func createBroadcast(_ request: CreateBroadcastRequest, context: ServerContext) async throws -> Broadcast
+        /// R-MSG-2: progress, counts, cost and remaining balance.
         func getBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast
+        /// R-MSG-2: stops a scheduled or running broadcast; what was sent stays sent.
         func cancelBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast
         /// R-ZNS-1.
         func recordFeedback(_ request: RecordFeedbackRequest, context: ServerContext) async throws -> Empty
@@ -1477,6 +1480,7 @@ public enum MessagingService {
         func getZnsQuality(_ request: ShopRequest, context: ServerContext) async throws -> ZnsQuality
         /// R-BOT-1.
         func createScenario(_ request: CreateScenarioRequest, context: ServerContext) async throws -> Scenario
+        /// R-BOT-1.
         func listScenarios(_ request: ShopRequest, context: ServerContext) async throws -> ListScenariosResponse
         /// R-BOT-1.
         func onTagAttached(_ request: OnTagAttachedRequest, context: ServerContext) async throws -> OnTagAttachedResponse
@@ -1497,6 +1501,7 @@ public enum MessagingService {
             try await channel.unary(Method.createTemplate, request, options: options ?? defaultOptions)
         }
 
+        /// R-MSG-1.
         public func listTemplates(_ request: ListTemplatesRequest, options: CallOptions? = nil) async throws(RPCError) -> ListTemplatesResponse {
             try await channel.unary(Method.listTemplates, request, options: options ?? defaultOptions)
         }
@@ -1526,10 +1531,12 @@ public enum MessagingService {
             try await channel.unary(Method.createBroadcast, request, options: options ?? defaultOptions)
         }
 
+        /// R-MSG-2: progress, counts, cost and remaining balance.
         public func getBroadcast(_ request: BroadcastRequest, options: CallOptions? = nil) async throws(RPCError) -> Broadcast {
             try await channel.unary(Method.getBroadcast, request, options: options ?? defaultOptions)
         }
 
+        /// R-MSG-2: stops a scheduled or running broadcast; what was sent stays sent.
         public func cancelBroadcast(_ request: BroadcastRequest, options: CallOptions? = nil) async throws(RPCError) -> Broadcast {
             try await channel.unary(Method.cancelBroadcast, request, options: options ?? defaultOptions)
         }
@@ -1549,6 +1556,7 @@ public enum MessagingService {
             try await channel.unary(Method.createScenario, request, options: options ?? defaultOptions)
         }
 
+        /// R-BOT-1.
         public func listScenarios(_ request: ShopRequest, options: CallOptions? = nil) async throws(RPCError) -> ListScenariosResponse {
             try await channel.unary(Method.listScenarios, request, options: options ?? defaultOptions)
         }

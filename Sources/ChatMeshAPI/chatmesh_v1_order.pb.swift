@@ -2981,10 +2981,13 @@ public enum OrderService {
 
     /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
     public protocol Handler: RPCService {
+        /// R-CAMP-1, R-ORD-6: the catalog campaigns and orders pick variants from.
         func upsertProduct(_ request: UpsertProductRequest, context: ServerContext) async throws -> Product
+        /// R-ORD-6: products and variants with price and stock.
         func listProducts(_ request: ListProductsRequest, context: ServerContext) async throws -> ListProductsResponse
         /// R-SHIP-1: the sending warehouse of a shipping quote.
         func upsertWarehouse(_ request: UpsertWarehouseRequest, context: ServerContext) async throws -> Warehouse
+        /// R-SHIP-1.
         func listWarehouses(_ request: ListWarehousesRequest, context: ServerContext) async throws -> ListWarehousesResponse
         /// R-CAMP-1.
         func createCampaign(_ request: CreateCampaignRequest, context: ServerContext) async throws -> Campaign
@@ -3006,9 +3009,11 @@ public enum OrderService {
         func createOrder(_ request: CreateOrderRequest, context: ServerContext) async throws -> Order
         /// R-ORD-1.
         func getOrderSummary(_ request: GetOrderSummaryRequest, context: ServerContext) async throws -> OrderSummary
+        /// R-ORD-1, R-ORD-2.
         func getOrder(_ request: GetOrderRequest, context: ServerContext) async throws -> Order
         /// R-PTS-1: paid orders earn points.
         func markOrderPaid(_ request: MarkOrderPaidRequest, context: ServerContext) async throws -> Order
+        /// R-ORD-2, R-PTS-1.
         func completeOrder(_ request: CompleteOrderRequest, context: ServerContext) async throws -> Order
         /// R-ORD-2, R-ORD-4.
         func shipOrder(_ request: ShipOrderRequest, context: ServerContext) async throws -> Shipment
@@ -3034,10 +3039,12 @@ public enum OrderService {
             self.defaultOptions = defaultOptions
         }
 
+        /// R-CAMP-1, R-ORD-6: the catalog campaigns and orders pick variants from.
         public func upsertProduct(_ request: UpsertProductRequest, options: CallOptions? = nil) async throws(RPCError) -> Product {
             try await channel.unary(Method.upsertProduct, request, options: options ?? defaultOptions)
         }
 
+        /// R-ORD-6: products and variants with price and stock.
         public func listProducts(_ request: ListProductsRequest, options: CallOptions? = nil) async throws(RPCError) -> ListProductsResponse {
             try await channel.unary(Method.listProducts, request, options: options ?? defaultOptions)
         }
@@ -3047,6 +3054,7 @@ public enum OrderService {
             try await channel.unary(Method.upsertWarehouse, request, options: options ?? defaultOptions)
         }
 
+        /// R-SHIP-1.
         public func listWarehouses(_ request: ListWarehousesRequest, options: CallOptions? = nil) async throws(RPCError) -> ListWarehousesResponse {
             try await channel.unary(Method.listWarehouses, request, options: options ?? defaultOptions)
         }
@@ -3101,6 +3109,7 @@ public enum OrderService {
             try await channel.unary(Method.getOrderSummary, request, options: options ?? defaultOptions)
         }
 
+        /// R-ORD-1, R-ORD-2.
         public func getOrder(_ request: GetOrderRequest, options: CallOptions? = nil) async throws(RPCError) -> Order {
             try await channel.unary(Method.getOrder, request, options: options ?? defaultOptions)
         }
@@ -3110,6 +3119,7 @@ public enum OrderService {
             try await channel.unary(Method.markOrderPaid, request, options: options ?? defaultOptions)
         }
 
+        /// R-ORD-2, R-PTS-1.
         public func completeOrder(_ request: CompleteOrderRequest, options: CallOptions? = nil) async throws(RPCError) -> Order {
             try await channel.unary(Method.completeOrder, request, options: options ?? defaultOptions)
         }
