@@ -69,7 +69,18 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// remembered so the common case makes no String and verifies nothing.
     private var lastPath: (bytes: [UInt8], path: String, route: RPCRoute?)?
     private var lastAuthorization: (bytes: [UInt8], value: String)?
-    private var lastPrincipal: (authorization: String, principal: Principal)?
+    private var lastPrincipal: VerifiedToken?
+
+    /// A class, so that checking the remembered token copies one reference, not its strings.
+    private final class VerifiedToken {
+        let authorization: String
+        let principal: Principal
+
+        init(authorization: String, principal: Principal) {
+            self.authorization = authorization
+            self.principal = principal
+        }
+    }
 
     init(router: RPCRouter, config: GRPCServer.Config, logger: Logger) {
         self.router = router
@@ -398,7 +409,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             } else {
                 stream.principal = try router.authenticate(route, authorization: stream.authorization)
                 if let principal = stream.principal, let auth = stream.authorization {
-                    lastPrincipal = (auth, principal)
+                    lastPrincipal = VerifiedToken(authorization: auth, principal: principal)
                 }
             }
         } catch {

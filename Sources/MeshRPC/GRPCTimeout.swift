@@ -3,21 +3,23 @@ import NIOCore
 /// The `grpc-timeout` header: at most 8 digits and a unit (H M S m u n).
 public enum GRPCTimeout {
     /// nil for a malformed value; the server then answers INVALID_ARGUMENT rather than guess a deadline.
-    public static func parse(_ bytes: some Collection<UInt8>) -> TimeAmount? {
-        guard bytes.count >= 2, bytes.count <= 9 else { return nil }
+    /// Inlinable so that the transport's call, on the bytes nghttp2 hands it, is specialised.
+    @inlinable
+    public static func parse<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> TimeAmount? {
+        let count = bytes.count
+        guard count >= 2, count <= 9 else { return nil }
         var value: Int64 = 0
         var unit: UInt8 = 0
-        var digits = 0
-        for (i, b) in bytes.enumerated() {
-            if i == bytes.count - 1 {
+        var i = 0
+        for b in bytes {
+            if i == count - 1 {
                 unit = b
             } else {
                 guard b >= 0x30, b <= 0x39 else { return nil }
                 value = value * 10 + Int64(b - 0x30)
-                digits += 1
             }
+            i += 1
         }
-        guard digits >= 1 else { return nil }
         switch unit {
         case UInt8(ascii: "H"): return .hours(value)
         case UInt8(ascii: "M"): return .minutes(value)
