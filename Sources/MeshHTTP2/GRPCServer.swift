@@ -22,6 +22,8 @@ public final class GRPCServer: Service, Sendable {
         public var connectionBufferBudget = 32 << 20
         /// How long in-flight calls get to finish after SIGTERM before connections are closed.
         public var shutdownGracePeriod: TimeAmount = .seconds(30)
+        /// Connections beyond this are closed as they arrive: a flood of idle connections cannot exhaust descriptors.
+        public var maxConnections = 4096
 
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
@@ -89,12 +91,14 @@ public final class GRPCServer: Service, Sendable {
 
     private func track(_ channel: Channel) {
         let id = ObjectIdentifier(channel)
+        let maxConnections = config.maxConnections
         let admitted = state.withLock { s -> Bool in
-            if s.shuttingDown { return false }
+            if s.shuttingDown || s.connections.count >= maxConnections { return false }
             s.connections[id] = channel
             return true
         }
         if !admitted {
+            logger.warning("refusing a connection", metadata: ["peer": "\(channel.remoteAddress?.description ?? "?")", "limit": "\(maxConnections)"])
             channel.close(promise: nil)
             return
         }

@@ -143,6 +143,7 @@ final class Subchannel: Sendable {
         case connecting(EventLoopFuture<ClientConnection>)
         case ready(ClientConnection)
         case backoff(until: NIODeadline, failures: Int, reason: String)
+        case closed
     }
 
     let host: String
@@ -170,6 +171,7 @@ final class Subchannel: Sendable {
             case .ready(let c): c.isUsable ? .ready : .connectable
             case .connecting: .connecting
             case .idle: .connectable
+            case .closed: .backingOff
             case .backoff(let until, _, _): NIODeadline.now() < until ? .backingOff : .connectable
             }
         }
@@ -189,6 +191,8 @@ final class Subchannel: Sendable {
                 return .success(f)
             case .backoff(let until, _, let reason) where NIODeadline.now() < until:
                 return .failure(CallNotSent(error: .unavailable("\(authority) is unreachable (\(reason)); retrying shortly")))
+            case .closed:
+                return .failure(CallNotSent(error: .unavailable("the channel to \(authority) is closed")))
             default:
                 var failures = 0
                 if case .backoff(_, let f, _) = s { failures = f }
@@ -221,7 +225,8 @@ final class Subchannel: Sendable {
                 }
             }
         future.whenComplete { result in
-            self.state.withLock { s in
+            let closedMeanwhile = self.state.withLock { s -> Bool in
+                if case .closed = s { return true }
                 switch result {
                 case .success(let connection):
                     s = .ready(connection)
@@ -229,6 +234,12 @@ final class Subchannel: Sendable {
                     let backoff = min(self.config.initialBackoff.nanoseconds << min(failures, 16), self.config.maxBackoff.nanoseconds)
                     s = .backoff(until: .now() + .nanoseconds(backoff), failures: failures + 1, reason: "\(error)")
                 }
+                return false
+            }
+            if case .success(let connection) = result, closedMeanwhile {
+                // close() ran while this connection was being made.
+                connection.channel.close(promise: nil)
+                return
             }
             if case .success(let connection) = result {
                 connection.channel.closeFuture.whenComplete { _ in
@@ -243,9 +254,10 @@ final class Subchannel: Sendable {
         }
     }
 
+    /// Closes the connection; one still being made is closed when it completes. Later calls are UNAVAILABLE.
     func close() async {
         let channel: Channel? = state.withLock { s in
-            defer { s = .idle }
+            defer { s = .closed }
             if case .ready(let c) = s { return c.channel }
             return nil
         }

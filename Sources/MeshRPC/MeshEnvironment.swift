@@ -22,6 +22,8 @@ public struct MeshEnvironment: Sendable {
     public var dataDirectory: String { values["CHATMESH_DATA_DIR"] ?? "./data" }
     public var databaseURL: String? { values["DATABASE_URL"] }
     public var logLevel: String { values["LOG_LEVEL"] ?? "info" }
+    /// CHATMESH_EVENT_LOOPS: threads serving connections; nil means one per core.
+    public var eventLoops: Int? { values["CHATMESH_EVENT_LOOPS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } }
 
     /// CHATMESH_LISTEN, or 127.0.0.1 on the service's default port.
     public func listen(service: String) -> String {

@@ -27,6 +27,9 @@ struct MeshEchoCommand: ParsableCommand {
     @Option(help: "Largest message accepted or sent, in bytes.")
     var maxMessageBytes: Int = GRPCFraming.defaultMaxMessageBytes
 
+    @Option(help: "Connections served at once; more are closed as they arrive.")
+    var maxConnections: Int = 4096
+
     func serve() async throws {
         let env = MeshEnvironment()
         LoggingSystem.bootstrap { label in
@@ -44,6 +47,7 @@ struct MeshEchoCommand: ParsableCommand {
         }
         var config = try GRPCServer.Config(listen: listen ?? env.values["CHATMESH_LISTEN"] ?? "127.0.0.1:50099")
         config.maxMessageBytes = maxMessageBytes
+        config.maxConnections = maxConnections
         let health = HealthService(services: [EchoService.name])
         let router = RPCRouter(
             services: [EchoHandler(downstream: downstream), health],
@@ -61,6 +65,10 @@ struct MeshEchoCommand: ParsableCommand {
     }
 }
 
+// CHATMESH_EVENT_LOOPS: how many threads serve connections (default: one per core).
+if let loops = MeshEnvironment().eventLoops {
+    NIOSingletons.groupLoopCountSuggestion = loops
+}
 // Handlers run on the event loops themselves: a request's Task and its
 // connection then share a thread instead of handing work across two pools.
 _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()

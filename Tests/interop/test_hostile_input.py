@@ -259,3 +259,18 @@ def test_sigterm_while_100_calls_are_in_flight(token):
     assert server.proc.wait(timeout=20) == 0
     server.stop_cleanly()
     channel.close()
+
+
+def test_connection_flood_is_capped(token):
+    server = EchoServer("--max-connections", "8")
+    try:
+        socks = [connect(server) for _ in range(20)]
+        time.sleep(0.3)
+        refused = sum(1 for s in socks if closed_by_server(s, timeout=0.3))
+        # Beyond the cap, connections are closed as they arrive; the first eight stay open.
+        assert refused == 12, refused
+        for s in socks:
+            s.close()
+        assert wait_until(lambda: good_call_works(server, token))
+    finally:
+        server.stop_cleanly()
