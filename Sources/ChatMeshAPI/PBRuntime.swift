@@ -48,15 +48,17 @@ final class _PBSchema: Sendable {
 }
 
 /// Memory for one encode: every C struct, pointer array and string copy of the
-/// value lives here and is freed at once when the encode is done.
-final class _PBArena {
+/// value lives here and is freed at once when the encode is done. A value on
+/// the encoder's stack (no allocation) over a stack buffer; chunks are
+/// malloc'd only when a large message outgrows it.
+struct _PBArena: ~Copyable {
     private var chunks: [UnsafeMutableRawPointer] = []
     private var cursor: UnsafeMutableRawPointer? = nil
     private var remaining = 0
 
     /// `initial` is memory the caller owns (a stack buffer): small messages need no malloc.
-    init(initial: UnsafeMutableRawBufferPointer? = nil) {
-        if let initial, let base = initial.baseAddress {
+    init(initial: UnsafeMutableRawBufferPointer) {
+        if let base = initial.baseAddress {
             cursor = base
             remaining = initial.count
         }
@@ -68,7 +70,7 @@ final class _PBArena {
         }
     }
 
-    private func raw(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer {
+    private mutating func raw(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer {
         if let c = cursor {
             let misalignment = Int(bitPattern: c) & (alignment - 1)
             let padding = misalignment == 0 ? 0 : alignment - misalignment
@@ -87,30 +89,31 @@ final class _PBArena {
         return chunk
     }
 
-    func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+    mutating func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
         let p = raw(byteCount: MemoryLayout<T>.stride * max(count, 1), alignment: MemoryLayout<T>.alignment)
         return p.bindMemory(to: T.self, capacity: max(count, 1))
     }
 
     /// A NUL-terminated copy; refuses a string that holds a NUL, which protobuf-c would send cut.
-    func string(_ s: String, field: String) throws(MessageCodingError) -> UnsafeMutablePointer<CChar> {
+    mutating func string(_ s: String, field: String) throws(MessageCodingError) -> UnsafeMutablePointer<CChar> {
         var s = s
-        let copy: UnsafeMutablePointer<CChar>? = s.withUTF8 { utf8 in
-            if utf8.contains(0) { return nil }
-            let p = allocate(CChar.self, count: utf8.count + 1)
+        let count = s.utf8.count
+        let p = allocate(CChar.self, count: count + 1)
+        let clean = s.withUTF8 { utf8 -> Bool in
+            if utf8.contains(0) { return false }
             if let base = utf8.baseAddress {
                 UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: utf8.count)
             }
-            p[utf8.count] = 0
-            return p
+            return true
         }
-        guard let copy else {
+        guard clean else {
             throw MessageCodingError.invalidString(field: field, reason: "contains a NUL character")
         }
-        return copy
+        p[count] = 0
+        return p
     }
 
-    func bytes(_ b: [UInt8]) -> ProtobufCBinaryData {
+    mutating func bytes(_ b: [UInt8]) -> ProtobufCBinaryData {
         let p = allocate(UInt8.self, count: b.count)
         b.withUnsafeBufferPointer { src in
             if let base = src.baseAddress {
@@ -200,15 +203,15 @@ enum _PB {
     static func encode<C, M>(
         _ value: M,
         into buffer: inout ByteBuffer,
-        build: (M, _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<C>,
+        build: (M, inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<C>,
         size: (UnsafePointer<C>?) -> Int,
         pack: (UnsafePointer<C>?, UnsafeMutablePointer<UInt8>?) -> Int
     ) throws(MessageCodingError) {
         let outcome: MessageCodingError? = withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 16) { stack in
-            let arena = _PBArena(initial: stack)
+            var arena = _PBArena(initial: stack)
             let p: UnsafeMutablePointer<C>
             do throws(MessageCodingError) {
-                p = try build(value, arena)
+                p = try build(value, &arena)
             } catch {
                 return error
             }
@@ -216,7 +219,7 @@ enum _PB {
             let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { raw in
                 pack(p, raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
             }
-            withExtendedLifetime(arena) {}
+            _ = consume arena
             return written == n ? nil : MessageCodingError.malformed("protobuf-c packed \(written) bytes, expected \(n)")
         }
         if let outcome { throw outcome }

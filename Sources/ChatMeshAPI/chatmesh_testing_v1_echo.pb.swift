@@ -61,7 +61,7 @@ extension EchoRequest {
         self.responseBytes = c.response_bytes
     }
 
-    static func _encodeC(_ v: EchoRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__Testing__V1__EchoRequest> {
+    static func _encodeC(_ v: EchoRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__Testing__V1__EchoRequest> {
         let p = a.allocate(Chatmesh__Testing__V1__EchoRequest.self, count: 1)
         chatmesh__testing__v1__echo_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.testing.v1.EchoRequest.shop_id") }
@@ -149,7 +149,7 @@ extension EchoResponse {
         self.deadlineRemainingMs = c.deadline_remaining_ms
     }
 
-    static func _encodeC(_ v: EchoResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__Testing__V1__EchoResponse> {
+    static func _encodeC(_ v: EchoResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__Testing__V1__EchoResponse> {
         let p = a.allocate(Chatmesh__Testing__V1__EchoResponse.self, count: 1)
         chatmesh__testing__v1__echo_response__init(p)
         if !v.text.isEmpty { p.pointee.text = try a.string(v.text, field: "chatmesh.testing.v1.EchoResponse.text") }

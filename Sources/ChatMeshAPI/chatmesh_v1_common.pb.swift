@@ -41,7 +41,7 @@ extension Address {
         self.province = _PB.string(c.province)
     }
 
-    static func _encodeC(_ v: Address, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Address> {
+    static func _encodeC(_ v: Address, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Address> {
         let p = a.allocate(Chatmesh__V1__Address.self, count: 1)
         chatmesh__v1__address__init(p)
         if !v.street.isEmpty { p.pointee.street = try a.string(v.street, field: "chatmesh.v1.Address.street") }
@@ -92,7 +92,7 @@ extension Referral {
         self.campaign = _PB.string(c.campaign)
     }
 
-    static func _encodeC(_ v: Referral, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Referral> {
+    static func _encodeC(_ v: Referral, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Referral> {
         let p = a.allocate(Chatmesh__V1__Referral.self, count: 1)
         chatmesh__v1__referral__init(p)
         if !v.sourceLink.isEmpty { p.pointee.source_link = try a.string(v.sourceLink, field: "chatmesh.v1.Referral.source_link") }
@@ -134,7 +134,7 @@ extension ShopRequest {
         self.shopId = _PB.string(c.shop_id)
     }
 
-    static func _encodeC(_ v: ShopRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ShopRequest> {
+    static func _encodeC(_ v: ShopRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ShopRequest> {
         let p = a.allocate(Chatmesh__V1__ShopRequest.self, count: 1)
         chatmesh__v1__shop_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ShopRequest.shop_id") }
@@ -164,7 +164,7 @@ extension Empty {
         self.init()
     }
 
-    static func _encodeC(_ v: Empty, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Empty> {
+    static func _encodeC(_ v: Empty, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Empty> {
         let p = a.allocate(Chatmesh__V1__Empty.self, count: 1)
         chatmesh__v1__empty__init(p)
         return p

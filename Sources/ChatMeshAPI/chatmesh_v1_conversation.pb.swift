@@ -83,7 +83,7 @@ extension Page {
         self.facebookLabelSync = (c.facebook_label_sync != 0)
     }
 
-    static func _encodeC(_ v: Page, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Page> {
+    static func _encodeC(_ v: Page, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Page> {
         let p = a.allocate(Chatmesh__V1__Page.self, count: 1)
         chatmesh__v1__page__init(p)
         if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.Page.page_id") }
@@ -144,7 +144,7 @@ extension Tag {
         self.visible = (c.visible != 0)
     }
 
-    static func _encodeC(_ v: Tag, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Tag> {
+    static func _encodeC(_ v: Tag, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Tag> {
         let p = a.allocate(Chatmesh__V1__Tag.self, count: 1)
         chatmesh__v1__tag__init(p)
         if !v.tagId.isEmpty { p.pointee.tag_id = try a.string(v.tagId, field: "chatmesh.v1.Tag.tag_id") }
@@ -199,14 +199,14 @@ extension TagFolder {
         self.pageId = _PB.string(c.page_id)
     }
 
-    static func _encodeC(_ v: TagFolder, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__TagFolder> {
+    static func _encodeC(_ v: TagFolder, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__TagFolder> {
         let p = a.allocate(Chatmesh__V1__TagFolder.self, count: 1)
         chatmesh__v1__tag_folder__init(p)
         if !v.folderId.isEmpty { p.pointee.folder_id = try a.string(v.folderId, field: "chatmesh.v1.TagFolder.folder_id") }
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.TagFolder.name") }
         if !v.tags.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Tag>?.self, count: v.tags.count)
-            for (i, item) in v.tags.enumerated() { items[i] = try Tag._encodeC(item, a) }
+            for (i, item) in v.tags.enumerated() { items[i] = try Tag._encodeC(item, &a) }
             p.pointee.n_tags = v.tags.count
             p.pointee.tags = items
         }
@@ -246,12 +246,12 @@ extension TagList {
         self.folders = _PB.messages(c.n_folders, c.folders) { TagFolder(_c: $0) }
     }
 
-    static func _encodeC(_ v: TagList, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__TagList> {
+    static func _encodeC(_ v: TagList, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__TagList> {
         let p = a.allocate(Chatmesh__V1__TagList.self, count: 1)
         chatmesh__v1__tag_list__init(p)
         if !v.folders.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__TagFolder>?.self, count: v.folders.count)
-            for (i, item) in v.folders.enumerated() { items[i] = try TagFolder._encodeC(item, a) }
+            for (i, item) in v.folders.enumerated() { items[i] = try TagFolder._encodeC(item, &a) }
             p.pointee.n_folders = v.folders.count
             p.pointee.folders = items
         }
@@ -396,7 +396,7 @@ extension ChatMessage {
         self.sentAtMs = c.sent_at_ms
     }
 
-    static func _encodeC(_ v: ChatMessage, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ChatMessage> {
+    static func _encodeC(_ v: ChatMessage, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ChatMessage> {
         let p = a.allocate(Chatmesh__V1__ChatMessage.self, count: 1)
         chatmesh__v1__chat_message__init(p)
         if !v.messageId.isEmpty { p.pointee.message_id = try a.string(v.messageId, field: "chatmesh.v1.ChatMessage.message_id") }
@@ -511,7 +511,7 @@ extension Conversation {
         self.customerName = _PB.string(c.customer_name)
     }
 
-    static func _encodeC(_ v: Conversation, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Conversation> {
+    static func _encodeC(_ v: Conversation, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Conversation> {
         let p = a.allocate(Chatmesh__V1__Conversation.self, count: 1)
         chatmesh__v1__conversation__init(p)
         if !v.conversationId.isEmpty { p.pointee.conversation_id = try a.string(v.conversationId, field: "chatmesh.v1.Conversation.conversation_id") }
@@ -521,7 +521,7 @@ extension Conversation {
         if !v.assignedStaffId.isEmpty { p.pointee.assigned_staff_id = try a.string(v.assignedStaffId, field: "chatmesh.v1.Conversation.assigned_staff_id") }
         if !v.tags.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Tag>?.self, count: v.tags.count)
-            for (i, item) in v.tags.enumerated() { items[i] = try Tag._encodeC(item, a) }
+            for (i, item) in v.tags.enumerated() { items[i] = try Tag._encodeC(item, &a) }
             p.pointee.n_tags = v.tags.count
             p.pointee.tags = items
         }
@@ -567,7 +567,7 @@ extension CustomFieldValue {
         self.value = _PB.string(c.value)
     }
 
-    static func _encodeC(_ v: CustomFieldValue, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CustomFieldValue> {
+    static func _encodeC(_ v: CustomFieldValue, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CustomFieldValue> {
         let p = a.allocate(Chatmesh__V1__CustomFieldValue.self, count: 1)
         chatmesh__v1__custom_field_value__init(p)
         if !v.key.isEmpty { p.pointee.key = try a.string(v.key, field: "chatmesh.v1.CustomFieldValue.key") }
@@ -652,7 +652,7 @@ extension Customer {
         self.addressCaptured = (c.address_captured != 0)
     }
 
-    static func _encodeC(_ v: Customer, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Customer> {
+    static func _encodeC(_ v: Customer, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Customer> {
         let p = a.allocate(Chatmesh__V1__Customer.self, count: 1)
         chatmesh__v1__customer__init(p)
         if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.Customer.customer_id") }
@@ -663,10 +663,10 @@ extension Customer {
         if !v.phone.isEmpty { p.pointee.phone = try a.string(v.phone, field: "chatmesh.v1.Customer.phone") }
         if !v.address.isEmpty { p.pointee.address = try a.string(v.address, field: "chatmesh.v1.Customer.address") }
         p.pointee.blocked = (v.blocked ? 1 : 0)
-        if let m = v.referral { p.pointee.referral = try Referral._encodeC(m, a) }
+        if let m = v.referral { p.pointee.referral = try Referral._encodeC(m, &a) }
         if !v.customFields.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__CustomFieldValue>?.self, count: v.customFields.count)
-            for (i, item) in v.customFields.enumerated() { items[i] = try CustomFieldValue._encodeC(item, a) }
+            for (i, item) in v.customFields.enumerated() { items[i] = try CustomFieldValue._encodeC(item, &a) }
             p.pointee.n_custom_fields = v.customFields.count
             p.pointee.custom_fields = items
         }
@@ -723,7 +723,7 @@ extension Note {
         self.createdAtMs = c.created_at_ms
     }
 
-    static func _encodeC(_ v: Note, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Note> {
+    static func _encodeC(_ v: Note, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Note> {
         let p = a.allocate(Chatmesh__V1__Note.self, count: 1)
         chatmesh__v1__note__init(p)
         if !v.noteId.isEmpty { p.pointee.note_id = try a.string(v.noteId, field: "chatmesh.v1.Note.note_id") }
@@ -825,7 +825,7 @@ extension CustomField {
         self.options = _PB.array(c.n_options, c.options) { _PB.string($0) }
     }
 
-    static func _encodeC(_ v: CustomField, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CustomField> {
+    static func _encodeC(_ v: CustomField, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CustomField> {
         let p = a.allocate(Chatmesh__V1__CustomField.self, count: 1)
         chatmesh__v1__custom_field__init(p)
         if !v.key.isEmpty { p.pointee.key = try a.string(v.key, field: "chatmesh.v1.CustomField.key") }
@@ -945,7 +945,7 @@ extension ActivityEntry {
         self.atMs = c.at_ms
     }
 
-    static func _encodeC(_ v: ActivityEntry, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ActivityEntry> {
+    static func _encodeC(_ v: ActivityEntry, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ActivityEntry> {
         let p = a.allocate(Chatmesh__V1__ActivityEntry.self, count: 1)
         chatmesh__v1__activity_entry__init(p)
         if !v.entryId.isEmpty { p.pointee.entry_id = try a.string(v.entryId, field: "chatmesh.v1.ActivityEntry.entry_id") }
@@ -1003,7 +1003,7 @@ extension ConnectPageRequest {
         self.platform = Page.Platform(rawValue: Int32(truncatingIfNeeded: c.platform.rawValue))
     }
 
-    static func _encodeC(_ v: ConnectPageRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ConnectPageRequest> {
+    static func _encodeC(_ v: ConnectPageRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ConnectPageRequest> {
         let p = a.allocate(Chatmesh__V1__ConnectPageRequest.self, count: 1)
         chatmesh__v1__connect_page_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ConnectPageRequest.shop_id") }
@@ -1050,7 +1050,7 @@ extension InstallDefaultTagsRequest {
         self.pageId = _PB.string(c.page_id)
     }
 
-    static func _encodeC(_ v: InstallDefaultTagsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__InstallDefaultTagsRequest> {
+    static func _encodeC(_ v: InstallDefaultTagsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__InstallDefaultTagsRequest> {
         let p = a.allocate(Chatmesh__V1__InstallDefaultTagsRequest.self, count: 1)
         chatmesh__v1__install_default_tags_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.InstallDefaultTagsRequest.shop_id") }
@@ -1098,7 +1098,7 @@ extension ListTagsRequest {
         self.includeHidden = (c.include_hidden != 0)
     }
 
-    static func _encodeC(_ v: ListTagsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTagsRequest> {
+    static func _encodeC(_ v: ListTagsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTagsRequest> {
         let p = a.allocate(Chatmesh__V1__ListTagsRequest.self, count: 1)
         chatmesh__v1__list_tags_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListTagsRequest.shop_id") }
@@ -1147,7 +1147,7 @@ extension CreateTagFolderRequest {
         self.name = _PB.string(c.name)
     }
 
-    static func _encodeC(_ v: CreateTagFolderRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateTagFolderRequest> {
+    static func _encodeC(_ v: CreateTagFolderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateTagFolderRequest> {
         let p = a.allocate(Chatmesh__V1__CreateTagFolderRequest.self, count: 1)
         chatmesh__v1__create_tag_folder_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateTagFolderRequest.shop_id") }
@@ -1207,7 +1207,7 @@ extension CreateTagRequest {
         self.visible = (c.visible != 0)
     }
 
-    static func _encodeC(_ v: CreateTagRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateTagRequest> {
+    static func _encodeC(_ v: CreateTagRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateTagRequest> {
         let p = a.allocate(Chatmesh__V1__CreateTagRequest.self, count: 1)
         chatmesh__v1__create_tag_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateTagRequest.shop_id") }
@@ -1275,7 +1275,7 @@ extension UpdateTagRequest {
         self.visible = (c.visible != 0)
     }
 
-    static func _encodeC(_ v: UpdateTagRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateTagRequest> {
+    static func _encodeC(_ v: UpdateTagRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateTagRequest> {
         let p = a.allocate(Chatmesh__V1__UpdateTagRequest.self, count: 1)
         chatmesh__v1__update_tag_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpdateTagRequest.shop_id") }
@@ -1328,7 +1328,7 @@ extension DeleteTagRequest {
         self.tagId = _PB.string(c.tag_id)
     }
 
-    static func _encodeC(_ v: DeleteTagRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeleteTagRequest> {
+    static func _encodeC(_ v: DeleteTagRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeleteTagRequest> {
         let p = a.allocate(Chatmesh__V1__DeleteTagRequest.self, count: 1)
         chatmesh__v1__delete_tag_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.DeleteTagRequest.shop_id") }
@@ -1382,7 +1382,7 @@ extension AttachTagRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: AttachTagRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AttachTagRequest> {
+    static func _encodeC(_ v: AttachTagRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AttachTagRequest> {
         let p = a.allocate(Chatmesh__V1__AttachTagRequest.self, count: 1)
         chatmesh__v1__attach_tag_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.AttachTagRequest.shop_id") }
@@ -1436,7 +1436,7 @@ extension DetachTagRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: DetachTagRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DetachTagRequest> {
+    static func _encodeC(_ v: DetachTagRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DetachTagRequest> {
         let p = a.allocate(Chatmesh__V1__DetachTagRequest.self, count: 1)
         chatmesh__v1__detach_tag_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.DetachTagRequest.shop_id") }
@@ -1486,7 +1486,7 @@ extension SetFacebookLabelSyncRequest {
         self.enabled = (c.enabled != 0)
     }
 
-    static func _encodeC(_ v: SetFacebookLabelSyncRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetFacebookLabelSyncRequest> {
+    static func _encodeC(_ v: SetFacebookLabelSyncRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetFacebookLabelSyncRequest> {
         let p = a.allocate(Chatmesh__V1__SetFacebookLabelSyncRequest.self, count: 1)
         chatmesh__v1__set_facebook_label_sync_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SetFacebookLabelSyncRequest.shop_id") }
@@ -1531,7 +1531,7 @@ extension FacebookLabel {
         self.name = _PB.string(c.name)
     }
 
-    static func _encodeC(_ v: FacebookLabel, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__FacebookLabel> {
+    static func _encodeC(_ v: FacebookLabel, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__FacebookLabel> {
         let p = a.allocate(Chatmesh__V1__FacebookLabel.self, count: 1)
         chatmesh__v1__facebook_label__init(p)
         if !v.fbLabelId.isEmpty { p.pointee.fb_label_id = try a.string(v.fbLabelId, field: "chatmesh.v1.FacebookLabel.fb_label_id") }
@@ -1575,7 +1575,7 @@ extension FacebookLabelAttachment {
         self.fbLabelIds = _PB.array(c.n_fb_label_ids, c.fb_label_ids) { _PB.string($0) }
     }
 
-    static func _encodeC(_ v: FacebookLabelAttachment, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__FacebookLabelAttachment> {
+    static func _encodeC(_ v: FacebookLabelAttachment, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__FacebookLabelAttachment> {
         let p = a.allocate(Chatmesh__V1__FacebookLabelAttachment.self, count: 1)
         chatmesh__v1__facebook_label_attachment__init(p)
         if !v.customerExternalId.isEmpty { p.pointee.customer_external_id = try a.string(v.customerExternalId, field: "chatmesh.v1.FacebookLabelAttachment.customer_external_id") }
@@ -1633,20 +1633,20 @@ extension SyncFacebookLabelsRequest {
         self.attachments = _PB.messages(c.n_attachments, c.attachments) { FacebookLabelAttachment(_c: $0) }
     }
 
-    static func _encodeC(_ v: SyncFacebookLabelsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SyncFacebookLabelsRequest> {
+    static func _encodeC(_ v: SyncFacebookLabelsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SyncFacebookLabelsRequest> {
         let p = a.allocate(Chatmesh__V1__SyncFacebookLabelsRequest.self, count: 1)
         chatmesh__v1__sync_facebook_labels_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SyncFacebookLabelsRequest.shop_id") }
         if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.SyncFacebookLabelsRequest.page_id") }
         if !v.labels.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__FacebookLabel>?.self, count: v.labels.count)
-            for (i, item) in v.labels.enumerated() { items[i] = try FacebookLabel._encodeC(item, a) }
+            for (i, item) in v.labels.enumerated() { items[i] = try FacebookLabel._encodeC(item, &a) }
             p.pointee.n_labels = v.labels.count
             p.pointee.labels = items
         }
         if !v.attachments.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__FacebookLabelAttachment>?.self, count: v.attachments.count)
-            for (i, item) in v.attachments.enumerated() { items[i] = try FacebookLabelAttachment._encodeC(item, a) }
+            for (i, item) in v.attachments.enumerated() { items[i] = try FacebookLabelAttachment._encodeC(item, &a) }
             p.pointee.n_attachments = v.attachments.count
             p.pointee.attachments = items
         }
@@ -1692,7 +1692,7 @@ extension SyncFacebookLabelsResponse {
         self.skippedReasons = _PB.array(c.n_skipped_reasons, c.skipped_reasons) { _PB.string($0) }
     }
 
-    static func _encodeC(_ v: SyncFacebookLabelsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SyncFacebookLabelsResponse> {
+    static func _encodeC(_ v: SyncFacebookLabelsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SyncFacebookLabelsResponse> {
         let p = a.allocate(Chatmesh__V1__SyncFacebookLabelsResponse.self, count: 1)
         chatmesh__v1__sync_facebook_labels_response__init(p)
         p.pointee.synced = v.synced
@@ -1776,7 +1776,7 @@ extension IngestMessageRequest {
         self.referral = c.referral.map { Referral(_c: $0) }
     }
 
-    static func _encodeC(_ v: IngestMessageRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestMessageRequest> {
+    static func _encodeC(_ v: IngestMessageRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestMessageRequest> {
         let p = a.allocate(Chatmesh__V1__IngestMessageRequest.self, count: 1)
         chatmesh__v1__ingest_message_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.IngestMessageRequest.shop_id") }
@@ -1789,7 +1789,7 @@ extension IngestMessageRequest {
         if !v.text.isEmpty { p.pointee.text = try a.string(v.text, field: "chatmesh.v1.IngestMessageRequest.text") }
         if !v.postId.isEmpty { p.pointee.post_id = try a.string(v.postId, field: "chatmesh.v1.IngestMessageRequest.post_id") }
         p.pointee.sent_at_ms = v.sentAtMs
-        if let m = v.referral { p.pointee.referral = try Referral._encodeC(m, a) }
+        if let m = v.referral { p.pointee.referral = try Referral._encodeC(m, &a) }
         return p
     }
 
@@ -1842,7 +1842,7 @@ extension IngestMessageResponse {
         self.capturedAddress = _PB.string(c.captured_address)
     }
 
-    static func _encodeC(_ v: IngestMessageResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestMessageResponse> {
+    static func _encodeC(_ v: IngestMessageResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestMessageResponse> {
         let p = a.allocate(Chatmesh__V1__IngestMessageResponse.self, count: 1)
         chatmesh__v1__ingest_message_response__init(p)
         if !v.conversationId.isEmpty { p.pointee.conversation_id = try a.string(v.conversationId, field: "chatmesh.v1.IngestMessageResponse.conversation_id") }
@@ -1916,7 +1916,7 @@ extension ListConversationsRequest {
         self.pageToken = _PB.string(c.page_token)
     }
 
-    static func _encodeC(_ v: ListConversationsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListConversationsRequest> {
+    static func _encodeC(_ v: ListConversationsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListConversationsRequest> {
         let p = a.allocate(Chatmesh__V1__ListConversationsRequest.self, count: 1)
         chatmesh__v1__list_conversations_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListConversationsRequest.shop_id") }
@@ -1977,12 +1977,12 @@ extension ListConversationsResponse {
         self.nextPageToken = _PB.string(c.next_page_token)
     }
 
-    static func _encodeC(_ v: ListConversationsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListConversationsResponse> {
+    static func _encodeC(_ v: ListConversationsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListConversationsResponse> {
         let p = a.allocate(Chatmesh__V1__ListConversationsResponse.self, count: 1)
         chatmesh__v1__list_conversations_response__init(p)
         if !v.conversations.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Conversation>?.self, count: v.conversations.count)
-            for (i, item) in v.conversations.enumerated() { items[i] = try Conversation._encodeC(item, a) }
+            for (i, item) in v.conversations.enumerated() { items[i] = try Conversation._encodeC(item, &a) }
             p.pointee.n_conversations = v.conversations.count
             p.pointee.conversations = items
         }
@@ -2026,7 +2026,7 @@ extension GetConversationRequest {
         self.conversationId = _PB.string(c.conversation_id)
     }
 
-    static func _encodeC(_ v: GetConversationRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetConversationRequest> {
+    static func _encodeC(_ v: GetConversationRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetConversationRequest> {
         let p = a.allocate(Chatmesh__V1__GetConversationRequest.self, count: 1)
         chatmesh__v1__get_conversation_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetConversationRequest.shop_id") }
@@ -2077,7 +2077,7 @@ extension ListMessagesRequest {
         self.pageToken = _PB.string(c.page_token)
     }
 
-    static func _encodeC(_ v: ListMessagesRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMessagesRequest> {
+    static func _encodeC(_ v: ListMessagesRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMessagesRequest> {
         let p = a.allocate(Chatmesh__V1__ListMessagesRequest.self, count: 1)
         chatmesh__v1__list_messages_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListMessagesRequest.shop_id") }
@@ -2123,12 +2123,12 @@ extension ListMessagesResponse {
         self.nextPageToken = _PB.string(c.next_page_token)
     }
 
-    static func _encodeC(_ v: ListMessagesResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMessagesResponse> {
+    static func _encodeC(_ v: ListMessagesResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMessagesResponse> {
         let p = a.allocate(Chatmesh__V1__ListMessagesResponse.self, count: 1)
         chatmesh__v1__list_messages_response__init(p)
         if !v.messages.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ChatMessage>?.self, count: v.messages.count)
-            for (i, item) in v.messages.enumerated() { items[i] = try ChatMessage._encodeC(item, a) }
+            for (i, item) in v.messages.enumerated() { items[i] = try ChatMessage._encodeC(item, &a) }
             p.pointee.n_messages = v.messages.count
             p.pointee.messages = items
         }
@@ -2219,7 +2219,7 @@ extension AssignConversationRequest {
         self.mode = AssignConversationRequest.Mode(rawValue: Int32(truncatingIfNeeded: c.mode.rawValue))
     }
 
-    static func _encodeC(_ v: AssignConversationRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AssignConversationRequest> {
+    static func _encodeC(_ v: AssignConversationRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AssignConversationRequest> {
         let p = a.allocate(Chatmesh__V1__AssignConversationRequest.self, count: 1)
         chatmesh__v1__assign_conversation_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.AssignConversationRequest.shop_id") }
@@ -2269,7 +2269,7 @@ extension CloseConversationRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: CloseConversationRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CloseConversationRequest> {
+    static func _encodeC(_ v: CloseConversationRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CloseConversationRequest> {
         let p = a.allocate(Chatmesh__V1__CloseConversationRequest.self, count: 1)
         chatmesh__v1__close_conversation_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CloseConversationRequest.shop_id") }
@@ -2318,7 +2318,7 @@ extension ReopenConversationRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: ReopenConversationRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ReopenConversationRequest> {
+    static func _encodeC(_ v: ReopenConversationRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ReopenConversationRequest> {
         let p = a.allocate(Chatmesh__V1__ReopenConversationRequest.self, count: 1)
         chatmesh__v1__reopen_conversation_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ReopenConversationRequest.shop_id") }
@@ -2363,7 +2363,7 @@ extension GetCustomerRequest {
         self.customerId = _PB.string(c.customer_id)
     }
 
-    static func _encodeC(_ v: GetCustomerRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetCustomerRequest> {
+    static func _encodeC(_ v: GetCustomerRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetCustomerRequest> {
         let p = a.allocate(Chatmesh__V1__GetCustomerRequest.self, count: 1)
         chatmesh__v1__get_customer_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetCustomerRequest.shop_id") }
@@ -2433,7 +2433,7 @@ extension UpdateCustomerRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: UpdateCustomerRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateCustomerRequest> {
+    static func _encodeC(_ v: UpdateCustomerRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateCustomerRequest> {
         let p = a.allocate(Chatmesh__V1__UpdateCustomerRequest.self, count: 1)
         chatmesh__v1__update_customer_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpdateCustomerRequest.shop_id") }
@@ -2493,7 +2493,7 @@ extension BlockCustomerRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: BlockCustomerRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__BlockCustomerRequest> {
+    static func _encodeC(_ v: BlockCustomerRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__BlockCustomerRequest> {
         let p = a.allocate(Chatmesh__V1__BlockCustomerRequest.self, count: 1)
         chatmesh__v1__block_customer_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.BlockCustomerRequest.shop_id") }
@@ -2542,7 +2542,7 @@ extension UnblockCustomerRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: UnblockCustomerRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UnblockCustomerRequest> {
+    static func _encodeC(_ v: UnblockCustomerRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UnblockCustomerRequest> {
         let p = a.allocate(Chatmesh__V1__UnblockCustomerRequest.self, count: 1)
         chatmesh__v1__unblock_customer_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UnblockCustomerRequest.shop_id") }
@@ -2596,7 +2596,7 @@ extension AddNoteRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: AddNoteRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AddNoteRequest> {
+    static func _encodeC(_ v: AddNoteRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AddNoteRequest> {
         let p = a.allocate(Chatmesh__V1__AddNoteRequest.self, count: 1)
         chatmesh__v1__add_note_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.AddNoteRequest.shop_id") }
@@ -2649,7 +2649,7 @@ extension ListNotesRequest {
         self.pageToken = _PB.string(c.page_token)
     }
 
-    static func _encodeC(_ v: ListNotesRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListNotesRequest> {
+    static func _encodeC(_ v: ListNotesRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListNotesRequest> {
         let p = a.allocate(Chatmesh__V1__ListNotesRequest.self, count: 1)
         chatmesh__v1__list_notes_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListNotesRequest.shop_id") }
@@ -2696,12 +2696,12 @@ extension ListNotesResponse {
         self.nextPageToken = _PB.string(c.next_page_token)
     }
 
-    static func _encodeC(_ v: ListNotesResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListNotesResponse> {
+    static func _encodeC(_ v: ListNotesResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListNotesResponse> {
         let p = a.allocate(Chatmesh__V1__ListNotesResponse.self, count: 1)
         chatmesh__v1__list_notes_response__init(p)
         if !v.notes.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Note>?.self, count: v.notes.count)
-            for (i, item) in v.notes.enumerated() { items[i] = try Note._encodeC(item, a) }
+            for (i, item) in v.notes.enumerated() { items[i] = try Note._encodeC(item, &a) }
             p.pointee.n_notes = v.notes.count
             p.pointee.notes = items
         }
@@ -2753,7 +2753,7 @@ extension DeleteNoteRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: DeleteNoteRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeleteNoteRequest> {
+    static func _encodeC(_ v: DeleteNoteRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeleteNoteRequest> {
         let p = a.allocate(Chatmesh__V1__DeleteNoteRequest.self, count: 1)
         chatmesh__v1__delete_note_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.DeleteNoteRequest.shop_id") }
@@ -2811,7 +2811,7 @@ extension DefineCustomFieldRequest {
         self.options = _PB.array(c.n_options, c.options) { _PB.string($0) }
     }
 
-    static func _encodeC(_ v: DefineCustomFieldRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DefineCustomFieldRequest> {
+    static func _encodeC(_ v: DefineCustomFieldRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DefineCustomFieldRequest> {
         let p = a.allocate(Chatmesh__V1__DefineCustomFieldRequest.self, count: 1)
         chatmesh__v1__define_custom_field_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.DefineCustomFieldRequest.shop_id") }
@@ -2859,7 +2859,7 @@ extension ListCustomFieldsRequest {
         self.shopId = _PB.string(c.shop_id)
     }
 
-    static func _encodeC(_ v: ListCustomFieldsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCustomFieldsRequest> {
+    static func _encodeC(_ v: ListCustomFieldsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCustomFieldsRequest> {
         let p = a.allocate(Chatmesh__V1__ListCustomFieldsRequest.self, count: 1)
         chatmesh__v1__list_custom_fields_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListCustomFieldsRequest.shop_id") }
@@ -2898,12 +2898,12 @@ extension ListCustomFieldsResponse {
         self.fields = _PB.messages(c.n_fields, c.fields) { CustomField(_c: $0) }
     }
 
-    static func _encodeC(_ v: ListCustomFieldsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCustomFieldsResponse> {
+    static func _encodeC(_ v: ListCustomFieldsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCustomFieldsResponse> {
         let p = a.allocate(Chatmesh__V1__ListCustomFieldsResponse.self, count: 1)
         chatmesh__v1__list_custom_fields_response__init(p)
         if !v.fields.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__CustomField>?.self, count: v.fields.count)
-            for (i, item) in v.fields.enumerated() { items[i] = try CustomField._encodeC(item, a) }
+            for (i, item) in v.fields.enumerated() { items[i] = try CustomField._encodeC(item, &a) }
             p.pointee.n_fields = v.fields.count
             p.pointee.fields = items
         }
@@ -2959,7 +2959,7 @@ extension SetCustomFieldValueRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: SetCustomFieldValueRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetCustomFieldValueRequest> {
+    static func _encodeC(_ v: SetCustomFieldValueRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetCustomFieldValueRequest> {
         let p = a.allocate(Chatmesh__V1__SetCustomFieldValueRequest.self, count: 1)
         chatmesh__v1__set_custom_field_value_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SetCustomFieldValueRequest.shop_id") }
@@ -3027,7 +3027,7 @@ extension ListActivityRequest {
         self.pageToken = _PB.string(c.page_token)
     }
 
-    static func _encodeC(_ v: ListActivityRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListActivityRequest> {
+    static func _encodeC(_ v: ListActivityRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListActivityRequest> {
         let p = a.allocate(Chatmesh__V1__ListActivityRequest.self, count: 1)
         chatmesh__v1__list_activity_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListActivityRequest.shop_id") }
@@ -3082,12 +3082,12 @@ extension ListActivityResponse {
         self.nextPageToken = _PB.string(c.next_page_token)
     }
 
-    static func _encodeC(_ v: ListActivityResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListActivityResponse> {
+    static func _encodeC(_ v: ListActivityResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListActivityResponse> {
         let p = a.allocate(Chatmesh__V1__ListActivityResponse.self, count: 1)
         chatmesh__v1__list_activity_response__init(p)
         if !v.entries.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ActivityEntry>?.self, count: v.entries.count)
-            for (i, item) in v.entries.enumerated() { items[i] = try ActivityEntry._encodeC(item, a) }
+            for (i, item) in v.entries.enumerated() { items[i] = try ActivityEntry._encodeC(item, &a) }
             p.pointee.n_entries = v.entries.count
             p.pointee.entries = items
         }
@@ -3138,7 +3138,7 @@ extension GetStaffConversationStatsRequest {
         self.toMs = c.to_ms
     }
 
-    static func _encodeC(_ v: GetStaffConversationStatsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffConversationStatsRequest> {
+    static func _encodeC(_ v: GetStaffConversationStatsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffConversationStatsRequest> {
         let p = a.allocate(Chatmesh__V1__GetStaffConversationStatsRequest.self, count: 1)
         chatmesh__v1__get_staff_conversation_stats_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetStaffConversationStatsRequest.shop_id") }
@@ -3201,7 +3201,7 @@ extension StaffConversationStats {
         self.customersReplied = c.customers_replied
     }
 
-    static func _encodeC(_ v: StaffConversationStats, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__StaffConversationStats> {
+    static func _encodeC(_ v: StaffConversationStats, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__StaffConversationStats> {
         let p = a.allocate(Chatmesh__V1__StaffConversationStats.self, count: 1)
         chatmesh__v1__staff_conversation_stats__init(p)
         if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.StaffConversationStats.staff_id") }
@@ -3247,12 +3247,12 @@ extension GetStaffConversationStatsResponse {
         self.staff = _PB.messages(c.n_staff, c.staff) { StaffConversationStats(_c: $0) }
     }
 
-    static func _encodeC(_ v: GetStaffConversationStatsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffConversationStatsResponse> {
+    static func _encodeC(_ v: GetStaffConversationStatsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffConversationStatsResponse> {
         let p = a.allocate(Chatmesh__V1__GetStaffConversationStatsResponse.self, count: 1)
         chatmesh__v1__get_staff_conversation_stats_response__init(p)
         if !v.staff.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__StaffConversationStats>?.self, count: v.staff.count)
-            for (i, item) in v.staff.enumerated() { items[i] = try StaffConversationStats._encodeC(item, a) }
+            for (i, item) in v.staff.enumerated() { items[i] = try StaffConversationStats._encodeC(item, &a) }
             p.pointee.n_staff = v.staff.count
             p.pointee.staff = items
         }

@@ -78,7 +78,7 @@ extension PointsExpiry {
         self.months = c.months
     }
 
-    static func _encodeC(_ v: PointsExpiry, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PointsExpiry> {
+    static func _encodeC(_ v: PointsExpiry, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PointsExpiry> {
         let p = a.allocate(Chatmesh__V1__PointsExpiry.self, count: 1)
         chatmesh__v1__points_expiry__init(p)
         p.pointee.kind = Chatmesh__V1__PointsExpiry__Kind(rawValue: .init(truncatingIfNeeded: v.kind.rawValue))
@@ -174,12 +174,12 @@ extension Program {
         self.cycleStartMs = c.cycle_start_ms
     }
 
-    static func _encodeC(_ v: Program, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Program> {
+    static func _encodeC(_ v: Program, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Program> {
         let p = a.allocate(Chatmesh__V1__Program.self, count: 1)
         chatmesh__v1__program__init(p)
         p.pointee.earn_vnd_per_point = v.earnVndPerPoint
         p.pointee.redeem_vnd_per_point = v.redeemVndPerPoint
-        if let m = v.expiry { p.pointee.expiry = try PointsExpiry._encodeC(m, a) }
+        if let m = v.expiry { p.pointee.expiry = try PointsExpiry._encodeC(m, &a) }
         p.pointee.cycle = Chatmesh__V1__Program__Cycle(rawValue: .init(truncatingIfNeeded: v.cycle.rawValue))
         p.pointee.cycle_start_ms = v.cycleStartMs
         return p
@@ -236,7 +236,7 @@ extension Tier {
         self.combinable = (c.combinable != 0)
     }
 
-    static func _encodeC(_ v: Tier, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Tier> {
+    static func _encodeC(_ v: Tier, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Tier> {
         let p = a.allocate(Chatmesh__V1__Tier.self, count: 1)
         chatmesh__v1__tier__init(p)
         if !v.tierId.isEmpty { p.pointee.tier_id = try a.string(v.tierId, field: "chatmesh.v1.Tier.tier_id") }
@@ -281,7 +281,7 @@ extension ExpiringPoints {
         self.expiresAtMs = c.expires_at_ms
     }
 
-    static func _encodeC(_ v: ExpiringPoints, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ExpiringPoints> {
+    static func _encodeC(_ v: ExpiringPoints, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ExpiringPoints> {
         let p = a.allocate(Chatmesh__V1__ExpiringPoints.self, count: 1)
         chatmesh__v1__expiring_points__init(p)
         p.pointee.points = v.points
@@ -347,7 +347,7 @@ extension Member {
         self.expiring = _PB.messages(c.n_expiring, c.expiring) { ExpiringPoints(_c: $0) }
     }
 
-    static func _encodeC(_ v: Member, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Member> {
+    static func _encodeC(_ v: Member, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Member> {
         let p = a.allocate(Chatmesh__V1__Member.self, count: 1)
         chatmesh__v1__member__init(p)
         if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.Member.customer_id") }
@@ -359,7 +359,7 @@ extension Member {
         p.pointee.member_since_ms = v.memberSinceMs
         if !v.expiring.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ExpiringPoints>?.self, count: v.expiring.count)
-            for (i, item) in v.expiring.enumerated() { items[i] = try ExpiringPoints._encodeC(item, a) }
+            for (i, item) in v.expiring.enumerated() { items[i] = try ExpiringPoints._encodeC(item, &a) }
             p.pointee.n_expiring = v.expiring.count
             p.pointee.expiring = items
         }
@@ -414,13 +414,13 @@ extension ConfigureProgramRequest {
         self.cycleStartMs = c.cycle_start_ms
     }
 
-    static func _encodeC(_ v: ConfigureProgramRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ConfigureProgramRequest> {
+    static func _encodeC(_ v: ConfigureProgramRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ConfigureProgramRequest> {
         let p = a.allocate(Chatmesh__V1__ConfigureProgramRequest.self, count: 1)
         chatmesh__v1__configure_program_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ConfigureProgramRequest.shop_id") }
         p.pointee.earn_vnd_per_point = v.earnVndPerPoint
         p.pointee.redeem_vnd_per_point = v.redeemVndPerPoint
-        if let m = v.expiry { p.pointee.expiry = try PointsExpiry._encodeC(m, a) }
+        if let m = v.expiry { p.pointee.expiry = try PointsExpiry._encodeC(m, &a) }
         p.pointee.cycle = Chatmesh__V1__Program__Cycle(rawValue: .init(truncatingIfNeeded: v.cycle.rawValue))
         p.pointee.cycle_start_ms = v.cycleStartMs
         return p
@@ -479,7 +479,7 @@ extension UpsertTierRequest {
         self.combinable = (c.combinable != 0)
     }
 
-    static func _encodeC(_ v: UpsertTierRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertTierRequest> {
+    static func _encodeC(_ v: UpsertTierRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertTierRequest> {
         let p = a.allocate(Chatmesh__V1__UpsertTierRequest.self, count: 1)
         chatmesh__v1__upsert_tier_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpsertTierRequest.shop_id") }
@@ -525,12 +525,12 @@ extension ListTiersResponse {
         self.tiers = _PB.messages(c.n_tiers, c.tiers) { Tier(_c: $0) }
     }
 
-    static func _encodeC(_ v: ListTiersResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTiersResponse> {
+    static func _encodeC(_ v: ListTiersResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTiersResponse> {
         let p = a.allocate(Chatmesh__V1__ListTiersResponse.self, count: 1)
         chatmesh__v1__list_tiers_response__init(p)
         if !v.tiers.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Tier>?.self, count: v.tiers.count)
-            for (i, item) in v.tiers.enumerated() { items[i] = try Tier._encodeC(item, a) }
+            for (i, item) in v.tiers.enumerated() { items[i] = try Tier._encodeC(item, &a) }
             p.pointee.n_tiers = v.tiers.count
             p.pointee.tiers = items
         }
@@ -573,7 +573,7 @@ extension DeleteTierRequest {
         self.tierId = _PB.string(c.tier_id)
     }
 
-    static func _encodeC(_ v: DeleteTierRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeleteTierRequest> {
+    static func _encodeC(_ v: DeleteTierRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeleteTierRequest> {
         let p = a.allocate(Chatmesh__V1__DeleteTierRequest.self, count: 1)
         chatmesh__v1__delete_tier_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.DeleteTierRequest.shop_id") }
@@ -617,7 +617,7 @@ extension GetMemberRequest {
         self.customerId = _PB.string(c.customer_id)
     }
 
-    static func _encodeC(_ v: GetMemberRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetMemberRequest> {
+    static func _encodeC(_ v: GetMemberRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetMemberRequest> {
         let p = a.allocate(Chatmesh__V1__GetMemberRequest.self, count: 1)
         chatmesh__v1__get_member_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetMemberRequest.shop_id") }
@@ -671,7 +671,7 @@ extension ListMembersRequest {
         self.pageToken = _PB.string(c.page_token)
     }
 
-    static func _encodeC(_ v: ListMembersRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMembersRequest> {
+    static func _encodeC(_ v: ListMembersRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMembersRequest> {
         let p = a.allocate(Chatmesh__V1__ListMembersRequest.self, count: 1)
         chatmesh__v1__list_members_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListMembersRequest.shop_id") }
@@ -718,12 +718,12 @@ extension ListMembersResponse {
         self.nextPageToken = _PB.string(c.next_page_token)
     }
 
-    static func _encodeC(_ v: ListMembersResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMembersResponse> {
+    static func _encodeC(_ v: ListMembersResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMembersResponse> {
         let p = a.allocate(Chatmesh__V1__ListMembersResponse.self, count: 1)
         chatmesh__v1__list_members_response__init(p)
         if !v.members.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Member>?.self, count: v.members.count)
-            for (i, item) in v.members.enumerated() { items[i] = try Member._encodeC(item, a) }
+            for (i, item) in v.members.enumerated() { items[i] = try Member._encodeC(item, &a) }
             p.pointee.n_members = v.members.count
             p.pointee.members = items
         }
@@ -790,7 +790,7 @@ extension UpsertCustomerProfileRequest {
         self.email = _PB.string(c.email)
     }
 
-    static func _encodeC(_ v: UpsertCustomerProfileRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertCustomerProfileRequest> {
+    static func _encodeC(_ v: UpsertCustomerProfileRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertCustomerProfileRequest> {
         let p = a.allocate(Chatmesh__V1__UpsertCustomerProfileRequest.self, count: 1)
         chatmesh__v1__upsert_customer_profile_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpsertCustomerProfileRequest.shop_id") }
@@ -854,7 +854,7 @@ extension PreviewOrderRequest {
         self.redeemPoints = c.redeem_points
     }
 
-    static func _encodeC(_ v: PreviewOrderRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PreviewOrderRequest> {
+    static func _encodeC(_ v: PreviewOrderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PreviewOrderRequest> {
         let p = a.allocate(Chatmesh__V1__PreviewOrderRequest.self, count: 1)
         chatmesh__v1__preview_order_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.PreviewOrderRequest.shop_id") }
@@ -910,7 +910,7 @@ extension PreviewOrderResponse {
         self.pointsRedeemed = c.points_redeemed
     }
 
-    static func _encodeC(_ v: PreviewOrderResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PreviewOrderResponse> {
+    static func _encodeC(_ v: PreviewOrderResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PreviewOrderResponse> {
         let p = a.allocate(Chatmesh__V1__PreviewOrderResponse.self, count: 1)
         chatmesh__v1__preview_order_response__init(p)
         p.pointee.tier_discount_vnd = v.tierDiscountVnd
@@ -1031,7 +1031,7 @@ extension RecordOrderEventRequest {
         self.atMs = c.at_ms
     }
 
-    static func _encodeC(_ v: RecordOrderEventRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RecordOrderEventRequest> {
+    static func _encodeC(_ v: RecordOrderEventRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RecordOrderEventRequest> {
         let p = a.allocate(Chatmesh__V1__RecordOrderEventRequest.self, count: 1)
         chatmesh__v1__record_order_event_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.RecordOrderEventRequest.shop_id") }
@@ -1087,12 +1087,12 @@ extension RecordOrderEventResponse {
         self.member = c.member.map { Member(_c: $0) }
     }
 
-    static func _encodeC(_ v: RecordOrderEventResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RecordOrderEventResponse> {
+    static func _encodeC(_ v: RecordOrderEventResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RecordOrderEventResponse> {
         let p = a.allocate(Chatmesh__V1__RecordOrderEventResponse.self, count: 1)
         chatmesh__v1__record_order_event_response__init(p)
         p.pointee.applied = (v.applied ? 1 : 0)
         p.pointee.points_delta = v.pointsDelta
-        if let m = v.member { p.pointee.member = try Member._encodeC(m, a) }
+        if let m = v.member { p.pointee.member = try Member._encodeC(m, &a) }
         return p
     }
 
@@ -1148,7 +1148,7 @@ extension RedeemPointsRequest {
         self.orderId = _PB.string(c.order_id)
     }
 
-    static func _encodeC(_ v: RedeemPointsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RedeemPointsRequest> {
+    static func _encodeC(_ v: RedeemPointsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RedeemPointsRequest> {
         let p = a.allocate(Chatmesh__V1__RedeemPointsRequest.self, count: 1)
         chatmesh__v1__redeem_points_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.RedeemPointsRequest.shop_id") }
@@ -1212,7 +1212,7 @@ extension AdjustPointsRequest {
         self.orderId = _PB.string(c.order_id)
     }
 
-    static func _encodeC(_ v: AdjustPointsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AdjustPointsRequest> {
+    static func _encodeC(_ v: AdjustPointsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AdjustPointsRequest> {
         let p = a.allocate(Chatmesh__V1__AdjustPointsRequest.self, count: 1)
         chatmesh__v1__adjust_points_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.AdjustPointsRequest.shop_id") }
@@ -1260,7 +1260,7 @@ extension ExpirePointsRequest {
         self.asOfMs = c.as_of_ms
     }
 
-    static func _encodeC(_ v: ExpirePointsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ExpirePointsRequest> {
+    static func _encodeC(_ v: ExpirePointsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ExpirePointsRequest> {
         let p = a.allocate(Chatmesh__V1__ExpirePointsRequest.self, count: 1)
         chatmesh__v1__expire_points_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ExpirePointsRequest.shop_id") }
@@ -1298,7 +1298,7 @@ extension ExpirePointsResponse {
         self.expiredPoints = c.expired_points
     }
 
-    static func _encodeC(_ v: ExpirePointsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ExpirePointsResponse> {
+    static func _encodeC(_ v: ExpirePointsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ExpirePointsResponse> {
         let p = a.allocate(Chatmesh__V1__ExpirePointsResponse.self, count: 1)
         chatmesh__v1__expire_points_response__init(p)
         p.pointee.expired_points = v.expiredPoints
@@ -1424,7 +1424,7 @@ extension SegmentCondition {
         self.points = c.points
     }
 
-    static func _encodeC(_ v: SegmentCondition, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SegmentCondition> {
+    static func _encodeC(_ v: SegmentCondition, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SegmentCondition> {
         let p = a.allocate(Chatmesh__V1__SegmentCondition.self, count: 1)
         chatmesh__v1__segment_condition__init(p)
         p.pointee.kind = Chatmesh__V1__SegmentCondition__Kind(rawValue: .init(truncatingIfNeeded: v.kind.rawValue))
@@ -1521,7 +1521,7 @@ extension Segment {
         self.createdAtMs = c.created_at_ms
     }
 
-    static func _encodeC(_ v: Segment, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Segment> {
+    static func _encodeC(_ v: Segment, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Segment> {
         let p = a.allocate(Chatmesh__V1__Segment.self, count: 1)
         chatmesh__v1__segment__init(p)
         if !v.segmentId.isEmpty { p.pointee.segment_id = try a.string(v.segmentId, field: "chatmesh.v1.Segment.segment_id") }
@@ -1529,7 +1529,7 @@ extension Segment {
         p.pointee.match = Chatmesh__V1__Segment__Match(rawValue: .init(truncatingIfNeeded: v.match.rawValue))
         if !v.conditions.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__SegmentCondition>?.self, count: v.conditions.count)
-            for (i, item) in v.conditions.enumerated() { items[i] = try SegmentCondition._encodeC(item, a) }
+            for (i, item) in v.conditions.enumerated() { items[i] = try SegmentCondition._encodeC(item, &a) }
             p.pointee.n_conditions = v.conditions.count
             p.pointee.conditions = items
         }
@@ -1580,7 +1580,7 @@ extension CreateSegmentRequest {
         self.conditions = _PB.messages(c.n_conditions, c.conditions) { SegmentCondition(_c: $0) }
     }
 
-    static func _encodeC(_ v: CreateSegmentRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateSegmentRequest> {
+    static func _encodeC(_ v: CreateSegmentRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateSegmentRequest> {
         let p = a.allocate(Chatmesh__V1__CreateSegmentRequest.self, count: 1)
         chatmesh__v1__create_segment_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateSegmentRequest.shop_id") }
@@ -1588,7 +1588,7 @@ extension CreateSegmentRequest {
         p.pointee.match = Chatmesh__V1__Segment__Match(rawValue: .init(truncatingIfNeeded: v.match.rawValue))
         if !v.conditions.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__SegmentCondition>?.self, count: v.conditions.count)
-            for (i, item) in v.conditions.enumerated() { items[i] = try SegmentCondition._encodeC(item, a) }
+            for (i, item) in v.conditions.enumerated() { items[i] = try SegmentCondition._encodeC(item, &a) }
             p.pointee.n_conditions = v.conditions.count
             p.pointee.conditions = items
         }
@@ -1627,12 +1627,12 @@ extension ListSegmentsResponse {
         self.segments = _PB.messages(c.n_segments, c.segments) { Segment(_c: $0) }
     }
 
-    static func _encodeC(_ v: ListSegmentsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListSegmentsResponse> {
+    static func _encodeC(_ v: ListSegmentsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListSegmentsResponse> {
         let p = a.allocate(Chatmesh__V1__ListSegmentsResponse.self, count: 1)
         chatmesh__v1__list_segments_response__init(p)
         if !v.segments.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Segment>?.self, count: v.segments.count)
-            for (i, item) in v.segments.enumerated() { items[i] = try Segment._encodeC(item, a) }
+            for (i, item) in v.segments.enumerated() { items[i] = try Segment._encodeC(item, &a) }
             p.pointee.n_segments = v.segments.count
             p.pointee.segments = items
         }
@@ -1675,7 +1675,7 @@ extension SegmentRequest {
         self.segmentId = _PB.string(c.segment_id)
     }
 
-    static func _encodeC(_ v: SegmentRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SegmentRequest> {
+    static func _encodeC(_ v: SegmentRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SegmentRequest> {
         let p = a.allocate(Chatmesh__V1__SegmentRequest.self, count: 1)
         chatmesh__v1__segment_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SegmentRequest.shop_id") }
@@ -1726,7 +1726,7 @@ extension ListSegmentMembersRequest {
         self.pageToken = _PB.string(c.page_token)
     }
 
-    static func _encodeC(_ v: ListSegmentMembersRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListSegmentMembersRequest> {
+    static func _encodeC(_ v: ListSegmentMembersRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListSegmentMembersRequest> {
         let p = a.allocate(Chatmesh__V1__ListSegmentMembersRequest.self, count: 1)
         chatmesh__v1__list_segment_members_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListSegmentMembersRequest.shop_id") }
@@ -1780,7 +1780,7 @@ extension SegmentMember {
         self.email = _PB.string(c.email)
     }
 
-    static func _encodeC(_ v: SegmentMember, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SegmentMember> {
+    static func _encodeC(_ v: SegmentMember, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SegmentMember> {
         let p = a.allocate(Chatmesh__V1__SegmentMember.self, count: 1)
         chatmesh__v1__segment_member__init(p)
         if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.SegmentMember.customer_id") }
@@ -1826,12 +1826,12 @@ extension ListSegmentMembersResponse {
         self.nextPageToken = _PB.string(c.next_page_token)
     }
 
-    static func _encodeC(_ v: ListSegmentMembersResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListSegmentMembersResponse> {
+    static func _encodeC(_ v: ListSegmentMembersResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListSegmentMembersResponse> {
         let p = a.allocate(Chatmesh__V1__ListSegmentMembersResponse.self, count: 1)
         chatmesh__v1__list_segment_members_response__init(p)
         if !v.members.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__SegmentMember>?.self, count: v.members.count)
-            for (i, item) in v.members.enumerated() { items[i] = try SegmentMember._encodeC(item, a) }
+            for (i, item) in v.members.enumerated() { items[i] = try SegmentMember._encodeC(item, &a) }
             p.pointee.n_members = v.members.count
             p.pointee.members = items
         }
@@ -1869,7 +1869,7 @@ extension CountSegmentResponse {
         self.count = c.count
     }
 
-    static func _encodeC(_ v: CountSegmentResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CountSegmentResponse> {
+    static func _encodeC(_ v: CountSegmentResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CountSegmentResponse> {
         let p = a.allocate(Chatmesh__V1__CountSegmentResponse.self, count: 1)
         chatmesh__v1__count_segment_response__init(p)
         p.pointee.count = v.count
@@ -1914,7 +1914,7 @@ extension ReferralOffer {
         self.validDays = c.valid_days
     }
 
-    static func _encodeC(_ v: ReferralOffer, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ReferralOffer> {
+    static func _encodeC(_ v: ReferralOffer, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ReferralOffer> {
         let p = a.allocate(Chatmesh__V1__ReferralOffer.self, count: 1)
         chatmesh__v1__referral_offer__init(p)
         p.pointee.discount_percent = v.discountPercent
@@ -1966,12 +1966,12 @@ extension ReferralCampaign {
         self.active = (c.active != 0)
     }
 
-    static func _encodeC(_ v: ReferralCampaign, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ReferralCampaign> {
+    static func _encodeC(_ v: ReferralCampaign, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ReferralCampaign> {
         let p = a.allocate(Chatmesh__V1__ReferralCampaign.self, count: 1)
         chatmesh__v1__referral_campaign__init(p)
         if !v.campaignId.isEmpty { p.pointee.campaign_id = try a.string(v.campaignId, field: "chatmesh.v1.ReferralCampaign.campaign_id") }
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.ReferralCampaign.name") }
-        if let m = v.offer { p.pointee.offer = try ReferralOffer._encodeC(m, a) }
+        if let m = v.offer { p.pointee.offer = try ReferralOffer._encodeC(m, &a) }
         p.pointee.active = (v.active ? 1 : 0)
         return p
     }
@@ -2016,12 +2016,12 @@ extension CreateReferralCampaignRequest {
         self.offer = c.offer.map { ReferralOffer(_c: $0) }
     }
 
-    static func _encodeC(_ v: CreateReferralCampaignRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateReferralCampaignRequest> {
+    static func _encodeC(_ v: CreateReferralCampaignRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateReferralCampaignRequest> {
         let p = a.allocate(Chatmesh__V1__CreateReferralCampaignRequest.self, count: 1)
         chatmesh__v1__create_referral_campaign_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateReferralCampaignRequest.shop_id") }
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.CreateReferralCampaignRequest.name") }
-        if let m = v.offer { p.pointee.offer = try ReferralOffer._encodeC(m, a) }
+        if let m = v.offer { p.pointee.offer = try ReferralOffer._encodeC(m, &a) }
         return p
     }
 
@@ -2074,7 +2074,7 @@ extension SubmitReferralRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: SubmitReferralRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SubmitReferralRequest> {
+    static func _encodeC(_ v: SubmitReferralRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SubmitReferralRequest> {
         let p = a.allocate(Chatmesh__V1__SubmitReferralRequest.self, count: 1)
         chatmesh__v1__submit_referral_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SubmitReferralRequest.shop_id") }
@@ -2141,7 +2141,7 @@ extension Voucher {
         self.orderId = _PB.string(c.order_id)
     }
 
-    static func _encodeC(_ v: Voucher, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Voucher> {
+    static func _encodeC(_ v: Voucher, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Voucher> {
         let p = a.allocate(Chatmesh__V1__Voucher.self, count: 1)
         chatmesh__v1__voucher__init(p)
         if !v.code.isEmpty { p.pointee.code = try a.string(v.code, field: "chatmesh.v1.Voucher.code") }
@@ -2196,7 +2196,7 @@ extension RedeemVoucherRequest {
         self.orderId = _PB.string(c.order_id)
     }
 
-    static func _encodeC(_ v: RedeemVoucherRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RedeemVoucherRequest> {
+    static func _encodeC(_ v: RedeemVoucherRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RedeemVoucherRequest> {
         let p = a.allocate(Chatmesh__V1__RedeemVoucherRequest.self, count: 1)
         chatmesh__v1__redeem_voucher_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.RedeemVoucherRequest.shop_id") }
@@ -2248,7 +2248,7 @@ extension GetOfferRevenueByDistrictRequest {
         self.toMs = c.to_ms
     }
 
-    static func _encodeC(_ v: GetOfferRevenueByDistrictRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetOfferRevenueByDistrictRequest> {
+    static func _encodeC(_ v: GetOfferRevenueByDistrictRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetOfferRevenueByDistrictRequest> {
         let p = a.allocate(Chatmesh__V1__GetOfferRevenueByDistrictRequest.self, count: 1)
         chatmesh__v1__get_offer_revenue_by_district_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetOfferRevenueByDistrictRequest.shop_id") }
@@ -2296,7 +2296,7 @@ extension DistrictRevenue {
         self.orders = c.orders
     }
 
-    static func _encodeC(_ v: DistrictRevenue, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DistrictRevenue> {
+    static func _encodeC(_ v: DistrictRevenue, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DistrictRevenue> {
         let p = a.allocate(Chatmesh__V1__DistrictRevenue.self, count: 1)
         chatmesh__v1__district_revenue__init(p)
         if !v.district.isEmpty { p.pointee.district = try a.string(v.district, field: "chatmesh.v1.DistrictRevenue.district") }
@@ -2337,12 +2337,12 @@ extension GetOfferRevenueByDistrictResponse {
         self.rows = _PB.messages(c.n_rows, c.rows) { DistrictRevenue(_c: $0) }
     }
 
-    static func _encodeC(_ v: GetOfferRevenueByDistrictResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetOfferRevenueByDistrictResponse> {
+    static func _encodeC(_ v: GetOfferRevenueByDistrictResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetOfferRevenueByDistrictResponse> {
         let p = a.allocate(Chatmesh__V1__GetOfferRevenueByDistrictResponse.self, count: 1)
         chatmesh__v1__get_offer_revenue_by_district_response__init(p)
         if !v.rows.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__DistrictRevenue>?.self, count: v.rows.count)
-            for (i, item) in v.rows.enumerated() { items[i] = try DistrictRevenue._encodeC(item, a) }
+            for (i, item) in v.rows.enumerated() { items[i] = try DistrictRevenue._encodeC(item, &a) }
             p.pointee.n_rows = v.rows.count
             p.pointee.rows = items
         }

@@ -152,7 +152,7 @@ extension Template {
         self.placeholders = _PB.array(c.n_placeholders, c.placeholders) { _PB.string($0) }
     }
 
-    static func _encodeC(_ v: Template, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Template> {
+    static func _encodeC(_ v: Template, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Template> {
         let p = a.allocate(Chatmesh__V1__Template.self, count: 1)
         chatmesh__v1__template__init(p)
         if !v.templateId.isEmpty { p.pointee.template_id = try a.string(v.templateId, field: "chatmesh.v1.Template.template_id") }
@@ -221,7 +221,7 @@ extension CreateTemplateRequest {
         self.providerTemplateId = _PB.string(c.provider_template_id)
     }
 
-    static func _encodeC(_ v: CreateTemplateRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateTemplateRequest> {
+    static func _encodeC(_ v: CreateTemplateRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateTemplateRequest> {
         let p = a.allocate(Chatmesh__V1__CreateTemplateRequest.self, count: 1)
         chatmesh__v1__create_template_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateTemplateRequest.shop_id") }
@@ -268,7 +268,7 @@ extension ListTemplatesRequest {
         self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
     }
 
-    static func _encodeC(_ v: ListTemplatesRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTemplatesRequest> {
+    static func _encodeC(_ v: ListTemplatesRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTemplatesRequest> {
         let p = a.allocate(Chatmesh__V1__ListTemplatesRequest.self, count: 1)
         chatmesh__v1__list_templates_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListTemplatesRequest.shop_id") }
@@ -308,12 +308,12 @@ extension ListTemplatesResponse {
         self.templates = _PB.messages(c.n_templates, c.templates) { Template(_c: $0) }
     }
 
-    static func _encodeC(_ v: ListTemplatesResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTemplatesResponse> {
+    static func _encodeC(_ v: ListTemplatesResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTemplatesResponse> {
         let p = a.allocate(Chatmesh__V1__ListTemplatesResponse.self, count: 1)
         chatmesh__v1__list_templates_response__init(p)
         if !v.templates.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Template>?.self, count: v.templates.count)
-            for (i, item) in v.templates.enumerated() { items[i] = try Template._encodeC(item, a) }
+            for (i, item) in v.templates.enumerated() { items[i] = try Template._encodeC(item, &a) }
             p.pointee.n_templates = v.templates.count
             p.pointee.templates = items
         }
@@ -356,7 +356,7 @@ extension AutoTopUp {
         self.amountVnd = c.amount_vnd
     }
 
-    static func _encodeC(_ v: AutoTopUp, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AutoTopUp> {
+    static func _encodeC(_ v: AutoTopUp, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AutoTopUp> {
         let p = a.allocate(Chatmesh__V1__AutoTopUp.self, count: 1)
         chatmesh__v1__auto_top_up__init(p)
         p.pointee.enabled = (v.enabled ? 1 : 0)
@@ -401,11 +401,11 @@ extension Balance {
         self.autoTopUp = c.auto_top_up.map { AutoTopUp(_c: $0) }
     }
 
-    static func _encodeC(_ v: Balance, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Balance> {
+    static func _encodeC(_ v: Balance, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Balance> {
         let p = a.allocate(Chatmesh__V1__Balance.self, count: 1)
         chatmesh__v1__balance__init(p)
         p.pointee.balance_vnd = v.balanceVnd
-        if let m = v.autoTopUp { p.pointee.auto_top_up = try AutoTopUp._encodeC(m, a) }
+        if let m = v.autoTopUp { p.pointee.auto_top_up = try AutoTopUp._encodeC(m, &a) }
         return p
     }
 
@@ -449,7 +449,7 @@ extension TopUpRequest {
         self.paymentRef = _PB.string(c.payment_ref)
     }
 
-    static func _encodeC(_ v: TopUpRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__TopUpRequest> {
+    static func _encodeC(_ v: TopUpRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__TopUpRequest> {
         let p = a.allocate(Chatmesh__V1__TopUpRequest.self, count: 1)
         chatmesh__v1__top_up_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.TopUpRequest.shop_id") }
@@ -499,7 +499,7 @@ extension SetAutoTopUpRequest {
         self.amountVnd = c.amount_vnd
     }
 
-    static func _encodeC(_ v: SetAutoTopUpRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetAutoTopUpRequest> {
+    static func _encodeC(_ v: SetAutoTopUpRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetAutoTopUpRequest> {
         let p = a.allocate(Chatmesh__V1__SetAutoTopUpRequest.self, count: 1)
         chatmesh__v1__set_auto_top_up_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SetAutoTopUpRequest.shop_id") }
@@ -568,7 +568,7 @@ extension SendMessageRequest {
         self.customerId = _PB.string(c.customer_id)
     }
 
-    static func _encodeC(_ v: SendMessageRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendMessageRequest> {
+    static func _encodeC(_ v: SendMessageRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendMessageRequest> {
         let p = a.allocate(Chatmesh__V1__SendMessageRequest.self, count: 1)
         chatmesh__v1__send_message_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SendMessageRequest.shop_id") }
@@ -633,7 +633,7 @@ extension SendMessageResponse {
         self.costVnd = c.cost_vnd
     }
 
-    static func _encodeC(_ v: SendMessageResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendMessageResponse> {
+    static func _encodeC(_ v: SendMessageResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendMessageResponse> {
         let p = a.allocate(Chatmesh__V1__SendMessageResponse.self, count: 1)
         chatmesh__v1__send_message_response__init(p)
         if !v.messageId.isEmpty { p.pointee.message_id = try a.string(v.messageId, field: "chatmesh.v1.SendMessageResponse.message_id") }
@@ -764,7 +764,7 @@ extension Broadcast {
         self.remainingBalanceVnd = c.remaining_balance_vnd
     }
 
-    static func _encodeC(_ v: Broadcast, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Broadcast> {
+    static func _encodeC(_ v: Broadcast, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Broadcast> {
         let p = a.allocate(Chatmesh__V1__Broadcast.self, count: 1)
         chatmesh__v1__broadcast__init(p)
         if !v.broadcastId.isEmpty { p.pointee.broadcast_id = try a.string(v.broadcastId, field: "chatmesh.v1.Broadcast.broadcast_id") }
@@ -780,7 +780,7 @@ extension Broadcast {
         p.pointee.cost_vnd = v.costVnd
         if !v.skipReasons.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__SkipReason>?.self, count: v.skipReasons.count)
-            for (i, item) in v.skipReasons.enumerated() { items[i] = try SkipReason._encodeC(item, a) }
+            for (i, item) in v.skipReasons.enumerated() { items[i] = try SkipReason._encodeC(item, &a) }
             p.pointee.n_skip_reasons = v.skipReasons.count
             p.pointee.skip_reasons = items
         }
@@ -823,7 +823,7 @@ extension SkipReason {
         self.count = c.count
     }
 
-    static func _encodeC(_ v: SkipReason, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SkipReason> {
+    static func _encodeC(_ v: SkipReason, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SkipReason> {
         let p = a.allocate(Chatmesh__V1__SkipReason.self, count: 1)
         chatmesh__v1__skip_reason__init(p)
         if !v.reason.isEmpty { p.pointee.reason = try a.string(v.reason, field: "chatmesh.v1.SkipReason.reason") }
@@ -886,7 +886,7 @@ extension CreateBroadcastRequest {
         self.idempotencyKey = _PB.string(c.idempotency_key)
     }
 
-    static func _encodeC(_ v: CreateBroadcastRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateBroadcastRequest> {
+    static func _encodeC(_ v: CreateBroadcastRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateBroadcastRequest> {
         let p = a.allocate(Chatmesh__V1__CreateBroadcastRequest.self, count: 1)
         chatmesh__v1__create_broadcast_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateBroadcastRequest.shop_id") }
@@ -947,7 +947,7 @@ extension BroadcastRequest {
         self.broadcastId = _PB.string(c.broadcast_id)
     }
 
-    static func _encodeC(_ v: BroadcastRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__BroadcastRequest> {
+    static func _encodeC(_ v: BroadcastRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__BroadcastRequest> {
         let p = a.allocate(Chatmesh__V1__BroadcastRequest.self, count: 1)
         chatmesh__v1__broadcast_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.BroadcastRequest.shop_id") }
@@ -995,7 +995,7 @@ extension RecordFeedbackRequest {
         self.negative = (c.negative != 0)
     }
 
-    static func _encodeC(_ v: RecordFeedbackRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RecordFeedbackRequest> {
+    static func _encodeC(_ v: RecordFeedbackRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RecordFeedbackRequest> {
         let p = a.allocate(Chatmesh__V1__RecordFeedbackRequest.self, count: 1)
         chatmesh__v1__record_feedback_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.RecordFeedbackRequest.shop_id") }
@@ -1089,7 +1089,7 @@ extension ZnsQuality {
         self.allowedPurposes = _PB.array(c.n_allowed_purposes, c.allowed_purposes) { Template.Purpose(rawValue: Int32(truncatingIfNeeded: $0.rawValue)) }
     }
 
-    static func _encodeC(_ v: ZnsQuality, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ZnsQuality> {
+    static func _encodeC(_ v: ZnsQuality, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ZnsQuality> {
         let p = a.allocate(Chatmesh__V1__ZnsQuality.self, count: 1)
         chatmesh__v1__zns_quality__init(p)
         p.pointee.level = Chatmesh__V1__ZnsQuality__Level(rawValue: .init(truncatingIfNeeded: v.level.rawValue))
@@ -1141,7 +1141,7 @@ extension ScenarioStep {
         self.templateId = _PB.string(c.template_id)
     }
 
-    static func _encodeC(_ v: ScenarioStep, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ScenarioStep> {
+    static func _encodeC(_ v: ScenarioStep, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ScenarioStep> {
         let p = a.allocate(Chatmesh__V1__ScenarioStep.self, count: 1)
         chatmesh__v1__scenario_step__init(p)
         p.pointee.delay_ms = v.delayMs
@@ -1192,14 +1192,14 @@ extension Scenario {
         self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
     }
 
-    static func _encodeC(_ v: Scenario, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Scenario> {
+    static func _encodeC(_ v: Scenario, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Scenario> {
         let p = a.allocate(Chatmesh__V1__Scenario.self, count: 1)
         chatmesh__v1__scenario__init(p)
         if !v.scenarioId.isEmpty { p.pointee.scenario_id = try a.string(v.scenarioId, field: "chatmesh.v1.Scenario.scenario_id") }
         if !v.triggerTagName.isEmpty { p.pointee.trigger_tag_name = try a.string(v.triggerTagName, field: "chatmesh.v1.Scenario.trigger_tag_name") }
         if !v.steps.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ScenarioStep>?.self, count: v.steps.count)
-            for (i, item) in v.steps.enumerated() { items[i] = try ScenarioStep._encodeC(item, a) }
+            for (i, item) in v.steps.enumerated() { items[i] = try ScenarioStep._encodeC(item, &a) }
             p.pointee.n_steps = v.steps.count
             p.pointee.steps = items
         }
@@ -1250,14 +1250,14 @@ extension CreateScenarioRequest {
         self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
     }
 
-    static func _encodeC(_ v: CreateScenarioRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateScenarioRequest> {
+    static func _encodeC(_ v: CreateScenarioRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateScenarioRequest> {
         let p = a.allocate(Chatmesh__V1__CreateScenarioRequest.self, count: 1)
         chatmesh__v1__create_scenario_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateScenarioRequest.shop_id") }
         if !v.triggerTagName.isEmpty { p.pointee.trigger_tag_name = try a.string(v.triggerTagName, field: "chatmesh.v1.CreateScenarioRequest.trigger_tag_name") }
         if !v.steps.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ScenarioStep>?.self, count: v.steps.count)
-            for (i, item) in v.steps.enumerated() { items[i] = try ScenarioStep._encodeC(item, a) }
+            for (i, item) in v.steps.enumerated() { items[i] = try ScenarioStep._encodeC(item, &a) }
             p.pointee.n_steps = v.steps.count
             p.pointee.steps = items
         }
@@ -1297,12 +1297,12 @@ extension ListScenariosResponse {
         self.scenarios = _PB.messages(c.n_scenarios, c.scenarios) { Scenario(_c: $0) }
     }
 
-    static func _encodeC(_ v: ListScenariosResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListScenariosResponse> {
+    static func _encodeC(_ v: ListScenariosResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListScenariosResponse> {
         let p = a.allocate(Chatmesh__V1__ListScenariosResponse.self, count: 1)
         chatmesh__v1__list_scenarios_response__init(p)
         if !v.scenarios.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Scenario>?.self, count: v.scenarios.count)
-            for (i, item) in v.scenarios.enumerated() { items[i] = try Scenario._encodeC(item, a) }
+            for (i, item) in v.scenarios.enumerated() { items[i] = try Scenario._encodeC(item, &a) }
             p.pointee.n_scenarios = v.scenarios.count
             p.pointee.scenarios = items
         }
@@ -1365,7 +1365,7 @@ extension OnTagAttachedRequest {
         self.recipient = _PB.string(c.recipient)
     }
 
-    static func _encodeC(_ v: OnTagAttachedRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnTagAttachedRequest> {
+    static func _encodeC(_ v: OnTagAttachedRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnTagAttachedRequest> {
         let p = a.allocate(Chatmesh__V1__OnTagAttachedRequest.self, count: 1)
         chatmesh__v1__on_tag_attached_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.OnTagAttachedRequest.shop_id") }
@@ -1411,7 +1411,7 @@ extension OnTagAttachedResponse {
         self.scenarioIds = _PB.array(c.n_scenario_ids, c.scenario_ids) { _PB.string($0) }
     }
 
-    static func _encodeC(_ v: OnTagAttachedResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnTagAttachedResponse> {
+    static func _encodeC(_ v: OnTagAttachedResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnTagAttachedResponse> {
         let p = a.allocate(Chatmesh__V1__OnTagAttachedResponse.self, count: 1)
         chatmesh__v1__on_tag_attached_response__init(p)
         if !v.scenarioIds.isEmpty {

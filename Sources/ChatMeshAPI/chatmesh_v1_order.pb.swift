@@ -45,7 +45,7 @@ extension Variant {
         self.weightG = c.weight_g
     }
 
-    static func _encodeC(_ v: Variant, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Variant> {
+    static func _encodeC(_ v: Variant, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Variant> {
         let p = a.allocate(Chatmesh__V1__Variant.self, count: 1)
         chatmesh__v1__variant__init(p)
         if !v.variantId.isEmpty { p.pointee.variant_id = try a.string(v.variantId, field: "chatmesh.v1.Variant.variant_id") }
@@ -97,14 +97,14 @@ extension Product {
         self.variants = _PB.messages(c.n_variants, c.variants) { Variant(_c: $0) }
     }
 
-    static func _encodeC(_ v: Product, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Product> {
+    static func _encodeC(_ v: Product, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Product> {
         let p = a.allocate(Chatmesh__V1__Product.self, count: 1)
         chatmesh__v1__product__init(p)
         if !v.productId.isEmpty { p.pointee.product_id = try a.string(v.productId, field: "chatmesh.v1.Product.product_id") }
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.Product.name") }
         if !v.variants.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Variant>?.self, count: v.variants.count)
-            for (i, item) in v.variants.enumerated() { items[i] = try Variant._encodeC(item, a) }
+            for (i, item) in v.variants.enumerated() { items[i] = try Variant._encodeC(item, &a) }
             p.pointee.n_variants = v.variants.count
             p.pointee.variants = items
         }
@@ -151,12 +151,12 @@ extension Warehouse {
         self.address = c.address.map { Address(_c: $0) }
     }
 
-    static func _encodeC(_ v: Warehouse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Warehouse> {
+    static func _encodeC(_ v: Warehouse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Warehouse> {
         let p = a.allocate(Chatmesh__V1__Warehouse.self, count: 1)
         chatmesh__v1__warehouse__init(p)
         if !v.warehouseId.isEmpty { p.pointee.warehouse_id = try a.string(v.warehouseId, field: "chatmesh.v1.Warehouse.warehouse_id") }
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.Warehouse.name") }
-        if let m = v.address { p.pointee.address = try Address._encodeC(m, a) }
+        if let m = v.address { p.pointee.address = try Address._encodeC(m, &a) }
         return p
     }
 
@@ -200,7 +200,7 @@ extension CampaignItem {
         self.priceVnd = c.price_vnd
     }
 
-    static func _encodeC(_ v: CampaignItem, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CampaignItem> {
+    static func _encodeC(_ v: CampaignItem, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CampaignItem> {
         let p = a.allocate(Chatmesh__V1__CampaignItem.self, count: 1)
         chatmesh__v1__campaign_item__init(p)
         if !v.code.isEmpty { p.pointee.code = try a.string(v.code, field: "chatmesh.v1.CampaignItem.code") }
@@ -253,7 +253,7 @@ extension CampaignStats {
         self.customersWithPhone = c.customers_with_phone
     }
 
-    static func _encodeC(_ v: CampaignStats, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CampaignStats> {
+    static func _encodeC(_ v: CampaignStats, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CampaignStats> {
         let p = a.allocate(Chatmesh__V1__CampaignStats.self, count: 1)
         chatmesh__v1__campaign_stats__init(p)
         p.pointee.estimated_revenue_vnd = v.estimatedRevenueVnd
@@ -367,7 +367,7 @@ extension Campaign {
         self.createdAtMs = c.created_at_ms
     }
 
-    static func _encodeC(_ v: Campaign, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Campaign> {
+    static func _encodeC(_ v: Campaign, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Campaign> {
         let p = a.allocate(Chatmesh__V1__Campaign.self, count: 1)
         chatmesh__v1__campaign__init(p)
         if !v.campaignId.isEmpty { p.pointee.campaign_id = try a.string(v.campaignId, field: "chatmesh.v1.Campaign.campaign_id") }
@@ -378,11 +378,11 @@ extension Campaign {
         p.pointee.live = (v.live ? 1 : 0)
         if !v.items.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__CampaignItem>?.self, count: v.items.count)
-            for (i, item) in v.items.enumerated() { items[i] = try CampaignItem._encodeC(item, a) }
+            for (i, item) in v.items.enumerated() { items[i] = try CampaignItem._encodeC(item, &a) }
             p.pointee.n_items = v.items.count
             p.pointee.items = items
         }
-        if let m = v.stats { p.pointee.stats = try CampaignStats._encodeC(m, a) }
+        if let m = v.stats { p.pointee.stats = try CampaignStats._encodeC(m, &a) }
         p.pointee.created_at_ms = v.createdAtMs
         return p
     }
@@ -427,7 +427,7 @@ extension PurchaseIntent {
         self.quantity = c.quantity
     }
 
-    static func _encodeC(_ v: PurchaseIntent, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PurchaseIntent> {
+    static func _encodeC(_ v: PurchaseIntent, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PurchaseIntent> {
         let p = a.allocate(Chatmesh__V1__PurchaseIntent.self, count: 1)
         chatmesh__v1__purchase_intent__init(p)
         if !v.code.isEmpty { p.pointee.code = try a.string(v.code, field: "chatmesh.v1.PurchaseIntent.code") }
@@ -474,7 +474,7 @@ extension CartItem {
         self.priceVnd = c.price_vnd
     }
 
-    static func _encodeC(_ v: CartItem, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CartItem> {
+    static func _encodeC(_ v: CartItem, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CartItem> {
         let p = a.allocate(Chatmesh__V1__CartItem.self, count: 1)
         chatmesh__v1__cart_item__init(p)
         if !v.variantId.isEmpty { p.pointee.variant_id = try a.string(v.variantId, field: "chatmesh.v1.CartItem.variant_id") }
@@ -542,7 +542,7 @@ extension Cart {
         self.updatedAtMs = c.updated_at_ms
     }
 
-    static func _encodeC(_ v: Cart, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Cart> {
+    static func _encodeC(_ v: Cart, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Cart> {
         let p = a.allocate(Chatmesh__V1__Cart.self, count: 1)
         chatmesh__v1__cart__init(p)
         if !v.cartId.isEmpty { p.pointee.cart_id = try a.string(v.cartId, field: "chatmesh.v1.Cart.cart_id") }
@@ -551,7 +551,7 @@ extension Cart {
         if !v.campaignName.isEmpty { p.pointee.campaign_name = try a.string(v.campaignName, field: "chatmesh.v1.Cart.campaign_name") }
         if !v.items.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__CartItem>?.self, count: v.items.count)
-            for (i, item) in v.items.enumerated() { items[i] = try CartItem._encodeC(item, a) }
+            for (i, item) in v.items.enumerated() { items[i] = try CartItem._encodeC(item, &a) }
             p.pointee.n_items = v.items.count
             p.pointee.items = items
         }
@@ -607,7 +607,7 @@ extension OrderItem {
         self.variantTitle = _PB.string(c.variant_title)
     }
 
-    static func _encodeC(_ v: OrderItem, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderItem> {
+    static func _encodeC(_ v: OrderItem, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderItem> {
         let p = a.allocate(Chatmesh__V1__OrderItem.self, count: 1)
         chatmesh__v1__order_item__init(p)
         if !v.variantId.isEmpty { p.pointee.variant_id = try a.string(v.variantId, field: "chatmesh.v1.OrderItem.variant_id") }
@@ -658,12 +658,12 @@ extension ShippingInfo {
         self.address = c.address.map { Address(_c: $0) }
     }
 
-    static func _encodeC(_ v: ShippingInfo, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ShippingInfo> {
+    static func _encodeC(_ v: ShippingInfo, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ShippingInfo> {
         let p = a.allocate(Chatmesh__V1__ShippingInfo.self, count: 1)
         chatmesh__v1__shipping_info__init(p)
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.ShippingInfo.name") }
         if !v.phone.isEmpty { p.pointee.phone = try a.string(v.phone, field: "chatmesh.v1.ShippingInfo.phone") }
-        if let m = v.address { p.pointee.address = try Address._encodeC(m, a) }
+        if let m = v.address { p.pointee.address = try Address._encodeC(m, &a) }
         return p
     }
 
@@ -716,7 +716,7 @@ extension Shipment {
         self.shippedAtMs = c.shipped_at_ms
     }
 
-    static func _encodeC(_ v: Shipment, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Shipment> {
+    static func _encodeC(_ v: Shipment, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Shipment> {
         let p = a.allocate(Chatmesh__V1__Shipment.self, count: 1)
         chatmesh__v1__shipment__init(p)
         if !v.carrier.isEmpty { p.pointee.carrier = try a.string(v.carrier, field: "chatmesh.v1.Shipment.carrier") }
@@ -971,7 +971,7 @@ extension Order {
         self.redeemedPoints = c.redeemed_points
     }
 
-    static func _encodeC(_ v: Order, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Order> {
+    static func _encodeC(_ v: Order, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Order> {
         let p = a.allocate(Chatmesh__V1__Order.self, count: 1)
         chatmesh__v1__order__init(p)
         if !v.orderId.isEmpty { p.pointee.order_id = try a.string(v.orderId, field: "chatmesh.v1.Order.order_id") }
@@ -979,7 +979,7 @@ extension Order {
         p.pointee.status = Chatmesh__V1__Order__Status(rawValue: .init(truncatingIfNeeded: v.status.rawValue))
         if !v.items.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__OrderItem>?.self, count: v.items.count)
-            for (i, item) in v.items.enumerated() { items[i] = try OrderItem._encodeC(item, a) }
+            for (i, item) in v.items.enumerated() { items[i] = try OrderItem._encodeC(item, &a) }
             p.pointee.n_items = v.items.count
             p.pointee.items = items
         }
@@ -991,8 +991,8 @@ extension Order {
         p.pointee.points_earned = v.pointsEarned
         p.pointee.payment_method = Chatmesh__V1__Order__PaymentMethod(rawValue: .init(truncatingIfNeeded: v.paymentMethod.rawValue))
         p.pointee.channel = Chatmesh__V1__Order__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
-        if let m = v.shipping { p.pointee.shipping = try ShippingInfo._encodeC(m, a) }
-        if let m = v.shipment { p.pointee.shipment = try Shipment._encodeC(m, a) }
+        if let m = v.shipping { p.pointee.shipping = try ShippingInfo._encodeC(m, &a) }
+        if let m = v.shipment { p.pointee.shipment = try Shipment._encodeC(m, &a) }
         if !v.createdByStaffId.isEmpty { p.pointee.created_by_staff_id = try a.string(v.createdByStaffId, field: "chatmesh.v1.Order.created_by_staff_id") }
         if !v.cancelledByStaffId.isEmpty { p.pointee.cancelled_by_staff_id = try a.string(v.cancelledByStaffId, field: "chatmesh.v1.Order.cancelled_by_staff_id") }
         if !v.cancelReason.isEmpty { p.pointee.cancel_reason = try a.string(v.cancelReason, field: "chatmesh.v1.Order.cancel_reason") }
@@ -1045,7 +1045,7 @@ extension UpsertProductRequest {
         self.variants = _PB.messages(c.n_variants, c.variants) { Variant(_c: $0) }
     }
 
-    static func _encodeC(_ v: UpsertProductRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertProductRequest> {
+    static func _encodeC(_ v: UpsertProductRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertProductRequest> {
         let p = a.allocate(Chatmesh__V1__UpsertProductRequest.self, count: 1)
         chatmesh__v1__upsert_product_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpsertProductRequest.shop_id") }
@@ -1053,7 +1053,7 @@ extension UpsertProductRequest {
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.UpsertProductRequest.name") }
         if !v.variants.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Variant>?.self, count: v.variants.count)
-            for (i, item) in v.variants.enumerated() { items[i] = try Variant._encodeC(item, a) }
+            for (i, item) in v.variants.enumerated() { items[i] = try Variant._encodeC(item, &a) }
             p.pointee.n_variants = v.variants.count
             p.pointee.variants = items
         }
@@ -1103,7 +1103,7 @@ extension ListProductsRequest {
         self.query = _PB.string(c.query)
     }
 
-    static func _encodeC(_ v: ListProductsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListProductsRequest> {
+    static func _encodeC(_ v: ListProductsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListProductsRequest> {
         let p = a.allocate(Chatmesh__V1__ListProductsRequest.self, count: 1)
         chatmesh__v1__list_products_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListProductsRequest.shop_id") }
@@ -1149,12 +1149,12 @@ extension ListProductsResponse {
         self.nextPageToken = _PB.string(c.next_page_token)
     }
 
-    static func _encodeC(_ v: ListProductsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListProductsResponse> {
+    static func _encodeC(_ v: ListProductsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListProductsResponse> {
         let p = a.allocate(Chatmesh__V1__ListProductsResponse.self, count: 1)
         chatmesh__v1__list_products_response__init(p)
         if !v.products.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Product>?.self, count: v.products.count)
-            for (i, item) in v.products.enumerated() { items[i] = try Product._encodeC(item, a) }
+            for (i, item) in v.products.enumerated() { items[i] = try Product._encodeC(item, &a) }
             p.pointee.n_products = v.products.count
             p.pointee.products = items
         }
@@ -1206,13 +1206,13 @@ extension UpsertWarehouseRequest {
         self.address = c.address.map { Address(_c: $0) }
     }
 
-    static func _encodeC(_ v: UpsertWarehouseRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertWarehouseRequest> {
+    static func _encodeC(_ v: UpsertWarehouseRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertWarehouseRequest> {
         let p = a.allocate(Chatmesh__V1__UpsertWarehouseRequest.self, count: 1)
         chatmesh__v1__upsert_warehouse_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpsertWarehouseRequest.shop_id") }
         if !v.warehouseId.isEmpty { p.pointee.warehouse_id = try a.string(v.warehouseId, field: "chatmesh.v1.UpsertWarehouseRequest.warehouse_id") }
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.UpsertWarehouseRequest.name") }
-        if let m = v.address { p.pointee.address = try Address._encodeC(m, a) }
+        if let m = v.address { p.pointee.address = try Address._encodeC(m, &a) }
         return p
     }
 
@@ -1248,7 +1248,7 @@ extension ListWarehousesRequest {
         self.shopId = _PB.string(c.shop_id)
     }
 
-    static func _encodeC(_ v: ListWarehousesRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListWarehousesRequest> {
+    static func _encodeC(_ v: ListWarehousesRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListWarehousesRequest> {
         let p = a.allocate(Chatmesh__V1__ListWarehousesRequest.self, count: 1)
         chatmesh__v1__list_warehouses_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListWarehousesRequest.shop_id") }
@@ -1287,12 +1287,12 @@ extension ListWarehousesResponse {
         self.warehouses = _PB.messages(c.n_warehouses, c.warehouses) { Warehouse(_c: $0) }
     }
 
-    static func _encodeC(_ v: ListWarehousesResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListWarehousesResponse> {
+    static func _encodeC(_ v: ListWarehousesResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListWarehousesResponse> {
         let p = a.allocate(Chatmesh__V1__ListWarehousesResponse.self, count: 1)
         chatmesh__v1__list_warehouses_response__init(p)
         if !v.warehouses.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Warehouse>?.self, count: v.warehouses.count)
-            for (i, item) in v.warehouses.enumerated() { items[i] = try Warehouse._encodeC(item, a) }
+            for (i, item) in v.warehouses.enumerated() { items[i] = try Warehouse._encodeC(item, &a) }
             p.pointee.n_warehouses = v.warehouses.count
             p.pointee.warehouses = items
         }
@@ -1353,7 +1353,7 @@ extension CreateCampaignRequest {
         self.items = _PB.messages(c.n_items, c.items) { CampaignItem(_c: $0) }
     }
 
-    static func _encodeC(_ v: CreateCampaignRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateCampaignRequest> {
+    static func _encodeC(_ v: CreateCampaignRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateCampaignRequest> {
         let p = a.allocate(Chatmesh__V1__CreateCampaignRequest.self, count: 1)
         chatmesh__v1__create_campaign_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateCampaignRequest.shop_id") }
@@ -1364,7 +1364,7 @@ extension CreateCampaignRequest {
         p.pointee.live = (v.live ? 1 : 0)
         if !v.items.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__CampaignItem>?.self, count: v.items.count)
-            for (i, item) in v.items.enumerated() { items[i] = try CampaignItem._encodeC(item, a) }
+            for (i, item) in v.items.enumerated() { items[i] = try CampaignItem._encodeC(item, &a) }
             p.pointee.n_items = v.items.count
             p.pointee.items = items
         }
@@ -1407,7 +1407,7 @@ extension GetCampaignRequest {
         self.campaignId = _PB.string(c.campaign_id)
     }
 
-    static func _encodeC(_ v: GetCampaignRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetCampaignRequest> {
+    static func _encodeC(_ v: GetCampaignRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetCampaignRequest> {
         let p = a.allocate(Chatmesh__V1__GetCampaignRequest.self, count: 1)
         chatmesh__v1__get_campaign_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetCampaignRequest.shop_id") }
@@ -1458,7 +1458,7 @@ extension ListCampaignsRequest {
         self.pageToken = _PB.string(c.page_token)
     }
 
-    static func _encodeC(_ v: ListCampaignsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCampaignsRequest> {
+    static func _encodeC(_ v: ListCampaignsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCampaignsRequest> {
         let p = a.allocate(Chatmesh__V1__ListCampaignsRequest.self, count: 1)
         chatmesh__v1__list_campaigns_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListCampaignsRequest.shop_id") }
@@ -1504,12 +1504,12 @@ extension ListCampaignsResponse {
         self.nextPageToken = _PB.string(c.next_page_token)
     }
 
-    static func _encodeC(_ v: ListCampaignsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCampaignsResponse> {
+    static func _encodeC(_ v: ListCampaignsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCampaignsResponse> {
         let p = a.allocate(Chatmesh__V1__ListCampaignsResponse.self, count: 1)
         chatmesh__v1__list_campaigns_response__init(p)
         if !v.campaigns.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Campaign>?.self, count: v.campaigns.count)
-            for (i, item) in v.campaigns.enumerated() { items[i] = try Campaign._encodeC(item, a) }
+            for (i, item) in v.campaigns.enumerated() { items[i] = try Campaign._encodeC(item, &a) }
             p.pointee.n_campaigns = v.campaigns.count
             p.pointee.campaigns = items
         }
@@ -1564,7 +1564,7 @@ extension UpdateCampaignItemPriceRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: UpdateCampaignItemPriceRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateCampaignItemPriceRequest> {
+    static func _encodeC(_ v: UpdateCampaignItemPriceRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateCampaignItemPriceRequest> {
         let p = a.allocate(Chatmesh__V1__UpdateCampaignItemPriceRequest.self, count: 1)
         chatmesh__v1__update_campaign_item_price_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpdateCampaignItemPriceRequest.shop_id") }
@@ -1623,7 +1623,7 @@ extension IngestCommentRequest {
         self.commentedAtMs = c.commented_at_ms
     }
 
-    static func _encodeC(_ v: IngestCommentRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestCommentRequest> {
+    static func _encodeC(_ v: IngestCommentRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestCommentRequest> {
         let p = a.allocate(Chatmesh__V1__IngestCommentRequest.self, count: 1)
         chatmesh__v1__ingest_comment_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.IngestCommentRequest.shop_id") }
@@ -1675,12 +1675,12 @@ extension IngestCommentResponse {
         self.cartId = _PB.string(c.cart_id)
     }
 
-    static func _encodeC(_ v: IngestCommentResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestCommentResponse> {
+    static func _encodeC(_ v: IngestCommentResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestCommentResponse> {
         let p = a.allocate(Chatmesh__V1__IngestCommentResponse.self, count: 1)
         chatmesh__v1__ingest_comment_response__init(p)
         if !v.intents.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__PurchaseIntent>?.self, count: v.intents.count)
-            for (i, item) in v.intents.enumerated() { items[i] = try PurchaseIntent._encodeC(item, a) }
+            for (i, item) in v.intents.enumerated() { items[i] = try PurchaseIntent._encodeC(item, &a) }
             p.pointee.n_intents = v.intents.count
             p.pointee.intents = items
         }
@@ -1725,7 +1725,7 @@ extension ListCartsRequest {
         self.customerId = _PB.string(c.customer_id)
     }
 
-    static func _encodeC(_ v: ListCartsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCartsRequest> {
+    static func _encodeC(_ v: ListCartsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCartsRequest> {
         let p = a.allocate(Chatmesh__V1__ListCartsRequest.self, count: 1)
         chatmesh__v1__list_carts_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListCartsRequest.shop_id") }
@@ -1765,12 +1765,12 @@ extension ListCartsResponse {
         self.carts = _PB.messages(c.n_carts, c.carts) { Cart(_c: $0) }
     }
 
-    static func _encodeC(_ v: ListCartsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCartsResponse> {
+    static func _encodeC(_ v: ListCartsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCartsResponse> {
         let p = a.allocate(Chatmesh__V1__ListCartsResponse.self, count: 1)
         chatmesh__v1__list_carts_response__init(p)
         if !v.carts.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Cart>?.self, count: v.carts.count)
-            for (i, item) in v.carts.enumerated() { items[i] = try Cart._encodeC(item, a) }
+            for (i, item) in v.carts.enumerated() { items[i] = try Cart._encodeC(item, &a) }
             p.pointee.n_carts = v.carts.count
             p.pointee.carts = items
         }
@@ -1822,14 +1822,14 @@ extension UpdateCartRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: UpdateCartRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateCartRequest> {
+    static func _encodeC(_ v: UpdateCartRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateCartRequest> {
         let p = a.allocate(Chatmesh__V1__UpdateCartRequest.self, count: 1)
         chatmesh__v1__update_cart_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpdateCartRequest.shop_id") }
         if !v.cartId.isEmpty { p.pointee.cart_id = try a.string(v.cartId, field: "chatmesh.v1.UpdateCartRequest.cart_id") }
         if !v.items.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__CartItem>?.self, count: v.items.count)
-            for (i, item) in v.items.enumerated() { items[i] = try CartItem._encodeC(item, a) }
+            for (i, item) in v.items.enumerated() { items[i] = try CartItem._encodeC(item, &a) }
             p.pointee.n_items = v.items.count
             p.pointee.items = items
         }
@@ -1878,7 +1878,7 @@ extension SendCartReminderRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: SendCartReminderRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendCartReminderRequest> {
+    static func _encodeC(_ v: SendCartReminderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendCartReminderRequest> {
         let p = a.allocate(Chatmesh__V1__SendCartReminderRequest.self, count: 1)
         chatmesh__v1__send_cart_reminder_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SendCartReminderRequest.shop_id") }
@@ -1922,7 +1922,7 @@ extension OrderItemRequest {
         self.quantity = c.quantity
     }
 
-    static func _encodeC(_ v: OrderItemRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderItemRequest> {
+    static func _encodeC(_ v: OrderItemRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderItemRequest> {
         let p = a.allocate(Chatmesh__V1__OrderItemRequest.self, count: 1)
         chatmesh__v1__order_item_request__init(p)
         if !v.variantId.isEmpty { p.pointee.variant_id = try a.string(v.variantId, field: "chatmesh.v1.OrderItemRequest.variant_id") }
@@ -2006,14 +2006,14 @@ extension CreateOrderRequest {
         self.hasPromotion = (c.has_promotion != 0)
     }
 
-    static func _encodeC(_ v: CreateOrderRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateOrderRequest> {
+    static func _encodeC(_ v: CreateOrderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateOrderRequest> {
         let p = a.allocate(Chatmesh__V1__CreateOrderRequest.self, count: 1)
         chatmesh__v1__create_order_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateOrderRequest.shop_id") }
         if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.CreateOrderRequest.customer_id") }
         if !v.items.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__OrderItemRequest>?.self, count: v.items.count)
-            for (i, item) in v.items.enumerated() { items[i] = try OrderItemRequest._encodeC(item, a) }
+            for (i, item) in v.items.enumerated() { items[i] = try OrderItemRequest._encodeC(item, &a) }
             p.pointee.n_items = v.items.count
             p.pointee.items = items
         }
@@ -2023,7 +2023,7 @@ extension CreateOrderRequest {
             p.pointee.n_cart_ids = v.cartIds.count
             p.pointee.cart_ids = items
         }
-        if let m = v.shipping { p.pointee.shipping = try ShippingInfo._encodeC(m, a) }
+        if let m = v.shipping { p.pointee.shipping = try ShippingInfo._encodeC(m, &a) }
         p.pointee.payment_method = Chatmesh__V1__Order__PaymentMethod(rawValue: .init(truncatingIfNeeded: v.paymentMethod.rawValue))
         if !v.shippingQuoteId.isEmpty { p.pointee.shipping_quote_id = try a.string(v.shippingQuoteId, field: "chatmesh.v1.CreateOrderRequest.shipping_quote_id") }
         p.pointee.redeem_points = v.redeemPoints
@@ -2073,7 +2073,7 @@ extension GetOrderSummaryRequest {
         self.recentLimit = c.recent_limit
     }
 
-    static func _encodeC(_ v: GetOrderSummaryRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetOrderSummaryRequest> {
+    static func _encodeC(_ v: GetOrderSummaryRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetOrderSummaryRequest> {
         let p = a.allocate(Chatmesh__V1__GetOrderSummaryRequest.self, count: 1)
         chatmesh__v1__get_order_summary_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetOrderSummaryRequest.shop_id") }
@@ -2115,7 +2115,7 @@ extension OrderStatusCount {
         self.count = c.count
     }
 
-    static func _encodeC(_ v: OrderStatusCount, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderStatusCount> {
+    static func _encodeC(_ v: OrderStatusCount, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderStatusCount> {
         let p = a.allocate(Chatmesh__V1__OrderStatusCount.self, count: 1)
         chatmesh__v1__order_status_count__init(p)
         p.pointee.status = Chatmesh__V1__Order__Status(rawValue: .init(truncatingIfNeeded: v.status.rawValue))
@@ -2161,14 +2161,14 @@ extension OrderStats {
         self.byStatus = _PB.messages(c.n_by_status, c.by_status) { OrderStatusCount(_c: $0) }
     }
 
-    static func _encodeC(_ v: OrderStats, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderStats> {
+    static func _encodeC(_ v: OrderStats, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderStats> {
         let p = a.allocate(Chatmesh__V1__OrderStats.self, count: 1)
         chatmesh__v1__order_stats__init(p)
         p.pointee.order_count = v.orderCount
         p.pointee.total_spent_vnd = v.totalSpentVnd
         if !v.byStatus.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__OrderStatusCount>?.self, count: v.byStatus.count)
-            for (i, item) in v.byStatus.enumerated() { items[i] = try OrderStatusCount._encodeC(item, a) }
+            for (i, item) in v.byStatus.enumerated() { items[i] = try OrderStatusCount._encodeC(item, &a) }
             p.pointee.n_by_status = v.byStatus.count
             p.pointee.by_status = items
         }
@@ -2212,13 +2212,13 @@ extension OrderSummary {
         self.recent = _PB.messages(c.n_recent, c.recent) { Order(_c: $0) }
     }
 
-    static func _encodeC(_ v: OrderSummary, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderSummary> {
+    static func _encodeC(_ v: OrderSummary, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OrderSummary> {
         let p = a.allocate(Chatmesh__V1__OrderSummary.self, count: 1)
         chatmesh__v1__order_summary__init(p)
-        if let m = v.stats { p.pointee.stats = try OrderStats._encodeC(m, a) }
+        if let m = v.stats { p.pointee.stats = try OrderStats._encodeC(m, &a) }
         if !v.recent.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Order>?.self, count: v.recent.count)
-            for (i, item) in v.recent.enumerated() { items[i] = try Order._encodeC(item, a) }
+            for (i, item) in v.recent.enumerated() { items[i] = try Order._encodeC(item, &a) }
             p.pointee.n_recent = v.recent.count
             p.pointee.recent = items
         }
@@ -2261,7 +2261,7 @@ extension GetOrderRequest {
         self.orderId = _PB.string(c.order_id)
     }
 
-    static func _encodeC(_ v: GetOrderRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetOrderRequest> {
+    static func _encodeC(_ v: GetOrderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetOrderRequest> {
         let p = a.allocate(Chatmesh__V1__GetOrderRequest.self, count: 1)
         chatmesh__v1__get_order_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetOrderRequest.shop_id") }
@@ -2309,7 +2309,7 @@ extension MarkOrderPaidRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: MarkOrderPaidRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__MarkOrderPaidRequest> {
+    static func _encodeC(_ v: MarkOrderPaidRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__MarkOrderPaidRequest> {
         let p = a.allocate(Chatmesh__V1__MarkOrderPaidRequest.self, count: 1)
         chatmesh__v1__mark_order_paid_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.MarkOrderPaidRequest.shop_id") }
@@ -2358,7 +2358,7 @@ extension CompleteOrderRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: CompleteOrderRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CompleteOrderRequest> {
+    static func _encodeC(_ v: CompleteOrderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CompleteOrderRequest> {
         let p = a.allocate(Chatmesh__V1__CompleteOrderRequest.self, count: 1)
         chatmesh__v1__complete_order_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CompleteOrderRequest.shop_id") }
@@ -2422,7 +2422,7 @@ extension ShipOrderRequest {
         self.trackingCode = _PB.string(c.tracking_code)
     }
 
-    static func _encodeC(_ v: ShipOrderRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ShipOrderRequest> {
+    static func _encodeC(_ v: ShipOrderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ShipOrderRequest> {
         let p = a.allocate(Chatmesh__V1__ShipOrderRequest.self, count: 1)
         chatmesh__v1__ship_order_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ShipOrderRequest.shop_id") }
@@ -2475,7 +2475,7 @@ extension SendOrderConfirmationRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: SendOrderConfirmationRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendOrderConfirmationRequest> {
+    static func _encodeC(_ v: SendOrderConfirmationRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendOrderConfirmationRequest> {
         let p = a.allocate(Chatmesh__V1__SendOrderConfirmationRequest.self, count: 1)
         chatmesh__v1__send_order_confirmation_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SendOrderConfirmationRequest.shop_id") }
@@ -2520,7 +2520,7 @@ extension SendResult {
         self.status = _PB.string(c.status)
     }
 
-    static func _encodeC(_ v: SendResult, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendResult> {
+    static func _encodeC(_ v: SendResult, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendResult> {
         let p = a.allocate(Chatmesh__V1__SendResult.self, count: 1)
         chatmesh__v1__send_result__init(p)
         if !v.messageId.isEmpty { p.pointee.message_id = try a.string(v.messageId, field: "chatmesh.v1.SendResult.message_id") }
@@ -2573,7 +2573,7 @@ extension CancelOrderRequest {
         self.reason = _PB.string(c.reason)
     }
 
-    static func _encodeC(_ v: CancelOrderRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CancelOrderRequest> {
+    static func _encodeC(_ v: CancelOrderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CancelOrderRequest> {
         let p = a.allocate(Chatmesh__V1__CancelOrderRequest.self, count: 1)
         chatmesh__v1__cancel_order_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CancelOrderRequest.shop_id") }
@@ -2624,7 +2624,7 @@ extension ResendPaymentLinkRequest {
         self.staffId = _PB.string(c.staff_id)
     }
 
-    static func _encodeC(_ v: ResendPaymentLinkRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ResendPaymentLinkRequest> {
+    static func _encodeC(_ v: ResendPaymentLinkRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ResendPaymentLinkRequest> {
         let p = a.allocate(Chatmesh__V1__ResendPaymentLinkRequest.self, count: 1)
         chatmesh__v1__resend_payment_link_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ResendPaymentLinkRequest.shop_id") }
@@ -2680,12 +2680,12 @@ extension EstimateShippingRequest {
         self.codVnd = c.cod_vnd
     }
 
-    static func _encodeC(_ v: EstimateShippingRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__EstimateShippingRequest> {
+    static func _encodeC(_ v: EstimateShippingRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__EstimateShippingRequest> {
         let p = a.allocate(Chatmesh__V1__EstimateShippingRequest.self, count: 1)
         chatmesh__v1__estimate_shipping_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.EstimateShippingRequest.shop_id") }
         if !v.warehouseId.isEmpty { p.pointee.warehouse_id = try a.string(v.warehouseId, field: "chatmesh.v1.EstimateShippingRequest.warehouse_id") }
-        if let m = v.to { p.pointee.to = try Address._encodeC(m, a) }
+        if let m = v.to { p.pointee.to = try Address._encodeC(m, &a) }
         p.pointee.weight_g = v.weightG
         p.pointee.cod_vnd = v.codVnd
         return p
@@ -2737,7 +2737,7 @@ extension ShippingQuote {
         self.etaDays = c.eta_days
     }
 
-    static func _encodeC(_ v: ShippingQuote, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ShippingQuote> {
+    static func _encodeC(_ v: ShippingQuote, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ShippingQuote> {
         let p = a.allocate(Chatmesh__V1__ShippingQuote.self, count: 1)
         chatmesh__v1__shipping_quote__init(p)
         if !v.quoteId.isEmpty { p.pointee.quote_id = try a.string(v.quoteId, field: "chatmesh.v1.ShippingQuote.quote_id") }
@@ -2780,12 +2780,12 @@ extension EstimateShippingResponse {
         self.quotes = _PB.messages(c.n_quotes, c.quotes) { ShippingQuote(_c: $0) }
     }
 
-    static func _encodeC(_ v: EstimateShippingResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__EstimateShippingResponse> {
+    static func _encodeC(_ v: EstimateShippingResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__EstimateShippingResponse> {
         let p = a.allocate(Chatmesh__V1__EstimateShippingResponse.self, count: 1)
         chatmesh__v1__estimate_shipping_response__init(p)
         if !v.quotes.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ShippingQuote>?.self, count: v.quotes.count)
-            for (i, item) in v.quotes.enumerated() { items[i] = try ShippingQuote._encodeC(item, a) }
+            for (i, item) in v.quotes.enumerated() { items[i] = try ShippingQuote._encodeC(item, &a) }
             p.pointee.n_quotes = v.quotes.count
             p.pointee.quotes = items
         }
@@ -2831,7 +2831,7 @@ extension GetStaffSalesStatsRequest {
         self.toMs = c.to_ms
     }
 
-    static func _encodeC(_ v: GetStaffSalesStatsRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffSalesStatsRequest> {
+    static func _encodeC(_ v: GetStaffSalesStatsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffSalesStatsRequest> {
         let p = a.allocate(Chatmesh__V1__GetStaffSalesStatsRequest.self, count: 1)
         chatmesh__v1__get_staff_sales_stats_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetStaffSalesStatsRequest.shop_id") }
@@ -2884,7 +2884,7 @@ extension StaffSalesStats {
         self.customers = c.customers
     }
 
-    static func _encodeC(_ v: StaffSalesStats, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__StaffSalesStats> {
+    static func _encodeC(_ v: StaffSalesStats, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__StaffSalesStats> {
         let p = a.allocate(Chatmesh__V1__StaffSalesStats.self, count: 1)
         chatmesh__v1__staff_sales_stats__init(p)
         if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.StaffSalesStats.staff_id") }
@@ -2927,12 +2927,12 @@ extension GetStaffSalesStatsResponse {
         self.staff = _PB.messages(c.n_staff, c.staff) { StaffSalesStats(_c: $0) }
     }
 
-    static func _encodeC(_ v: GetStaffSalesStatsResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffSalesStatsResponse> {
+    static func _encodeC(_ v: GetStaffSalesStatsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffSalesStatsResponse> {
         let p = a.allocate(Chatmesh__V1__GetStaffSalesStatsResponse.self, count: 1)
         chatmesh__v1__get_staff_sales_stats_response__init(p)
         if !v.staff.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__StaffSalesStats>?.self, count: v.staff.count)
-            for (i, item) in v.staff.enumerated() { items[i] = try StaffSalesStats._encodeC(item, a) }
+            for (i, item) in v.staff.enumerated() { items[i] = try StaffSalesStats._encodeC(item, &a) }
             p.pointee.n_staff = v.staff.count
             p.pointee.staff = items
         }

@@ -35,7 +35,7 @@ extension GetPanelRequest {
         self.conversationId = _PB.string(c.conversation_id)
     }
 
-    static func _encodeC(_ v: GetPanelRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetPanelRequest> {
+    static func _encodeC(_ v: GetPanelRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetPanelRequest> {
         let p = a.allocate(Chatmesh__V1__GetPanelRequest.self, count: 1)
         chatmesh__v1__get_panel_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetPanelRequest.shop_id") }
@@ -81,18 +81,18 @@ extension PanelTags {
         self.available = _PB.messages(c.n_available, c.available) { Tag(_c: $0) }
     }
 
-    static func _encodeC(_ v: PanelTags, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PanelTags> {
+    static func _encodeC(_ v: PanelTags, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PanelTags> {
         let p = a.allocate(Chatmesh__V1__PanelTags.self, count: 1)
         chatmesh__v1__panel_tags__init(p)
         if !v.attached.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Tag>?.self, count: v.attached.count)
-            for (i, item) in v.attached.enumerated() { items[i] = try Tag._encodeC(item, a) }
+            for (i, item) in v.attached.enumerated() { items[i] = try Tag._encodeC(item, &a) }
             p.pointee.n_attached = v.attached.count
             p.pointee.attached = items
         }
         if !v.available.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Tag>?.self, count: v.available.count)
-            for (i, item) in v.available.enumerated() { items[i] = try Tag._encodeC(item, a) }
+            for (i, item) in v.available.enumerated() { items[i] = try Tag._encodeC(item, &a) }
             p.pointee.n_available = v.available.count
             p.pointee.available = items
         }
@@ -142,7 +142,7 @@ extension UnavailableSection {
         self.reason = _PB.string(c.reason)
     }
 
-    static func _encodeC(_ v: UnavailableSection, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UnavailableSection> {
+    static func _encodeC(_ v: UnavailableSection, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UnavailableSection> {
         let p = a.allocate(Chatmesh__V1__UnavailableSection.self, count: 1)
         chatmesh__v1__unavailable_section__init(p)
         if !v.section.isEmpty { p.pointee.section = try a.string(v.section, field: "chatmesh.v1.UnavailableSection.section") }
@@ -224,42 +224,42 @@ extension Panel {
         self.unavailableSections = _PB.messages(c.n_unavailable_sections, c.unavailable_sections) { UnavailableSection(_c: $0) }
     }
 
-    static func _encodeC(_ v: Panel, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Panel> {
+    static func _encodeC(_ v: Panel, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Panel> {
         let p = a.allocate(Chatmesh__V1__Panel.self, count: 1)
         chatmesh__v1__panel__init(p)
-        if let m = v.conversation { p.pointee.conversation = try Conversation._encodeC(m, a) }
-        if let m = v.customer { p.pointee.customer = try Customer._encodeC(m, a) }
-        if let m = v.tags { p.pointee.tags = try PanelTags._encodeC(m, a) }
+        if let m = v.conversation { p.pointee.conversation = try Conversation._encodeC(m, &a) }
+        if let m = v.customer { p.pointee.customer = try Customer._encodeC(m, &a) }
+        if let m = v.tags { p.pointee.tags = try PanelTags._encodeC(m, &a) }
         if !v.carts.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Cart>?.self, count: v.carts.count)
-            for (i, item) in v.carts.enumerated() { items[i] = try Cart._encodeC(item, a) }
+            for (i, item) in v.carts.enumerated() { items[i] = try Cart._encodeC(item, &a) }
             p.pointee.n_carts = v.carts.count
             p.pointee.carts = items
         }
-        if let m = v.orderSummary { p.pointee.order_summary = try OrderSummary._encodeC(m, a) }
+        if let m = v.orderSummary { p.pointee.order_summary = try OrderSummary._encodeC(m, &a) }
         if !v.notes.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Note>?.self, count: v.notes.count)
-            for (i, item) in v.notes.enumerated() { items[i] = try Note._encodeC(item, a) }
+            for (i, item) in v.notes.enumerated() { items[i] = try Note._encodeC(item, &a) }
             p.pointee.n_notes = v.notes.count
             p.pointee.notes = items
         }
-        if let m = v.referral { p.pointee.referral = try Referral._encodeC(m, a) }
+        if let m = v.referral { p.pointee.referral = try Referral._encodeC(m, &a) }
         if !v.customFields.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__CustomFieldValue>?.self, count: v.customFields.count)
-            for (i, item) in v.customFields.enumerated() { items[i] = try CustomFieldValue._encodeC(item, a) }
+            for (i, item) in v.customFields.enumerated() { items[i] = try CustomFieldValue._encodeC(item, &a) }
             p.pointee.n_custom_fields = v.customFields.count
             p.pointee.custom_fields = items
         }
         if !v.activity.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ActivityEntry>?.self, count: v.activity.count)
-            for (i, item) in v.activity.enumerated() { items[i] = try ActivityEntry._encodeC(item, a) }
+            for (i, item) in v.activity.enumerated() { items[i] = try ActivityEntry._encodeC(item, &a) }
             p.pointee.n_activity = v.activity.count
             p.pointee.activity = items
         }
-        if let m = v.member { p.pointee.member = try Member._encodeC(m, a) }
+        if let m = v.member { p.pointee.member = try Member._encodeC(m, &a) }
         if !v.unavailableSections.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__UnavailableSection>?.self, count: v.unavailableSections.count)
-            for (i, item) in v.unavailableSections.enumerated() { items[i] = try UnavailableSection._encodeC(item, a) }
+            for (i, item) in v.unavailableSections.enumerated() { items[i] = try UnavailableSection._encodeC(item, &a) }
             p.pointee.n_unavailable_sections = v.unavailableSections.count
             p.pointee.unavailable_sections = items
         }
@@ -309,7 +309,7 @@ extension GetStaffReportRequest {
         self.toMs = c.to_ms
     }
 
-    static func _encodeC(_ v: GetStaffReportRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffReportRequest> {
+    static func _encodeC(_ v: GetStaffReportRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffReportRequest> {
         let p = a.allocate(Chatmesh__V1__GetStaffReportRequest.self, count: 1)
         chatmesh__v1__get_staff_report_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetStaffReportRequest.shop_id") }
@@ -382,7 +382,7 @@ extension StaffReportRow {
         self.revenueVnd = c.revenue_vnd
     }
 
-    static func _encodeC(_ v: StaffReportRow, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__StaffReportRow> {
+    static func _encodeC(_ v: StaffReportRow, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__StaffReportRow> {
         let p = a.allocate(Chatmesh__V1__StaffReportRow.self, count: 1)
         chatmesh__v1__staff_report_row__init(p)
         if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.StaffReportRow.staff_id") }
@@ -435,18 +435,18 @@ extension GetStaffReportResponse {
         self.unavailableSections = _PB.messages(c.n_unavailable_sections, c.unavailable_sections) { UnavailableSection(_c: $0) }
     }
 
-    static func _encodeC(_ v: GetStaffReportResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffReportResponse> {
+    static func _encodeC(_ v: GetStaffReportResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffReportResponse> {
         let p = a.allocate(Chatmesh__V1__GetStaffReportResponse.self, count: 1)
         chatmesh__v1__get_staff_report_response__init(p)
         if !v.rows.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__StaffReportRow>?.self, count: v.rows.count)
-            for (i, item) in v.rows.enumerated() { items[i] = try StaffReportRow._encodeC(item, a) }
+            for (i, item) in v.rows.enumerated() { items[i] = try StaffReportRow._encodeC(item, &a) }
             p.pointee.n_rows = v.rows.count
             p.pointee.rows = items
         }
         if !v.unavailableSections.isEmpty {
             let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__UnavailableSection>?.self, count: v.unavailableSections.count)
-            for (i, item) in v.unavailableSections.enumerated() { items[i] = try UnavailableSection._encodeC(item, a) }
+            for (i, item) in v.unavailableSections.enumerated() { items[i] = try UnavailableSection._encodeC(item, &a) }
             p.pointee.n_unavailable_sections = v.unavailableSections.count
             p.pointee.unavailable_sections = items
         }

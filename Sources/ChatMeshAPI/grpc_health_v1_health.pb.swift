@@ -27,7 +27,7 @@ extension HealthCheckRequest {
         self.service = _PB.string(c.service)
     }
 
-    static func _encodeC(_ v: HealthCheckRequest, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Grpc__Health__V1__HealthCheckRequest> {
+    static func _encodeC(_ v: HealthCheckRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Grpc__Health__V1__HealthCheckRequest> {
         let p = a.allocate(Grpc__Health__V1__HealthCheckRequest.self, count: 1)
         grpc__health__v1__health_check_request__init(p)
         if !v.service.isEmpty { p.pointee.service = try a.string(v.service, field: "grpc.health.v1.HealthCheckRequest.service") }
@@ -106,7 +106,7 @@ extension HealthCheckResponse {
         self.status = HealthCheckResponse.ServingStatus(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
     }
 
-    static func _encodeC(_ v: HealthCheckResponse, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Grpc__Health__V1__HealthCheckResponse> {
+    static func _encodeC(_ v: HealthCheckResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Grpc__Health__V1__HealthCheckResponse> {
         let p = a.allocate(Grpc__Health__V1__HealthCheckResponse.self, count: 1)
         grpc__health__v1__health_check_response__init(p)
         p.pointee.status = Grpc__Health__V1__HealthCheckResponse__ServingStatus(rawValue: .init(truncatingIfNeeded: v.status.rawValue))

@@ -451,20 +451,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let id = stream.id
-        let logger = self.logger
+        let run = route.run
         // Immediate: the handler starts on this thread now, and one that does not
         // suspend answers before dispatch returns, with no job queued at all.
         let task = Task.immediate(executorPreference: executor) {
-            let result: Result<ByteBuffer, RPCError>
+            let result: Result<ByteBuffer, any Error>
             do {
-                result = .success(try await route.run(message, callContext))
-            } catch let error as RPCError {
-                result = .failure(error)
-            } catch is CancellationError {
-                result = .failure(.cancelled("call cancelled"))
+                result = .success(try await run(message, callContext))
             } catch {
-                logger.error("handler failed", metadata: ["method": "\(route.method.path)", "error": "\(error)"])
-                result = .failure(.internal("internal error"))
+                result = .failure(error)
             }
             if loop.inEventLoop {
                 bound.value.complete(id, result)
@@ -499,9 +494,20 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         flush()
     }
 
-    private func complete(_ id: Int32, _ result: Result<ByteBuffer, RPCError>) {
+    private func complete(_ id: Int32, _ outcome: Result<ByteBuffer, any Error>) {
         guard let stream = streams[id], !stream.answered else { return }
         stream.task = nil
+        let result: Result<ByteBuffer, RPCError> = outcome.mapError { error in
+            switch error {
+            case let error as RPCError:
+                return error
+            case is CancellationError:
+                return .cancelled("call cancelled")
+            default:
+                logger.error("handler failed", metadata: ["method": "\(stream.path ?? "")", "error": "\(error)"])
+                return .internal("internal error")
+            }
+        }
         switch result {
         case .success(let response):
             if response.readableBytes - GRPCFraming.prefixLength > config.maxMessageBytes {

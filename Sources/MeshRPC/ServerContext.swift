@@ -1,17 +1,19 @@
 import NIOCore
 
-/// What a handler knows about the call it serves.
-public struct ServerContext: Sendable {
-    public var method: MethodDescriptor
+/// What a handler knows about the call it serves. Immutable, and a class so
+/// that passing it along (into the task-local, to the handler) costs one
+/// reference count rather than one per string it holds.
+public final class ServerContext: Sendable {
+    public let method: MethodDescriptor
     /// Custom metadata the client sent (not pseudo headers, not gRPC's own).
-    public var metadata: Metadata
+    public let metadata: Metadata
     /// From `grpc-timeout`; propagated to every call the handler makes downstream.
-    public var deadline: NIODeadline?
+    public let deadline: NIODeadline?
     /// The verified token, or nil for methods that need none (health checks).
-    public var principal: Principal?
+    public let principal: Principal?
     /// The raw `authorization` value, forwarded to downstream calls.
-    public var authorization: String?
-    public var peer: String
+    public let authorization: String?
+    public let peer: String
 
     public init(method: MethodDescriptor, metadata: Metadata = Metadata(), deadline: NIODeadline? = nil, principal: Principal? = nil, authorization: String? = nil, peer: String = "") {
         self.method = method

@@ -238,7 +238,7 @@ def to_c_scalar(model, fi, expr):
     if t == FD.TYPE_ENUM:
         return f"{model.c_type(fi.type_name)}(rawValue: .init(truncatingIfNeeded: {expr}.rawValue))"
     if t == FD.TYPE_MESSAGE:
-        return f"try {fi.element_swift_type()}._encodeC({expr}, a)"
+        return f"try {fi.element_swift_type()}._encodeC({expr}, &a)"
     raise SystemExit("unsupported")
 
 
@@ -413,7 +413,7 @@ def emit_bridge(e, model, full, fields):
     e("}")
     e()
     # Swift -> C, every pointer into the arena.
-    e(f"static func _encodeC(_ v: {sname}, _ a: _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<{ctype}> {{")
+    e(f"static func _encodeC(_ v: {sname}, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<{ctype}> {{")
     e.indent()
     e(f"let p = a.allocate({ctype}.self, count: 1)")
     e(f"{fn}__init(p)")
