@@ -109,11 +109,13 @@ public final class GRPCServer: Service, Sendable {
 
     /// Stops accepting, sends GOAWAY, waits for in-flight calls (up to the grace period), closes.
     public func shutdownGracefully() async {
-        let (listener, connections) = state.withLock { s -> (Channel?, [Channel]) in
-            s.shuttingDown = true
-            return (s.listener, Array(s.connections.values))
+        let (listener, connections, first) = state.withLock { s -> (Channel?, [Channel], Bool) in
+            defer { s.shuttingDown = true }
+            return (s.listener, Array(s.connections.values), !s.shuttingDown)
         }
-        logger.info("shutting down", metadata: ["connections": "\(connections.count)"])
+        if first {
+            logger.info("shutting down", metadata: ["connections": "\(connections.count)"])
+        }
         try? await listener?.close()
         for channel in connections {
             channel.triggerUserOutboundEvent(GracefulDrainEvent(), promise: nil)
