@@ -79,7 +79,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
-        .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC"]),
+        .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "MeshHTTP2Tests",
             dependencies: [
