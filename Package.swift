@@ -52,6 +52,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // conversation-svc's domain: pages, tags, customers, auto-capture (DOMAIN.md §1).
+        .target(name: "Conversations", dependencies: ["MeshRPC", "ChatMeshAPI"]),
         // The runtime's own test service (chatmesh.testing.v1.EchoService).
         .target(name: "MeshEcho", dependencies: ["MeshRPC", "ChatMeshAPI"]),
         .executableTarget(
@@ -79,6 +81,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
+        .testTarget(name: "ConversationsTests", dependencies: ["Conversations"]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "MeshHTTP2Tests",
