@@ -52,3 +52,20 @@ public enum TagName {
         return nil
     }
 }
+
+/// R-ACT-2: tag attach/detach history is kept 30 days; block/unblock history forever.
+public enum ActivityRetention {
+    public static let tagHistoryMs: Int64 = 30 * 86_400_000
+
+    public enum Kind: Sendable, Hashable {
+        case tagAttached, tagDetached, customerBlocked, customerUnblocked
+    }
+
+    /// Whether an entry recorded at `atMs` is purged by a retention run at `nowMs`.
+    public static func isExpired(_ kind: Kind, atMs: Int64, nowMs: Int64) -> Bool {
+        switch kind {
+        case .tagAttached, .tagDetached: nowMs - atMs > tagHistoryMs
+        case .customerBlocked, .customerUnblocked: false
+        }
+    }
+}

@@ -100,3 +100,15 @@ import Testing
         #expect(TagName.validate("a\u{7}b") != nil)
     }
 }
+
+@Suite struct ActivityRetentionTests {
+    @Test func tagHistoryLastsThirtyDaysBlockHistoryForever() {
+        let day: Int64 = 86_400_000
+        let now: Int64 = 1_800_000_000_000
+        #expect(!ActivityRetention.isExpired(.tagAttached, atMs: now - 30 * day, nowMs: now))
+        #expect(ActivityRetention.isExpired(.tagAttached, atMs: now - 30 * day - 1, nowMs: now))
+        #expect(ActivityRetention.isExpired(.tagDetached, atMs: now - 31 * day, nowMs: now))
+        #expect(!ActivityRetention.isExpired(.customerBlocked, atMs: now - 3650 * day, nowMs: now))
+        #expect(!ActivityRetention.isExpired(.customerUnblocked, atMs: 0, nowMs: now))
+    }
+}
