@@ -27,18 +27,16 @@ public enum ContactCapture {
     }
 
     private static func canonicalPhone(_ digits: String, hadPlus: Bool) -> String? {
-        var national: Substring
+        let national: String
         if digits.hasPrefix("84"), digits.count == 11 {
             national = "0" + digits.dropFirst(2)
         } else if digits.hasPrefix("0"), digits.count == 10, !hadPlus {
-            national = Substring(digits)
+            national = digits
         } else {
             return nil
         }
         let second = national[national.index(after: national.startIndex)]
-        guard "35789".contains(second) else { return nil }
-        national = Substring(national)
-        return String(national)
+        return "35789".contains(second) ? national : nil
     }
 
     /// The first mobile number written in `text`, normalised; nil when there is none.

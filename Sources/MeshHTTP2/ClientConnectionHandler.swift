@@ -283,11 +283,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let failure = call.failure { return .failure(failure) }
         if let status = call.grpcStatus {
             if status == 0 {
-                switch GRPCFraming.unframeUnary(call.body, maxMessageBytes: maxMessageBytes) {
-                case .message(let m): return .success(m)
-                case .compressed: return .failure(RPCError.internal("compressed response not supported"))
-                case .tooLarge(let n): return .failure(RPCError.resourceExhausted("response of \(n) bytes is over the limit"))
-                case .malformed(let why): return .failure(RPCError.internal("bad response from \(authority): \(why)"))
+                do {
+                    return .success(try GRPCFraming.unaryMessage(call.body, maxMessageBytes: maxMessageBytes, side: .response))
+                } catch {
+                    return .failure(RPCError(error.code, "bad response from \(authority): \(error.message)"))
                 }
             }
             return .failure(RPCError(RPCError.Code(wireValue: status), call.grpcMessage ?? "", metadata: call.trailers))

@@ -32,12 +32,8 @@ public final class GRPCServer: Service, Sendable {
 
         /// "host:port", as in CHATMESH_LISTEN.
         public init(listen: String) throws(RPCError) {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-                throw .invalidArgument("listen address '\(listen)' is not host:port")
-            }
-            var host = String(listen[..<colon])
-            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            self.init(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+            let address = try HostPort(listen)
+            self.init(host: address.host.isEmpty ? "0.0.0.0" : address.host, port: address.port)
         }
     }
 

@@ -27,12 +27,8 @@ public final class HTTP2Channel: RPCChannel {
         guard !targets.isEmpty else { throw .invalidArgument("no addresses to connect to") }
         var subs: [Subchannel] = []
         for target in targets {
-            guard let colon = target.lastIndex(of: ":"), let port = Int(target[target.index(after: colon)...]) else {
-                throw .invalidArgument("address '\(target)' is not host:port")
-            }
-            var host = String(target[..<colon])
-            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            subs.append(Subchannel(host: host, port: port, authority: target, config: config, group: group))
+            let address = try HostPort(target)
+            subs.append(Subchannel(host: address.host, port: address.port, authority: target, config: config, group: group))
         }
         subchannels = subs
     }

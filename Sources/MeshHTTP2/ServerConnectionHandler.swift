@@ -427,17 +427,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func dispatch(_ stream: Stream) {
         guard let route = stream.route, let context else { return }
         let message: ByteBuffer
-        switch GRPCFraming.unframeUnary(stream.body ?? ByteBuffer(), maxMessageBytes: config.maxMessageBytes) {
-        case .message(let m):
-            message = m
-        case .compressed:
-            answer(stream, error: .unimplemented("compressed messages are not supported (grpc-encoding identity only)"))
-            return
-        case .tooLarge(let n):
-            answer(stream, error: .resourceExhausted("request message of \(n) bytes is over the limit of \(config.maxMessageBytes)"))
-            return
-        case .malformed(let why):
-            answer(stream, error: .internal(why))
+        do {
+            message = try GRPCFraming.unaryMessage(stream.body ?? ByteBuffer(), maxMessageBytes: config.maxMessageBytes, side: .request)
+        } catch {
+            answer(stream, error: error)
             return
         }
         var deadline: NIODeadline?

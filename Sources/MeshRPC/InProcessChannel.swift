@@ -21,7 +21,7 @@ public struct InProcessChannel: RPCChannel {
         let principal = try router.authenticate(route, authorization: authorization)
         var metadata = request.metadata
         metadata.remove("authorization")
-        let message = try Self.unframe(request.body, maxMessageBytes: maxMessageBytes)
+        let message = try GRPCFraming.unaryMessage(request.body, maxMessageBytes: maxMessageBytes, side: .request)
         let context = ServerContext(
             method: route.method, metadata: metadata, deadline: request.deadline,
             principal: principal, authorization: authorization, peer: "in-process"
@@ -36,16 +36,7 @@ public struct InProcessChannel: RPCChannel {
         } catch {
             throw .internal("internal error: \(error)")
         }
-        return try Self.unframe(response, maxMessageBytes: maxMessageBytes)
-    }
-
-    private static func unframe(_ body: ByteBuffer, maxMessageBytes: Int) throws(RPCError) -> ByteBuffer {
-        switch GRPCFraming.unframeUnary(body, maxMessageBytes: maxMessageBytes) {
-        case .message(let m): return m
-        case .compressed: throw .unimplemented("compressed messages are not supported")
-        case .tooLarge(let n): throw .resourceExhausted("message of \(n) bytes is over the limit of \(maxMessageBytes)")
-        case .malformed(let why): throw .internal(why)
-        }
+        return try GRPCFraming.unaryMessage(response, maxMessageBytes: maxMessageBytes, side: .response)
     }
 
     /// Runs the route, answering DEADLINE_EXCEEDED (and cancelling it) when the deadline passes first.

@@ -81,12 +81,7 @@ extension RPCChannel {
         do {
             body = try GRPCFraming.frame(request)
         } catch {
-            switch error {
-            case .invalidString(let field, let reason):
-                throw .invalidArgument("field \(field) \(reason)")
-            case .malformed(let why):
-                throw .internal("could not encode \(Request.protoName): \(why)")
-            }
+            throw RPCError(error, failedTo: "encode \(Request.protoName)")
         }
         let response = try await unary(ClientRequest(method: method, body: body, metadata: metadata, deadline: deadline, idempotent: options.idempotent))
         do {

@@ -16,6 +16,19 @@ public protocol ShopScoped {
     var shopId: String { get }
 }
 
+extension RPCError {
+    /// A string protobuf-c cannot carry is the caller's bad input (INVALID_ARGUMENT, naming the
+    /// field); bytes that are not the message are INTERNAL, as grpcio and grpc C++ answer.
+    public init(_ error: MessageCodingError, failedTo action: String) {
+        switch error {
+        case .invalidString:
+            self.init(.invalidArgument, error.description)
+        case .malformed(let why):
+            self.init(.internal, "could not \(action): \(why)")
+        }
+    }
+}
+
 public enum MessageCodingError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The bytes are not a valid encoding of the message.
     case malformed(String)
@@ -66,6 +79,26 @@ public enum GRPCFraming {
         case compressed
         case tooLarge(Int)
         case malformed(String)
+    }
+
+    public enum Side: String, Sendable {
+        case request, response
+    }
+
+    /// The single message of a unary body, or the status that refuses it: a compressed
+    /// request is UNIMPLEMENTED (we only speak identity), a compressed response INTERNAL.
+    public static func unaryMessage(_ body: ByteBuffer, maxMessageBytes: Int, side: Side) throws(RPCError) -> ByteBuffer {
+        switch unframeUnary(body, maxMessageBytes: maxMessageBytes) {
+        case .message(let m):
+            return m
+        case .compressed:
+            let why = "compressed \(side.rawValue) messages are not supported (grpc-encoding identity only)"
+            throw side == .request ? .unimplemented(why) : .internal(why)
+        case .tooLarge(let n):
+            throw .resourceExhausted("\(side.rawValue) message of \(n) bytes is over the limit of \(maxMessageBytes)")
+        case .malformed(let why):
+            throw .internal(why)
+        }
     }
 
     /// The single message of a unary body (the whole HTTP/2 DATA payload).

@@ -60,13 +60,7 @@ public struct RPCRoute: Sendable {
         do {
             return try Request(protobuf: body)
         } catch {
-            switch error {
-            case .invalidString(let field, let reason):
-                throw .invalidArgument("field \(field) \(reason)")
-            case .malformed(let why):
-                // As grpcio and grpc C++ answer an undecodable request.
-                throw .internal("could not decode \(Request.protoName): \(why)")
-            }
+            throw RPCError(error, failedTo: "decode \(Request.protoName)")
         }
     }
 

@@ -23,9 +23,9 @@ import Testing
             "Bearer " + good.replacingOccurrences(of: "cm1.", with: "cm1.e"),
         ]
         for auth in cases {
-            #expect(throws: RPCError.self, "\(auth ?? "nil")") { try verifier.verify(authorization: auth) }
             do {
                 _ = try verifier.verify(authorization: auth)
+                Issue.record("accepted \(auth ?? "nil")")
             } catch {
                 #expect(error.code == .unauthenticated)
             }

@@ -19,10 +19,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 @pytest.fixture(scope="module")
-def server():
-    s = EchoServer()
-    yield s
-    s.stop_cleanly()
+def server(shared_echo_server):
+    return shared_echo_server
 
 
 @pytest.fixture(scope="module")

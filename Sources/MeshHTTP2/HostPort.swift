@@ -1,0 +1,17 @@
+import MeshRPC
+
+/// "host:port" as CHATMESH_LISTEN and CHATMESH_<SERVICE>_ADDRS write it; IPv6 hosts in brackets.
+struct HostPort {
+    let host: String
+    let port: Int
+
+    init(_ text: String) throws(RPCError) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+            throw .invalidArgument("address '\(text)' is not host:port")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host
+        self.port = port
+    }
+}
