@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "ChatMeshAPI", targets: ["ChatMeshAPI"]),
         .executable(name: "chatmesh", targets: ["chatmesh"]),
         .executable(name: "mesh-echo", targets: ["mesh-echo"]),
+        .executable(name: "conversation-svc", targets: ["conversation-svc"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -17,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
     ],
     targets: [
         // C libraries from Debian's -dev packages (libnghttp2-dev, libprotobuf-c-dev).
@@ -52,8 +55,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // conversation-svc's domain: pages, tags, customers, auto-capture (DOMAIN.md §1).
-        .target(name: "Conversations", dependencies: ["MeshRPC", "ChatMeshAPI"]),
+        // Storage shared by services: one SQL layer (sql-kit), SQLite by default, versioned migrations.
+        .target(
+            name: "MeshStore",
+            dependencies: [
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // conversation-svc: domain rules of DOMAIN.md §1, its store and its RPC handlers.
+        .target(
+            name: "Conversations",
+            dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")]
+        ),
         // The runtime's own test service (chatmesh.testing.v1.EchoService).
         .target(name: "MeshEcho", dependencies: ["MeshRPC", "ChatMeshAPI"]),
         .executableTarget(
@@ -65,6 +82,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        .executableTarget(
+            name: "conversation-svc",
+            dependencies: ["Conversations", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            path: "services/conversation-svc",
+            exclude: ["README.md"]
         ),
         .executableTarget(
             name: "chatmesh",
@@ -81,7 +104,8 @@ let package = Package(
         ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
-        .testTarget(name: "ConversationsTests", dependencies: ["Conversations"]),
+        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),
+        .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "MeshHTTP2Tests",

@@ -428,6 +428,7 @@ public struct Conversation: RPCMessage, Hashable {
     public var customerId: String = ""
     public var status: Conversation.Status = .init(rawValue: 0)
     public var assignedStaffId: String = ""
+    /// Every tag attached, hidden ones included (each says whether it is visible, R-TAG-1).
     public var tags: [Tag] = []
     public var lastMessageAtMs: Int64 = 0
     public var lastMessageText: String = ""
@@ -976,14 +977,19 @@ public struct ConnectPageRequest: RPCMessage, Hashable, ShopScoped {
     public var pageId: String = ""
     public var name: String = ""
     public var platform: Page.Platform = .init(rawValue: 0)
+    /// R-TAG-6: switch Facebook label sync on as the page is connected; its first
+    /// SyncFacebookLabels then back-fills the page's labels (a page that switches
+    /// sync on later with SetFacebookLabelSync gets attach events only).
+    public var facebookLabelSync: Bool = false
 
     public init() {}
 
-    public init(shopId: String = "", pageId: String = "", name: String = "", platform: Page.Platform = .init(rawValue: 0)) {
+    public init(shopId: String = "", pageId: String = "", name: String = "", platform: Page.Platform = .init(rawValue: 0), facebookLabelSync: Bool = false) {
         self.shopId = shopId
         self.pageId = pageId
         self.name = name
         self.platform = platform
+        self.facebookLabelSync = facebookLabelSync
     }
 }
 
@@ -1001,6 +1007,7 @@ extension ConnectPageRequest {
         self.pageId = _PB.string(c.page_id)
         self.name = _PB.string(c.name)
         self.platform = Page.Platform(rawValue: Int32(truncatingIfNeeded: c.platform.rawValue))
+        self.facebookLabelSync = (c.facebook_label_sync != 0)
     }
 
     static func _encodeC(_ v: ConnectPageRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ConnectPageRequest> {
@@ -1010,6 +1017,7 @@ extension ConnectPageRequest {
         if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.ConnectPageRequest.page_id") }
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.ConnectPageRequest.name") }
         p.pointee.platform = Chatmesh__V1__Page__Platform(rawValue: .init(truncatingIfNeeded: v.platform.rawValue))
+        p.pointee.facebook_label_sync = (v.facebookLabelSync ? 1 : 0)
         return p
     }
 
@@ -1811,15 +1819,21 @@ public struct IngestMessageResponse: RPCMessage, Hashable {
     /// What R-CONV-3 captured from this message and saved (empty when nothing).
     public var capturedPhone: String = ""
     public var capturedAddress: String = ""
+    /// The conversation after this message: reopened by a customer message unless
+    /// the customer is blocked (R-CONV-1, R-CONV-8), assigned round-robin when it had no assignee.
+    public var status: Conversation.Status = .init(rawValue: 0)
+    public var assignedStaffId: String = ""
 
     public init() {}
 
-    public init(conversationId: String = "", messageId: String = "", customerId: String = "", capturedPhone: String = "", capturedAddress: String = "") {
+    public init(conversationId: String = "", messageId: String = "", customerId: String = "", capturedPhone: String = "", capturedAddress: String = "", status: Conversation.Status = .init(rawValue: 0), assignedStaffId: String = "") {
         self.conversationId = conversationId
         self.messageId = messageId
         self.customerId = customerId
         self.capturedPhone = capturedPhone
         self.capturedAddress = capturedAddress
+        self.status = status
+        self.assignedStaffId = assignedStaffId
     }
 }
 
@@ -1830,6 +1844,7 @@ extension IngestMessageResponse {
         .init(number: 3, name: "chatmesh.v1.IngestMessageResponse.customer_id", kind: .string),
         .init(number: 4, name: "chatmesh.v1.IngestMessageResponse.captured_phone", kind: .string),
         .init(number: 5, name: "chatmesh.v1.IngestMessageResponse.captured_address", kind: .string),
+        .init(number: 7, name: "chatmesh.v1.IngestMessageResponse.assigned_staff_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__IngestMessageResponse>) {
@@ -1840,6 +1855,8 @@ extension IngestMessageResponse {
         self.customerId = _PB.string(c.customer_id)
         self.capturedPhone = _PB.string(c.captured_phone)
         self.capturedAddress = _PB.string(c.captured_address)
+        self.status = Conversation.Status(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
+        self.assignedStaffId = _PB.string(c.assigned_staff_id)
     }
 
     static func _encodeC(_ v: IngestMessageResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestMessageResponse> {
@@ -1850,6 +1867,8 @@ extension IngestMessageResponse {
         if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.IngestMessageResponse.customer_id") }
         if !v.capturedPhone.isEmpty { p.pointee.captured_phone = try a.string(v.capturedPhone, field: "chatmesh.v1.IngestMessageResponse.captured_phone") }
         if !v.capturedAddress.isEmpty { p.pointee.captured_address = try a.string(v.capturedAddress, field: "chatmesh.v1.IngestMessageResponse.captured_address") }
+        p.pointee.status = Chatmesh__V1__Conversation__Status(rawValue: .init(truncatingIfNeeded: v.status.rawValue))
+        if !v.assignedStaffId.isEmpty { p.pointee.assigned_staff_id = try a.string(v.assignedStaffId, field: "chatmesh.v1.IngestMessageResponse.assigned_staff_id") }
         return p
     }
 
@@ -2235,6 +2254,60 @@ extension AssignConversationRequest {
 
     public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
         try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__assign_conversation_request__get_packed_size, pack: chatmesh__v1__assign_conversation_request__pack)
+    }
+}
+
+/// R-CONV-1: staff who are online take automatic assignments in turn.
+public struct SetStaffPresenceRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.SetStaffPresenceRequest"
+
+    public var shopId: String = ""
+    public var pageId: String = ""
+    public var staffId: String = ""
+    public var online: Bool = false
+
+    public init() {}
+
+    public init(shopId: String = "", pageId: String = "", staffId: String = "", online: Bool = false) {
+        self.shopId = shopId
+        self.pageId = pageId
+        self.staffId = staffId
+        self.online = online
+    }
+}
+
+extension SetStaffPresenceRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.SetStaffPresenceRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.SetStaffPresenceRequest.page_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.SetStaffPresenceRequest.staff_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__SetStaffPresenceRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.pageId = _PB.string(c.page_id)
+        self.staffId = _PB.string(c.staff_id)
+        self.online = (c.online != 0)
+    }
+
+    static func _encodeC(_ v: SetStaffPresenceRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetStaffPresenceRequest> {
+        let p = a.allocate(Chatmesh__V1__SetStaffPresenceRequest.self, count: 1)
+        chatmesh__v1__set_staff_presence_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SetStaffPresenceRequest.shop_id") }
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.SetStaffPresenceRequest.page_id") }
+        if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.SetStaffPresenceRequest.staff_id") }
+        p.pointee.online = (v.online ? 1 : 0)
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__set_staff_presence_request__unpack, free: chatmesh__v1__set_staff_presence_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__set_staff_presence_request__get_packed_size, pack: chatmesh__v1__set_staff_presence_request__pack)
     }
 }
 
@@ -3289,6 +3362,7 @@ public enum ConversationService {
         public static let getConversation = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetConversation")
         public static let listMessages = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListMessages")
         public static let assignConversation = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "AssignConversation")
+        public static let setStaffPresence = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetStaffPresence")
         public static let closeConversation = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "CloseConversation")
         public static let reopenConversation = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ReopenConversation")
         public static let getCustomer = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetCustomer")
@@ -3303,7 +3377,7 @@ public enum ConversationService {
         public static let setCustomFieldValue = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetCustomFieldValue")
         public static let listActivity = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListActivity")
         public static let getStaffConversationStats = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetStaffConversationStats")
-        public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, listConversations, getConversation, listMessages, assignConversation, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats]
+        public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, listConversations, getConversation, listMessages, assignConversation, setStaffPresence, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats]
     }
 
     /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
@@ -3338,8 +3412,11 @@ public enum ConversationService {
         func getConversation(_ request: GetConversationRequest, context: ServerContext) async throws -> Conversation
         /// R-CONV-2: messages and comments with who sent them, oldest first.
         func listMessages(_ request: ListMessagesRequest, context: ServerContext) async throws -> ListMessagesResponse
-        /// R-CONV-1.
+        /// R-CONV-1: AUTO with no staff_id picks the online staff member whose last
+        /// automatic assignment is oldest (round-robin); FAILED_PRECONDITION when nobody is online.
         func assignConversation(_ request: AssignConversationRequest, context: ServerContext) async throws -> Conversation
+        /// R-CONV-1: who is online for automatic assignment on a page.
+        func setStaffPresence(_ request: SetStaffPresenceRequest, context: ServerContext) async throws -> Empty
         /// R-CONV-1.
         func closeConversation(_ request: CloseConversationRequest, context: ServerContext) async throws -> Conversation
         /// R-CONV-1.
@@ -3455,9 +3532,15 @@ public enum ConversationService {
             try await channel.unary(Method.listMessages, request, options: options ?? defaultOptions)
         }
 
-        /// R-CONV-1.
+        /// R-CONV-1: AUTO with no staff_id picks the online staff member whose last
+        /// automatic assignment is oldest (round-robin); FAILED_PRECONDITION when nobody is online.
         public func assignConversation(_ request: AssignConversationRequest, options: CallOptions? = nil) async throws(RPCError) -> Conversation {
             try await channel.unary(Method.assignConversation, request, options: options ?? defaultOptions)
+        }
+
+        /// R-CONV-1: who is online for automatic assignment on a page.
+        public func setStaffPresence(_ request: SetStaffPresenceRequest, options: CallOptions? = nil) async throws(RPCError) -> Empty {
+            try await channel.unary(Method.setStaffPresence, request, options: options ?? defaultOptions)
         }
 
         /// R-CONV-1.
@@ -3551,6 +3634,7 @@ extension ConversationService.Handler {
             RPCRoute.unary(ConversationService.Method.getConversation) { (request: GetConversationRequest, context) in try await self.getConversation(request, context: context) },
             RPCRoute.unary(ConversationService.Method.listMessages) { (request: ListMessagesRequest, context) in try await self.listMessages(request, context: context) },
             RPCRoute.unary(ConversationService.Method.assignConversation) { (request: AssignConversationRequest, context) in try await self.assignConversation(request, context: context) },
+            RPCRoute.unary(ConversationService.Method.setStaffPresence) { (request: SetStaffPresenceRequest, context) in try await self.setStaffPresence(request, context: context) },
             RPCRoute.unary(ConversationService.Method.closeConversation) { (request: CloseConversationRequest, context) in try await self.closeConversation(request, context: context) },
             RPCRoute.unary(ConversationService.Method.reopenConversation) { (request: ReopenConversationRequest, context) in try await self.reopenConversation(request, context: context) },
             RPCRoute.unary(ConversationService.Method.getCustomer) { (request: GetCustomerRequest, context) in try await self.getCustomer(request, context: context) },

@@ -1492,6 +1492,51 @@ void   chatmesh__v1__assign_conversation_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__assign_conversation_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__set_staff_presence_request__init
+                     (Chatmesh__V1__SetStaffPresenceRequest         *message)
+{
+  static const Chatmesh__V1__SetStaffPresenceRequest init_value = CHATMESH__V1__SET_STAFF_PRESENCE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__set_staff_presence_request__get_packed_size
+                     (const Chatmesh__V1__SetStaffPresenceRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_staff_presence_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__set_staff_presence_request__pack
+                     (const Chatmesh__V1__SetStaffPresenceRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_staff_presence_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__set_staff_presence_request__pack_to_buffer
+                     (const Chatmesh__V1__SetStaffPresenceRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_staff_presence_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__SetStaffPresenceRequest *
+       chatmesh__v1__set_staff_presence_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__SetStaffPresenceRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__set_staff_presence_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__set_staff_presence_request__free_unpacked
+                     (Chatmesh__V1__SetStaffPresenceRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__set_staff_presence_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__close_conversation_request__init
                      (Chatmesh__V1__CloseConversationRequest         *message)
 {
@@ -3644,7 +3689,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__activity_entry__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__activity_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__connect_page_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor chatmesh__v1__connect_page_request__field_descriptors[5] =
 {
   {
     "shop_id",
@@ -3694,8 +3739,21 @@ static const ProtobufCFieldDescriptor chatmesh__v1__connect_page_request__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "facebook_label_sync",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ConnectPageRequest, facebook_label_sync),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__connect_page_request__field_indices_by_name[] = {
+  4,   /* field[4] = facebook_label_sync */
   2,   /* field[2] = name */
   1,   /* field[1] = page_id */
   3,   /* field[3] = platform */
@@ -3704,7 +3762,7 @@ static const unsigned chatmesh__v1__connect_page_request__field_indices_by_name[
 static const ProtobufCIntRange chatmesh__v1__connect_page_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__connect_page_request__descriptor =
 {
@@ -3714,7 +3772,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__connect_page_request__descriptor 
   "Chatmesh__V1__ConnectPageRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ConnectPageRequest),
-  4,
+  5,
   chatmesh__v1__connect_page_request__field_descriptors,
   chatmesh__v1__connect_page_request__field_indices_by_name,
   1,  chatmesh__v1__connect_page_request__number_ranges,
@@ -4812,7 +4870,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_request__descripto
   (ProtobufCMessageInit) chatmesh__v1__ingest_message_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_response__field_descriptors[5] =
+static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_response__field_descriptors[7] =
 {
   {
     "conversation_id",
@@ -4874,18 +4932,44 @@ static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_response__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "status",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__IngestMessageResponse, status),
+    &chatmesh__v1__conversation__status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "assigned_staff_id",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__IngestMessageResponse, assigned_staff_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__ingest_message_response__field_indices_by_name[] = {
+  6,   /* field[6] = assigned_staff_id */
   4,   /* field[4] = captured_address */
   3,   /* field[3] = captured_phone */
   0,   /* field[0] = conversation_id */
   2,   /* field[2] = customer_id */
   1,   /* field[1] = message_id */
+  5,   /* field[5] = status */
 };
 static const ProtobufCIntRange chatmesh__v1__ingest_message_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_response__descriptor =
 {
@@ -4895,7 +4979,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_response__descript
   "Chatmesh__V1__IngestMessageResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__IngestMessageResponse),
-  5,
+  7,
   chatmesh__v1__ingest_message_response__field_descriptors,
   chatmesh__v1__ingest_message_response__field_indices_by_name,
   1,  chatmesh__v1__ingest_message_response__number_ranges,
@@ -5379,6 +5463,83 @@ const ProtobufCMessageDescriptor chatmesh__v1__assign_conversation_request__desc
   chatmesh__v1__assign_conversation_request__field_indices_by_name,
   1,  chatmesh__v1__assign_conversation_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__assign_conversation_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__set_staff_presence_request__field_descriptors[4] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetStaffPresenceRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetStaffPresenceRequest, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "staff_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetStaffPresenceRequest, staff_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "online",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetStaffPresenceRequest, online),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__set_staff_presence_request__field_indices_by_name[] = {
+  3,   /* field[3] = online */
+  1,   /* field[1] = page_id */
+  0,   /* field[0] = shop_id */
+  2,   /* field[2] = staff_id */
+};
+static const ProtobufCIntRange chatmesh__v1__set_staff_presence_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__set_staff_presence_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.SetStaffPresenceRequest",
+  "SetStaffPresenceRequest",
+  "Chatmesh__V1__SetStaffPresenceRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__SetStaffPresenceRequest),
+  4,
+  chatmesh__v1__set_staff_presence_request__field_descriptors,
+  chatmesh__v1__set_staff_presence_request__field_indices_by_name,
+  1,  chatmesh__v1__set_staff_presence_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__set_staff_presence_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor chatmesh__v1__close_conversation_request__field_descriptors[3] =
@@ -6779,7 +6940,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_staff_conversation_stats_resp
   (ProtobufCMessageInit) chatmesh__v1__get_staff_conversation_stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__method_descriptors[30] =
+static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__method_descriptors[31] =
 {
   { "ConnectPage", &chatmesh__v1__connect_page_request__descriptor, &chatmesh__v1__page__descriptor },
   { "InstallDefaultTags", &chatmesh__v1__install_default_tags_request__descriptor, &chatmesh__v1__tag_list__descriptor },
@@ -6797,6 +6958,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__metho
   { "GetConversation", &chatmesh__v1__get_conversation_request__descriptor, &chatmesh__v1__conversation__descriptor },
   { "ListMessages", &chatmesh__v1__list_messages_request__descriptor, &chatmesh__v1__list_messages_response__descriptor },
   { "AssignConversation", &chatmesh__v1__assign_conversation_request__descriptor, &chatmesh__v1__conversation__descriptor },
+  { "SetStaffPresence", &chatmesh__v1__set_staff_presence_request__descriptor, &chatmesh__v1__empty__descriptor },
   { "CloseConversation", &chatmesh__v1__close_conversation_request__descriptor, &chatmesh__v1__conversation__descriptor },
   { "ReopenConversation", &chatmesh__v1__reopen_conversation_request__descriptor, &chatmesh__v1__conversation__descriptor },
   { "GetCustomer", &chatmesh__v1__get_customer_request__descriptor, &chatmesh__v1__customer__descriptor },
@@ -6813,35 +6975,36 @@ static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__metho
   { "GetStaffConversationStats", &chatmesh__v1__get_staff_conversation_stats_request__descriptor, &chatmesh__v1__get_staff_conversation_stats_response__descriptor },
 };
 const unsigned chatmesh__v1__conversation_service__method_indices_by_name[] = {
-  22,        /* AddNote */
+  23,        /* AddNote */
   15,        /* AssignConversation */
   7,        /* AttachTag */
-  20,        /* BlockCustomer */
-  16,        /* CloseConversation */
+  21,        /* BlockCustomer */
+  17,        /* CloseConversation */
   0,        /* ConnectPage */
   4,        /* CreateTag */
   3,        /* CreateTagFolder */
-  25,        /* DefineCustomField */
-  24,        /* DeleteNote */
+  26,        /* DefineCustomField */
+  25,        /* DeleteNote */
   6,        /* DeleteTag */
   8,        /* DetachTag */
   13,        /* GetConversation */
-  18,        /* GetCustomer */
-  29,        /* GetStaffConversationStats */
+  19,        /* GetCustomer */
+  30,        /* GetStaffConversationStats */
   11,        /* IngestMessage */
   1,        /* InstallDefaultTags */
-  28,        /* ListActivity */
+  29,        /* ListActivity */
   12,        /* ListConversations */
-  26,        /* ListCustomFields */
+  27,        /* ListCustomFields */
   14,        /* ListMessages */
-  23,        /* ListNotes */
+  24,        /* ListNotes */
   2,        /* ListTags */
-  17,        /* ReopenConversation */
-  27,        /* SetCustomFieldValue */
+  18,        /* ReopenConversation */
+  28,        /* SetCustomFieldValue */
   9,        /* SetFacebookLabelSync */
+  16,        /* SetStaffPresence */
   10,        /* SyncFacebookLabels */
-  21,        /* UnblockCustomer */
-  19,        /* UpdateCustomer */
+  22,        /* UnblockCustomer */
+  20,        /* UpdateCustomer */
   5         /* UpdateTag */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor =
@@ -6851,7 +7014,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor 
   "ConversationService",
   "Chatmesh__V1__ConversationService",
   "chatmesh.v1",
-  30,
+  31,
   chatmesh__v1__conversation_service__method_descriptors,
   chatmesh__v1__conversation_service__method_indices_by_name
 };
@@ -6983,13 +7146,21 @@ void chatmesh__v1__conversation_service__assign_conversation(ProtobufCService *s
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
   service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__conversation_service__set_staff_presence(ProtobufCService *service,
+                                                            const Chatmesh__V1__SetStaffPresenceRequest *input,
+                                                            Chatmesh__V1__Empty_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__conversation_service__close_conversation(ProtobufCService *service,
                                                             const Chatmesh__V1__CloseConversationRequest *input,
                                                             Chatmesh__V1__Conversation_Closure closure,
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__reopen_conversation(ProtobufCService *service,
                                                              const Chatmesh__V1__ReopenConversationRequest *input,
@@ -6997,7 +7168,7 @@ void chatmesh__v1__conversation_service__reopen_conversation(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__get_customer(ProtobufCService *service,
                                                       const Chatmesh__V1__GetCustomerRequest *input,
@@ -7005,7 +7176,7 @@ void chatmesh__v1__conversation_service__get_customer(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__update_customer(ProtobufCService *service,
                                                          const Chatmesh__V1__UpdateCustomerRequest *input,
@@ -7013,7 +7184,7 @@ void chatmesh__v1__conversation_service__update_customer(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__block_customer(ProtobufCService *service,
                                                         const Chatmesh__V1__BlockCustomerRequest *input,
@@ -7021,7 +7192,7 @@ void chatmesh__v1__conversation_service__block_customer(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__unblock_customer(ProtobufCService *service,
                                                           const Chatmesh__V1__UnblockCustomerRequest *input,
@@ -7029,7 +7200,7 @@ void chatmesh__v1__conversation_service__unblock_customer(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__add_note(ProtobufCService *service,
                                                   const Chatmesh__V1__AddNoteRequest *input,
@@ -7037,7 +7208,7 @@ void chatmesh__v1__conversation_service__add_note(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_notes(ProtobufCService *service,
                                                     const Chatmesh__V1__ListNotesRequest *input,
@@ -7045,7 +7216,7 @@ void chatmesh__v1__conversation_service__list_notes(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__delete_note(ProtobufCService *service,
                                                      const Chatmesh__V1__DeleteNoteRequest *input,
@@ -7053,7 +7224,7 @@ void chatmesh__v1__conversation_service__delete_note(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__define_custom_field(ProtobufCService *service,
                                                              const Chatmesh__V1__DefineCustomFieldRequest *input,
@@ -7061,7 +7232,7 @@ void chatmesh__v1__conversation_service__define_custom_field(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_custom_fields(ProtobufCService *service,
                                                             const Chatmesh__V1__ListCustomFieldsRequest *input,
@@ -7069,7 +7240,7 @@ void chatmesh__v1__conversation_service__list_custom_fields(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__set_custom_field_value(ProtobufCService *service,
                                                                 const Chatmesh__V1__SetCustomFieldValueRequest *input,
@@ -7077,7 +7248,7 @@ void chatmesh__v1__conversation_service__set_custom_field_value(ProtobufCService
                                                                 void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_activity(ProtobufCService *service,
                                                        const Chatmesh__V1__ListActivityRequest *input,
@@ -7085,7 +7256,7 @@ void chatmesh__v1__conversation_service__list_activity(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__get_staff_conversation_stats(ProtobufCService *service,
                                                                       const Chatmesh__V1__GetStaffConversationStatsRequest *input,
@@ -7093,7 +7264,7 @@ void chatmesh__v1__conversation_service__get_staff_conversation_stats(ProtobufCS
                                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService_Service *service,
                                                Chatmesh__V1__ConversationService_ServiceDestroy destroy)

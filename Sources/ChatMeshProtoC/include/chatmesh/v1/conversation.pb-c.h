@@ -49,6 +49,7 @@ typedef struct Chatmesh__V1__GetConversationRequest Chatmesh__V1__GetConversatio
 typedef struct Chatmesh__V1__ListMessagesRequest Chatmesh__V1__ListMessagesRequest;
 typedef struct Chatmesh__V1__ListMessagesResponse Chatmesh__V1__ListMessagesResponse;
 typedef struct Chatmesh__V1__AssignConversationRequest Chatmesh__V1__AssignConversationRequest;
+typedef struct Chatmesh__V1__SetStaffPresenceRequest Chatmesh__V1__SetStaffPresenceRequest;
 typedef struct Chatmesh__V1__CloseConversationRequest Chatmesh__V1__CloseConversationRequest;
 typedef struct Chatmesh__V1__ReopenConversationRequest Chatmesh__V1__ReopenConversationRequest;
 typedef struct Chatmesh__V1__GetCustomerRequest Chatmesh__V1__GetCustomerRequest;
@@ -219,6 +220,9 @@ struct  Chatmesh__V1__Conversation
   char *customer_id;
   Chatmesh__V1__Conversation__Status status;
   char *assigned_staff_id;
+  /*
+   * Every tag attached, hidden ones included (each says whether it is visible, R-TAG-1).
+   */
   size_t n_tags;
   Chatmesh__V1__Tag **tags;
   int64_t last_message_at_ms;
@@ -342,10 +346,16 @@ struct  Chatmesh__V1__ConnectPageRequest
   char *page_id;
   char *name;
   Chatmesh__V1__Page__Platform platform;
+  /*
+   * R-TAG-6: switch Facebook label sync on as the page is connected; its first
+   * SyncFacebookLabels then back-fills the page's labels (a page that switches
+   * sync on later with SetFacebookLabelSync gets attach events only).
+   */
+  protobuf_c_boolean facebook_label_sync;
 };
 #define CHATMESH__V1__CONNECT_PAGE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__connect_page_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__PAGE__PLATFORM__PLATFORM_UNSPECIFIED }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__PAGE__PLATFORM__PLATFORM_UNSPECIFIED, 0 }
 
 
 /*
@@ -570,10 +580,16 @@ struct  Chatmesh__V1__IngestMessageResponse
    */
   char *captured_phone;
   char *captured_address;
+  /*
+   * The conversation after this message: reopened by a customer message unless
+   * the customer is blocked (R-CONV-1, R-CONV-8), assigned round-robin when it had no assignee.
+   */
+  Chatmesh__V1__Conversation__Status status;
+  char *assigned_staff_id;
 };
 #define CHATMESH__V1__INGEST_MESSAGE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__ingest_message_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CONVERSATION__STATUS__STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -664,6 +680,22 @@ struct  Chatmesh__V1__AssignConversationRequest
 #define CHATMESH__V1__ASSIGN_CONVERSATION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__assign_conversation_request__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__ASSIGN_CONVERSATION_REQUEST__MODE__MODE_UNSPECIFIED }
+
+
+/*
+ * R-CONV-1: staff who are online take automatic assignments in turn.
+ */
+struct  Chatmesh__V1__SetStaffPresenceRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *page_id;
+  char *staff_id;
+  protobuf_c_boolean online;
+};
+#define CHATMESH__V1__SET_STAFF_PRESENCE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__set_staff_presence_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Chatmesh__V1__CloseConversationRequest
@@ -1567,6 +1599,25 @@ Chatmesh__V1__AssignConversationRequest *
 void   chatmesh__v1__assign_conversation_request__free_unpacked
                      (Chatmesh__V1__AssignConversationRequest *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__SetStaffPresenceRequest methods */
+void   chatmesh__v1__set_staff_presence_request__init
+                     (Chatmesh__V1__SetStaffPresenceRequest         *message);
+size_t chatmesh__v1__set_staff_presence_request__get_packed_size
+                     (const Chatmesh__V1__SetStaffPresenceRequest   *message);
+size_t chatmesh__v1__set_staff_presence_request__pack
+                     (const Chatmesh__V1__SetStaffPresenceRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__set_staff_presence_request__pack_to_buffer
+                     (const Chatmesh__V1__SetStaffPresenceRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__SetStaffPresenceRequest *
+       chatmesh__v1__set_staff_presence_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__set_staff_presence_request__free_unpacked
+                     (Chatmesh__V1__SetStaffPresenceRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__CloseConversationRequest methods */
 void   chatmesh__v1__close_conversation_request__init
                      (Chatmesh__V1__CloseConversationRequest         *message);
@@ -2029,6 +2080,9 @@ typedef void (*Chatmesh__V1__ListMessagesResponse_Closure)
 typedef void (*Chatmesh__V1__AssignConversationRequest_Closure)
                  (const Chatmesh__V1__AssignConversationRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__SetStaffPresenceRequest_Closure)
+                 (const Chatmesh__V1__SetStaffPresenceRequest *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__CloseConversationRequest_Closure)
                  (const Chatmesh__V1__CloseConversationRequest *message,
                   void *closure_data);
@@ -2157,6 +2211,10 @@ struct Chatmesh__V1__ConversationService_Service
                               const Chatmesh__V1__AssignConversationRequest *input,
                               Chatmesh__V1__Conversation_Closure closure,
                               void *closure_data);
+  void (*set_staff_presence)(Chatmesh__V1__ConversationService_Service *service,
+                             const Chatmesh__V1__SetStaffPresenceRequest *input,
+                             Chatmesh__V1__Empty_Closure closure,
+                             void *closure_data);
   void (*close_conversation)(Chatmesh__V1__ConversationService_Service *service,
                              const Chatmesh__V1__CloseConversationRequest *input,
                              Chatmesh__V1__Conversation_Closure closure,
@@ -2237,6 +2295,7 @@ void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService
       function_prefix__ ## get_conversation,\
       function_prefix__ ## list_messages,\
       function_prefix__ ## assign_conversation,\
+      function_prefix__ ## set_staff_presence,\
       function_prefix__ ## close_conversation,\
       function_prefix__ ## reopen_conversation,\
       function_prefix__ ## get_customer,\
@@ -2315,6 +2374,10 @@ void chatmesh__v1__conversation_service__assign_conversation(ProtobufCService *s
                                                              const Chatmesh__V1__AssignConversationRequest *input,
                                                              Chatmesh__V1__Conversation_Closure closure,
                                                              void *closure_data);
+void chatmesh__v1__conversation_service__set_staff_presence(ProtobufCService *service,
+                                                            const Chatmesh__V1__SetStaffPresenceRequest *input,
+                                                            Chatmesh__V1__Empty_Closure closure,
+                                                            void *closure_data);
 void chatmesh__v1__conversation_service__close_conversation(ProtobufCService *service,
                                                             const Chatmesh__V1__CloseConversationRequest *input,
                                                             Chatmesh__V1__Conversation_Closure closure,
@@ -2414,6 +2477,7 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__list_messages_request__des
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_messages_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__assign_conversation_request__descriptor;
 extern const ProtobufCEnumDescriptor    chatmesh__v1__assign_conversation_request__mode__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__set_staff_presence_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__close_conversation_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__reopen_conversation_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_customer_request__descriptor;

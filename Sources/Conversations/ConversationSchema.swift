@@ -1,0 +1,117 @@
+import MeshStore
+
+/// conversation-svc's tables. Every row carries `shop_id` and every key and
+/// index starts with it, so no query can reach another shop's rows by id alone.
+/// Integers are BIGINT and flags 0/1 so the same DDL runs on SQLite and PostgreSQL.
+public enum ConversationSchema {
+    public static let migrations: [Migration] = [
+        Migration(version: 1, name: "conversations", statements: [
+            """
+            CREATE TABLE pages (
+                shop_id TEXT NOT NULL, page_id TEXT NOT NULL, name TEXT NOT NULL, platform BIGINT NOT NULL,
+                connected_at_ms BIGINT NOT NULL,
+                fb_sync BIGINT NOT NULL DEFAULT 0,
+                fb_backfill_pending BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, page_id))
+            """,
+            """
+            CREATE TABLE tag_folders (
+                shop_id TEXT NOT NULL, folder_id TEXT NOT NULL, page_id TEXT NOT NULL,
+                name TEXT NOT NULL, name_key TEXT NOT NULL, is_facebook BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, folder_id),
+                UNIQUE (shop_id, page_id, name_key))
+            """,
+            """
+            CREATE TABLE tags (
+                shop_id TEXT NOT NULL, tag_id TEXT NOT NULL, page_id TEXT NOT NULL, folder_id TEXT NOT NULL,
+                name TEXT NOT NULL, name_key TEXT NOT NULL, color TEXT NOT NULL, visible BIGINT NOT NULL,
+                fb_label_id TEXT,
+                PRIMARY KEY (shop_id, tag_id),
+                UNIQUE (shop_id, page_id, name_key),
+                UNIQUE (shop_id, page_id, fb_label_id))
+            """,
+            "CREATE INDEX tags_by_folder ON tags (shop_id, folder_id)",
+            """
+            CREATE TABLE customers (
+                shop_id TEXT NOT NULL, customer_id TEXT NOT NULL, page_id TEXT NOT NULL, external_id TEXT NOT NULL,
+                name TEXT NOT NULL, birthday TEXT NOT NULL DEFAULT '',
+                phone TEXT NOT NULL DEFAULT '', phone_source BIGINT NOT NULL DEFAULT 0,
+                address TEXT NOT NULL DEFAULT '', address_source BIGINT NOT NULL DEFAULT 0,
+                blocked BIGINT NOT NULL DEFAULT 0,
+                referral_source_link TEXT NOT NULL DEFAULT '', referral_channel TEXT NOT NULL DEFAULT '',
+                referral_campaign TEXT NOT NULL DEFAULT '',
+                created_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, customer_id),
+                UNIQUE (shop_id, page_id, external_id))
+            """,
+            """
+            CREATE TABLE conversations (
+                shop_id TEXT NOT NULL, conversation_id TEXT NOT NULL, page_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+                status BIGINT NOT NULL, assigned_staff_id TEXT NOT NULL DEFAULT '',
+                last_message_at_ms BIGINT NOT NULL, last_message_text TEXT NOT NULL DEFAULT '',
+                customer_name TEXT NOT NULL DEFAULT '', search_key TEXT NOT NULL DEFAULT '',
+                created_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, conversation_id),
+                UNIQUE (shop_id, page_id, customer_id))
+            """,
+            "CREATE INDEX conversations_recent ON conversations (shop_id, page_id, last_message_at_ms, conversation_id)",
+            """
+            CREATE TABLE conversation_tags (
+                shop_id TEXT NOT NULL, conversation_id TEXT NOT NULL, tag_id TEXT NOT NULL,
+                attached_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, conversation_id, tag_id))
+            """,
+            "CREATE INDEX conversation_tags_by_tag ON conversation_tags (shop_id, tag_id, conversation_id)",
+            """
+            CREATE TABLE messages (
+                shop_id TEXT NOT NULL, message_id TEXT NOT NULL, conversation_id TEXT NOT NULL, page_id TEXT NOT NULL,
+                kind BIGINT NOT NULL, sender BIGINT NOT NULL, staff_id TEXT NOT NULL DEFAULT '',
+                text TEXT NOT NULL, post_id TEXT NOT NULL DEFAULT '', sent_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, message_id))
+            """,
+            "CREATE INDEX messages_by_conversation ON messages (shop_id, conversation_id, sent_at_ms, message_id)",
+            "CREATE INDEX messages_by_page_time ON messages (shop_id, page_id, sent_at_ms)",
+            """
+            CREATE TABLE conversation_events (
+                shop_id TEXT NOT NULL, event_id TEXT NOT NULL, conversation_id TEXT NOT NULL, page_id TEXT NOT NULL,
+                kind BIGINT NOT NULL, staff_id TEXT NOT NULL, at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, event_id))
+            """,
+            "CREATE INDEX conversation_events_by_page_time ON conversation_events (shop_id, page_id, at_ms)",
+            """
+            CREATE TABLE staff_presence (
+                shop_id TEXT NOT NULL, page_id TEXT NOT NULL, staff_id TEXT NOT NULL,
+                online BIGINT NOT NULL, auto_turn BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, page_id, staff_id))
+            """,
+            """
+            CREATE TABLE notes (
+                shop_id TEXT NOT NULL, note_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+                text TEXT NOT NULL, staff_id TEXT NOT NULL, created_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, note_id))
+            """,
+            "CREATE INDEX notes_by_customer ON notes (shop_id, customer_id, note_id)",
+            """
+            CREATE TABLE custom_fields (
+                shop_id TEXT NOT NULL, field_key TEXT NOT NULL, label TEXT NOT NULL, field_type BIGINT NOT NULL,
+                options TEXT NOT NULL DEFAULT '',
+                PRIMARY KEY (shop_id, field_key))
+            """,
+            """
+            CREATE TABLE custom_field_values (
+                shop_id TEXT NOT NULL, customer_id TEXT NOT NULL, field_key TEXT NOT NULL, value TEXT NOT NULL,
+                PRIMARY KEY (shop_id, customer_id, field_key))
+            """,
+            """
+            CREATE TABLE activity (
+                shop_id TEXT NOT NULL, entry_id TEXT NOT NULL, page_id TEXT NOT NULL, action BIGINT NOT NULL,
+                staff_id TEXT NOT NULL, conversation_id TEXT NOT NULL DEFAULT '', customer_id TEXT NOT NULL DEFAULT '',
+                tag_id TEXT NOT NULL DEFAULT '', tag_name TEXT NOT NULL DEFAULT '', at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, entry_id))
+            """,
+            "CREATE INDEX activity_by_page ON activity (shop_id, page_id, entry_id)",
+            "CREATE INDEX activity_by_conversation ON activity (shop_id, conversation_id, entry_id)",
+            "CREATE INDEX activity_by_time ON activity (action, at_ms)",
+        ]),
+    ]
+}

@@ -1,0 +1,367 @@
+import ChatMeshAPI
+import MeshRPC
+import MeshStore
+
+/// chatmesh.v1.ConversationService: checks each request (shop scope is checked
+/// by the router before it gets here), calls the store, answers.
+public struct ConversationServiceHandler: ConversationService.Handler {
+    let store: any ConversationStore
+    let now: @Sendable () -> Int64
+
+    public init(store: any ConversationStore, now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }) {
+        self.store = store
+        self.now = now
+    }
+
+    /// The staff member acting: the request's `staff_id`, else the token's.
+    /// Agents act as themselves only; owners, admins and services may name anyone.
+    static func actingStaff(_ requested: String, _ context: ServerContext, required: Bool = true) throws(RPCError) -> String {
+        try InputRules.optionalId(requested, "staff_id")
+        let tokenStaff = context.staffId
+        if let principal = context.principal, principal.role == .agent, !requested.isEmpty, requested != tokenStaff {
+            throw .permissionDenied("staff_id: an agent acts as themselves (\(tokenStaff)), not as \(requested)")
+        }
+        let staff = requested.isEmpty ? tokenStaff : requested
+        if required && staff.isEmpty { throw .invalidArgument("staff_id is required (neither the request nor the token names a staff member)") }
+        return staff
+    }
+
+    /// Shop-wide settings are for owners and admins (and the mesh's own services).
+    static func requireManager(_ context: ServerContext, _ what: String) throws(RPCError) {
+        if let principal = context.principal, principal.role == .agent {
+            throw .permissionDenied("\(what) is for the shop's owner or admins, not agents")
+        }
+    }
+
+    static func tagName(_ name: String) throws(RPCError) -> String {
+        if let problem = TagName.validate(name) { throw .invalidArgument(problem) }
+        return name.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    // MARK: Pages and tags
+
+    public func connectPage(_ request: ConnectPageRequest, context: ServerContext) async throws -> Page {
+        try Self.requireManager(context, "connecting a page")
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        let name = try InputRules.text(request.name, "name", max: InputRules.maxNameLength, required: true)
+        guard request.platform == .facebook || request.platform == .zalo else {
+            throw RPCError.invalidArgument("platform must be FACEBOOK or ZALO")
+        }
+        if request.facebookLabelSync && request.platform != .facebook {
+            throw RPCError.invalidArgument("facebook_label_sync is for Facebook pages only")
+        }
+        return try await store.connectPage(
+            shop: request.shopId, pageId: pageId, name: name, platform: request.platform, facebookLabelSync: request.facebookLabelSync, nowMs: now()
+        )
+    }
+
+    public func installDefaultTags(_ request: InstallDefaultTagsRequest, context: ServerContext) async throws -> TagList {
+        try await store.installDefaultTags(shop: request.shopId, pageId: try InputRules.id(request.pageId, "page_id"))
+    }
+
+    public func listTags(_ request: ListTagsRequest, context: ServerContext) async throws -> TagList {
+        try await store.listTags(shop: request.shopId, pageId: try InputRules.id(request.pageId, "page_id"), includeHidden: request.includeHidden)
+    }
+
+    public func createTagFolder(_ request: CreateTagFolderRequest, context: ServerContext) async throws -> TagFolder {
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        return try await store.createFolder(shop: request.shopId, pageId: pageId, name: try Self.tagName(request.name))
+    }
+
+    public func createTag(_ request: CreateTagRequest, context: ServerContext) async throws -> Tag {
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        let folderId = try InputRules.id(request.folderId, "folder_id")
+        let name = try Self.tagName(request.name)
+        let color = try InputRules.color(request.color)
+        return try await store.createTag(shop: request.shopId, pageId: pageId, folderId: folderId, name: name, color: color, visible: request.visible)
+    }
+
+    public func updateTag(_ request: UpdateTagRequest, context: ServerContext) async throws -> Tag {
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        let tagId = try InputRules.id(request.tagId, "tag_id")
+        let folderId = try InputRules.id(request.folderId, "folder_id")
+        let name = try Self.tagName(request.name)
+        let color = try InputRules.color(request.color)
+        return try await store.updateTag(
+            shop: request.shopId, pageId: pageId, tagId: tagId, folderId: folderId, name: name, color: color, visible: request.visible
+        )
+    }
+
+    public func deleteTag(_ request: DeleteTagRequest, context: ServerContext) async throws -> Empty {
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        try await store.deleteTag(shop: request.shopId, pageId: pageId, tagId: try InputRules.id(request.tagId, "tag_id"))
+        return Empty()
+    }
+
+    public func attachTag(_ request: AttachTagRequest, context: ServerContext) async throws -> Conversation {
+        let conversationId = try InputRules.id(request.conversationId, "conversation_id")
+        let tagId = try InputRules.id(request.tagId, "tag_id")
+        let staff = try Self.actingStaff(request.staffId, context)
+        return try await store.attachTag(shop: request.shopId, conversationId: conversationId, tagId: tagId, staffId: staff, nowMs: now())
+    }
+
+    public func detachTag(_ request: DetachTagRequest, context: ServerContext) async throws -> Conversation {
+        let conversationId = try InputRules.id(request.conversationId, "conversation_id")
+        let tagId = try InputRules.id(request.tagId, "tag_id")
+        let staff = try Self.actingStaff(request.staffId, context)
+        return try await store.detachTag(shop: request.shopId, conversationId: conversationId, tagId: tagId, staffId: staff, nowMs: now())
+    }
+
+    public func setFacebookLabelSync(_ request: SetFacebookLabelSyncRequest, context: ServerContext) async throws -> Page {
+        try Self.requireManager(context, "Facebook label sync")
+        return try await store.setFacebookLabelSync(shop: request.shopId, pageId: try InputRules.id(request.pageId, "page_id"), enabled: request.enabled)
+    }
+
+    public func syncFacebookLabels(_ request: SyncFacebookLabelsRequest, context: ServerContext) async throws -> SyncFacebookLabelsResponse {
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        if request.labels.count > 10_000 { throw RPCError.invalidArgument("labels: more than 10000 in one call") }
+        if request.attachments.count > 10_000 { throw RPCError.invalidArgument("attachments: more than 10000 in one call") }
+        var labels: [FacebookLabelSync.Label] = []
+        for (i, label) in request.labels.enumerated() {
+            let id = try InputRules.id(label.fbLabelId, "labels[\(i)].fb_label_id")
+            guard TagName.validate(label.name) == nil else {
+                throw RPCError.invalidArgument("labels[\(i)].name: \(TagName.validate(label.name) ?? "")")
+            }
+            labels.append(.init(fbLabelId: id, name: label.name.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        var attachments: [FacebookLabelSync.Attachment] = []
+        for (i, attachment) in request.attachments.enumerated() {
+            let customer = try InputRules.id(attachment.customerExternalId, "attachments[\(i)].customer_external_id")
+            for (j, id) in attachment.fbLabelIds.enumerated() {
+                _ = try InputRules.id(id, "attachments[\(i)].fb_label_ids[\(j)]")
+            }
+            attachments.append(.init(customerExternalId: customer, fbLabelIds: attachment.fbLabelIds))
+        }
+        return try await store.syncFacebookLabels(shop: request.shopId, pageId: pageId, labels: labels, attachments: attachments, nowMs: now())
+    }
+
+    // MARK: Conversations
+
+    public func ingestMessage(_ request: IngestMessageRequest, context: ServerContext) async throws -> IngestMessageResponse {
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        let external = try InputRules.id(request.customerExternalId, "customer_external_id")
+        let name = try InputRules.text(request.customerName, "customer_name", max: InputRules.maxNameLength, required: false)
+        guard request.kind == .message || request.kind == .comment else { throw RPCError.invalidArgument("kind must be MESSAGE or COMMENT") }
+        guard request.sender == .customer || request.sender == .staff || request.sender == .bot else {
+            throw RPCError.invalidArgument("sender must be CUSTOMER, STAFF or BOT")
+        }
+        try InputRules.optionalId(request.staffId, "staff_id")
+        // R-CONV-2: a staff reply is recorded with who sent it; customers and bots have no staff id.
+        if request.sender == .staff && request.staffId.isEmpty { throw RPCError.invalidArgument("staff_id is required for a STAFF message") }
+        if request.sender != .staff && !request.staffId.isEmpty { throw RPCError.invalidArgument("staff_id is only for STAFF messages") }
+        if request.text.count > InputRules.maxMessageTextLength {
+            throw RPCError.invalidArgument("text is longer than \(InputRules.maxMessageTextLength) characters")
+        }
+        try InputRules.optionalId(request.postId, "post_id")
+        if request.kind == .comment && request.postId.isEmpty { throw RPCError.invalidArgument("post_id is required for a COMMENT") }
+        let nowMs = now()
+        var sentAt = try InputRules.time(request.sentAtMs, "sent_at_ms")
+        if sentAt == 0 { sentAt = nowMs }
+        if let referral = request.referral {
+            _ = try InputRules.text(referral.sourceLink, "referral.source_link", max: 2_000, required: false)
+            _ = try InputRules.text(referral.channel, "referral.channel", max: InputRules.maxNameLength, required: false)
+            _ = try InputRules.text(referral.campaign, "referral.campaign", max: InputRules.maxNameLength, required: false)
+        }
+        let message = IncomingMessage(
+            pageId: pageId, customerExternalId: external, customerName: name, kind: request.kind, sender: request.sender,
+            staffId: request.staffId, text: request.text, postId: request.postId, sentAtMs: sentAt, referral: request.referral
+        )
+        return try await store.ingest(message, shop: request.shopId, nowMs: nowMs)
+    }
+
+    public func listConversations(_ request: ListConversationsRequest, context: ServerContext) async throws -> ListConversationsResponse {
+        var filter = ConversationFilter(pageId: try InputRules.id(request.pageId, "page_id"))
+        for (i, id) in request.tagIdsAny.enumerated() { _ = try InputRules.id(id, "tag_ids_any[\(i)]") }
+        for (i, id) in request.tagIdsAll.enumerated() { _ = try InputRules.id(id, "tag_ids_all[\(i)]") }
+        if request.tagIdsAny.count > 50 || request.tagIdsAll.count > 50 { throw RPCError.invalidArgument("tag_ids_any / tag_ids_all: at most 50 tags") }
+        filter.tagIdsAny = request.tagIdsAny
+        filter.tagIdsAll = request.tagIdsAll
+        try InputRules.optionalId(request.assignedStaffId, "assigned_staff_id")
+        filter.assignedStaffId = request.assignedStaffId
+        switch request.status {
+        case .statusUnspecified: filter.status = nil
+        case .open, .closed: filter.status = request.status
+        case .unrecognized: throw RPCError.invalidArgument("status must be OPEN, CLOSED or unset")
+        }
+        filter.query = TagName.key(try InputRules.text(request.query, "query", max: 100, required: false))
+        filter.pageSize = try InputRules.pageSize(request.pageSize)
+        if !request.pageToken.isEmpty {
+            guard let cursor = ConversationCursor(token: request.pageToken) else {
+                throw RPCError.invalidArgument("page_token is not a token this service returned")
+            }
+            filter.after = cursor
+        }
+        return try await store.listConversations(shop: request.shopId, filter: filter)
+    }
+
+    public func getConversation(_ request: GetConversationRequest, context: ServerContext) async throws -> Conversation {
+        try await store.conversation(shop: request.shopId, id: try InputRules.id(request.conversationId, "conversation_id"))
+    }
+
+    public func listMessages(_ request: ListMessagesRequest, context: ServerContext) async throws -> ListMessagesResponse {
+        let conversationId = try InputRules.id(request.conversationId, "conversation_id")
+        if !request.pageToken.isEmpty && ConversationCursor(token: request.pageToken) == nil {
+            throw RPCError.invalidArgument("page_token is not a token this service returned")
+        }
+        return try await store.listMessages(
+            shop: request.shopId, conversationId: conversationId, pageSize: try InputRules.pageSize(request.pageSize),
+            after: request.pageToken.isEmpty ? nil : request.pageToken
+        )
+    }
+
+    public func assignConversation(_ request: AssignConversationRequest, context: ServerContext) async throws -> Conversation {
+        let conversationId = try InputRules.id(request.conversationId, "conversation_id")
+        try InputRules.optionalId(request.staffId, "staff_id")
+        switch request.mode {
+        case .manual:
+            if request.staffId.isEmpty { throw RPCError.invalidArgument("staff_id is required for a MANUAL assignment") }
+        case .auto:
+            break
+        default:
+            throw RPCError.invalidArgument("mode must be AUTO or MANUAL")
+        }
+        return try await store.assign(
+            shop: request.shopId, conversationId: conversationId, staffId: request.staffId.isEmpty ? nil : request.staffId, mode: request.mode,
+            nowMs: now()
+        )
+    }
+
+    public func setStaffPresence(_ request: SetStaffPresenceRequest, context: ServerContext) async throws -> Empty {
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        let staff = try Self.actingStaff(request.staffId, context)
+        try await store.setPresence(shop: request.shopId, pageId: pageId, staffId: staff, online: request.online)
+        return Empty()
+    }
+
+    public func closeConversation(_ request: CloseConversationRequest, context: ServerContext) async throws -> Conversation {
+        let conversationId = try InputRules.id(request.conversationId, "conversation_id")
+        let staff = try Self.actingStaff(request.staffId, context)
+        return try await store.setStatus(shop: request.shopId, conversationId: conversationId, open: false, staffId: staff, nowMs: now())
+    }
+
+    public func reopenConversation(_ request: ReopenConversationRequest, context: ServerContext) async throws -> Conversation {
+        let conversationId = try InputRules.id(request.conversationId, "conversation_id")
+        let staff = try Self.actingStaff(request.staffId, context)
+        return try await store.setStatus(shop: request.shopId, conversationId: conversationId, open: true, staffId: staff, nowMs: now())
+    }
+
+    // MARK: Customers
+
+    public func getCustomer(_ request: GetCustomerRequest, context: ServerContext) async throws -> Customer {
+        try await store.customer(shop: request.shopId, id: try InputRules.id(request.customerId, "customer_id"))
+    }
+
+    public func updateCustomer(_ request: UpdateCustomerRequest, context: ServerContext) async throws -> Customer {
+        let customerId = try InputRules.id(request.customerId, "customer_id")
+        if request.updateFields.isEmpty {
+            throw RPCError.invalidArgument("update_fields names no field (name, birthday, phone, address)")
+        }
+        var changes = CustomerChanges()
+        for field in request.updateFields {
+            switch field {
+            case "name": changes.name = try InputRules.text(request.name, "name", max: InputRules.maxNameLength, required: true)
+            case "birthday": changes.birthday = try InputRules.birthday(request.birthday, nowMs: now())
+            case "phone":
+                if request.phone.isEmpty {
+                    changes.phone = ""
+                } else {
+                    guard let phone = ContactCapture.normalizePhone(request.phone) else {
+                        throw RPCError.invalidArgument("phone must be a Vietnamese mobile number (0 + 9 digits, +84 or 84 forms), not \"\(request.phone)\"")
+                    }
+                    changes.phone = phone
+                }
+            case "address": changes.address = try InputRules.text(request.address, "address", max: InputRules.maxAddressLength, required: false)
+            case "referral": throw RPCError.invalidArgument("update_fields: referral is read-only (R-CONV-5)")
+            default: throw RPCError.invalidArgument("update_fields: unknown field \"\(field)\" (name, birthday, phone, address)")
+            }
+        }
+        return try await store.updateCustomer(shop: request.shopId, id: customerId, changes: changes)
+    }
+
+    public func blockCustomer(_ request: BlockCustomerRequest, context: ServerContext) async throws -> Customer {
+        let customerId = try InputRules.id(request.customerId, "customer_id")
+        let staff = try Self.actingStaff(request.staffId, context)
+        return try await store.setBlocked(shop: request.shopId, customerId: customerId, blocked: true, staffId: staff, nowMs: now())
+    }
+
+    public func unblockCustomer(_ request: UnblockCustomerRequest, context: ServerContext) async throws -> Customer {
+        let customerId = try InputRules.id(request.customerId, "customer_id")
+        let staff = try Self.actingStaff(request.staffId, context)
+        return try await store.setBlocked(shop: request.shopId, customerId: customerId, blocked: false, staffId: staff, nowMs: now())
+    }
+
+    public func addNote(_ request: AddNoteRequest, context: ServerContext) async throws -> Note {
+        let customerId = try InputRules.id(request.customerId, "customer_id")
+        let text = try InputRules.text(request.text, "text", max: InputRules.maxNoteLength, required: true)
+        let staff = try Self.actingStaff(request.staffId, context)
+        return try await store.addNote(shop: request.shopId, customerId: customerId, text: text, staffId: staff, nowMs: now())
+    }
+
+    public func listNotes(_ request: ListNotesRequest, context: ServerContext) async throws -> ListNotesResponse {
+        let customerId = try InputRules.id(request.customerId, "customer_id")
+        return try await store.listNotes(
+            shop: request.shopId, customerId: customerId, pageSize: try InputRules.pageSize(request.pageSize), after: try InputRules.idToken(request.pageToken)
+        )
+    }
+
+    public func deleteNote(_ request: DeleteNoteRequest, context: ServerContext) async throws -> Empty {
+        let customerId = try InputRules.id(request.customerId, "customer_id")
+        try await store.deleteNote(shop: request.shopId, customerId: customerId, noteId: try InputRules.id(request.noteId, "note_id"))
+        return Empty()
+    }
+
+    public func defineCustomField(_ request: DefineCustomFieldRequest, context: ServerContext) async throws -> CustomField {
+        try Self.requireManager(context, "defining custom fields")
+        let label = try InputRules.text(request.label, "label", max: 100, required: true)
+        let field = CustomField(key: request.key, label: label, type: request.type, options: request.options)
+        if let problem = CustomFieldRules.check(field) { throw RPCError.invalidArgument(problem) }
+        return try await store.defineCustomField(shop: request.shopId, field: field)
+    }
+
+    public func listCustomFields(_ request: ListCustomFieldsRequest, context: ServerContext) async throws -> ListCustomFieldsResponse {
+        ListCustomFieldsResponse(fields: try await store.listCustomFields(shop: request.shopId))
+    }
+
+    public func setCustomFieldValue(_ request: SetCustomFieldValueRequest, context: ServerContext) async throws -> Customer {
+        let customerId = try InputRules.id(request.customerId, "customer_id")
+        let key = try InputRules.id(request.key, "key")
+        return try await store.setCustomFieldValue(shop: request.shopId, customerId: customerId, key: key, value: request.value)
+    }
+
+    // MARK: History
+
+    public func listActivity(_ request: ListActivityRequest, context: ServerContext) async throws -> ListActivityResponse {
+        var filter = ActivityFilter(pageId: try InputRules.id(request.pageId, "page_id"))
+        try InputRules.optionalId(request.conversationId, "conversation_id")
+        filter.conversationId = request.conversationId
+        for (i, action) in request.actions.enumerated() {
+            switch action {
+            case .tagAttached, .tagDetached, .customerBlocked, .customerUnblocked: filter.actions.append(action)
+            default: throw RPCError.invalidArgument("actions[\(i)] must be TAG_ATTACHED, TAG_DETACHED, CUSTOMER_BLOCKED or CUSTOMER_UNBLOCKED")
+            }
+        }
+        filter.fromMs = try InputRules.time(request.fromMs, "from_ms")
+        filter.toMs = try InputRules.time(request.toMs, "to_ms")
+        if filter.toMs != 0 && filter.toMs <= filter.fromMs { throw RPCError.invalidArgument("to_ms must be after from_ms") }
+        filter.pageSize = try InputRules.pageSize(request.pageSize)
+        filter.after = try InputRules.idToken(request.pageToken)
+        return try await store.listActivity(shop: request.shopId, filter: filter)
+    }
+
+    public func getStaffConversationStats(_ request: GetStaffConversationStatsRequest, context: ServerContext) async throws -> GetStaffConversationStatsResponse {
+        let pageId = try InputRules.id(request.pageId, "page_id")
+        let from = try InputRules.time(request.fromMs, "from_ms")
+        let to = try InputRules.time(request.toMs, "to_ms")
+        if to <= from { throw RPCError.invalidArgument("to_ms must be after from_ms") }
+        if to - from > 366 * 86_400_000 { throw RPCError.invalidArgument("to_ms: a report covers at most 366 days") }
+        let history = try await store.staffHistory(shop: request.shopId, pageId: pageId, fromMs: from, toMs: to)
+        let stats = StaffConversationStatsCalculator.compute(history, fromMs: from, toMs: to)
+        return GetStaffConversationStatsResponse(staff: stats.map {
+            StaffConversationStats(
+                staffId: $0.staffId, avgResponseMs: $0.avgResponseMs, assignedAuto: Int32($0.assignedAuto), assignedManual: Int32($0.assignedManual),
+                closed: Int32($0.closed), commentsReplied: Int32($0.commentsReplied), messagesReplied: Int32($0.messagesReplied),
+                customersReplied: Int32($0.customersReplied)
+            )
+        })
+    }
+}

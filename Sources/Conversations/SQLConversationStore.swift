@@ -1,0 +1,1030 @@
+import ChatMeshAPI
+import MeshRPC
+import MeshStore
+import SQLKit
+
+/// ConversationStore on sql-kit: one SQL text for SQLite and PostgreSQL, every
+/// value bound, every statement filtered by shop.
+public struct SQLConversationStore: ConversationStore {
+    let db: any SQLStore
+
+    public init(_ db: any SQLStore) {
+        self.db = db
+    }
+
+    /// Opens the store's tables, applying any migration not applied yet.
+    public static func open(_ db: any SQLStore) async throws -> SQLConversationStore {
+        try await db.migrate(ConversationSchema.migrations)
+        return SQLConversationStore(db)
+    }
+
+    // Column codes. Stored as numbers so the proto's names can change without a migration.
+    enum Source: Int64 { case none = 0, captured = 1, staff = 2 }
+    enum EventKind: Int64 { case assignedAuto = 1, assignedManual = 2, closed = 3, reopened = 4 }
+    static let defaultColor = "#9e9e9e"
+    static let facebookColor = "#1877f2"
+    /// Colours of the default tags, by folder: sales blue, operations orange, customer groups purple.
+    static let defaultFolderColors = ["#1e88e5", "#fb8c00", "#8e24aa"]
+
+    // MARK: Pages and tags
+
+    public func connectPage(shop: String, pageId: String, name: String, platform: Page.Platform, facebookLabelSync: Bool, nowMs: Int64) async throws -> Page {
+        try await db.write { db in
+            if let row = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() {
+                // R-TAG-2: connecting again creates nothing; the name may have changed on the platform.
+                if try row.str("name") != name {
+                    try await db.raw("UPDATE pages SET name = \(bind: name) WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").run()
+                }
+                var page = try Self.page(row)
+                page.name = name
+                return page
+            }
+            try await db.raw("""
+                INSERT INTO pages (shop_id, page_id, name, platform, connected_at_ms, fb_sync, fb_backfill_pending)
+                VALUES (\(bind: shop), \(bind: pageId), \(bind: name), \(bind: Int64(platform.rawValue)), \(bind: nowMs),
+                        \(bind: facebookLabelSync ? 1 : 0 as Int64), \(bind: facebookLabelSync ? 1 : 0 as Int64))
+                """).run()
+            try await Self.installDefaults(db, shop: shop, pageId: pageId)
+            return Page(
+                pageId: pageId, name: name, platform: platform, connectedAtMs: nowMs, firstConnect: true, facebookLabelSync: facebookLabelSync
+            )
+        }
+    }
+
+    public func installDefaultTags(shop: String, pageId: String) async throws -> TagList {
+        try await db.write { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
+            try await Self.installDefaults(db, shop: shop, pageId: pageId)
+            return try await Self.tagList(db, shop: shop, pageId: pageId, includeHidden: true)
+        }
+    }
+
+    /// R-TAG-2: adds whichever default folders and tags the page lacks. A tag
+    /// whose name the shop already uses (in any folder) counts as present.
+    static func installDefaults(_ db: any SQLDatabase, shop: String, pageId: String) async throws {
+        for (index, folder) in DefaultTags.folders.enumerated() {
+            let key = TagName.key(folder.name)
+            let folderId: String
+            if let row = try await db.raw("SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: key)").first() {
+                folderId = try row.str("folder_id")
+            } else {
+                folderId = SortableID.make("fld_")
+                try await db.raw("""
+                    INSERT INTO tag_folders (shop_id, folder_id, page_id, name, name_key, is_facebook)
+                    VALUES (\(bind: shop), \(bind: folderId), \(bind: pageId), \(bind: folder.name), \(bind: key), \(bind: 0 as Int64))
+                    """).run()
+            }
+            for tag in folder.tags {
+                try await db.raw("""
+                    INSERT INTO tags (shop_id, tag_id, page_id, folder_id, name, name_key, color, visible)
+                    VALUES (\(bind: shop), \(bind: SortableID.make("tag_")), \(bind: pageId), \(bind: folderId), \(bind: tag),
+                            \(bind: TagName.key(tag)), \(bind: defaultFolderColors[index % defaultFolderColors.count]), \(bind: 1 as Int64))
+                    ON CONFLICT (shop_id, page_id, name_key) DO NOTHING
+                    """).run()
+            }
+        }
+    }
+
+    public func listTags(shop: String, pageId: String, includeHidden: Bool) async throws -> TagList {
+        try await db.read { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
+            return try await Self.tagList(db, shop: shop, pageId: pageId, includeHidden: includeHidden)
+        }
+    }
+
+    static func tagList(_ db: any SQLDatabase, shop: String, pageId: String, includeHidden: Bool) async throws -> TagList {
+        let folderRows = try await db.raw("SELECT * FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) ORDER BY folder_id").all()
+        let tagRows = try await db.raw("SELECT * FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) ORDER BY tag_id").all()
+        var folders = try folderRows.map { TagFolder(folderId: try $0.str("folder_id"), name: try $0.str("name"), tags: [], pageId: pageId) }
+        var index: [String: Int] = [:]
+        for (i, folder) in folders.enumerated() { index[folder.folderId] = i }
+        for row in tagRows {
+            let tag = try Self.tag(row)
+            if !includeHidden && !tag.visible { continue }
+            if let i = index[tag.folderId] { folders[i].tags.append(tag) }
+        }
+        return TagList(folders: folders)
+    }
+
+    public func createFolder(shop: String, pageId: String, name: String) async throws -> TagFolder {
+        try await db.write { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
+            let key = TagName.key(name)
+            if try await db.raw("SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: key)").first() != nil {
+                throw RPCError.alreadyExists("name: the page already has a folder named \"\(name)\"")
+            }
+            let folderId = SortableID.make("fld_")
+            try await db.raw("""
+                INSERT INTO tag_folders (shop_id, folder_id, page_id, name, name_key, is_facebook)
+                VALUES (\(bind: shop), \(bind: folderId), \(bind: pageId), \(bind: name), \(bind: key), \(bind: 0 as Int64))
+                """).run()
+            return TagFolder(folderId: folderId, name: name, tags: [], pageId: pageId)
+        }
+    }
+
+    public func createTag(shop: String, pageId: String, folderId: String, name: String, color: String, visible: Bool) async throws -> Tag {
+        try await db.write { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
+            try await Self.requireFolder(db, shop: shop, pageId: pageId, folderId: folderId)
+            try await Self.requireFreeTagName(db, shop: shop, pageId: pageId, name: name, except: nil)
+            let tag = Tag(tagId: SortableID.make("tag_"), folderId: folderId, name: name, color: color, visible: visible)
+            try await db.raw("""
+                INSERT INTO tags (shop_id, tag_id, page_id, folder_id, name, name_key, color, visible)
+                VALUES (\(bind: shop), \(bind: tag.tagId), \(bind: pageId), \(bind: folderId), \(bind: name), \(bind: TagName.key(name)),
+                        \(bind: color), \(bind: visible ? 1 : 0 as Int64))
+                """).run()
+            return tag
+        }
+    }
+
+    public func updateTag(shop: String, pageId: String, tagId: String, folderId: String, name: String, color: String, visible: Bool) async throws -> Tag {
+        try await db.write { db in
+            _ = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
+            try await Self.requireFolder(db, shop: shop, pageId: pageId, folderId: folderId)
+            try await Self.requireFreeTagName(db, shop: shop, pageId: pageId, name: name, except: tagId)
+            try await db.raw("""
+                UPDATE tags SET folder_id = \(bind: folderId), name = \(bind: name), name_key = \(bind: TagName.key(name)),
+                       color = \(bind: color), visible = \(bind: visible ? 1 : 0 as Int64)
+                WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)
+                """).run()
+            return Tag(tagId: tagId, folderId: folderId, name: name, color: color, visible: visible)
+        }
+    }
+
+    public func deleteTag(shop: String, pageId: String, tagId: String) async throws {
+        try await db.write { db in
+            _ = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
+            try await db.raw("DELETE FROM conversation_tags WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)").run()
+            try await db.raw("DELETE FROM tags WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)").run()
+        }
+    }
+
+    public func attachTag(shop: String, conversationId: String, tagId: String, staffId: String, nowMs: Int64) async throws -> Conversation {
+        try await db.write { db in
+            let conversation = try await Self.requireConversation(db, shop: shop, id: conversationId)
+            let tag = try await Self.requireTag(db, shop: shop, pageId: conversation.pageId, tagId: tagId, field: "tag_id")
+            let attached = try await db.raw("""
+                SELECT tag_id FROM conversation_tags WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
+                """).all().map { try $0.str("tag_id") }
+            if attached.contains(tagId) {
+                return try await Self.conversationView(db, shop: shop, id: conversationId)
+            }
+            // R-TAG-4.
+            guard attached.count < FacebookLabelSync.maxTagsPerConversation else {
+                throw RPCError.failedPrecondition(
+                    "tag_id: conversation \(conversationId) already has \(attached.count) tags, the most one conversation may carry (R-TAG-4)"
+                )
+            }
+            try await Self.insertAttachment(db, shop: shop, conversationId: conversationId, tagId: tagId, nowMs: nowMs)
+            try await Self.recordActivity(
+                db, shop: shop, pageId: conversation.pageId, action: .tagAttached, staffId: staffId, conversationId: conversationId,
+                customerId: conversation.customerId, tagId: tagId, tagName: tag.name, nowMs: nowMs
+            )
+            return try await Self.conversationView(db, shop: shop, id: conversationId)
+        }
+    }
+
+    public func detachTag(shop: String, conversationId: String, tagId: String, staffId: String, nowMs: Int64) async throws -> Conversation {
+        try await db.write { db in
+            let conversation = try await Self.requireConversation(db, shop: shop, id: conversationId)
+            let tag = try await Self.requireTag(db, shop: shop, pageId: conversation.pageId, tagId: tagId, field: "tag_id")
+            let existing = try await db.raw("""
+                SELECT tag_id FROM conversation_tags
+                WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId) AND tag_id = \(bind: tagId)
+                """).first()
+            if existing != nil {
+                try await db.raw("""
+                    DELETE FROM conversation_tags WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId) AND tag_id = \(bind: tagId)
+                    """).run()
+                try await Self.recordActivity(
+                    db, shop: shop, pageId: conversation.pageId, action: .tagDetached, staffId: staffId, conversationId: conversationId,
+                    customerId: conversation.customerId, tagId: tagId, tagName: tag.name, nowMs: nowMs
+                )
+            }
+            return try await Self.conversationView(db, shop: shop, id: conversationId)
+        }
+    }
+
+    static func insertAttachment(_ db: any SQLDatabase, shop: String, conversationId: String, tagId: String, nowMs: Int64) async throws {
+        try await db.raw("""
+            INSERT INTO conversation_tags (shop_id, conversation_id, tag_id, attached_at_ms)
+            VALUES (\(bind: shop), \(bind: conversationId), \(bind: tagId), \(bind: nowMs))
+            """).run()
+    }
+
+    public func setFacebookLabelSync(shop: String, pageId: String, enabled: Bool) async throws -> Page {
+        try await db.write { db in
+            var page = try await Self.requirePage(db, shop: shop, pageId: pageId)
+            // Switching on later never back-fills (R-TAG-6); switching off cancels a pending back-fill.
+            try await db.raw("""
+                UPDATE pages SET fb_sync = \(bind: enabled ? 1 : 0 as Int64),
+                       fb_backfill_pending = CASE WHEN \(bind: enabled ? 1 : 0 as Int64) = 1 THEN fb_backfill_pending ELSE 0 END
+                WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)
+                """).run()
+            page.facebookLabelSync = enabled
+            return page
+        }
+    }
+
+    public func syncFacebookLabels(
+        shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], nowMs: Int64
+    ) async throws -> SyncFacebookLabelsResponse {
+        try await db.write { db in
+            guard let pageRow = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() else {
+                throw RPCError.notFound("page_id: page \(pageId) is not connected")
+            }
+            let mode: FacebookLabelSync.Mode =
+                try pageRow.int("fb_sync") == 0 ? .off : (try pageRow.int("fb_backfill_pending") != 0 ? .backfill : .attachEventsOnly)
+            var tagByLabel: [String: String] = [:]
+            for row in try await db.raw("""
+                SELECT tag_id, fb_label_id FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND fb_label_id IS NOT NULL
+                """).all() {
+                tagByLabel[try row.str("fb_label_id")] = try row.str("tag_id")
+            }
+            // Conversations of the customers named, and what they carry now.
+            let externalIds = Array(Set(attachments.map(\.customerExternalId)))
+            var conversationOf: [String: (conversation: String, customer: String)] = [:]
+            var counts: [String: Int] = [:]
+            var already = Set<FacebookLabelSync.Attach>()
+            let labelOfTag = Dictionary(uniqueKeysWithValues: tagByLabel.map { ($0.value, $0.key) })
+            for chunk in externalIds.chunked(400) {
+                let rows = try await db.raw("""
+                    SELECT cu.external_id, cu.customer_id, c.conversation_id FROM customers cu
+                    JOIN conversations c ON c.shop_id = cu.shop_id AND c.customer_id = cu.customer_id
+                    WHERE cu.shop_id = \(bind: shop) AND cu.page_id = \(bind: pageId) AND cu.external_id IN (\(binds: Array(chunk)))
+                    """).all()
+                for row in rows {
+                    let external = try row.str("external_id")
+                    let conversationId = try row.str("conversation_id")
+                    conversationOf[external] = (conversationId, try row.str("customer_id"))
+                    let tagRows = try await db.raw("""
+                        SELECT tag_id FROM conversation_tags WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
+                        """).all()
+                    counts[external] = tagRows.count
+                    for tagRow in tagRows {
+                        if let label = labelOfTag[try tagRow.str("tag_id")] {
+                            already.insert(FacebookLabelSync.Attach(customerExternalId: external, fbLabelId: label))
+                        }
+                    }
+                }
+            }
+            var plan = FacebookLabelSync.plan(
+                labels: labels, attachments: attachments, mode: mode,
+                syncedLabelIds: Set(tagByLabel.keys), tagsOnConversation: counts, attachedAlready: already
+            )
+            if !plan.newLabels.isEmpty {
+                let folderId = try await Self.facebookFolder(db, shop: shop, pageId: pageId)
+                for label in plan.newLabels {
+                    let name = try await Self.freeName(db, shop: shop, pageId: pageId, wanted: label.name)
+                    let tagId = SortableID.make("tag_")
+                    try await db.raw("""
+                        INSERT INTO tags (shop_id, tag_id, page_id, folder_id, name, name_key, color, visible, fb_label_id)
+                        VALUES (\(bind: shop), \(bind: tagId), \(bind: pageId), \(bind: folderId), \(bind: name), \(bind: TagName.key(name)),
+                                \(bind: Self.facebookColor), \(bind: 0 as Int64), \(bind: label.fbLabelId))
+                        """).run()
+                    tagByLabel[label.fbLabelId] = tagId
+                }
+            }
+            var attachedCount = 0
+            var noConversation = 0
+            for attach in plan.attach {
+                guard let target = conversationOf[attach.customerExternalId], let tagId = tagByLabel[attach.fbLabelId] else {
+                    noConversation += 1
+                    continue
+                }
+                try await Self.insertAttachment(db, shop: shop, conversationId: target.conversation, tagId: tagId, nowMs: nowMs)
+                attachedCount += 1
+            }
+            if noConversation > 0 {
+                plan.skipped += noConversation
+                plan.reasons.append("\(noConversation) attachments of customers with no conversation on this page")
+            }
+            if mode == .backfill {
+                try await db.raw("UPDATE pages SET fb_backfill_pending = 0 WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").run()
+            }
+            return SyncFacebookLabelsResponse(
+                synced: Int32(plan.newLabels.count + attachedCount), skipped: Int32(plan.skipped), skippedReasons: plan.reasons
+            )
+        }
+    }
+
+    /// R-TAG-6: the page's "Facebook" folder, made on first use.
+    static func facebookFolder(_ db: any SQLDatabase, shop: String, pageId: String) async throws -> String {
+        if let row = try await db.raw("""
+            SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND is_facebook = 1
+            """).first() {
+            return try row.str("folder_id")
+        }
+        let name = DefaultTags.facebookFolderName
+        var key = TagName.key(name)
+        // A folder the shop named "Facebook" itself keeps its name; the synced one takes a suffix.
+        if try await db.raw("SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: key)").first() != nil {
+            key = TagName.key(name + " (sync)")
+        }
+        let folderId = SortableID.make("fld_")
+        try await db.raw("""
+            INSERT INTO tag_folders (shop_id, folder_id, page_id, name, name_key, is_facebook)
+            VALUES (\(bind: shop), \(bind: folderId), \(bind: pageId), \(bind: key == TagName.key(name) ? name : name + " (sync)"), \(bind: key), \(bind: 1 as Int64))
+            """).run()
+        return folderId
+    }
+
+    /// A synced label whose name a tag already has keeps both (R-TAG-3): it becomes "name (Facebook)", then "name (Facebook 2)", ….
+    static func freeName(_ db: any SQLDatabase, shop: String, pageId: String, wanted: String) async throws -> String {
+        var candidate = wanted
+        var n = 1
+        while try await db.raw("""
+            SELECT tag_id FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: TagName.key(candidate))
+            """).first() != nil {
+            candidate = n == 1 ? "\(wanted) (Facebook)" : "\(wanted) (Facebook \(n))"
+            n += 1
+        }
+        return candidate
+    }
+
+    // MARK: Conversations
+
+    public func ingest(_ message: IncomingMessage, shop: String, nowMs: Int64) async throws -> IngestMessageResponse {
+        // Capture is pure text work: done before the transaction so the writer is held for SQL only.
+        let capturedPhone = message.sender == .customer ? ContactCapture.phone(in: message.text) : nil
+        let capturedAddress = message.sender == .customer ? ContactCapture.address(in: message.text) : nil
+        return try await db.write { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: message.pageId)
+            var customer: CustomerRow
+            if let row = try await db.raw("""
+                SELECT * FROM customers WHERE shop_id = \(bind: shop) AND page_id = \(bind: message.pageId) AND external_id = \(bind: message.customerExternalId)
+                """).first() {
+                customer = try CustomerRow(row)
+            } else {
+                // R-CONV-5: where the customer came from is what the first message says.
+                customer = CustomerRow(
+                    id: SortableID.make("cu_"), name: message.customerName, phone: "", phoneSource: .none, address: "", addressSource: .none,
+                    blocked: false
+                )
+                let referral = message.referral ?? Referral()
+                try await db.raw("""
+                    INSERT INTO customers (shop_id, customer_id, page_id, external_id, name, referral_source_link, referral_channel,
+                                           referral_campaign, created_at_ms)
+                    VALUES (\(bind: shop), \(bind: customer.id), \(bind: message.pageId), \(bind: message.customerExternalId), \(bind: message.customerName),
+                            \(bind: referral.sourceLink), \(bind: referral.channel), \(bind: referral.campaign), \(bind: nowMs))
+                    """).run()
+            }
+            var customerChanged = false
+            if customer.name.isEmpty && !message.customerName.isEmpty {
+                customer.name = message.customerName
+                customerChanged = true
+            }
+            // R-CONV-3: a captured value never replaces one staff typed; blocked customers' messages are kept, not mined.
+            var response = IngestMessageResponse()
+            if !customer.blocked {
+                if let phone = capturedPhone, customer.phoneSource != .staff, customer.phone != phone {
+                    customer.phone = phone
+                    customer.phoneSource = .captured
+                    customerChanged = true
+                    response.capturedPhone = phone
+                }
+                if let address = capturedAddress, customer.addressSource != .staff, customer.address != address {
+                    customer.address = address
+                    customer.addressSource = .captured
+                    customerChanged = true
+                    response.capturedAddress = address
+                }
+            }
+            if customerChanged {
+                try await db.raw("""
+                    UPDATE customers SET name = \(bind: customer.name), phone = \(bind: customer.phone), phone_source = \(bind: customer.phoneSource.rawValue),
+                           address = \(bind: customer.address), address_source = \(bind: customer.addressSource.rawValue)
+                    WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer.id)
+                    """).run()
+            }
+
+            var conversationId: String
+            var status: Conversation.Status
+            var assigned: String
+            var lastAt: Int64
+            if let row = try await db.raw("""
+                SELECT conversation_id, status, assigned_staff_id, last_message_at_ms FROM conversations
+                WHERE shop_id = \(bind: shop) AND page_id = \(bind: message.pageId) AND customer_id = \(bind: customer.id)
+                """).first() {
+                conversationId = try row.str("conversation_id")
+                status = Conversation.Status(rawValue: Int32(try row.int("status")))
+                assigned = try row.str("assigned_staff_id")
+                lastAt = try row.int("last_message_at_ms")
+            } else {
+                conversationId = SortableID.make("cv_")
+                status = .open
+                assigned = ""
+                lastAt = message.sentAtMs
+                try await db.raw("""
+                    INSERT INTO conversations (shop_id, conversation_id, page_id, customer_id, status, last_message_at_ms, created_at_ms)
+                    VALUES (\(bind: shop), \(bind: conversationId), \(bind: message.pageId), \(bind: customer.id), \(bind: Int64(Conversation.Status.open.rawValue)),
+                            \(bind: message.sentAtMs), \(bind: nowMs))
+                    """).run()
+                customerChanged = true
+            }
+            let messageId = SortableID.make("msg_")
+            try await db.raw("""
+                INSERT INTO messages (shop_id, message_id, conversation_id, page_id, kind, sender, staff_id, text, post_id, sent_at_ms)
+                VALUES (\(bind: shop), \(bind: messageId), \(bind: conversationId), \(bind: message.pageId), \(bind: Int64(message.kind.rawValue)),
+                        \(bind: Int64(message.sender.rawValue)), \(bind: message.staffId), \(bind: message.text), \(bind: message.postId),
+                        \(bind: message.sentAtMs))
+                """).run()
+
+            // R-CONV-1 / R-CONV-8: a customer message reopens a closed conversation unless the customer is blocked.
+            if message.sender == .customer && !customer.blocked {
+                if status == .closed {
+                    status = .open
+                    try await Self.recordEvent(db, shop: shop, conversationId: conversationId, pageId: message.pageId, kind: .reopened, staffId: "", atMs: message.sentAtMs)
+                }
+                if assigned.isEmpty, let staff = try await Self.nextOnlineStaff(db, shop: shop, pageId: message.pageId) {
+                    assigned = staff
+                    try await Self.recordEvent(db, shop: shop, conversationId: conversationId, pageId: message.pageId, kind: .assignedAuto, staffId: staff, atMs: message.sentAtMs)
+                }
+            }
+            // Messages may arrive out of order: the conversation shows the latest one.
+            let latest = message.sentAtMs >= lastAt
+            var update: SQLQueryString = "UPDATE conversations SET status = \(bind: Int64(status.rawValue)), assigned_staff_id = \(bind: assigned)"
+            if latest {
+                update += ", last_message_at_ms = \(bind: message.sentAtMs), last_message_text = \(bind: String(message.text.prefix(200)))"
+            }
+            if customerChanged {
+                update += ", customer_name = \(bind: customer.name), search_key = \(bind: Self.searchKey(name: customer.name, phone: customer.phone))"
+            }
+            update += " WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)"
+            try await db.raw(update).run()
+
+            response.conversationId = conversationId
+            response.messageId = messageId
+            response.customerId = customer.id
+            response.status = status
+            response.assignedStaffId = assigned
+            return response
+        }
+    }
+
+    static func searchKey(name: String, phone: String) -> String {
+        TagName.key(name) + (phone.isEmpty ? "" : " " + phone)
+    }
+
+    /// R-CONV-1: the online staff member whose turn it is, who then goes to the back of the line.
+    static func nextOnlineStaff(_ db: any SQLDatabase, shop: String, pageId: String) async throws -> String? {
+        guard let row = try await db.raw("""
+            SELECT staff_id FROM staff_presence WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND online = 1
+            ORDER BY auto_turn, staff_id LIMIT 1
+            """).first() else { return nil }
+        let staff = try row.str("staff_id")
+        try await db.raw("""
+            UPDATE staff_presence SET auto_turn = (SELECT MAX(auto_turn) FROM staff_presence WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)) + 1
+            WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND staff_id = \(bind: staff)
+            """).run()
+        return staff
+    }
+
+    static func recordEvent(_ db: any SQLDatabase, shop: String, conversationId: String, pageId: String, kind: EventKind, staffId: String, atMs: Int64) async throws {
+        try await db.raw("""
+            INSERT INTO conversation_events (shop_id, event_id, conversation_id, page_id, kind, staff_id, at_ms)
+            VALUES (\(bind: shop), \(bind: SortableID.make("ev_")), \(bind: conversationId), \(bind: pageId), \(bind: kind.rawValue), \(bind: staffId), \(bind: atMs))
+            """).run()
+    }
+
+    public func listConversations(shop: String, filter: ConversationFilter) async throws -> ListConversationsResponse {
+        try await db.read { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: filter.pageId)
+            var sql: SQLQueryString = "SELECT * FROM conversations c WHERE c.shop_id = \(bind: shop) AND c.page_id = \(bind: filter.pageId)"
+            if let status = filter.status {
+                sql += " AND c.status = \(bind: Int64(status.rawValue))"
+            }
+            if !filter.assignedStaffId.isEmpty {
+                sql += " AND c.assigned_staff_id = \(bind: filter.assignedStaffId)"
+            }
+            for word in filter.query.split(separator: " ") where !word.isEmpty {
+                sql += " AND c.search_key LIKE \(bind: "%" + Self.escapeLike(String(word)) + "%") ESCAPE '\\'"
+            }
+            let any = Array(Set(filter.tagIdsAny)).sorted()
+            if !any.isEmpty {
+                sql += """
+                     AND c.conversation_id IN (SELECT conversation_id FROM conversation_tags
+                       WHERE shop_id = \(bind: shop) AND tag_id IN (\(binds: any)))
+                    """
+            }
+            let all = Array(Set(filter.tagIdsAll)).sorted()
+            if !all.isEmpty {
+                sql += """
+                     AND c.conversation_id IN (SELECT conversation_id FROM conversation_tags
+                       WHERE shop_id = \(bind: shop) AND tag_id IN (\(binds: all)) GROUP BY conversation_id HAVING COUNT(*) = \(bind: Int64(all.count)))
+                    """
+            }
+            if let after = filter.after {
+                sql += """
+                     AND (c.last_message_at_ms < \(bind: after.lastMessageAtMs)
+                       OR (c.last_message_at_ms = \(bind: after.lastMessageAtMs) AND c.conversation_id < \(bind: after.conversationId)))
+                    """
+            }
+            sql += " ORDER BY c.last_message_at_ms DESC, c.conversation_id DESC LIMIT \(literal: filter.pageSize + 1)"
+            let rows = try await db.raw(sql).all()
+            var conversations = try rows.prefix(filter.pageSize).map(Self.conversation)
+            let tags = try await Self.attachedTags(db, shop: shop, conversationIds: conversations.map(\.conversationId))
+            for i in conversations.indices {
+                conversations[i].tags = tags[conversations[i].conversationId] ?? []
+            }
+            var response = ListConversationsResponse(conversations: conversations)
+            if rows.count > filter.pageSize, let last = conversations.last {
+                response.nextPageToken = ConversationCursor(lastMessageAtMs: last.lastMessageAtMs, conversationId: last.conversationId).token
+            }
+            return response
+        }
+    }
+
+    static func escapeLike(_ text: String) -> String {
+        var out = ""
+        for ch in text {
+            if ch == "%" || ch == "_" || ch == "\\" { out.append("\\") }
+            out.append(ch)
+        }
+        return out
+    }
+
+    public func conversation(shop: String, id: String) async throws -> Conversation {
+        try await db.read { db in try await Self.conversationView(db, shop: shop, id: id) }
+    }
+
+    public func listMessages(shop: String, conversationId: String, pageSize: Int, after: String?) async throws -> ListMessagesResponse {
+        try await db.read { db in
+            _ = try await Self.requireConversation(db, shop: shop, id: conversationId)
+            var sql: SQLQueryString = "SELECT * FROM messages WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)"
+            if let after, let cursor = ConversationCursor(token: after) {
+                sql += " AND (sent_at_ms > \(bind: cursor.lastMessageAtMs) OR (sent_at_ms = \(bind: cursor.lastMessageAtMs) AND message_id > \(bind: cursor.conversationId)))"
+            }
+            sql += " ORDER BY sent_at_ms, message_id LIMIT \(literal: pageSize + 1)"
+            let rows = try await db.raw(sql).all()
+            let messages = try rows.prefix(pageSize).map { row in
+                ChatMessage(
+                    messageId: try row.str("message_id"), conversationId: conversationId,
+                    kind: .init(rawValue: Int32(try row.int("kind"))), sender: .init(rawValue: Int32(try row.int("sender"))),
+                    staffId: try row.str("staff_id"), text: try row.str("text"), postId: try row.str("post_id"), sentAtMs: try row.int("sent_at_ms")
+                )
+            }
+            var response = ListMessagesResponse(messages: messages)
+            if rows.count > pageSize, let last = messages.last {
+                response.nextPageToken = ConversationCursor(lastMessageAtMs: last.sentAtMs, conversationId: last.messageId).token
+            }
+            return response
+        }
+    }
+
+    public func assign(shop: String, conversationId: String, staffId: String?, mode: AssignConversationRequest.Mode, nowMs: Int64) async throws -> Conversation {
+        try await db.write { db in
+            let current = try await Self.requireConversation(db, shop: shop, id: conversationId)
+            let staff: String
+            if let staffId {
+                staff = staffId
+            } else {
+                guard let next = try await Self.nextOnlineStaff(db, shop: shop, pageId: current.pageId) else {
+                    throw RPCError.failedPrecondition("staff_id: nobody is online on page \(current.pageId) to take an automatic assignment")
+                }
+                staff = next
+            }
+            if staff != current.assignedStaffId {
+                try await db.raw("""
+                    UPDATE conversations SET assigned_staff_id = \(bind: staff) WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
+                    """).run()
+                try await Self.recordEvent(
+                    db, shop: shop, conversationId: conversationId, pageId: current.pageId, kind: mode == .auto ? .assignedAuto : .assignedManual,
+                    staffId: staff, atMs: nowMs
+                )
+            }
+            return try await Self.conversationView(db, shop: shop, id: conversationId)
+        }
+    }
+
+    public func setPresence(shop: String, pageId: String, staffId: String, online: Bool) async throws {
+        try await db.write { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
+            try await db.raw("""
+                INSERT INTO staff_presence (shop_id, page_id, staff_id, online, auto_turn)
+                VALUES (\(bind: shop), \(bind: pageId), \(bind: staffId), \(bind: online ? 1 : 0 as Int64), \(bind: 0 as Int64))
+                ON CONFLICT (shop_id, page_id, staff_id) DO UPDATE SET online = \(bind: online ? 1 : 0 as Int64)
+                """).run()
+        }
+    }
+
+    public func setStatus(shop: String, conversationId: String, open: Bool, staffId: String, nowMs: Int64) async throws -> Conversation {
+        try await db.write { db in
+            let current = try await Self.requireConversation(db, shop: shop, id: conversationId)
+            let wanted: Conversation.Status = open ? .open : .closed
+            if current.status != wanted {
+                // R-CONV-1: what gets closed is an assigned conversation (one problem solved by someone).
+                if !open && current.assignedStaffId.isEmpty {
+                    throw RPCError.failedPrecondition("conversation_id: conversation \(conversationId) is not assigned to anyone, so it cannot be closed (R-CONV-1)")
+                }
+                try await db.raw("""
+                    UPDATE conversations SET status = \(bind: Int64(wanted.rawValue)) WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
+                    """).run()
+                try await Self.recordEvent(
+                    db, shop: shop, conversationId: conversationId, pageId: current.pageId, kind: open ? .reopened : .closed, staffId: staffId, atMs: nowMs
+                )
+            }
+            return try await Self.conversationView(db, shop: shop, id: conversationId)
+        }
+    }
+
+    // MARK: Customers
+
+    public func customer(shop: String, id: String) async throws -> Customer {
+        try await db.read { db in try await Self.customerView(db, shop: shop, id: id) }
+    }
+
+    public func updateCustomer(shop: String, id: String, changes: CustomerChanges) async throws -> Customer {
+        try await db.write { db in
+            var customer = try await Self.customerView(db, shop: shop, id: id)
+            var sql: SQLQueryString = "UPDATE customers SET customer_id = customer_id"
+            if let name = changes.name {
+                customer.name = name
+                sql += ", name = \(bind: name)"
+            }
+            if let birthday = changes.birthday { sql += ", birthday = \(bind: birthday)" }
+            // R-CONV-3/4: what staff type is theirs; auto-capture will not replace it.
+            if let phone = changes.phone {
+                customer.phone = phone
+                sql += ", phone = \(bind: phone), phone_source = \(bind: (phone.isEmpty ? Source.none : Source.staff).rawValue)"
+            }
+            if let address = changes.address {
+                sql += ", address = \(bind: address), address_source = \(bind: (address.isEmpty ? Source.none : Source.staff).rawValue)"
+            }
+            sql += " WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)"
+            try await db.raw(sql).run()
+            if changes.name != nil || changes.phone != nil {
+                try await db.raw("""
+                    UPDATE conversations SET customer_name = \(bind: customer.name), search_key = \(bind: Self.searchKey(name: customer.name, phone: customer.phone))
+                    WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)
+                    """).run()
+            }
+            return try await Self.customerView(db, shop: shop, id: id)
+        }
+    }
+
+    public func setBlocked(shop: String, customerId: String, blocked: Bool, staffId: String, nowMs: Int64) async throws -> Customer {
+        try await db.write { db in
+            let customer = try await Self.customerView(db, shop: shop, id: customerId)
+            if customer.blocked != blocked {
+                try await db.raw("""
+                    UPDATE customers SET blocked = \(bind: blocked ? 1 : 0 as Int64) WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
+                    """).run()
+                let conversationId = try await db.raw("""
+                    SELECT conversation_id FROM conversations WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
+                    """).first().map { try $0.str("conversation_id") } ?? ""
+                try await Self.recordActivity(
+                    db, shop: shop, pageId: customer.pageId, action: blocked ? .customerBlocked : .customerUnblocked, staffId: staffId,
+                    conversationId: conversationId, customerId: customerId, tagId: "", tagName: "", nowMs: nowMs
+                )
+            }
+            return try await Self.customerView(db, shop: shop, id: customerId)
+        }
+    }
+
+    public func addNote(shop: String, customerId: String, text: String, staffId: String, nowMs: Int64) async throws -> Note {
+        try await db.write { db in
+            try await Self.requireCustomer(db, shop: shop, id: customerId)
+            let note = Note(noteId: SortableID.make("note_", nowMs: nowMs), customerId: customerId, text: text, staffId: staffId, createdAtMs: nowMs)
+            try await db.raw("""
+                INSERT INTO notes (shop_id, note_id, customer_id, text, staff_id, created_at_ms)
+                VALUES (\(bind: shop), \(bind: note.noteId), \(bind: customerId), \(bind: text), \(bind: staffId), \(bind: nowMs))
+                """).run()
+            return note
+        }
+    }
+
+    public func listNotes(shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ListNotesResponse {
+        try await db.read { db in
+            try await Self.requireCustomer(db, shop: shop, id: customerId)
+            var sql: SQLQueryString = "SELECT * FROM notes WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)"
+            if let after { sql += " AND note_id < \(bind: after)" }
+            sql += " ORDER BY note_id DESC LIMIT \(literal: pageSize + 1)"
+            let rows = try await db.raw(sql).all()
+            let notes = try rows.prefix(pageSize).map { row in
+                Note(
+                    noteId: try row.str("note_id"), customerId: customerId, text: try row.str("text"), staffId: try row.str("staff_id"),
+                    createdAtMs: try row.int("created_at_ms")
+                )
+            }
+            return ListNotesResponse(notes: notes, nextPageToken: rows.count > pageSize ? notes.last?.noteId ?? "" : "")
+        }
+    }
+
+    public func deleteNote(shop: String, customerId: String, noteId: String) async throws {
+        try await db.write { db in
+            try await Self.requireCustomer(db, shop: shop, id: customerId)
+            guard try await db.raw("""
+                SELECT note_id FROM notes WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND note_id = \(bind: noteId)
+                """).first() != nil else {
+                throw RPCError.notFound("note_id: customer \(customerId) has no note \(noteId)")
+            }
+            try await db.raw("DELETE FROM notes WHERE shop_id = \(bind: shop) AND note_id = \(bind: noteId)").run()
+        }
+    }
+
+    public func defineCustomField(shop: String, field: CustomField) async throws -> CustomField {
+        try await db.write { db in
+            if let row = try await db.raw("SELECT * FROM custom_fields WHERE shop_id = \(bind: shop) AND field_key = \(bind: field.key)").first() {
+                let existing = try Self.customField(row)
+                // Values already stored were checked against the old type; a new type could make them wrong.
+                guard existing.type == field.type else {
+                    throw RPCError.failedPrecondition("type: field \(field.key) is already defined as \(existing.type.protoName); its type cannot change")
+                }
+                try await db.raw("""
+                    UPDATE custom_fields SET label = \(bind: field.label), options = \(bind: field.options.joined(separator: "\n"))
+                    WHERE shop_id = \(bind: shop) AND field_key = \(bind: field.key)
+                    """).run()
+            } else {
+                try await db.raw("""
+                    INSERT INTO custom_fields (shop_id, field_key, label, field_type, options)
+                    VALUES (\(bind: shop), \(bind: field.key), \(bind: field.label), \(bind: Int64(field.type.rawValue)), \(bind: field.options.joined(separator: "\n")))
+                    """).run()
+            }
+            return field
+        }
+    }
+
+    public func listCustomFields(shop: String) async throws -> [CustomField] {
+        try await db.read { db in
+            try await db.raw("SELECT * FROM custom_fields WHERE shop_id = \(bind: shop) ORDER BY field_key").all().map(Self.customField)
+        }
+    }
+
+    public func setCustomFieldValue(shop: String, customerId: String, key: String, value: String) async throws -> Customer {
+        try await db.write { db in
+            try await Self.requireCustomer(db, shop: shop, id: customerId)
+            guard let row = try await db.raw("SELECT * FROM custom_fields WHERE shop_id = \(bind: shop) AND field_key = \(bind: key)").first() else {
+                throw RPCError.notFound("key: the shop defines no custom field \(key)")
+            }
+            if value.isEmpty {
+                try await db.raw("""
+                    DELETE FROM custom_field_values WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND field_key = \(bind: key)
+                    """).run()
+            } else {
+                if let problem = CustomFieldRules.check(value: value, for: try Self.customField(row)) {
+                    throw RPCError.invalidArgument("value: \(problem)")
+                }
+                try await db.raw("""
+                    INSERT INTO custom_field_values (shop_id, customer_id, field_key, value)
+                    VALUES (\(bind: shop), \(bind: customerId), \(bind: key), \(bind: value))
+                    ON CONFLICT (shop_id, customer_id, field_key) DO UPDATE SET value = \(bind: value)
+                    """).run()
+            }
+            return try await Self.customerView(db, shop: shop, id: customerId)
+        }
+    }
+
+    // MARK: History
+
+    static func recordActivity(
+        _ db: any SQLDatabase, shop: String, pageId: String, action: ActivityEntry.Action, staffId: String, conversationId: String,
+        customerId: String, tagId: String, tagName: String, nowMs: Int64
+    ) async throws {
+        try await db.raw("""
+            INSERT INTO activity (shop_id, entry_id, page_id, action, staff_id, conversation_id, customer_id, tag_id, tag_name, at_ms)
+            VALUES (\(bind: shop), \(bind: SortableID.make("act_", nowMs: nowMs)), \(bind: pageId), \(bind: Int64(action.rawValue)), \(bind: staffId),
+                    \(bind: conversationId), \(bind: customerId), \(bind: tagId), \(bind: tagName), \(bind: nowMs))
+            """).run()
+    }
+
+    public func listActivity(shop: String, filter: ActivityFilter) async throws -> ListActivityResponse {
+        try await db.read { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: filter.pageId)
+            var sql: SQLQueryString = "SELECT * FROM activity WHERE shop_id = \(bind: shop) AND page_id = \(bind: filter.pageId)"
+            if !filter.conversationId.isEmpty { sql += " AND conversation_id = \(bind: filter.conversationId)" }
+            if !filter.actions.isEmpty {
+                sql += " AND action IN (\(binds: Array(Set(filter.actions.map { Int64($0.rawValue) })).sorted()))"
+            }
+            if filter.fromMs > 0 { sql += " AND at_ms >= \(bind: filter.fromMs)" }
+            if filter.toMs > 0 { sql += " AND at_ms < \(bind: filter.toMs)" }
+            if let after = filter.after { sql += " AND entry_id < \(bind: after)" }
+            sql += " ORDER BY entry_id DESC LIMIT \(literal: filter.pageSize + 1)"
+            let rows = try await db.raw(sql).all()
+            let entries = try rows.prefix(filter.pageSize).map { row in
+                ActivityEntry(
+                    entryId: try row.str("entry_id"), action: .init(rawValue: Int32(try row.int("action"))), staffId: try row.str("staff_id"),
+                    conversationId: try row.str("conversation_id"), customerId: try row.str("customer_id"), tagId: try row.str("tag_id"),
+                    tagName: try row.str("tag_name"), atMs: try row.int("at_ms")
+                )
+            }
+            return ListActivityResponse(entries: entries, nextPageToken: rows.count > filter.pageSize ? entries.last?.entryId ?? "" : "")
+        }
+    }
+
+    public func purgeExpiredActivity(nowMs: Int64) async throws -> Int {
+        let cutoff = nowMs - ActivityRetention.tagHistoryMs
+        return try await db.write { db in
+            let tagActions = [ActivityEntry.Action.tagAttached, .tagDetached].map { Int64($0.rawValue) }
+            let row = try await db.raw("""
+                SELECT COUNT(*) AS n FROM activity WHERE action IN (\(binds: tagActions)) AND at_ms < \(bind: cutoff)
+                """).first()
+            let count = try row?.int("n") ?? 0
+            if count > 0 {
+                try await db.raw("DELETE FROM activity WHERE action IN (\(binds: tagActions)) AND at_ms < \(bind: cutoff)").run()
+            }
+            return Int(count)
+        }
+    }
+
+    public func staffHistory(shop: String, pageId: String, fromMs: Int64, toMs: Int64) async throws -> [StaffConversationStatsCalculator.Event] {
+        try await db.read { db in
+            _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
+            var events: [StaffConversationStatsCalculator.Event] = []
+            // A reply in range may answer a wait that began before it: its conversation's earlier messages are read too.
+            let messageRows = try await db.raw("""
+                SELECT conversation_id, kind, sender, staff_id, sent_at_ms FROM messages
+                WHERE shop_id = \(bind: shop) AND sent_at_ms < \(bind: toMs) AND conversation_id IN (
+                    SELECT DISTINCT conversation_id FROM messages
+                    WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND sent_at_ms >= \(bind: fromMs) AND sent_at_ms < \(bind: toMs)
+                      AND sender = \(bind: Int64(ChatMessage.Sender.staff.rawValue)))
+                ORDER BY sent_at_ms, message_id
+                """).all()
+            for row in messageRows {
+                let kind: StaffConversationStatsCalculator.ReplyKind = try row.int("kind") == Int64(ChatMessage.Kind.comment.rawValue) ? .comment : .message
+                let sender: StaffConversationStatsCalculator.Sender
+                switch ChatMessage.Sender(rawValue: Int32(try row.int("sender"))) {
+                case .staff: sender = .staff(try row.str("staff_id"))
+                case .bot: sender = .bot
+                default: sender = .customer
+                }
+                events.append(.init(conversationId: try row.str("conversation_id"), atMs: try row.int("sent_at_ms"), what: .message(kind, sender)))
+            }
+            let eventRows = try await db.raw("""
+                SELECT conversation_id, kind, staff_id, at_ms FROM conversation_events
+                WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND at_ms >= \(bind: fromMs) AND at_ms < \(bind: toMs)
+                ORDER BY at_ms, event_id
+                """).all()
+            for row in eventRows {
+                let staff = try row.str("staff_id")
+                let what: StaffConversationStatsCalculator.Event.What
+                switch EventKind(rawValue: try row.int("kind")) {
+                case .assignedAuto: what = .assigned(staffId: staff, .auto)
+                case .assignedManual: what = .assigned(staffId: staff, .manual)
+                case .closed: what = .closed(staffId: staff)
+                case .reopened, nil: continue
+                }
+                events.append(.init(conversationId: try row.str("conversation_id"), atMs: try row.int("at_ms"), what: what))
+            }
+            return events
+        }
+    }
+
+    // MARK: Reading rows
+
+    static func requirePage(_ db: any SQLDatabase, shop: String, pageId: String) async throws -> Page {
+        guard let row = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() else {
+            throw RPCError.notFound("page_id: page \(pageId) is not connected")
+        }
+        return try page(row)
+    }
+
+    static func page(_ row: any SQLRow) throws -> Page {
+        Page(
+            pageId: try row.str("page_id"), name: try row.str("name"), platform: .init(rawValue: Int32(try row.int("platform"))),
+            connectedAtMs: try row.int("connected_at_ms"), firstConnect: false, facebookLabelSync: try row.int("fb_sync") != 0
+        )
+    }
+
+    static func requireFolder(_ db: any SQLDatabase, shop: String, pageId: String, folderId: String) async throws {
+        guard try await db.raw("""
+            SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND folder_id = \(bind: folderId)
+            """).first() != nil else {
+            throw RPCError.notFound("folder_id: page \(pageId) has no tag folder \(folderId)")
+        }
+    }
+
+    static func requireTag(_ db: any SQLDatabase, shop: String, pageId: String, tagId: String, field: String = "tag_id") async throws -> Tag {
+        guard let row = try await db.raw("""
+            SELECT * FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND tag_id = \(bind: tagId)
+            """).first() else {
+            throw RPCError.notFound("\(field): page \(pageId) has no tag \(tagId)")
+        }
+        return try tag(row)
+    }
+
+    /// R-TAG-3.
+    static func requireFreeTagName(_ db: any SQLDatabase, shop: String, pageId: String, name: String, except: String?) async throws {
+        if let row = try await db.raw("""
+            SELECT tag_id, name FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: TagName.key(name))
+            """).first(), try row.str("tag_id") != except {
+            throw RPCError.alreadyExists("name: the page already has a tag \"\(try row.str("name"))\", the same name ignoring case and accents (R-TAG-3)")
+        }
+    }
+
+    static func tag(_ row: any SQLRow) throws -> Tag {
+        Tag(
+            tagId: try row.str("tag_id"), folderId: try row.str("folder_id"), name: try row.str("name"), color: try row.str("color"),
+            visible: try row.int("visible") != 0
+        )
+    }
+
+    static func requireConversation(_ db: any SQLDatabase, shop: String, id: String) async throws -> Conversation {
+        guard let row = try await db.raw("SELECT * FROM conversations WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: id)").first() else {
+            throw RPCError.notFound("conversation_id: no conversation \(id)")
+        }
+        return try conversation(row)
+    }
+
+    static func conversation(_ row: any SQLRow) throws -> Conversation {
+        Conversation(
+            conversationId: try row.str("conversation_id"), pageId: try row.str("page_id"), customerId: try row.str("customer_id"),
+            status: .init(rawValue: Int32(try row.int("status"))), assignedStaffId: try row.str("assigned_staff_id"), tags: [],
+            lastMessageAtMs: try row.int("last_message_at_ms"), lastMessageText: try row.str("last_message_text"),
+            customerName: try row.str("customer_name")
+        )
+    }
+
+    static func conversationView(_ db: any SQLDatabase, shop: String, id: String) async throws -> Conversation {
+        var conversation = try await requireConversation(db, shop: shop, id: id)
+        conversation.tags = try await attachedTags(db, shop: shop, conversationIds: [id])[id] ?? []
+        return conversation
+    }
+
+    static func attachedTags(_ db: any SQLDatabase, shop: String, conversationIds: [String]) async throws -> [String: [Tag]] {
+        guard !conversationIds.isEmpty else { return [:] }
+        let rows = try await db.raw("""
+            SELECT ct.conversation_id, t.* FROM conversation_tags ct
+            JOIN tags t ON t.shop_id = ct.shop_id AND t.tag_id = ct.tag_id
+            WHERE ct.shop_id = \(bind: shop) AND ct.conversation_id IN (\(binds: conversationIds))
+            ORDER BY ct.conversation_id, ct.attached_at_ms, t.tag_id
+            """).all()
+        var result: [String: [Tag]] = [:]
+        for row in rows {
+            result[try row.str("conversation_id"), default: []].append(try tag(row))
+        }
+        return result
+    }
+
+    static func requireCustomer(_ db: any SQLDatabase, shop: String, id: String) async throws {
+        guard try await db.raw("SELECT customer_id FROM customers WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)").first() != nil else {
+            throw RPCError.notFound("customer_id: no customer \(id)")
+        }
+    }
+
+    static func customerView(_ db: any SQLDatabase, shop: String, id: String) async throws -> Customer {
+        guard let row = try await db.raw("SELECT * FROM customers WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)").first() else {
+            throw RPCError.notFound("customer_id: no customer \(id)")
+        }
+        let values = try await db.raw("""
+            SELECT field_key, value FROM custom_field_values WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id) ORDER BY field_key
+            """).all().map { CustomFieldValue(key: try $0.str("field_key"), value: try $0.str("value")) }
+        return Customer(
+            customerId: id, pageId: try row.str("page_id"), externalId: try row.str("external_id"), name: try row.str("name"),
+            birthday: try row.str("birthday"), phone: try row.str("phone"), address: try row.str("address"), blocked: try row.int("blocked") != 0,
+            referral: Referral(
+                sourceLink: try row.str("referral_source_link"), channel: try row.str("referral_channel"), campaign: try row.str("referral_campaign")
+            ),
+            customFields: values,
+            phoneCaptured: try row.int("phone_source") == Source.captured.rawValue,
+            addressCaptured: try row.int("address_source") == Source.captured.rawValue
+        )
+    }
+
+    static func customField(_ row: any SQLRow) throws -> CustomField {
+        let options = try row.str("options")
+        return CustomField(
+            key: try row.str("field_key"), label: try row.str("label"), type: .init(rawValue: Int32(try row.int("field_type"))),
+            options: options.isEmpty ? [] : options.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        )
+    }
+
+    struct CustomerRow {
+        var id: String
+        var name: String
+        var phone: String
+        var phoneSource: Source
+        var address: String
+        var addressSource: Source
+        var blocked: Bool
+
+        init(id: String, name: String, phone: String, phoneSource: Source, address: String, addressSource: Source, blocked: Bool) {
+            self.id = id
+            self.name = name
+            self.phone = phone
+            self.phoneSource = phoneSource
+            self.address = address
+            self.addressSource = addressSource
+            self.blocked = blocked
+        }
+
+        init(_ row: any SQLRow) throws {
+            self.init(
+                id: try row.str("customer_id"), name: try row.str("name"), phone: try row.str("phone"),
+                phoneSource: Source(rawValue: try row.int("phone_source")) ?? .none, address: try row.str("address"),
+                addressSource: Source(rawValue: try row.int("address_source")) ?? .none, blocked: try row.int("blocked") != 0
+            )
+        }
+    }
+}
+
+extension SQLRow {
+    func str(_ column: String) throws -> String { try decode(column: column, as: String.self) }
+    func int(_ column: String) throws -> Int64 { try decode(column: column, as: Int64.self) }
+}
+
+extension Array {
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+import SQLKit
+
+/// A service's database: reads run on any connection, writes run one at a
+/// time inside a transaction that commits when the body returns and rolls
+/// back when it throws, so a refused call never leaves half a record.
+///
+/// Service stores are written once against `any SQLDatabase` (sql-kit), with
+/// binds for every value, so the same SQL runs on SQLite and PostgreSQL.
+public protocol SQLStore: Sendable {
+    /// A read, on a connection of its own for the whole body (a consistent view).
+    func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    /// A transaction; the body may be retried by no one, so it must not have side effects outside the database.
+    func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    /// What kind of database this is, for the few statements that differ.
+    var kind: SQLStoreKind { get }
+    func close() async throws
+}
+
+public enum SQLStoreKind: Sendable, Hashable {
+    case sqlite
+    case postgres
+}
+
+/// One step of a service's schema. Applied once, in version order, inside a
+/// transaction, and remembered in `schema_migrations`; released versions are
+/// never edited, only followed by new ones.
+public struct Migration: Sendable {
+    public let version: Int
+    public let name: String
+    public let statements: [String]
+
+    public init(version: Int, name: String, statements: [String]) {
+        self.version = version
+        self.name = name
+        self.statements = statements
+    }
+}
+
+extension SQLStore {
+    /// Applies the migrations not applied yet; returns the versions it applied.
+    @discardableResult
+    public func migrate(_ migrations: [Migration], logger: Logger? = nil) async throws -> [Int] {
+        let ordered = migrations.sorted { $0.version < $1.version }
+        precondition(Set(ordered.map(\.version)).count == ordered.count, "two migrations share a version")
+        try await write { db in
+            try await db.raw("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)
+                """).run()
+        }
+        var applied: [Int] = []
+        for migration in ordered {
+            let done = try await write { db -> Bool in
+                let existing = try await db.raw("SELECT version FROM schema_migrations WHERE version = \(bind: migration.version)").first()
+                if existing != nil { return false }
+                for statement in migration.statements {
+                    try await db.raw(SQLQueryString(statement)).run()
+                }
+                try await db.raw("""
+                    INSERT INTO schema_migrations (version, name, applied_at_ms)
+                    VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Clock.nowMs()))
+                    """).run()
+                return true
+            }
+            if done {
+                applied.append(migration.version)
+                logger?.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            }
+        }
+        return applied
+    }
+}
+
+/// Wall-clock milliseconds since the epoch, as every `…_at_ms` field holds.
+public enum Clock {
+    public static func nowMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}

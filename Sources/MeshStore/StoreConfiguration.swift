@@ -1,0 +1,40 @@
+import Foundation
+import Logging
+
+/// Where a service keeps its data (ARCHITECTURE.md, Storage): `DATABASE_URL`
+/// when set, otherwise `<CHATMESH_DATA_DIR>/<service>.sqlite`.
+public enum StoreLocation: Sendable, Hashable {
+    case sqlite(path: String)
+    case postgres(url: String)
+
+    /// - Parameters:
+    ///   - databaseURL: `sqlite:<path>`, `sqlite::memory:`, or `postgres://…`.
+    public static func resolve(service: String, databaseURL: String?, dataDirectory: String) throws -> StoreLocation {
+        guard let url = databaseURL?.trimmingCharacters(in: .whitespaces), !url.isEmpty else {
+            return .sqlite(path: (dataDirectory as NSString).appendingPathComponent("\(service).sqlite"))
+        }
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            return .postgres(url: url)
+        }
+        if url.hasPrefix("sqlite:") {
+            let path = String(url.dropFirst("sqlite:".count)).replacingOccurrences(of: "//", with: "", options: .anchored)
+            guard !path.isEmpty else { throw StoreConfigurationError("DATABASE_URL \(url) names no file") }
+            return .sqlite(path: path)
+        }
+        throw StoreConfigurationError("DATABASE_URL must start with sqlite: or postgres://, not \(url)")
+    }
+
+    public func open(logger: Logger) async throws -> any SQLStore {
+        switch self {
+        case .sqlite(let path):
+            return try await SQLiteStore.open(path: path, logger: logger)
+        case .postgres:
+            throw StoreConfigurationError("the PostgreSQL backend is not built yet; unset DATABASE_URL to use SQLite")
+        }
+    }
+}
+
+public struct StoreConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

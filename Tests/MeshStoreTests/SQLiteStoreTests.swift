@@ -1,0 +1,101 @@
+import Foundation
+import MeshStore
+import SQLKit
+import Testing
+
+@Suite struct SQLiteStoreTests {
+    static func temporaryPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("meshstore-\(UUID().uuidString)/test.sqlite").path
+    }
+
+    @Test func aThrowingWriteLeavesNothingBehind() async throws {
+        let store = try await SQLiteStore.open(path: Self.temporaryPath())
+        try await store.migrate([Migration(version: 1, name: "t", statements: ["CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT NOT NULL)"])])
+        struct Refused: Error {}
+        await #expect(throws: Refused.self) {
+            try await store.write { db in
+                try await db.raw("INSERT INTO t (id, n) VALUES ('a', 1)").run()
+                throw Refused()
+            }
+        }
+        let count = try await store.read { db in try await db.raw("SELECT COUNT(*) AS c FROM t").first()?.decode(column: "c", as: Int.self) }
+        #expect(count == 0)
+        try await store.close()
+    }
+
+    @Test func concurrentWritesAreSerialisedAndAllLand() async throws {
+        let store = try await SQLiteStore.open(path: Self.temporaryPath())
+        try await store.migrate([Migration(version: 1, name: "c", statements: ["CREATE TABLE c (k TEXT PRIMARY KEY, n BIGINT NOT NULL)", "INSERT INTO c VALUES ('x', 0)"])])
+        // Read-modify-write in each transaction: lost updates would show as a smaller total.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<200 {
+                group.addTask {
+                    try await store.write { db in
+                        let n = try await db.raw("SELECT n FROM c WHERE k = 'x'").first()!.decode(column: "n", as: Int.self)
+                        try await db.raw("UPDATE c SET n = \(bind: n + 1) WHERE k = 'x'").run()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let n = try await store.read { db in try await db.raw("SELECT n FROM c").first()!.decode(column: "n", as: Int.self) }
+        #expect(n == 200)
+        try await store.close()
+    }
+
+    @Test func migrationsApplyOnceAcrossReopens() async throws {
+        let path = Self.temporaryPath()
+        let v1 = Migration(version: 1, name: "one", statements: ["CREATE TABLE a (id TEXT PRIMARY KEY)"])
+        let v2 = Migration(version: 2, name: "two", statements: ["ALTER TABLE a ADD COLUMN note TEXT NOT NULL DEFAULT ''"])
+        var store = try await SQLiteStore.open(path: path)
+        #expect(try await store.migrate([v1]) == [1])
+        try await store.write { db in try await db.raw("INSERT INTO a (id) VALUES ('kept')").run() }
+        try await store.close()
+        store = try await SQLiteStore.open(path: path)
+        #expect(try await store.migrate([v2, v1]) == [2])
+        #expect(try await store.migrate([v1, v2]) == [])
+        let note = try await store.read { db in try await db.raw("SELECT id, note FROM a").first()?.decode(column: "id", as: String.self) }
+        #expect(note == "kept")
+        try await store.close()
+    }
+
+    @Test func aFailingMigrationAppliesNoneOfItsStatements() async throws {
+        let store = try await SQLiteStore.open(path: Self.temporaryPath())
+        let bad = Migration(version: 1, name: "bad", statements: ["CREATE TABLE ok (id TEXT)", "CREATE TABLE broken (((("])
+        await #expect(throws: (any Error).self) { try await store.migrate([bad]) }
+        let tables = try await store.read { db in
+            try await db.raw("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'ok'").all()
+        }
+        #expect(tables.isEmpty)
+        try await store.close()
+    }
+
+    @Test func readsSeeCommittedWritesFromAnotherConnection() async throws {
+        let store = try await SQLiteStore.open(path: Self.temporaryPath(), readers: 2)
+        try await store.migrate([Migration(version: 1, name: "t", statements: ["CREATE TABLE t (id TEXT PRIMARY KEY)"])])
+        for i in 0..<20 {
+            try await store.write { db in try await db.raw("INSERT INTO t (id) VALUES (\(bind: "r\(i)"))").run() }
+            let count = try await store.read { db in try await db.raw("SELECT COUNT(*) AS c FROM t").first()!.decode(column: "c", as: Int.self) }
+            #expect(count == i + 1)
+        }
+        try await store.close()
+    }
+
+    @Test func idsSortByCreationTime() {
+        let earlier = SortableID.make("cv_", nowMs: 1_700_000_000_000)
+        let later = SortableID.make("cv_", nowMs: 1_700_000_000_001)
+        #expect(earlier.hasPrefix("cv_") && earlier.count == 26)
+        #expect(earlier < later)
+        #expect(SortableID.make("x_", nowMs: 5) != SortableID.make("x_", nowMs: 5))
+        // A burst in one millisecond (and a clock that steps back) still sorts in the order made.
+        let burst = (0..<1000).map { SortableID.make("b_", nowMs: 1_800_000_000_000 - Int64($0 % 3)) }
+        #expect(burst == burst.sorted())
+    }
+
+    @Test func locationFollowsDatabaseURLOrDataDirectory() throws {
+        #expect(try StoreLocation.resolve(service: "order", databaseURL: nil, dataDirectory: "/var/chatmesh") == .sqlite(path: "/var/chatmesh/order.sqlite"))
+        #expect(try StoreLocation.resolve(service: "order", databaseURL: "sqlite:/tmp/o.db", dataDirectory: "x") == .sqlite(path: "/tmp/o.db"))
+        #expect(try StoreLocation.resolve(service: "order", databaseURL: "postgres://u@h/db", dataDirectory: "x") == .postgres(url: "postgres://u@h/db"))
+        #expect(throws: StoreConfigurationError.self) { try StoreLocation.resolve(service: "order", databaseURL: "mysql://h", dataDirectory: "x") }
+    }
+}
