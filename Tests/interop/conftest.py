@@ -48,20 +48,25 @@ def mint_token(shop, staff="agent-1", role="agent", ttl=3600, key=AUTH_KEY):
     return out.stdout.strip()
 
 
-class EchoServer:
-    """A mesh-echo process on 127.0.0.1 and a port it picked."""
+class ServerProcess:
+    """A ChatMesh server process on 127.0.0.1 and a port it picked (it prints "listening on host:port")."""
 
-    def __init__(self, *args, env=None):
-        self.stderr = tempfile.NamedTemporaryFile(prefix="mesh-echo-", suffix=".log", delete=False)
+    def __init__(self, name, *args, env=None):
+        self.name = name
+        self.stderr = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
-            [binary("mesh-echo"), "--listen", "127.0.0.1:0", *args],
+            [binary(name), *args],
             stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-            env={**os.environ, "CHATMESH_AUTH_KEY": AUTH_KEY, "LOG_LEVEL": "warning", **(env or {})},
+            env={**os.environ, "CHATMESH_AUTH_KEY": AUTH_KEY, "LOG_LEVEL": "warning", "CHATMESH_LISTEN": "127.0.0.1:0", **(env or {})},
         )
         line = self.proc.stdout.readline()
-        assert line.startswith("listening on "), f"mesh-echo did not start: {line!r}"
+        assert line.startswith("listening on "), f"{name} did not start: {line!r}\n{self.log()[-4000:]}"
         self.address = line.split()[-1]
         self.port = int(self.address.rsplit(":", 1)[1])
+
+    def log(self):
+        with open(self.stderr.name, errors="replace") as fh:
+            return fh.read()
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as fh:
@@ -86,10 +91,16 @@ class EchoServer:
     def stop_cleanly(self):
         """SIGTERM must end the server with exit 0; anything else (a crash) fails the test, with its log."""
         code = self.stop()
-        with open(self.stderr.name, errors="replace") as fh:
-            log = fh.read()
+        log = self.log()
         os.unlink(self.stderr.name)
-        assert code == 0, f"mesh-echo exited with {code}; its stderr ends:\n{log[-4000:]}"
+        assert code == 0, f"{self.name} exited with {code}; its stderr ends:\n{log[-4000:]}"
+
+
+class EchoServer(ServerProcess):
+    """mesh-echo, the runtime's own test service."""
+
+    def __init__(self, *args, env=None):
+        super().__init__("mesh-echo", "--listen", "127.0.0.1:0", *args, env=env)
 
 
 @pytest.fixture
