@@ -102,6 +102,17 @@ let package = Package(
             dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/bench-bridges"
         ),
+        // Scale benchmark of conversation-svc: seeds a page of 100k conversations / 1M messages, then loads it over h2c.
+        .executableTarget(
+            name: "bench-conversations",
+            dependencies: [
+                "Conversations", "MeshStore", "MeshHTTP2", "MeshRPC", "ChatMeshAPI",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/bench-conversations"
+        ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),

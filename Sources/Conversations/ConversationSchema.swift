@@ -59,9 +59,13 @@ public enum ConversationSchema {
             CREATE TABLE conversation_tags (
                 shop_id TEXT NOT NULL, conversation_id TEXT NOT NULL, tag_id TEXT NOT NULL,
                 attached_at_ms BIGINT NOT NULL,
+                last_message_at_ms BIGINT NOT NULL,
                 PRIMARY KEY (shop_id, conversation_id, tag_id))
             """,
-            "CREATE INDEX conversation_tags_by_tag ON conversation_tags (shop_id, tag_id, conversation_id)",
+            // R-TAG-5 lists a tag's conversations newest first: the conversation's
+            // activity time is copied here so that the first page is an index range,
+            // not a sort of every conversation carrying the tag.
+            "CREATE INDEX conversation_tags_by_tag ON conversation_tags (shop_id, tag_id, last_message_at_ms, conversation_id)",
             """
             CREATE TABLE messages (
                 shop_id TEXT NOT NULL, message_id TEXT NOT NULL, conversation_id TEXT NOT NULL, page_id TEXT NOT NULL,

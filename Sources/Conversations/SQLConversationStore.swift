@@ -207,8 +207,9 @@ public struct SQLConversationStore: ConversationStore {
 
     static func insertAttachment(_ db: any SQLDatabase, shop: String, conversationId: String, tagId: String, nowMs: Int64) async throws {
         try await db.raw("""
-            INSERT INTO conversation_tags (shop_id, conversation_id, tag_id, attached_at_ms)
-            VALUES (\(bind: shop), \(bind: conversationId), \(bind: tagId), \(bind: nowMs))
+            INSERT INTO conversation_tags (shop_id, conversation_id, tag_id, attached_at_ms, last_message_at_ms)
+            SELECT shop_id, conversation_id, \(bind: tagId), \(bind: nowMs), last_message_at_ms FROM conversations
+            WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
             """).run()
     }
 
@@ -349,12 +350,20 @@ public struct SQLConversationStore: ConversationStore {
         let capturedPhone = message.sender == .customer ? ContactCapture.phone(in: message.text) : nil
         let capturedAddress = message.sender == .customer ? ContactCapture.address(in: message.text) : nil
         return try await db.write { db in
-            _ = try await Self.requirePage(db, shop: shop, pageId: message.pageId)
+            // One read finds the page, the customer and their conversation (each may be missing).
+            guard let known = try await db.raw("""
+                SELECT p.page_id, cu.customer_id, cu.name, cu.phone, cu.phone_source, cu.address, cu.address_source, cu.blocked,
+                       c.conversation_id, c.status, c.assigned_staff_id, c.last_message_at_ms
+                FROM pages p
+                LEFT JOIN customers cu ON cu.shop_id = p.shop_id AND cu.page_id = p.page_id AND cu.external_id = \(bind: message.customerExternalId)
+                LEFT JOIN conversations c ON c.shop_id = cu.shop_id AND c.page_id = cu.page_id AND c.customer_id = cu.customer_id
+                WHERE p.shop_id = \(bind: shop) AND p.page_id = \(bind: message.pageId)
+                """).first() else {
+                throw RPCError.notFound("page_id: page \(message.pageId) is not connected")
+            }
             var customer: CustomerRow
-            if let row = try await db.raw("""
-                SELECT * FROM customers WHERE shop_id = \(bind: shop) AND page_id = \(bind: message.pageId) AND external_id = \(bind: message.customerExternalId)
-                """).first() {
-                customer = try CustomerRow(row)
+            if try !known.decodeNil(column: "customer_id") {
+                customer = try CustomerRow(known)
             } else {
                 // R-CONV-5: where the customer came from is what the first message says.
                 customer = CustomerRow(
@@ -402,15 +411,14 @@ public struct SQLConversationStore: ConversationStore {
             var status: Conversation.Status
             var assigned: String
             var lastAt: Int64
-            if let row = try await db.raw("""
-                SELECT conversation_id, status, assigned_staff_id, last_message_at_ms FROM conversations
-                WHERE shop_id = \(bind: shop) AND page_id = \(bind: message.pageId) AND customer_id = \(bind: customer.id)
-                """).first() {
-                conversationId = try row.str("conversation_id")
-                status = Conversation.Status(rawValue: Int32(try row.int("status")))
-                assigned = try row.str("assigned_staff_id")
-                lastAt = try row.int("last_message_at_ms")
+            var isNew = false
+            if try !known.decodeNil(column: "conversation_id") {
+                conversationId = try known.str("conversation_id")
+                status = Conversation.Status(rawValue: Int32(try known.int("status")))
+                assigned = try known.str("assigned_staff_id")
+                lastAt = try known.int("last_message_at_ms")
             } else {
+                isNew = true
                 conversationId = SortableID.make("cv_")
                 status = .open
                 assigned = ""
@@ -452,6 +460,12 @@ public struct SQLConversationStore: ConversationStore {
             }
             update += " WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)"
             try await db.raw(update).run()
+            if latest && !isNew {
+                try await db.raw("""
+                    UPDATE conversation_tags SET last_message_at_ms = \(bind: message.sentAtMs)
+                    WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
+                    """).run()
+            }
 
             response.conversationId = conversationId
             response.messageId = messageId
@@ -490,37 +504,7 @@ public struct SQLConversationStore: ConversationStore {
     public func listConversations(shop: String, filter: ConversationFilter) async throws -> ListConversationsResponse {
         try await db.read { db in
             _ = try await Self.requirePage(db, shop: shop, pageId: filter.pageId)
-            var sql: SQLQueryString = "SELECT * FROM conversations c WHERE c.shop_id = \(bind: shop) AND c.page_id = \(bind: filter.pageId)"
-            if let status = filter.status {
-                sql += " AND c.status = \(bind: Int64(status.rawValue))"
-            }
-            if !filter.assignedStaffId.isEmpty {
-                sql += " AND c.assigned_staff_id = \(bind: filter.assignedStaffId)"
-            }
-            for word in filter.query.split(separator: " ") where !word.isEmpty {
-                sql += " AND c.search_key LIKE \(bind: "%" + Self.escapeLike(String(word)) + "%") ESCAPE '\\'"
-            }
-            let any = Array(Set(filter.tagIdsAny)).sorted()
-            if !any.isEmpty {
-                sql += """
-                     AND c.conversation_id IN (SELECT conversation_id FROM conversation_tags
-                       WHERE shop_id = \(bind: shop) AND tag_id IN (\(binds: any)))
-                    """
-            }
-            let all = Array(Set(filter.tagIdsAll)).sorted()
-            if !all.isEmpty {
-                sql += """
-                     AND c.conversation_id IN (SELECT conversation_id FROM conversation_tags
-                       WHERE shop_id = \(bind: shop) AND tag_id IN (\(binds: all)) GROUP BY conversation_id HAVING COUNT(*) = \(bind: Int64(all.count)))
-                    """
-            }
-            if let after = filter.after {
-                sql += """
-                     AND (c.last_message_at_ms < \(bind: after.lastMessageAtMs)
-                       OR (c.last_message_at_ms = \(bind: after.lastMessageAtMs) AND c.conversation_id < \(bind: after.conversationId)))
-                    """
-            }
-            sql += " ORDER BY c.last_message_at_ms DESC, c.conversation_id DESC LIMIT \(literal: filter.pageSize + 1)"
+            let sql = Self.listQuery(shop: shop, filter: filter)
             let rows = try await db.raw(sql).all()
             var conversations = try rows.prefix(filter.pageSize).map(Self.conversation)
             let tags = try await Self.attachedTags(db, shop: shop, conversationIds: conversations.map(\.conversationId))
@@ -533,6 +517,60 @@ public struct SQLConversationStore: ConversationStore {
             }
             return response
         }
+    }
+
+    /// R-TAG-5 as SQL, newest activity first. Without tags the page's activity
+    /// index drives the scan. With tags, each driving tag's index range is read
+    /// in activity order (conversation_tags carries the activity time) and
+    /// stops at the page size, so the first page costs the same whether a tag
+    /// is on ten conversations or ten thousand: any-of is a union of one range
+    /// per tag; all-of is driven by its first tag and checks the others per row.
+    static func listQuery(shop: String, filter: ConversationFilter) -> SQLQueryString {
+        let limit = filter.pageSize + 1
+        let any = Array(Set(filter.tagIdsAny)).sorted()
+        let all = Array(Set(filter.tagIdsAll)).sorted()
+        // Conditions on the conversation row `c`, which every branch shares.
+        var conditions: SQLQueryString = "c.shop_id = \(bind: shop) AND c.page_id = \(bind: filter.pageId)"
+        if let status = filter.status {
+            conditions += " AND c.status = \(bind: Int64(status.rawValue))"
+        }
+        if !filter.assignedStaffId.isEmpty {
+            conditions += " AND c.assigned_staff_id = \(bind: filter.assignedStaffId)"
+        }
+        for word in filter.query.split(separator: " ") where !word.isEmpty {
+            conditions += " AND c.search_key LIKE \(bind: "%" + escapeLike(String(word)) + "%") ESCAPE '\\'"
+        }
+        func hasTag(_ tag: String) -> SQLQueryString {
+            " AND EXISTS (SELECT 1 FROM conversation_tags x WHERE x.shop_id = c.shop_id AND x.conversation_id = c.conversation_id AND x.tag_id = \(bind: tag))"
+        }
+        func after(_ table: String) -> SQLQueryString {
+            guard let cursor = filter.after else { return "" }
+            return """
+                 AND (\(unsafeRaw: table).last_message_at_ms < \(bind: cursor.lastMessageAtMs)
+                   OR (\(unsafeRaw: table).last_message_at_ms = \(bind: cursor.lastMessageAtMs) AND \(unsafeRaw: table).conversation_id < \(bind: cursor.conversationId)))
+                """
+        }
+        let order: SQLQueryString = " ORDER BY last_message_at_ms DESC, conversation_id DESC LIMIT \(literal: limit)"
+        guard !any.isEmpty || !all.isEmpty else {
+            return "SELECT c.* FROM conversations c WHERE " + conditions + after("c") + order
+        }
+        // One index range per driving tag, joined to its conversation for the other conditions.
+        func range(driving tag: String, also: SQLQueryString) -> SQLQueryString {
+            "SELECT c.* FROM conversation_tags ct JOIN conversations c ON c.shop_id = ct.shop_id AND c.conversation_id = ct.conversation_id"
+                + " WHERE ct.shop_id = \(bind: shop) AND ct.tag_id = \(bind: tag) AND " + conditions + also + after("ct")
+                + " ORDER BY ct.last_message_at_ms DESC, ct.conversation_id DESC LIMIT \(literal: limit)"
+        }
+        if !all.isEmpty {
+            var also: SQLQueryString = ""
+            for tag in all.dropFirst() { also += hasTag(tag) }
+            if !any.isEmpty {
+                also += " AND EXISTS (SELECT 1 FROM conversation_tags y WHERE y.shop_id = c.shop_id AND y.conversation_id = c.conversation_id AND y.tag_id IN (\(binds: any)))"
+            }
+            return "SELECT * FROM (" + range(driving: all[0], also: also) + ")" + order
+        }
+        // UNION (not UNION ALL): a conversation with two of the tags comes once.
+        let branches = any.map { "SELECT * FROM (" + range(driving: $0, also: "") + ")" as SQLQueryString }
+        return "SELECT * FROM (" + branches.joined(separator: " UNION ") + ")" + order
     }
 
     static func escapeLike(_ text: String) -> String {

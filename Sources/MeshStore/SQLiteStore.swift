@@ -27,7 +27,7 @@ public final class SQLiteStore: SQLStore {
     /// Opens (creating if needed) the database at `path`; ":memory:" gives a
     /// private in-memory database, read and written through one connection.
     public static func open(
-        path: String, readers readerCount: Int = 2, synchronous: Synchronous = .full, logger: Logger = Logger(label: "chatmesh.store")
+        path: String, readers readerCount: Int = 4, synchronous: Synchronous = .full, logger: Logger = Logger(label: "chatmesh.store")
     ) async throws -> SQLiteStore {
         let inMemory = path == ":memory:"
         if !inMemory {

@@ -237,6 +237,23 @@ import Testing
         await expectStatus(.invalidArgument, naming: "page_token") {
             _ = try await h.owner.listConversations(ListConversationsRequest(shopId: Self.shop, pageId: "page-1", pageToken: "garbage"))
         }
+        // Paging a tag filter: a conversation carrying both tags comes once.
+        var tagged: [String] = []
+        token = ""
+        repeat {
+            let page = try await h.owner.listConversations(ListConversationsRequest(
+                shopId: Self.shop, pageId: "page-1", tagIdsAny: [giaoGap, hetHang], pageSize: 2, pageToken: token
+            ))
+            tagged += page.conversations.map(\.conversationId)
+            token = page.nextPageToken
+        } while !token.isEmpty
+        #expect(tagged == [ids[3], ids[2], ids[1], ids[0]])
+        // A new message moves its conversation to the top of every list it is in.
+        h.advance(ms: 1000)
+        try await h.customerSays("còn không shop", from: "fb-0")
+        #expect(try await list { $0.tagIdsAny = [hetHang] } == [ids[0], ids[2], ids[1]])
+        #expect(try await list { $0.tagIdsAll = [giaoGap, hetHang] } == [ids[2], ids[1]])
+        #expect(try await list { _ in }.first == ids[0])
         try await h.close()
     }
 
