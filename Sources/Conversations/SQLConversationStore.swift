@@ -161,18 +161,17 @@ public struct SQLConversationStore: ConversationStore {
 
     public func attachTag(shop: String, conversationId: String, tagId: String, staffId: String, nowMs: Int64) async throws -> Conversation {
         try await db.write { db in
-            let conversation = try await Self.requireConversation(db, shop: shop, id: conversationId)
+            var conversation = try await Self.requireConversation(db, shop: shop, id: conversationId)
             let tag = try await Self.requireTag(db, shop: shop, pageId: conversation.pageId, tagId: tagId, field: "tag_id")
-            let attached = try await db.raw("""
-                SELECT tag_id FROM conversation_tags WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
-                """).all().map { try $0.str("tag_id") }
-            if attached.contains(tagId) {
-                return try await Self.conversationView(db, shop: shop, id: conversationId)
+            // What the answer shows is read once, before the change, and the new tag appended to it.
+            conversation.tags = try await Self.attachedTags(db, shop: shop, conversationIds: [conversationId])[conversationId] ?? []
+            if conversation.tags.contains(where: { $0.tagId == tagId }) {
+                return conversation
             }
             // R-TAG-4.
-            guard attached.count < FacebookLabelSync.maxTagsPerConversation else {
+            guard conversation.tags.count < FacebookLabelSync.maxTagsPerConversation else {
                 throw RPCError.failedPrecondition(
-                    "tag_id: conversation \(conversationId) already has \(attached.count) tags, the most one conversation may carry (R-TAG-4)"
+                    "tag_id: conversation \(conversationId) already has \(conversation.tags.count) tags, the most one conversation may carry (R-TAG-4)"
                 )
             }
             try await Self.insertAttachment(db, shop: shop, conversationId: conversationId, tagId: tagId, nowMs: nowMs)
@@ -180,7 +179,8 @@ public struct SQLConversationStore: ConversationStore {
                 db, shop: shop, pageId: conversation.pageId, action: .tagAttached, staffId: staffId, conversationId: conversationId,
                 customerId: conversation.customerId, tagId: tagId, tagName: tag.name, nowMs: nowMs
             )
-            return try await Self.conversationView(db, shop: shop, id: conversationId)
+            conversation.tags.append(tag)
+            return conversation
         }
     }
 

@@ -17,8 +17,12 @@ public final class SQLiteStore: SQLStore {
     private let threadPool: NIOThreadPool
     private let logger: Logger
 
-    /// Durability of a commit. `.full` survives power loss; `.normal` (WAL)
-    /// survives a crash of the process but may lose the last commits to a power cut.
+    /// Durability of a commit. `.normal` (the default): a committed transaction
+    /// survives a crash or kill of the process; a power cut or kernel crash may
+    /// lose what was committed since the last checkpoint (at most about one
+    /// checkpoint interval). `.full` survives power loss too, at the price of an
+    /// fsync in every commit, which checkpoints on this kind of disk stretch to
+    /// tens of milliseconds (README, Performance).
     public enum Synchronous: String, Sendable {
         case full = "FULL"
         case normal = "NORMAL"
@@ -27,7 +31,7 @@ public final class SQLiteStore: SQLStore {
     /// Opens (creating if needed) the database at `path`; ":memory:" gives a
     /// private in-memory database, read and written through one connection.
     public static func open(
-        path: String, readers readerCount: Int = 4, synchronous: Synchronous = .full, logger: Logger = Logger(label: "chatmesh.store")
+        path: String, readers readerCount: Int = 4, synchronous: Synchronous = .normal, logger: Logger = Logger(label: "chatmesh.store")
     ) async throws -> SQLiteStore {
         let inMemory = path == ":memory:"
         if !inMemory {
@@ -36,7 +40,7 @@ public final class SQLiteStore: SQLStore {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
         }
-        let threadPool = NIOThreadPool(numberOfThreads: inMemory ? 1 : readerCount + 1)
+        let threadPool = NIOThreadPool(numberOfThreads: inMemory ? 1 : readerCount + 2)
         threadPool.start()
         let loop = MultiThreadedEventLoopGroup.singleton.any()
         let storage: SQLiteConnection.Storage = inMemory ? .memory : .file(path: path)
@@ -44,20 +48,32 @@ public final class SQLiteStore: SQLStore {
             let writer = try await SQLiteConnection.open(storage: storage, threadPool: threadPool, logger: logger, on: loop)
             // WAL: readers never block the writer nor it them. The writer's
             // pragmas persist in the file (journal_mode) or apply per connection.
-            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = \(synchronous.rawValue)", "PRAGMA foreign_keys = ON"] {
+            // No checkpoints on commit: the commit that crossed the WAL threshold
+            // would copy pages and fsync the database file while its caller waits.
+            // The checkpointer below does it beside the writer instead.
+            for pragma in [
+                "PRAGMA journal_mode = WAL", "PRAGMA synchronous = \(synchronous.rawValue)", "PRAGMA foreign_keys = ON",
+                "PRAGMA wal_autocheckpoint = 0",
+            ] + Self.cachePragmas {
                 _ = try await writer.query(pragma)
             }
             var readerConnections: [SQLiteConnection] = []
             if !inMemory {
                 for _ in 0..<max(1, readerCount) {
                     let reader = try await SQLiteConnection.open(storage: storage, threadPool: threadPool, logger: logger, on: loop)
-                    _ = try await reader.query("PRAGMA query_only = ON")
+                    for pragma in ["PRAGMA query_only = ON"] + Self.cachePragmas {
+                        _ = try await reader.query(pragma)
+                    }
                     readerConnections.append(reader)
                 }
             }
+            var checkpointer: SQLiteConnection?
+            if !inMemory {
+                checkpointer = try await SQLiteConnection.open(storage: storage, threadPool: threadPool, logger: logger, on: loop)
+            }
             return SQLiteStore(
                 path: path, writer: writer, readers: inMemory ? [writer] : readerConnections, sharedReader: inMemory,
-                threadPool: threadPool, logger: logger
+                checkpointer: checkpointer, threadPool: threadPool, logger: logger
             )
         } catch {
             try? await threadPool.shutdownGracefully()
@@ -66,14 +82,44 @@ public final class SQLiteStore: SQLStore {
     }
 
     private let sharedReader: Bool
+    private let checkpointer: SQLiteConnection?
+    private let checkpointTask: Task<Void, Never>?
 
-    private init(path: String, writer: SQLiteConnection, readers: [SQLiteConnection], sharedReader: Bool, threadPool: NIOThreadPool, logger: Logger) {
+    /// How often the WAL is copied back into the database file.
+    static let checkpointInterval: Duration = .milliseconds(
+        Int64(ProcessInfo.processInfo.environment["CHATMESH_SQLITE_CHECKPOINT_MS"].flatMap { Int64($0) } ?? 500)
+    )
+
+    /// Pages mapped and cached in memory rather than read() from the file
+    /// each time (SQLite's default cache is 2 MiB per connection).
+    static let cachePragmas = ["PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -65536", "PRAGMA temp_store = MEMORY"]
+
+    private init(
+        path: String, writer: SQLiteConnection, readers: [SQLiteConnection], sharedReader: Bool, checkpointer: SQLiteConnection?,
+        threadPool: NIOThreadPool, logger: Logger
+    ) {
         self.path = path
         self.writer = AsyncPool([writer])
         self.readers = AsyncPool(readers)
         self.sharedReader = sharedReader
         self.threadPool = threadPool
         self.logger = logger
+        self.checkpointer = checkpointer
+        // PASSIVE copies what no reader still needs and never blocks the
+        // writer; a WAL that grows past its goal is truncated when it can be.
+        self.checkpointTask = checkpointer.map { connection in
+            Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: Self.checkpointInterval)
+                    if Task.isCancelled { break }
+                    do {
+                        _ = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)")
+                    } catch {
+                        logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }
     }
 
     public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -108,6 +154,13 @@ public final class SQLiteStore: SQLStore {
     }
 
     public func close() async throws {
+        checkpointTask?.cancel()
+        await checkpointTask?.value
+        if let checkpointer {
+            // Leaves the database file complete on its own, the WAL empty.
+            _ = try? await checkpointer.query("PRAGMA wal_checkpoint(TRUNCATE)")
+            try await checkpointer.close()
+        }
         if !sharedReader {
             for connection in readers.all {
                 try await connection.close()

@@ -24,10 +24,18 @@ public enum StoreLocation: Sendable, Hashable {
         throw StoreConfigurationError("DATABASE_URL must start with sqlite: or postgres://, not \(url)")
     }
 
-    public func open(logger: Logger) async throws -> any SQLStore {
+    /// - Parameter synchronous: CHATMESH_SQLITE_SYNCHRONOUS: `normal` (the default) or `full` (see `SQLiteStore.Synchronous`).
+    public func open(logger: Logger, synchronous: String? = ProcessInfo.processInfo.environment["CHATMESH_SQLITE_SYNCHRONOUS"]) async throws -> any SQLStore {
         switch self {
         case .sqlite(let path):
-            return try await SQLiteStore.open(path: path, logger: logger)
+            var mode = SQLiteStore.Synchronous.normal
+            if let synchronous, !synchronous.isEmpty {
+                guard let chosen = SQLiteStore.Synchronous(rawValue: synchronous.uppercased()) else {
+                    throw StoreConfigurationError("CHATMESH_SQLITE_SYNCHRONOUS must be full or normal, not \(synchronous)")
+                }
+                mode = chosen
+            }
+            return try await SQLiteStore.open(path: path, synchronous: mode, logger: logger)
         case .postgres:
             throw StoreConfigurationError("the PostgreSQL backend is not built yet; unset DATABASE_URL to use SQLite")
         }

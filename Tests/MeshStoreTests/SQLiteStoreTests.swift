@@ -81,6 +81,22 @@ import Testing
         try await store.close()
     }
 
+    @Test func closingCheckpointsTheWALIntoTheDatabaseFile() async throws {
+        let path = Self.temporaryPath()
+        var store = try await SQLiteStore.open(path: path)
+        try await store.migrate([Migration(version: 1, name: "t", statements: ["CREATE TABLE t (id TEXT PRIMARY KEY)"])])
+        for i in 0..<50 {
+            try await store.write { db in try await db.raw("INSERT INTO t (id) VALUES (\(bind: "w\(i)"))").run() }
+        }
+        try await store.close()
+        let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+        #expect(wal == 0)
+        store = try await SQLiteStore.open(path: path)
+        let count = try await store.read { db in try await db.raw("SELECT COUNT(*) AS c FROM t").first()!.decode(column: "c", as: Int.self) }
+        #expect(count == 50)
+        try await store.close()
+    }
+
     @Test func idsSortByCreationTime() {
         let earlier = SortableID.make("cv_", nowMs: 1_700_000_000_000)
         let later = SortableID.make("cv_", nowMs: 1_700_000_000_001)
