@@ -162,11 +162,12 @@ public struct ConversationServiceHandler: ConversationService.Handler {
             _ = try InputRules.text(referral.channel, "referral.channel", max: InputRules.maxNameLength, required: false)
             _ = try InputRules.text(referral.campaign, "referral.campaign", max: InputRules.maxNameLength, required: false)
         }
-        let message = IncomingMessage(
-            pageId: pageId, customerExternalId: external, customerName: name, kind: request.kind, sender: request.sender,
-            staffId: request.staffId, text: request.text, postId: request.postId, sentAtMs: sentAt, referral: request.referral
-        )
-        return try await store.ingest(message, shop: request.shopId, nowMs: nowMs)
+        var message = request
+        message.pageId = pageId
+        message.customerExternalId = external
+        message.customerName = name
+        message.sentAtMs = sentAt
+        return try await store.ingest(message, nowMs: nowMs)
     }
 
     public func listConversations(_ request: ListConversationsRequest, context: ServerContext) async throws -> ListConversationsResponse {

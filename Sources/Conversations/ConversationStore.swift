@@ -22,7 +22,8 @@ public protocol ConversationStore: Sendable {
     ) async throws -> SyncFacebookLabelsResponse
 
     // Conversations and messages (R-CONV-1..3, R-CONV-5, R-CONV-8, R-TAG-5)
-    func ingest(_ message: IncomingMessage, shop: String, nowMs: Int64) async throws -> IngestMessageResponse
+    /// `message` has been checked, its names trimmed and `sent_at_ms` set.
+    func ingest(_ message: IngestMessageRequest, nowMs: Int64) async throws -> IngestMessageResponse
     func listConversations(shop: String, filter: ConversationFilter) async throws -> ListConversationsResponse
     func conversation(shop: String, id: String) async throws -> Conversation
     func listMessages(shop: String, conversationId: String, pageSize: Int, after: String?) async throws -> ListMessagesResponse
@@ -48,36 +49,6 @@ public protocol ConversationStore: Sendable {
     /// The message and assignment history R-REP-1 is computed from: every event of
     /// the page's conversations that had a staff reply, assignment or close in [fromMs, toMs).
     func staffHistory(shop: String, pageId: String, fromMs: Int64, toMs: Int64) async throws -> [StaffConversationStatsCalculator.Event]
-}
-
-/// A message or comment as IngestMessage delivers it, already checked.
-public struct IncomingMessage: Sendable {
-    public var pageId: String
-    public var customerExternalId: String
-    public var customerName: String
-    public var kind: ChatMessage.Kind
-    public var sender: ChatMessage.Sender
-    public var staffId: String
-    public var text: String
-    public var postId: String
-    public var sentAtMs: Int64
-    public var referral: Referral?
-
-    public init(
-        pageId: String, customerExternalId: String, customerName: String, kind: ChatMessage.Kind, sender: ChatMessage.Sender,
-        staffId: String, text: String, postId: String, sentAtMs: Int64, referral: Referral?
-    ) {
-        self.pageId = pageId
-        self.customerExternalId = customerExternalId
-        self.customerName = customerName
-        self.kind = kind
-        self.sender = sender
-        self.staffId = staffId
-        self.text = text
-        self.postId = postId
-        self.sentAtMs = sentAtMs
-        self.referral = referral
-    }
 }
 
 /// R-TAG-5: which conversations ListConversations returns, newest activity first.

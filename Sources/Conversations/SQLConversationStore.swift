@@ -345,7 +345,8 @@ public struct SQLConversationStore: ConversationStore {
 
     // MARK: Conversations
 
-    public func ingest(_ message: IncomingMessage, shop: String, nowMs: Int64) async throws -> IngestMessageResponse {
+    public func ingest(_ message: IngestMessageRequest, nowMs: Int64) async throws -> IngestMessageResponse {
+        let shop = message.shopId
         // Capture is pure text work: done before the transaction so the writer is held for SQL only.
         let capturedPhone = message.sender == .customer ? ContactCapture.phone(in: message.text) : nil
         let capturedAddress = message.sender == .customer ? ContactCapture.address(in: message.text) : nil
