@@ -1,4 +1,5 @@
 @testable import Conversations
+import MeshRPC
 import Testing
 
 @Suite struct StaffConversationStatsTests {

@@ -1,0 +1,23 @@
+import Foundation
+import MeshRPC
+import Testing
+
+@Suite struct VietnamTimeTests {
+    @Test func daysTurnAtVietnamMidnight() {
+        // 2026-11-24 16:59:59.999 UTC is 23:59:59.999 in Vietnam; a millisecond later it is the 25th.
+        let midnight = VietnamTime.ms(year: 2026, month: 11, day: 25)
+        #expect(midnight == 1_795_539_600_000)  // 2026-11-24T17:00:00Z
+        #expect(VietnamTime.dateString(atMs: midnight - 1) == "2026-11-24")
+        #expect(VietnamTime.dateString(atMs: midnight) == "2026-11-25")
+        #expect(VietnamTime.dayNumber(atMs: midnight) == VietnamTime.dayNumber(atMs: midnight - 1) + 1)
+        #expect(VietnamTime.dayNumber(atMs: midnight) == VietnamTime.daysFromCivil(year: 2026, month: 11, day: 25))
+    }
+
+    @Test func datesRoundTripAcrossLeapYearsAndBeforeTheEpoch() {
+        for (y, m, d) in [(2024, 2, 29), (2000, 2, 29), (1969, 12, 31), (1900, 3, 1), (2099, 12, 31)] {
+            let at = VietnamTime.ms(year: y, month: m, day: d, hour: 12)
+            let expected = String(format: "%04d-%02d-%02d", y, m, d)
+            #expect(VietnamTime.dateString(atMs: at) == expected)
+        }
+    }
+}
