@@ -1,4 +1,5 @@
 import Foundation
+import MeshRPC
 
 /// R-CONV-3: the phone number and postal address a customer writes in a
 /// message, found without staff asking again. Conservative on purpose: a
@@ -7,36 +8,9 @@ import Foundation
 public enum ContactCapture {
     // MARK: Phone
 
-    /// Vietnamese mobile numbers as stored: "0" + 9 digits, the second digit one
-    /// of the mobile ranges (03, 05, 07, 08, 09).
+    /// A number as staff or a form gives it, normalised (see `VietnamPhone`).
     public static func normalizePhone(_ raw: String) -> String? {
-        var digits = ""
-        var plus = false
-        for ch in VietnameseText.foldedCharacters(raw) {
-            if ch.isASCII, ch.isNumber {
-                digits.append(ch)
-            } else if ch == "+", digits.isEmpty, !plus {
-                plus = true
-            } else if ch == " " || ch == "." || ch == "-" || ch == "(" || ch == ")" {
-                continue
-            } else {
-                return nil
-            }
-        }
-        return canonicalPhone(digits, hadPlus: plus)
-    }
-
-    private static func canonicalPhone(_ digits: String, hadPlus: Bool) -> String? {
-        let national: String
-        if digits.hasPrefix("84"), digits.count == 11 {
-            national = "0" + digits.dropFirst(2)
-        } else if digits.hasPrefix("0"), digits.count == 10, !hadPlus {
-            national = digits
-        } else {
-            return nil
-        }
-        let second = national[national.index(after: national.startIndex)]
-        return "35789".contains(second) ? national : nil
+        VietnamPhone.normalize(raw)
     }
 
     /// The first mobile number written in `text`, normalised; nil when there is none.
@@ -90,7 +64,7 @@ public enum ContactCapture {
                         if digits.count > 11 { break }
                         let hadPlus = plus && first == 0
                         let endsGroupRun = last == groups.count - 1 || digits.count >= 10
-                        if endsGroupRun, let number = canonicalPhone(digits, hadPlus: hadPlus) {
+                        if endsGroupRun, let number = VietnamPhone.canonical(digits: digits, hadPlus: hadPlus) {
                             let start = hadPlus ? i : groups[first].1
                             return (number, start..<groups[last].2)
                         }

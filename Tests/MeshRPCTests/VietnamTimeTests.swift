@@ -21,3 +21,19 @@ import Testing
         }
     }
 }
+
+@Suite struct VietnamPhoneTests {
+    @Test(arguments: [
+        ("0912345678", "0912345678"), ("+84 912 345 678", "0912345678"), ("84912345678", "0912345678"),
+        ("0912.345.678", "0912345678"), ("(091) 234-5678", "0912345678"), ("０９１２３４５６７８", "0912345678"),
+        ("0388123456", "0388123456"),
+    ])
+    func writtenFormsNormalise(raw: String, stored: String) {
+        #expect(VietnamPhone.normalize(raw) == stored)
+    }
+
+    @Test(arguments: ["0212345678", "091234567", "09123456789", "+0912345678", "0912a45678", "", "84 2 1234 5678"])
+    func nonMobileNumbersAreRefused(raw: String) {
+        #expect(VietnamPhone.normalize(raw) == nil)
+    }
+}
