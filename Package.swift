@@ -72,7 +72,7 @@ let package = Package(
             dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")]
         ),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
-        .target(name: "Messaging", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI"]),
+        .target(name: "Messaging", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // The runtime's own test service (chatmesh.testing.v1.EchoService).
         .target(name: "MeshEcho", dependencies: ["MeshRPC", "ChatMeshAPI"]),
         .executableTarget(
@@ -117,7 +117,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
-        .testTarget(name: "MessagingTests", dependencies: ["Messaging", "ChatMeshAPI"]),
+        .testTarget(name: "MessagingTests", dependencies: ["Messaging", "ChatMeshAPI", "MeshRPC", "MeshStore"]),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),

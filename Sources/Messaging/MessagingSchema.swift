@@ -29,6 +29,7 @@ public enum MessagingSchema {
                 shop_id TEXT NOT NULL, message_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, channel BIGINT NOT NULL,
                 recipient TEXT NOT NULL, template_id TEXT NOT NULL, body TEXT NOT NULL, customer_id TEXT NOT NULL DEFAULT '',
                 status TEXT NOT NULL, cost_vnd BIGINT NOT NULL, error TEXT NOT NULL DEFAULT '', attempts BIGINT NOT NULL DEFAULT 0,
+                provider TEXT NOT NULL DEFAULT '', params TEXT NOT NULL DEFAULT '',
                 broadcast_id TEXT NOT NULL DEFAULT '', created_at_ms BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL,
                 PRIMARY KEY (shop_id, message_id),
                 UNIQUE (shop_id, idempotency_key))

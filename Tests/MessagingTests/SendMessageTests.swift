@@ -1,0 +1,193 @@
+import ChatMeshAPI
+import Foundation
+@testable import Messaging
+import MeshRPC
+import MeshStore
+import Synchronization
+import Testing
+
+/// A provider that records what it was given and answers as scripted.
+final class ScriptedAdapter: DeliveryAdapter {
+    let name = "scripted"
+    private let state = Mutex<(delivered: [Delivery], next: [DeliveryOutcome])>(([], []))
+
+    func answer(_ outcomes: DeliveryOutcome...) {
+        state.withLock { $0.next += outcomes }
+    }
+
+    var deliveries: [Delivery] { state.withLock { $0.delivered } }
+
+    func deliver(_ delivery: Delivery) async -> DeliveryOutcome {
+        state.withLock { state in
+            state.delivered.append(delivery)
+            return state.next.isEmpty ? .delivered(providerId: "p-\(delivery.messageId)") : state.next.removeFirst()
+        }
+    }
+}
+
+struct MessagingHarness {
+    static let shop = "shop-m"
+    static let key = "messaging-tests-key"
+    let database: SQLiteStore
+    let store: MessagingStore
+    let zns = ScriptedAdapter()
+    let email = ScriptedAdapter()
+    let client: MessagingService.Client
+
+    static func make() async throws -> MessagingHarness {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("messaging-\(UUID().uuidString)/messaging.sqlite").path
+        let database = try await SQLiteStore.open(path: path)
+        return try await MessagingHarness(database: database)
+    }
+
+    private init(database: SQLiteStore) async throws {
+        self.database = database
+        store = try await MessagingStore.open(database)
+        let handler = MessagingServiceHandler(store: store, adapters: [.zns: zns, .email: email, .sms: SandboxAdapter()])
+        let router = RPCRouter(services: [handler], verifier: TokenVerifier(key: Self.key))
+        let token = TokenSigner(key: Self.key).mint(shopId: Self.shop, staffId: "svc", role: .service)
+        client = MessagingService.Client(channel: InProcessChannel(router: router), defaultOptions: .bearer(token))
+    }
+
+    func znsTemplate() async throws -> Template {
+        try await client.createTemplate(CreateTemplateRequest(
+            shopId: Self.shop, channel: .zns, name: "Xác nhận đơn", body: "Chào {{name}}, đơn {{code}} đã được xác nhận.",
+            purpose: .transactionUpdate, providerTemplateId: "zns-229"
+        ))
+    }
+
+    func send(_ template: Template, key: String, to recipient: String = "0912345678", params: [String: String] = ["name": "Hoa", "code": "DH1"]) async throws -> SendMessageResponse {
+        try await client.sendMessage(SendMessageRequest(
+            shopId: Self.shop, channel: template.channel, recipient: recipient, templateId: template.templateId, params: params, idempotencyKey: key
+        ))
+    }
+
+    func expectBalanceMatchesLedger() async throws {
+        let balance = try await client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd
+        #expect(balance == (try await store.ledgerSum(shop: Self.shop)))
+        #expect(balance >= 0)
+    }
+}
+
+@Suite struct SendMessageTests {
+    static let shop = MessagingHarness.shop
+
+    func expectStatus(_ code: RPCError.Code, naming field: String, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async {
+        do {
+            try await body()
+            Issue.record("expected \(code.name) naming \(field)", sourceLocation: sourceLocation)
+        } catch let error as RPCError {
+            #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+            #expect(error.message.contains(field), "\(error.message)", sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func aSendIsRenderedDeliveredAndChargedOnceByKey() async throws {
+        let h = try await MessagingHarness.make()
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 1_000, paymentRef: "napas-1"))
+        let template = try await h.znsTemplate()
+        #expect(template.placeholders == ["name", "code"] && template.enabled)
+        let first = try await h.send(template, key: "order-DH1-confirm", to: "+84 912 345 678")
+        #expect(first.status == "DELIVERED" && first.costVnd == 300)
+        // The same key again: the same answer, nothing delivered or charged twice.
+        let again = try await h.send(template, key: "order-DH1-confirm")
+        #expect(again == first)
+        #expect(h.zns.deliveries.count == 1)
+        #expect(h.zns.deliveries[0].text == "Chào Hoa, đơn DH1 đã được xác nhận.")
+        #expect(h.zns.deliveries[0].recipient == "0912345678" && h.zns.deliveries[0].providerTemplateId == "zns-229")
+        #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 700)
+        try await h.expectBalanceMatchesLedger()
+        try await h.database.close()
+    }
+
+    @Test func aMissingParameterSendsNothing() async throws {
+        let h = try await MessagingHarness.make()
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 1_000, paymentRef: "r"))
+        let template = try await h.znsTemplate()
+        await expectStatus(.invalidArgument, naming: "{{code}}") {
+            _ = try await h.send(template, key: "k1", params: ["name": "Hoa"])
+        }
+        await expectStatus(.invalidArgument, naming: "{{name}}") {
+            _ = try await h.send(template, key: "k2", params: ["name": "", "code": "DH1"])
+        }
+        #expect(h.zns.deliveries.isEmpty)
+        #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 1_000)
+        try await h.database.close()
+    }
+
+    @Test func aSendTheBalanceCannotCoverIsNotSent() async throws {
+        let h = try await MessagingHarness.make()
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 500, paymentRef: "r1"))
+        let template = try await h.znsTemplate()
+        _ = try await h.send(template, key: "a")
+        await expectStatus(.resourceExhausted, naming: "balance") {
+            _ = try await h.send(template, key: "b")
+        }
+        #expect(h.zns.deliveries.count == 1)
+        // After a top-up the same key goes through: the refusal recorded nothing.
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 1_000, paymentRef: "r2"))
+        #expect(try await h.send(template, key: "b").status == "DELIVERED")
+        try await h.expectBalanceMatchesLedger()
+        try await h.database.close()
+    }
+
+    @Test func aRejectedSendGivesItsHoldBackAndATemporaryFailureStaysQueued() async throws {
+        let h = try await MessagingHarness.make()
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 1_000, paymentRef: "r"))
+        let template = try await h.znsTemplate()
+        h.zns.answer(.rejected(code: 3, message: "recipient: Zalo says the phone number is invalid (error -108)"), .failedTemporarily(message: "time-out"))
+        let rejected = try await h.send(template, key: "x")
+        #expect(rejected.status == "FAILED" && rejected.costVnd == 0)
+        let queued = try await h.send(template, key: "y")
+        #expect(queued.status == "QUEUED" && queued.costVnd == 300)
+        #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 700)
+        let pending = try await h.store.queued(beforeMs: Clock.nowMs() + 1, limit: 10)
+        #expect(pending.map(\.messageId) == [queued.messageId])
+        try await h.expectBalanceMatchesLedger()
+        try await h.database.close()
+    }
+
+    @Test func topUpsCountOncePerPaymentReference() async throws {
+        let h = try await MessagingHarness.make()
+        for _ in 0..<3 { _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 50_000, paymentRef: "napas-77")) }
+        #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 50_000)
+        await expectStatus(.failedPrecondition, naming: "payment_ref") {
+            _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 90_000, paymentRef: "napas-77"))
+        }
+        let auto = try await h.client.setAutoTopUp(SetAutoTopUpRequest(shopId: Self.shop, enabled: true, thresholdVnd: 10_000, amountVnd: 100_000))
+        #expect(auto.autoTopUp == AutoTopUp(enabled: true, thresholdVnd: 10_000, amountVnd: 100_000))
+        #expect(auto.balanceVnd == 50_000)
+        try await h.expectBalanceMatchesLedger()
+        try await h.database.close()
+    }
+
+    @Test func badInputIsRefusedNamingTheField() async throws {
+        let h = try await MessagingHarness.make()
+        let zns = try await h.znsTemplate()
+        let mail = try await h.client.createTemplate(CreateTemplateRequest(shopId: Self.shop, channel: .email, name: "Mail", body: "Hi {{name}}", purpose: .marketing))
+        let messenger = try await h.client.createTemplate(CreateTemplateRequest(shopId: Self.shop, channel: .messenger, name: "M", body: "Chào bạn", purpose: .transactionUpdate))
+        let c = h.client
+        let s = Self.shop
+        let cases: [(RPCError.Code, String, () async throws -> Void)] = [
+            (.invalidArgument, "body", { _ = try await c.createTemplate(CreateTemplateRequest(shopId: s, channel: .sms, name: "x", body: "Hi {{name", purpose: .transactionUpdate)) }),
+            (.invalidArgument, "channel", { _ = try await c.createTemplate(CreateTemplateRequest(shopId: s, name: "x", body: "Hi", purpose: .transactionUpdate)) }),
+            (.invalidArgument, "purpose", { _ = try await c.createTemplate(CreateTemplateRequest(shopId: s, channel: .zns, name: "x", body: "Hi", purpose: .marketing, providerTemplateId: "1")) }),
+            (.invalidArgument, "provider_template_id", { _ = try await c.createTemplate(CreateTemplateRequest(shopId: s, channel: .zns, name: "x", body: "Hi", purpose: .transactionUpdate)) }),
+            (.invalidArgument, "recipient", { _ = try await h.send(zns, key: "a", to: "12345") }),
+            (.invalidArgument, "recipient", { _ = try await h.send(mail, key: "b", to: "not-an-address", params: ["name": "x"]) }),
+            (.invalidArgument, "idempotency_key", { _ = try await h.send(zns, key: "") }),
+            (.notFound, "template_id", { _ = try await c.sendMessage(SendMessageRequest(shopId: s, channel: .zns, recipient: "0912345678", templateId: "tpl_x", idempotencyKey: "k")) }),
+            (.invalidArgument, "template_id", { _ = try await c.sendMessage(SendMessageRequest(shopId: s, channel: .sms, recipient: "0912345678", templateId: zns.templateId, params: ["name": "a", "code": "b"], idempotencyKey: "k")) }),
+            (.failedPrecondition, "channel", { _ = try await c.sendMessage(SendMessageRequest(shopId: s, channel: .messenger, recipient: "123", templateId: messenger.templateId, idempotencyKey: "k")) }),
+            (.invalidArgument, "amount_vnd", { _ = try await c.topUp(TopUpRequest(shopId: s, amountVnd: 0, paymentRef: "r")) }),
+            (.invalidArgument, "payment_ref", { _ = try await c.topUp(TopUpRequest(shopId: s, amountVnd: 10, paymentRef: "")) }),
+        ]
+        for (code, field, call) in cases {
+            await expectStatus(code, naming: field, call)
+        }
+        #expect(h.zns.deliveries.isEmpty && h.email.deliveries.isEmpty)
+        try await h.database.close()
+    }
+}
