@@ -117,9 +117,11 @@ let package = Package(
         ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
-        .testTarget(name: "MessagingTests", dependencies: ["Messaging", "ChatMeshAPI", "MeshRPC", "MeshStore"]),
+        // Helpers shared by the service tests (status expectations, scratch databases).
+        .target(name: "MeshTestSupport", dependencies: ["MeshRPC"], path: "Tests/MeshTestSupport"),
+        .testTarget(name: "MessagingTests", dependencies: ["Messaging", "ChatMeshAPI", "MeshRPC", "MeshStore", "MeshTestSupport"]),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),
-        .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "MeshHTTP2Tests",

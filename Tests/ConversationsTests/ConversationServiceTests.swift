@@ -1,23 +1,12 @@
 import ChatMeshAPI
 @testable import Conversations
 import MeshRPC
+import MeshTestSupport
 import Testing
 
 /// ConversationService through the router (token and shop checks included) on a real SQLite file.
 @Suite struct ConversationServiceTests {
     static let shop = ServiceHarness.shop
-
-    func expectStatus(_ code: RPCError.Code, naming field: String, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async {
-        do {
-            try await body()
-            Issue.record("expected \(code.name) naming \(field), got success", sourceLocation: sourceLocation)
-        } catch let error as RPCError {
-            #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-            #expect(error.message.contains(field), "message should name \(field): \(error.message)", sourceLocation: sourceLocation)
-        } catch {
-            Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
-        }
-    }
 
     // MARK: R-TAG-2
 

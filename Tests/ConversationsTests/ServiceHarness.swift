@@ -3,6 +3,7 @@ import ChatMeshAPI
 import Foundation
 import MeshRPC
 import MeshStore
+import MeshTestSupport
 import SQLKit
 import Synchronization
 
@@ -22,8 +23,7 @@ final class ServiceHarness: Sendable {
     static let start = VietnamTime.ms(year: 2026, month: 11, day: 25, hour: 9)
 
     static func make() async throws -> ServiceHarness {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("conversations-\(UUID().uuidString)/conversation.sqlite").path
-        let database = try await SQLiteStore.open(path: path)
+        let database = try await SQLiteStore.open(path: temporaryDatabasePath("conversation"))
         return try await ServiceHarness(database: database)
     }
 

@@ -2,6 +2,7 @@ import ChatMeshAPI
 import Foundation
 @testable import Messaging
 import MeshRPC
+import MeshTestSupport
 import MeshStore
 import Synchronization
 import Testing
@@ -35,8 +36,7 @@ struct MessagingHarness {
     let client: MessagingService.Client
 
     static func make() async throws -> MessagingHarness {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("messaging-\(UUID().uuidString)/messaging.sqlite").path
-        let database = try await SQLiteStore.open(path: path)
+        let database = try await SQLiteStore.open(path: temporaryDatabasePath("messaging"))
         return try await MessagingHarness(database: database)
     }
 
@@ -71,18 +71,6 @@ struct MessagingHarness {
 
 @Suite struct SendMessageTests {
     static let shop = MessagingHarness.shop
-
-    func expectStatus(_ code: RPCError.Code, naming field: String, _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async {
-        do {
-            try await body()
-            Issue.record("expected \(code.name) naming \(field)", sourceLocation: sourceLocation)
-        } catch let error as RPCError {
-            #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-            #expect(error.message.contains(field), "\(error.message)", sourceLocation: sourceLocation)
-        } catch {
-            Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
-        }
-    }
 
     @Test func aSendIsRenderedDeliveredAndChargedOnceByKey() async throws {
         let h = try await MessagingHarness.make()
