@@ -31,10 +31,31 @@ public enum MessagingSchema {
                 status TEXT NOT NULL, cost_vnd BIGINT NOT NULL, error TEXT NOT NULL DEFAULT '', attempts BIGINT NOT NULL DEFAULT 0,
                 provider TEXT NOT NULL DEFAULT '', params TEXT NOT NULL DEFAULT '',
                 broadcast_id TEXT NOT NULL DEFAULT '', created_at_ms BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL,
+                day BIGINT NOT NULL,
                 PRIMARY KEY (shop_id, message_id),
                 UNIQUE (shop_id, idempotency_key))
             """,
             "CREATE INDEX messages_by_status ON messages (status, updated_at_ms)",
+            "CREATE INDEX messages_by_day ON messages (shop_id, channel, day)",
+            // R-ZNS-1..2: delivered and negative counts per Vietnam day, for the OA and per template.
+            """
+            CREATE TABLE zns_days (
+                shop_id TEXT NOT NULL, day BIGINT NOT NULL, delivered BIGINT NOT NULL DEFAULT 0, negative BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, day))
+            """,
+            """
+            CREATE TABLE zns_template_days (
+                shop_id TEXT NOT NULL, template_id TEXT NOT NULL, day BIGINT NOT NULL,
+                delivered BIGINT NOT NULL DEFAULT 0, negative BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, template_id, day))
+            """,
+            // The OA's standing (ZnsQualityState as JSON) after every day up to closed_through_day.
+            "CREATE TABLE zns_state (shop_id TEXT NOT NULL PRIMARY KEY, state TEXT NOT NULL, closed_through_day BIGINT NOT NULL)",
+            """
+            CREATE TABLE feedback (
+                shop_id TEXT NOT NULL, message_id TEXT NOT NULL, negative BIGINT NOT NULL, at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, message_id))
+            """,
         ]),
     ]
 }

@@ -3,23 +3,25 @@ import Foundation
 import MeshRPC
 import MeshStore
 
-/// chatmesh.v1.MessagingService. Templates, the balance and transactional
-/// sends are here; broadcasts, ZNS quality and chatbot scenarios are still
-/// being built (issue 6) and answer UNIMPLEMENTED until then.
+/// chatmesh.v1.MessagingService. Templates, the balance, transactional sends
+/// and ZNS quality are here; broadcasts and chatbot scenarios are still being
+/// built (issue 6) and answer UNIMPLEMENTED until then.
 public struct MessagingServiceHandler: MessagingService.Handler {
     let store: MessagingStore
     let adapters: [Template.Channel: any DeliveryAdapter]
     let prices: MessagePrices
+    let zns: ZnsQualityPolicy
     let now: @Sendable () -> Int64
 
     /// - Parameter adapters: the provider of each channel; a channel without one refuses sends (FAILED_PRECONDITION).
     public init(
         store: MessagingStore, adapters: [Template.Channel: any DeliveryAdapter], prices: MessagePrices = MessagePrices(),
-        now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+        zns: ZnsQualityPolicy = ZnsQualityPolicy(), now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
     ) {
         self.store = store
         self.adapters = adapters
         self.prices = prices
+        self.zns = zns
         self.now = now
     }
 
@@ -115,8 +117,8 @@ public struct MessagingServiceHandler: MessagingService.Handler {
             throw RPCError.failedPrecondition("channel: no provider is configured for \(channel.protoName)")
         }
         let reservation = try await store.reserve(
-            shop: request.shopId, idempotencyKey: key, channel: channel, recipient: recipient, templateId: template.templateId, body: body,
-            customerId: request.customerId, priceVnd: prices.price(channel), nowMs: now()
+            shop: request.shopId, idempotencyKey: key, channel: channel, recipient: recipient, template: template, body: body,
+            customerId: request.customerId, priceVnd: prices.price(channel), zns: channel == .zns ? zns : nil, nowMs: now()
         )
         let messageId: String
         switch reservation {
@@ -158,6 +160,18 @@ public struct MessagingServiceHandler: MessagingService.Handler {
         }
     }
 
+    // MARK: ZNS quality (R-ZNS-1..3)
+
+    public func recordFeedback(_ request: RecordFeedbackRequest, context: ServerContext) async throws -> Empty {
+        if request.messageId.isEmpty { throw RPCError.invalidArgument("message_id is required") }
+        try await store.recordFeedback(shop: request.shopId, messageId: request.messageId, negative: request.negative, nowMs: now())
+        return Empty()
+    }
+
+    public func getZnsQuality(_ request: ShopRequest, context: ServerContext) async throws -> ZnsQuality {
+        try await store.znsQuality(shop: request.shopId, policy: zns, nowMs: now())
+    }
+
     // MARK: Still being built (issue 6)
 
     static func notYet(_ what: String) -> RPCError {
@@ -167,8 +181,6 @@ public struct MessagingServiceHandler: MessagingService.Handler {
     public func createBroadcast(_ request: CreateBroadcastRequest, context: ServerContext) async throws -> Broadcast { throw Self.notYet("CreateBroadcast") }
     public func getBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast { throw Self.notYet("GetBroadcast") }
     public func cancelBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast { throw Self.notYet("CancelBroadcast") }
-    public func recordFeedback(_ request: RecordFeedbackRequest, context: ServerContext) async throws -> Empty { throw Self.notYet("RecordFeedback") }
-    public func getZnsQuality(_ request: ShopRequest, context: ServerContext) async throws -> ZnsQuality { throw Self.notYet("GetZnsQuality") }
     public func createScenario(_ request: CreateScenarioRequest, context: ServerContext) async throws -> Scenario { throw Self.notYet("CreateScenario") }
     public func listScenarios(_ request: ShopRequest, context: ServerContext) async throws -> ListScenariosResponse { throw Self.notYet("ListScenarios") }
     public func onTagAttached(_ request: OnTagAttachedRequest, context: ServerContext) async throws -> OnTagAttachedResponse { throw Self.notYet("OnTagAttached") }

@@ -1,4 +1,5 @@
 import ChatMeshAPI
+import Foundation
 import MeshRPC
 import MeshStore
 import SQLKit
@@ -154,15 +155,31 @@ public struct MessagingStore: Sendable {
 
     /// Records a send as QUEUED and holds its price, or answers what the same key got before.
     /// RESOURCE_EXHAUSTED when the balance cannot cover the price; nothing is written then.
+    /// For ZNS (`zns` given) the template's purpose must be one the OA may use and
+    /// today's quota must have room (R-ZNS-2..3), judged on the standing as of today.
     public func reserve(
-        shop: String, idempotencyKey: String, channel: Template.Channel, recipient: String, templateId: String, body: String,
-        customerId: String, priceVnd: Int64, nowMs: Int64
+        shop: String, idempotencyKey: String, channel: Template.Channel, recipient: String, template: Template, body: String,
+        customerId: String, priceVnd: Int64, zns: ZnsQualityPolicy?, nowMs: Int64
     ) async throws -> Reservation {
-        try await db.write { db in
+        let day = VietnamTime.dayNumber(atMs: nowMs)
+        let templateId = template.templateId
+        return try await db.write { db in
             if let row = try await db.raw("""
                 SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND idempotency_key = \(bind: idempotencyKey)
                 """).first() {
                 return .existing(try Self.response(row))
+            }
+            if let zns {
+                let state = try await Self.znsState(db, shop: shop, today: day, policy: zns)
+                guard state.allowedPurposes.contains(template.purpose) else {
+                    throw RPCError.failedPrecondition(
+                        "template_id: this OA may not yet send \(template.purpose.protoName) messages; it may send \(state.allowedPurposes.map(\.protoName).joined(separator: ", ")) (R-ZNS-3)"
+                    )
+                }
+                let sent = try await Self.znsSent(db, shop: shop, day: day)
+                guard sent < state.quota else {
+                    throw RPCError.resourceExhausted("quota: today's ZNS quota of \(state.quota) messages is used up; it renews at midnight Vietnam time (R-ZNS-2)")
+                }
             }
             let balance = try await Self.balance(db, shop: shop).balanceVnd
             if priceVnd > balance {
@@ -176,9 +193,10 @@ public struct MessagingStore: Sendable {
             }
             try await db.raw("""
                 INSERT INTO messages (shop_id, message_id, idempotency_key, channel, recipient, template_id, body, customer_id, status, cost_vnd,
-                                      created_at_ms, updated_at_ms)
+                                      created_at_ms, updated_at_ms, day)
                 VALUES (\(bind: shop), \(bind: messageId), \(bind: idempotencyKey), \(bind: Int64(channel.rawValue)), \(bind: recipient),
-                        \(bind: templateId), \(bind: body), \(bind: customerId), \(bind: "QUEUED"), \(bind: priceVnd), \(bind: nowMs), \(bind: nowMs))
+                        \(bind: templateId), \(bind: body), \(bind: customerId), \(bind: "QUEUED"), \(bind: priceVnd), \(bind: nowMs), \(bind: nowMs),
+                        \(bind: day))
                 """).run()
             return .reserved(messageId: messageId)
         }
@@ -208,8 +226,16 @@ public struct MessagingStore: Sendable {
                 UPDATE messages SET status = \(bind: status), error = \(bind: error), attempts = attempts + 1, updated_at_ms = \(bind: nowMs),
                        provider = \(bind: provider)
                 """ + costUpdate + " WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").run()
-            guard let row = try await db.raw("SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first() else {
+            guard let row = try await db.raw("""
+                SELECT message_id, status, cost_vnd, channel, template_id, day FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
+                """).first() else {
                 throw RPCError.notFound("message_id: no message \(messageId)")
+            }
+            if status == "DELIVERED", try row.decode(column: "channel", as: Int64.self) == Int64(Template.Channel.zns.rawValue) {
+                try await Self.countZns(
+                    db, shop: shop, templateId: try row.decode(column: "template_id", as: String.self), day: try row.decode(column: "day", as: Int64.self),
+                    delivered: 1, negative: 0
+                )
             }
             return try Self.response(row)
         }
@@ -223,6 +249,127 @@ public struct MessagingStore: Sendable {
                 SELECT shop_id, message_id FROM messages WHERE status = 'QUEUED' AND updated_at_ms < \(bind: beforeMs)
                 ORDER BY updated_at_ms LIMIT \(literal: limit)
                 """).all().map { (try $0.decode(column: "shop_id", as: String.self), try $0.decode(column: "message_id", as: String.self)) }
+        }
+    }
+
+    // MARK: ZNS quality (R-ZNS-1..3)
+
+    static func znsSent(_ db: any SQLDatabase, shop: String, day: Int64) async throws -> Int {
+        try await db.raw("""
+            SELECT COUNT(*) AS n FROM messages WHERE shop_id = \(bind: shop) AND channel = \(bind: Int64(Template.Channel.zns.rawValue))
+              AND day = \(bind: day) AND status <> 'FAILED'
+            """).first()!.decode(column: "n", as: Int.self)
+    }
+
+    static func countZns(_ db: any SQLDatabase, shop: String, templateId: String, day: Int64, delivered: Int64, negative: Int64) async throws {
+        try await db.raw("""
+            INSERT INTO zns_days (shop_id, day, delivered, negative) VALUES (\(bind: shop), \(bind: day), \(bind: delivered), \(bind: negative))
+            ON CONFLICT (shop_id, day) DO UPDATE SET delivered = zns_days.delivered + \(bind: delivered), negative = zns_days.negative + \(bind: negative)
+            """).run()
+        try await db.raw("""
+            INSERT INTO zns_template_days (shop_id, template_id, day, delivered, negative)
+            VALUES (\(bind: shop), \(bind: templateId), \(bind: day), \(bind: delivered), \(bind: negative))
+            ON CONFLICT (shop_id, template_id, day) DO UPDATE SET delivered = zns_template_days.delivered + \(bind: delivered),
+                negative = zns_template_days.negative + \(bind: negative)
+            """).run()
+    }
+
+    /// The OA's standing as of `today`: every day before it that has not been
+    /// judged yet is closed in order (a Poor day disables the templates over the
+    /// limit), and the result is saved. A shop's first day starts fresh.
+    static func znsState(_ db: any SQLDatabase, shop: String, today: Int64, policy: ZnsQualityPolicy) async throws -> ZnsQualityState {
+        var state = ZnsQualityState(policy: policy)
+        var closedThrough = today - 1
+        var saved = false
+        if let row = try await db.raw("SELECT state, closed_through_day FROM zns_state WHERE shop_id = \(bind: shop)").first() {
+            state = try JSONDecoder().decode(ZnsQualityState.self, from: Data(try row.decode(column: "state", as: String.self).utf8))
+            closedThrough = try row.decode(column: "closed_through_day", as: Int64.self)
+            saved = true
+        }
+        if saved && closedThrough >= today - 1 { return state }
+        if closedThrough < today - 1 {
+            let rows = try await db.raw("""
+                SELECT day, delivered, negative FROM zns_days WHERE shop_id = \(bind: shop) AND day > \(bind: closedThrough) AND day < \(bind: today)
+                """).all()
+            var days: [Int64: ZnsQualityState.Day] = [:]
+            for row in rows {
+                days[try row.decode(column: "day", as: Int64.self)] = .init(
+                    delivered: try row.decode(column: "delivered", as: Int.self), negative: try row.decode(column: "negative", as: Int.self)
+                )
+            }
+            // An OA idle for years needs no more than a window and a spell of empty days to be judged.
+            let first = max(closedThrough + 1, today - 400)
+            for day in first..<today {
+                state.close(days[day] ?? .init(delivered: 0, negative: 0), policy: policy)
+                if state.level(policy) == .poor {
+                    try await disablePoorTemplates(db, shop: shop, throughDay: day, policy: policy)
+                }
+            }
+        }
+        let json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        try await db.raw("""
+            INSERT INTO zns_state (shop_id, state, closed_through_day) VALUES (\(bind: shop), \(bind: json), \(bind: today - 1))
+            ON CONFLICT (shop_id) DO UPDATE SET state = \(bind: json), closed_through_day = \(bind: today - 1)
+            """).run()
+        return state
+    }
+
+    static func disablePoorTemplates(_ db: any SQLDatabase, shop: String, throughDay day: Int64, policy: ZnsQualityPolicy) async throws {
+        let rows = try await db.raw("""
+            SELECT template_id, SUM(delivered) AS d, SUM(negative) AS n FROM zns_template_days
+            WHERE shop_id = \(bind: shop) AND day > \(bind: day - Int64(policy.rateWindowDays)) AND day <= \(bind: day)
+            GROUP BY template_id
+            """).all()
+        var stats: [String: ZnsQualityState.Day] = [:]
+        for row in rows {
+            stats[try row.decode(column: "template_id", as: String.self)] = .init(
+                delivered: try row.decode(column: "d", as: Int.self), negative: try row.decode(column: "n", as: Int.self)
+            )
+        }
+        let poor = ZnsQualityState.poorTemplates(stats, policy: policy)
+        if !poor.isEmpty {
+            try await db.raw("UPDATE templates SET enabled = 0 WHERE shop_id = \(bind: shop) AND template_id IN (\(binds: poor))").run()
+        }
+    }
+
+    /// R-ZNS-1: a recipient's feedback on a delivered ZNS message, counted once per message
+    /// against the day it was sent.
+    public func recordFeedback(shop: String, messageId: String, negative: Bool, nowMs: Int64) async throws {
+        try await db.write { db in
+            guard let row = try await db.raw("""
+                SELECT channel, status, template_id, day FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
+                """).first() else {
+                throw RPCError.notFound("message_id: no message \(messageId)")
+            }
+            guard try row.decode(column: "channel", as: Int64.self) == Int64(Template.Channel.zns.rawValue) else {
+                throw RPCError.failedPrecondition("message_id: feedback is rated for ZNS messages only (R-ZNS-1)")
+            }
+            guard try row.decode(column: "status", as: String.self) == "DELIVERED" else {
+                throw RPCError.failedPrecondition("message_id: message \(messageId) was not delivered")
+            }
+            if try await db.raw("SELECT message_id FROM feedback WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first() != nil {
+                return
+            }
+            try await db.raw("""
+                INSERT INTO feedback (shop_id, message_id, negative, at_ms) VALUES (\(bind: shop), \(bind: messageId), \(bind: negative ? 1 : 0 as Int64), \(bind: nowMs))
+                """).run()
+            if negative {
+                try await Self.countZns(
+                    db, shop: shop, templateId: try row.decode(column: "template_id", as: String.self), day: try row.decode(column: "day", as: Int64.self),
+                    delivered: 0, negative: 1
+                )
+            }
+        }
+    }
+
+    public func znsQuality(shop: String, policy: ZnsQualityPolicy, nowMs: Int64) async throws -> ZnsQuality {
+        let today = VietnamTime.dayNumber(atMs: nowMs)
+        return try await db.write { db in
+            let state = try await Self.znsState(db, shop: shop, today: today, policy: policy)
+            return ZnsQuality(
+                level: state.level(policy), negativeRate: state.negativeRate(), dailyQuota: Int32(state.quota),
+                sentToday: Int32(try await Self.znsSent(db, shop: shop, day: today)), allowedPurposes: state.allowedPurposes
+            )
         }
     }
 

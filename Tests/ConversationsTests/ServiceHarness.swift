@@ -97,17 +97,3 @@ final class ServiceHarness: Sendable {
         }
     }
 }
-
-final class TestClock: Sendable {
-    private let value: Mutex<Int64>
-
-    init(_ start: Int64) {
-        value = Mutex(start)
-    }
-
-    var now: Int64 { value.withLock { $0 } }
-
-    func advance(ms: Int64) {
-        value.withLock { $0 += ms }
-    }
-}

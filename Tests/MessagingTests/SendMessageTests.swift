@@ -34,16 +34,21 @@ struct MessagingHarness {
     let zns = ScriptedAdapter()
     let email = ScriptedAdapter()
     let client: MessagingService.Client
+    /// 2026-11-25 10:00 Vietnam time.
+    let clock = TestClock(VietnamTime.ms(year: 2026, month: 11, day: 25, hour: 10))
 
-    static func make() async throws -> MessagingHarness {
+    static func make(zns: ZnsQualityPolicy = ZnsQualityPolicy()) async throws -> MessagingHarness {
         let database = try await SQLiteStore.open(path: temporaryDatabasePath("messaging"))
-        return try await MessagingHarness(database: database)
+        return try await MessagingHarness(database: database, zns: zns)
     }
 
-    private init(database: SQLiteStore) async throws {
+    private init(database: SQLiteStore, zns policy: ZnsQualityPolicy) async throws {
         self.database = database
         store = try await MessagingStore.open(database)
-        let handler = MessagingServiceHandler(store: store, adapters: [.zns: zns, .email: email, .sms: SandboxAdapter()])
+        let clock = self.clock
+        let handler = MessagingServiceHandler(
+            store: store, adapters: [.zns: zns, .email: email, .sms: SandboxAdapter()], zns: policy, now: { clock.now }
+        )
         let router = RPCRouter(services: [handler], verifier: TokenVerifier(key: Self.key))
         let token = TokenSigner(key: Self.key).mint(shopId: Self.shop, staffId: "svc", role: .service)
         client = MessagingService.Client(channel: InProcessChannel(router: router), defaultOptions: .bearer(token))
@@ -131,7 +136,7 @@ struct MessagingHarness {
         let queued = try await h.send(template, key: "y")
         #expect(queued.status == "QUEUED" && queued.costVnd == 300)
         #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 700)
-        let pending = try await h.store.queued(beforeMs: Clock.nowMs() + 1, limit: 10)
+        let pending = try await h.store.queued(beforeMs: h.clock.now + 1, limit: 10)
         #expect(pending.map(\.messageId) == [queued.messageId])
         try await h.expectBalanceMatchesLedger()
         try await h.database.close()
