@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "chatmesh", targets: ["chatmesh"]),
         .executable(name: "mesh-echo", targets: ["mesh-echo"]),
         .executable(name: "conversation-svc", targets: ["conversation-svc"]),
+        .executable(name: "messaging-svc", targets: ["messaging-svc"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -89,6 +90,12 @@ let package = Package(
             name: "conversation-svc",
             dependencies: ["Conversations", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/conversation-svc",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "messaging-svc",
+            dependencies: ["Messaging", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            path: "services/messaging-svc",
             exclude: ["README.md"]
         ),
         .executableTarget(

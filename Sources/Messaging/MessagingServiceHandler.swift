@@ -118,7 +118,7 @@ public struct MessagingServiceHandler: MessagingService.Handler {
         }
         let reservation = try await store.reserve(
             shop: request.shopId, idempotencyKey: key, channel: channel, recipient: recipient, template: template, body: body,
-            customerId: request.customerId, priceVnd: prices.price(channel), zns: channel == .zns ? zns : nil, nowMs: now()
+            params: request.params, customerId: request.customerId, priceVnd: prices.price(channel), zns: channel == .zns ? zns : nil, nowMs: now()
         )
         let messageId: String
         switch reservation {
@@ -132,6 +132,19 @@ public struct MessagingServiceHandler: MessagingService.Handler {
             params: request.params
         ))
         return try await store.settle(shop: request.shopId, messageId: messageId, outcome: outcome, provider: adapter.name, nowMs: now())
+    }
+
+    /// Delivers again what a crash or a provider's temporary failure left QUEUED
+    /// for longer than `after` (well past any adapter's time-out, so nothing in
+    /// flight is sent twice). Returns how many were tried.
+    public func redeliverQueued(after: Int64 = 60_000, limit: Int = 500) async throws -> Int {
+        let queued = try await store.queued(beforeMs: now() - after, limit: limit)
+        for (shop, delivery) in queued {
+            guard let adapter = adapters[delivery.channel] else { continue }
+            let outcome = await adapter.deliver(delivery)
+            _ = try await store.settle(shop: shop, messageId: delivery.messageId, outcome: outcome, provider: adapter.name, nowMs: now())
+        }
+        return queued.count
     }
 
     /// Who a channel can reach: a mobile number for ZNS and SMS (stored form), an

@@ -159,8 +159,9 @@ public struct MessagingStore: Sendable {
     /// today's quota must have room (R-ZNS-2..3), judged on the standing as of today.
     public func reserve(
         shop: String, idempotencyKey: String, channel: Template.Channel, recipient: String, template: Template, body: String,
-        customerId: String, priceVnd: Int64, zns: ZnsQualityPolicy?, nowMs: Int64
+        params: [String: String], customerId: String, priceVnd: Int64, zns: ZnsQualityPolicy?, nowMs: Int64
     ) async throws -> Reservation {
+        let paramsJSON = String(decoding: try JSONEncoder().encode(params), as: UTF8.self)
         let day = VietnamTime.dayNumber(atMs: nowMs)
         let templateId = template.templateId
         return try await db.write { db in
@@ -193,10 +194,10 @@ public struct MessagingStore: Sendable {
             }
             try await db.raw("""
                 INSERT INTO messages (shop_id, message_id, idempotency_key, channel, recipient, template_id, body, customer_id, status, cost_vnd,
-                                      created_at_ms, updated_at_ms, day)
+                                      created_at_ms, updated_at_ms, day, params)
                 VALUES (\(bind: shop), \(bind: messageId), \(bind: idempotencyKey), \(bind: Int64(channel.rawValue)), \(bind: recipient),
                         \(bind: templateId), \(bind: body), \(bind: customerId), \(bind: "QUEUED"), \(bind: priceVnd), \(bind: nowMs), \(bind: nowMs),
-                        \(bind: day))
+                        \(bind: day), \(bind: paramsJSON))
                 """).run()
             return .reserved(messageId: messageId)
         }
@@ -242,13 +243,26 @@ public struct MessagingStore: Sendable {
     }
 
     /// Messages still QUEUED (a crash between reserve and settle, or a temporary
-    /// failure) last touched before `beforeMs`: the delivery worker sends them again.
-    public func queued(beforeMs: Int64, limit: Int) async throws -> [(shop: String, messageId: String)] {
+    /// failure) last touched before `beforeMs`, as deliveries to make again.
+    public func queued(beforeMs: Int64, limit: Int) async throws -> [(shop: String, delivery: Delivery)] {
         try await db.read { db in
             try await db.raw("""
-                SELECT shop_id, message_id FROM messages WHERE status = 'QUEUED' AND updated_at_ms < \(bind: beforeMs)
-                ORDER BY updated_at_ms LIMIT \(literal: limit)
-                """).all().map { (try $0.decode(column: "shop_id", as: String.self), try $0.decode(column: "message_id", as: String.self)) }
+                SELECT m.shop_id, m.message_id, m.channel, m.recipient, m.body, m.params, COALESCE(t.provider_template_id, '') AS provider_template_id
+                FROM messages m LEFT JOIN templates t ON t.shop_id = m.shop_id AND t.template_id = m.template_id
+                WHERE m.status = 'QUEUED' AND m.updated_at_ms < \(bind: beforeMs)
+                ORDER BY m.updated_at_ms LIMIT \(literal: limit)
+                """).all().map { row in
+                let params = try JSONDecoder().decode([String: String].self, from: Data(try row.decode(column: "params", as: String.self).utf8))
+                return (
+                    try row.decode(column: "shop_id", as: String.self),
+                    Delivery(
+                        messageId: try row.decode(column: "message_id", as: String.self),
+                        channel: .init(rawValue: Int32(try row.decode(column: "channel", as: Int64.self))),
+                        recipient: try row.decode(column: "recipient", as: String.self), text: try row.decode(column: "body", as: String.self),
+                        providerTemplateId: try row.decode(column: "provider_template_id", as: String.self), params: params
+                    )
+                )
+            }
         }
     }
 

@@ -34,6 +34,7 @@ struct MessagingHarness {
     let zns = ScriptedAdapter()
     let email = ScriptedAdapter()
     let client: MessagingService.Client
+    let handler: MessagingServiceHandler
     /// 2026-11-25 10:00 Vietnam time.
     let clock = TestClock(VietnamTime.ms(year: 2026, month: 11, day: 25, hour: 10))
 
@@ -46,7 +47,7 @@ struct MessagingHarness {
         self.database = database
         store = try await MessagingStore.open(database)
         let clock = self.clock
-        let handler = MessagingServiceHandler(
+        handler = MessagingServiceHandler(
             store: store, adapters: [.zns: zns, .email: email, .sms: SandboxAdapter()], zns: policy, now: { clock.now }
         )
         let router = RPCRouter(services: [handler], verifier: TokenVerifier(key: Self.key))
@@ -137,7 +138,15 @@ struct MessagingHarness {
         #expect(queued.status == "QUEUED" && queued.costVnd == 300)
         #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 700)
         let pending = try await h.store.queued(beforeMs: h.clock.now + 1, limit: 10)
-        #expect(pending.map(\.messageId) == [queued.messageId])
+        #expect(pending.map(\.delivery.messageId) == [queued.messageId])
+        #expect(pending.first?.delivery.params == ["name": "Hoa", "code": "DH1"])
+        // The worker leaves it alone while it may still be in flight, then delivers it once.
+        #expect(try await h.handler.redeliverQueued(after: 60_000) == 0)
+        h.clock.advance(ms: 61_000)
+        #expect(try await h.handler.redeliverQueued(after: 60_000) == 1)
+        #expect(h.zns.deliveries.count == 3)
+        #expect(try await h.handler.redeliverQueued(after: 60_000) == 0)
+        #expect(try await h.send(template, key: "y").status == "DELIVERED")
         try await h.expectBalanceMatchesLedger()
         try await h.database.close()
     }
