@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
         .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // C libraries from Debian's -dev packages (libnghttp2-dev, libprotobuf-c-dev).
@@ -74,6 +75,17 @@ let package = Package(
         ),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
         .target(name: "Messaging", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        // messaging-svc's providers, each speaking its real protocol (HTTP/1.1 + TLS clients); wired by the executable.
+        .target(
+            name: "MessagingDelivery",
+            dependencies: [
+                "Messaging", "ChatMeshAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         // The runtime's own test service (chatmesh.testing.v1.EchoService).
         .target(name: "MeshEcho", dependencies: ["MeshRPC", "ChatMeshAPI"]),
         .executableTarget(
@@ -127,6 +139,15 @@ let package = Package(
         // Helpers shared by the service tests (status expectations, scratch databases).
         .target(name: "MeshTestSupport", dependencies: ["MeshRPC"], path: "Tests/MeshTestSupport"),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "ChatMeshAPI", "MeshRPC", "MeshStore", "MeshTestSupport"]),
+        .testTarget(
+            name: "MessagingDeliveryTests",
+            dependencies: [
+                "MessagingDelivery", "Messaging", "ChatMeshAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),

@@ -10,6 +10,8 @@ public struct Delivery: Sendable, Hashable {
     /// ZNS sends a template id and its data rather than text.
     public var providerTemplateId: String
     public var params: [String: String]
+    /// Messenger outside the 24-hour window: a human agent's message, sent with the HUMAN_AGENT tag (R-MSG-5).
+    public var humanAgent: Bool = false
 
     public init(messageId: String, channel: Template.Channel, recipient: String, text: String, providerTemplateId: String = "", params: [String: String] = [:]) {
         self.messageId = messageId
