@@ -10,6 +10,8 @@ public struct Delivery: Sendable, Hashable {
     /// ZNS sends a template id and its data rather than text.
     public var providerTemplateId: String
     public var params: [String: String]
+    /// The e-mail subject (the template's name).
+    public var subject: String = ""
     /// Messenger outside the 24-hour window: a human agent's message, sent with the HUMAN_AGENT tag (R-MSG-5).
     public var humanAgent: Bool = false
 

@@ -127,10 +127,12 @@ public struct MessagingServiceHandler: MessagingService.Handler {
         case .reserved(let id):
             messageId = id
         }
-        let outcome = await adapter.deliver(Delivery(
+        var delivery = Delivery(
             messageId: messageId, channel: channel, recipient: recipient, text: body, providerTemplateId: template.providerTemplateId,
             params: request.params
-        ))
+        )
+        delivery.subject = template.name
+        let outcome = await adapter.deliver(delivery)
         return try await store.settle(shop: request.shopId, messageId: messageId, outcome: outcome, provider: adapter.name, nowMs: now())
     }
 

@@ -247,21 +247,21 @@ public struct MessagingStore: Sendable {
     public func queued(beforeMs: Int64, limit: Int) async throws -> [(shop: String, delivery: Delivery)] {
         try await db.read { db in
             try await db.raw("""
-                SELECT m.shop_id, m.message_id, m.channel, m.recipient, m.body, m.params, COALESCE(t.provider_template_id, '') AS provider_template_id
+                SELECT m.shop_id, m.message_id, m.channel, m.recipient, m.body, m.params, COALESCE(t.provider_template_id, '') AS provider_template_id,
+                       COALESCE(t.name, '') AS template_name
                 FROM messages m LEFT JOIN templates t ON t.shop_id = m.shop_id AND t.template_id = m.template_id
                 WHERE m.status = 'QUEUED' AND m.updated_at_ms < \(bind: beforeMs)
                 ORDER BY m.updated_at_ms LIMIT \(literal: limit)
                 """).all().map { row in
                 let params = try JSONDecoder().decode([String: String].self, from: Data(try row.decode(column: "params", as: String.self).utf8))
-                return (
-                    try row.decode(column: "shop_id", as: String.self),
-                    Delivery(
-                        messageId: try row.decode(column: "message_id", as: String.self),
-                        channel: .init(rawValue: Int32(try row.decode(column: "channel", as: Int64.self))),
-                        recipient: try row.decode(column: "recipient", as: String.self), text: try row.decode(column: "body", as: String.self),
-                        providerTemplateId: try row.decode(column: "provider_template_id", as: String.self), params: params
-                    )
+                var delivery = Delivery(
+                    messageId: try row.decode(column: "message_id", as: String.self),
+                    channel: .init(rawValue: Int32(try row.decode(column: "channel", as: Int64.self))),
+                    recipient: try row.decode(column: "recipient", as: String.self), text: try row.decode(column: "body", as: String.self),
+                    providerTemplateId: try row.decode(column: "provider_template_id", as: String.self), params: params
                 )
+                delivery.subject = try row.decode(column: "template_name", as: String.self)
+                return (try row.decode(column: "shop_id", as: String.self), delivery)
             }
         }
     }
