@@ -567,11 +567,12 @@ public struct SQLConversationStore: ConversationStore {
             if !any.isEmpty {
                 also += " AND EXISTS (SELECT 1 FROM conversation_tags y WHERE y.shop_id = c.shop_id AND y.conversation_id = c.conversation_id AND y.tag_id IN (\(binds: any)))"
             }
-            return "SELECT * FROM (" + range(driving: all[0], also: also) + ")" + order
+            // Subqueries in FROM carry aliases: PostgreSQL before 16 requires them.
+            return "SELECT * FROM (" + range(driving: all[0], also: also) + ") AS tagged" + order
         }
         // UNION (not UNION ALL): a conversation with two of the tags comes once.
-        let branches = any.map { "SELECT * FROM (" + range(driving: $0, also: "") + ")" as SQLQueryString }
-        return "SELECT * FROM (" + branches.joined(separator: " UNION ") + ")" + order
+        let branches = any.enumerated().map { "SELECT * FROM (" + range(driving: $1, also: "") + ") AS tag\(unsafeRaw: String($0))" as SQLQueryString }
+        return "SELECT * FROM (" + branches.joined(separator: " UNION ") + ") AS tagged" + order
     }
 
     static func escapeLike(_ text: String) -> String {
