@@ -79,7 +79,7 @@ let package = Package(
         .target(
             name: "MessagingDelivery",
             dependencies: [
-                "Messaging", "ChatMeshAPI",
+                "Messaging", "MeshRPC", "ChatMeshAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -142,7 +142,7 @@ let package = Package(
         .testTarget(
             name: "MessagingDeliveryTests",
             dependencies: [
-                "MessagingDelivery", "Messaging", "ChatMeshAPI",
+                "MessagingDelivery", "Messaging", "MeshRPC", "ChatMeshAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

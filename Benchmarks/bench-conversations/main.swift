@@ -46,7 +46,6 @@ struct BenchConversations: AsyncParsableCommand {
             let tagIds = try await store.listTags(shop: shop, pageId: page, includeHidden: true).folders.flatMap(\.tags).map(\.tagId)
             let now = Clock.nowMs()
             let perConversation = max(1, messages / conversations)
-            var random = SystemRandomNumberGenerator()
             let batch = 500
             for start in stride(from: 0, to: conversations, by: batch) {
                 let range = start..<min(start + batch, conversations)
@@ -98,7 +97,6 @@ struct BenchConversations: AsyncParsableCommand {
                     }
                 }
             }
-            _ = random.next()
             try await database.write { db in try await db.raw("ANALYZE").run() }
             try await database.close()
             print(String(format: "seeded %d conversations, %d messages in %.1f s", conversations, conversations * perConversation, Date().timeIntervalSince(started)))

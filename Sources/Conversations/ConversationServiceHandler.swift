@@ -119,8 +119,8 @@ public struct ConversationServiceHandler: ConversationService.Handler {
         var labels: [FacebookLabelSync.Label] = []
         for (i, label) in request.labels.enumerated() {
             let id = try InputRules.id(label.fbLabelId, "labels[\(i)].fb_label_id")
-            guard TagName.validate(label.name) == nil else {
-                throw RPCError.invalidArgument("labels[\(i)].name: \(TagName.validate(label.name) ?? "")")
+            if let problem = TagName.validate(label.name) {
+                throw RPCError.invalidArgument("labels[\(i)].name: \(problem)")
             }
             labels.append(.init(fbLabelId: id, name: label.name.trimmingCharacters(in: .whitespacesAndNewlines)))
         }

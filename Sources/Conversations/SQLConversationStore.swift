@@ -32,7 +32,7 @@ public struct SQLConversationStore: ConversationStore {
         try await db.write { db in
             if let row = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() {
                 // R-TAG-2: connecting again creates nothing; the name may have changed on the platform.
-                if try row.str("name") != name {
+                if try row.string("name") != name {
                     try await db.raw("UPDATE pages SET name = \(bind: name) WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").run()
                 }
                 var page = try Self.page(row)
@@ -66,7 +66,7 @@ public struct SQLConversationStore: ConversationStore {
             let key = TagName.key(folder.name)
             let folderId: String
             if let row = try await db.raw("SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: key)").first() {
-                folderId = try row.str("folder_id")
+                folderId = try row.string("folder_id")
             } else {
                 folderId = SortableID.make("fld_")
                 try await db.raw("""
@@ -95,7 +95,7 @@ public struct SQLConversationStore: ConversationStore {
     static func tagList(_ db: any SQLDatabase, shop: String, pageId: String, includeHidden: Bool) async throws -> TagList {
         let folderRows = try await db.raw("SELECT * FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) ORDER BY folder_id").all()
         let tagRows = try await db.raw("SELECT * FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) ORDER BY tag_id").all()
-        var folders = try folderRows.map { TagFolder(folderId: try $0.str("folder_id"), name: try $0.str("name"), tags: [], pageId: pageId) }
+        var folders = try folderRows.map { TagFolder(folderId: try $0.string("folder_id"), name: try $0.string("name"), tags: [], pageId: pageId) }
         var index: [String: Int] = [:]
         for (i, folder) in folders.enumerated() { index[folder.folderId] = i }
         for row in tagRows {
@@ -235,12 +235,12 @@ public struct SQLConversationStore: ConversationStore {
                 throw RPCError.notFound("page_id: page \(pageId) is not connected")
             }
             let mode: FacebookLabelSync.Mode =
-                try pageRow.int("fb_sync") == 0 ? .off : (try pageRow.int("fb_backfill_pending") != 0 ? .backfill : .attachEventsOnly)
+                try pageRow.int64("fb_sync") == 0 ? .off : (try pageRow.int64("fb_backfill_pending") != 0 ? .backfill : .attachEventsOnly)
             var tagByLabel: [String: String] = [:]
             for row in try await db.raw("""
                 SELECT tag_id, fb_label_id FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND fb_label_id IS NOT NULL
                 """).all() {
-                tagByLabel[try row.str("fb_label_id")] = try row.str("tag_id")
+                tagByLabel[try row.string("fb_label_id")] = try row.string("tag_id")
             }
             // Conversations of the customers named, and what they carry now.
             let externalIds = Array(Set(attachments.map(\.customerExternalId)))
@@ -254,18 +254,24 @@ public struct SQLConversationStore: ConversationStore {
                     JOIN conversations c ON c.shop_id = cu.shop_id AND c.customer_id = cu.customer_id
                     WHERE cu.shop_id = \(bind: shop) AND cu.page_id = \(bind: pageId) AND cu.external_id IN (\(binds: Array(chunk)))
                     """).all()
+                var externalOf: [String: String] = [:]
                 for row in rows {
-                    let external = try row.str("external_id")
-                    let conversationId = try row.str("conversation_id")
-                    conversationOf[external] = (conversationId, try row.str("customer_id"))
-                    let tagRows = try await db.raw("""
-                        SELECT tag_id FROM conversation_tags WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
-                        """).all()
-                    counts[external] = tagRows.count
-                    for tagRow in tagRows {
-                        if let label = labelOfTag[try tagRow.str("tag_id")] {
-                            already.insert(FacebookLabelSync.Attach(customerExternalId: external, fbLabelId: label))
-                        }
+                    let external = try row.string("external_id")
+                    let conversationId = try row.string("conversation_id")
+                    conversationOf[external] = (conversationId, try row.string("customer_id"))
+                    externalOf[conversationId] = external
+                    counts[external] = 0
+                }
+                guard !externalOf.isEmpty else { continue }
+                let tagRows = try await db.raw("""
+                    SELECT conversation_id, tag_id FROM conversation_tags
+                    WHERE shop_id = \(bind: shop) AND conversation_id IN (\(binds: Array(externalOf.keys)))
+                    """).all()
+                for tagRow in tagRows {
+                    guard let external = externalOf[try tagRow.string("conversation_id")] else { continue }
+                    counts[external, default: 0] += 1
+                    if let label = labelOfTag[try tagRow.string("tag_id")] {
+                        already.insert(FacebookLabelSync.Attach(customerExternalId: external, fbLabelId: label))
                     }
                 }
             }
@@ -314,18 +320,19 @@ public struct SQLConversationStore: ConversationStore {
         if let row = try await db.raw("""
             SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND is_facebook = 1
             """).first() {
-            return try row.str("folder_id")
+            return try row.string("folder_id")
         }
-        let name = DefaultTags.facebookFolderName
-        var key = TagName.key(name)
+        var name = DefaultTags.facebookFolderName
         // A folder the shop named "Facebook" itself keeps its name; the synced one takes a suffix.
-        if try await db.raw("SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: key)").first() != nil {
-            key = TagName.key(name + " (sync)")
+        if try await db.raw("""
+            SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: TagName.key(name))
+            """).first() != nil {
+            name += " (sync)"
         }
         let folderId = SortableID.make("fld_")
         try await db.raw("""
             INSERT INTO tag_folders (shop_id, folder_id, page_id, name, name_key, is_facebook)
-            VALUES (\(bind: shop), \(bind: folderId), \(bind: pageId), \(bind: key == TagName.key(name) ? name : name + " (sync)"), \(bind: key), \(bind: 1 as Int64))
+            VALUES (\(bind: shop), \(bind: folderId), \(bind: pageId), \(bind: name), \(bind: TagName.key(name)), \(bind: 1 as Int64))
             """).run()
         return folderId
     }
@@ -414,10 +421,10 @@ public struct SQLConversationStore: ConversationStore {
             var lastAt: Int64
             var isNew = false
             if try !known.decodeNil(column: "conversation_id") {
-                conversationId = try known.str("conversation_id")
-                status = Conversation.Status(rawValue: Int32(try known.int("status")))
-                assigned = try known.str("assigned_staff_id")
-                lastAt = try known.int("last_message_at_ms")
+                conversationId = try known.string("conversation_id")
+                status = Conversation.Status(rawValue: Int32(try known.int64("status")))
+                assigned = try known.string("assigned_staff_id")
+                lastAt = try known.int64("last_message_at_ms")
             } else {
                 isNew = true
                 conversationId = SortableID.make("cv_")
@@ -487,7 +494,7 @@ public struct SQLConversationStore: ConversationStore {
             SELECT staff_id FROM staff_presence WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND online = 1
             ORDER BY auto_turn, staff_id LIMIT 1
             """).first() else { return nil }
-        let staff = try row.str("staff_id")
+        let staff = try row.string("staff_id")
         try await db.raw("""
             UPDATE staff_presence SET auto_turn = (SELECT MAX(auto_turn) FROM staff_presence WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)) + 1
             WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND staff_id = \(bind: staff)
@@ -599,9 +606,9 @@ public struct SQLConversationStore: ConversationStore {
             let rows = try await db.raw(sql).all()
             let messages = try rows.prefix(pageSize).map { row in
                 ChatMessage(
-                    messageId: try row.str("message_id"), conversationId: conversationId,
-                    kind: .init(rawValue: Int32(try row.int("kind"))), sender: .init(rawValue: Int32(try row.int("sender"))),
-                    staffId: try row.str("staff_id"), text: try row.str("text"), postId: try row.str("post_id"), sentAtMs: try row.int("sent_at_ms")
+                    messageId: try row.string("message_id"), conversationId: conversationId,
+                    kind: .init(rawValue: Int32(try row.int64("kind"))), sender: .init(rawValue: Int32(try row.int64("sender"))),
+                    staffId: try row.string("staff_id"), text: try row.string("text"), postId: try row.string("post_id"), sentAtMs: try row.int64("sent_at_ms")
                 )
             }
             var response = ListMessagesResponse(messages: messages)
@@ -712,7 +719,7 @@ public struct SQLConversationStore: ConversationStore {
                     """).run()
                 let conversationId = try await db.raw("""
                     SELECT conversation_id FROM conversations WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
-                    """).first().map { try $0.str("conversation_id") } ?? ""
+                    """).first().map { try $0.string("conversation_id") } ?? ""
                 try await Self.recordActivity(
                     db, shop: shop, pageId: customer.pageId, action: blocked ? .customerBlocked : .customerUnblocked, staffId: staffId,
                     conversationId: conversationId, customerId: customerId, tagId: "", tagName: "", nowMs: nowMs
@@ -743,8 +750,8 @@ public struct SQLConversationStore: ConversationStore {
             let rows = try await db.raw(sql).all()
             let notes = try rows.prefix(pageSize).map { row in
                 Note(
-                    noteId: try row.str("note_id"), customerId: customerId, text: try row.str("text"), staffId: try row.str("staff_id"),
-                    createdAtMs: try row.int("created_at_ms")
+                    noteId: try row.string("note_id"), customerId: customerId, text: try row.string("text"), staffId: try row.string("staff_id"),
+                    createdAtMs: try row.int64("created_at_ms")
                 )
             }
             return ListNotesResponse(notes: notes, nextPageToken: rows.count > pageSize ? notes.last?.noteId ?? "" : "")
@@ -843,9 +850,9 @@ public struct SQLConversationStore: ConversationStore {
             let rows = try await db.raw(sql).all()
             let entries = try rows.prefix(filter.pageSize).map { row in
                 ActivityEntry(
-                    entryId: try row.str("entry_id"), action: .init(rawValue: Int32(try row.int("action"))), staffId: try row.str("staff_id"),
-                    conversationId: try row.str("conversation_id"), customerId: try row.str("customer_id"), tagId: try row.str("tag_id"),
-                    tagName: try row.str("tag_name"), atMs: try row.int("at_ms")
+                    entryId: try row.string("entry_id"), action: .init(rawValue: Int32(try row.int64("action"))), staffId: try row.string("staff_id"),
+                    conversationId: try row.string("conversation_id"), customerId: try row.string("customer_id"), tagId: try row.string("tag_id"),
+                    tagName: try row.string("tag_name"), atMs: try row.int64("at_ms")
                 )
             }
             return ListActivityResponse(entries: entries, nextPageToken: rows.count > filter.pageSize ? entries.last?.entryId ?? "" : "")
@@ -859,7 +866,7 @@ public struct SQLConversationStore: ConversationStore {
             let row = try await db.raw("""
                 SELECT COUNT(*) AS n FROM activity WHERE action IN (\(binds: tagActions)) AND at_ms < \(bind: cutoff)
                 """).first()
-            let count = try row?.int("n") ?? 0
+            let count = try row?.int64("n") ?? 0
             if count > 0 {
                 try await db.raw("DELETE FROM activity WHERE action IN (\(binds: tagActions)) AND at_ms < \(bind: cutoff)").run()
             }
@@ -881,14 +888,14 @@ public struct SQLConversationStore: ConversationStore {
                 ORDER BY sent_at_ms, message_id
                 """).all()
             for row in messageRows {
-                let kind: StaffConversationStatsCalculator.ReplyKind = try row.int("kind") == Int64(ChatMessage.Kind.comment.rawValue) ? .comment : .message
+                let kind: StaffConversationStatsCalculator.ReplyKind = try row.int64("kind") == Int64(ChatMessage.Kind.comment.rawValue) ? .comment : .message
                 let sender: StaffConversationStatsCalculator.Sender
-                switch ChatMessage.Sender(rawValue: Int32(try row.int("sender"))) {
-                case .staff: sender = .staff(try row.str("staff_id"))
+                switch ChatMessage.Sender(rawValue: Int32(try row.int64("sender"))) {
+                case .staff: sender = .staff(try row.string("staff_id"))
                 case .bot: sender = .bot
                 default: sender = .customer
                 }
-                events.append(.init(conversationId: try row.str("conversation_id"), atMs: try row.int("sent_at_ms"), what: .message(kind, sender)))
+                events.append(.init(conversationId: try row.string("conversation_id"), atMs: try row.int64("sent_at_ms"), what: .message(kind, sender)))
             }
             let eventRows = try await db.raw("""
                 SELECT conversation_id, kind, staff_id, at_ms FROM conversation_events
@@ -896,15 +903,15 @@ public struct SQLConversationStore: ConversationStore {
                 ORDER BY at_ms, event_id
                 """).all()
             for row in eventRows {
-                let staff = try row.str("staff_id")
+                let staff = try row.string("staff_id")
                 let what: StaffConversationStatsCalculator.Event.What
-                switch EventKind(rawValue: try row.int("kind")) {
+                switch EventKind(rawValue: try row.int64("kind")) {
                 case .assignedAuto: what = .assigned(staffId: staff, .auto)
                 case .assignedManual: what = .assigned(staffId: staff, .manual)
                 case .closed: what = .closed(staffId: staff)
                 case .reopened, nil: continue
                 }
-                events.append(.init(conversationId: try row.str("conversation_id"), atMs: try row.int("at_ms"), what: what))
+                events.append(.init(conversationId: try row.string("conversation_id"), atMs: try row.int64("at_ms"), what: what))
             }
             return events
         }
@@ -921,8 +928,8 @@ public struct SQLConversationStore: ConversationStore {
 
     static func page(_ row: any SQLRow) throws -> Page {
         Page(
-            pageId: try row.str("page_id"), name: try row.str("name"), platform: .init(rawValue: Int32(try row.int("platform"))),
-            connectedAtMs: try row.int("connected_at_ms"), firstConnect: false, facebookLabelSync: try row.int("fb_sync") != 0
+            pageId: try row.string("page_id"), name: try row.string("name"), platform: .init(rawValue: Int32(try row.int64("platform"))),
+            connectedAtMs: try row.int64("connected_at_ms"), firstConnect: false, facebookLabelSync: try row.int64("fb_sync") != 0
         )
     }
 
@@ -947,15 +954,15 @@ public struct SQLConversationStore: ConversationStore {
     static func requireFreeTagName(_ db: any SQLDatabase, shop: String, pageId: String, name: String, except: String?) async throws {
         if let row = try await db.raw("""
             SELECT tag_id, name FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: TagName.key(name))
-            """).first(), try row.str("tag_id") != except {
-            throw RPCError.alreadyExists("name: the page already has a tag \"\(try row.str("name"))\", the same name ignoring case and accents (R-TAG-3)")
+            """).first(), try row.string("tag_id") != except {
+            throw RPCError.alreadyExists("name: the page already has a tag \"\(try row.string("name"))\", the same name ignoring case and accents (R-TAG-3)")
         }
     }
 
     static func tag(_ row: any SQLRow) throws -> Tag {
         Tag(
-            tagId: try row.str("tag_id"), folderId: try row.str("folder_id"), name: try row.str("name"), color: try row.str("color"),
-            visible: try row.int("visible") != 0
+            tagId: try row.string("tag_id"), folderId: try row.string("folder_id"), name: try row.string("name"), color: try row.string("color"),
+            visible: try row.int64("visible") != 0
         )
     }
 
@@ -968,10 +975,10 @@ public struct SQLConversationStore: ConversationStore {
 
     static func conversation(_ row: any SQLRow) throws -> Conversation {
         Conversation(
-            conversationId: try row.str("conversation_id"), pageId: try row.str("page_id"), customerId: try row.str("customer_id"),
-            status: .init(rawValue: Int32(try row.int("status"))), assignedStaffId: try row.str("assigned_staff_id"), tags: [],
-            lastMessageAtMs: try row.int("last_message_at_ms"), lastMessageText: try row.str("last_message_text"),
-            customerName: try row.str("customer_name")
+            conversationId: try row.string("conversation_id"), pageId: try row.string("page_id"), customerId: try row.string("customer_id"),
+            status: .init(rawValue: Int32(try row.int64("status"))), assignedStaffId: try row.string("assigned_staff_id"), tags: [],
+            lastMessageAtMs: try row.int64("last_message_at_ms"), lastMessageText: try row.string("last_message_text"),
+            customerName: try row.string("customer_name")
         )
     }
 
@@ -991,7 +998,7 @@ public struct SQLConversationStore: ConversationStore {
             """).all()
         var result: [String: [Tag]] = [:]
         for row in rows {
-            result[try row.str("conversation_id"), default: []].append(try tag(row))
+            result[try row.string("conversation_id"), default: []].append(try tag(row))
         }
         return result
     }
@@ -1008,23 +1015,23 @@ public struct SQLConversationStore: ConversationStore {
         }
         let values = try await db.raw("""
             SELECT field_key, value FROM custom_field_values WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id) ORDER BY field_key
-            """).all().map { CustomFieldValue(key: try $0.str("field_key"), value: try $0.str("value")) }
+            """).all().map { CustomFieldValue(key: try $0.string("field_key"), value: try $0.string("value")) }
         return Customer(
-            customerId: id, pageId: try row.str("page_id"), externalId: try row.str("external_id"), name: try row.str("name"),
-            birthday: try row.str("birthday"), phone: try row.str("phone"), address: try row.str("address"), blocked: try row.int("blocked") != 0,
+            customerId: id, pageId: try row.string("page_id"), externalId: try row.string("external_id"), name: try row.string("name"),
+            birthday: try row.string("birthday"), phone: try row.string("phone"), address: try row.string("address"), blocked: try row.int64("blocked") != 0,
             referral: Referral(
-                sourceLink: try row.str("referral_source_link"), channel: try row.str("referral_channel"), campaign: try row.str("referral_campaign")
+                sourceLink: try row.string("referral_source_link"), channel: try row.string("referral_channel"), campaign: try row.string("referral_campaign")
             ),
             customFields: values,
-            phoneCaptured: try row.int("phone_source") == Source.captured.rawValue,
-            addressCaptured: try row.int("address_source") == Source.captured.rawValue
+            phoneCaptured: try row.int64("phone_source") == Source.captured.rawValue,
+            addressCaptured: try row.int64("address_source") == Source.captured.rawValue
         )
     }
 
     static func customField(_ row: any SQLRow) throws -> CustomField {
-        let options = try row.str("options")
+        let options = try row.string("options")
         return CustomField(
-            key: try row.str("field_key"), label: try row.str("label"), type: .init(rawValue: Int32(try row.int("field_type"))),
+            key: try row.string("field_key"), label: try row.string("label"), type: .init(rawValue: Int32(try row.int64("field_type"))),
             options: options.isEmpty ? [] : options.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         )
     }
@@ -1050,17 +1057,12 @@ public struct SQLConversationStore: ConversationStore {
 
         init(_ row: any SQLRow) throws {
             self.init(
-                id: try row.str("customer_id"), name: try row.str("name"), phone: try row.str("phone"),
-                phoneSource: Source(rawValue: try row.int("phone_source")) ?? .none, address: try row.str("address"),
-                addressSource: Source(rawValue: try row.int("address_source")) ?? .none, blocked: try row.int("blocked") != 0
+                id: try row.string("customer_id"), name: try row.string("name"), phone: try row.string("phone"),
+                phoneSource: Source(rawValue: try row.int64("phone_source")) ?? .none, address: try row.string("address"),
+                addressSource: Source(rawValue: try row.int64("address_source")) ?? .none, blocked: try row.int64("blocked") != 0
             )
         }
     }
-}
-
-extension SQLRow {
-    func str(_ column: String) throws -> String { try decode(column: column, as: String.self) }
-    func int(_ column: String) throws -> Int64 { try decode(column: column, as: Int64.self) }
 }
 
 extension Array {

@@ -51,7 +51,6 @@ public enum MeshProcess {
         let server = GRPCServer(config: config, router: router, logger: logger)
         let address = try await server.start()
         FileHandle.standardOutput.write(Data("listening on \(address.ipAddress ?? config.host):\(address.port ?? 0)\n".utf8))
-        logger.info("\(name) serving", metadata: ["address": "\(address)"])
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
         for job in jobs {
             members.append(.init(service: JobService(job: job, logger: logger)))

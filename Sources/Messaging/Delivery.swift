@@ -1,4 +1,5 @@
 import ChatMeshAPI
+import MeshRPC
 
 /// One message on its way to a provider, its text already rendered.
 public struct Delivery: Sendable, Hashable {
@@ -31,7 +32,7 @@ public enum DeliveryOutcome: Sendable, Hashable {
     /// The provider confirmed delivery (Email accepted by the server, Messenger, the sandbox).
     case delivered(providerId: String)
     /// Refused for good: sending again would not help (bad number, unknown template).
-    case rejected(code: Int, message: String)
+    case rejected(code: RPCError.Code, message: String)
     /// Not sent this time (time-out, rate limit, provider down): worth retrying later.
     case failedTemporarily(message: String)
 }

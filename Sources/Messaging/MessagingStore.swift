@@ -60,14 +60,14 @@ public struct MessagingStore: Sendable {
     }
 
     static func template(_ row: any SQLRow) throws -> Template {
-        let placeholders = try row.decode(column: "placeholders", as: String.self)
+        let placeholders = try row.string("placeholders")
         return Template(
-            templateId: try row.decode(column: "template_id", as: String.self),
-            channel: .init(rawValue: Int32(try row.decode(column: "channel", as: Int64.self))),
-            name: try row.decode(column: "name", as: String.self), body: try row.decode(column: "body", as: String.self),
-            purpose: .init(rawValue: Int32(try row.decode(column: "purpose", as: Int64.self))),
-            enabled: try row.decode(column: "enabled", as: Int64.self) != 0,
-            providerTemplateId: try row.decode(column: "provider_template_id", as: String.self),
+            templateId: try row.string("template_id"),
+            channel: .init(rawValue: Int32(try row.int64("channel"))),
+            name: try row.string("name"), body: try row.string("body"),
+            purpose: .init(rawValue: Int32(try row.int64("purpose"))),
+            enabled: try row.int64("enabled") != 0,
+            providerTemplateId: try row.string("provider_template_id"),
             placeholders: placeholders.isEmpty ? [] : placeholders.split(separator: "\n").map(String.init)
         )
     }
@@ -83,11 +83,11 @@ public struct MessagingStore: Sendable {
             return Balance(balanceVnd: 0, autoTopUp: AutoTopUp())
         }
         return Balance(
-            balanceVnd: try row.decode(column: "balance_vnd", as: Int64.self),
+            balanceVnd: try row.int64("balance_vnd"),
             autoTopUp: AutoTopUp(
-                enabled: try row.decode(column: "auto_enabled", as: Int64.self) != 0,
-                thresholdVnd: try row.decode(column: "auto_threshold_vnd", as: Int64.self),
-                amountVnd: try row.decode(column: "auto_amount_vnd", as: Int64.self)
+                enabled: try row.int64("auto_enabled") != 0,
+                thresholdVnd: try row.int64("auto_threshold_vnd"),
+                amountVnd: try row.int64("auto_amount_vnd")
             )
         )
     }
@@ -117,7 +117,7 @@ public struct MessagingStore: Sendable {
         try await db.write { db in
             if let row = try await db.raw("""
                 SELECT amount_vnd FROM balance_ledger WHERE shop_id = \(bind: shop) AND kind = \(bind: LedgerKind.topUp.rawValue) AND ref = \(bind: paymentRef)
-                """).first(), try row.decode(column: "amount_vnd", as: Int64.self) != amountVnd {
+                """).first(), try row.int64("amount_vnd") != amountVnd {
                 throw RPCError.failedPrecondition("payment_ref: \(paymentRef) already topped up a different amount")
             }
             _ = try await Self.post(db, shop: shop, amount: amountVnd, kind: .topUp, ref: paymentRef, nowMs: nowMs)
@@ -141,7 +141,7 @@ public struct MessagingStore: Sendable {
     public func ledgerSum(shop: String) async throws -> Int64 {
         try await db.read { db in
             try await db.raw("SELECT COALESCE(SUM(amount_vnd), 0) AS s FROM balance_ledger WHERE shop_id = \(bind: shop)").first()!
-                .decode(column: "s", as: Int64.self)
+                .int64("s")
         }
     }
 
@@ -217,7 +217,7 @@ public struct MessagingStore: Sendable {
             var costUpdate: SQLQueryString = ""
             if status == "FAILED" {
                 let row = try await db.raw("SELECT cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()
-                let held = try row?.decode(column: "cost_vnd", as: Int64.self) ?? 0
+                let held = try row?.int64("cost_vnd") ?? 0
                 if held > 0 {
                     _ = try await Self.post(db, shop: shop, amount: held, kind: .release, ref: messageId, nowMs: nowMs)
                 }
@@ -232,9 +232,9 @@ public struct MessagingStore: Sendable {
                 """).first() else {
                 throw RPCError.notFound("message_id: no message \(messageId)")
             }
-            if status == "DELIVERED", try row.decode(column: "channel", as: Int64.self) == Int64(Template.Channel.zns.rawValue) {
+            if status == "DELIVERED", try row.int64("channel") == Int64(Template.Channel.zns.rawValue) {
                 try await Self.countZns(
-                    db, shop: shop, templateId: try row.decode(column: "template_id", as: String.self), day: try row.decode(column: "day", as: Int64.self),
+                    db, shop: shop, templateId: try row.string("template_id"), day: try row.int64("day"),
                     delivered: 1, negative: 0
                 )
             }
@@ -253,15 +253,15 @@ public struct MessagingStore: Sendable {
                 WHERE m.status = 'QUEUED' AND m.updated_at_ms < \(bind: beforeMs)
                 ORDER BY m.updated_at_ms LIMIT \(literal: limit)
                 """).all().map { row in
-                let params = try JSONDecoder().decode([String: String].self, from: Data(try row.decode(column: "params", as: String.self).utf8))
+                let params = try JSONDecoder().decode([String: String].self, from: Data(try row.string("params").utf8))
                 var delivery = Delivery(
-                    messageId: try row.decode(column: "message_id", as: String.self),
-                    channel: .init(rawValue: Int32(try row.decode(column: "channel", as: Int64.self))),
-                    recipient: try row.decode(column: "recipient", as: String.self), text: try row.decode(column: "body", as: String.self),
-                    providerTemplateId: try row.decode(column: "provider_template_id", as: String.self), params: params
+                    messageId: try row.string("message_id"),
+                    channel: .init(rawValue: Int32(try row.int64("channel"))),
+                    recipient: try row.string("recipient"), text: try row.string("body"),
+                    providerTemplateId: try row.string("provider_template_id"), params: params
                 )
-                delivery.subject = try row.decode(column: "template_name", as: String.self)
-                return (try row.decode(column: "shop_id", as: String.self), delivery)
+                delivery.subject = try row.string("template_name")
+                return (try row.string("shop_id"), delivery)
             }
         }
     }
@@ -296,8 +296,8 @@ public struct MessagingStore: Sendable {
         var closedThrough = today - 1
         var saved = false
         if let row = try await db.raw("SELECT state, closed_through_day FROM zns_state WHERE shop_id = \(bind: shop)").first() {
-            state = try JSONDecoder().decode(ZnsQualityState.self, from: Data(try row.decode(column: "state", as: String.self).utf8))
-            closedThrough = try row.decode(column: "closed_through_day", as: Int64.self)
+            state = try JSONDecoder().decode(ZnsQualityState.self, from: Data(try row.string("state").utf8))
+            closedThrough = try row.int64("closed_through_day")
             saved = true
         }
         if saved && closedThrough >= today - 1 { return state }
@@ -307,7 +307,7 @@ public struct MessagingStore: Sendable {
                 """).all()
             var days: [Int64: ZnsQualityState.Day] = [:]
             for row in rows {
-                days[try row.decode(column: "day", as: Int64.self)] = .init(
+                days[try row.int64("day")] = .init(
                     delivered: try row.decode(column: "delivered", as: Int.self), negative: try row.decode(column: "negative", as: Int.self)
                 )
             }
@@ -336,7 +336,7 @@ public struct MessagingStore: Sendable {
             """).all()
         var stats: [String: ZnsQualityState.Day] = [:]
         for row in rows {
-            stats[try row.decode(column: "template_id", as: String.self)] = .init(
+            stats[try row.string("template_id")] = .init(
                 delivered: try row.decode(column: "d", as: Int.self), negative: try row.decode(column: "n", as: Int.self)
             )
         }
@@ -355,10 +355,10 @@ public struct MessagingStore: Sendable {
                 """).first() else {
                 throw RPCError.notFound("message_id: no message \(messageId)")
             }
-            guard try row.decode(column: "channel", as: Int64.self) == Int64(Template.Channel.zns.rawValue) else {
+            guard try row.int64("channel") == Int64(Template.Channel.zns.rawValue) else {
                 throw RPCError.failedPrecondition("message_id: feedback is rated for ZNS messages only (R-ZNS-1)")
             }
-            guard try row.decode(column: "status", as: String.self) == "DELIVERED" else {
+            guard try row.string("status") == "DELIVERED" else {
                 throw RPCError.failedPrecondition("message_id: message \(messageId) was not delivered")
             }
             if try await db.raw("SELECT message_id FROM feedback WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first() != nil {
@@ -369,7 +369,7 @@ public struct MessagingStore: Sendable {
                 """).run()
             if negative {
                 try await Self.countZns(
-                    db, shop: shop, templateId: try row.decode(column: "template_id", as: String.self), day: try row.decode(column: "day", as: Int64.self),
+                    db, shop: shop, templateId: try row.string("template_id"), day: try row.int64("day"),
                     delivered: 0, negative: 1
                 )
             }
@@ -389,8 +389,8 @@ public struct MessagingStore: Sendable {
 
     static func response(_ row: any SQLRow) throws -> SendMessageResponse {
         SendMessageResponse(
-            messageId: try row.decode(column: "message_id", as: String.self), status: try row.decode(column: "status", as: String.self),
-            costVnd: try row.decode(column: "cost_vnd", as: Int64.self)
+            messageId: try row.string("message_id"), status: try row.string("status"),
+            costVnd: try row.int64("cost_vnd")
         )
     }
 }

@@ -1,4 +1,5 @@
 import ChatMeshAPI
+import MeshRPC
 
 /// R-ZNS-1..3: the sending quality of a Zalo official account, its daily
 /// quota and the content purposes it may use, all from the recipients'
@@ -150,25 +151,22 @@ public struct ZnsQualityState: Sendable, Hashable, Codable {
 public enum ZaloZnsErrors {
     public struct Outcome: Sendable, Hashable {
         /// The gRPC status a caller of SendMessage sees.
-        public let code: Int
+        public let code: RPCError.Code
         public let message: String
         /// Worth sending again later (a provider hiccup, not a bad request).
         public let retryable: Bool
     }
 
-    // RPCError.Code wire values, kept numeric so this file needs only the API module.
-    static let invalidArgument = 3, failedPrecondition = 9, resourceExhausted = 8, unavailable = 14, `internal` = 13
-
     public static func outcome(zaloError code: Int) -> Outcome {
         switch code {
-        case -100: Outcome(code: unavailable, message: "Zalo: unknown error, try again later", retryable: true)
-        case -101, -102, -103, -104, -105: Outcome(code: failedPrecondition, message: "Zalo: the ZNS application is not set up (error \(code)): check its id, secret and linked OA", retryable: false)
-        case -106, -107: Outcome(code: `internal`, message: "Zalo refused the call (error \(code))", retryable: false)
-        case -108: Outcome(code: invalidArgument, message: "recipient: Zalo says the phone number is invalid (error -108)", retryable: false)
-        case -109: Outcome(code: failedPrecondition, message: "template_id: Zalo does not know the template (error -109)", retryable: false)
-        case -110: Outcome(code: failedPrecondition, message: "recipient: their Zalo app is too old to receive ZNS (error -110)", retryable: false)
-        case -111, -112: Outcome(code: invalidArgument, message: "params: Zalo found the template data empty or invalid (error \(code))", retryable: false)
-        default: Outcome(code: unavailable, message: "Zalo answered error \(code)", retryable: true)
+        case -100: Outcome(code: .unavailable, message: "Zalo: unknown error, try again later", retryable: true)
+        case -101, -102, -103, -104, -105: Outcome(code: .failedPrecondition, message: "Zalo: the ZNS application is not set up (error \(code)): check its id, secret and linked OA", retryable: false)
+        case -106, -107: Outcome(code: .`internal`, message: "Zalo refused the call (error \(code))", retryable: false)
+        case -108: Outcome(code: .invalidArgument, message: "recipient: Zalo says the phone number is invalid (error -108)", retryable: false)
+        case -109: Outcome(code: .failedPrecondition, message: "template_id: Zalo does not know the template (error -109)", retryable: false)
+        case -110: Outcome(code: .failedPrecondition, message: "recipient: their Zalo app is too old to receive ZNS (error -110)", retryable: false)
+        case -111, -112: Outcome(code: .invalidArgument, message: "params: Zalo found the template data empty or invalid (error \(code))", retryable: false)
+        default: Outcome(code: .unavailable, message: "Zalo answered error \(code)", retryable: true)
         }
     }
 }

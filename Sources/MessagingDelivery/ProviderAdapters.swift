@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import Foundation
+import MeshRPC
 import Messaging
 import NIOCore
 import NIOHTTP1
@@ -18,7 +19,7 @@ enum HTTPOutcome {
             let retry = response.header("Retry-After").map { " (retry after \($0) s)" } ?? ""
             return .failedTemporarily(message: "\(provider) is rate limiting\(retry)")
         case 500...: return .failedTemporarily(message: "\(provider) answered HTTP \(response.status)")
-        default: return .rejected(code: 9, message: "\(provider) refused the request: HTTP \(response.status)")
+        default: return .rejected(code: .failedPrecondition, message: "\(provider) refused the request: HTTP \(response.status)")
         }
     }
 
@@ -107,10 +108,10 @@ public struct SMSGatewayAdapter: DeliveryAdapter {
             }
             switch code {
             case "100": return .sent(providerId: json["SMSID"].map { "\($0)" } ?? "")
-            case "99": return .rejected(code: 9, message: "recipient: the SMS gateway has this number blocked")
-            case "108": return .rejected(code: 3, message: "recipient: the SMS gateway says the number is not valid")
-            case "101", "104": return .rejected(code: 9, message: "the SMS gateway refused the account or brand name (code \(code))")
-            case "103": return .rejected(code: 9, message: "the SMS gateway account has no credit left (code 103)")
+            case "99": return .rejected(code: .failedPrecondition, message: "recipient: the SMS gateway has this number blocked")
+            case "108": return .rejected(code: .invalidArgument, message: "recipient: the SMS gateway says the number is not valid")
+            case "101", "104": return .rejected(code: .failedPrecondition, message: "the SMS gateway refused the account or brand name (code \(code))")
+            case "103": return .rejected(code: .failedPrecondition, message: "the SMS gateway account has no credit left (code 103)")
             case "124": return .sent(providerId: "")  // RequestId seen before: it was sent then.
             default: return .failedTemporarily(message: "the SMS gateway answered code \(code)")
             }
@@ -159,10 +160,10 @@ public struct MessengerAdapter: DeliveryAdapter {
                 switch code {
                 case 4, 32, 613: return .failedTemporarily(message: "Messenger is rate limiting: \(message)")
                 case 1, 2: return .failedTemporarily(message: "Messenger: \(message)")
-                case 10, 200, 551: return .rejected(code: 9, message: "recipient: Messenger will not deliver to this person now: \(message)")
-                case 100: return .rejected(code: 3, message: "recipient: Messenger refused the request: \(message)")
-                case 190: return .rejected(code: 9, message: "the page's access token is invalid or expired: \(message)")
-                default: return .rejected(code: 9, message: "Messenger error \(code): \(message)")
+                case 10, 200, 551: return .rejected(code: .failedPrecondition, message: "recipient: Messenger will not deliver to this person now: \(message)")
+                case 100: return .rejected(code: .invalidArgument, message: "recipient: Messenger refused the request: \(message)")
+                case 190: return .rejected(code: .failedPrecondition, message: "the page's access token is invalid or expired: \(message)")
+                default: return .rejected(code: .failedPrecondition, message: "Messenger error \(code): \(message)")
                 }
             }
             return HTTPOutcome.status(response, provider: "Messenger") ?? .failedTemporarily(message: "Messenger answered HTTP \(response.status)")

@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import Foundation
+import MeshRPC
 import Messaging
 import NIOCore
 import NIOPosix
@@ -75,7 +76,7 @@ public struct SMTPAdapter: DeliveryAdapter {
             }
         } catch let reply as Reply {
             let message = "the mail server answered \(reply.code) \(reply.text)"
-            return (400..<500).contains(reply.code) ? .failedTemporarily(message: message) : .rejected(code: 9, message: "recipient: " + message)
+            return (400..<500).contains(reply.code) ? .failedTemporarily(message: message) : .rejected(code: .failedPrecondition, message: "recipient: " + message)
         } catch {
             return .failedTemporarily(message: "\(error)")
         }

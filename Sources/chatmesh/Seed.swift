@@ -55,8 +55,17 @@ struct Seed: AsyncParsableCommand {
         let address = conversation ?? env.addresses(of: "conversation")
         let token = TokenSigner(key: env.authKey).mint(shopId: shop, staffId: "owner-lan", role: .owner, validFor: 600)
         let channel = try HTTP2Channel(addresses: address)
-        defer { Task { await channel.close() } }
         let client = ConversationService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(10)))
+        do {
+            try await seed(client)
+        } catch {
+            await channel.close()
+            throw error
+        }
+        await channel.close()
+    }
+
+    func seed(_ client: ConversationService.Client) async throws {
 
         let page = try await client.connectPage(ConnectPageRequest(shopId: shop, pageId: "demo-page", name: "Thời trang Hoa Mai", platform: .facebook))
         guard page.firstConnect else {

@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import Foundation
+import MeshRPC
 import Messaging
 @testable import MessagingDelivery
 import NIOCore
@@ -33,7 +34,7 @@ import Testing
         #expect(request.json["template_data"] as? [String: String] == ["name": "Hoa", "code": "DH1"])
 
         guard case .rejected(let code, let message) = await adapter.deliver(Self.zns) else { Issue.record("-108 is for good"); return }
-        #expect(code == 3 && message.hasPrefix("recipient"))
+        #expect(code == .invalidArgument && message.hasPrefix("recipient"))
         guard case .failedTemporarily = await adapter.deliver(Self.zns) else { Issue.record("-100 is worth retrying"); return }
         guard case .failedTemporarily(let limited) = await adapter.deliver(Self.zns) else { Issue.record("429 is temporary"); return }
         #expect(limited.contains("30"))

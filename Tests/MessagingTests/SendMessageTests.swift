@@ -131,7 +131,7 @@ struct MessagingHarness {
         let h = try await MessagingHarness.make()
         _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 1_000, paymentRef: "r"))
         let template = try await h.znsTemplate()
-        h.zns.answer(.rejected(code: 3, message: "recipient: Zalo says the phone number is invalid (error -108)"), .failedTemporarily(message: "time-out"))
+        h.zns.answer(.rejected(code: .invalidArgument, message: "recipient: Zalo says the phone number is invalid (error -108)"), .failedTemporarily(message: "time-out"))
         let rejected = try await h.send(template, key: "x")
         #expect(rejected.status == "FAILED" && rejected.costVnd == 0)
         let queued = try await h.send(template, key: "y")

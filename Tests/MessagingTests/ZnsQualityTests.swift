@@ -90,9 +90,9 @@ import Testing
 
     @Test func zaloErrorsBecomeStatusesThatSayWhatToFix() {
         let phone = ZaloZnsErrors.outcome(zaloError: -108)
-        #expect(phone.code == 3 && phone.message.hasPrefix("recipient") && !phone.retryable)
+        #expect(phone.code == .invalidArgument && phone.message.hasPrefix("recipient") && !phone.retryable)
         #expect(ZaloZnsErrors.outcome(zaloError: -109).message.hasPrefix("template_id"))
         #expect(ZaloZnsErrors.outcome(zaloError: -100).retryable)
-        #expect(ZaloZnsErrors.outcome(zaloError: -999).code == 14)
+        #expect(ZaloZnsErrors.outcome(zaloError: -999).code == .unavailable)
     }
 }
