@@ -519,7 +519,11 @@ extension SetAutoTopUpRequest {
 }
 
 /// R-MSG-4: a transactional message. A send the balance cannot cover is
-/// RESOURCE_EXHAUSTED and is not sent (R-MSG-3).
+/// RESOURCE_EXHAUSTED and is not sent (R-MSG-3); with automatic top-up on, the
+/// balance is topped up through the payment gateway first. A MESSENGER send is a
+/// staff member's (R-MSG-5): within 24 hours of the customer's last message it
+/// goes as a response, within 7 days with the HUMAN_AGENT tag, later it is
+/// FAILED_PRECONDITION with the reason.
 public struct SendMessageRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.SendMessageRequest"
 
@@ -840,6 +844,11 @@ extension SkipReason {
     }
 }
 
+/// The audience is the segment's members in loyalty-svc (ListSegmentMembers),
+/// taken when the broadcast starts. Each member gets the template rendered with
+/// `params` plus their own {{name}}, {{phone}}, {{email}} and {{customer_id}};
+/// a member the channel cannot reach (no phone, no e-mail, outside Messenger's
+/// window) is skipped with the reason. Idempotent by idempotency_key.
 public struct CreateBroadcastRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.CreateBroadcastRequest"
 
@@ -1114,7 +1123,8 @@ extension ZnsQuality {
     }
 }
 
-/// R-BOT-1.
+/// R-BOT-1. A step's template may use {{customer_id}}, {{page_id}} and
+/// {{tag_name}}; nothing else is known when a bot sends.
 public struct ScenarioStep: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ScenarioStep"
 
@@ -1319,6 +1329,10 @@ extension ListScenariosResponse {
 }
 
 /// R-BOT-1: delivered by conversation-svc's outbox; idempotent by event_id.
+/// Each scenario triggered by the tag schedules its steps at at_ms + delay_ms;
+/// a scheduler sends them when due (and after a restart, late rather than
+/// never). MESSENGER steps obey R-MSG-5 for bots: outside the 24-hour window
+/// the step is skipped with the reason.
 public struct OnTagAttachedRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.OnTagAttachedRequest"
 
@@ -1432,6 +1446,176 @@ extension OnTagAttachedResponse {
     }
 }
 
+/// R-BOT-1: a tag taken off a conversation stops the scenarios it started for
+/// that customer. Delivered by conversation-svc's outbox; idempotent by event_id.
+public struct OnTagDetachedRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.OnTagDetachedRequest"
+
+    public var shopId: String = ""
+    public var eventId: String = ""
+    public var pageId: String = ""
+    public var customerId: String = ""
+    public var tagName: String = ""
+    public var atMs: Int64 = 0
+
+    public init() {}
+
+    public init(shopId: String = "", eventId: String = "", pageId: String = "", customerId: String = "", tagName: String = "", atMs: Int64 = 0) {
+        self.shopId = shopId
+        self.eventId = eventId
+        self.pageId = pageId
+        self.customerId = customerId
+        self.tagName = tagName
+        self.atMs = atMs
+    }
+}
+
+extension OnTagDetachedRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.OnTagDetachedRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.OnTagDetachedRequest.event_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.OnTagDetachedRequest.page_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.OnTagDetachedRequest.customer_id", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.OnTagDetachedRequest.tag_name", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__OnTagDetachedRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.eventId = _PB.string(c.event_id)
+        self.pageId = _PB.string(c.page_id)
+        self.customerId = _PB.string(c.customer_id)
+        self.tagName = _PB.string(c.tag_name)
+        self.atMs = c.at_ms
+    }
+
+    static func _encodeC(_ v: OnTagDetachedRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnTagDetachedRequest> {
+        let p = a.allocate(Chatmesh__V1__OnTagDetachedRequest.self, count: 1)
+        chatmesh__v1__on_tag_detached_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.OnTagDetachedRequest.shop_id") }
+        if !v.eventId.isEmpty { p.pointee.event_id = try a.string(v.eventId, field: "chatmesh.v1.OnTagDetachedRequest.event_id") }
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.OnTagDetachedRequest.page_id") }
+        if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.OnTagDetachedRequest.customer_id") }
+        if !v.tagName.isEmpty { p.pointee.tag_name = try a.string(v.tagName, field: "chatmesh.v1.OnTagDetachedRequest.tag_name") }
+        p.pointee.at_ms = v.atMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__on_tag_detached_request__unpack, free: chatmesh__v1__on_tag_detached_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__on_tag_detached_request__get_packed_size, pack: chatmesh__v1__on_tag_detached_request__pack)
+    }
+}
+
+/// R-MSG-5, R-BOT-1: the customer wrote to the page. It opens Messenger's
+/// 24-hour window for that page-scoped id, and a reply stops the customer's
+/// running scenarios (the sale is in a person's hands now). Idempotent by event_id.
+public struct OnCustomerMessageRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.OnCustomerMessageRequest"
+
+    public var shopId: String = ""
+    public var eventId: String = ""
+    public var pageId: String = ""
+    public var customerId: String = ""
+    /// The customer's page-scoped id (what MESSENGER sends are addressed to).
+    public var recipient: String = ""
+    public var atMs: Int64 = 0
+
+    public init() {}
+
+    public init(shopId: String = "", eventId: String = "", pageId: String = "", customerId: String = "", recipient: String = "", atMs: Int64 = 0) {
+        self.shopId = shopId
+        self.eventId = eventId
+        self.pageId = pageId
+        self.customerId = customerId
+        self.recipient = recipient
+        self.atMs = atMs
+    }
+}
+
+extension OnCustomerMessageRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.OnCustomerMessageRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.OnCustomerMessageRequest.event_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.OnCustomerMessageRequest.page_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.OnCustomerMessageRequest.customer_id", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.OnCustomerMessageRequest.recipient", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__OnCustomerMessageRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.eventId = _PB.string(c.event_id)
+        self.pageId = _PB.string(c.page_id)
+        self.customerId = _PB.string(c.customer_id)
+        self.recipient = _PB.string(c.recipient)
+        self.atMs = c.at_ms
+    }
+
+    static func _encodeC(_ v: OnCustomerMessageRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnCustomerMessageRequest> {
+        let p = a.allocate(Chatmesh__V1__OnCustomerMessageRequest.self, count: 1)
+        chatmesh__v1__on_customer_message_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.OnCustomerMessageRequest.shop_id") }
+        if !v.eventId.isEmpty { p.pointee.event_id = try a.string(v.eventId, field: "chatmesh.v1.OnCustomerMessageRequest.event_id") }
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.OnCustomerMessageRequest.page_id") }
+        if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.OnCustomerMessageRequest.customer_id") }
+        if !v.recipient.isEmpty { p.pointee.recipient = try a.string(v.recipient, field: "chatmesh.v1.OnCustomerMessageRequest.recipient") }
+        p.pointee.at_ms = v.atMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__on_customer_message_request__unpack, free: chatmesh__v1__on_customer_message_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__on_customer_message_request__get_packed_size, pack: chatmesh__v1__on_customer_message_request__pack)
+    }
+}
+
+public struct CancelledStepsResponse: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.CancelledStepsResponse"
+
+    /// Scheduled scenario steps that will not be sent.
+    public var cancelledSteps: Int32 = 0
+
+    public init() {}
+
+    public init(cancelledSteps: Int32 = 0) {
+        self.cancelledSteps = cancelledSteps
+    }
+}
+
+extension CancelledStepsResponse {
+    static let _pbSchema = _PBSchema(fields: [])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__CancelledStepsResponse>) {
+        self.init()
+        let c = p.pointee
+        self.cancelledSteps = c.cancelled_steps
+    }
+
+    static func _encodeC(_ v: CancelledStepsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CancelledStepsResponse> {
+        let p = a.allocate(Chatmesh__V1__CancelledStepsResponse.self, count: 1)
+        chatmesh__v1__cancelled_steps_response__init(p)
+        p.pointee.cancelled_steps = v.cancelledSteps
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__cancelled_steps_response__unpack, free: chatmesh__v1__cancelled_steps_response__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__cancelled_steps_response__get_packed_size, pack: chatmesh__v1__cancelled_steps_response__pack)
+    }
+}
+
 public enum MessagingService {
     public static let name = "chatmesh.v1.MessagingService"
 
@@ -1451,7 +1635,9 @@ public enum MessagingService {
         public static let createScenario = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "CreateScenario")
         public static let listScenarios = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "ListScenarios")
         public static let onTagAttached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagAttached")
-        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached]
+        public static let onTagDetached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagDetached")
+        public static let onCustomerMessage = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnCustomerMessage")
+        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage]
     }
 
     /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
@@ -1484,6 +1670,10 @@ public enum MessagingService {
         func listScenarios(_ request: ShopRequest, context: ServerContext) async throws -> ListScenariosResponse
         /// R-BOT-1.
         func onTagAttached(_ request: OnTagAttachedRequest, context: ServerContext) async throws -> OnTagAttachedResponse
+        /// R-BOT-1.
+        func onTagDetached(_ request: OnTagDetachedRequest, context: ServerContext) async throws -> CancelledStepsResponse
+        /// R-MSG-5, R-BOT-1.
+        func onCustomerMessage(_ request: OnCustomerMessageRequest, context: ServerContext) async throws -> CancelledStepsResponse
     }
 
     /// A typed client: one method per unary RPC, over any `RPCChannel`.
@@ -1565,6 +1755,16 @@ public enum MessagingService {
         public func onTagAttached(_ request: OnTagAttachedRequest, options: CallOptions? = nil) async throws(RPCError) -> OnTagAttachedResponse {
             try await channel.unary(Method.onTagAttached, request, options: options ?? defaultOptions)
         }
+
+        /// R-BOT-1.
+        public func onTagDetached(_ request: OnTagDetachedRequest, options: CallOptions? = nil) async throws(RPCError) -> CancelledStepsResponse {
+            try await channel.unary(Method.onTagDetached, request, options: options ?? defaultOptions)
+        }
+
+        /// R-MSG-5, R-BOT-1.
+        public func onCustomerMessage(_ request: OnCustomerMessageRequest, options: CallOptions? = nil) async throws(RPCError) -> CancelledStepsResponse {
+            try await channel.unary(Method.onCustomerMessage, request, options: options ?? defaultOptions)
+        }
     }
 }
 
@@ -1585,6 +1785,8 @@ extension MessagingService.Handler {
             RPCRoute.unary(MessagingService.Method.createScenario) { (request: CreateScenarioRequest, context) in try await self.createScenario(request, context: context) },
             RPCRoute.unary(MessagingService.Method.listScenarios) { (request: ShopRequest, context) in try await self.listScenarios(request, context: context) },
             RPCRoute.unary(MessagingService.Method.onTagAttached) { (request: OnTagAttachedRequest, context) in try await self.onTagAttached(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.onTagDetached) { (request: OnTagDetachedRequest, context) in try await self.onTagDetached(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.onCustomerMessage) { (request: OnCustomerMessageRequest, context) in try await self.onCustomerMessage(request, context: context) },
         ]
     }
 }

@@ -19,40 +19,6 @@ public enum DefaultTags {
     public static let facebookFolderName = "Facebook"
 }
 
-/// R-TAG-3: tag names are unique per page ignoring case and accents, so
-/// "Giao gấp" and "giao gap" are the same name.
-public enum TagName {
-    /// The comparison key: lower case, without diacritics (đ → d), single spaces, trimmed.
-    public static func key(_ name: String) -> String {
-        var out = ""
-        out.reserveCapacity(name.utf8.count)
-        var pendingSpace = false
-        for ch in VietnameseText.fold(name) {
-            if ch.isWhitespace {
-                pendingSpace = !out.isEmpty
-                continue
-            }
-            if pendingSpace {
-                out.append(" ")
-                pendingSpace = false
-            }
-            out.append(ch)
-        }
-        return out
-    }
-
-    /// What a tag name may be: 1 to 64 characters once trimmed, no control characters.
-    public static func validate(_ name: String) -> String? {
-        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        if trimmed.isEmpty { return "name is required" }
-        if trimmed.count > 64 { return "name is longer than 64 characters" }
-        if trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            return "name contains control characters"
-        }
-        return nil
-    }
-}
-
 /// R-ACT-2: tag attach/detach history is kept 30 days; block/unblock history forever.
 public enum ActivityRetention {
     public static let tagHistoryMs: Int64 = 30 * 86_400_000

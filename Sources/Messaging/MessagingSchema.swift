@@ -57,5 +57,63 @@ public enum MessagingSchema {
                 PRIMARY KEY (shop_id, message_id))
             """,
         ]),
+        Migration(version: 2, name: "broadcasts-scenarios", statements: [
+            // R-MSG-2. Counters move in the transactions that reserve and settle a batch,
+            // so they always agree with the messages rows; next_seq is where a restart resumes.
+            """
+            CREATE TABLE broadcasts (
+                shop_id TEXT NOT NULL, broadcast_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, channel BIGINT NOT NULL,
+                template_id TEXT NOT NULL, segment_id TEXT NOT NULL, schedule_at_ms BIGINT NOT NULL, params TEXT NOT NULL,
+                status BIGINT NOT NULL, audience_loaded BIGINT NOT NULL DEFAULT 0, total BIGINT NOT NULL DEFAULT 0,
+                next_seq BIGINT NOT NULL DEFAULT 0, sent BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
+                skipped BIGINT NOT NULL DEFAULT 0, cost_vnd BIGINT NOT NULL DEFAULT 0, attempts BIGINT NOT NULL DEFAULT 0,
+                error TEXT NOT NULL DEFAULT '', created_at_ms BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, broadcast_id),
+                UNIQUE (shop_id, idempotency_key))
+            """,
+            "CREATE INDEX broadcasts_by_status ON broadcasts (status, schedule_at_ms)",
+            // The audience as loyalty-svc gave it when the broadcast started, in a fixed order.
+            """
+            CREATE TABLE broadcast_audience (
+                shop_id TEXT NOT NULL, broadcast_id TEXT NOT NULL, seq BIGINT NOT NULL, customer_id TEXT NOT NULL,
+                phone TEXT NOT NULL, name TEXT NOT NULL, email TEXT NOT NULL,
+                PRIMARY KEY (shop_id, broadcast_id, seq))
+            """,
+            """
+            CREATE TABLE broadcast_skips (
+                shop_id TEXT NOT NULL, broadcast_id TEXT NOT NULL, reason TEXT NOT NULL, count BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, broadcast_id, reason))
+            """,
+            "CREATE INDEX messages_by_broadcast ON messages (shop_id, broadcast_id, status)",
+            // R-BOT-1.
+            """
+            CREATE TABLE scenarios (
+                shop_id TEXT NOT NULL, scenario_id TEXT NOT NULL, trigger_tag_key TEXT NOT NULL, trigger_tag_name TEXT NOT NULL,
+                channel BIGINT NOT NULL, steps TEXT NOT NULL, created_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, scenario_id))
+            """,
+            "CREATE INDEX scenarios_by_tag ON scenarios (shop_id, trigger_tag_key)",
+            """
+            CREATE TABLE scheduled_steps (
+                shop_id TEXT NOT NULL, step_id TEXT NOT NULL, scenario_id TEXT NOT NULL, step_index BIGINT NOT NULL,
+                customer_id TEXT NOT NULL, page_id TEXT NOT NULL, tag_key TEXT NOT NULL, tag_name TEXT NOT NULL,
+                recipient TEXT NOT NULL, channel BIGINT NOT NULL, template_id TEXT NOT NULL,
+                started_at_ms BIGINT NOT NULL, due_at_ms BIGINT NOT NULL, status TEXT NOT NULL,
+                reason TEXT NOT NULL DEFAULT '', message_id TEXT NOT NULL DEFAULT '',
+                PRIMARY KEY (shop_id, step_id))
+            """,
+            "CREATE INDEX scheduled_steps_due ON scheduled_steps (status, due_at_ms)",
+            "CREATE INDEX scheduled_steps_by_customer ON scheduled_steps (shop_id, customer_id, status)",
+            // Events from other services (OnTagAttached, OnTagDetached, OnCustomerMessage) are applied once.
+            "CREATE TABLE seen_events (shop_id TEXT NOT NULL, event_id TEXT NOT NULL, at_ms BIGINT NOT NULL, PRIMARY KEY (shop_id, event_id))",
+            // R-MSG-5: the last time each page-scoped id wrote to the page.
+            """
+            CREATE TABLE messenger_contacts (
+                shop_id TEXT NOT NULL, recipient TEXT NOT NULL, customer_id TEXT NOT NULL, page_id TEXT NOT NULL,
+                last_customer_message_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, recipient))
+            """,
+            "CREATE INDEX messenger_contacts_by_customer ON messenger_contacts (shop_id, customer_id, last_customer_message_at_ms)",
+        ]),
     ]
 }

@@ -3,39 +3,24 @@ import Foundation
 import MeshRPC
 import MeshStore
 
-/// chatmesh.v1.MessagingService. Templates, the balance, transactional sends
-/// and ZNS quality are here; broadcasts and chatbot scenarios are still being
-/// built (issue 6) and answer UNIMPLEMENTED until then.
+/// chatmesh.v1.MessagingService: decodes, checks, calls the store, the
+/// sender (one message) or the store's broadcast and scenario records, which
+/// `BroadcastRunner` and `ScenarioScheduler` work through in the background.
 public struct MessagingServiceHandler: MessagingService.Handler {
     let store: MessagingStore
-    let adapters: [Template.Channel: any DeliveryAdapter]
-    let prices: MessagePrices
-    let zns: ZnsQualityPolicy
-    let now: @Sendable () -> Int64
+    let sender: MessageSender
+    var zns: ZnsQualityPolicy { sender.zns }
+    var now: @Sendable () -> Int64 { sender.now }
 
-    /// - Parameter adapters: the provider of each channel; a channel without one refuses sends (FAILED_PRECONDITION).
-    public init(
-        store: MessagingStore, adapters: [Template.Channel: any DeliveryAdapter], prices: MessagePrices = MessagePrices(),
-        zns: ZnsQualityPolicy = ZnsQualityPolicy(), now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
-    ) {
+    public init(store: MessagingStore, sender: MessageSender) {
         self.store = store
-        self.adapters = adapters
-        self.prices = prices
-        self.zns = zns
-        self.now = now
-    }
-
-    static func channel(_ channel: Template.Channel, field: String = "channel") throws(RPCError) -> Template.Channel {
-        switch channel {
-        case .zns, .email, .sms, .messenger: return channel
-        default: throw .invalidArgument("\(field) must be ZNS, EMAIL, SMS or MESSENGER")
-        }
+        self.sender = sender
     }
 
     // MARK: Templates (R-MSG-1, R-ZNS-3)
 
     public func createTemplate(_ request: CreateTemplateRequest, context: ServerContext) async throws -> Template {
-        let channel = try Self.channel(request.channel)
+        let channel = try MessageSender.channel(request.channel)
         let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
         if name.isEmpty { throw RPCError.invalidArgument("name is required") }
         if name.count > 200 { throw RPCError.invalidArgument("name is longer than 200 characters") }
@@ -64,7 +49,7 @@ public struct MessagingServiceHandler: MessagingService.Handler {
     }
 
     public func listTemplates(_ request: ListTemplatesRequest, context: ServerContext) async throws -> ListTemplatesResponse {
-        let channel: Template.Channel? = request.channel == .channelUnspecified ? nil : try Self.channel(request.channel)
+        let channel: Template.Channel? = request.channel == .channelUnspecified ? nil : try MessageSender.channel(request.channel)
         return ListTemplatesResponse(templates: try await store.templates(shop: request.shopId, channel: channel))
     }
 
@@ -95,84 +80,32 @@ public struct MessagingServiceHandler: MessagingService.Handler {
     // MARK: Sends (R-MSG-4)
 
     public func sendMessage(_ request: SendMessageRequest, context: ServerContext) async throws -> SendMessageResponse {
-        let channel = try Self.channel(request.channel)
+        let channel = try MessageSender.channel(request.channel)
         let key = request.idempotencyKey
         if key.isEmpty || key.utf8.count > 200 { throw RPCError.invalidArgument("idempotency_key is required (at most 200 bytes)") }
-        let recipient = try Self.recipient(request.recipient, channel: channel)
+        if key.hasPrefix("bc:") || key.hasPrefix("step:") {
+            throw RPCError.invalidArgument("idempotency_key: keys starting with \"bc:\" or \"step:\" are messaging-svc's own")
+        }
+        let recipient = try MessageSender.recipient(request.recipient, channel: channel)
         if request.templateId.isEmpty { throw RPCError.invalidArgument("template_id is required") }
         let template = try await store.template(shop: request.shopId, id: request.templateId)
         guard template.channel == channel else {
             throw RPCError.invalidArgument("template_id: template \(template.templateId) is for \(template.channel.protoName), not \(channel.protoName)")
         }
-        guard template.enabled else {
-            throw RPCError.failedPrecondition("template_id: template \(template.templateId) is disabled (poor ZNS quality, R-ZNS-2)")
+        var humanAgent = false
+        if channel == .messenger {
+            // R-MSG-5: SendMessage is a staff member's message.
+            let last = try await store.messengerContact(shop: request.shopId, recipient: recipient)?.lastCustomerMessageAtMs
+            switch MessengerPolicy.decide(sender: .staff, lastCustomerMessageAtMs: last, nowMs: now()) {
+            case .allowed: break
+            case .allowedWithHumanAgentTag: humanAgent = true
+            case .refused(let reason): throw RPCError.failedPrecondition("recipient: \(reason)")
+            }
         }
-        let body: String
-        do {
-            body = try TemplateText.render(template.body, params: request.params)
-        } catch let missing as TemplateText.MissingParameters {
-            throw RPCError.invalidArgument("params: no value for \(missing.names.map { "{{\($0)}}" }.joined(separator: ", "))")
-        }
-        guard let adapter = adapters[channel] else {
-            throw RPCError.failedPrecondition("channel: no provider is configured for \(channel.protoName)")
-        }
-        let reservation = try await store.reserve(
-            shop: request.shopId, idempotencyKey: key, channel: channel, recipient: recipient, template: template, body: body,
-            params: request.params, customerId: request.customerId, priceVnd: prices.price(channel), zns: channel == .zns ? zns : nil, nowMs: now()
+        return try await sender.send(
+            shop: request.shopId, template: template, recipient: recipient, params: request.params, idempotencyKey: key,
+            customerId: request.customerId, humanAgent: humanAgent
         )
-        let messageId: String
-        switch reservation {
-        case .existing(let answer):
-            return answer
-        case .reserved(let id):
-            messageId = id
-        }
-        var delivery = Delivery(
-            messageId: messageId, channel: channel, recipient: recipient, text: body, providerTemplateId: template.providerTemplateId,
-            params: request.params
-        )
-        delivery.subject = template.name
-        let outcome = await adapter.deliver(delivery)
-        return try await store.settle(shop: request.shopId, messageId: messageId, outcome: outcome, provider: adapter.name, nowMs: now())
-    }
-
-    /// Delivers again what a crash or a provider's temporary failure left QUEUED
-    /// for longer than `after` (well past any adapter's time-out, so nothing in
-    /// flight is sent twice). Returns how many were tried.
-    public func redeliverQueued(after: Int64 = 60_000, limit: Int = 500) async throws -> Int {
-        let queued = try await store.queued(beforeMs: now() - after, limit: limit)
-        for (shop, delivery) in queued {
-            guard let adapter = adapters[delivery.channel] else { continue }
-            let outcome = await adapter.deliver(delivery)
-            _ = try await store.settle(shop: shop, messageId: delivery.messageId, outcome: outcome, provider: adapter.name, nowMs: now())
-        }
-        return queued.count
-    }
-
-    /// Who a channel can reach: a mobile number for ZNS and SMS (stored form), an
-    /// e-mail address, or a page-scoped id for Messenger.
-    static func recipient(_ raw: String, channel: Template.Channel) throws(RPCError) -> String {
-        let value = raw.trimmingCharacters(in: .whitespaces)
-        if value.isEmpty { throw .invalidArgument("recipient is required") }
-        switch channel {
-        case .zns, .sms:
-            guard let phone = VietnamPhone.normalize(value) else {
-                throw .invalidArgument("recipient must be a Vietnamese mobile number for \(channel.protoName), not \"\(raw)\"")
-            }
-            return phone
-        case .email:
-            let parts = value.split(separator: "@", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
-                  value.utf8.count <= 254, !value.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" || $0 == "\r" || $0 == "\n" }) else {
-                throw .invalidArgument("recipient must be an e-mail address, not \"\(raw)\"")
-            }
-            return value
-        default:
-            guard value.utf8.count <= 64, value.allSatisfy(\.isNumber) else {
-                throw .invalidArgument("recipient must be the customer's page-scoped id (digits) for MESSENGER")
-            }
-            return value
-        }
     }
 
     // MARK: ZNS quality (R-ZNS-1..3)
@@ -187,16 +120,121 @@ public struct MessagingServiceHandler: MessagingService.Handler {
         try await store.znsQuality(shop: request.shopId, policy: zns, nowMs: now())
     }
 
-    // MARK: Still being built (issue 6)
+    // MARK: Broadcasts (R-MSG-2)
 
-    static func notYet(_ what: String) -> RPCError {
-        .unimplemented("\(what) is not built yet")
+    public func createBroadcast(_ request: CreateBroadcastRequest, context: ServerContext) async throws -> Broadcast {
+        let channel = try MessageSender.channel(request.channel)
+        if request.templateId.isEmpty { throw RPCError.invalidArgument("template_id is required") }
+        let segment = request.segmentId.trimmingCharacters(in: .whitespaces)
+        if segment.isEmpty || segment.utf8.count > 128 { throw RPCError.invalidArgument("segment_id is required (at most 128 bytes)") }
+        if request.scheduleAtMs < 0 { throw RPCError.invalidArgument("schedule_at_ms must not be negative (0 sends now)") }
+        if request.scheduleAtMs > now() + 366 * 86_400_000 { throw RPCError.invalidArgument("schedule_at_ms is more than a year ahead") }
+        if request.idempotencyKey.utf8.count > 200 { throw RPCError.invalidArgument("idempotency_key is longer than 200 bytes") }
+        let template = try await store.template(shop: request.shopId, id: request.templateId)
+        guard template.channel == channel else {
+            throw RPCError.invalidArgument("template_id: template \(template.templateId) is for \(template.channel.protoName), not \(channel.protoName)")
+        }
+        guard template.enabled else {
+            throw RPCError.failedPrecondition("template_id: template \(template.templateId) is disabled (poor ZNS quality, R-ZNS-2)")
+        }
+        let perMember: Set<String> = ["name", "phone", "email", "customer_id"]
+        let missing = template.placeholders.filter { request.params[$0] == nil && !perMember.contains($0) }
+        if !missing.isEmpty {
+            throw RPCError.invalidArgument("params: no value for \(missing.map { "{{\($0)}}" }.joined(separator: ", ")) (each member brings only {{name}}, {{phone}}, {{email}} and {{customer_id}})")
+        }
+        guard sender.adapters[channel] != nil else {
+            throw RPCError.failedPrecondition("channel: no provider is configured for \(channel.protoName)")
+        }
+        let key = request.idempotencyKey.isEmpty ? SortableID.make("auto_", nowMs: now()) : request.idempotencyKey
+        return try await store.createBroadcast(
+            shop: request.shopId, idempotencyKey: key, channel: channel, templateId: template.templateId, segmentId: segment,
+            scheduleAtMs: request.scheduleAtMs, params: request.params, nowMs: now()
+        )
     }
 
-    public func createBroadcast(_ request: CreateBroadcastRequest, context: ServerContext) async throws -> Broadcast { throw Self.notYet("CreateBroadcast") }
-    public func getBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast { throw Self.notYet("GetBroadcast") }
-    public func cancelBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast { throw Self.notYet("CancelBroadcast") }
-    public func createScenario(_ request: CreateScenarioRequest, context: ServerContext) async throws -> Scenario { throw Self.notYet("CreateScenario") }
-    public func listScenarios(_ request: ShopRequest, context: ServerContext) async throws -> ListScenariosResponse { throw Self.notYet("ListScenarios") }
-    public func onTagAttached(_ request: OnTagAttachedRequest, context: ServerContext) async throws -> OnTagAttachedResponse { throw Self.notYet("OnTagAttached") }
+    public func getBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast {
+        if request.broadcastId.isEmpty { throw RPCError.invalidArgument("broadcast_id is required") }
+        return try await store.broadcast(shop: request.shopId, id: request.broadcastId)
+    }
+
+    public func cancelBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast {
+        if request.broadcastId.isEmpty { throw RPCError.invalidArgument("broadcast_id is required") }
+        return try await store.cancelBroadcast(shop: request.shopId, id: request.broadcastId, nowMs: now())
+    }
+
+    // MARK: Chatbot scenarios (R-BOT-1)
+
+    public func createScenario(_ request: CreateScenarioRequest, context: ServerContext) async throws -> Scenario {
+        if let problem = TagName.validate(request.triggerTagName) { throw RPCError.invalidArgument("trigger_tag_name: \(problem)") }
+        let channel = try MessageSender.channel(request.channel)
+        if request.steps.isEmpty { throw RPCError.invalidArgument("steps: a scenario has at least one step") }
+        if request.steps.count > 20 { throw RPCError.invalidArgument("steps: at most 20 steps") }
+        for (index, step) in request.steps.enumerated() {
+            let field = "steps[\(index)]"
+            if step.delayMs < 0 || step.delayMs > 30 * 86_400_000 {
+                throw RPCError.invalidArgument("\(field).delay_ms must be between 0 and 30 days")
+            }
+            if step.templateId.isEmpty { throw RPCError.invalidArgument("\(field).template_id is required") }
+            let template: Template
+            do {
+                template = try await store.template(shop: request.shopId, id: step.templateId)
+            } catch let error as RPCError where error.code == .notFound {
+                throw RPCError.notFound("\(field).template_id: no template \(step.templateId)")
+            }
+            guard template.channel == channel else {
+                throw RPCError.invalidArgument("\(field).template_id: template \(step.templateId) is for \(template.channel.protoName), not \(channel.protoName)")
+            }
+            let unknown = template.placeholders.filter { !ScenarioScheduler.placeholders.contains($0) }
+            if !unknown.isEmpty {
+                throw RPCError.invalidArgument(
+                    "\(field).template_id: a bot can fill only {{customer_id}}, {{page_id}} and {{tag_name}}, not \(unknown.map { "{{\($0)}}" }.joined(separator: ", "))"
+                )
+            }
+        }
+        let name = request.triggerTagName.trimmingCharacters(in: .whitespacesAndNewlines)
+        return try await store.createScenario(shop: request.shopId, tagName: name, channel: channel, steps: request.steps, nowMs: now())
+    }
+
+    public func listScenarios(_ request: ShopRequest, context: ServerContext) async throws -> ListScenariosResponse {
+        ListScenariosResponse(scenarios: try await store.scenarios(shop: request.shopId))
+    }
+
+    static func event(_ eventId: String, customerId: String, atMs: Int64) throws(RPCError) {
+        if eventId.isEmpty || eventId.utf8.count > 200 { throw .invalidArgument("event_id is required (at most 200 bytes)") }
+        if customerId.isEmpty || customerId.utf8.count > 128 { throw .invalidArgument("customer_id is required (at most 128 bytes)") }
+        if atMs <= 0 { throw .invalidArgument("at_ms is required") }
+    }
+
+    public func onTagAttached(_ request: OnTagAttachedRequest, context: ServerContext) async throws -> OnTagAttachedResponse {
+        try Self.event(request.eventId, customerId: request.customerId, atMs: request.atMs)
+        if let problem = TagName.validate(request.tagName) { throw RPCError.invalidArgument("tag_name: \(problem)") }
+        if request.recipient.utf8.count > 254 { throw RPCError.invalidArgument("recipient is longer than 254 bytes") }
+        let started = try await store.startScenarios(
+            shop: request.shopId, eventId: request.eventId, pageId: request.pageId, customerId: request.customerId, tagName: request.tagName,
+            recipient: request.recipient.trimmingCharacters(in: .whitespaces), atMs: request.atMs, nowMs: now()
+        )
+        return OnTagAttachedResponse(scenarioIds: started)
+    }
+
+    public func onTagDetached(_ request: OnTagDetachedRequest, context: ServerContext) async throws -> CancelledStepsResponse {
+        try Self.event(request.eventId, customerId: request.customerId, atMs: request.atMs)
+        if let problem = TagName.validate(request.tagName) { throw RPCError.invalidArgument("tag_name: \(problem)") }
+        let cancelled = try await store.tagDetached(
+            shop: request.shopId, eventId: request.eventId, customerId: request.customerId, tagName: request.tagName, nowMs: now()
+        )
+        return CancelledStepsResponse(cancelledSteps: Int32(cancelled))
+    }
+
+    public func onCustomerMessage(_ request: OnCustomerMessageRequest, context: ServerContext) async throws -> CancelledStepsResponse {
+        try Self.event(request.eventId, customerId: request.customerId, atMs: request.atMs)
+        var recipient = ""
+        if !request.recipient.isEmpty {
+            recipient = try MessageSender.recipient(request.recipient, channel: .messenger)
+        }
+        let cancelled = try await store.customerMessaged(
+            shop: request.shopId, eventId: request.eventId, pageId: request.pageId, customerId: request.customerId, recipient: recipient,
+            atMs: request.atMs, nowMs: now()
+        )
+        return CancelledStepsResponse(cancelledSteps: Int32(cancelled))
+    }
 }

@@ -137,6 +137,16 @@ public struct MessagingStore: Sendable {
         }
     }
 
+    /// How many automatic top-ups the shop has had (their references are `auto-<shop>-<n>`).
+    public func automaticTopUpCount(shop: String) async throws -> Int {
+        try await db.read { db in
+            try await db.raw("""
+                SELECT COUNT(*) AS n FROM balance_ledger WHERE shop_id = \(bind: shop) AND kind = \(bind: LedgerKind.topUp.rawValue)
+                  AND ref LIKE \(bind: "auto-" + shop + "-%")
+                """).first()!.decode(column: "n", as: Int.self)
+        }
+    }
+
     /// The sum of the shop's ledger: what the balance must always equal.
     public func ledgerSum(shop: String) async throws -> Int64 {
         try await db.read { db in
@@ -244,13 +254,14 @@ public struct MessagingStore: Sendable {
 
     /// Messages still QUEUED (a crash between reserve and settle, or a temporary
     /// failure) last touched before `beforeMs`, as deliveries to make again.
+    /// A broadcast's messages are left to its runner, which resumes them itself.
     public func queued(beforeMs: Int64, limit: Int) async throws -> [(shop: String, delivery: Delivery)] {
         try await db.read { db in
             try await db.raw("""
                 SELECT m.shop_id, m.message_id, m.channel, m.recipient, m.body, m.params, COALESCE(t.provider_template_id, '') AS provider_template_id,
                        COALESCE(t.name, '') AS template_name
                 FROM messages m LEFT JOIN templates t ON t.shop_id = m.shop_id AND t.template_id = m.template_id
-                WHERE m.status = 'QUEUED' AND m.updated_at_ms < \(bind: beforeMs)
+                WHERE m.status = 'QUEUED' AND m.updated_at_ms < \(bind: beforeMs) AND m.broadcast_id = ''
                 ORDER BY m.updated_at_ms LIMIT \(literal: limit)
                 """).all().map { row in
                 let params = try JSONDecoder().decode([String: String].self, from: Data(try row.string("params").utf8))

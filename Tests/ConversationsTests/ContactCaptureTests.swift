@@ -1,4 +1,5 @@
 @testable import Conversations
+import MeshRPC
 import Testing
 
 /// R-CONV-3 on messages as customers really write them.

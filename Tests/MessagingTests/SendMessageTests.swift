@@ -26,6 +26,46 @@ final class ScriptedAdapter: DeliveryAdapter {
     }
 }
 
+/// A loyalty-svc stand-in: ListSegmentMembers over the segments it is given, paged like the real one.
+final class FakeLoyalty: RPCService {
+    let segments: Mutex<[String: [SegmentMember]]>
+    let calls = Mutex(0)
+    /// When set, every call fails with it (loyalty-svc down).
+    let failure = Mutex<RPCError?>(nil)
+
+    init(_ segments: [String: [SegmentMember]] = [:]) {
+        self.segments = Mutex(segments)
+    }
+
+    var routes: [RPCRoute] {
+        [RPCRoute.unary(LoyaltyService.Method.listSegmentMembers) { (request: ListSegmentMembersRequest, context) in
+            try await self.listSegmentMembers(request, context: context)
+        }]
+    }
+
+    func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse {
+        calls.withLock { $0 += 1 }
+        if let failure = failure.withLock({ $0 }) { throw failure }
+        guard let members = segments.withLock({ $0[request.segmentId] }) else { throw RPCError.notFound("segment_id: no segment \(request.segmentId)") }
+        let start = Int(request.pageToken) ?? 0
+        let size = request.pageSize > 0 ? Int(request.pageSize) : 100
+        let end = min(start + size, members.count)
+        return ListSegmentMembersResponse(members: Array(members[start..<end]), nextPageToken: end < members.count ? String(end) : "")
+    }
+}
+
+/// A payment gateway that records its charges and approves or declines as told.
+final class ScriptedGateway: PaymentGateway {
+    let name = "scripted"
+    let charges = Mutex<[(shop: String, amount: Int64, reference: String)]>([])
+    let decline = Mutex(false)
+
+    func charge(shop: String, amountVnd: Int64, reference: String) async -> PaymentResult {
+        charges.withLock { $0.append((shop, amountVnd, reference)) }
+        return decline.withLock { $0 } ? .declined(reason: "card declined") : .approved(transactionId: "tx-" + reference)
+    }
+}
+
 struct MessagingHarness {
     static let shop = "shop-m"
     static let key = "messaging-tests-key"
@@ -33,26 +73,50 @@ struct MessagingHarness {
     let store: MessagingStore
     let zns = ScriptedAdapter()
     let email = ScriptedAdapter()
+    let messenger = ScriptedAdapter()
+    let loyalty: FakeLoyalty
+    let gateway = ScriptedGateway()
     let client: MessagingService.Client
+    let sender: MessageSender
     let handler: MessagingServiceHandler
+    let runner: BroadcastRunner
+    let scheduler: ScenarioScheduler
     /// 2026-11-25 10:00 Vietnam time.
     let clock = TestClock(VietnamTime.ms(year: 2026, month: 11, day: 25, hour: 10))
 
-    static func make(zns: ZnsQualityPolicy = ZnsQualityPolicy()) async throws -> MessagingHarness {
-        let database = try await SQLiteStore.open(path: temporaryDatabasePath("messaging"))
-        return try await MessagingHarness(database: database, zns: zns)
+    static func make(
+        zns: ZnsQualityPolicy = ZnsQualityPolicy(), loyalty: FakeLoyalty = FakeLoyalty(), automaticTopUp: Bool = false,
+        runner settings: BroadcastRunner.Settings = BroadcastRunner.Settings(), path: String? = nil
+    ) async throws -> MessagingHarness {
+        let database = try await SQLiteStore.open(path: path ?? temporaryDatabasePath("messaging"))
+        return try await MessagingHarness(database: database, zns: zns, loyalty: loyalty, automaticTopUp: automaticTopUp, settings: settings)
     }
 
-    private init(database: SQLiteStore, zns policy: ZnsQualityPolicy) async throws {
+    private init(database: SQLiteStore, zns policy: ZnsQualityPolicy, loyalty: FakeLoyalty, automaticTopUp: Bool, settings: BroadcastRunner.Settings) async throws {
         self.database = database
+        self.loyalty = loyalty
         store = try await MessagingStore.open(database)
         let clock = self.clock
-        handler = MessagingServiceHandler(
-            store: store, adapters: [.zns: zns, .email: email, .sms: SandboxAdapter()], zns: policy, now: { clock.now }
+        let topUps = automaticTopUp ? AutomaticTopUps(store: store, gateway: gateway, now: { clock.now }) : nil
+        sender = MessageSender(
+            store: store, adapters: [.zns: zns, .email: email, .sms: SandboxAdapter(), .messenger: messenger], zns: policy, topUps: topUps,
+            now: { clock.now }
         )
+        handler = MessagingServiceHandler(store: store, sender: sender)
+        let signer = TokenSigner(key: Self.key)
         let router = RPCRouter(services: [handler], verifier: TokenVerifier(key: Self.key))
-        let token = TokenSigner(key: Self.key).mint(shopId: Self.shop, staffId: "svc", role: .service)
+        let token = signer.mint(shopId: Self.shop, staffId: "svc", role: .service)
         client = MessagingService.Client(channel: InProcessChannel(router: router), defaultOptions: .bearer(token))
+        // The runner reaches loyalty through a router with token checks, as it would over the wire.
+        let loyaltyRouter = RPCRouter(services: [loyalty], verifier: TokenVerifier(key: Self.key))
+        runner = BroadcastRunner(
+            store: store,
+            audience: LoyaltySegmentAudience(channel: InProcessChannel(router: loyaltyRouter)) {
+                signer.mint(shopId: Principal.anyShop, staffId: "messaging-svc", role: .service)
+            },
+            sender: sender, settings: settings
+        )
+        scheduler = ScenarioScheduler(store: store, sender: sender)
     }
 
     func znsTemplate() async throws -> Template {
@@ -141,11 +205,11 @@ struct MessagingHarness {
         #expect(pending.map(\.delivery.messageId) == [queued.messageId])
         #expect(pending.first?.delivery.params == ["name": "Hoa", "code": "DH1"])
         // The worker leaves it alone while it may still be in flight, then delivers it once.
-        #expect(try await h.handler.redeliverQueued(after: 60_000) == 0)
+        #expect(try await h.sender.redeliverQueued(after: 60_000) == 0)
         h.clock.advance(ms: 61_000)
-        #expect(try await h.handler.redeliverQueued(after: 60_000) == 1)
+        #expect(try await h.sender.redeliverQueued(after: 60_000) == 1)
         #expect(h.zns.deliveries.count == 3)
-        #expect(try await h.handler.redeliverQueued(after: 60_000) == 0)
+        #expect(try await h.sender.redeliverQueued(after: 60_000) == 0)
         #expect(try await h.send(template, key: "y").status == "DELIVERED")
         try await h.expectBalanceMatchesLedger()
         try await h.database.close()
@@ -182,7 +246,8 @@ struct MessagingHarness {
             (.invalidArgument, "idempotency_key", { _ = try await h.send(zns, key: "") }),
             (.notFound, "template_id", { _ = try await c.sendMessage(SendMessageRequest(shopId: s, channel: .zns, recipient: "0912345678", templateId: "tpl_x", idempotencyKey: "k")) }),
             (.invalidArgument, "template_id", { _ = try await c.sendMessage(SendMessageRequest(shopId: s, channel: .sms, recipient: "0912345678", templateId: zns.templateId, params: ["name": "a", "code": "b"], idempotencyKey: "k")) }),
-            (.failedPrecondition, "channel", { _ = try await c.sendMessage(SendMessageRequest(shopId: s, channel: .messenger, recipient: "123", templateId: messenger.templateId, idempotencyKey: "k")) }),
+            (.failedPrecondition, "recipient", { _ = try await c.sendMessage(SendMessageRequest(shopId: s, channel: .messenger, recipient: "123", templateId: messenger.templateId, idempotencyKey: "k")) }),
+            (.invalidArgument, "idempotency_key", { _ = try await h.send(zns, key: "bc:x:y") }),
             (.invalidArgument, "amount_vnd", { _ = try await c.topUp(TopUpRequest(shopId: s, amountVnd: 0, paymentRef: "r")) }),
             (.invalidArgument, "payment_ref", { _ = try await c.topUp(TopUpRequest(shopId: s, amountVnd: 10, paymentRef: "")) }),
         ]

@@ -1009,6 +1009,141 @@ void   chatmesh__v1__on_tag_attached_response__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__on_tag_attached_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__on_tag_detached_request__init
+                     (Chatmesh__V1__OnTagDetachedRequest         *message)
+{
+  static const Chatmesh__V1__OnTagDetachedRequest init_value = CHATMESH__V1__ON_TAG_DETACHED_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__on_tag_detached_request__get_packed_size
+                     (const Chatmesh__V1__OnTagDetachedRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_tag_detached_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__on_tag_detached_request__pack
+                     (const Chatmesh__V1__OnTagDetachedRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_tag_detached_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__on_tag_detached_request__pack_to_buffer
+                     (const Chatmesh__V1__OnTagDetachedRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_tag_detached_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__OnTagDetachedRequest *
+       chatmesh__v1__on_tag_detached_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__OnTagDetachedRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__on_tag_detached_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__on_tag_detached_request__free_unpacked
+                     (Chatmesh__V1__OnTagDetachedRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__on_tag_detached_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__on_customer_message_request__init
+                     (Chatmesh__V1__OnCustomerMessageRequest         *message)
+{
+  static const Chatmesh__V1__OnCustomerMessageRequest init_value = CHATMESH__V1__ON_CUSTOMER_MESSAGE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__on_customer_message_request__get_packed_size
+                     (const Chatmesh__V1__OnCustomerMessageRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_customer_message_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__on_customer_message_request__pack
+                     (const Chatmesh__V1__OnCustomerMessageRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_customer_message_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__on_customer_message_request__pack_to_buffer
+                     (const Chatmesh__V1__OnCustomerMessageRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_customer_message_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__OnCustomerMessageRequest *
+       chatmesh__v1__on_customer_message_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__OnCustomerMessageRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__on_customer_message_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__on_customer_message_request__free_unpacked
+                     (Chatmesh__V1__OnCustomerMessageRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__on_customer_message_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__cancelled_steps_response__init
+                     (Chatmesh__V1__CancelledStepsResponse         *message)
+{
+  static const Chatmesh__V1__CancelledStepsResponse init_value = CHATMESH__V1__CANCELLED_STEPS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__cancelled_steps_response__get_packed_size
+                     (const Chatmesh__V1__CancelledStepsResponse *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__cancelled_steps_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__cancelled_steps_response__pack
+                     (const Chatmesh__V1__CancelledStepsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__cancelled_steps_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__cancelled_steps_response__pack_to_buffer
+                     (const Chatmesh__V1__CancelledStepsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__cancelled_steps_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__CancelledStepsResponse *
+       chatmesh__v1__cancelled_steps_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__CancelledStepsResponse *)
+     protobuf_c_message_unpack (&chatmesh__v1__cancelled_steps_response__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__cancelled_steps_response__free_unpacked
+                     (Chatmesh__V1__CancelledStepsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__cancelled_steps_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCEnumValue chatmesh__v1__template__channel__enum_values_by_number[5] =
 {
   { "CHANNEL_UNSPECIFIED", "CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED", 0 },
@@ -2969,7 +3104,251 @@ const ProtobufCMessageDescriptor chatmesh__v1__on_tag_attached_response__descrip
   (ProtobufCMessageInit) chatmesh__v1__on_tag_attached_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[14] =
+static const ProtobufCFieldDescriptor chatmesh__v1__on_tag_detached_request__field_descriptors[6] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnTagDetachedRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnTagDetachedRequest, event_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnTagDetachedRequest, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "customer_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnTagDetachedRequest, customer_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tag_name",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnTagDetachedRequest, tag_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnTagDetachedRequest, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__on_tag_detached_request__field_indices_by_name[] = {
+  5,   /* field[5] = at_ms */
+  3,   /* field[3] = customer_id */
+  1,   /* field[1] = event_id */
+  2,   /* field[2] = page_id */
+  0,   /* field[0] = shop_id */
+  4,   /* field[4] = tag_name */
+};
+static const ProtobufCIntRange chatmesh__v1__on_tag_detached_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__on_tag_detached_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.OnTagDetachedRequest",
+  "OnTagDetachedRequest",
+  "Chatmesh__V1__OnTagDetachedRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__OnTagDetachedRequest),
+  6,
+  chatmesh__v1__on_tag_detached_request__field_descriptors,
+  chatmesh__v1__on_tag_detached_request__field_indices_by_name,
+  1,  chatmesh__v1__on_tag_detached_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__on_tag_detached_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__on_customer_message_request__field_descriptors[6] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnCustomerMessageRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnCustomerMessageRequest, event_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnCustomerMessageRequest, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "customer_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnCustomerMessageRequest, customer_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipient",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnCustomerMessageRequest, recipient),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnCustomerMessageRequest, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__on_customer_message_request__field_indices_by_name[] = {
+  5,   /* field[5] = at_ms */
+  3,   /* field[3] = customer_id */
+  1,   /* field[1] = event_id */
+  2,   /* field[2] = page_id */
+  4,   /* field[4] = recipient */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__on_customer_message_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__on_customer_message_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.OnCustomerMessageRequest",
+  "OnCustomerMessageRequest",
+  "Chatmesh__V1__OnCustomerMessageRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__OnCustomerMessageRequest),
+  6,
+  chatmesh__v1__on_customer_message_request__field_descriptors,
+  chatmesh__v1__on_customer_message_request__field_indices_by_name,
+  1,  chatmesh__v1__on_customer_message_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__on_customer_message_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__cancelled_steps_response__field_descriptors[1] =
+{
+  {
+    "cancelled_steps",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CancelledStepsResponse, cancelled_steps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__cancelled_steps_response__field_indices_by_name[] = {
+  0,   /* field[0] = cancelled_steps */
+};
+static const ProtobufCIntRange chatmesh__v1__cancelled_steps_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__cancelled_steps_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.CancelledStepsResponse",
+  "CancelledStepsResponse",
+  "Chatmesh__V1__CancelledStepsResponse",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__CancelledStepsResponse),
+  1,
+  chatmesh__v1__cancelled_steps_response__field_descriptors,
+  chatmesh__v1__cancelled_steps_response__field_indices_by_name,
+  1,  chatmesh__v1__cancelled_steps_response__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__cancelled_steps_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[16] =
 {
   { "CreateTemplate", &chatmesh__v1__create_template_request__descriptor, &chatmesh__v1__template__descriptor },
   { "ListTemplates", &chatmesh__v1__list_templates_request__descriptor, &chatmesh__v1__list_templates_response__descriptor },
@@ -2985,6 +3364,8 @@ static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_d
   { "CreateScenario", &chatmesh__v1__create_scenario_request__descriptor, &chatmesh__v1__scenario__descriptor },
   { "ListScenarios", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__list_scenarios_response__descriptor },
   { "OnTagAttached", &chatmesh__v1__on_tag_attached_request__descriptor, &chatmesh__v1__on_tag_attached_response__descriptor },
+  { "OnTagDetached", &chatmesh__v1__on_tag_detached_request__descriptor, &chatmesh__v1__cancelled_steps_response__descriptor },
+  { "OnCustomerMessage", &chatmesh__v1__on_customer_message_request__descriptor, &chatmesh__v1__cancelled_steps_response__descriptor },
 };
 const unsigned chatmesh__v1__messaging_service__method_indices_by_name[] = {
   8,        /* CancelBroadcast */
@@ -2996,7 +3377,9 @@ const unsigned chatmesh__v1__messaging_service__method_indices_by_name[] = {
   10,        /* GetZnsQuality */
   12,        /* ListScenarios */
   1,        /* ListTemplates */
+  15,        /* OnCustomerMessage */
   13,        /* OnTagAttached */
+  14,        /* OnTagDetached */
   9,        /* RecordFeedback */
   5,        /* SendMessage */
   4,        /* SetAutoTopUp */
@@ -3009,7 +3392,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__messaging_service__descriptor =
   "MessagingService",
   "Chatmesh__V1__MessagingService",
   "chatmesh.v1",
-  14,
+  16,
   chatmesh__v1__messaging_service__method_descriptors,
   chatmesh__v1__messaging_service__method_indices_by_name
 };
@@ -3124,6 +3507,22 @@ void chatmesh__v1__messaging_service__on_tag_attached(ProtobufCService *service,
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
   service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__messaging_service__on_tag_detached(ProtobufCService *service,
+                                                      const Chatmesh__V1__OnTagDetachedRequest *input,
+                                                      Chatmesh__V1__CancelledStepsResponse_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *service,
+                                                          const Chatmesh__V1__OnCustomerMessageRequest *input,
+                                                          Chatmesh__V1__CancelledStepsResponse_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Service *service,
                                             Chatmesh__V1__MessagingService_ServiceDestroy destroy)

@@ -40,6 +40,9 @@ typedef struct Chatmesh__V1__CreateScenarioRequest Chatmesh__V1__CreateScenarioR
 typedef struct Chatmesh__V1__ListScenariosResponse Chatmesh__V1__ListScenariosResponse;
 typedef struct Chatmesh__V1__OnTagAttachedRequest Chatmesh__V1__OnTagAttachedRequest;
 typedef struct Chatmesh__V1__OnTagAttachedResponse Chatmesh__V1__OnTagAttachedResponse;
+typedef struct Chatmesh__V1__OnTagDetachedRequest Chatmesh__V1__OnTagDetachedRequest;
+typedef struct Chatmesh__V1__OnCustomerMessageRequest Chatmesh__V1__OnCustomerMessageRequest;
+typedef struct Chatmesh__V1__CancelledStepsResponse Chatmesh__V1__CancelledStepsResponse;
 
 
 /* --- enums --- */
@@ -214,7 +217,11 @@ struct  Chatmesh__V1__SendMessageRequest__ParamsEntry
 
 /*
  * R-MSG-4: a transactional message. A send the balance cannot cover is
- * RESOURCE_EXHAUSTED and is not sent (R-MSG-3).
+ * RESOURCE_EXHAUSTED and is not sent (R-MSG-3); with automatic top-up on, the
+ * balance is topped up through the payment gateway first. A MESSENGER send is a
+ * staff member's (R-MSG-5): within 24 hours of the customer's last message it
+ * goes as a response, within 7 days with the HUMAN_AGENT tag, later it is
+ * FAILED_PRECONDITION with the reason.
  */
 struct  Chatmesh__V1__SendMessageRequest
 {
@@ -302,6 +309,13 @@ struct  Chatmesh__V1__CreateBroadcastRequest__ParamsEntry
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+/*
+ * The audience is the segment's members in loyalty-svc (ListSegmentMembers),
+ * taken when the broadcast starts. Each member gets the template rendered with
+ * `params` plus their own {{name}}, {{phone}}, {{email}} and {{customer_id}};
+ * a member the channel cannot reach (no phone, no e-mail, outside Messenger's
+ * window) is skipped with the reason. Idempotent by idempotency_key.
+ */
 struct  Chatmesh__V1__CreateBroadcastRequest
 {
   ProtobufCMessage base;
@@ -367,7 +381,8 @@ struct  Chatmesh__V1__ZnsQuality
 
 
 /*
- * R-BOT-1.
+ * R-BOT-1. A step's template may use {{customer_id}}, {{page_id}} and
+ * {{tag_name}}; nothing else is known when a bot sends.
  */
 struct  Chatmesh__V1__ScenarioStep
 {
@@ -421,6 +436,10 @@ struct  Chatmesh__V1__ListScenariosResponse
 
 /*
  * R-BOT-1: delivered by conversation-svc's outbox; idempotent by event_id.
+ * Each scenario triggered by the tag schedules its steps at at_ms + delay_ms;
+ * a scheduler sends them when due (and after a restart, late rather than
+ * never). MESSENGER steps obey R-MSG-5 for bots: outside the 24-hour window
+ * the step is skipped with the reason.
  */
 struct  Chatmesh__V1__OnTagAttachedRequest
 {
@@ -450,6 +469,61 @@ struct  Chatmesh__V1__OnTagAttachedResponse
 #define CHATMESH__V1__ON_TAG_ATTACHED_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__on_tag_attached_response__descriptor) \
     , 0,NULL }
+
+
+/*
+ * R-BOT-1: a tag taken off a conversation stops the scenarios it started for
+ * that customer. Delivered by conversation-svc's outbox; idempotent by event_id.
+ */
+struct  Chatmesh__V1__OnTagDetachedRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *event_id;
+  char *page_id;
+  char *customer_id;
+  char *tag_name;
+  int64_t at_ms;
+};
+#define CHATMESH__V1__ON_TAG_DETACHED_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__on_tag_detached_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * R-MSG-5, R-BOT-1: the customer wrote to the page. It opens Messenger's
+ * 24-hour window for that page-scoped id, and a reply stops the customer's
+ * running scenarios (the sale is in a person's hands now). Idempotent by event_id.
+ */
+struct  Chatmesh__V1__OnCustomerMessageRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *event_id;
+  char *page_id;
+  char *customer_id;
+  /*
+   * The customer's page-scoped id (what MESSENGER sends are addressed to).
+   */
+  char *recipient;
+  int64_t at_ms;
+};
+#define CHATMESH__V1__ON_CUSTOMER_MESSAGE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__on_customer_message_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Chatmesh__V1__CancelledStepsResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Scheduled scenario steps that will not be sent.
+   */
+  int32_t cancelled_steps;
+};
+#define CHATMESH__V1__CANCELLED_STEPS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__cancelled_steps_response__descriptor) \
+    , 0 }
 
 
 /* Chatmesh__V1__Template methods */
@@ -876,6 +950,63 @@ Chatmesh__V1__OnTagAttachedResponse *
 void   chatmesh__v1__on_tag_attached_response__free_unpacked
                      (Chatmesh__V1__OnTagAttachedResponse *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__OnTagDetachedRequest methods */
+void   chatmesh__v1__on_tag_detached_request__init
+                     (Chatmesh__V1__OnTagDetachedRequest         *message);
+size_t chatmesh__v1__on_tag_detached_request__get_packed_size
+                     (const Chatmesh__V1__OnTagDetachedRequest   *message);
+size_t chatmesh__v1__on_tag_detached_request__pack
+                     (const Chatmesh__V1__OnTagDetachedRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__on_tag_detached_request__pack_to_buffer
+                     (const Chatmesh__V1__OnTagDetachedRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__OnTagDetachedRequest *
+       chatmesh__v1__on_tag_detached_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__on_tag_detached_request__free_unpacked
+                     (Chatmesh__V1__OnTagDetachedRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__OnCustomerMessageRequest methods */
+void   chatmesh__v1__on_customer_message_request__init
+                     (Chatmesh__V1__OnCustomerMessageRequest         *message);
+size_t chatmesh__v1__on_customer_message_request__get_packed_size
+                     (const Chatmesh__V1__OnCustomerMessageRequest   *message);
+size_t chatmesh__v1__on_customer_message_request__pack
+                     (const Chatmesh__V1__OnCustomerMessageRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__on_customer_message_request__pack_to_buffer
+                     (const Chatmesh__V1__OnCustomerMessageRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__OnCustomerMessageRequest *
+       chatmesh__v1__on_customer_message_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__on_customer_message_request__free_unpacked
+                     (Chatmesh__V1__OnCustomerMessageRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__CancelledStepsResponse methods */
+void   chatmesh__v1__cancelled_steps_response__init
+                     (Chatmesh__V1__CancelledStepsResponse         *message);
+size_t chatmesh__v1__cancelled_steps_response__get_packed_size
+                     (const Chatmesh__V1__CancelledStepsResponse   *message);
+size_t chatmesh__v1__cancelled_steps_response__pack
+                     (const Chatmesh__V1__CancelledStepsResponse   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__cancelled_steps_response__pack_to_buffer
+                     (const Chatmesh__V1__CancelledStepsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__CancelledStepsResponse *
+       chatmesh__v1__cancelled_steps_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__cancelled_steps_response__free_unpacked
+                     (Chatmesh__V1__CancelledStepsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Chatmesh__V1__Template_Closure)
@@ -950,6 +1081,15 @@ typedef void (*Chatmesh__V1__OnTagAttachedRequest_Closure)
 typedef void (*Chatmesh__V1__OnTagAttachedResponse_Closure)
                  (const Chatmesh__V1__OnTagAttachedResponse *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__OnTagDetachedRequest_Closure)
+                 (const Chatmesh__V1__OnTagDetachedRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__OnCustomerMessageRequest_Closure)
+                 (const Chatmesh__V1__OnCustomerMessageRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__CancelledStepsResponse_Closure)
+                 (const Chatmesh__V1__CancelledStepsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1013,6 +1153,14 @@ struct Chatmesh__V1__MessagingService_Service
                           const Chatmesh__V1__OnTagAttachedRequest *input,
                           Chatmesh__V1__OnTagAttachedResponse_Closure closure,
                           void *closure_data);
+  void (*on_tag_detached)(Chatmesh__V1__MessagingService_Service *service,
+                          const Chatmesh__V1__OnTagDetachedRequest *input,
+                          Chatmesh__V1__CancelledStepsResponse_Closure closure,
+                          void *closure_data);
+  void (*on_customer_message)(Chatmesh__V1__MessagingService_Service *service,
+                              const Chatmesh__V1__OnCustomerMessageRequest *input,
+                              Chatmesh__V1__CancelledStepsResponse_Closure closure,
+                              void *closure_data);
 };
 typedef void (*Chatmesh__V1__MessagingService_ServiceDestroy)(Chatmesh__V1__MessagingService_Service *);
 void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Service *service,
@@ -1034,7 +1182,9 @@ void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Servi
       function_prefix__ ## get_zns_quality,\
       function_prefix__ ## create_scenario,\
       function_prefix__ ## list_scenarios,\
-      function_prefix__ ## on_tag_attached  }
+      function_prefix__ ## on_tag_attached,\
+      function_prefix__ ## on_tag_detached,\
+      function_prefix__ ## on_customer_message  }
 void chatmesh__v1__messaging_service__create_template(ProtobufCService *service,
                                                       const Chatmesh__V1__CreateTemplateRequest *input,
                                                       Chatmesh__V1__Template_Closure closure,
@@ -1091,6 +1241,14 @@ void chatmesh__v1__messaging_service__on_tag_attached(ProtobufCService *service,
                                                       const Chatmesh__V1__OnTagAttachedRequest *input,
                                                       Chatmesh__V1__OnTagAttachedResponse_Closure closure,
                                                       void *closure_data);
+void chatmesh__v1__messaging_service__on_tag_detached(ProtobufCService *service,
+                                                      const Chatmesh__V1__OnTagDetachedRequest *input,
+                                                      Chatmesh__V1__CancelledStepsResponse_Closure closure,
+                                                      void *closure_data);
+void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *service,
+                                                          const Chatmesh__V1__OnCustomerMessageRequest *input,
+                                                          Chatmesh__V1__CancelledStepsResponse_Closure closure,
+                                                          void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1122,6 +1280,9 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__create_scenario_request__d
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_scenarios_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__on_tag_attached_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__on_tag_attached_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__on_tag_detached_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__on_customer_message_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__cancelled_steps_response__descriptor;
 extern const ProtobufCServiceDescriptor chatmesh__v1__messaging_service__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -1,0 +1,121 @@
+import ChatMeshAPI
+import Foundation
+import MeshRPC
+import MeshStore
+
+/// One message from template to provider, the same for a staff member's
+/// SendMessage, a chatbot step and (batched) a broadcast: render, top up if the
+/// shop asked for it, reserve (idempotency, balance, ZNS purpose and quota),
+/// deliver, settle.
+public struct MessageSender: Sendable {
+    let store: MessagingStore
+    let adapters: [Template.Channel: any DeliveryAdapter]
+    let prices: MessagePrices
+    let zns: ZnsQualityPolicy
+    let topUps: AutomaticTopUps?
+    let now: @Sendable () -> Int64
+
+    /// - Parameters:
+    ///   - adapters: the provider of each channel; a channel without one refuses sends (FAILED_PRECONDITION).
+    ///   - topUps: automatic top-up (R-MSG-3); nil when no payment gateway is configured.
+    public init(
+        store: MessagingStore, adapters: [Template.Channel: any DeliveryAdapter], prices: MessagePrices = MessagePrices(),
+        zns: ZnsQualityPolicy = ZnsQualityPolicy(), topUps: AutomaticTopUps? = nil, now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+    ) {
+        self.store = store
+        self.adapters = adapters
+        self.prices = prices
+        self.zns = zns
+        self.topUps = topUps
+        self.now = now
+    }
+
+    /// Sends `template` to `recipient` (already checked by `recipient(_:channel:)`).
+    /// A key used before answers what it got then, and nothing is sent again.
+    public func send(
+        shop: String, template: Template, recipient: String, params: [String: String], idempotencyKey: String, customerId: String,
+        humanAgent: Bool = false
+    ) async throws -> SendMessageResponse {
+        let channel = template.channel
+        guard template.enabled else {
+            throw RPCError.failedPrecondition("template_id: template \(template.templateId) is disabled (poor ZNS quality, R-ZNS-2)")
+        }
+        let body: String
+        do {
+            body = try TemplateText.render(template.body, params: params)
+        } catch let missing as TemplateText.MissingParameters {
+            throw RPCError.invalidArgument("params: no value for \(missing.names.map { "{{\($0)}}" }.joined(separator: ", "))")
+        }
+        guard let adapter = adapters[channel] else {
+            throw RPCError.failedPrecondition("channel: no provider is configured for \(channel.protoName)")
+        }
+        let price = prices.price(channel)
+        if price > 0, let topUps {
+            try await topUps.ensure(shop: shop, needVnd: price)
+        }
+        let reservation = try await store.reserve(
+            shop: shop, idempotencyKey: idempotencyKey, channel: channel, recipient: recipient, template: template, body: body,
+            params: params, customerId: customerId, priceVnd: price, zns: channel == .zns ? zns : nil, nowMs: now()
+        )
+        let messageId: String
+        switch reservation {
+        case .existing(let answer):
+            return answer
+        case .reserved(let id):
+            messageId = id
+        }
+        var delivery = Delivery(
+            messageId: messageId, channel: channel, recipient: recipient, text: body, providerTemplateId: template.providerTemplateId, params: params
+        )
+        delivery.subject = template.name
+        delivery.humanAgent = humanAgent
+        let outcome = await adapter.deliver(delivery)
+        return try await store.settle(shop: shop, messageId: messageId, outcome: outcome, provider: adapter.name, nowMs: now())
+    }
+
+    /// Delivers again what a crash or a provider's temporary failure left QUEUED
+    /// for longer than `after` (well past any adapter's time-out, so nothing in
+    /// flight is sent twice). Returns how many were tried.
+    public func redeliverQueued(after: Int64 = 60_000, limit: Int = 500) async throws -> Int {
+        let queued = try await store.queued(beforeMs: now() - after, limit: limit)
+        for (shop, delivery) in queued {
+            guard let adapter = adapters[delivery.channel] else { continue }
+            let outcome = await adapter.deliver(delivery)
+            _ = try await store.settle(shop: shop, messageId: delivery.messageId, outcome: outcome, provider: adapter.name, nowMs: now())
+        }
+        return queued.count
+    }
+
+    static func channel(_ channel: Template.Channel, field: String = "channel") throws(RPCError) -> Template.Channel {
+        switch channel {
+        case .zns, .email, .sms, .messenger: return channel
+        default: throw .invalidArgument("\(field) must be ZNS, EMAIL, SMS or MESSENGER")
+        }
+    }
+
+    /// Who a channel can reach: a mobile number for ZNS and SMS (stored form), an
+    /// e-mail address, or a page-scoped id for Messenger.
+    static func recipient(_ raw: String, channel: Template.Channel, field: String = "recipient") throws(RPCError) -> String {
+        let value = raw.trimmingCharacters(in: .whitespaces)
+        if value.isEmpty { throw .invalidArgument("\(field) is required") }
+        switch channel {
+        case .zns, .sms:
+            guard let phone = VietnamPhone.normalize(value) else {
+                throw .invalidArgument("\(field) must be a Vietnamese mobile number for \(channel.protoName), not \"\(raw)\"")
+            }
+            return phone
+        case .email:
+            let parts = value.split(separator: "@", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
+                  value.utf8.count <= 254, !value.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" || $0 == "\r" || $0 == "\n" }) else {
+                throw .invalidArgument("\(field) must be an e-mail address, not \"\(raw)\"")
+            }
+            return value
+        default:
+            guard value.utf8.count <= 64, value.allSatisfy(\.isNumber) else {
+                throw .invalidArgument("\(field) must be the customer's page-scoped id (digits) for MESSENGER")
+            }
+            return value
+        }
+    }
+}
