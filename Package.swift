@@ -84,6 +84,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // The runtime's own test service (chatmesh.testing.v1.EchoService).
@@ -106,7 +107,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "messaging-svc",
-            dependencies: ["Messaging", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Messaging", "MessagingDelivery", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/messaging-svc",
             exclude: ["README.md"]
         ),
@@ -134,6 +135,16 @@ let package = Package(
             ],
             path: "Benchmarks/bench-conversations"
         ),
+        // Scale benchmark of messaging-svc: a broadcast to a 100k-member segment served by a stand-in loyalty-svc.
+        .executableTarget(
+            name: "bench-broadcast",
+            dependencies: [
+                "MeshHTTP2", "MeshRPC", "ChatMeshAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/bench-broadcast"
+        ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
         // Helpers shared by the service tests (status expectations, scratch databases).
@@ -146,6 +157,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["smtp_sink.py"]
         ),

@@ -973,6 +973,67 @@ extension BroadcastRequest {
     }
 }
 
+/// R-ZNS-2: a provider's delivery report (Zalo's "user received message"
+/// webhook, an SMS gateway's delivery receipt), relayed by whoever receives it.
+/// A ZNS or SMS send is SENT when the provider takes it, with its price held;
+/// a report of delivery makes it DELIVERED and the price is kept, a report of
+/// failure makes it FAILED and the price goes back to the balance. The same
+/// report twice answers the same; a report contradicting an earlier one is
+/// FAILED_PRECONDITION.
+public struct DeliveryReportRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.DeliveryReportRequest"
+
+    public var shopId: String = ""
+    public var messageId: String = ""
+    public var delivered: Bool = false
+    /// Why it was not delivered (the provider's words).
+    public var reason: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", messageId: String = "", delivered: Bool = false, reason: String = "") {
+        self.shopId = shopId
+        self.messageId = messageId
+        self.delivered = delivered
+        self.reason = reason
+    }
+}
+
+extension DeliveryReportRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.DeliveryReportRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.DeliveryReportRequest.message_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.DeliveryReportRequest.reason", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__DeliveryReportRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.messageId = _PB.string(c.message_id)
+        self.delivered = (c.delivered != 0)
+        self.reason = _PB.string(c.reason)
+    }
+
+    static func _encodeC(_ v: DeliveryReportRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeliveryReportRequest> {
+        let p = a.allocate(Chatmesh__V1__DeliveryReportRequest.self, count: 1)
+        chatmesh__v1__delivery_report_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.DeliveryReportRequest.shop_id") }
+        if !v.messageId.isEmpty { p.pointee.message_id = try a.string(v.messageId, field: "chatmesh.v1.DeliveryReportRequest.message_id") }
+        p.pointee.delivered = (v.delivered ? 1 : 0)
+        if !v.reason.isEmpty { p.pointee.reason = try a.string(v.reason, field: "chatmesh.v1.DeliveryReportRequest.reason") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__delivery_report_request__unpack, free: chatmesh__v1__delivery_report_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__delivery_report_request__get_packed_size, pack: chatmesh__v1__delivery_report_request__pack)
+    }
+}
+
 /// R-ZNS-1.
 public struct RecordFeedbackRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.RecordFeedbackRequest"
@@ -1630,6 +1691,7 @@ public enum MessagingService {
         public static let createBroadcast = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "CreateBroadcast")
         public static let getBroadcast = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "GetBroadcast")
         public static let cancelBroadcast = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "CancelBroadcast")
+        public static let recordDeliveryReport = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "RecordDeliveryReport")
         public static let recordFeedback = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "RecordFeedback")
         public static let getZnsQuality = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "GetZnsQuality")
         public static let createScenario = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "CreateScenario")
@@ -1637,7 +1699,7 @@ public enum MessagingService {
         public static let onTagAttached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagAttached")
         public static let onTagDetached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagDetached")
         public static let onCustomerMessage = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnCustomerMessage")
-        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage]
+        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage]
     }
 
     /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
@@ -1660,6 +1722,8 @@ public enum MessagingService {
         func getBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast
         /// R-MSG-2: stops a scheduled or running broadcast; what was sent stays sent.
         func cancelBroadcast(_ request: BroadcastRequest, context: ServerContext) async throws -> Broadcast
+        /// R-ZNS-2: charge only on delivery.
+        func recordDeliveryReport(_ request: DeliveryReportRequest, context: ServerContext) async throws -> SendMessageResponse
         /// R-ZNS-1.
         func recordFeedback(_ request: RecordFeedbackRequest, context: ServerContext) async throws -> Empty
         /// R-ZNS-1..3.
@@ -1731,6 +1795,11 @@ public enum MessagingService {
             try await channel.unary(Method.cancelBroadcast, request, options: options ?? defaultOptions)
         }
 
+        /// R-ZNS-2: charge only on delivery.
+        public func recordDeliveryReport(_ request: DeliveryReportRequest, options: CallOptions? = nil) async throws(RPCError) -> SendMessageResponse {
+            try await channel.unary(Method.recordDeliveryReport, request, options: options ?? defaultOptions)
+        }
+
         /// R-ZNS-1.
         public func recordFeedback(_ request: RecordFeedbackRequest, options: CallOptions? = nil) async throws(RPCError) -> Empty {
             try await channel.unary(Method.recordFeedback, request, options: options ?? defaultOptions)
@@ -1780,6 +1849,7 @@ extension MessagingService.Handler {
             RPCRoute.unary(MessagingService.Method.createBroadcast) { (request: CreateBroadcastRequest, context) in try await self.createBroadcast(request, context: context) },
             RPCRoute.unary(MessagingService.Method.getBroadcast) { (request: BroadcastRequest, context) in try await self.getBroadcast(request, context: context) },
             RPCRoute.unary(MessagingService.Method.cancelBroadcast) { (request: BroadcastRequest, context) in try await self.cancelBroadcast(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.recordDeliveryReport) { (request: DeliveryReportRequest, context) in try await self.recordDeliveryReport(request, context: context) },
             RPCRoute.unary(MessagingService.Method.recordFeedback) { (request: RecordFeedbackRequest, context) in try await self.recordFeedback(request, context: context) },
             RPCRoute.unary(MessagingService.Method.getZnsQuality) { (request: ShopRequest, context) in try await self.getZnsQuality(request, context: context) },
             RPCRoute.unary(MessagingService.Method.createScenario) { (request: CreateScenarioRequest, context) in try await self.createScenario(request, context: context) },

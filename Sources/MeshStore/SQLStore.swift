@@ -18,6 +18,23 @@ public protocol SQLStore: Sendable {
     func close() async throws
 }
 
+extension SQLStore {
+    /// Runs `body` (a service's whole life), then closes the store whether it
+    /// returned or threw: a store dropped without closing brings the process
+    /// down, so a service that fails to start still exits with its error.
+    public func closing<T>(_ body: () async throws -> T) async throws -> T {
+        let result: T
+        do {
+            result = try await body()
+        } catch {
+            try? await close()
+            throw error
+        }
+        try await close()
+        return result
+    }
+}
+
 public enum SQLStoreKind: Sendable, Hashable {
     case sqlite
     case postgres

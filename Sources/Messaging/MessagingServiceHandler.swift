@@ -110,6 +110,14 @@ public struct MessagingServiceHandler: MessagingService.Handler {
 
     // MARK: ZNS quality (R-ZNS-1..3)
 
+    public func recordDeliveryReport(_ request: DeliveryReportRequest, context: ServerContext) async throws -> SendMessageResponse {
+        if request.messageId.isEmpty { throw RPCError.invalidArgument("message_id is required") }
+        if request.reason.utf8.count > 1_000 { throw RPCError.invalidArgument("reason is longer than 1000 bytes") }
+        return try await store.report(
+            shop: request.shopId, messageId: request.messageId, delivered: request.delivered, reason: request.reason, nowMs: now()
+        )
+    }
+
     public func recordFeedback(_ request: RecordFeedbackRequest, context: ServerContext) async throws -> Empty {
         if request.messageId.isEmpty { throw RPCError.invalidArgument("message_id is required") }
         try await store.recordFeedback(shop: request.shopId, messageId: request.messageId, negative: request.negative, nowMs: now())

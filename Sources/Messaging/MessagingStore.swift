@@ -215,7 +215,10 @@ public struct MessagingStore: Sendable {
 
     /// Records the provider's answer. A message that did not go gives its hold back;
     /// a temporary failure stays QUEUED for the next attempt.
-    public func settle(shop: String, messageId: String, outcome: DeliveryOutcome, provider: String, nowMs: Int64) async throws -> SendMessageResponse {
+    /// `provider` is nil for a delivery report (R-ZNS-2), which is not another attempt.
+    public func settle(
+        shop: String, messageId: String, outcome: DeliveryOutcome, provider: String?, nowMs: Int64, reported: Bool = false
+    ) async throws -> SendMessageResponse {
         try await db.write { db in
             let (status, error): (String, String)
             switch outcome {
@@ -226,17 +229,27 @@ public struct MessagingStore: Sendable {
             }
             var costUpdate: SQLQueryString = ""
             if status == "FAILED" {
-                let row = try await db.raw("SELECT cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()
+                let row = try await db.raw("""
+                    SELECT cost_vnd, broadcast_id FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
+                    """).first()
                 let held = try row?.int64("cost_vnd") ?? 0
                 if held > 0 {
                     _ = try await Self.post(db, shop: shop, amount: held, kind: .release, ref: messageId, nowMs: nowMs)
                 }
                 costUpdate = ", cost_vnd = 0"
+                // A broadcast message reported undelivered after its batch counted it sent.
+                if reported, let broadcast = try row?.string("broadcast_id"), !broadcast.isEmpty {
+                    try await db.raw("""
+                        UPDATE broadcasts SET sent = sent - 1, failed = failed + 1, cost_vnd = cost_vnd - \(bind: held)
+                        WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: broadcast)
+                        """).run()
+                }
             }
-            try await db.raw("""
-                UPDATE messages SET status = \(bind: status), error = \(bind: error), attempts = attempts + 1, updated_at_ms = \(bind: nowMs),
-                       provider = \(bind: provider)
-                """ + costUpdate + " WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").run()
+            var update: SQLQueryString = "UPDATE messages SET status = \(bind: status), error = \(bind: error), updated_at_ms = \(bind: nowMs)"
+            if let provider {
+                update += ", attempts = attempts + 1, provider = \(bind: provider)"
+            }
+            try await db.raw(update + costUpdate + " WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").run()
             guard let row = try await db.raw("""
                 SELECT message_id, status, cost_vnd, channel, template_id, day FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
                 """).first() else {
@@ -249,6 +262,31 @@ public struct MessagingStore: Sendable {
                 )
             }
             return try Self.response(row)
+        }
+    }
+
+    /// R-ZNS-2: a provider's report on a SENT message. Delivered keeps the price;
+    /// not delivered gives it back (and moves a broadcast's counters with it).
+    public func report(shop: String, messageId: String, delivered: Bool, reason: String, nowMs: Int64) async throws -> SendMessageResponse {
+        let status = try await db.read { db in
+            try await db.raw("SELECT status FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()?.string("status")
+        }
+        switch (status, delivered) {
+        case (nil, _):
+            throw RPCError.notFound("message_id: no message \(messageId)")
+        case ("SENT", _):
+            let outcome: DeliveryOutcome = delivered
+                ? .delivered(providerId: "")
+                : .rejected(code: .failedPrecondition, message: reason.isEmpty ? "the provider reported it undelivered" : reason)
+            return try await settle(shop: shop, messageId: messageId, outcome: outcome, provider: nil, nowMs: nowMs, reported: true)
+        case ("DELIVERED", true), ("FAILED", false):
+            return try await db.read { db in
+                try Self.response(try await db.raw("SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()!)
+            }
+        case ("QUEUED", _):
+            throw RPCError.failedPrecondition("message_id: message \(messageId) has not been sent yet")
+        case (let current?, _):
+            throw RPCError.failedPrecondition("message_id: message \(messageId) is \(current) already")
         }
     }
 

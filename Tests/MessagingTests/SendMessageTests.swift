@@ -229,6 +229,40 @@ struct MessagingHarness {
         try await h.database.close()
     }
 
+    @Test func aZnsSendIsChargedOnlyOnceDeliveryIsReported() async throws {
+        let h = try await MessagingHarness.make()
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 1_000, paymentRef: "r"))
+        let template = try await h.znsTemplate()
+        h.zns.answer(.sent(providerId: "z1"), .sent(providerId: "z2"))
+        let first = try await h.send(template, key: "a")
+        let second = try await h.send(template, key: "b")
+        #expect(first.status == "SENT" && first.costVnd == 300)
+        // Held while Zalo has it.
+        #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 400)
+        let delivered = try await h.client.recordDeliveryReport(DeliveryReportRequest(shopId: Self.shop, messageId: first.messageId, delivered: true))
+        #expect(delivered.status == "DELIVERED" && delivered.costVnd == 300)
+        let lost = try await h.client.recordDeliveryReport(DeliveryReportRequest(
+            shopId: Self.shop, messageId: second.messageId, delivered: false, reason: "user blocked the OA"
+        ))
+        #expect(lost.status == "FAILED" && lost.costVnd == 0)
+        #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 700)
+        // The same report again answers the same; a contradicting one is refused.
+        #expect(try await h.client.recordDeliveryReport(DeliveryReportRequest(shopId: Self.shop, messageId: second.messageId, delivered: false)) == lost)
+        await expectStatus(.failedPrecondition, naming: "message_id") {
+            _ = try await h.client.recordDeliveryReport(DeliveryReportRequest(shopId: Self.shop, messageId: first.messageId, delivered: false))
+        }
+        await expectStatus(.notFound, naming: "message_id") {
+            _ = try await h.client.recordDeliveryReport(DeliveryReportRequest(shopId: Self.shop, messageId: "msg_nope", delivered: true))
+        }
+        // Only the delivered one counts toward the OA's quality (R-ZNS-1): it can take feedback, the lost one cannot.
+        _ = try await h.client.recordFeedback(RecordFeedbackRequest(shopId: Self.shop, messageId: first.messageId, negative: false))
+        await expectStatus(.failedPrecondition, naming: "message_id") {
+            _ = try await h.client.recordFeedback(RecordFeedbackRequest(shopId: Self.shop, messageId: second.messageId, negative: true))
+        }
+        try await h.expectBalanceMatchesLedger()
+        try await h.database.close()
+    }
+
     @Test func badInputIsRefusedNamingTheField() async throws {
         let h = try await MessagingHarness.make()
         let zns = try await h.znsTemplate()

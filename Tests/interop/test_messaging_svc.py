@@ -55,7 +55,4 @@ def test_a_send_is_charged_once_and_survives_a_restart(data_dir):
                                                   template_id=tpl.template_id, params={"code": "DH10"},
                                                   idempotency_key="k2"), metadata=md)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "{{name}}" in err.value.details()
-    with pytest.raises(grpc.RpcError) as err:
-        svc.stub.CreateBroadcast(m.CreateBroadcastRequest(shop_id=SHOP), metadata=md)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     svc.close()

@@ -15,21 +15,22 @@ MeshProcess.bootstrap(env)
 let logger = Logger(label: "conversation-svc")
 do {
     let location = try StoreLocation.resolve(service: "conversation", databaseURL: env.databaseURL, dataDirectory: env.dataDirectory)
+    let config = try GRPCServer.Config(listen: env.listen(service: "conversation"))
     let database = try await location.open(logger: logger)
-    let store = try await SQLConversationStore.open(database)
-    // R-ACT-2: tag history older than 30 days goes; block history stays. Hourly is
-    // well within the rule's day-level precision.
-    let retention = MeshProcess.PeriodicJob(name: "activity-retention", every: .seconds(3600)) {
-        let purged = try await store.purgeExpiredActivity(nowMs: Clock.nowMs())
-        if purged > 0 { logger.info("purged expired tag history", metadata: ["entries": "\(purged)"]) }
+    try await database.closing {
+        let store = try await SQLConversationStore.open(database)
+        // R-ACT-2: tag history older than 30 days goes; block history stays. Hourly is
+        // well within the rule's day-level precision.
+        let retention = MeshProcess.PeriodicJob(name: "activity-retention", every: .seconds(3600)) {
+            let purged = try await store.purgeExpiredActivity(nowMs: Clock.nowMs())
+            if purged > 0 { logger.info("purged expired tag history", metadata: ["entries": "\(purged)"]) }
+        }
+        try await MeshProcess.serve(
+            name: "conversation-svc", config: config,
+            services: [ConversationServiceHandler(store: store), HealthService(services: [ConversationService.name])],
+            env: env, jobs: [retention], logger: logger
+        )
     }
-    try await MeshProcess.serve(
-        name: "conversation-svc",
-        config: try GRPCServer.Config(listen: env.listen(service: "conversation")),
-        services: [ConversationServiceHandler(store: store), HealthService(services: [ConversationService.name])],
-        env: env, jobs: [retention], logger: logger
-    )
-    try await database.close()
 } catch {
     logger.critical("conversation-svc failed", metadata: ["error": "\(error)"])
     exit(1)

@@ -649,6 +649,51 @@ void   chatmesh__v1__broadcast_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__broadcast_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__delivery_report_request__init
+                     (Chatmesh__V1__DeliveryReportRequest         *message)
+{
+  static const Chatmesh__V1__DeliveryReportRequest init_value = CHATMESH__V1__DELIVERY_REPORT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__delivery_report_request__get_packed_size
+                     (const Chatmesh__V1__DeliveryReportRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__delivery_report_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__delivery_report_request__pack
+                     (const Chatmesh__V1__DeliveryReportRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__delivery_report_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__delivery_report_request__pack_to_buffer
+                     (const Chatmesh__V1__DeliveryReportRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__delivery_report_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__DeliveryReportRequest *
+       chatmesh__v1__delivery_report_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__DeliveryReportRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__delivery_report_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__delivery_report_request__free_unpacked
+                     (Chatmesh__V1__DeliveryReportRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__delivery_report_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__record_feedback_request__init
                      (Chatmesh__V1__RecordFeedbackRequest         *message)
 {
@@ -2521,6 +2566,83 @@ const ProtobufCMessageDescriptor chatmesh__v1__broadcast_request__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__broadcast_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor chatmesh__v1__delivery_report_request__field_descriptors[4] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliveryReportRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliveryReportRequest, message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivered",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliveryReportRequest, delivered),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliveryReportRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__delivery_report_request__field_indices_by_name[] = {
+  2,   /* field[2] = delivered */
+  1,   /* field[1] = message_id */
+  3,   /* field[3] = reason */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__delivery_report_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__delivery_report_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.DeliveryReportRequest",
+  "DeliveryReportRequest",
+  "Chatmesh__V1__DeliveryReportRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__DeliveryReportRequest),
+  4,
+  chatmesh__v1__delivery_report_request__field_descriptors,
+  chatmesh__v1__delivery_report_request__field_indices_by_name,
+  1,  chatmesh__v1__delivery_report_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__delivery_report_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor chatmesh__v1__record_feedback_request__field_descriptors[3] =
 {
   {
@@ -3348,7 +3470,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__cancelled_steps_response__descrip
   (ProtobufCMessageInit) chatmesh__v1__cancelled_steps_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[16] =
+static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[17] =
 {
   { "CreateTemplate", &chatmesh__v1__create_template_request__descriptor, &chatmesh__v1__template__descriptor },
   { "ListTemplates", &chatmesh__v1__list_templates_request__descriptor, &chatmesh__v1__list_templates_response__descriptor },
@@ -3359,6 +3481,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_d
   { "CreateBroadcast", &chatmesh__v1__create_broadcast_request__descriptor, &chatmesh__v1__broadcast__descriptor },
   { "GetBroadcast", &chatmesh__v1__broadcast_request__descriptor, &chatmesh__v1__broadcast__descriptor },
   { "CancelBroadcast", &chatmesh__v1__broadcast_request__descriptor, &chatmesh__v1__broadcast__descriptor },
+  { "RecordDeliveryReport", &chatmesh__v1__delivery_report_request__descriptor, &chatmesh__v1__send_message_response__descriptor },
   { "RecordFeedback", &chatmesh__v1__record_feedback_request__descriptor, &chatmesh__v1__empty__descriptor },
   { "GetZnsQuality", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__zns_quality__descriptor },
   { "CreateScenario", &chatmesh__v1__create_scenario_request__descriptor, &chatmesh__v1__scenario__descriptor },
@@ -3370,17 +3493,18 @@ static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_d
 const unsigned chatmesh__v1__messaging_service__method_indices_by_name[] = {
   8,        /* CancelBroadcast */
   6,        /* CreateBroadcast */
-  11,        /* CreateScenario */
+  12,        /* CreateScenario */
   0,        /* CreateTemplate */
   2,        /* GetBalance */
   7,        /* GetBroadcast */
-  10,        /* GetZnsQuality */
-  12,        /* ListScenarios */
+  11,        /* GetZnsQuality */
+  13,        /* ListScenarios */
   1,        /* ListTemplates */
-  15,        /* OnCustomerMessage */
-  13,        /* OnTagAttached */
-  14,        /* OnTagDetached */
-  9,        /* RecordFeedback */
+  16,        /* OnCustomerMessage */
+  14,        /* OnTagAttached */
+  15,        /* OnTagDetached */
+  9,        /* RecordDeliveryReport */
+  10,        /* RecordFeedback */
   5,        /* SendMessage */
   4,        /* SetAutoTopUp */
   3         /* TopUp */
@@ -3392,7 +3516,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__messaging_service__descriptor =
   "MessagingService",
   "Chatmesh__V1__MessagingService",
   "chatmesh.v1",
-  16,
+  17,
   chatmesh__v1__messaging_service__method_descriptors,
   chatmesh__v1__messaging_service__method_indices_by_name
 };
@@ -3468,13 +3592,21 @@ void chatmesh__v1__messaging_service__cancel_broadcast(ProtobufCService *service
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
   service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__messaging_service__record_delivery_report(ProtobufCService *service,
+                                                             const Chatmesh__V1__DeliveryReportRequest *input,
+                                                             Chatmesh__V1__SendMessageResponse_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__messaging_service__record_feedback(ProtobufCService *service,
                                                       const Chatmesh__V1__RecordFeedbackRequest *input,
                                                       Chatmesh__V1__Empty_Closure closure,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__get_zns_quality(ProtobufCService *service,
                                                       const Chatmesh__V1__ShopRequest *input,
@@ -3482,7 +3614,7 @@ void chatmesh__v1__messaging_service__get_zns_quality(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__create_scenario(ProtobufCService *service,
                                                       const Chatmesh__V1__CreateScenarioRequest *input,
@@ -3490,7 +3622,7 @@ void chatmesh__v1__messaging_service__create_scenario(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__list_scenarios(ProtobufCService *service,
                                                      const Chatmesh__V1__ShopRequest *input,
@@ -3498,7 +3630,7 @@ void chatmesh__v1__messaging_service__list_scenarios(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__on_tag_attached(ProtobufCService *service,
                                                       const Chatmesh__V1__OnTagAttachedRequest *input,
@@ -3506,7 +3638,7 @@ void chatmesh__v1__messaging_service__on_tag_attached(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__on_tag_detached(ProtobufCService *service,
                                                       const Chatmesh__V1__OnTagDetachedRequest *input,
@@ -3514,7 +3646,7 @@ void chatmesh__v1__messaging_service__on_tag_detached(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *service,
                                                           const Chatmesh__V1__OnCustomerMessageRequest *input,
@@ -3522,7 +3654,7 @@ void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Service *service,
                                             Chatmesh__V1__MessagingService_ServiceDestroy destroy)

@@ -32,6 +32,7 @@ typedef struct Chatmesh__V1__SkipReason Chatmesh__V1__SkipReason;
 typedef struct Chatmesh__V1__CreateBroadcastRequest Chatmesh__V1__CreateBroadcastRequest;
 typedef struct Chatmesh__V1__CreateBroadcastRequest__ParamsEntry Chatmesh__V1__CreateBroadcastRequest__ParamsEntry;
 typedef struct Chatmesh__V1__BroadcastRequest Chatmesh__V1__BroadcastRequest;
+typedef struct Chatmesh__V1__DeliveryReportRequest Chatmesh__V1__DeliveryReportRequest;
 typedef struct Chatmesh__V1__RecordFeedbackRequest Chatmesh__V1__RecordFeedbackRequest;
 typedef struct Chatmesh__V1__ZnsQuality Chatmesh__V1__ZnsQuality;
 typedef struct Chatmesh__V1__ScenarioStep Chatmesh__V1__ScenarioStep;
@@ -345,6 +346,31 @@ struct  Chatmesh__V1__BroadcastRequest
 #define CHATMESH__V1__BROADCAST_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__broadcast_request__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * R-ZNS-2: a provider's delivery report (Zalo's "user received message"
+ * webhook, an SMS gateway's delivery receipt), relayed by whoever receives it.
+ * A ZNS or SMS send is SENT when the provider takes it, with its price held;
+ * a report of delivery makes it DELIVERED and the price is kept, a report of
+ * failure makes it FAILED and the price goes back to the balance. The same
+ * report twice answers the same; a report contradicting an earlier one is
+ * FAILED_PRECONDITION.
+ */
+struct  Chatmesh__V1__DeliveryReportRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *message_id;
+  protobuf_c_boolean delivered;
+  /*
+   * Why it was not delivered (the provider's words).
+   */
+  char *reason;
+};
+#define CHATMESH__V1__DELIVERY_REPORT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__delivery_report_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -798,6 +824,25 @@ Chatmesh__V1__BroadcastRequest *
 void   chatmesh__v1__broadcast_request__free_unpacked
                      (Chatmesh__V1__BroadcastRequest *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__DeliveryReportRequest methods */
+void   chatmesh__v1__delivery_report_request__init
+                     (Chatmesh__V1__DeliveryReportRequest         *message);
+size_t chatmesh__v1__delivery_report_request__get_packed_size
+                     (const Chatmesh__V1__DeliveryReportRequest   *message);
+size_t chatmesh__v1__delivery_report_request__pack
+                     (const Chatmesh__V1__DeliveryReportRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__delivery_report_request__pack_to_buffer
+                     (const Chatmesh__V1__DeliveryReportRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__DeliveryReportRequest *
+       chatmesh__v1__delivery_report_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__delivery_report_request__free_unpacked
+                     (Chatmesh__V1__DeliveryReportRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__RecordFeedbackRequest methods */
 void   chatmesh__v1__record_feedback_request__init
                      (Chatmesh__V1__RecordFeedbackRequest         *message);
@@ -1057,6 +1102,9 @@ typedef void (*Chatmesh__V1__CreateBroadcastRequest_Closure)
 typedef void (*Chatmesh__V1__BroadcastRequest_Closure)
                  (const Chatmesh__V1__BroadcastRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__DeliveryReportRequest_Closure)
+                 (const Chatmesh__V1__DeliveryReportRequest *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__RecordFeedbackRequest_Closure)
                  (const Chatmesh__V1__RecordFeedbackRequest *message,
                   void *closure_data);
@@ -1133,6 +1181,10 @@ struct Chatmesh__V1__MessagingService_Service
                            const Chatmesh__V1__BroadcastRequest *input,
                            Chatmesh__V1__Broadcast_Closure closure,
                            void *closure_data);
+  void (*record_delivery_report)(Chatmesh__V1__MessagingService_Service *service,
+                                 const Chatmesh__V1__DeliveryReportRequest *input,
+                                 Chatmesh__V1__SendMessageResponse_Closure closure,
+                                 void *closure_data);
   void (*record_feedback)(Chatmesh__V1__MessagingService_Service *service,
                           const Chatmesh__V1__RecordFeedbackRequest *input,
                           Chatmesh__V1__Empty_Closure closure,
@@ -1178,6 +1230,7 @@ void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Servi
       function_prefix__ ## create_broadcast,\
       function_prefix__ ## get_broadcast,\
       function_prefix__ ## cancel_broadcast,\
+      function_prefix__ ## record_delivery_report,\
       function_prefix__ ## record_feedback,\
       function_prefix__ ## get_zns_quality,\
       function_prefix__ ## create_scenario,\
@@ -1221,6 +1274,10 @@ void chatmesh__v1__messaging_service__cancel_broadcast(ProtobufCService *service
                                                        const Chatmesh__V1__BroadcastRequest *input,
                                                        Chatmesh__V1__Broadcast_Closure closure,
                                                        void *closure_data);
+void chatmesh__v1__messaging_service__record_delivery_report(ProtobufCService *service,
+                                                             const Chatmesh__V1__DeliveryReportRequest *input,
+                                                             Chatmesh__V1__SendMessageResponse_Closure closure,
+                                                             void *closure_data);
 void chatmesh__v1__messaging_service__record_feedback(ProtobufCService *service,
                                                       const Chatmesh__V1__RecordFeedbackRequest *input,
                                                       Chatmesh__V1__Empty_Closure closure,
@@ -1271,6 +1328,7 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__skip_reason__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__create_broadcast_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__create_broadcast_request__params_entry__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__broadcast_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__delivery_report_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__record_feedback_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__zns_quality__descriptor;
 extern const ProtobufCEnumDescriptor    chatmesh__v1__zns_quality__level__descriptor;
