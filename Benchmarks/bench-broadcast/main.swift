@@ -9,7 +9,7 @@ import MeshRPC
 /// members served by a stand-in loyalty-svc (ListSegmentMembers over h2c, as
 /// the real one will), a broadcast to all of them through a running
 /// messaging-svc on the sandbox provider, progress read with GetBroadcast
-/// once a second while it runs, and the time from CreateBroadcast to
+/// every 100 ms while it runs, and the time from CreateBroadcast to
 /// COMPLETED. Exits 1 when the broadcast does not complete or its counts do not add up.
 @main
 struct BenchBroadcast: AsyncParsableCommand {
@@ -49,20 +49,26 @@ struct BenchBroadcast: AsyncParsableCommand {
         ))
         var last = created
         var progressSeen = false
+        var polls = 0
+        // Polled every 100 ms (so the end is timed to within that), printed every second.
         while ContinuousClock.now - started < .seconds(timeout) {
-            try await Task.sleep(for: .seconds(1))
+            try await Task.sleep(for: .milliseconds(100))
+            polls += 1
             last = try await client.getBroadcast(BroadcastRequest(shopId: Self.shop, broadcastId: created.broadcastId))
-            let elapsed = Double((ContinuousClock.now - started).components.seconds) + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
-            print(String(format: "  %5.1f s  %@  total %d  sent %d  failed %d  skipped %d  cost %lld VND", elapsed, last.status.protoName,
-                         last.total, last.sent, last.failed, last.skipped, last.costVnd))
             if last.status == .running, last.sent > 0, last.sent < last.total { progressSeen = true }
-            if last.status != .running && last.status != .scheduled { break }
+            let finished = last.status != .running && last.status != .scheduled
+            if polls % 10 == 0 || finished {
+                let elapsed = Double((ContinuousClock.now - started).components.seconds) + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+                print(String(format: "  %5.1f s  %@  total %d  sent %d  failed %d  skipped %d  cost %lld VND", elapsed, last.status.protoName,
+                             last.total, last.sent, last.failed, last.skipped, last.costVnd))
+            }
+            if finished { break }
         }
         let seconds = Double((ContinuousClock.now - started).components.seconds) + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
         await channel.close()
         await loyalty.shutdownGracefully()
         let addsUp = last.total == Int32(members) && last.sent + last.failed + last.skipped == last.total && last.costVnd == Int64(last.sent) * price
-        print(String(format: "broadcast %@: %d recipients, %d sent, %d failed, %d skipped, %lld VND, in %.1f s (%.0f messages/s; GetBroadcast polled each second, progress seen: %@)",
+        print(String(format: "broadcast %@: %d recipients, %d sent, %d failed, %d skipped, %lld VND, in %.1f s (%.0f messages/s; progress seen while running: %@)",
                      last.broadcastId, last.total, last.sent, last.failed, last.skipped, last.costVnd, seconds, Double(last.sent) / seconds,
                      progressSeen ? "yes" : "no"))
         print("broadcast_id=\(last.broadcastId)")

@@ -7,7 +7,9 @@ import MeshRPC
 /// Demo data for a local mesh, written through the services' own RPCs (so
 /// every rule applies to it): a Facebook page of a small fashion shop, its
 /// staff online, a morning of customer messages with phones and addresses to
-/// capture, replies, tags, a note and a custom field.
+/// capture, replies, tags, a note and a custom field; in messaging-svc a
+/// balance, templates, an order confirmation sent through the sandbox and a
+/// chatbot scenario on the "Quan tâm" tag that starts for the customers who carry it.
 struct Seed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fill a running mesh with a demo shop (idempotent: a page that exists is left as it is)."
@@ -19,6 +21,9 @@ struct Seed: AsyncParsableCommand {
     @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or 127.0.0.1:50051).")
     var conversation: String?
 
+    @Option(help: "messaging-svc address (default: CHATMESH_MESSAGING_ADDRS or 127.0.0.1:50054); \"none\" to leave it out.")
+    var messaging: String?
+
     struct Chat {
         let psid: String
         let name: String
@@ -27,25 +32,25 @@ struct Seed: AsyncParsableCommand {
     }
 
     static let chats: [Chat] = [
-        Chat(psid: "psid-1001", name: "Nguyễn Thị Hoa", lines: [
+        Chat(psid: "24680001001", name: "Nguyễn Thị Hoa", lines: [
             (true, "Shop ơi áo sơ mi trắng còn size M không ạ?"),
             (false, "Dạ còn chị ơi, chị lấy mấy cái ạ?"),
             (true, "Em lấy 2 cái, giao về 12 Lý Tự Trọng, P. Bến Nghé, Q.1, TP.HCM, sđt 0912 345 678 nha"),
         ], tags: ["Quan tâm", "Chờ chuyển khoản"]),
-        Chat(psid: "psid-1002", name: "Trần Văn Đức", lines: [
+        Chat(psid: "24680001002", name: "Trần Văn Đức", lines: [
             (true, "Giá váy maxi hoa nhí bao nhiêu vậy shop"),
             (false, "Dạ 350.000đ anh ạ"),
             (true, "Hơi cao, có giảm không shop?"),
         ], tags: ["Giá cao", "Thích ưu đãi"]),
-        Chat(psid: "psid-1003", name: "Lê Thu Trang", lines: [
+        Chat(psid: "24680001003", name: "Lê Thu Trang", lines: [
             (true, "Chân váy đen hết hàng rồi hả shop? Có thì báo em qua số +84 903 111 222"),
         ], tags: ["Hết hàng"]),
-        Chat(psid: "psid-1004", name: "Phạm Minh Anh", lines: [
+        Chat(psid: "24680001004", name: "Phạm Minh Anh", lines: [
             (true, "Mình đặt 10 cái áo thun để bán lại được giá sỉ không?"),
             (false, "Dạ từ 10 cái shop giảm 15% ạ"),
             (true, "Ok chốt nha, ship gấp giúp mình về 88 Nguyễn Trãi, Phường 3, Quận 5, TP.HCM"),
         ], tags: ["Mua sỉ", "Giao gấp", "Đã chốt đơn"]),
-        Chat(psid: "psid-1005", name: "Võ Ngọc Bích", lines: [
+        Chat(psid: "24680001005", name: "Võ Ngọc Bích", lines: [
             (true, "Lần đầu mua ở shop, có đổi size được không ạ"),
         ], tags: ["Mua lần đầu"]),
     ]
@@ -56,22 +61,88 @@ struct Seed: AsyncParsableCommand {
         let token = TokenSigner(key: env.authKey).mint(shopId: shop, staffId: "owner-lan", role: .owner, validFor: 600)
         let channel = try HTTP2Channel(addresses: address)
         let client = ConversationService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(10)))
+        let messagingAddress = messaging ?? env.addresses(of: "messaging")
+        let messagingChannel = messagingAddress == "none" ? nil : try HTTP2Channel(addresses: messagingAddress)
         do {
-            try await seed(client)
+            let seeded = try await seed(client)
+            if let messagingChannel {
+                try await seedMessaging(
+                    MessagingService.Client(channel: messagingChannel, defaultOptions: .bearer(token, timeout: .seconds(10))), seeded
+                )
+            }
         } catch {
             await channel.close()
+            await messagingChannel?.close()
             throw error
         }
         await channel.close()
+        await messagingChannel?.close()
     }
 
-    func seed(_ client: ConversationService.Client) async throws {
+    /// What conversation-svc holds after seeding, as messaging-svc needs it.
+    struct Seeded {
+        var customers: [(chat: Chat, customerId: String, lastCustomerMessageAtMs: Int64)] = []
+    }
+
+    /// A balance, templates, one transactional send and a chatbot scenario. The
+    /// events conversation-svc's outbox will deliver (issue 8) are sent here by hand:
+    /// each customer's last message (opening Messenger's window) and the tags attached.
+    func seedMessaging(_ client: MessagingService.Client, _ seeded: Seeded) async throws {
+        if try await !client.listScenarios(ShopRequest(shopId: shop)).scenarios.isEmpty {
+            print("\(shop) already has its messaging demo: nothing to seed")
+            return
+        }
+        _ = try await client.topUp(TopUpRequest(shopId: shop, amountVnd: 500_000, paymentRef: "demo-napas-0001"))
+        _ = try await client.setAutoTopUp(SetAutoTopUpRequest(shopId: shop, enabled: true, thresholdVnd: 50_000, amountVnd: 200_000))
+        let confirmation = try await client.createTemplate(CreateTemplateRequest(
+            shopId: shop, channel: .zns, name: "Xác nhận đơn hàng", body: "Chào {{name}}, đơn {{code}} trị giá {{total}} đã được xác nhận.",
+            purpose: .transactionUpdate, providerTemplateId: "demo-zns-229"
+        ))
+        let nudge = try await client.createTemplate(CreateTemplateRequest(
+            shopId: shop, channel: .messenger, name: "Nhắc khách quan tâm",
+            body: "Dạ shop vẫn giữ mẫu bạn quan tâm, bạn cần tư vấn thêm size không ạ?", purpose: .marketing
+        ))
+        let lastCall = try await client.createTemplate(CreateTemplateRequest(
+            shopId: shop, channel: .messenger, name: "Ưu đãi chốt đơn", body: "Hôm nay shop giảm 10% nếu bạn chốt đơn trước 20h nhé!", purpose: .marketing
+        ))
+        _ = try await client.createTemplate(CreateTemplateRequest(
+            shopId: shop, channel: .sms, name: "Khuyến mãi cuối tuần", body: "{{shop}}: chào {{name}}, cuối tuần giảm 20% toàn bộ váy.", purpose: .marketing
+        ))
+        let scenario = try await client.createScenario(CreateScenarioRequest(
+            shopId: shop, triggerTagName: "Quan tâm",
+            steps: [ScenarioStep(delayMs: 0, templateId: nudge.templateId), ScenarioStep(delayMs: 20 * 3_600_000, templateId: lastCall.templateId)],
+            channel: .messenger
+        ))
+        var started = 0
+        for customer in seeded.customers {
+            _ = try await client.onCustomerMessage(OnCustomerMessageRequest(
+                shopId: shop, eventId: "demo-last-message-\(customer.chat.psid)", pageId: "demo-page", customerId: customer.customerId,
+                recipient: customer.chat.psid, atMs: customer.lastCustomerMessageAtMs
+            ))
+            for tag in customer.chat.tags {
+                let answer = try await client.onTagAttached(OnTagAttachedRequest(
+                    shopId: shop, eventId: "demo-tag-\(customer.chat.psid)-\(tag)", pageId: "demo-page", customerId: customer.customerId, tagName: tag,
+                    atMs: Int64(Date().timeIntervalSince1970 * 1000), recipient: customer.chat.psid
+                ))
+                started += answer.scenarioIds.count
+            }
+        }
+        let sent = try await client.sendMessage(SendMessageRequest(
+            shopId: shop, channel: .zns, recipient: "0912345678", templateId: confirmation.templateId,
+            params: ["name": "Hoa", "code": "DH1001", "total": "700.000đ"], idempotencyKey: "demo-order-DH1001-confirmed",
+            customerId: seeded.customers.first?.customerId ?? ""
+        ))
+        print("seeded \(shop) messaging: 500,000 VND balance (auto top-up on), 4 templates, order confirmation \(sent.messageId) \(sent.status), scenario \(scenario.scenarioId) started for \(started) customer(s)")
+    }
+
+    func seed(_ client: ConversationService.Client) async throws -> Seeded {
 
         let page = try await client.connectPage(ConnectPageRequest(shopId: shop, pageId: "demo-page", name: "Thời trang Hoa Mai", platform: .facebook))
         guard page.firstConnect else {
             print("\(shop) already has demo-page: nothing to seed")
-            return
+            return Seeded()
         }
+        var seeded = Seeded()
         for staff in ["agent-an", "agent-binh"] {
             _ = try await client.setStaffPresence(SetStaffPresenceRequest(shopId: shop, pageId: "demo-page", staffId: staff, online: true))
         }
@@ -82,6 +153,7 @@ struct Seed: AsyncParsableCommand {
             var conversationId = ""
             var customerId = ""
             var assigned = ""
+            var lastCustomerMessageAtMs: Int64 = 0
             for (l, line) in chat.lines.enumerated() {
                 let at = start + Int64(c * 1_800_000 + l * 240_000)
                 let answer = try await client.ingestMessage(IngestMessageRequest(
@@ -91,6 +163,7 @@ struct Seed: AsyncParsableCommand {
                 ))
                 conversationId = answer.conversationId
                 customerId = answer.customerId
+                if line.customer { lastCustomerMessageAtMs = at }
                 if !answer.assignedStaffId.isEmpty { assigned = answer.assignedStaffId }
             }
             for name in chat.tags {
@@ -101,8 +174,10 @@ struct Seed: AsyncParsableCommand {
                 _ = try await client.addNote(AddNoteRequest(shopId: shop, customerId: customerId, text: "Khách quen, thích màu trắng, hay mua vào cuối tuần", staffId: assigned))
             }
             conversations += 1
+            seeded.customers.append((chat, customerId, lastCustomerMessageAtMs))
         }
         _ = try await client.defineCustomField(DefineCustomFieldRequest(shopId: shop, key: "size", label: "Size thường mặc", type: .select, options: ["S", "M", "L", "XL"]))
         print("seeded \(shop): page demo-page, \(conversations) conversations, tags, a note and a custom field")
+        return seeded
     }
 }

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 
+import grpc
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -94,6 +95,27 @@ class ServerProcess:
         log = self.log()
         os.unlink(self.stderr.name)
         assert code == 0, f"{self.name} exited with {code}; its stderr ends:\n{log[-4000:]}"
+
+
+class ServiceProcess(ServerProcess):
+    """A ChatMesh service (conversation-svc, messaging-svc, …) on its own data directory, with a grpcio
+    channel to it and a stub made by `stub_class`."""
+
+    def __init__(self, name, stub_class, data_dir, env=None):
+        super().__init__(name, env={"CHATMESH_DATA_DIR": data_dir, **(env or {})})
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = stub_class(self.channel)
+
+    def kill(self):
+        """SIGKILL: a crash, nothing flushed or closed."""
+        self.channel.close()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        os.unlink(self.stderr.name)
+
+    def close(self):
+        self.channel.close()
+        self.stop_cleanly()
 
 
 class EchoServer(ServerProcess):

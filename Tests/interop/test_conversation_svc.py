@@ -5,22 +5,15 @@ import tempfile
 import grpc
 import pytest
 
-from conftest import ServerProcess, mint_token
+from conftest import ServiceProcess, mint_token
 from chatmesh.v1 import conversation_pb2 as cv
 from chatmesh.v1 import conversation_pb2_grpc as cv_grpc
 
 SHOP = "shop-interop"
 
 
-class ConversationSvc(ServerProcess):
-    def __init__(self, data_dir):
-        super().__init__("conversation-svc", env={"CHATMESH_DATA_DIR": data_dir})
-        self.channel = grpc.insecure_channel(self.address)
-        self.stub = cv_grpc.ConversationServiceStub(self.channel)
-
-    def close(self):
-        self.channel.close()
-        self.stop_cleanly()
+def ConversationSvc(data_dir):
+    return ServiceProcess("conversation-svc", cv_grpc.ConversationServiceStub, data_dir)
 
 
 @pytest.fixture

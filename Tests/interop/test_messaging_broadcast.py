@@ -3,7 +3,6 @@ loyalty-svc stand-in (Python grpcio serving LoyaltyService.ListSegmentMembers), 
 SIGKILL in the middle, and after a restart every member has exactly one message; scenario steps survive a
 SIGKILL the same way."""
 import os
-import signal
 import socket
 import sqlite3
 import tempfile
@@ -13,7 +12,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from conftest import ServerProcess, mint_token, wait_until
+from conftest import ServiceProcess, mint_token, wait_until
 from chatmesh.v1 import common_pb2
 from chatmesh.v1 import loyalty_pb2 as l
 from chatmesh.v1 import loyalty_pb2_grpc as l_grpc
@@ -61,21 +60,8 @@ def members(n):
     return [l.SegmentMember(customer_id=f"cu_{i}", phone=f"09{i:08d}", name=f"Khách {i}") for i in range(n)]
 
 
-class MessagingSvc(ServerProcess):
-    def __init__(self, data_dir, loyalty_port, **env):
-        super().__init__("messaging-svc", env={"CHATMESH_DATA_DIR": data_dir, "CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{loyalty_port}", **env})
-        self.channel = grpc.insecure_channel(self.address)
-        self.stub = m_grpc.MessagingServiceStub(self.channel)
-
-    def kill(self):
-        self.channel.close()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        os.unlink(self.stderr.name)
-
-    def close(self):
-        self.channel.close()
-        self.stop_cleanly()
+def MessagingSvc(data_dir, loyalty_port, **env):
+    return ServiceProcess("messaging-svc", m_grpc.MessagingServiceStub, data_dir, env={"CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{loyalty_port}", **env})
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import AUTH_KEY, ServerProcess, binary, mint_token, wait_until
+from conftest import AUTH_KEY, ServiceProcess, binary, mint_token, wait_until
 from chatmesh.v1 import common_pb2
 from chatmesh.v1 import messaging_pb2 as m
 from chatmesh.v1 import messaging_pb2_grpc as m_grpc
@@ -77,9 +77,8 @@ def test_real_providers_deliver_and_the_sms_is_charged_on_its_delivery_report(pr
     sink, env = providers
     md = [("authorization", "Bearer " + mint_token(SHOP, staff="order-svc", role="service"))]
     with tempfile.TemporaryDirectory(prefix="messaging-prov-") as data:
-        svc = ServerProcess("messaging-svc", env={**env, "CHATMESH_DATA_DIR": data})
-        channel = grpc.insecure_channel(svc.address)
-        stub = m_grpc.MessagingServiceStub(channel)
+        svc = ServiceProcess("messaging-svc", m_grpc.MessagingServiceStub, data, env=env)
+        stub = svc.stub
         try:
             mail = stub.CreateTemplate(m.CreateTemplateRequest(
                 shop_id=SHOP, channel=m.Template.EMAIL, name="Đơn hàng đã xác nhận", body="Chào {{name}}, đơn {{code}} đã được xác nhận.",
@@ -122,8 +121,7 @@ def test_real_providers_deliver_and_the_sms_is_charged_on_its_delivery_report(pr
                     shop_id=SHOP, channel=m.Template.MESSENGER, template_id=messenger.template_id, segment_id="s"), metadata=md)
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "no provider" in err.value.details()
         finally:
-            channel.close()
-            svc.stop_cleanly()
+            svc.close()
 
 
 def test_a_provider_missing_a_setting_stops_the_service_naming_it(providers):

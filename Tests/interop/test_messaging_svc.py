@@ -5,7 +5,7 @@ import tempfile
 import grpc
 import pytest
 
-from conftest import ServerProcess, mint_token
+from conftest import ServiceProcess, mint_token
 from chatmesh.v1 import common_pb2
 from chatmesh.v1 import messaging_pb2 as m
 from chatmesh.v1 import messaging_pb2_grpc as m_grpc
@@ -13,15 +13,8 @@ from chatmesh.v1 import messaging_pb2_grpc as m_grpc
 SHOP = "shop-msg"
 
 
-class MessagingSvc(ServerProcess):
-    def __init__(self, data_dir):
-        super().__init__("messaging-svc", env={"CHATMESH_DATA_DIR": data_dir})
-        self.channel = grpc.insecure_channel(self.address)
-        self.stub = m_grpc.MessagingServiceStub(self.channel)
-
-    def close(self):
-        self.channel.close()
-        self.stop_cleanly()
+def MessagingSvc(data_dir):
+    return ServiceProcess("messaging-svc", m_grpc.MessagingServiceStub, data_dir)
 
 
 @pytest.fixture
