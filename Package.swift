@@ -73,6 +73,8 @@ let package = Package(
             name: "Conversations",
             dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")]
         ),
+        // loyalty-svc: the rules of DOMAIN.md §3 (points lots, program, tiers, segments).
+        .target(name: "Loyalty", dependencies: ["MeshRPC"]),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
         .target(name: "Messaging", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // messaging-svc's providers, each speaking its real protocol (HTTP/1.1 + TLS clients); wired by the executable.
@@ -161,6 +163,7 @@ let package = Package(
             ],
             exclude: ["smtp_sink.py"]
         ),
+        .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "MeshRPC"]),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),

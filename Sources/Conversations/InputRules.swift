@@ -51,12 +51,8 @@ public enum InputRules {
 
     /// A calendar date "YYYY-MM-DD" that exists (no 2023-02-29).
     public static func isDate(_ value: String) -> Bool {
-        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
-        guard value.utf8.count == 10, parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-              let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]), y >= 1900, (1...12).contains(m), d >= 1 else { return false }
-        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]
-        return d <= days
+        guard let date = VietnamTime.parseDate(value) else { return false }
+        return date.year >= 1900
     }
 
     /// R-CONV-4: a birthday is a real date, not in the future (Vietnam time).

@@ -33,9 +33,9 @@ public enum VietnamTime {
         return local >= 0 ? local / dayMs : (local - dayMs + 1) / dayMs
     }
 
-    /// The Vietnam calendar date of a UTC time, as "YYYY-MM-DD".
-    public static func dateString(atMs ms: Int64) -> String {
-        let z = dayNumber(atMs: ms) + 719_468
+    /// The calendar date of a day number (days since 1970-01-01), the inverse of `daysFromCivil`.
+    public static func civil(dayNumber: Int64) -> (year: Int, month: Int, day: Int) {
+        let z = dayNumber + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097
         let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
@@ -44,7 +44,36 @@ public enum VietnamTime {
         let day = doy - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ n: Int64, _ width: Int) -> String {
+        return (Int(year), Int(month), Int(day))
+    }
+
+    public static func isLeapYear(_ year: Int) -> Bool {
+        year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    }
+
+    public static func daysInMonth(year: Int, month: Int) -> Int {
+        switch month {
+        case 2: isLeapYear(year) ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+
+    /// A "YYYY-MM-DD" that names a real date, as its parts.
+    public static func parseDate(_ text: String) -> (year: Int, month: Int, day: Int)? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard text.utf8.count == 10, parts.allSatisfy({ $0.utf8.allSatisfy { (0x30...0x39).contains($0) } }), parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
+              (1...12).contains(month), (1...daysInMonth(year: year, month: month)).contains(day) else {
+            return nil
+        }
+        return (year, month, day)
+    }
+
+    /// The Vietnam calendar date of a UTC time, as "YYYY-MM-DD".
+    public static func dateString(atMs ms: Int64) -> String {
+        let (year, month, day) = civil(dayNumber: dayNumber(atMs: ms))
+        func pad(_ n: Int, _ width: Int) -> String {
             let digits = String(n)
             return String(repeating: "0", count: max(0, width - digits.count)) + digits
         }

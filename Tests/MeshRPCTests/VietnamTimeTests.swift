@@ -36,4 +36,16 @@ import Testing
     func nonMobileNumbersAreRefused(raw: String) {
         #expect(VietnamPhone.normalize(raw) == nil)
     }
+
+    @Test func civilDatesAndParsing() {
+        for (y, m, d) in [(1970, 1, 1), (2024, 2, 29), (2026, 12, 31), (1969, 12, 31), (2100, 3, 1)] {
+            let n = VietnamTime.daysFromCivil(year: y, month: m, day: d)
+            #expect(VietnamTime.civil(dayNumber: n) == (y, m, d))
+        }
+        #expect(VietnamTime.parseDate("2024-02-29")! == (2024, 2, 29))
+        for bad in ["2023-02-29", "2026-13-01", "2026-1-01", "+026-01-01", "2026-01-1a", "2026/01/01", "", "2026-04-31"] {
+            #expect(VietnamTime.parseDate(bad) == nil, "\(bad)")
+        }
+        #expect(VietnamTime.daysInMonth(year: 2100, month: 2) == 28 && VietnamTime.daysInMonth(year: 2000, month: 2) == 29)
+    }
 }

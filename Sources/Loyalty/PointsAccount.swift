@@ -1,0 +1,171 @@
+import MeshRPC
+
+/// R-PTS-1..4: one member's points as lots, each earned at a time and
+/// expiring by the program's policy, spent oldest first. Every change is a
+/// ledger entry, so the balance always equals the sum of the ledger and the
+/// sum of what is left in the lots; nothing ever takes it below zero.
+///
+/// This is the rule in plain Swift; loyalty-svc's store keeps the same lots
+/// and entries as rows, and the property tests hold the store to this model.
+public struct PointsAccount: Sendable, Hashable {
+    public struct Lot: Sendable, Hashable {
+        public let lotId: Int
+        public let earnedAtMs: Int64
+        /// nil: never expires.
+        public let expiresAtMs: Int64?
+        public let points: Int64
+        public internal(set) var remaining: Int64
+        /// The order that earned it (empty for a staff adjustment).
+        public let orderId: String
+    }
+
+    public enum EntryKind: String, Sendable, Hashable, CaseIterable {
+        /// Earned on a paid order (R-PTS-1).
+        case earn
+        /// Spent at checkout (R-PTS-3).
+        case redeem
+        /// Added or removed by staff with a reason (R-PTS-4).
+        case adjust
+        /// Left the balance at its lot's expiry (R-PTS-2).
+        case expire
+        /// Taken back because the order that earned them was cancelled or refunded.
+        case reverse
+        /// Given back because the order they were redeemed on was cancelled or refunded.
+        case restore
+    }
+
+    public struct Entry: Sendable, Hashable {
+        public let kind: EntryKind
+        /// Signed: what the entry did to the balance.
+        public let points: Int64
+        public let atMs: Int64
+        public let orderId: String
+        public let reason: String
+        public let staffId: String
+    }
+
+    public enum Refusal: Error, Sendable, Hashable {
+        /// More points asked for than the balance holds.
+        case insufficient(balance: Int64)
+        case notPositive
+    }
+
+    public private(set) var lots: [Lot] = []
+    public private(set) var entries: [Entry] = []
+    /// What each order's redemptions took from which lot, so a cancellation can put it back.
+    private var redeemed: [String: [(lot: Int, points: Int64)]] = [:]
+    private var reversedOrders: Set<String> = []
+
+    public init() {}
+
+    public var balance: Int64 { lots.reduce(0) { $0 + $1.remaining } }
+
+    /// The lots still holding points that will expire, soonest first (R-LOY-1's "expiring").
+    public var expiring: [(points: Int64, expiresAtMs: Int64)] {
+        lots.compactMap { lot in lot.remaining > 0 ? lot.expiresAtMs.map { (lot.remaining, $0) } : nil }
+            .sorted { $0.expiresAtMs < $1.expiresAtMs }
+    }
+
+    // MARK: Changes
+
+    /// Points earned on a paid order, or added by staff (`orderId` empty, `staffId` and `reason` given).
+    public mutating func add(
+        _ points: Int64, atMs: Int64, expiresAtMs: Int64?, kind: EntryKind = .earn, orderId: String = "", reason: String = "", staffId: String = ""
+    ) throws(Refusal) {
+        guard points > 0 else { throw .notPositive }
+        lots.append(Lot(lotId: lots.count, earnedAtMs: atMs, expiresAtMs: expiresAtMs, points: points, remaining: points, orderId: orderId))
+        entries.append(Entry(kind: kind, points: points, atMs: atMs, orderId: orderId, reason: reason, staffId: staffId))
+    }
+
+    /// Spends `points` oldest first: a redemption at checkout (`.redeem`, with the order) or a staff removal (`.adjust`).
+    public mutating func spend(
+        _ points: Int64, atMs: Int64, kind: EntryKind = .redeem, orderId: String = "", reason: String = "", staffId: String = ""
+    ) throws(Refusal) {
+        guard points > 0 else { throw .notPositive }
+        // Points past their expiry are not spendable even if no expiry run has removed them yet.
+        let spendable = lots.reduce(0) { $0 + (Self.live($1, atMs: atMs) ? $1.remaining : 0) }
+        guard points <= spendable else { throw .insufficient(balance: spendable) }
+        let taken = take(points, atMs: atMs)
+        if kind == .redeem, !orderId.isEmpty { redeemed[orderId, default: []] += taken }
+        entries.append(Entry(kind: kind, points: -points, atMs: atMs, orderId: orderId, reason: reason, staffId: staffId))
+    }
+
+    /// R-PTS-2: every lot whose expiry has come by `asOfMs` loses what is left in it. Returns the points expired.
+    @discardableResult
+    public mutating func expire(asOfMs: Int64) -> Int64 {
+        var total: Int64 = 0
+        for index in lots.indices where lots[index].remaining > 0 && !Self.live(lots[index], atMs: asOfMs) {
+            total += lots[index].remaining
+            lots[index].remaining = 0
+        }
+        if total > 0 {
+            entries.append(Entry(kind: .expire, points: -total, atMs: asOfMs, orderId: "", reason: "expired", staffId: ""))
+        }
+        return total
+    }
+
+    /// A cancelled or refunded order: the points it earned come back out (what is
+    /// left of its lots, then, for what was spent already, other points oldest
+    /// first, as far as the balance goes), and the points redeemed on it go back
+    /// into the lots they came from unless those have expired. Once per order.
+    /// Returns the change to the balance.
+    @discardableResult
+    public mutating func reverseOrder(_ orderId: String, atMs: Int64, reason: String) -> Int64 {
+        guard !orderId.isEmpty, reversedOrders.insert(orderId).inserted else { return 0 }
+        var removed: Int64 = 0
+        var owed: Int64 = 0
+        for index in lots.indices where lots[index].orderId == orderId {
+            removed += lots[index].remaining
+            owed += lots[index].points - lots[index].remaining
+            lots[index].remaining = 0
+        }
+        if owed > 0 {
+            let available = lots.reduce(0) { $0 + (Self.live($1, atMs: atMs) ? $1.remaining : 0) }
+            let more = min(owed, available)
+            if more > 0 { _ = take(more, atMs: atMs) }
+            removed += more
+        }
+        if removed > 0 {
+            entries.append(Entry(kind: .reverse, points: -removed, atMs: atMs, orderId: orderId, reason: reason, staffId: ""))
+        }
+        var restored: Int64 = 0
+        for (lot, points) in redeemed.removeValue(forKey: orderId) ?? [] where Self.live(lots[lot], atMs: atMs) {
+            lots[lot].remaining += points
+            restored += points
+        }
+        if restored > 0 {
+            entries.append(Entry(kind: .restore, points: restored, atMs: atMs, orderId: orderId, reason: reason, staffId: ""))
+        }
+        return restored - removed
+    }
+
+    // MARK: Helpers
+
+    static func live(_ lot: Lot, atMs: Int64) -> Bool {
+        lot.expiresAtMs.map { atMs < $0 } ?? true
+    }
+
+    /// Takes `points` from live lots, earliest earned first; the caller checked there are enough.
+    private mutating func take(_ points: Int64, atMs: Int64) -> [(lot: Int, points: Int64)] {
+        var left = points
+        var taken: [(lot: Int, points: Int64)] = []
+        let order = lots.indices.filter { lots[$0].remaining > 0 && Self.live(lots[$0], atMs: atMs) }
+            .sorted { (lots[$0].earnedAtMs, $0) < (lots[$1].earnedAtMs, $1) }
+        for index in order where left > 0 {
+            let amount = min(left, lots[index].remaining)
+            lots[index].remaining -= amount
+            left -= amount
+            taken.append((index, amount))
+        }
+        return taken
+    }
+}
+
+extension PointsAccount {
+    // Hashable by what it holds; the private bookkeeping follows from the entries.
+    public static func == (a: PointsAccount, b: PointsAccount) -> Bool { a.lots == b.lots && a.entries == b.entries }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(lots)
+        hasher.combine(entries)
+    }
+}
