@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "mesh-echo", targets: ["mesh-echo"]),
         .executable(name: "conversation-svc", targets: ["conversation-svc"]),
         .executable(name: "messaging-svc", targets: ["messaging-svc"]),
+        .executable(name: "loyalty-svc", targets: ["loyalty-svc"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -74,7 +75,7 @@ let package = Package(
             dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")]
         ),
         // loyalty-svc: the rules of DOMAIN.md §3 (points lots, program, tiers, segments).
-        .target(name: "Loyalty", dependencies: ["MeshRPC"]),
+        .target(name: "Loyalty", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
         .target(name: "Messaging", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // messaging-svc's providers, each speaking its real protocol (HTTP/1.1 + TLS clients); wired by the executable.
@@ -111,6 +112,12 @@ let package = Package(
             name: "messaging-svc",
             dependencies: ["Messaging", "MessagingDelivery", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/messaging-svc",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "loyalty-svc",
+            dependencies: ["Loyalty", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            path: "services/loyalty-svc",
             exclude: ["README.md"]
         ),
         .executableTarget(
@@ -163,7 +170,7 @@ let package = Package(
             ],
             exclude: ["smtp_sink.py"]
         ),
-        .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "MeshRPC"]),
+        .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),

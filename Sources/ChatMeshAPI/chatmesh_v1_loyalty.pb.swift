@@ -1889,9 +1889,11 @@ extension CountSegmentResponse {
 public struct ReferralOffer: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ReferralOffer"
 
-    /// Exactly one of discount_percent and discount_vnd is set.
+    /// Exactly one of discount_percent (1 to 100) and discount_vnd (positive) is set.
     public var discountPercent: Int32 = 0
     public var discountVnd: Int64 = 0
+    /// How long a voucher stays redeemable, 1 to 365 days; it expires at the end of
+    /// that Vietnam day.
     public var validDays: Int32 = 0
 
     public init() {}
@@ -1932,6 +1934,8 @@ extension ReferralOffer {
     }
 }
 
+/// The shop's referral campaign. Creating one ends the one before it: vouchers
+/// already sent keep their offer.
 public struct ReferralCampaign: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ReferralCampaign"
 
@@ -1939,14 +1943,21 @@ public struct ReferralCampaign: RPCMessage, Hashable {
     public var name: String = ""
     public var offer: ReferralOffer? = nil
     public var active: Bool = false
+    /// How the voucher reaches the friend: a ZNS or SMS template of messaging-svc.
+    /// Its body may use {{code}}, {{discount}} ("10%" or "50.000đ"), {{expires}}
+    /// (DD/MM/YYYY) and {{referrer}} (the referring customer's name).
+    public var channel: Template.Channel = .init(rawValue: 0)
+    public var templateId: String = ""
 
     public init() {}
 
-    public init(campaignId: String = "", name: String = "", offer: ReferralOffer? = nil, active: Bool = false) {
+    public init(campaignId: String = "", name: String = "", offer: ReferralOffer? = nil, active: Bool = false, channel: Template.Channel = .init(rawValue: 0), templateId: String = "") {
         self.campaignId = campaignId
         self.name = name
         self.offer = offer
         self.active = active
+        self.channel = channel
+        self.templateId = templateId
     }
 }
 
@@ -1955,6 +1966,7 @@ extension ReferralCampaign {
         .init(number: 1, name: "chatmesh.v1.ReferralCampaign.campaign_id", kind: .string),
         .init(number: 2, name: "chatmesh.v1.ReferralCampaign.name", kind: .string),
         .init(number: 3, name: "chatmesh.v1.ReferralCampaign.offer", kind: .message(ReferralOffer._pbSchema)),
+        .init(number: 6, name: "chatmesh.v1.ReferralCampaign.template_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ReferralCampaign>) {
@@ -1964,6 +1976,8 @@ extension ReferralCampaign {
         self.name = _PB.string(c.name)
         self.offer = c.offer.map { ReferralOffer(_c: $0) }
         self.active = (c.active != 0)
+        self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
+        self.templateId = _PB.string(c.template_id)
     }
 
     static func _encodeC(_ v: ReferralCampaign, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ReferralCampaign> {
@@ -1973,6 +1987,8 @@ extension ReferralCampaign {
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.ReferralCampaign.name") }
         if let m = v.offer { p.pointee.offer = try ReferralOffer._encodeC(m, &a) }
         p.pointee.active = (v.active ? 1 : 0)
+        p.pointee.channel = Chatmesh__V1__Template__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
+        if !v.templateId.isEmpty { p.pointee.template_id = try a.string(v.templateId, field: "chatmesh.v1.ReferralCampaign.template_id") }
         return p
     }
 
@@ -1991,13 +2007,18 @@ public struct CreateReferralCampaignRequest: RPCMessage, Hashable, ShopScoped {
     public var shopId: String = ""
     public var name: String = ""
     public var offer: ReferralOffer? = nil
+    /// ZNS or SMS.
+    public var channel: Template.Channel = .init(rawValue: 0)
+    public var templateId: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", name: String = "", offer: ReferralOffer? = nil) {
+    public init(shopId: String = "", name: String = "", offer: ReferralOffer? = nil, channel: Template.Channel = .init(rawValue: 0), templateId: String = "") {
         self.shopId = shopId
         self.name = name
         self.offer = offer
+        self.channel = channel
+        self.templateId = templateId
     }
 }
 
@@ -2006,6 +2027,7 @@ extension CreateReferralCampaignRequest {
         .init(number: 1, name: "chatmesh.v1.CreateReferralCampaignRequest.shop_id", kind: .string),
         .init(number: 2, name: "chatmesh.v1.CreateReferralCampaignRequest.name", kind: .string),
         .init(number: 3, name: "chatmesh.v1.CreateReferralCampaignRequest.offer", kind: .message(ReferralOffer._pbSchema)),
+        .init(number: 5, name: "chatmesh.v1.CreateReferralCampaignRequest.template_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__CreateReferralCampaignRequest>) {
@@ -2014,6 +2036,8 @@ extension CreateReferralCampaignRequest {
         self.shopId = _PB.string(c.shop_id)
         self.name = _PB.string(c.name)
         self.offer = c.offer.map { ReferralOffer(_c: $0) }
+        self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
+        self.templateId = _PB.string(c.template_id)
     }
 
     static func _encodeC(_ v: CreateReferralCampaignRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateReferralCampaignRequest> {
@@ -2022,6 +2046,8 @@ extension CreateReferralCampaignRequest {
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CreateReferralCampaignRequest.shop_id") }
         if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.CreateReferralCampaignRequest.name") }
         if let m = v.offer { p.pointee.offer = try ReferralOffer._encodeC(m, &a) }
+        p.pointee.channel = Chatmesh__V1__Template__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
+        if !v.templateId.isEmpty { p.pointee.template_id = try a.string(v.templateId, field: "chatmesh.v1.CreateReferralCampaignRequest.template_id") }
         return p
     }
 
@@ -2034,13 +2060,18 @@ extension CreateReferralCampaignRequest {
     }
 }
 
-/// R-REF-1: after a paid order, one referral per order, never the buyer's own phone.
+/// R-REF-1: after a paid order (loyalty-svc has its PAID event and no reversal),
+/// one referral per order, never to the buyer's own phone. friend_phone is
+/// normalised (0912…, +84912…, 84912…) and must be a Vietnamese mobile number.
+/// Submitting the same order and phone again returns the same voucher (and sends it
+/// if it had not gone); another phone for the same order is ALREADY_EXISTS.
 public struct SubmitReferralRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.SubmitReferralRequest"
 
     public var shopId: String = ""
     public var orderId: String = ""
     public var friendPhone: String = ""
+    /// Optional: when set, it must be the order's customer.
     public var customerId: String = ""
     public var staffId: String = ""
 
@@ -2104,11 +2135,20 @@ public struct Voucher: RPCMessage, Hashable {
     public var expiresAtMs: Int64 = 0
     public var redeemed: Bool = false
     public var referrerCustomerId: String = ""
+    /// The order the referral came from.
     public var orderId: String = ""
+    /// True once messaging-svc accepted the message (its idempotency key is
+    /// "voucher:<code>"); while messaging-svc is unreachable, loyalty-svc keeps
+    /// retrying in the background.
+    public var sent: Bool = false
+    public var messageId: String = ""
+    /// The order that redeemed the voucher.
+    public var redeemedOrderId: String = ""
+    public var campaignId: String = ""
 
     public init() {}
 
-    public init(code: String = "", friendPhone: String = "", discountPercent: Int32 = 0, discountVnd: Int64 = 0, expiresAtMs: Int64 = 0, redeemed: Bool = false, referrerCustomerId: String = "", orderId: String = "") {
+    public init(code: String = "", friendPhone: String = "", discountPercent: Int32 = 0, discountVnd: Int64 = 0, expiresAtMs: Int64 = 0, redeemed: Bool = false, referrerCustomerId: String = "", orderId: String = "", sent: Bool = false, messageId: String = "", redeemedOrderId: String = "", campaignId: String = "") {
         self.code = code
         self.friendPhone = friendPhone
         self.discountPercent = discountPercent
@@ -2117,6 +2157,10 @@ public struct Voucher: RPCMessage, Hashable {
         self.redeemed = redeemed
         self.referrerCustomerId = referrerCustomerId
         self.orderId = orderId
+        self.sent = sent
+        self.messageId = messageId
+        self.redeemedOrderId = redeemedOrderId
+        self.campaignId = campaignId
     }
 }
 
@@ -2126,6 +2170,9 @@ extension Voucher {
         .init(number: 2, name: "chatmesh.v1.Voucher.friend_phone", kind: .string),
         .init(number: 7, name: "chatmesh.v1.Voucher.referrer_customer_id", kind: .string),
         .init(number: 8, name: "chatmesh.v1.Voucher.order_id", kind: .string),
+        .init(number: 10, name: "chatmesh.v1.Voucher.message_id", kind: .string),
+        .init(number: 11, name: "chatmesh.v1.Voucher.redeemed_order_id", kind: .string),
+        .init(number: 12, name: "chatmesh.v1.Voucher.campaign_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__Voucher>) {
@@ -2139,6 +2186,10 @@ extension Voucher {
         self.redeemed = (c.redeemed != 0)
         self.referrerCustomerId = _PB.string(c.referrer_customer_id)
         self.orderId = _PB.string(c.order_id)
+        self.sent = (c.sent != 0)
+        self.messageId = _PB.string(c.message_id)
+        self.redeemedOrderId = _PB.string(c.redeemed_order_id)
+        self.campaignId = _PB.string(c.campaign_id)
     }
 
     static func _encodeC(_ v: Voucher, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Voucher> {
@@ -2152,6 +2203,10 @@ extension Voucher {
         p.pointee.redeemed = (v.redeemed ? 1 : 0)
         if !v.referrerCustomerId.isEmpty { p.pointee.referrer_customer_id = try a.string(v.referrerCustomerId, field: "chatmesh.v1.Voucher.referrer_customer_id") }
         if !v.orderId.isEmpty { p.pointee.order_id = try a.string(v.orderId, field: "chatmesh.v1.Voucher.order_id") }
+        p.pointee.sent = (v.sent ? 1 : 0)
+        if !v.messageId.isEmpty { p.pointee.message_id = try a.string(v.messageId, field: "chatmesh.v1.Voucher.message_id") }
+        if !v.redeemedOrderId.isEmpty { p.pointee.redeemed_order_id = try a.string(v.redeemedOrderId, field: "chatmesh.v1.Voucher.redeemed_order_id") }
+        if !v.campaignId.isEmpty { p.pointee.campaign_id = try a.string(v.campaignId, field: "chatmesh.v1.Voucher.campaign_id") }
         return p
     }
 
@@ -2164,7 +2219,8 @@ extension Voucher {
     }
 }
 
-/// R-REF-1: a voucher redeems once.
+/// R-REF-1: a voucher redeems once. Redeeming it again for the same order returns it
+/// unchanged (a retry); for another order it is FAILED_PRECONDITION.
 public struct RedeemVoucherRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.RedeemVoucherRequest"
 

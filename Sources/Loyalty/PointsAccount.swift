@@ -17,6 +17,15 @@ public struct PointsAccount: Sendable, Hashable {
         public internal(set) var remaining: Int64
         /// The order that earned it (empty for a staff adjustment).
         public let orderId: String
+
+        public init(lotId: Int, earnedAtMs: Int64, expiresAtMs: Int64?, points: Int64, remaining: Int64, orderId: String) {
+            self.lotId = lotId
+            self.earnedAtMs = earnedAtMs
+            self.expiresAtMs = expiresAtMs
+            self.points = points
+            self.remaining = remaining
+            self.orderId = orderId
+        }
     }
 
     public enum EntryKind: String, Sendable, Hashable, CaseIterable {
@@ -54,9 +63,25 @@ public struct PointsAccount: Sendable, Hashable {
     public private(set) var entries: [Entry] = []
     /// What each order's redemptions took from which lot, so a cancellation can put it back.
     private var redeemed: [String: [(lot: Int, points: Int64)]] = [:]
-    private var reversedOrders: Set<String> = []
+    public private(set) var reversedOrders: Set<String> = []
 
     public init() {}
+
+    /// An account as a store holds it: the member's lots, what each order's
+    /// redemptions took from which lot, and the orders already reversed. The
+    /// entries start empty, so after a change `entries` is what to append.
+    /// `redemptions` name lots by `lotId`; one naming a lot not given is dropped.
+    public init(lots: [Lot], redemptions: [String: [(lot: Int, points: Int64)]] = [:], reversedOrders: Set<String> = []) {
+        self.lots = lots
+        let index = Dictionary(uniqueKeysWithValues: lots.enumerated().map { ($1.lotId, $0) })
+        self.redeemed = redemptions.mapValues { $0.compactMap { taken in index[taken.lot].map { ($0, taken.points) } } }
+        self.reversedOrders = reversedOrders
+    }
+
+    /// What `order`'s redemptions took from which lot (lot ids), for a store to keep.
+    public func redemptions(of order: String) -> [(lot: Int, points: Int64)] {
+        (redeemed[order] ?? []).map { (lots[$0.lot].lotId, $0.points) }
+    }
 
     public var balance: Int64 { lots.reduce(0) { $0 + $1.remaining } }
 
@@ -73,7 +98,7 @@ public struct PointsAccount: Sendable, Hashable {
         _ points: Int64, atMs: Int64, expiresAtMs: Int64?, kind: EntryKind = .earn, orderId: String = "", reason: String = "", staffId: String = ""
     ) throws(Refusal) {
         guard points > 0 else { throw .notPositive }
-        lots.append(Lot(lotId: lots.count, earnedAtMs: atMs, expiresAtMs: expiresAtMs, points: points, remaining: points, orderId: orderId))
+        lots.append(Lot(lotId: (lots.map(\.lotId).max() ?? -1) + 1, earnedAtMs: atMs, expiresAtMs: expiresAtMs, points: points, remaining: points, orderId: orderId))
         entries.append(Entry(kind: kind, points: points, atMs: atMs, orderId: orderId, reason: reason, staffId: staffId))
     }
 

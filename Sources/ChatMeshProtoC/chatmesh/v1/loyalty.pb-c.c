@@ -4371,7 +4371,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__referral_offer__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__referral_offer__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__referral_campaign__field_descriptors[4] =
+static const ProtobufCFieldDescriptor chatmesh__v1__referral_campaign__field_descriptors[6] =
 {
   {
     "campaign_id",
@@ -4421,17 +4421,43 @@ static const ProtobufCFieldDescriptor chatmesh__v1__referral_campaign__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ReferralCampaign, channel),
+    &chatmesh__v1__template__channel__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "template_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ReferralCampaign, template_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__referral_campaign__field_indices_by_name[] = {
   3,   /* field[3] = active */
   0,   /* field[0] = campaign_id */
+  4,   /* field[4] = channel */
   1,   /* field[1] = name */
   2,   /* field[2] = offer */
+  5,   /* field[5] = template_id */
 };
 static const ProtobufCIntRange chatmesh__v1__referral_campaign__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__referral_campaign__descriptor =
 {
@@ -4441,14 +4467,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__referral_campaign__descriptor =
   "Chatmesh__V1__ReferralCampaign",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ReferralCampaign),
-  4,
+  6,
   chatmesh__v1__referral_campaign__field_descriptors,
   chatmesh__v1__referral_campaign__field_indices_by_name,
   1,  chatmesh__v1__referral_campaign__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__referral_campaign__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__create_referral_campaign_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor chatmesh__v1__create_referral_campaign_request__field_descriptors[5] =
 {
   {
     "shop_id",
@@ -4486,16 +4512,42 @@ static const ProtobufCFieldDescriptor chatmesh__v1__create_referral_campaign_req
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CreateReferralCampaignRequest, channel),
+    &chatmesh__v1__template__channel__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "template_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CreateReferralCampaignRequest, template_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__create_referral_campaign_request__field_indices_by_name[] = {
+  3,   /* field[3] = channel */
   1,   /* field[1] = name */
   2,   /* field[2] = offer */
   0,   /* field[0] = shop_id */
+  4,   /* field[4] = template_id */
 };
 static const ProtobufCIntRange chatmesh__v1__create_referral_campaign_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__create_referral_campaign_request__descriptor =
 {
@@ -4505,7 +4557,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__create_referral_campaign_request_
   "Chatmesh__V1__CreateReferralCampaignRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__CreateReferralCampaignRequest),
-  3,
+  5,
   chatmesh__v1__create_referral_campaign_request__field_descriptors,
   chatmesh__v1__create_referral_campaign_request__field_indices_by_name,
   1,  chatmesh__v1__create_referral_campaign_request__number_ranges,
@@ -4602,7 +4654,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__submit_referral_request__descript
   (ProtobufCMessageInit) chatmesh__v1__submit_referral_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__voucher__field_descriptors[8] =
+static const ProtobufCFieldDescriptor chatmesh__v1__voucher__field_descriptors[12] =
 {
   {
     "code",
@@ -4700,21 +4752,73 @@ static const ProtobufCFieldDescriptor chatmesh__v1__voucher__field_descriptors[8
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sent",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Voucher, sent),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Voucher, message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "redeemed_order_id",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Voucher, redeemed_order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "campaign_id",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Voucher, campaign_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__voucher__field_indices_by_name[] = {
+  11,   /* field[11] = campaign_id */
   0,   /* field[0] = code */
   2,   /* field[2] = discount_percent */
   3,   /* field[3] = discount_vnd */
   4,   /* field[4] = expires_at_ms */
   1,   /* field[1] = friend_phone */
+  9,   /* field[9] = message_id */
   7,   /* field[7] = order_id */
   5,   /* field[5] = redeemed */
+  10,   /* field[10] = redeemed_order_id */
   6,   /* field[6] = referrer_customer_id */
+  8,   /* field[8] = sent */
 };
 static const ProtobufCIntRange chatmesh__v1__voucher__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__voucher__descriptor =
 {
@@ -4724,7 +4828,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__voucher__descriptor =
   "Chatmesh__V1__Voucher",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__Voucher),
-  8,
+  12,
   chatmesh__v1__voucher__field_descriptors,
   chatmesh__v1__voucher__field_indices_by_name,
   1,  chatmesh__v1__voucher__number_ranges,

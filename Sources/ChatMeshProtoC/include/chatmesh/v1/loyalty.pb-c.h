@@ -15,6 +15,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 #include "chatmesh/v1/common.pb-c.h"
+#include "chatmesh/v1/messaging.pb-c.h"
 #include "chatmesh/v1/order.pb-c.h"
 
 typedef struct Chatmesh__V1__PointsExpiry Chatmesh__V1__PointsExpiry;
@@ -582,10 +583,14 @@ struct  Chatmesh__V1__ReferralOffer
 {
   ProtobufCMessage base;
   /*
-   * Exactly one of discount_percent and discount_vnd is set.
+   * Exactly one of discount_percent (1 to 100) and discount_vnd (positive) is set.
    */
   int32_t discount_percent;
   int64_t discount_vnd;
+  /*
+   * How long a voucher stays redeemable, 1 to 365 days; it expires at the end of
+   * that Vietnam day.
+   */
   int32_t valid_days;
 };
 #define CHATMESH__V1__REFERRAL_OFFER__INIT \
@@ -593,6 +598,10 @@ struct  Chatmesh__V1__ReferralOffer
     , 0, 0, 0 }
 
 
+/*
+ * The shop's referral campaign. Creating one ends the one before it: vouchers
+ * already sent keep their offer.
+ */
 struct  Chatmesh__V1__ReferralCampaign
 {
   ProtobufCMessage base;
@@ -600,10 +609,17 @@ struct  Chatmesh__V1__ReferralCampaign
   char *name;
   Chatmesh__V1__ReferralOffer *offer;
   protobuf_c_boolean active;
+  /*
+   * How the voucher reaches the friend: a ZNS or SMS template of messaging-svc.
+   * Its body may use {{code}}, {{discount}} ("10%" or "50.000đ"), {{expires}}
+   * (DD/MM/YYYY) and {{referrer}} (the referring customer's name).
+   */
+  Chatmesh__V1__Template__Channel channel;
+  char *template_id;
 };
 #define CHATMESH__V1__REFERRAL_CAMPAIGN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__referral_campaign__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__CreateReferralCampaignRequest
@@ -612,14 +628,23 @@ struct  Chatmesh__V1__CreateReferralCampaignRequest
   char *shop_id;
   char *name;
   Chatmesh__V1__ReferralOffer *offer;
+  /*
+   * ZNS or SMS.
+   */
+  Chatmesh__V1__Template__Channel channel;
+  char *template_id;
 };
 #define CHATMESH__V1__CREATE_REFERRAL_CAMPAIGN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__create_referral_campaign_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /*
- * R-REF-1: after a paid order, one referral per order, never the buyer's own phone.
+ * R-REF-1: after a paid order (loyalty-svc has its PAID event and no reversal),
+ * one referral per order, never to the buyer's own phone. friend_phone is
+ * normalised (0912…, +84912…, 84912…) and must be a Vietnamese mobile number.
+ * Submitting the same order and phone again returns the same voucher (and sends it
+ * if it had not gone); another phone for the same order is ALREADY_EXISTS.
  */
 struct  Chatmesh__V1__SubmitReferralRequest
 {
@@ -627,6 +652,9 @@ struct  Chatmesh__V1__SubmitReferralRequest
   char *shop_id;
   char *order_id;
   char *friend_phone;
+  /*
+   * Optional: when set, it must be the order's customer.
+   */
   char *customer_id;
   char *staff_id;
 };
@@ -645,15 +673,31 @@ struct  Chatmesh__V1__Voucher
   int64_t expires_at_ms;
   protobuf_c_boolean redeemed;
   char *referrer_customer_id;
+  /*
+   * The order the referral came from.
+   */
   char *order_id;
+  /*
+   * True once messaging-svc accepted the message (its idempotency key is
+   * "voucher:<code>"); while messaging-svc is unreachable, loyalty-svc keeps
+   * retrying in the background.
+   */
+  protobuf_c_boolean sent;
+  char *message_id;
+  /*
+   * The order that redeemed the voucher.
+   */
+  char *redeemed_order_id;
+  char *campaign_id;
 };
 #define CHATMESH__V1__VOUCHER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__voucher__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
- * R-REF-1: a voucher redeems once.
+ * R-REF-1: a voucher redeems once. Redeeming it again for the same order returns it
+ * unchanged (a retry); for another order it is FAILED_PRECONDITION.
  */
 struct  Chatmesh__V1__RedeemVoucherRequest
 {

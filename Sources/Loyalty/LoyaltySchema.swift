@@ -1,0 +1,100 @@
+import MeshStore
+
+/// loyalty-svc's tables; every key starts with shop_id.
+public enum LoyaltySchema {
+    public static let migrations: [Migration] = [
+        Migration(version: 1, name: "loyalty", statements: [
+            // R-LOY-2, R-PTS-1..2. expiry_kind: 1 never, 2 fixed date, 3 after months; cycle as Program.Cycle.
+            """
+            CREATE TABLE programs (
+                shop_id TEXT NOT NULL PRIMARY KEY, earn_vnd_per_point BIGINT NOT NULL, redeem_vnd_per_point BIGINT NOT NULL,
+                expiry_kind BIGINT NOT NULL, expiry_date TEXT NOT NULL DEFAULT '', expiry_months BIGINT NOT NULL DEFAULT 0,
+                cycle BIGINT NOT NULL, cycle_start_ms BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL)
+            """,
+            // The multiplier is kept in hundredths (1.5 → 150) so that points never depend on floating point.
+            """
+            CREATE TABLE tiers (
+                shop_id TEXT NOT NULL, tier_id TEXT NOT NULL, name TEXT NOT NULL, name_key TEXT NOT NULL, min_spend_vnd BIGINT NOT NULL,
+                discount_percent BIGINT NOT NULL, multiplier_hundredths BIGINT NOT NULL, combinable BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, tier_id),
+                UNIQUE (shop_id, name_key))
+            """,
+            // R-LOY-1, R-SEG-1. points is the sum of the member's lots; birthday_md is month × 100 + day.
+            """
+            CREATE TABLE members (
+                shop_id TEXT NOT NULL, customer_id TEXT NOT NULL, tier_id TEXT NOT NULL DEFAULT '', points BIGINT NOT NULL DEFAULT 0,
+                order_count BIGINT NOT NULL DEFAULT 0, total_spent_vnd BIGINT NOT NULL DEFAULT 0,
+                member_since_ms BIGINT NOT NULL, phone TEXT NOT NULL DEFAULT '', name TEXT NOT NULL DEFAULT '', email TEXT NOT NULL DEFAULT '',
+                birthday TEXT NOT NULL DEFAULT '', birthday_month BIGINT NOT NULL DEFAULT 0, birthday_md BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, customer_id))
+            """,
+            "CREATE INDEX members_by_tier ON members (shop_id, tier_id, customer_id)",
+            "CREATE INDEX members_by_points ON members (shop_id, points)",
+            "CREATE INDEX members_by_birthday ON members (shop_id, birthday_md)",
+            "CREATE INDEX members_by_since ON members (shop_id, member_since_ms)",
+            "CREATE TABLE member_tags (shop_id TEXT NOT NULL, customer_id TEXT NOT NULL, tag_key TEXT NOT NULL, PRIMARY KEY (shop_id, tag_key, customer_id))",
+            // R-PTS-1, R-LOY-3..5: paid orders as loyalty saw them; a cancelled or refunded one is reversed.
+            """
+            CREATE TABLE orders (
+                shop_id TEXT NOT NULL, order_id TEXT NOT NULL, customer_id TEXT NOT NULL, amount_vnd BIGINT NOT NULL, channel BIGINT NOT NULL,
+                district TEXT NOT NULL, province TEXT NOT NULL, province_key TEXT NOT NULL, used_offer BIGINT NOT NULL, paid_at_ms BIGINT NOT NULL,
+                reversed BIGINT NOT NULL DEFAULT 0, reversed_at_ms BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, order_id))
+            """,
+            "CREATE INDEX orders_by_customer ON orders (shop_id, customer_id, paid_at_ms)",
+            "CREATE INDEX orders_by_province ON orders (shop_id, province_key, paid_at_ms)",
+            // R-PTS-2: a lot of points; expires_at_ms 0 means never.
+            """
+            CREATE TABLE points_lots (
+                shop_id TEXT NOT NULL, customer_id TEXT NOT NULL, lot_id BIGINT NOT NULL, earned_at_ms BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL,
+                points BIGINT NOT NULL, remaining BIGINT NOT NULL, order_id TEXT NOT NULL,
+                PRIMARY KEY (shop_id, customer_id, lot_id))
+            """,
+            "CREATE INDEX points_lots_expiring ON points_lots (shop_id, expires_at_ms) WHERE remaining > 0 AND expires_at_ms > 0",
+            // R-PTS-4: every change to a balance, with its reason and staff.
+            """
+            CREATE TABLE points_ledger (
+                shop_id TEXT NOT NULL, entry_id TEXT NOT NULL, customer_id TEXT NOT NULL, kind TEXT NOT NULL, points BIGINT NOT NULL,
+                at_ms BIGINT NOT NULL, order_id TEXT NOT NULL, reason TEXT NOT NULL, staff_id TEXT NOT NULL,
+                PRIMARY KEY (shop_id, entry_id))
+            """,
+            "CREATE INDEX points_ledger_by_customer ON points_ledger (shop_id, customer_id, entry_id)",
+            // What each order's redemption took from which lot, to give it back on cancellation.
+            """
+            CREATE TABLE redemptions (
+                shop_id TEXT NOT NULL, customer_id TEXT NOT NULL, order_id TEXT NOT NULL, lot_id BIGINT NOT NULL, points BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, customer_id, order_id, lot_id))
+            """,
+            "CREATE TABLE reversed_orders (shop_id TEXT NOT NULL, customer_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (shop_id, customer_id, order_id))",
+            // RecordOrderEvent is applied once per event_id.
+            "CREATE TABLE seen_events (shop_id TEXT NOT NULL, event_id TEXT NOT NULL, at_ms BIGINT NOT NULL, PRIMARY KEY (shop_id, event_id))",
+            // R-SEG-1: conditions as JSON; membership is evaluated when asked, so it is always current.
+            """
+            CREATE TABLE segments (
+                shop_id TEXT NOT NULL, segment_id TEXT NOT NULL, name TEXT NOT NULL, match BIGINT NOT NULL, conditions TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, segment_id))
+            """,
+        ]),
+        // R-REF-1. One active campaign per shop; a voucher keeps the offer, channel and template it was made with.
+        Migration(version: 2, name: "referrals", statements: [
+            """
+            CREATE TABLE referral_campaigns (
+                shop_id TEXT NOT NULL, campaign_id TEXT NOT NULL, name TEXT NOT NULL, discount_percent BIGINT NOT NULL, discount_vnd BIGINT NOT NULL,
+                valid_days BIGINT NOT NULL, channel BIGINT NOT NULL, template_id TEXT NOT NULL, active BIGINT NOT NULL, created_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, campaign_id))
+            """,
+            """
+            CREATE TABLE vouchers (
+                shop_id TEXT NOT NULL, code TEXT NOT NULL, campaign_id TEXT NOT NULL, order_id TEXT NOT NULL, referrer_customer_id TEXT NOT NULL,
+                referrer_name TEXT NOT NULL, friend_phone TEXT NOT NULL, discount_percent BIGINT NOT NULL, discount_vnd BIGINT NOT NULL,
+                expires_at_ms BIGINT NOT NULL, channel BIGINT NOT NULL, template_id TEXT NOT NULL, staff_id TEXT NOT NULL, created_at_ms BIGINT NOT NULL,
+                sent BIGINT NOT NULL DEFAULT 0, message_id TEXT NOT NULL DEFAULT '', redeemed_order_id TEXT NOT NULL DEFAULT '',
+                redeemed_at_ms BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, code),
+                UNIQUE (shop_id, order_id))
+            """,
+            "CREATE INDEX vouchers_unsent ON vouchers (sent, created_at_ms)",
+        ]),
+    ]
+}

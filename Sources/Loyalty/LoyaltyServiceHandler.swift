@@ -1,0 +1,317 @@
+import ChatMeshAPI
+import Foundation
+import MeshRPC
+import MeshStore
+
+/// chatmesh.v1.LoyaltyService: decodes, checks (statuses name the field),
+/// calls the store; referral vouchers go out through `VoucherDelivery`.
+public struct LoyaltyServiceHandler: LoyaltyService.Handler {
+    let store: LoyaltyStore
+    let vouchers: VoucherDelivery?
+    let now: @Sendable () -> Int64
+
+    public init(store: LoyaltyStore, vouchers: VoucherDelivery?, now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }) {
+        self.store = store
+        self.vouchers = vouchers
+        self.now = now
+    }
+
+    static func id(_ value: String, _ field: String) throws(RPCError) -> String {
+        if value.isEmpty { throw .invalidArgument("\(field) is required") }
+        if value.utf8.count > 128 { throw .invalidArgument("\(field) is longer than 128 bytes") }
+        return value
+    }
+
+    // MARK: Program and tiers (R-LOY-2, R-PTS-1..2)
+
+    static func program(_ rules: ProgramRules) -> Program {
+        let expiry: PointsExpiry = switch rules.expiry {
+        case .never: PointsExpiry(kind: .never)
+        case .fixedDate(let y, let m, let d): PointsExpiry(kind: .fixedDate, date: String(format: "%04d-%02d-%02d", y, m, d))
+        case .afterMonths(let n): PointsExpiry(kind: .afterMonths, months: Int32(n))
+        }
+        let cycle: Program.Cycle = switch rules.cycle {
+        case .lifetime: .lifetime
+        case .rolling12Months: .rolling12Months
+        case .calendarYear: .calendarYear
+        }
+        return Program(
+            earnVndPerPoint: rules.earnVndPerPoint, redeemVndPerPoint: rules.redeemVndPerPoint, expiry: expiry, cycle: cycle, cycleStartMs: rules.cycleStartMs
+        )
+    }
+
+    public func configureProgram(_ request: ConfigureProgramRequest, context: ServerContext) async throws -> Program {
+        guard (1...1_000_000_000).contains(request.earnVndPerPoint) else { throw RPCError.invalidArgument("earn_vnd_per_point must be 1 to 1,000,000,000") }
+        guard (0...1_000_000_000).contains(request.redeemVndPerPoint) else {
+            throw RPCError.invalidArgument("redeem_vnd_per_point must be 0 (no redemption) to 1,000,000,000")
+        }
+        if request.cycleStartMs < 0 { throw RPCError.invalidArgument("cycle_start_ms must not be negative") }
+        var rules = ProgramRules(earnVndPerPoint: request.earnVndPerPoint, redeemVndPerPoint: request.redeemVndPerPoint, cycleStartMs: request.cycleStartMs)
+        let expiry = request.expiry ?? PointsExpiry(kind: .never)
+        switch expiry.kind {
+        case .never, .kindUnspecified:
+            rules.expiry = .never
+        case .fixedDate:
+            guard let date = VietnamTime.parseDate(expiry.date) else { throw RPCError.invalidArgument("expiry.date must be a date as YYYY-MM-DD") }
+            if VietnamTime.day(year: date.year, month: date.month, day: date.day).upperBound <= now() {
+                throw RPCError.invalidArgument("expiry.date \(expiry.date) has passed")
+            }
+            rules.expiry = .fixedDate(year: date.year, month: date.month, day: date.day)
+        case .afterMonths:
+            guard (1...120).contains(expiry.months) else { throw RPCError.invalidArgument("expiry.months must be 1 to 120") }
+            rules.expiry = .afterMonths(Int(expiry.months))
+        default:
+            throw RPCError.invalidArgument("expiry.kind must be NEVER, FIXED_DATE or AFTER_MONTHS")
+        }
+        switch request.cycle {
+        case .lifetime, .cycleUnspecified: rules.cycle = .lifetime
+        case .rolling12Months: rules.cycle = .rolling12Months
+        case .calendarYear: rules.cycle = .calendarYear
+        default: throw RPCError.invalidArgument("cycle must be LIFETIME, ROLLING_12_MONTHS or CALENDAR_YEAR")
+        }
+        try await store.configureProgram(shop: request.shopId, rules, nowMs: now())
+        return Self.program(rules)
+    }
+
+    public func getProgram(_ request: ShopRequest, context: ServerContext) async throws -> Program {
+        Self.program(try await store.program(shop: request.shopId))
+    }
+
+    public func upsertTier(_ request: UpsertTierRequest, context: ServerContext) async throws -> Tier {
+        let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let problem = TagName.validate(name) { throw RPCError.invalidArgument(problem) }
+        if request.minSpendVnd < 0 { throw RPCError.invalidArgument("min_spend_vnd must not be negative") }
+        guard (0...100).contains(request.discountPercent) else { throw RPCError.invalidArgument("discount_percent must be 0 to 100") }
+        guard request.pointsMultiplier.isFinite, (0...10).contains(request.pointsMultiplier) else {
+            throw RPCError.invalidArgument("points_multiplier must be 0 (meaning 1.0) to 10")
+        }
+        if request.tierId.utf8.count > 128 { throw RPCError.invalidArgument("tier_id is longer than 128 bytes") }
+        let tier = Tier(
+            tierId: request.tierId, name: name, minSpendVnd: request.minSpendVnd, discountPercent: request.discountPercent,
+            pointsMultiplier: request.pointsMultiplier == 0 ? 1 : request.pointsMultiplier, combinable: request.combinable
+        )
+        return try await store.upsertTier(shop: request.shopId, tier, nowMs: now())
+    }
+
+    public func listTiers(_ request: ShopRequest, context: ServerContext) async throws -> ListTiersResponse {
+        ListTiersResponse(tiers: try await store.tiers(shop: request.shopId))
+    }
+
+    public func deleteTier(_ request: DeleteTierRequest, context: ServerContext) async throws -> Empty {
+        try await store.deleteTier(shop: request.shopId, tierId: try Self.id(request.tierId, "tier_id"), nowMs: now())
+        return Empty()
+    }
+
+    // MARK: Members (R-LOY-1, R-SEG-1)
+
+    public func getMember(_ request: GetMemberRequest, context: ServerContext) async throws -> Member {
+        try await store.member(shop: request.shopId, customerId: try Self.id(request.customerId, "customer_id"))
+    }
+
+    public func listMembers(_ request: ListMembersRequest, context: ServerContext) async throws -> ListMembersResponse {
+        let size = try Self.pageSize(request.pageSize, default: 50, max: 500)
+        if request.minPoints < 0 { throw RPCError.invalidArgument("min_points must not be negative") }
+        if request.pageToken.utf8.count > 128 { throw RPCError.invalidArgument("page_token is not one this service gave") }
+        let members = try await store.members(
+            shop: request.shopId, tierId: request.tierId.isEmpty ? nil : request.tierId, minPoints: request.minPoints, after: request.pageToken, limit: size
+        )
+        return ListMembersResponse(members: members, nextPageToken: members.count == size ? members.last!.customerId : "")
+    }
+
+    static func pageSize(_ value: Int32, default fallback: Int, max: Int) throws(RPCError) -> Int {
+        if value < 0 { throw .invalidArgument("page_size must not be negative") }
+        return value == 0 ? fallback : min(Int(value), max)
+    }
+
+    public func upsertCustomerProfile(_ request: UpsertCustomerProfileRequest, context: ServerContext) async throws -> Empty {
+        let customer = try Self.id(request.customerId, "customer_id")
+        var phone = ""
+        if !request.phone.isEmpty {
+            guard let normalized = VietnamPhone.normalize(request.phone) else {
+                throw RPCError.invalidArgument("phone must be a Vietnamese mobile number, not \"\(request.phone)\"")
+            }
+            phone = normalized
+        }
+        var birthday: (year: Int, month: Int, day: Int)?
+        if !request.birthday.isEmpty {
+            guard let date = VietnamTime.parseDate(request.birthday), date.year >= 1900,
+                  VietnamTime.day(year: date.year, month: date.month, day: date.day).lowerBound <= now() else {
+                throw RPCError.invalidArgument("birthday must be a past date as YYYY-MM-DD, not \"\(request.birthday)\"")
+            }
+            birthday = date
+        }
+        if request.name.count > 200 { throw RPCError.invalidArgument("name is longer than 200 characters") }
+        let email = request.email.trimmingCharacters(in: .whitespaces)
+        if !email.isEmpty && (email.utf8.count > 254 || email.split(separator: "@", omittingEmptySubsequences: false).count != 2) {
+            throw RPCError.invalidArgument("email must be an e-mail address, not \"\(request.email)\"")
+        }
+        if request.tags.count > 200 { throw RPCError.invalidArgument("tags: at most 200") }
+        var keys: Set<String> = []
+        for (index, tag) in request.tags.enumerated() {
+            if let problem = TagName.validate(tag) { throw RPCError.invalidArgument("tags[\(index)]: \(problem)") }
+            keys.insert(TagName.key(tag))
+        }
+        try await store.upsertProfile(
+            shop: request.shopId, customerId: customer, phone: phone, name: request.name.trimmingCharacters(in: .whitespacesAndNewlines), email: email,
+            birthday: birthday, tagKeys: keys, nowMs: now()
+        )
+        return Empty()
+    }
+
+    // MARK: Orders and points (R-LOY-3..4, R-PTS-1..4)
+
+    public func previewOrder(_ request: PreviewOrderRequest, context: ServerContext) async throws -> PreviewOrderResponse {
+        let customer = try Self.id(request.customerId, "customer_id")
+        if request.subtotalVnd < 0 { throw RPCError.invalidArgument("subtotal_vnd must not be negative") }
+        if request.redeemPoints < 0 { throw RPCError.invalidArgument("redeem_points must not be negative") }
+        return try await store.preview(
+            shop: request.shopId, customerId: customer, subtotalVnd: request.subtotalVnd, hasPromotion: request.hasPromotion,
+            redeemPoints: request.redeemPoints, nowMs: now()
+        )
+    }
+
+    public func recordOrderEvent(_ request: RecordOrderEventRequest, context: ServerContext) async throws -> RecordOrderEventResponse {
+        let event = try Self.id(request.eventId, "event_id")
+        let order = try Self.id(request.orderId, "order_id")
+        let customer = try Self.id(request.customerId, "customer_id")
+        switch request.kind {
+        case .paid:
+            if request.amountVnd <= 0 { throw RPCError.invalidArgument("amount_vnd must be positive for a paid order") }
+        case .cancelled, .refunded:
+            break
+        default:
+            throw RPCError.invalidArgument("kind must be PAID, CANCELLED or REFUNDED")
+        }
+        if request.amountVnd < 0 { throw RPCError.invalidArgument("amount_vnd must not be negative") }
+        if request.district.count > 100 || request.province.count > 100 { throw RPCError.invalidArgument("district and province are at most 100 characters") }
+        if request.atMs < 0 { throw RPCError.invalidArgument("at_ms must not be negative") }
+        return try await store.recordOrderEvent(
+            shop: request.shopId,
+            LoyaltyStore.OrderEvent(
+                eventId: event, orderId: order, customerId: customer, kind: request.kind, amountVnd: request.amountVnd, channel: request.channel,
+                district: request.district.trimmingCharacters(in: .whitespaces), province: request.province.trimmingCharacters(in: .whitespaces),
+                usedOffer: request.usedOffer, atMs: request.atMs == 0 ? now() : request.atMs
+            ),
+            nowMs: now()
+        )
+    }
+
+    public func redeemPoints(_ request: RedeemPointsRequest, context: ServerContext) async throws -> Member {
+        let customer = try Self.id(request.customerId, "customer_id")
+        if request.points <= 0 { throw RPCError.invalidArgument("points must be positive") }
+        if request.reason.count > 500 { throw RPCError.invalidArgument("reason is longer than 500 characters") }
+        return try await store.redeem(
+            shop: request.shopId, customerId: customer, points: request.points, orderId: request.orderId, reason: request.reason,
+            staffId: request.staffId.isEmpty ? context.staffId : request.staffId, nowMs: now()
+        )
+    }
+
+    public func adjustPoints(_ request: AdjustPointsRequest, context: ServerContext) async throws -> Member {
+        let customer = try Self.id(request.customerId, "customer_id")
+        if request.points == 0 { throw RPCError.invalidArgument("points must not be zero (positive adds, negative removes)") }
+        if abs(request.points) > 100_000_000 { throw RPCError.invalidArgument("points is over 100,000,000 for one adjustment") }
+        let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        if reason.isEmpty { throw RPCError.invalidArgument("reason is required for an adjustment (R-PTS-4)") }
+        if reason.count > 500 { throw RPCError.invalidArgument("reason is longer than 500 characters") }
+        let staff = request.staffId.isEmpty ? context.staffId : request.staffId
+        if staff.isEmpty { throw RPCError.invalidArgument("staff_id is required for an adjustment (R-PTS-4)") }
+        return try await store.adjust(
+            shop: request.shopId, customerId: customer, points: request.points, orderId: request.orderId, reason: reason, staffId: staff, nowMs: now()
+        )
+    }
+
+    public func expirePoints(_ request: ExpirePointsRequest, context: ServerContext) async throws -> ExpirePointsResponse {
+        let nowMs = now()
+        if request.asOfMs < 0 || request.asOfMs > nowMs { throw RPCError.invalidArgument("as_of_ms must not be in the future (0: now)") }
+        let expired = try await store.expire(shop: request.shopId, asOfMs: request.asOfMs == 0 ? nowMs : request.asOfMs, nowMs: nowMs)
+        return ExpirePointsResponse(expiredPoints: expired)
+    }
+
+    // MARK: Segments (R-SEG-1..2)
+
+    public func createSegment(_ request: CreateSegmentRequest, context: ServerContext) async throws -> Segment {
+        let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        if name.isEmpty { throw RPCError.invalidArgument("name is required") }
+        if name.count > 200 { throw RPCError.invalidArgument("name is longer than 200 characters") }
+        _ = try LoyaltyStore.rule(request.match, request.conditions)
+        return try await store.createSegment(shop: request.shopId, name: name, match: request.match, conditions: request.conditions, nowMs: now())
+    }
+
+    public func listSegments(_ request: ShopRequest, context: ServerContext) async throws -> ListSegmentsResponse {
+        ListSegmentsResponse(segments: try await store.segments(shop: request.shopId))
+    }
+
+    public func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse {
+        let rule = try await store.segmentRule(shop: request.shopId, segmentId: try Self.id(request.segmentId, "segment_id"))
+        let size = try Self.pageSize(request.pageSize, default: 100, max: 1_000)
+        if request.pageToken.utf8.count > 128 { throw RPCError.invalidArgument("page_token is not one this service gave") }
+        let members = try await store.segmentMembers(shop: request.shopId, rule: rule, after: request.pageToken, limit: size)
+        return ListSegmentMembersResponse(members: members, nextPageToken: members.count == size ? members.last!.customerId : "")
+    }
+
+    public func countSegment(_ request: SegmentRequest, context: ServerContext) async throws -> CountSegmentResponse {
+        let rule = try await store.segmentRule(shop: request.shopId, segmentId: try Self.id(request.segmentId, "segment_id"))
+        return CountSegmentResponse(count: try await store.countSegment(shop: request.shopId, rule: rule))
+    }
+
+    // MARK: Offer dashboard (R-LOY-5)
+
+    public func getOfferRevenueByDistrict(_ request: GetOfferRevenueByDistrictRequest, context: ServerContext) async throws -> GetOfferRevenueByDistrictResponse {
+        let province = request.province.trimmingCharacters(in: .whitespaces)
+        if province.isEmpty { throw RPCError.invalidArgument("province is required") }
+        guard request.fromMs > 0, request.toMs > 0, let range = DayRange(fromMs: request.fromMs, toMs: request.toMs) else {
+            throw RPCError.invalidArgument("from_ms and to_ms are required, from_ms first")
+        }
+        if range.lastDay - range.firstDay > 3 * 366 { throw RPCError.invalidArgument("to_ms: at most three years at a time") }
+        return GetOfferRevenueByDistrictResponse(rows: try await store.offerRevenueByDistrict(shop: request.shopId, province: province, range: range))
+    }
+
+    // MARK: Referrals (R-REF-1)
+
+    public func createReferralCampaign(_ request: CreateReferralCampaignRequest, context: ServerContext) async throws -> ReferralCampaign {
+        let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        if name.isEmpty { throw RPCError.invalidArgument("name is required") }
+        if name.count > 200 { throw RPCError.invalidArgument("name is longer than 200 characters") }
+        guard let offer = request.offer else { throw RPCError.invalidArgument("offer is required") }
+        switch (offer.discountPercent, offer.discountVnd) {
+        case (1...100, 0), (0, 1...1_000_000_000): break
+        case (0, 0): throw RPCError.invalidArgument("offer: one of discount_percent and discount_vnd is required")
+        case (_, 0), (0, _):
+            throw RPCError.invalidArgument(offer.discountVnd == 0 ? "offer.discount_percent must be 1 to 100" : "offer.discount_vnd must be 1 to 1,000,000,000")
+        default: throw RPCError.invalidArgument("offer: discount_percent and discount_vnd cannot both be set")
+        }
+        guard (1...365).contains(offer.validDays) else { throw RPCError.invalidArgument("offer.valid_days must be 1 to 365") }
+        guard request.channel == .zns || request.channel == .sms else {
+            throw RPCError.invalidArgument("channel must be ZNS or SMS (the voucher goes to a phone)")
+        }
+        let template = try Self.id(request.templateId, "template_id")
+        return try await store.createReferralCampaign(
+            shop: request.shopId,
+            ReferralCampaign(name: name, offer: offer, channel: request.channel, templateId: template),
+            nowMs: now()
+        )
+    }
+
+    public func submitReferral(_ request: SubmitReferralRequest, context: ServerContext) async throws -> Voucher {
+        let order = try Self.id(request.orderId, "order_id")
+        if request.friendPhone.isEmpty { throw RPCError.invalidArgument("friend_phone is required") }
+        guard let phone = VietnamPhone.normalize(request.friendPhone) else {
+            throw RPCError.invalidArgument("friend_phone must be a Vietnamese mobile number, not \"\(request.friendPhone)\"")
+        }
+        if request.customerId.utf8.count > 128 { throw RPCError.invalidArgument("customer_id is longer than 128 bytes") }
+        guard let vouchers else { throw RPCError.unavailable("referrals need messaging-svc, which this loyalty-svc is not configured to reach") }
+        let pending = try await store.submitReferral(
+            shop: request.shopId, orderId: order, friendPhone: phone, customerId: request.customerId,
+            staffId: request.staffId.isEmpty ? context.staffId : request.staffId, nowMs: now()
+        )
+        switch try await vouchers.deliver(pending) {
+        case .sent(let voucher), .deferred(let voucher, _): return voucher
+        }
+    }
+
+    public func redeemVoucher(_ request: RedeemVoucherRequest, context: ServerContext) async throws -> Voucher {
+        let code = VoucherCode.normalize(try Self.id(request.code, "code"))
+        let order = try Self.id(request.orderId, "order_id")
+        return try await store.redeemVoucher(shop: request.shopId, code: code, orderId: order, nowMs: now())
+    }
+}

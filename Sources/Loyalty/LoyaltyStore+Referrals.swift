@@ -1,0 +1,189 @@
+import ChatMeshAPI
+import MeshRPC
+import MeshStore
+import SQLKit
+
+/// R-REF-1: referral campaigns and the vouchers they give. The store only keeps
+/// the facts; sending a voucher is `VoucherDelivery`'s job.
+extension LoyaltyStore {
+    /// A voucher with what it takes to send it.
+    public struct PendingVoucher: Sendable {
+        public var shop: String
+        public var voucher: Voucher
+        public var channel: Template.Channel
+        public var templateId: String
+        public var referrerName: String
+    }
+
+    /// Starts a campaign; the one before it (if any) stops giving vouchers.
+    public func createReferralCampaign(shop: String, _ campaign: ReferralCampaign, nowMs: Int64) async throws -> ReferralCampaign {
+        let id = SortableID.make("ref_", nowMs: nowMs)
+        var saved = campaign
+        saved.campaignId = id
+        saved.active = true
+        let offer = campaign.offer ?? ReferralOffer()
+        try await db.write { db in
+            try await db.raw("UPDATE referral_campaigns SET active = 0 WHERE shop_id = \(bind: shop) AND active = 1").run()
+            try await db.raw("""
+                INSERT INTO referral_campaigns (shop_id, campaign_id, name, discount_percent, discount_vnd, valid_days, channel, template_id, active, created_at_ms)
+                VALUES (\(bind: shop), \(bind: id), \(bind: campaign.name), \(bind: Int64(offer.discountPercent)), \(bind: offer.discountVnd),
+                        \(bind: Int64(offer.validDays)), \(bind: Int64(campaign.channel.rawValue)), \(bind: campaign.templateId), 1, \(bind: nowMs))
+                """).run()
+        }
+        return saved
+    }
+
+    /// Makes the voucher for a paid order's referral, or finds the one it already
+    /// has (same phone: a retry; another phone: ALREADY_EXISTS).
+    public func submitReferral(
+        shop: String, orderId: String, friendPhone: String, customerId: String, staffId: String, nowMs: Int64
+    ) async throws -> PendingVoucher {
+        try await db.write { db in
+            if let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND order_id = \(bind: orderId)").first() {
+                let existing = try Self.pending(row, shop: shop)
+                guard existing.voucher.friendPhone == friendPhone else {
+                    throw RPCError.alreadyExists("order_id: order \(orderId) already referred \(existing.voucher.friendPhone) (one referral per order)")
+                }
+                if !customerId.isEmpty && existing.voucher.referrerCustomerId != customerId {
+                    throw RPCError.failedPrecondition("customer_id: order \(orderId) belongs to another customer")
+                }
+                return existing
+            }
+            guard let order = try await db.raw("""
+                SELECT customer_id, reversed FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: orderId)
+                """).first() else {
+                throw RPCError.failedPrecondition("order_id: order \(orderId) is not paid (loyalty-svc has no PAID event for it)")
+            }
+            let buyer = try order.string("customer_id")
+            if !customerId.isEmpty && buyer != customerId {
+                throw RPCError.failedPrecondition("customer_id: order \(orderId) belongs to another customer")
+            }
+            if try order.int64("reversed") != 0 {
+                throw RPCError.failedPrecondition("order_id: order \(orderId) was cancelled or refunded")
+            }
+            let profile = try await db.raw("SELECT phone, name FROM members WHERE shop_id = \(bind: shop) AND customer_id = \(bind: buyer)").first()
+            if let profile, try profile.string("phone") == friendPhone {
+                throw RPCError.invalidArgument("friend_phone: \(friendPhone) is the customer's own phone")
+            }
+            guard let campaign = try await db.raw("""
+                SELECT * FROM referral_campaigns WHERE shop_id = \(bind: shop) AND active = 1
+                """).first() else {
+                throw RPCError.failedPrecondition("the shop has no referral campaign (CreateReferralCampaign)")
+            }
+            let today = VietnamTime.dayNumber(atMs: nowMs)
+            let last = VietnamTime.civil(dayNumber: today + (try campaign.int64("valid_days")))
+            var voucher = Voucher(
+                code: "", friendPhone: friendPhone, discountPercent: Int32(try campaign.int64("discount_percent")),
+                discountVnd: try campaign.int64("discount_vnd"),
+                expiresAtMs: VietnamTime.day(year: last.year, month: last.month, day: last.day).upperBound - 1,
+                referrerCustomerId: buyer, orderId: orderId, campaignId: try campaign.string("campaign_id")
+            )
+            let name = try profile?.string("name") ?? ""
+            let channel = try campaign.int64("channel")
+            let template = try campaign.string("template_id")
+            // A clash of random codes is rare; a new draw settles it.
+            while voucher.code.isEmpty {
+                let code = VoucherCode.random()
+                let inserted = try await db.raw("""
+                    INSERT INTO vouchers (shop_id, code, campaign_id, order_id, referrer_customer_id, referrer_name, friend_phone, discount_percent,
+                                          discount_vnd, expires_at_ms, channel, template_id, staff_id, created_at_ms)
+                    VALUES (\(bind: shop), \(bind: code), \(bind: voucher.campaignId), \(bind: orderId), \(bind: buyer), \(bind: name), \(bind: friendPhone),
+                            \(bind: Int64(voucher.discountPercent)), \(bind: voucher.discountVnd), \(bind: voucher.expiresAtMs), \(bind: channel),
+                            \(bind: template), \(bind: staffId), \(bind: nowMs))
+                    ON CONFLICT (shop_id, code) DO NOTHING RETURNING code
+                    """).all()
+                if !inserted.isEmpty { voucher.code = code }
+            }
+            return PendingVoucher(
+                shop: shop, voucher: voucher, channel: Template.Channel(rawValue: Int32(channel)), templateId: template, referrerName: name
+            )
+        }
+    }
+
+    static func pending(_ row: any SQLRow, shop: String) throws -> PendingVoucher {
+        let voucher = Voucher(
+            code: try row.string("code"), friendPhone: try row.string("friend_phone"), discountPercent: Int32(try row.int64("discount_percent")),
+            discountVnd: try row.int64("discount_vnd"), expiresAtMs: try row.int64("expires_at_ms"),
+            redeemed: !(try row.string("redeemed_order_id")).isEmpty, referrerCustomerId: try row.string("referrer_customer_id"),
+            orderId: try row.string("order_id"), sent: try row.int64("sent") != 0, messageId: try row.string("message_id"),
+            redeemedOrderId: try row.string("redeemed_order_id"), campaignId: try row.string("campaign_id")
+        )
+        return PendingVoucher(
+            shop: shop, voucher: voucher, channel: Template.Channel(rawValue: Int32(try row.int64("channel"))),
+            templateId: try row.string("template_id"), referrerName: try row.string("referrer_name")
+        )
+    }
+
+    public func voucher(shop: String, code: String) async throws -> Voucher {
+        try await db.read { db in
+            guard let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code)").first() else {
+                throw RPCError.notFound("code: no voucher \(code)")
+            }
+            return try Self.pending(row, shop: shop).voucher
+        }
+    }
+
+    public func markVoucherSent(shop: String, code: String, messageId: String) async throws {
+        try await db.write { db in
+            try await db.raw("""
+                UPDATE vouchers SET sent = 1, message_id = \(bind: messageId) WHERE shop_id = \(bind: shop) AND code = \(bind: code)
+                """).run()
+        }
+    }
+
+    /// Takes back a voucher that could never be sent (the campaign's template is
+    /// wrong), so that the refused SubmitReferral leaves nothing behind.
+    public func withdrawVoucher(shop: String, code: String) async throws {
+        try await db.write { db in
+            try await db.raw("DELETE FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code) AND sent = 0").run()
+        }
+    }
+
+    /// Vouchers, every shop, made before `beforeMs` and not yet accepted by messaging-svc.
+    public func unsentVouchers(beforeMs: Int64, limit: Int) async throws -> [PendingVoucher] {
+        try await db.read { db in
+            try await db.raw("""
+                SELECT * FROM vouchers WHERE sent = 0 AND created_at_ms < \(bind: beforeMs) ORDER BY created_at_ms LIMIT \(literal: limit)
+                """).all().map { try Self.pending($0, shop: try $0.string("shop_id")) }
+        }
+    }
+
+    /// R-REF-1: once, for one order, before the voucher expires.
+    public func redeemVoucher(shop: String, code: String, orderId: String, nowMs: Int64) async throws -> Voucher {
+        try await db.write { db in
+            guard let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code)").first() else {
+                throw RPCError.notFound("code: no voucher \(code)")
+            }
+            var voucher = try Self.pending(row, shop: shop).voucher
+            if voucher.redeemed {
+                if voucher.redeemedOrderId == orderId { return voucher }
+                throw RPCError.failedPrecondition("code: voucher \(code) was already redeemed by order \(voucher.redeemedOrderId)")
+            }
+            if nowMs > voucher.expiresAtMs {
+                throw RPCError.failedPrecondition("code: voucher \(code) expired on \(VietnamTime.dateString(atMs: voucher.expiresAtMs))")
+            }
+            let updated = try await db.raw("""
+                UPDATE vouchers SET redeemed_order_id = \(bind: orderId), redeemed_at_ms = \(bind: nowMs)
+                WHERE shop_id = \(bind: shop) AND code = \(bind: code) AND redeemed_order_id = '' RETURNING code
+                """).all()
+            guard !updated.isEmpty else { throw RPCError(.aborted, "code: voucher \(code) was redeemed at the same moment; try again") }
+            voucher.redeemed = true
+            voucher.redeemedOrderId = orderId
+            return voucher
+        }
+    }
+}
+
+/// Voucher codes: 8 characters a customer can read out and type (no 0/O, 1/I/L).
+public enum VoucherCode {
+    static let alphabet = Array("ABCDEFGHJKMNPQRSTUVWXYZ23456789")
+
+    public static func random() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "GT" + String((0..<8).map { _ in alphabet.randomElement(using: &generator)! })
+    }
+
+    public static func normalize(_ raw: String) -> String {
+        raw.trimmingCharacters(in: .whitespaces).uppercased()
+    }
+}

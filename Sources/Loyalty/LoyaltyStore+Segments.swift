@@ -1,0 +1,179 @@
+import ChatMeshAPI
+import Foundation
+import MeshRPC
+import MeshStore
+import SQLKit
+
+/// R-SEG-1: segments are kept as their conditions and evaluated in SQL when
+/// asked, so membership is always current; `SegmentRule.matches` is the rule
+/// the SQL is checked against.
+extension LoyaltyStore {
+    struct StoredCondition: Codable {
+        var kind: Int32
+        var fromMs: Int64 = 0
+        var toMs: Int64 = 0
+        var month: Int32 = 0
+        var tag: String = ""
+        var tierId: String = ""
+        var points: Int64 = 0
+    }
+
+    public func createSegment(shop: String, name: String, match: Segment.Match, conditions: [SegmentCondition], nowMs: Int64) async throws -> Segment {
+        let stored = conditions.map {
+            StoredCondition(kind: $0.kind.rawValue, fromMs: $0.fromMs, toMs: $0.toMs, month: $0.month, tag: $0.tag, tierId: $0.tierId, points: $0.points)
+        }
+        let json = String(decoding: try JSONEncoder().encode(stored), as: UTF8.self)
+        let segment = Segment(segmentId: SortableID.make("seg_", nowMs: nowMs), name: name, match: match, conditions: conditions, createdAtMs: nowMs)
+        try await db.write { db in
+            try await db.raw("""
+                INSERT INTO segments (shop_id, segment_id, name, match, conditions, created_at_ms)
+                VALUES (\(bind: shop), \(bind: segment.segmentId), \(bind: name), \(bind: Int64(match.rawValue)), \(bind: json), \(bind: nowMs))
+                """).run()
+        }
+        return segment
+    }
+
+    public func segments(shop: String) async throws -> [Segment] {
+        try await db.read { db in
+            try await db.raw("SELECT * FROM segments WHERE shop_id = \(bind: shop) ORDER BY segment_id").all().map(Self.segment)
+        }
+    }
+
+    static func segment(_ row: any SQLRow) throws -> Segment {
+        let stored = try JSONDecoder().decode([StoredCondition].self, from: Data(try row.string("conditions").utf8))
+        return Segment(
+            segmentId: try row.string("segment_id"), name: try row.string("name"), match: .init(rawValue: Int32(try row.int64("match"))),
+            conditions: stored.map {
+                SegmentCondition(kind: .init(rawValue: $0.kind), fromMs: $0.fromMs, toMs: $0.toMs, month: $0.month, tag: $0.tag, tierId: $0.tierId, points: $0.points)
+            },
+            createdAtMs: try row.int64("created_at_ms")
+        )
+    }
+
+    /// The rule of a stored segment (its conditions were checked when it was created).
+    public func segmentRule(shop: String, segmentId: String) async throws -> SegmentRule {
+        let segment = try await db.read { db in
+            guard let row = try await db.raw("SELECT * FROM segments WHERE shop_id = \(bind: shop) AND segment_id = \(bind: segmentId)").first() else {
+                throw RPCError.notFound("segment_id: no segment \(segmentId)")
+            }
+            return try Self.segment(row)
+        }
+        return try Self.rule(segment.match, segment.conditions)
+    }
+
+    /// Checks conditions as a request gives them and turns them into the rule; errors name `conditions[i].field`.
+    public static func rule(_ match: Segment.Match, _ conditions: [SegmentCondition]) throws(RPCError) -> SegmentRule {
+        let match: SegmentRule.Match = switch match {
+        case .all: .all
+        case .any: .any
+        default: throw .invalidArgument("match must be ALL or ANY")
+        }
+        if conditions.isEmpty { throw .invalidArgument("conditions: a segment needs at least one condition") }
+        if conditions.count > 20 { throw .invalidArgument("conditions: at most 20") }
+        var rules: [SegmentRule.Condition] = []
+        for (index, c) in conditions.enumerated() {
+            let field = "conditions[\(index)]"
+            func range() throws(RPCError) -> DayRange {
+                if c.fromMs <= 0 || c.toMs <= 0 { throw .invalidArgument("\(field).from_ms and to_ms are required for \(c.kind.protoName)") }
+                guard let range = DayRange(fromMs: c.fromMs, toMs: c.toMs) else {
+                    throw .invalidArgument("\(field).to_ms is before from_ms")
+                }
+                return range
+            }
+            switch c.kind {
+            case .purchasedBetween: rules.append(.purchasedBetween(try range()))
+            case .notPurchasedBetween: rules.append(.notPurchasedBetween(try range()))
+            case .birthdayInMonth:
+                guard (1...12).contains(c.month) else { throw .invalidArgument("\(field).month must be 1 to 12") }
+                rules.append(.birthdayInMonth(Int(c.month)))
+            case .birthdayBetween: rules.append(.birthdayBetween(try range()))
+            case .memberSinceBetween: rules.append(.memberSinceBetween(try range()))
+            case .usedOfferBetween: rules.append(.usedOfferBetween(try range()))
+            case .hasTag:
+                if let problem = TagName.validate(c.tag) { throw .invalidArgument("\(field).tag: \(problem)") }
+                rules.append(.hasTag(TagName.key(c.tag)))
+            case .tierIs:
+                if c.tierId.isEmpty { throw .invalidArgument("\(field).tier_id is required") }
+                rules.append(.tierIs(c.tierId))
+            case .pointsAtLeast:
+                if c.points < 0 { throw .invalidArgument("\(field).points must not be negative") }
+                rules.append(.pointsAtLeast(c.points))
+            default:
+                throw .invalidArgument("\(field).kind is required")
+            }
+        }
+        return SegmentRule(match: match, conditions: rules)
+    }
+
+    /// The rule as a WHERE clause over `members m`.
+    static func predicate(_ rule: SegmentRule) -> SQLQueryString {
+        let parts: [SQLQueryString] = rule.conditions.map { condition in
+            func orders(_ range: DayRange, offer: Bool) -> SQLQueryString {
+                let ms = range.msRange
+                var sql: SQLQueryString = """
+                    EXISTS (SELECT 1 FROM orders o WHERE o.shop_id = m.shop_id AND o.customer_id = m.customer_id AND o.reversed = 0
+                            AND o.paid_at_ms >= \(bind: ms.lowerBound) AND o.paid_at_ms < \(bind: ms.upperBound)
+                    """
+                if offer { sql += " AND o.used_offer = 1" }
+                return sql + ")"
+            }
+            switch condition {
+            case .purchasedBetween(let range):
+                return orders(range, offer: false)
+            case .notPurchasedBetween(let range):
+                return "NOT " + orders(range, offer: false)
+            case .birthdayInMonth(let month):
+                return "m.birthday_month = \(bind: Int64(month))"
+            case .birthdayBetween(let range):
+                if range.lastDay - range.firstDay >= 365 { return "m.birthday_md > 0" }
+                return "m.birthday_md IN (\(binds: Self.anniversaries(range)))"
+            case .memberSinceBetween(let range):
+                let ms = range.msRange
+                return "(m.member_since_ms >= \(bind: ms.lowerBound) AND m.member_since_ms < \(bind: ms.upperBound))"
+            case .usedOfferBetween(let range):
+                return orders(range, offer: true)
+            case .hasTag(let key):
+                return "EXISTS (SELECT 1 FROM member_tags t WHERE t.shop_id = m.shop_id AND t.tag_key = \(bind: key) AND t.customer_id = m.customer_id)"
+            case .tierIs(let tier):
+                return "m.tier_id = \(bind: tier)"
+            case .pointsAtLeast(let points):
+                return "m.points >= \(bind: points)"
+            }
+        }
+        var sql: SQLQueryString = "("
+        for (index, part) in parts.enumerated() {
+            if index > 0 { sql += rule.match == .all ? " AND " : " OR " }
+            sql += "(" + part + ")"
+        }
+        return sql + ")"
+    }
+
+    /// month × 100 + day of every yearly date on the range's days; a 28 February
+    /// of a year without 29 February also stands for 29 February (as `containsAnniversary`).
+    static func anniversaries(_ range: DayRange) -> [Int64] {
+        var values: Set<Int64> = []
+        for day in range.firstDay...range.lastDay {
+            let (year, month, d) = VietnamTime.civil(dayNumber: day)
+            values.insert(Int64(month * 100 + d))
+            if month == 2, d == 28, !VietnamTime.isLeapYear(year) { values.insert(229) }
+        }
+        return values.sorted()
+    }
+
+    public func countSegment(shop: String, rule: SegmentRule) async throws -> Int64 {
+        try await db.read { db in
+            try await db.raw("SELECT COUNT(*) AS n FROM members m WHERE m.shop_id = \(bind: shop) AND " + Self.predicate(rule)).first()!.int64("n")
+        }
+    }
+
+    /// A page of the segment's members by customer id, after `after`.
+    public func segmentMembers(shop: String, rule: SegmentRule, after: String, limit: Int) async throws -> [SegmentMember] {
+        try await db.read { db in
+            try await db.raw("""
+                SELECT m.customer_id, m.phone, m.name, m.email FROM members m WHERE m.shop_id = \(bind: shop) AND m.customer_id > \(bind: after) AND
+                """ + Self.predicate(rule) + " ORDER BY m.customer_id LIMIT \(literal: limit)").all().map { row in
+                SegmentMember(customerId: try row.string("customer_id"), phone: try row.string("phone"), name: try row.string("name"), email: try row.string("email"))
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import ChatMeshAPI
+import Foundation
+import Logging
+import Loyalty
+import MeshHTTP2
+import MeshHealth
+import MeshRPC
+import MeshStore
+
+// loyalty-svc: the loyalty program and tiers, members, the points ledger with
+// expiry, segments, referral vouchers and the offer dashboard (DOMAIN.md §3).
+// Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL,
+// CHATMESH_MESSAGING_ADDRS (where referral vouchers are sent).
+let env = MeshEnvironment()
+MeshProcess.bootstrap(env)
+let logger = Logger(label: "loyalty-svc")
+do {
+    let config = try GRPCServer.Config(listen: env.listen(service: "loyalty"))
+    let messaging = try HTTP2Channel(addresses: env.addresses(of: "messaging"))
+    let location = try StoreLocation.resolve(service: "loyalty", databaseURL: env.databaseURL, dataDirectory: env.dataDirectory)
+    let database = try await location.open(logger: logger)
+    try await database.closing {
+        let store = try await LoyaltyStore.open(database)
+        // Vouchers go to messaging-svc with a service token for their shop.
+        let signer = TokenSigner(key: env.authKey)
+        let vouchers = VoucherDelivery(
+            store: store,
+            messenger: MessagingVoucherMessenger(channel: messaging) { shop in
+                signer.mint(shopId: shop, staffId: "loyalty-svc", role: .service, validFor: 300)
+            }
+        )
+        // Vouchers that messaging-svc could not take when they were made.
+        let voucherRetry = MeshProcess.PeriodicJob(name: "voucher-retry", every: .seconds(10)) {
+            let counts = try await vouchers.redeliver(nowMs: Clock.nowMs())
+            if counts.sent + counts.deferred > 0 {
+                logger.info("voucher retry", metadata: ["sent": "\(counts.sent)", "still_unsent": "\(counts.deferred)"])
+            }
+        }
+        // R-PTS-2 and R-LOY-2 over time: hourly, points whose expiry has come leave the
+        // balances; once a Vietnam day, members of rolling and calendar cycles are re-ranked.
+        let lastRanked = RankDay()
+        let nightly = MeshProcess.PeriodicJob(name: "expiry-and-ranking", every: .seconds(3600)) {
+            let now = Clock.nowMs()
+            let today = VietnamTime.dayNumber(atMs: now)
+            let rankToday = await lastRanked.claim(today)
+            for (shop, program) in try await store.programs() {
+                let expired = try await store.expire(shop: shop, asOfMs: now, nowMs: now)
+                if expired > 0 { logger.info("points expired", metadata: ["shop": "\(shop)", "points": "\(expired)"]) }
+                if rankToday && program.cycle != .lifetime {
+                    try await store.rerankAll(shop: shop, nowMs: now)
+                }
+            }
+        }
+        try await MeshProcess.serve(
+            name: "loyalty-svc", config: config,
+            services: [LoyaltyServiceHandler(store: store, vouchers: vouchers), HealthService(services: [LoyaltyService.name])],
+            env: env, jobs: [nightly, voucherRetry], logger: logger
+        )
+    }
+    await messaging.close()
+} catch {
+    logger.critical("loyalty-svc failed", metadata: ["error": "\(error)"])
+    exit(1)
+}
+
+/// The Vietnam day the members were last re-ranked on.
+actor RankDay {
+    var day: Int64 = -1
+
+    /// True once per day.
+    func claim(_ today: Int64) -> Bool {
+        guard today != day else { return false }
+        day = today
+        return true
+    }
+}
