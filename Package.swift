@@ -133,11 +133,13 @@ let package = Package(
             dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/bench-bridges"
         ),
+        // Latency runs (steady rate or flat out, percentiles) shared by the service benchmarks.
+        .target(name: "BenchSupport", path: "Benchmarks/BenchSupport"),
         // Scale benchmark of conversation-svc: seeds a page of 100k conversations / 1M messages, then loads it over h2c.
         .executableTarget(
             name: "bench-conversations",
             dependencies: [
-                "Conversations", "MeshStore", "MeshHTTP2", "MeshRPC", "ChatMeshAPI",
+                "BenchSupport", "Conversations", "MeshStore", "MeshHTTP2", "MeshRPC", "ChatMeshAPI",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -153,6 +155,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/bench-broadcast"
+        ),
+        // Scale benchmark of loyalty-svc: 200k members and 1M ledger entries seeded into its store, then
+        // PreviewOrder, CountSegment and ExpirePoints over h2c.
+        .executableTarget(
+            name: "bench-loyalty",
+            dependencies: [
+                "BenchSupport", "Loyalty", "MeshStore", "MeshHTTP2", "MeshRPC", "ChatMeshAPI",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/bench-loyalty"
         ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),

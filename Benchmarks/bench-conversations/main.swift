@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchSupport
 import ChatMeshAPI
 import Conversations
 import Foundation
@@ -127,9 +128,10 @@ struct BenchConversations: AsyncParsableCommand {
             let client = ConversationService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(10)))
             let tagIds = try await client.listTags(ListTagsRequest(shopId: shop, pageId: page, includeHidden: true)).folders.flatMap(\.tags).map(\.tagId)
             let n = conversations
-            print(row(["rpc", "calls", "req/s", "p50 ms", "p99 ms", "max ms"]))
+            print(LatencyRun.header)
+            let runner = LatencyRun(concurrency: concurrency, rate: rate)
             var worst: Double = 0
-            worst = max(worst, try await measure("IngestMessage", calls: calls, concurrency: concurrency) { i in
+            worst = max(worst, try await runner.measure("IngestMessage", calls: calls) { i in
                 var random = SystemRandomNumberGenerator()
                 let who = Int.random(in: 0..<n, using: &random)
                 let customer = i % 3 != 2
@@ -139,64 +141,18 @@ struct BenchConversations: AsyncParsableCommand {
                     text: customer ? (i % 5 == 0 ? "sđt em 09\(String(format: "%08d", who)) nha" : "áo này còn size M không shop \(i)") : "dạ còn chị ơi"
                 ))
             })
-            worst = max(worst, try await measure("AttachTag", calls: calls, concurrency: concurrency) { i in
+            worst = max(worst, try await runner.measure("AttachTag", calls: calls) { i in
                 var random = SystemRandomNumberGenerator()
                 _ = try await client.attachTag(AttachTagRequest(
                     shopId: shop, conversationId: conversationId(Int.random(in: 0..<n, using: &random)), tagId: tagIds[i % tagIds.count], staffId: "bench-agent"
                 ))
             })
-            worst = max(worst, try await measure("ListConversations(tag)", calls: calls, concurrency: concurrency) { i in
+            worst = max(worst, try await runner.measure("ListConversations(tag)", calls: calls) { i in
                 let page = try await client.listConversations(ListConversationsRequest(shopId: shop, pageId: page, tagIdsAny: [tagIds[i % tagIds.count]], pageSize: 20))
                 if page.conversations.isEmpty { throw RPCError.internal("tag filter found nothing") }
             })
             await channel.close()
             print(String(format: "worst p99: %.2f ms (target < 5 ms)%@", worst, rate > 0 ? " at \(rate) calls/s offered" : " at \(concurrency) in flight"))
-        }
-
-        func row(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in
-                let width = i == 0 ? 24 : 10
-                let pad = String(repeating: " ", count: max(0, width - cell.count))
-                return i == 0 ? cell + pad : pad + cell
-            }.joined()
-        }
-
-        /// Runs `calls` calls, `concurrency` at a time; prints a row and returns p99 in ms.
-        func measure(_ name: String, calls: Int, concurrency: Int, _ call: @escaping @Sendable (Int) async throws -> Void) async throws -> Double {
-            let started = ContinuousClock.now
-            let rate = self.rate
-            let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
-                for worker in 0..<concurrency {
-                    group.addTask {
-                        var mine: [Double] = []
-                        var i = worker
-                        while i < calls {
-                            var t0 = ContinuousClock.now
-                            if rate > 0 {
-                                let due = started + .microseconds(Int64(i) * 1_000_000 / Int64(rate))
-                                if due > t0 { try await Task.sleep(until: due) }
-                                t0 = due
-                            }
-                            try await call(i)
-                            let d = ContinuousClock.now - t0
-                            mine.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
-                            i += concurrency
-                        }
-                        return mine
-                    }
-                }
-                var all: [Double] = []
-                for try await part in group { all += part }
-                return all.sorted()
-            }
-            let elapsed = ContinuousClock.now - started
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            func pct(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
-            print(row([
-                name, "\(latencies.count)", String(format: "%.0f", Double(latencies.count) / seconds),
-                String(format: "%.2f", pct(0.5)), String(format: "%.2f", pct(0.99)), String(format: "%.2f", latencies.last ?? 0),
-            ]))
-            return pct(0.99)
         }
     }
 }

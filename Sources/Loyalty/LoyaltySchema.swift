@@ -96,5 +96,9 @@ public enum LoyaltySchema {
             """,
             "CREATE INDEX vouchers_unsent ON vouchers (sent, created_at_ms)",
         ]),
+        // Segment conditions on orders read a time range of the shop's orders as one list.
+        Migration(version: 3, name: "orders by time", statements: [
+            "CREATE INDEX orders_by_time ON orders (shop_id, paid_at_ms, customer_id, reversed, used_offer)",
+        ]),
     ]
 }

@@ -9,7 +9,10 @@ import MeshRPC
 /// staff online, a morning of customer messages with phones and addresses to
 /// capture, replies, tags, a note and a custom field; in messaging-svc a
 /// balance, templates, an order confirmation sent through the sandbox and a
-/// chatbot scenario on the "Quan tâm" tag that starts for the customers who carry it.
+/// chatbot scenario on the "Quan tâm" tag that starts for the customers who carry it;
+/// in loyalty-svc a program with three tiers, the customers' profiles and paid
+/// orders (points, tiers), a segment, and a referral whose voucher goes out
+/// through messaging-svc.
 struct Seed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fill a running mesh with a demo shop (idempotent: a page that exists is left as it is)."
@@ -23,6 +26,9 @@ struct Seed: AsyncParsableCommand {
 
     @Option(help: "messaging-svc address (default: CHATMESH_MESSAGING_ADDRS or 127.0.0.1:50054); \"none\" to leave it out.")
     var messaging: String?
+
+    @Option(help: "loyalty-svc address (default: CHATMESH_LOYALTY_ADDRS or 127.0.0.1:50053); \"none\" to leave it out.")
+    var loyalty: String?
 
     struct Chat {
         let psid: String
@@ -63,20 +69,96 @@ struct Seed: AsyncParsableCommand {
         let client = ConversationService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(10)))
         let messagingAddress = messaging ?? env.addresses(of: "messaging")
         let messagingChannel = messagingAddress == "none" ? nil : try HTTP2Channel(addresses: messagingAddress)
-        do {
-            let seeded = try await seed(client)
-            if let messagingChannel {
-                try await seedMessaging(
-                    MessagingService.Client(channel: messagingChannel, defaultOptions: .bearer(token, timeout: .seconds(10))), seeded
-                )
-            }
-        } catch {
+        let loyaltyAddress = loyalty ?? env.addresses(of: "loyalty")
+        let loyaltyChannel = loyaltyAddress == "none" ? nil : try HTTP2Channel(addresses: loyaltyAddress)
+        let closeAll = {
             await channel.close()
             await messagingChannel?.close()
+            await loyaltyChannel?.close()
+        }
+        do {
+            let seeded = try await seed(client)
+            let messagingClient = messagingChannel.map { MessagingService.Client(channel: $0, defaultOptions: .bearer(token, timeout: .seconds(10))) }
+            if let messagingClient {
+                try await seedMessaging(messagingClient, seeded)
+            }
+            if let loyaltyChannel {
+                try await seedLoyalty(LoyaltyService.Client(channel: loyaltyChannel, defaultOptions: .bearer(token, timeout: .seconds(10))), messagingClient, seeded)
+            }
+        } catch {
+            await closeAll()
             throw error
         }
-        await channel.close()
-        await messagingChannel?.close()
+        await closeAll()
+    }
+
+    /// Phones and birthdays the demo customers gave (the phones also appear in their chats).
+    static let profiles: [String: (phone: String, birthday: String)] = [
+        "24680001001": ("0912345678", "1994-11-28"),
+        "24680001002": ("0987111333", "1990-03-15"),
+        "24680001003": ("0903111222", "1998-12-02"),
+        "24680001004": ("0938222444", "1988-07-09"),
+        "24680001005": ("", ""),
+    ]
+
+    /// A program, tiers, profiles, paid orders, a segment and a referral. The order
+    /// events order-svc's outbox will deliver (issue 8) are sent here by hand.
+    func seedLoyalty(_ client: LoyaltyService.Client, _ messaging: MessagingService.Client?, _ seeded: Seeded) async throws {
+        if try await !client.listTiers(ShopRequest(shopId: shop)).tiers.isEmpty {
+            print("\(shop) already has its loyalty demo: nothing to seed")
+            return
+        }
+        _ = try await client.configureProgram(ConfigureProgramRequest(
+            shopId: shop, earnVndPerPoint: 10_000, redeemVndPerPoint: 1_000, expiry: PointsExpiry(kind: .afterMonths, months: 12), cycle: .rolling12Months
+        ))
+        for (name, spend, discount, multiplier, combinable) in [
+            ("Bạc", Int64(1_000_000), Int32(2), 1.0, true), ("Vàng", 3_000_000, 5, 1.5, true), ("Kim cương", 10_000_000, 10, 2.0, false),
+        ] {
+            _ = try await client.upsertTier(UpsertTierRequest(
+                shopId: shop, name: name, minSpendVnd: spend, discountPercent: discount, pointsMultiplier: multiplier, combinable: combinable
+            ))
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let day: Int64 = 86_400_000
+        // Paid orders over the last months: (days ago, VND, used an offer).
+        let history: [String: [(Int64, Int64, Bool)]] = [
+            "24680001001": [(120, 700_000, false), (45, 1_250_000, true), (3, 700_000, false)],
+            "24680001002": [(200, 350_000, false)],
+            "24680001004": [(90, 2_400_000, true), (30, 3_600_000, false), (1, 4_500_000, true)],
+        ]
+        var orders = 0
+        for customer in seeded.customers {
+            let profile = Self.profiles[customer.chat.psid] ?? ("", "")
+            _ = try await client.upsertCustomerProfile(UpsertCustomerProfileRequest(
+                shopId: shop, customerId: customer.customerId, phone: profile.phone, name: customer.chat.name, birthday: profile.birthday, tags: customer.chat.tags
+            ))
+            for (n, order) in (history[customer.chat.psid] ?? []).enumerated() {
+                _ = try await client.recordOrderEvent(RecordOrderEventRequest(
+                    shopId: shop, eventId: "demo-paid-\(customer.chat.psid)-\(n)", orderId: "DH\(customer.chat.psid.suffix(2))\(n)", customerId: customer.customerId,
+                    kind: .paid, amountVnd: order.1, channel: n % 2 == 0 ? .social : .livestream, district: n % 2 == 0 ? "Quận 1" : "Quận 5",
+                    province: "Hồ Chí Minh", usedOffer: order.2, atMs: now - order.0 * day
+                ))
+                orders += 1
+            }
+        }
+        let segment = try await client.createSegment(CreateSegmentRequest(shopId: shop, name: "Khách thân thiết", match: .all, conditions: [
+            SegmentCondition(kind: .purchasedBetween, fromMs: now - 180 * day, toMs: now),
+            SegmentCondition(kind: .pointsAtLeast, points: 100),
+        ]))
+        var referral = "no referral (messaging-svc left out)"
+        if let messaging {
+            let template = try await messaging.createTemplate(CreateTemplateRequest(
+                shopId: shop, channel: .sms, name: "Quà giới thiệu", body: "{{referrer}} tặng bạn mã {{code}} giảm {{discount}} tại Hoa Mai, hạn {{expires}}.",
+                purpose: .marketing
+            ))
+            _ = try await client.createReferralCampaign(CreateReferralCampaignRequest(
+                shopId: shop, name: "Bạn mới giảm 50k", offer: ReferralOffer(discountVnd: 50_000, validDays: 30), channel: .sms, templateId: template.templateId
+            ))
+            let voucher = try await client.submitReferral(SubmitReferralRequest(shopId: shop, orderId: "DH012", friendPhone: "0977 123 456"))
+            referral = "voucher \(voucher.code) for 0977123456 \(voucher.sent ? "sent" : "waiting for messaging-svc")"
+        }
+        let members = try await client.countSegment(SegmentRequest(shopId: shop, segmentId: segment.segmentId)).count
+        print("seeded \(shop) loyalty: 3 tiers, \(seeded.customers.count) profiles, \(orders) paid orders, segment \"\(segment.name)\" (\(members) member(s)), \(referral)")
     }
 
     /// What conversation-svc holds after seeding, as messaging-svc needs it.

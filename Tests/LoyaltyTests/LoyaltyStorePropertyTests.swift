@@ -7,18 +7,6 @@ import MeshTestSupport
 import SQLKit
 import Testing
 
-/// A small deterministic generator, so a failure can be replayed from its seed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The store held to the plain-Swift rules: points against `PointsAccount`,
 /// segments against `SegmentRule`, on random data.
 @Suite struct LoyaltyStorePropertyTests {
@@ -29,7 +17,7 @@ struct SplitMix: RandomNumberGenerator {
     /// balance equals the model's, the ledger sums to it, and it is never negative.
     @Test(arguments: [11, 29, 47] as [UInt64])
     func pointsInTheStoreFollowTheModel(seed: UInt64) async throws {
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix64(state: seed)
         try await LoyaltyHarness.run { h in
             let program = ProgramRules(earnVndPerPoint: 1_000, redeemVndPerPoint: 1_000, expiry: .afterMonths(1))
             _ = try await h.client.configureProgram(ConfigureProgramRequest(
@@ -111,18 +99,18 @@ struct SplitMix: RandomNumberGenerator {
     /// and a new order they still do.
     @Test(arguments: [3, 17] as [UInt64])
     func segmentSQLAgreesWithTheRuleOnRandomData(seed: UInt64) async throws {
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix64(state: seed)
         try await LoyaltyHarness.run { h in
             let (silver, gold) = try await LoyaltyServiceTests.standardProgram(h)
             let tags = ["VIP", "Khách sỉ", "Đã mua", "Hỏi giá"]
             let start = VietnamTime.ms(year: 2025, month: 1, day: 1)
             let spanDays: Int64 = 690
             var facts: [String: CustomerFacts] = [:]
-            func randomTime(_ rng: inout SplitMix) -> Int64 {
+            func randomTime(_ rng: inout SplitMix64) -> Int64 {
                 // Late evenings too: 23:30 in Vietnam is the previous day in UTC.
                 start + Int64.random(in: 0..<spanDays, using: &rng) * VietnamTime.dayMs + Int64.random(in: 0..<VietnamTime.dayMs, using: &rng)
             }
-            func profile(_ id: String, _ rng: inout SplitMix) async throws {
+            func profile(_ id: String, _ rng: inout SplitMix64) async throws {
                 let birthday: (year: Int, month: Int, day: Int)? = Int.random(in: 0..<5, using: &rng) == 0 ? nil : {
                     let month = Int.random(in: 1...12, using: &rng)
                     let year = [1988, 1992, 1996, 2000][Int.random(in: 0..<4, using: &rng)]
@@ -136,7 +124,7 @@ struct SplitMix: RandomNumberGenerator {
                 facts[id, default: CustomerFacts(customerId: id)].birthday = birthday
                 facts[id]!.tagKeys = Set(chosen.map(TagName.key))
             }
-            func order(_ id: String, _ n: Int, _ rng: inout SplitMix) async throws {
+            func order(_ id: String, _ n: Int, _ rng: inout SplitMix64) async throws {
                 let at = randomTime(&rng)
                 let offer = Bool.random(using: &rng)
                 let amount = Int64.random(in: 100_000...3_000_000, using: &rng)
@@ -167,7 +155,7 @@ struct SplitMix: RandomNumberGenerator {
                     facts[id]!.points = member.points
                 }
             }
-            func randomCondition(_ rng: inout SplitMix) -> SegmentCondition {
+            func randomCondition(_ rng: inout SplitMix64) -> SegmentCondition {
                 var a = randomTime(&rng)
                 var b = randomTime(&rng)
                 if a > b { swap(&a, &b) }

@@ -10,11 +10,17 @@ import MeshStore
 // loyalty-svc: the loyalty program and tiers, members, the points ledger with
 // expiry, segments, referral vouchers and the offer dashboard (DOMAIN.md §3).
 // Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL,
-// CHATMESH_MESSAGING_ADDRS (where referral vouchers are sent).
+// CHATMESH_MESSAGING_ADDRS (where referral vouchers are sent), CHATMESH_EXPIRY_INTERVAL (seconds between
+// runs of the expiry and re-ranking job, 3600 by default; 0 leaves it to an outside scheduler calling ExpirePoints).
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
 let logger = Logger(label: "loyalty-svc")
 do {
+    var expiryInterval: Int64 = 3600
+    if let text = env.values["CHATMESH_EXPIRY_INTERVAL"] {
+        guard let value = Int64(text), value >= 0 else { throw StoreConfigurationError("CHATMESH_EXPIRY_INTERVAL=\(text): expected whole seconds (0: off)") }
+        expiryInterval = value
+    }
     let config = try GRPCServer.Config(listen: env.listen(service: "loyalty"))
     let messaging = try HTTP2Channel(addresses: env.addresses(of: "messaging"))
     let location = try StoreLocation.resolve(service: "loyalty", databaseURL: env.databaseURL, dataDirectory: env.dataDirectory)
@@ -39,7 +45,7 @@ do {
         // R-PTS-2 and R-LOY-2 over time: hourly, points whose expiry has come leave the
         // balances; once a Vietnam day, members of rolling and calendar cycles are re-ranked.
         let lastRanked = RankDay()
-        let nightly = MeshProcess.PeriodicJob(name: "expiry-and-ranking", every: .seconds(3600)) {
+        let nightly = MeshProcess.PeriodicJob(name: "expiry-and-ranking", every: .seconds(max(expiryInterval, 1))) {
             let now = Clock.nowMs()
             let today = VietnamTime.dayNumber(atMs: now)
             let rankToday = await lastRanked.claim(today)
@@ -54,7 +60,7 @@ do {
         try await MeshProcess.serve(
             name: "loyalty-svc", config: config,
             services: [LoyaltyServiceHandler(store: store, vouchers: vouchers), HealthService(services: [LoyaltyService.name])],
-            env: env, jobs: [nightly, voucherRetry], logger: logger
+            env: env, jobs: expiryInterval > 0 ? [nightly, voucherRetry] : [voucherRetry], logger: logger
         )
     }
     await messaging.close()
