@@ -76,6 +76,8 @@ let package = Package(
         ),
         // loyalty-svc: the rules of DOMAIN.md §3 (points lots, program, tiers, segments).
         .target(name: "Loyalty", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        // order-svc: the rules of DOMAIN.md §2 (comment parsing, carrier tracking pages, shipping rates), its store and handler.
+        .target(name: "Orders", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
         .target(name: "Messaging", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // messaging-svc's providers, each speaking its real protocol (HTTP/1.1 + TLS clients); wired by the executable.
@@ -183,6 +185,7 @@ let package = Package(
             ],
             exclude: ["smtp_sink.py"]
         ),
+        .testTarget(name: "OrdersTests", dependencies: ["Orders", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),

@@ -15,65 +15,7 @@ public enum ContactCapture {
 
     /// The first mobile number written in `text`, normalised; nil when there is none.
     public static func phone(in text: String) -> String? {
-        phoneMatch(in: VietnameseText.foldedCharacters(text))?.number
-    }
-
-    /// Digit groups joined by single spaces, dots or dashes, tried from each group
-    /// on: "0912 345 678", "+84 912.345.678", two numbers side by side.
-    static func phoneMatch(in chars: [Character]) -> (number: String, range: Range<Int>)? {
-        var i = 0
-        while i < chars.count {
-            let startsHere = chars[i].isASCII && (chars[i].isNumber || chars[i] == "+")
-            let boundaryBefore = i == 0 || !(chars[i - 1].isLetter || chars[i - 1].isNumber)
-            guard startsHere, boundaryBefore else {
-                i += 1
-                continue
-            }
-            // Collect groups: (digits, start, end) separated by one separator.
-            var groups: [(String, Int, Int)] = []
-            var j = i
-            var plus = false
-            if chars[j] == "+" {
-                plus = true
-                j += 1
-            }
-            while j < chars.count {
-                var k = j
-                var digits = ""
-                while k < chars.count, chars[k].isASCII, chars[k].isNumber {
-                    digits.append(chars[k])
-                    k += 1
-                }
-                if digits.isEmpty { break }
-                groups.append((digits, j, k))
-                if k + 1 < chars.count, chars[k] == " " || chars[k] == "." || chars[k] == "-",
-                   chars[k + 1].isASCII, chars[k + 1].isNumber {
-                    j = k + 1
-                } else {
-                    j = k
-                    break
-                }
-            }
-            // The run must not run into letters ("0912345678abc" is a code, not a phone).
-            let boundaryAfter = j >= chars.count || !(chars[j].isLetter)
-            if boundaryAfter {
-                for first in groups.indices {
-                    var digits = ""
-                    for last in first..<groups.count {
-                        digits += groups[last].0
-                        if digits.count > 11 { break }
-                        let hadPlus = plus && first == 0
-                        let endsGroupRun = last == groups.count - 1 || digits.count >= 10
-                        if endsGroupRun, let number = VietnamPhone.canonical(digits: digits, hadPlus: hadPlus) {
-                            let start = hadPlus ? i : groups[first].1
-                            return (number, start..<groups[last].2)
-                        }
-                    }
-                }
-            }
-            i = max(j, i + 1)
-        }
-        return nil
+        VietnamPhone.firstMatch(in: VietnameseText.foldedCharacters(text))?.number
     }
 
     // MARK: Address
