@@ -2463,9 +2463,11 @@ public enum LoyaltyService {
         func upsertCustomerProfile(_ request: UpsertCustomerProfileRequest, context: ServerContext) async throws -> Empty
         /// R-LOY-4, R-PTS-1, R-PTS-3.
         func previewOrder(_ request: PreviewOrderRequest, context: ServerContext) async throws -> PreviewOrderResponse
-        /// R-PTS-1, R-LOY-3: idempotent by event_id; cancelled / refunded orders reverse their points.
+        /// R-PTS-1, R-LOY-3: idempotent by event_id; cancelled / refunded orders reverse their points,
+        /// and give back the points redeemed on them (also for an order that was never paid).
         func recordOrderEvent(_ request: RecordOrderEventRequest, context: ServerContext) async throws -> RecordOrderEventResponse
-        /// R-PTS-3.
+        /// R-PTS-3: FAILED_PRECONDITION beyond the spendable balance. With an order_id, an order
+        /// redeems once: the same call again returns the member unchanged.
         func redeemPoints(_ request: RedeemPointsRequest, context: ServerContext) async throws -> Member
         /// R-PTS-4.
         func adjustPoints(_ request: AdjustPointsRequest, context: ServerContext) async throws -> Member
@@ -2544,12 +2546,14 @@ public enum LoyaltyService {
             try await channel.unary(Method.previewOrder, request, options: options ?? defaultOptions)
         }
 
-        /// R-PTS-1, R-LOY-3: idempotent by event_id; cancelled / refunded orders reverse their points.
+        /// R-PTS-1, R-LOY-3: idempotent by event_id; cancelled / refunded orders reverse their points,
+        /// and give back the points redeemed on them (also for an order that was never paid).
         public func recordOrderEvent(_ request: RecordOrderEventRequest, options: CallOptions? = nil) async throws(RPCError) -> RecordOrderEventResponse {
             try await channel.unary(Method.recordOrderEvent, request, options: options ?? defaultOptions)
         }
 
-        /// R-PTS-3.
+        /// R-PTS-3: FAILED_PRECONDITION beyond the spendable balance. With an order_id, an order
+        /// redeems once: the same call again returns the member unchanged.
         public func redeemPoints(_ request: RedeemPointsRequest, options: CallOptions? = nil) async throws(RPCError) -> Member {
             try await channel.unary(Method.redeemPoints, request, options: options ?? defaultOptions)
         }

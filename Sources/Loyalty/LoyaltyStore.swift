@@ -366,6 +366,13 @@ public struct LoyaltyStore: Sendable {
             guard try await Self.member(db, shop: shop, customerId: customerId) != nil else {
                 throw RPCError.notFound("customer_id: \(customerId) is not a member")
             }
+            // An order redeems once: a retried call (order-svc after a time-out) changes nothing.
+            if !orderId.isEmpty, try await db.raw("""
+                SELECT entry_id FROM points_ledger WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND order_id = \(bind: orderId)
+                  AND kind = 'redeem' LIMIT 1
+                """).first() != nil {
+                return try await Self.member(db, shop: shop, customerId: customerId)!
+            }
             let refused = try await Self.withAccount(db, shop: shop, customerId: customerId, nowMs: nowMs, order: orderId) { account in
                 Self.attempt { () throws(PointsAccount.Refusal) in try account.spend(points, atMs: nowMs, kind: .redeem, orderId: orderId, reason: reason, staffId: staffId) }
             }
@@ -503,7 +510,18 @@ public struct LoyaltyStore: Sendable {
                 }
                 try await Self.rerank(db, shop: shop, customerId: event.customerId, program: program, nowMs: nowMs)
             case .cancelled, .refunded:
-                guard let existing, try existing.int64("reversed") == 0 else { break }
+                guard let existing else {
+                    // An order that was never paid (order-svc voids one it could not create) still
+                    // gives back the points redeemed on it.
+                    if try await Self.member(db, shop: shop, customerId: event.customerId) != nil {
+                        let reason = event.kind == .cancelled ? "order cancelled" : "order refunded"
+                        delta = try await Self.withAccount(db, shop: shop, customerId: event.customerId, nowMs: nowMs, order: event.orderId) { account in
+                            account.reverseOrder(event.orderId, atMs: event.atMs, reason: reason)
+                        }
+                    }
+                    break
+                }
+                guard try existing.int64("reversed") == 0 else { break }
                 let amount = try existing.int64("amount_vnd")
                 try await db.raw("""
                     UPDATE orders SET reversed = 1, reversed_at_ms = \(bind: event.atMs) WHERE shop_id = \(bind: shop) AND order_id = \(bind: event.orderId)

@@ -135,6 +135,23 @@ import Testing
         }
     }
 
+    @Test func anOrderRedeemsOnceAndAVoidedOrderGivesItsPointsBack() async throws {
+        try await LoyaltyHarness.run { h in
+            _ = try await Self.standardProgram(h)
+            try await h.paid("dung", "o1", vnd: 1_000_000)   // 100
+            let redeem = RedeemPointsRequest(shopId: Self.shop, customerId: "dung", points: 40, orderId: "o-new")
+            #expect(try await h.client.redeemPoints(redeem).points == 60)
+            // order-svc retrying after a time-out: no second redemption.
+            #expect(try await h.client.redeemPoints(redeem).points == 60)
+            // order-svc could not create o-new after all: it voids it, and the 40 points come back.
+            let void = try await h.client.recordOrderEvent(RecordOrderEventRequest(
+                shopId: Self.shop, eventId: "void-o-new", orderId: "o-new", customerId: "dung", kind: .cancelled
+            ))
+            #expect(void.pointsDelta == 40 && void.member?.points == 100)
+            #expect(try await h.ledgerSum("dung") == 100)
+        }
+    }
+
     @Test func redemptionIsCappedAndAdjustmentsNeedAReasonAndAStaffMember() async throws {
         try await LoyaltyHarness.run { h in
             _ = try await Self.standardProgram(h)
