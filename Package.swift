@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "conversation-svc", targets: ["conversation-svc"]),
         .executable(name: "messaging-svc", targets: ["messaging-svc"]),
         .executable(name: "loyalty-svc", targets: ["loyalty-svc"]),
+        .executable(name: "order-svc", targets: ["order-svc"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -77,7 +78,10 @@ let package = Package(
         // loyalty-svc: the rules of DOMAIN.md §3 (points lots, program, tiers, segments).
         .target(name: "Loyalty", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // order-svc: the rules of DOMAIN.md §2 (comment parsing, carrier tracking pages, shipping rates), its store and handler.
-        .target(name: "Orders", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        .target(
+            name: "Orders",
+            dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
         .target(name: "Messaging", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // messaging-svc's providers, each speaking its real protocol (HTTP/1.1 + TLS clients); wired by the executable.
@@ -120,6 +124,12 @@ let package = Package(
             name: "loyalty-svc",
             dependencies: ["Loyalty", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/loyalty-svc",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "order-svc",
+            dependencies: ["Orders", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            path: "services/order-svc",
             exclude: ["README.md"]
         ),
         .executableTarget(

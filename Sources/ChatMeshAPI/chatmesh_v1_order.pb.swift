@@ -1846,20 +1846,32 @@ extension UpdateCartRequest {
     }
 }
 
-/// R-CART-2, R-MSG-4.
+/// R-CART-2, R-MSG-4: a cart-link reminder through MessagingService.SendMessage with
+/// the template staff picked. Its body may use {{campaign}}, {{items}} ("2 × Áo sơ mi
+/// (Size M), …"), {{total}} ("700.000đ") and {{link}} (the cart's page). The recipient is
+/// the phone the customer left in a comment unless given (a page-scoped id for MESSENGER).
+/// The same cart, unchanged, is reminded once per idempotency key (default: per cart state).
 public struct SendCartReminderRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.SendCartReminderRequest"
 
     public var shopId: String = ""
     public var cartId: String = ""
     public var staffId: String = ""
+    public var channel: Template.Channel = .init(rawValue: 0)
+    public var templateId: String = ""
+    public var recipient: String = ""
+    public var idempotencyKey: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", cartId: String = "", staffId: String = "") {
+    public init(shopId: String = "", cartId: String = "", staffId: String = "", channel: Template.Channel = .init(rawValue: 0), templateId: String = "", recipient: String = "", idempotencyKey: String = "") {
         self.shopId = shopId
         self.cartId = cartId
         self.staffId = staffId
+        self.channel = channel
+        self.templateId = templateId
+        self.recipient = recipient
+        self.idempotencyKey = idempotencyKey
     }
 }
 
@@ -1868,6 +1880,9 @@ extension SendCartReminderRequest {
         .init(number: 1, name: "chatmesh.v1.SendCartReminderRequest.shop_id", kind: .string),
         .init(number: 2, name: "chatmesh.v1.SendCartReminderRequest.cart_id", kind: .string),
         .init(number: 3, name: "chatmesh.v1.SendCartReminderRequest.staff_id", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.SendCartReminderRequest.template_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.SendCartReminderRequest.recipient", kind: .string),
+        .init(number: 7, name: "chatmesh.v1.SendCartReminderRequest.idempotency_key", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__SendCartReminderRequest>) {
@@ -1876,6 +1891,10 @@ extension SendCartReminderRequest {
         self.shopId = _PB.string(c.shop_id)
         self.cartId = _PB.string(c.cart_id)
         self.staffId = _PB.string(c.staff_id)
+        self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
+        self.templateId = _PB.string(c.template_id)
+        self.recipient = _PB.string(c.recipient)
+        self.idempotencyKey = _PB.string(c.idempotency_key)
     }
 
     static func _encodeC(_ v: SendCartReminderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendCartReminderRequest> {
@@ -1884,6 +1903,10 @@ extension SendCartReminderRequest {
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SendCartReminderRequest.shop_id") }
         if !v.cartId.isEmpty { p.pointee.cart_id = try a.string(v.cartId, field: "chatmesh.v1.SendCartReminderRequest.cart_id") }
         if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.SendCartReminderRequest.staff_id") }
+        p.pointee.channel = Chatmesh__V1__Template__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
+        if !v.templateId.isEmpty { p.pointee.template_id = try a.string(v.templateId, field: "chatmesh.v1.SendCartReminderRequest.template_id") }
+        if !v.recipient.isEmpty { p.pointee.recipient = try a.string(v.recipient, field: "chatmesh.v1.SendCartReminderRequest.recipient") }
+        if !v.idempotencyKey.isEmpty { p.pointee.idempotency_key = try a.string(v.idempotencyKey, field: "chatmesh.v1.SendCartReminderRequest.idempotency_key") }
         return p
     }
 
@@ -2443,20 +2466,31 @@ extension ShipOrderRequest {
     }
 }
 
-/// R-ORD-2.
+/// R-ORD-2, R-MSG-4: through MessagingService.SendMessage with the template staff picked;
+/// its body may use {{name}}, {{order_id}}, {{items}}, {{total}}, {{phone}} and, once
+/// shipped, {{carrier}} and {{tracking_url}}. The recipient is the order's shipping phone
+/// unless given. Sent once per order unless another idempotency key is given.
 public struct SendOrderConfirmationRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.SendOrderConfirmationRequest"
 
     public var shopId: String = ""
     public var orderId: String = ""
     public var staffId: String = ""
+    public var channel: Template.Channel = .init(rawValue: 0)
+    public var templateId: String = ""
+    public var recipient: String = ""
+    public var idempotencyKey: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", orderId: String = "", staffId: String = "") {
+    public init(shopId: String = "", orderId: String = "", staffId: String = "", channel: Template.Channel = .init(rawValue: 0), templateId: String = "", recipient: String = "", idempotencyKey: String = "") {
         self.shopId = shopId
         self.orderId = orderId
         self.staffId = staffId
+        self.channel = channel
+        self.templateId = templateId
+        self.recipient = recipient
+        self.idempotencyKey = idempotencyKey
     }
 }
 
@@ -2465,6 +2499,9 @@ extension SendOrderConfirmationRequest {
         .init(number: 1, name: "chatmesh.v1.SendOrderConfirmationRequest.shop_id", kind: .string),
         .init(number: 2, name: "chatmesh.v1.SendOrderConfirmationRequest.order_id", kind: .string),
         .init(number: 3, name: "chatmesh.v1.SendOrderConfirmationRequest.staff_id", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.SendOrderConfirmationRequest.template_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.SendOrderConfirmationRequest.recipient", kind: .string),
+        .init(number: 7, name: "chatmesh.v1.SendOrderConfirmationRequest.idempotency_key", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__SendOrderConfirmationRequest>) {
@@ -2473,6 +2510,10 @@ extension SendOrderConfirmationRequest {
         self.shopId = _PB.string(c.shop_id)
         self.orderId = _PB.string(c.order_id)
         self.staffId = _PB.string(c.staff_id)
+        self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
+        self.templateId = _PB.string(c.template_id)
+        self.recipient = _PB.string(c.recipient)
+        self.idempotencyKey = _PB.string(c.idempotency_key)
     }
 
     static func _encodeC(_ v: SendOrderConfirmationRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendOrderConfirmationRequest> {
@@ -2481,6 +2522,10 @@ extension SendOrderConfirmationRequest {
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SendOrderConfirmationRequest.shop_id") }
         if !v.orderId.isEmpty { p.pointee.order_id = try a.string(v.orderId, field: "chatmesh.v1.SendOrderConfirmationRequest.order_id") }
         if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.SendOrderConfirmationRequest.staff_id") }
+        p.pointee.channel = Chatmesh__V1__Template__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
+        if !v.templateId.isEmpty { p.pointee.template_id = try a.string(v.templateId, field: "chatmesh.v1.SendOrderConfirmationRequest.template_id") }
+        if !v.recipient.isEmpty { p.pointee.recipient = try a.string(v.recipient, field: "chatmesh.v1.SendOrderConfirmationRequest.recipient") }
+        if !v.idempotencyKey.isEmpty { p.pointee.idempotency_key = try a.string(v.idempotencyKey, field: "chatmesh.v1.SendOrderConfirmationRequest.idempotency_key") }
         return p
     }
 
@@ -2592,20 +2637,31 @@ extension CancelOrderRequest {
     }
 }
 
-/// R-ORD-5.
+/// R-ORD-5: the order's payment page ({{link}}, besides the confirmation's placeholders)
+/// through MessagingService.SendMessage. Refused (FAILED_PRECONDITION) for COD,
+/// BANK_TRANSFER and OTHER, and for orders already paid or cancelled. Without an
+/// idempotency key, repeated clicks within the same minute send once.
 public struct ResendPaymentLinkRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.ResendPaymentLinkRequest"
 
     public var shopId: String = ""
     public var orderId: String = ""
     public var staffId: String = ""
+    public var channel: Template.Channel = .init(rawValue: 0)
+    public var templateId: String = ""
+    public var recipient: String = ""
+    public var idempotencyKey: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", orderId: String = "", staffId: String = "") {
+    public init(shopId: String = "", orderId: String = "", staffId: String = "", channel: Template.Channel = .init(rawValue: 0), templateId: String = "", recipient: String = "", idempotencyKey: String = "") {
         self.shopId = shopId
         self.orderId = orderId
         self.staffId = staffId
+        self.channel = channel
+        self.templateId = templateId
+        self.recipient = recipient
+        self.idempotencyKey = idempotencyKey
     }
 }
 
@@ -2614,6 +2670,9 @@ extension ResendPaymentLinkRequest {
         .init(number: 1, name: "chatmesh.v1.ResendPaymentLinkRequest.shop_id", kind: .string),
         .init(number: 2, name: "chatmesh.v1.ResendPaymentLinkRequest.order_id", kind: .string),
         .init(number: 3, name: "chatmesh.v1.ResendPaymentLinkRequest.staff_id", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.ResendPaymentLinkRequest.template_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.ResendPaymentLinkRequest.recipient", kind: .string),
+        .init(number: 7, name: "chatmesh.v1.ResendPaymentLinkRequest.idempotency_key", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ResendPaymentLinkRequest>) {
@@ -2622,6 +2681,10 @@ extension ResendPaymentLinkRequest {
         self.shopId = _PB.string(c.shop_id)
         self.orderId = _PB.string(c.order_id)
         self.staffId = _PB.string(c.staff_id)
+        self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
+        self.templateId = _PB.string(c.template_id)
+        self.recipient = _PB.string(c.recipient)
+        self.idempotencyKey = _PB.string(c.idempotency_key)
     }
 
     static func _encodeC(_ v: ResendPaymentLinkRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ResendPaymentLinkRequest> {
@@ -2630,6 +2693,10 @@ extension ResendPaymentLinkRequest {
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ResendPaymentLinkRequest.shop_id") }
         if !v.orderId.isEmpty { p.pointee.order_id = try a.string(v.orderId, field: "chatmesh.v1.ResendPaymentLinkRequest.order_id") }
         if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.ResendPaymentLinkRequest.staff_id") }
+        p.pointee.channel = Chatmesh__V1__Template__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
+        if !v.templateId.isEmpty { p.pointee.template_id = try a.string(v.templateId, field: "chatmesh.v1.ResendPaymentLinkRequest.template_id") }
+        if !v.recipient.isEmpty { p.pointee.recipient = try a.string(v.recipient, field: "chatmesh.v1.ResendPaymentLinkRequest.recipient") }
+        if !v.idempotencyKey.isEmpty { p.pointee.idempotency_key = try a.string(v.idempotencyKey, field: "chatmesh.v1.ResendPaymentLinkRequest.idempotency_key") }
         return p
     }
 

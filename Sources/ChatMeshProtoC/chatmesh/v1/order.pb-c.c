@@ -4747,7 +4747,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__update_cart_request__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__update_cart_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__send_cart_reminder_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor chatmesh__v1__send_cart_reminder_request__field_descriptors[7] =
 {
   {
     "shop_id",
@@ -4785,16 +4785,68 @@ static const ProtobufCFieldDescriptor chatmesh__v1__send_cart_reminder_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendCartReminderRequest, channel),
+    &chatmesh__v1__template__channel__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "template_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendCartReminderRequest, template_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipient",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendCartReminderRequest, recipient),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "idempotency_key",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendCartReminderRequest, idempotency_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__send_cart_reminder_request__field_indices_by_name[] = {
   1,   /* field[1] = cart_id */
+  3,   /* field[3] = channel */
+  6,   /* field[6] = idempotency_key */
+  5,   /* field[5] = recipient */
   0,   /* field[0] = shop_id */
   2,   /* field[2] = staff_id */
+  4,   /* field[4] = template_id */
 };
 static const ProtobufCIntRange chatmesh__v1__send_cart_reminder_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__send_cart_reminder_request__descriptor =
 {
@@ -4804,7 +4856,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__send_cart_reminder_request__descr
   "Chatmesh__V1__SendCartReminderRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__SendCartReminderRequest),
-  3,
+  7,
   chatmesh__v1__send_cart_reminder_request__field_descriptors,
   chatmesh__v1__send_cart_reminder_request__field_indices_by_name,
   1,  chatmesh__v1__send_cart_reminder_request__number_ranges,
@@ -5555,7 +5607,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__ship_order_request__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__ship_order_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__send_order_confirmation_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor chatmesh__v1__send_order_confirmation_request__field_descriptors[7] =
 {
   {
     "shop_id",
@@ -5593,16 +5645,68 @@ static const ProtobufCFieldDescriptor chatmesh__v1__send_order_confirmation_requ
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendOrderConfirmationRequest, channel),
+    &chatmesh__v1__template__channel__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "template_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendOrderConfirmationRequest, template_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipient",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendOrderConfirmationRequest, recipient),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "idempotency_key",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendOrderConfirmationRequest, idempotency_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__send_order_confirmation_request__field_indices_by_name[] = {
+  3,   /* field[3] = channel */
+  6,   /* field[6] = idempotency_key */
   1,   /* field[1] = order_id */
+  5,   /* field[5] = recipient */
   0,   /* field[0] = shop_id */
   2,   /* field[2] = staff_id */
+  4,   /* field[4] = template_id */
 };
 static const ProtobufCIntRange chatmesh__v1__send_order_confirmation_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__send_order_confirmation_request__descriptor =
 {
@@ -5612,7 +5716,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__send_order_confirmation_request__
   "Chatmesh__V1__SendOrderConfirmationRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__SendOrderConfirmationRequest),
-  3,
+  7,
   chatmesh__v1__send_order_confirmation_request__field_descriptors,
   chatmesh__v1__send_order_confirmation_request__field_indices_by_name,
   1,  chatmesh__v1__send_order_confirmation_request__number_ranges,
@@ -5747,7 +5851,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__cancel_order_request__descriptor 
   (ProtobufCMessageInit) chatmesh__v1__cancel_order_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__resend_payment_link_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor chatmesh__v1__resend_payment_link_request__field_descriptors[7] =
 {
   {
     "shop_id",
@@ -5785,16 +5889,68 @@ static const ProtobufCFieldDescriptor chatmesh__v1__resend_payment_link_request_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ResendPaymentLinkRequest, channel),
+    &chatmesh__v1__template__channel__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "template_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ResendPaymentLinkRequest, template_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipient",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ResendPaymentLinkRequest, recipient),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "idempotency_key",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ResendPaymentLinkRequest, idempotency_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__resend_payment_link_request__field_indices_by_name[] = {
+  3,   /* field[3] = channel */
+  6,   /* field[6] = idempotency_key */
   1,   /* field[1] = order_id */
+  5,   /* field[5] = recipient */
   0,   /* field[0] = shop_id */
   2,   /* field[2] = staff_id */
+  4,   /* field[4] = template_id */
 };
 static const ProtobufCIntRange chatmesh__v1__resend_payment_link_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__resend_payment_link_request__descriptor =
 {
@@ -5804,7 +5960,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__resend_payment_link_request__desc
   "Chatmesh__V1__ResendPaymentLinkRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ResendPaymentLinkRequest),
-  3,
+  7,
   chatmesh__v1__resend_payment_link_request__field_descriptors,
   chatmesh__v1__resend_payment_link_request__field_indices_by_name,
   1,  chatmesh__v1__resend_payment_link_request__number_ranges,

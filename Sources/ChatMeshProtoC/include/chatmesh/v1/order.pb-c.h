@@ -15,6 +15,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 #include "chatmesh/v1/common.pb-c.h"
+#include "chatmesh/v1/messaging.pb-c.h"
 
 typedef struct Chatmesh__V1__Variant Chatmesh__V1__Variant;
 typedef struct Chatmesh__V1__Product Chatmesh__V1__Product;
@@ -554,7 +555,11 @@ struct  Chatmesh__V1__UpdateCartRequest
 
 
 /*
- * R-CART-2, R-MSG-4.
+ * R-CART-2, R-MSG-4: a cart-link reminder through MessagingService.SendMessage with
+ * the template staff picked. Its body may use {{campaign}}, {{items}} ("2 × Áo sơ mi
+ * (Size M), …"), {{total}} ("700.000đ") and {{link}} (the cart's page). The recipient is
+ * the phone the customer left in a comment unless given (a page-scoped id for MESSENGER).
+ * The same cart, unchanged, is reminded once per idempotency key (default: per cart state).
  */
 struct  Chatmesh__V1__SendCartReminderRequest
 {
@@ -562,10 +567,14 @@ struct  Chatmesh__V1__SendCartReminderRequest
   char *shop_id;
   char *cart_id;
   char *staff_id;
+  Chatmesh__V1__Template__Channel channel;
+  char *template_id;
+  char *recipient;
+  char *idempotency_key;
 };
 #define CHATMESH__V1__SEND_CART_REMINDER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__send_cart_reminder_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__OrderItemRequest
@@ -725,7 +734,10 @@ struct  Chatmesh__V1__ShipOrderRequest
 
 
 /*
- * R-ORD-2.
+ * R-ORD-2, R-MSG-4: through MessagingService.SendMessage with the template staff picked;
+ * its body may use {{name}}, {{order_id}}, {{items}}, {{total}}, {{phone}} and, once
+ * shipped, {{carrier}} and {{tracking_url}}. The recipient is the order's shipping phone
+ * unless given. Sent once per order unless another idempotency key is given.
  */
 struct  Chatmesh__V1__SendOrderConfirmationRequest
 {
@@ -733,10 +745,14 @@ struct  Chatmesh__V1__SendOrderConfirmationRequest
   char *shop_id;
   char *order_id;
   char *staff_id;
+  Chatmesh__V1__Template__Channel channel;
+  char *template_id;
+  char *recipient;
+  char *idempotency_key;
 };
 #define CHATMESH__V1__SEND_ORDER_CONFIRMATION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__send_order_confirmation_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__SendResult
@@ -767,7 +783,10 @@ struct  Chatmesh__V1__CancelOrderRequest
 
 
 /*
- * R-ORD-5.
+ * R-ORD-5: the order's payment page ({{link}}, besides the confirmation's placeholders)
+ * through MessagingService.SendMessage. Refused (FAILED_PRECONDITION) for COD,
+ * BANK_TRANSFER and OTHER, and for orders already paid or cancelled. Without an
+ * idempotency key, repeated clicks within the same minute send once.
  */
 struct  Chatmesh__V1__ResendPaymentLinkRequest
 {
@@ -775,10 +794,14 @@ struct  Chatmesh__V1__ResendPaymentLinkRequest
   char *shop_id;
   char *order_id;
   char *staff_id;
+  Chatmesh__V1__Template__Channel channel;
+  char *template_id;
+  char *recipient;
+  char *idempotency_key;
 };
 #define CHATMESH__V1__RESEND_PAYMENT_LINK_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__resend_payment_link_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*

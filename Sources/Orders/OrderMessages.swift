@@ -1,0 +1,60 @@
+import ChatMeshAPI
+import Foundation
+import MeshRPC
+
+/// Where order-svc's messages go (R-MSG-4): messaging-svc's SendMessage over the
+/// wire, a scripted fake in tests.
+public protocol OrderMessenger: Sendable {
+    func send(_ request: SendMessageRequest) async throws(RPCError) -> SendMessageResponse
+}
+
+/// messaging-svc over the wire, with the caller's token and a deadline inside the caller's.
+public struct MessagingOrderMessenger: OrderMessenger {
+    let client: MessagingService.Client
+
+    public init(channel: any RPCChannel) {
+        client = MessagingService.Client(channel: channel, defaultOptions: CallOptions(timeout: .seconds(5)))
+    }
+
+    public func send(_ request: SendMessageRequest) async throws(RPCError) -> SendMessageResponse {
+        try await client.sendMessage(request)
+    }
+}
+
+/// The placeholders order and cart messages offer their templates.
+public enum OrderMessageParams {
+    public static func vnd(_ amount: Int64) -> String {
+        let digits = Array(String(amount.magnitude))
+        var out = ""
+        for (index, digit) in digits.enumerated() {
+            if index > 0 && (digits.count - index) % 3 == 0 { out.append(".") }
+            out.append(digit)
+        }
+        return (amount < 0 ? "-" : "") + out + "đ"
+    }
+
+    public static func order(_ order: Order) -> [String: String] {
+        var params = [
+            "order_id": order.orderId,
+            "name": order.shipping?.name ?? "",
+            "phone": order.shipping?.phone ?? "",
+            "total": vnd(order.totalVnd),
+            "items": order.items.map { "\($0.quantity) × \($0.productName)" + ($0.variantTitle.isEmpty ? "" : " (\($0.variantTitle))") }.joined(separator: ", "),
+        ]
+        if let shipment = order.shipment {
+            params["carrier"] = Carrier(rawValue: shipment.carrier)?.displayName ?? shipment.carrier
+            params["tracking_url"] = shipment.trackingUrl
+            params["tracking_code"] = shipment.trackingCode
+        }
+        return params
+    }
+
+    public static func cart(_ cart: Cart, names: [String: String], link: String) -> [String: String] {
+        [
+            "campaign": cart.campaignName,
+            "items": cart.items.map { "\($0.quantity) × \(names[$0.variantId] ?? $0.variantId)" }.joined(separator: ", "),
+            "total": vnd(cart.totalVnd),
+            "link": link,
+        ]
+    }
+}

@@ -1,0 +1,111 @@
+import ChatMeshAPI
+import Crypto
+import Foundation
+import MeshRPC
+import MeshStore
+
+/// What order-svc asks loyalty-svc at checkout (R-LOY-4, R-PTS-3): the mesh's
+/// LoyaltyService over the wire, a scripted fake in tests.
+public protocol LoyaltyCheckout: Sendable {
+    func preview(_ request: PreviewOrderRequest) async throws(RPCError) -> PreviewOrderResponse
+    func redeem(_ request: RedeemPointsRequest) async throws(RPCError)
+    /// Gives back what `redeem` took for an order that could not be written.
+    func void(shop: String, customerId: String, orderId: String) async throws(RPCError)
+}
+
+/// loyalty-svc over the wire, with the caller's token and a deadline inside the caller's.
+public struct LoyaltyServiceCheckout: LoyaltyCheckout {
+    let client: LoyaltyService.Client
+
+    public init(channel: any RPCChannel) {
+        client = LoyaltyService.Client(channel: channel, defaultOptions: CallOptions(timeout: .seconds(3)))
+    }
+
+    public func preview(_ request: PreviewOrderRequest) async throws(RPCError) -> PreviewOrderResponse {
+        try await client.previewOrder(request)
+    }
+
+    public func redeem(_ request: RedeemPointsRequest) async throws(RPCError) {
+        _ = try await client.redeemPoints(request)
+    }
+
+    public func void(shop: String, customerId: String, orderId: String) async throws(RPCError) {
+        _ = try await client.recordOrderEvent(RecordOrderEventRequest(
+            shopId: shop, eventId: "\(orderId):void", orderId: orderId, customerId: customerId, kind: .cancelled
+        ))
+    }
+}
+
+/// CreateOrder (R-ORD-6, R-CART-3, R-LOY-4, R-PTS-3): drafted from the store, priced
+/// by loyalty-svc, points redeemed under an order id the idempotency key fixes, then
+/// written in one transaction. loyalty-svc unreachable: UNAVAILABLE and nothing
+/// written, never an order without its discount. The write refused after points were
+/// redeemed (the last unit sold meanwhile): the redemption is voided.
+public struct OrderPlacement: Sendable {
+    let store: OrderStore
+    let loyalty: any LoyaltyCheckout
+
+    public init(store: OrderStore, loyalty: any LoyaltyCheckout) {
+        self.store = store
+        self.loyalty = loyalty
+    }
+
+    /// The same key gives the same id, so a retried call after a crash redeems under the same order.
+    public static func orderId(shop: String, idempotencyKey: String, nowMs: Int64) -> String {
+        guard !idempotencyKey.isEmpty else { return SortableID.make("ord_", nowMs: nowMs) }
+        let digest = SHA256.hash(data: Data("\(shop)\u{0}\(idempotencyKey)".utf8))
+        return "ord_" + digest.prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
+
+    public func place(shop: String, _ request: CreateOrderRequest, staffId: String, nowMs: Int64) async throws -> Order {
+        if let existing = try await store.order(shop: shop, idempotencyKey: request.idempotencyKey) { return existing }
+        let draft = try await store.draft(
+            shop: shop, customerId: request.customerId, items: request.items, cartIds: request.cartIds, quoteId: request.shippingQuoteId, nowMs: nowMs
+        )
+        let quote: PreviewOrderResponse
+        do {
+            quote = try await loyalty.preview(PreviewOrderRequest(
+                shopId: shop, customerId: request.customerId, subtotalVnd: draft.subtotalVnd, hasPromotion: request.hasPromotion,
+                redeemPoints: request.redeemPoints
+            ))
+        } catch {
+            throw Self.loyaltyRefusal(error)
+        }
+        let orderId = Self.orderId(shop: shop, idempotencyKey: request.idempotencyKey, nowMs: nowMs)
+        if quote.pointsRedeemed > 0 {
+            do {
+                try await loyalty.redeem(RedeemPointsRequest(
+                    shopId: shop, customerId: request.customerId, points: quote.pointsRedeemed, reason: "order \(orderId)", staffId: staffId, orderId: orderId
+                ))
+            } catch {
+                throw Self.loyaltyRefusal(error)
+            }
+        }
+        let placement = OrderStore.Placement(
+            orderId: orderId, draft: draft, tierDiscountVnd: quote.tierDiscountVnd, pointsDiscountVnd: quote.pointsDiscountVnd,
+            redeemedPoints: quote.pointsRedeemed, pointsToEarn: quote.pointsToEarn, shipping: request.shipping ?? ShippingInfo(),
+            paymentMethod: request.paymentMethod, channel: request.channel, hasPromotion: request.hasPromotion, staffId: staffId,
+            idempotencyKey: request.idempotencyKey
+        )
+        do {
+            return try await store.place(shop: shop, placement, nowMs: nowMs)
+        } catch {
+            if quote.pointsRedeemed > 0 {
+                // Best effort now; a failed void leaves the points with an order id no order has,
+                // which the same key's retry reuses rather than redeeming again.
+                try? await loyalty.void(shop: shop, customerId: request.customerId, orderId: orderId)
+            }
+            throw error
+        }
+    }
+
+    /// loyalty-svc's own refusals (too many points) pass through; being unreachable is UNAVAILABLE.
+    static func loyaltyRefusal(_ error: RPCError) -> RPCError {
+        switch error.code {
+        case .unavailable, .deadlineExceeded, .cancelled, .unknown, .internal:
+            .unavailable("loyalty-svc could not price the order (\(error.code.name): \(error.message)); nothing was created, try again")
+        default:
+            error
+        }
+    }
+}

@@ -1,0 +1,449 @@
+import ChatMeshAPI
+import Foundation
+import MeshRPC
+import MeshStore
+import SQLKit
+
+/// Orders, shipping quotes, order events and the staff sales report.
+extension OrderStore {
+    // MARK: Drafting an order (R-ORD-6, R-CART-3)
+
+    /// An order as resolved from the request before loyalty prices it.
+    public struct Draft: Sendable {
+        public struct Line: Sendable, Hashable {
+            public var variantId: String
+            public var quantity: Int64
+            public var priceVnd: Int64
+            public var productName: String
+            public var variantTitle: String
+        }
+
+        public var customerId: String
+        public var lines: [Line]
+        public var cartIds: [String]
+        public var shippingFeeVnd: Int64
+        public var quoteId: String
+        public var subtotalVnd: Int64 { lines.reduce(0) { $0 + $1.quantity * $1.priceVnd } }
+    }
+
+    /// Reads what an order would be: items given (catalog prices) or carts combined
+    /// (their prices), every variant once, enough stock, a usable quote. Writes nothing.
+    public func draft(
+        shop: String, customerId: String, items: [OrderItemRequest], cartIds: [String], quoteId: String, nowMs: Int64
+    ) async throws -> Draft {
+        try await db.read { db in
+            var wanted: [(variantId: String, quantity: Int64, price: Int64?, field: String)] = []
+            for (index, item) in items.enumerated() {
+                wanted.append((item.variantId, Int64(item.quantity), nil, "items[\(index)]"))
+            }
+            for (index, cartId) in cartIds.enumerated() {
+                let cart: Cart
+                do {
+                    cart = try await Self.cart(db, shop: shop, id: cartId)
+                } catch let error as RPCError {
+                    throw RPCError(error.code, "cart_ids[\(index)]: " + error.message)
+                }
+                if cart.customerId != customerId {
+                    throw RPCError.invalidArgument("cart_ids[\(index)]: cart \(cartId) is another customer's")
+                }
+                if cart.items.isEmpty { throw RPCError.failedPrecondition("cart_ids[\(index)]: cart \(cartId) is empty") }
+                for item in cart.items {
+                    wanted.append((item.variantId, Int64(item.quantity), item.priceVnd, "cart_ids[\(index)]"))
+                }
+            }
+            if wanted.isEmpty { throw RPCError.invalidArgument("items or cart_ids: an order needs at least one item") }
+            // R-CART-3: one line per variant.
+            var seen: [String: String] = [:]
+            for line in wanted {
+                if let first = seen[line.variantId] {
+                    throw RPCError.invalidArgument("\(line.field): variant \(line.variantId) is already in the order (\(first)); change its quantity instead")
+                }
+                seen[line.variantId] = line.field
+            }
+            let catalog = try await Self.catalog(db, shop: shop, variants: wanted.map(\.variantId))
+            var lines: [Draft.Line] = []
+            for line in wanted {
+                guard let entry = catalog[line.variantId] else { throw RPCError.notFound("\(line.field).variant_id: no variant \(line.variantId)") }
+                if entry.stock < line.quantity {
+                    throw RPCError.failedPrecondition("\(line.field): only \(max(0, entry.stock)) of \(entry.productName) \(entry.title) left")
+                }
+                lines.append(Draft.Line(
+                    variantId: line.variantId, quantity: line.quantity, priceVnd: line.price ?? entry.priceVnd, productName: entry.productName,
+                    variantTitle: entry.title
+                ))
+            }
+            var fee: Int64 = 0
+            if !quoteId.isEmpty {
+                guard let quote = try await db.raw("SELECT * FROM shipping_quotes WHERE shop_id = \(bind: shop) AND quote_id = \(bind: quoteId)").first() else {
+                    throw RPCError.notFound("shipping_quote_id: no quote \(quoteId)")
+                }
+                if !(try quote.string("used_by_order_id")).isEmpty {
+                    throw RPCError.failedPrecondition("shipping_quote_id: quote \(quoteId) was used by order \(try quote.string("used_by_order_id"))")
+                }
+                if try quote.int64("expires_at_ms") <= nowMs {
+                    throw RPCError.failedPrecondition("shipping_quote_id: quote \(quoteId) has expired; estimate again")
+                }
+                fee = try quote.int64("fee_vnd")
+            }
+            return Draft(customerId: customerId, lines: lines, cartIds: cartIds, shippingFeeVnd: fee, quoteId: quoteId)
+        }
+    }
+
+    /// The order a key already made, if any.
+    public func order(shop: String, idempotencyKey: String) async throws -> Order? {
+        guard !idempotencyKey.isEmpty else { return nil }
+        return try await db.read { db in
+            guard let row = try await db.raw("""
+                SELECT order_id FROM orders WHERE shop_id = \(bind: shop) AND idempotency_key = \(bind: idempotencyKey)
+                """).first() else { return nil }
+            return try await Self.order(db, shop: shop, id: try row.string("order_id"))
+        }
+    }
+
+    /// Everything CreateOrder decided, ready to write.
+    public struct Placement: Sendable {
+        public var orderId: String
+        public var draft: Draft
+        public var tierDiscountVnd: Int64
+        public var pointsDiscountVnd: Int64
+        public var redeemedPoints: Int64
+        public var pointsToEarn: Int64
+        public var shipping: ShippingInfo
+        public var paymentMethod: Order.PaymentMethod
+        public var channel: Order.Channel
+        public var hasPromotion: Bool
+        public var staffId: String
+        public var idempotencyKey: String
+    }
+
+    /// Writes the order in one transaction: stock taken (never below zero), the
+    /// quote and the carts used up. The same key returns the order it made.
+    public func place(shop: String, _ p: Placement, nowMs: Int64) async throws -> Order {
+        try await db.write { db in
+            if !p.idempotencyKey.isEmpty, let row = try await db.raw("""
+                SELECT order_id FROM orders WHERE shop_id = \(bind: shop) AND idempotency_key = \(bind: p.idempotencyKey)
+                """).first() {
+                return try await Self.order(db, shop: shop, id: try row.string("order_id"))
+            }
+            for (index, line) in p.draft.lines.enumerated() {
+                let taken = try await db.raw("""
+                    UPDATE variants SET stock = stock - \(bind: line.quantity)
+                    WHERE shop_id = \(bind: shop) AND variant_id = \(bind: line.variantId) AND stock >= \(bind: line.quantity) RETURNING stock
+                    """).all()
+                if taken.isEmpty {
+                    throw RPCError.failedPrecondition("items[\(index)]: not enough \(line.productName) \(line.variantTitle) left")
+                }
+            }
+            if !p.draft.quoteId.isEmpty {
+                let used = try await db.raw("""
+                    UPDATE shipping_quotes SET used_by_order_id = \(bind: p.orderId)
+                    WHERE shop_id = \(bind: shop) AND quote_id = \(bind: p.draft.quoteId) AND used_by_order_id = '' RETURNING quote_id
+                    """).all()
+                if used.isEmpty { throw RPCError.failedPrecondition("shipping_quote_id: quote \(p.draft.quoteId) was used by another order") }
+            }
+            if !p.draft.cartIds.isEmpty {
+                let closed = try await db.raw("""
+                    UPDATE carts SET order_id = \(bind: p.orderId), updated_by_staff_id = \(bind: p.staffId), updated_at_ms = \(bind: nowMs)
+                    WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: p.draft.cartIds)) AND order_id = '' RETURNING cart_id
+                    """).all()
+                if closed.count != Set(p.draft.cartIds).count { throw RPCError.failedPrecondition("cart_ids: a cart became another order meanwhile") }
+            }
+            let subtotal = p.draft.subtotalVnd
+            let total = subtotal - p.tierDiscountVnd - p.pointsDiscountVnd + p.draft.shippingFeeVnd
+            let a = p.shipping.address ?? Address()
+            try await db.raw("""
+                INSERT INTO orders (shop_id, order_id, customer_id, status, subtotal_vnd, tier_discount_vnd, points_discount_vnd, redeemed_points,
+                    shipping_fee_vnd, total_vnd, points_earned, payment_method, channel, has_promotion, ship_name, ship_phone, street, ward, district,
+                    province, quote_id, created_by_staff_id, idempotency_key, created_at_ms)
+                VALUES (\(bind: shop), \(bind: p.orderId), \(bind: p.draft.customerId), \(bind: Int64(Order.Status.pending.rawValue)), \(bind: subtotal),
+                    \(bind: p.tierDiscountVnd), \(bind: p.pointsDiscountVnd), \(bind: p.redeemedPoints), \(bind: p.draft.shippingFeeVnd), \(bind: total),
+                    \(bind: p.pointsToEarn), \(bind: Int64(p.paymentMethod.rawValue)), \(bind: Int64(p.channel.rawValue)), \(bind: p.hasPromotion ? 1 : 0 as Int64),
+                    \(bind: p.shipping.name), \(bind: p.shipping.phone), \(bind: a.street), \(bind: a.ward), \(bind: a.district), \(bind: a.province),
+                    \(bind: p.draft.quoteId), \(bind: p.staffId), \(bind: p.idempotencyKey.isEmpty ? p.orderId : p.idempotencyKey), \(bind: nowMs))
+                """).run()
+            for (index, line) in p.draft.lines.enumerated() {
+                try await db.raw("""
+                    INSERT INTO order_items (shop_id, order_id, variant_id, quantity, price_vnd, product_name, variant_title, position)
+                    VALUES (\(bind: shop), \(bind: p.orderId), \(bind: line.variantId), \(bind: line.quantity), \(bind: line.priceVnd),
+                            \(bind: line.productName), \(bind: line.variantTitle), \(bind: Int64(index)))
+                    """).run()
+            }
+            return try await Self.order(db, shop: shop, id: p.orderId)
+        }
+    }
+
+    // MARK: Reading orders (R-ORD-1)
+
+    public func order(shop: String, id: String) async throws -> Order {
+        try await db.read { db in try await Self.order(db, shop: shop, id: id) }
+    }
+
+    static func order(_ db: any SQLDatabase, shop: String, id: String) async throws -> Order {
+        guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
+            throw RPCError.notFound("order_id: no order \(id)")
+        }
+        return try await orders(db, shop: shop, rows: [row]).first!
+    }
+
+    static func orders(_ db: any SQLDatabase, shop: String, rows: [any SQLRow]) async throws -> [Order] {
+        var orders: [Order] = try rows.map { row in
+            var order = Order(
+                orderId: try row.string("order_id"), customerId: try row.string("customer_id"), status: Order.Status(rawValue: Int32(try row.int64("status"))),
+                subtotalVnd: try row.int64("subtotal_vnd"), tierDiscountVnd: try row.int64("tier_discount_vnd"),
+                pointsDiscountVnd: try row.int64("points_discount_vnd"), shippingFeeVnd: try row.int64("shipping_fee_vnd"), totalVnd: try row.int64("total_vnd"),
+                pointsEarned: try row.int64("points_earned"), paymentMethod: Order.PaymentMethod(rawValue: Int32(try row.int64("payment_method"))),
+                channel: Order.Channel(rawValue: Int32(try row.int64("channel"))),
+                shipping: ShippingInfo(
+                    name: try row.string("ship_name"), phone: try row.string("ship_phone"),
+                    address: Address(street: try row.string("street"), ward: try row.string("ward"), district: try row.string("district"), province: try row.string("province"))
+                ),
+                createdByStaffId: try row.string("created_by_staff_id"), cancelledByStaffId: try row.string("cancelled_by_staff_id"),
+                cancelReason: try row.string("cancel_reason"), createdAtMs: try row.int64("created_at_ms"), redeemedPoints: try row.int64("redeemed_points")
+            )
+            let carrier = try row.string("carrier")
+            if !carrier.isEmpty {
+                order.shipment = Shipment(
+                    carrier: carrier, trackingCode: try row.string("tracking_code"), trackingUrl: try row.string("tracking_url"),
+                    warehouseId: try row.string("shipment_warehouse_id"), shippedAtMs: try row.int64("shipped_at_ms")
+                )
+            }
+            return order
+        }
+        guard !orders.isEmpty else { return [] }
+        var items: [String: [OrderItem]] = [:]
+        for row in try await db.raw("""
+            SELECT * FROM order_items WHERE shop_id = \(bind: shop) AND order_id IN (\(binds: orders.map(\.orderId))) ORDER BY order_id, position
+            """).all() {
+            items[try row.string("order_id"), default: []].append(OrderItem(
+                variantId: try row.string("variant_id"), quantity: Int32(try row.int64("quantity")), priceVnd: try row.int64("price_vnd"),
+                productName: try row.string("product_name"), variantTitle: try row.string("variant_title")
+            ))
+        }
+        for index in orders.indices { orders[index].items = items[orders[index].orderId] ?? [] }
+        return orders
+    }
+
+    /// R-ORD-1: counts by status, the money of orders that were paid and not cancelled or
+    /// refunded, and the newest orders with their products.
+    public func summary(shop: String, customer: String, recent: Int) async throws -> OrderSummary {
+        try await db.read { db in
+            var stats = OrderStats()
+            for row in try await db.raw("""
+                SELECT status, COUNT(*) AS n, COALESCE(SUM(CASE WHEN paid_at_ms > 0 THEN total_vnd ELSE 0 END), 0) AS paid
+                FROM orders WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) GROUP BY status ORDER BY status
+                """).all() {
+                let status = Order.Status(rawValue: Int32(try row.int64("status")))
+                let n = Int32(try row.int64("n"))
+                stats.orderCount += n
+                stats.byStatus.append(OrderStatusCount(status: status, count: n))
+                if status != .cancelled && status != .refunded { stats.totalSpentVnd += try row.int64("paid") }
+            }
+            let rows = try await db.raw("""
+                SELECT * FROM orders WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) ORDER BY created_at_ms DESC, order_id DESC
+                LIMIT \(literal: recent)
+                """).all()
+            return OrderSummary(stats: stats, recent: try await Self.orders(db, shop: shop, rows: rows))
+        }
+    }
+
+    // MARK: Order life (R-ORD-2..5, R-PTS-1)
+
+    /// Loads the order in the write transaction, lets `change` decide, writes the
+    /// columns it returns and the event it asks for.
+    func change(
+        shop: String, id: String, nowMs: Int64,
+        _ decide: @Sendable (Order, _ paidAtMs: Int64) throws -> (columns: [(String, any Encodable & Sendable)], event: RecordOrderEventRequest.Kind?)
+    ) async throws -> Order {
+        try await db.write { db in
+            guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
+                throw RPCError.notFound("order_id: no order \(id)")
+            }
+            let order = try await Self.orders(db, shop: shop, rows: [row]).first!
+            let (columns, event) = try decide(order, try row.int64("paid_at_ms"))
+            if !columns.isEmpty {
+                var sql: SQLQueryString = "UPDATE orders SET "
+                for (index, (column, value)) in columns.enumerated() {
+                    if index > 0 { sql += ", " }
+                    sql += "\(ident: column) = \(bind: value)"
+                }
+                sql += " WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)"
+                try await db.raw(sql).run()
+            }
+            if let event {
+                let changed = try await Self.order(db, shop: shop, id: id)
+                try await Self.recordEvent(db, shop: shop, order: changed, kind: event, atMs: nowMs)
+            }
+            return try await Self.order(db, shop: shop, id: id)
+        }
+    }
+
+    /// The outbox row loyalty-svc will receive (issue 8 delivers it); its id is stable
+    /// per order and kind, so an event is written once.
+    static func recordEvent(_ db: any SQLDatabase, shop: String, order: Order, kind: RecordOrderEventRequest.Kind, atMs: Int64) async throws {
+        let name = switch kind {
+        case .paid: "paid"
+        case .cancelled: "cancelled"
+        default: "refunded"
+        }
+        let a = order.shipping?.address ?? Address()
+        try await db.raw("""
+            INSERT INTO order_events (shop_id, event_id, order_id, customer_id, kind, amount_vnd, channel, district, province, used_offer, at_ms)
+            VALUES (\(bind: shop), \(bind: "\(order.orderId):\(name)"), \(bind: order.orderId), \(bind: order.customerId), \(bind: Int64(kind.rawValue)),
+                    \(bind: order.totalVnd - order.shippingFeeVnd), \(bind: Int64(order.channel.rawValue)), \(bind: a.district), \(bind: a.province),
+                    \(bind: order.tierDiscountVnd > 0 || order.pointsDiscountVnd > 0 ? 1 : 0 as Int64), \(bind: atMs))
+            ON CONFLICT (shop_id, event_id) DO NOTHING
+            """).run()
+    }
+
+    /// The events written for an order, oldest first (for tests and, later, the dispatcher).
+    public func events(shop: String, order: String) async throws -> [RecordOrderEventRequest] {
+        try await db.read { db in
+            try await db.raw("SELECT * FROM order_events WHERE shop_id = \(bind: shop) AND order_id = \(bind: order) ORDER BY at_ms, kind").all().map { row in
+                RecordOrderEventRequest(
+                    shopId: shop, eventId: try row.string("event_id"), orderId: try row.string("order_id"), customerId: try row.string("customer_id"),
+                    kind: RecordOrderEventRequest.Kind(rawValue: Int32(try row.int64("kind"))), amountVnd: try row.int64("amount_vnd"),
+                    channel: Order.Channel(rawValue: Int32(try row.int64("channel"))), district: try row.string("district"),
+                    province: try row.string("province"), usedOffer: try row.int64("used_offer") != 0, atMs: try row.int64("at_ms")
+                )
+            }
+        }
+    }
+
+    /// Paid (online or by transfer); a paid order earns points (R-PTS-1). Paying twice changes nothing.
+    public func markPaid(shop: String, id: String, nowMs: Int64) async throws -> Order {
+        try await change(shop: shop, id: id, nowMs: nowMs) { order, paidAt in
+            switch order.status {
+            case .cancelled, .refunded:
+                throw RPCError.failedPrecondition("order_id: order \(id) was cancelled")
+            default:
+                if paidAt > 0 { return ([], nil) }
+                var columns: [(String, any Encodable & Sendable)] = [("paid_at_ms", nowMs)]
+                if order.status == .pending { columns.append(("status", Int64(Order.Status.paid.rawValue))) }
+                return (columns, .paid)
+            }
+        }
+    }
+
+    /// Delivered: a COD order is paid now.
+    public func complete(shop: String, id: String, nowMs: Int64) async throws -> Order {
+        try await change(shop: shop, id: id, nowMs: nowMs) { order, paidAt in
+            switch order.status {
+            case .completed: return ([], nil)
+            case .shipped:
+                var columns: [(String, any Encodable & Sendable)] = [("status", Int64(Order.Status.completed.rawValue)), ("completed_at_ms", nowMs)]
+                if paidAt == 0 { columns.append(("paid_at_ms", nowMs)) }
+                return (columns, paidAt == 0 ? .paid : nil)
+            case .cancelled, .refunded: throw RPCError.failedPrecondition("order_id: order \(id) was cancelled")
+            default: throw RPCError.failedPrecondition("order_id: order \(id) has not been shipped; ship it before completing it")
+            }
+        }
+    }
+
+    /// R-ORD-2, R-ORD-4: hands the order to a carrier.
+    public func ship(shop: String, id: String, carrier: Carrier, warehouseId: String, trackingCode: String, nowMs: Int64) async throws -> Order {
+        let tracking = carrier.trackingURL(code: trackingCode).url
+        return try await db.write { db in
+            _ = try await Self.warehouse(db, shop: shop, id: warehouseId)
+            let order = try await Self.order(db, shop: shop, id: id)
+            if let shipment = order.shipment {
+                throw RPCError.failedPrecondition("order_id: order \(id) was already handed to \(shipment.carrier) as \(shipment.trackingCode)")
+            }
+            guard order.status == .pending || order.status == .paid else {
+                throw RPCError.failedPrecondition("order_id: order \(id) is \(order.status.protoName.lowercased()) and cannot be shipped")
+            }
+            try await db.raw("""
+                UPDATE orders SET status = \(bind: Int64(Order.Status.shipped.rawValue)), carrier = \(bind: carrier.rawValue),
+                    tracking_code = \(bind: trackingCode), tracking_url = \(bind: tracking), shipment_warehouse_id = \(bind: warehouseId),
+                    shipped_at_ms = \(bind: nowMs)
+                WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)
+                """).run()
+            return try await Self.order(db, shop: shop, id: id)
+        }
+    }
+
+    /// R-ORD-3: only before shipment; the stock comes back, and loyalty-svc hears of it
+    /// when the order was paid or redeemed points.
+    public func cancel(shop: String, id: String, staffId: String, reason: String, nowMs: Int64) async throws -> Order {
+        try await db.write { db in
+            guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
+                throw RPCError.notFound("order_id: no order \(id)")
+            }
+            let order = try await Self.orders(db, shop: shop, rows: [row]).first!
+            if order.status == .cancelled { return order }
+            if let shipment = order.shipment {
+                throw RPCError.failedPrecondition(
+                    "order_id: order \(id) was handed to \(shipment.carrier) (tracking \(shipment.trackingCode)); cancel it in the back office (R-ORD-3)"
+                )
+            }
+            guard order.status == .pending || order.status == .paid else {
+                throw RPCError.failedPrecondition("order_id: order \(id) is \(order.status.protoName.lowercased()); cancel it in the back office (R-ORD-3)")
+            }
+            try await db.raw("""
+                UPDATE orders SET status = \(bind: Int64(Order.Status.cancelled.rawValue)), cancelled_by_staff_id = \(bind: staffId),
+                    cancel_reason = \(bind: reason), cancelled_at_ms = \(bind: nowMs)
+                WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)
+                """).run()
+            for item in order.items {
+                try await db.raw("""
+                    UPDATE variants SET stock = stock + \(bind: Int64(item.quantity)) WHERE shop_id = \(bind: shop) AND variant_id = \(bind: item.variantId)
+                    """).run()
+            }
+            if try row.int64("paid_at_ms") > 0 || order.redeemedPoints > 0 {
+                try await Self.recordEvent(db, shop: shop, order: order, kind: .cancelled, atMs: nowMs)
+            }
+            return try await Self.order(db, shop: shop, id: id)
+        }
+    }
+
+    // MARK: Shipping quotes (R-SHIP-1)
+
+    /// Prices a parcel with every carrier and keeps each quote for an hour, usable by one order.
+    public func estimate(
+        shop: String, warehouseId: String, to: Address, weightG: Int, codVnd: Int64, rates: ShippingRateTable, nowMs: Int64
+    ) async throws -> [ShippingQuote] {
+        try await db.write { db in
+            let warehouse = try await Self.warehouse(db, shop: shop, id: warehouseId)
+            let estimates = try rates.quotes(from: warehouse.address ?? Address(), to: to, weightG: weightG, codVnd: codVnd)
+            var quotes: [ShippingQuote] = []
+            for estimate in estimates {
+                let quote = ShippingQuote(
+                    quoteId: SortableID.make("quo_", nowMs: nowMs), carrier: estimate.carrier, service: estimate.service, feeVnd: estimate.feeVnd,
+                    etaDays: Int32(estimate.etaDays)
+                )
+                try await db.raw("""
+                    INSERT INTO shipping_quotes (shop_id, quote_id, warehouse_id, carrier, service, fee_vnd, eta_days, province, district, weight_g, cod_vnd,
+                        created_at_ms, expires_at_ms)
+                    VALUES (\(bind: shop), \(bind: quote.quoteId), \(bind: warehouseId), \(bind: quote.carrier), \(bind: quote.service), \(bind: quote.feeVnd),
+                        \(bind: Int64(quote.etaDays)), \(bind: to.province), \(bind: to.district), \(bind: Int64(weightG)), \(bind: codVnd), \(bind: nowMs),
+                        \(bind: nowMs + 3_600_000))
+                    """).run()
+                quotes.append(quote)
+            }
+            return quotes
+        }
+    }
+
+    // MARK: Staff sales (R-REP-2)
+
+    /// Orders staff created in [from, to), not cancelled: count, products sold, revenue, distinct customers.
+    public func staffSales(shop: String, fromMs: Int64, toMs: Int64) async throws -> [StaffSalesStats] {
+        try await db.read { db in
+            var out: [StaffSalesStats] = []
+            for row in try await db.raw("""
+                SELECT o.created_by_staff_id AS staff, COUNT(*) AS orders, COALESCE(SUM(o.total_vnd), 0) AS revenue,
+                       COUNT(DISTINCT o.customer_id) AS customers,
+                       COALESCE(SUM((SELECT SUM(i.quantity) FROM order_items i WHERE i.shop_id = o.shop_id AND i.order_id = o.order_id)), 0) AS products
+                FROM orders o
+                WHERE o.shop_id = \(bind: shop) AND o.created_at_ms >= \(bind: fromMs) AND o.created_at_ms < \(bind: toMs)
+                  AND o.created_by_staff_id <> '' AND o.status <> \(bind: Int64(Order.Status.cancelled.rawValue))
+                GROUP BY o.created_by_staff_id ORDER BY revenue DESC, staff
+                """).all() {
+                out.append(StaffSalesStats(
+                    staffId: try row.string("staff"), orders: Int32(try row.int64("orders")), products: Int32(try row.int64("products")),
+                    revenueVnd: try row.int64("revenue"), customers: Int32(try row.int64("customers"))
+                ))
+            }
+            return out
+        }
+    }
+}

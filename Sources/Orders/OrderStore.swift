@@ -1,0 +1,461 @@
+import ChatMeshAPI
+import Foundation
+import MeshRPC
+import MeshStore
+import SQLKit
+
+/// order-svc's storage: catalog, warehouses, campaigns with their comments and
+/// carts (this file), orders, quotes and events (+Orders). Every method takes the
+/// shop and never reads another shop's rows; refusals throw before anything is
+/// written or roll the transaction back.
+public struct OrderStore: Sendable {
+    let db: any SQLStore
+
+    public init(_ db: any SQLStore) {
+        self.db = db
+    }
+
+    public static func open(_ db: any SQLStore) async throws -> OrderStore {
+        try await db.migrate(OrderSchema.migrations)
+        return OrderStore(db)
+    }
+
+    // MARK: Catalog
+
+    /// Creates (empty id) or updates a product; variants are added or updated, never
+    /// removed (orders, carts and campaigns point at them).
+    public func upsertProduct(shop: String, _ product: Product, nowMs: Int64) async throws -> Product {
+        try await db.write { db in
+            var saved = product
+            if saved.productId.isEmpty {
+                saved.productId = SortableID.make("prd_", nowMs: nowMs)
+            }
+            try await db.raw("""
+                INSERT INTO products (shop_id, product_id, name, name_key) VALUES (\(bind: shop), \(bind: saved.productId), \(bind: product.name),
+                    \(bind: TagName.key(product.name)))
+                ON CONFLICT (shop_id, product_id) DO UPDATE SET name = \(bind: product.name), name_key = \(bind: TagName.key(product.name))
+                """).run()
+            let existing = try await db.raw("""
+                SELECT COALESCE(MAX(position), -1) AS p FROM variants WHERE shop_id = \(bind: shop) AND product_id = \(bind: saved.productId)
+                """).first()!.int64("p")
+            for (index, variant) in product.variants.enumerated() {
+                var v = variant
+                if v.variantId.isEmpty {
+                    v.variantId = SortableID.make("var_", nowMs: nowMs)
+                } else if let owner = try await db.raw("""
+                    SELECT product_id FROM variants WHERE shop_id = \(bind: shop) AND variant_id = \(bind: v.variantId)
+                    """).first(), try owner.string("product_id") != saved.productId {
+                    throw RPCError.invalidArgument("variants[\(index)].variant_id: \(v.variantId) belongs to product \(try owner.string("product_id"))")
+                }
+                try await db.raw("""
+                    INSERT INTO variants (shop_id, variant_id, product_id, sku, title, price_vnd, stock, weight_g, position)
+                    VALUES (\(bind: shop), \(bind: v.variantId), \(bind: saved.productId), \(bind: v.sku), \(bind: v.title), \(bind: v.priceVnd),
+                            \(bind: Int64(v.stock)), \(bind: Int64(v.weightG)), \(bind: existing + 1 + Int64(index)))
+                    ON CONFLICT (shop_id, variant_id) DO UPDATE SET sku = \(bind: v.sku), title = \(bind: v.title), price_vnd = \(bind: v.priceVnd),
+                        stock = \(bind: Int64(v.stock)), weight_g = \(bind: Int64(v.weightG))
+                    """).run()
+                saved.variants[index] = v
+            }
+            return try await Self.products(db, shop: shop, ids: [saved.productId]).first!
+        }
+    }
+
+    static func products(_ db: any SQLDatabase, shop: String, ids: [String]) async throws -> [Product] {
+        guard !ids.isEmpty else { return [] }
+        var products: [String: Product] = [:]
+        for row in try await db.raw("SELECT product_id, name FROM products WHERE shop_id = \(bind: shop) AND product_id IN (\(binds: ids))").all() {
+            products[try row.string("product_id")] = Product(productId: try row.string("product_id"), name: try row.string("name"))
+        }
+        for row in try await db.raw("""
+            SELECT * FROM variants WHERE shop_id = \(bind: shop) AND product_id IN (\(binds: ids)) ORDER BY product_id, position
+            """).all() {
+            products[try row.string("product_id")]?.variants.append(try Self.variant(row))
+        }
+        return ids.compactMap { products[$0] }
+    }
+
+    static func variant(_ row: any SQLRow) throws -> Variant {
+        Variant(
+            variantId: try row.string("variant_id"), sku: try row.string("sku"), title: try row.string("title"), priceVnd: try row.int64("price_vnd"),
+            stock: Int32(clamping: try row.int64("stock")), weightG: Int32(clamping: try row.int64("weight_g"))
+        )
+    }
+
+    /// Products by id after `after`, optionally whose name contains `query` (accents and case ignored).
+    public func products(shop: String, query: String, after: String, limit: Int) async throws -> [Product] {
+        try await db.read { db in
+            var sql: SQLQueryString = "SELECT product_id FROM products WHERE shop_id = \(bind: shop) AND product_id > \(bind: after)"
+            let key = TagName.key(query)
+            if !key.isEmpty {
+                let pattern = "%" + key.replacingOccurrences(of: "%", with: "").replacingOccurrences(of: "_", with: "") + "%"
+                sql += " AND name_key LIKE \(bind: pattern)"
+            }
+            sql += " ORDER BY product_id LIMIT \(literal: limit)"
+            let ids = try await db.raw(sql).all().map { try $0.string("product_id") }
+            return try await Self.products(db, shop: shop, ids: ids)
+        }
+    }
+
+    /// A variant with its product's name, as orders copy them.
+    struct CatalogEntry: Sendable {
+        var variantId: String
+        var productName: String
+        var title: String
+        var priceVnd: Int64
+        var stock: Int64
+        var weightG: Int64
+    }
+
+    static func catalog(_ db: any SQLDatabase, shop: String, variants ids: [String]) async throws -> [String: CatalogEntry] {
+        guard !ids.isEmpty else { return [:] }
+        var out: [String: CatalogEntry] = [:]
+        for row in try await db.raw("""
+            SELECT v.variant_id, v.title, v.price_vnd, v.stock, v.weight_g, p.name FROM variants v
+            JOIN products p ON p.shop_id = v.shop_id AND p.product_id = v.product_id
+            WHERE v.shop_id = \(bind: shop) AND v.variant_id IN (\(binds: Array(Set(ids))))
+            """).all() {
+            let id = try row.string("variant_id")
+            out[id] = CatalogEntry(
+                variantId: id, productName: try row.string("name"), title: try row.string("title"), priceVnd: try row.int64("price_vnd"),
+                stock: try row.int64("stock"), weightG: try row.int64("weight_g")
+            )
+        }
+        return out
+    }
+
+    // MARK: Warehouses (R-SHIP-1)
+
+    public func upsertWarehouse(shop: String, _ warehouse: Warehouse, nowMs: Int64) async throws -> Warehouse {
+        var saved = warehouse
+        if saved.warehouseId.isEmpty { saved.warehouseId = SortableID.make("wh_", nowMs: nowMs) }
+        let a = warehouse.address ?? Address()
+        let id = saved.warehouseId
+        try await db.write { db in
+            try await db.raw("""
+                INSERT INTO warehouses (shop_id, warehouse_id, name, street, ward, district, province)
+                VALUES (\(bind: shop), \(bind: id), \(bind: warehouse.name), \(bind: a.street), \(bind: a.ward), \(bind: a.district), \(bind: a.province))
+                ON CONFLICT (shop_id, warehouse_id) DO UPDATE SET name = \(bind: warehouse.name), street = \(bind: a.street), ward = \(bind: a.ward),
+                    district = \(bind: a.district), province = \(bind: a.province)
+                """).run()
+        }
+        return saved
+    }
+
+    public func warehouses(shop: String) async throws -> [Warehouse] {
+        try await db.read { db in
+            try await db.raw("SELECT * FROM warehouses WHERE shop_id = \(bind: shop) ORDER BY name, warehouse_id").all().map(Self.warehouse)
+        }
+    }
+
+    static func warehouse(_ row: any SQLRow) throws -> Warehouse {
+        Warehouse(
+            warehouseId: try row.string("warehouse_id"), name: try row.string("name"),
+            address: Address(street: try row.string("street"), ward: try row.string("ward"), district: try row.string("district"), province: try row.string("province"))
+        )
+    }
+
+    static func warehouse(_ db: any SQLDatabase, shop: String, id: String) async throws -> Warehouse {
+        guard let row = try await db.raw("SELECT * FROM warehouses WHERE shop_id = \(bind: shop) AND warehouse_id = \(bind: id)").first() else {
+            throw RPCError.notFound("warehouse_id: no warehouse \(id)")
+        }
+        return try warehouse(row)
+    }
+
+    // MARK: Campaigns (R-CAMP-1, R-CAMP-3)
+
+    /// Items with no price sell at the catalog price.
+    public func createCampaign(shop: String, _ campaign: Campaign, nowMs: Int64) async throws -> Campaign {
+        let id = SortableID.make("cmp_", nowMs: nowMs)
+        return try await db.write { db in
+            let catalog = try await Self.catalog(db, shop: shop, variants: campaign.items.map(\.variantId))
+            try await db.raw("""
+                INSERT INTO campaigns (shop_id, campaign_id, page_id, kind, name, post_id, live, created_at_ms)
+                VALUES (\(bind: shop), \(bind: id), \(bind: campaign.pageId), \(bind: Int64(campaign.kind.rawValue)), \(bind: campaign.name),
+                        \(bind: campaign.postId), \(bind: campaign.live ? 1 : 0 as Int64), \(bind: nowMs))
+                """).run()
+            for (index, item) in campaign.items.enumerated() {
+                guard let entry = catalog[item.variantId] else { throw RPCError.notFound("items[\(index)].variant_id: no variant \(item.variantId)") }
+                try await db.raw("""
+                    INSERT INTO campaign_items (shop_id, campaign_id, code, code_key, variant_id, price_vnd, position)
+                    VALUES (\(bind: shop), \(bind: id), \(bind: item.code), \(bind: CommentParser.codeKey(item.code)), \(bind: item.variantId),
+                            \(bind: item.priceVnd > 0 ? item.priceVnd : entry.priceVnd), \(bind: Int64(index)))
+                    """).run()
+            }
+            return try await Self.campaign(db, shop: shop, id: id)
+        }
+    }
+
+    public func campaign(shop: String, id: String) async throws -> Campaign {
+        try await db.read { db in try await Self.campaign(db, shop: shop, id: id) }
+    }
+
+    static func campaign(_ db: any SQLDatabase, shop: String, id: String) async throws -> Campaign {
+        guard let row = try await db.raw("SELECT * FROM campaigns WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: id)").first() else {
+            throw RPCError.notFound("campaign_id: no campaign \(id)")
+        }
+        var campaign = try campaignRow(row)
+        campaign.items = try await db.raw("""
+            SELECT code, variant_id, price_vnd FROM campaign_items WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: id) ORDER BY position
+            """).all().map { CampaignItem(code: try $0.string("code"), variantId: try $0.string("variant_id"), priceVnd: try $0.int64("price_vnd")) }
+        campaign.stats = try await stats(db, shop: shop, campaign: id)
+        return campaign
+    }
+
+    static func campaignRow(_ row: any SQLRow) throws -> Campaign {
+        Campaign(
+            campaignId: try row.string("campaign_id"), pageId: try row.string("page_id"), kind: Campaign.Kind(rawValue: Int32(try row.int64("kind"))),
+            name: try row.string("name"), postId: try row.string("post_id"), live: try row.int64("live") != 0, createdAtMs: try row.int64("created_at_ms")
+        )
+    }
+
+    /// R-CAMP-3: revenue and count of the campaign's carts, distinct commenters and those who gave a phone.
+    static func stats(_ db: any SQLDatabase, shop: String, campaign: String) async throws -> CampaignStats {
+        let carts = try await db.raw("""
+            SELECT COUNT(DISTINCT c.cart_id) AS carts, COALESCE(SUM(i.quantity * i.price_vnd), 0) AS revenue
+            FROM carts c LEFT JOIN cart_items i ON i.shop_id = c.shop_id AND i.cart_id = c.cart_id
+            WHERE c.shop_id = \(bind: shop) AND c.campaign_id = \(bind: campaign)
+            """).first()!
+        let people = try await db.raw("""
+            SELECT COUNT(DISTINCT customer_id) AS customers,
+                   COUNT(DISTINCT CASE WHEN phone <> '' THEN customer_id END) AS with_phone
+            FROM comments WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign)
+            """).first()!
+        return CampaignStats(
+            estimatedRevenueVnd: try carts.int64("revenue"), draftOrders: Int32(try carts.int64("carts")),
+            customers: Int32(try people.int64("customers")), customersWithPhone: Int32(try people.int64("with_phone"))
+        )
+    }
+
+    /// Newest first, after the campaign id `after` (a page token).
+    public func campaigns(shop: String, pageId: String, after: String, limit: Int) async throws -> [Campaign] {
+        try await db.read { db in
+            var sql: SQLQueryString = "SELECT campaign_id FROM campaigns WHERE shop_id = \(bind: shop)"
+            if !pageId.isEmpty { sql += " AND page_id = \(bind: pageId)" }
+            if !after.isEmpty { sql += " AND campaign_id < \(bind: after)" }
+            sql += " ORDER BY campaign_id DESC LIMIT \(literal: limit)"
+            var out: [Campaign] = []
+            for row in try await db.raw(sql).all() {
+                out.append(try await Self.campaign(db, shop: shop, id: try row.string("campaign_id")))
+            }
+            return out
+        }
+    }
+
+    /// R-CAMP-1: a new price for every variant sold under `code`, also in the campaign's open carts.
+    public func updateCampaignItemPrice(shop: String, campaign: String, code: String, priceVnd: Int64, staffId: String, nowMs: Int64) async throws -> Campaign {
+        try await db.write { db in
+            _ = try await Self.campaign(db, shop: shop, id: campaign)
+            let variants = try await db.raw("""
+                UPDATE campaign_items SET price_vnd = \(bind: priceVnd)
+                WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign) AND code_key = \(bind: CommentParser.codeKey(code)) RETURNING variant_id
+                """).all().map { try $0.string("variant_id") }
+            if variants.isEmpty { throw RPCError.notFound("code: campaign \(campaign) sells nothing under \(code)") }
+            let carts = try await db.raw("""
+                UPDATE cart_items SET price_vnd = \(bind: priceVnd)
+                WHERE shop_id = \(bind: shop) AND variant_id IN (\(binds: variants))
+                  AND cart_id IN (SELECT cart_id FROM carts WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign) AND order_id = '')
+                RETURNING cart_id
+                """).all().map { try $0.string("cart_id") }
+            if !carts.isEmpty {
+                try await db.raw("""
+                    UPDATE carts SET updated_by_staff_id = \(bind: staffId), updated_at_ms = \(bind: nowMs)
+                    WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: Array(Set(carts))))
+                    """).run()
+            }
+            return try await Self.campaign(db, shop: shop, id: campaign)
+        }
+    }
+
+    // MARK: Comments (R-CAMP-2)
+
+    public struct Comment: Sendable {
+        public var campaignId: String
+        public var customerId: String
+        public var text: String
+        public var atMs: Int64
+
+        public init(campaignId: String, customerId: String, text: String, atMs: Int64) {
+            self.campaignId = campaignId
+            self.customerId = customerId
+            self.text = text
+            self.atMs = atMs
+        }
+    }
+
+    public struct CommentResult: Sendable {
+        public var intents: [CommentParser.Intent]
+        public var phone: String?
+        public var cartId: String
+    }
+
+    /// Reads and keeps comments, several in one transaction (a livestream sends
+    /// thousands a second); the intents go into each customer's open cart for the
+    /// campaign. A comment to an unknown campaign fails alone.
+    public func ingest(shop: String, _ comments: [Comment], nowMs: Int64) async throws -> [Result<CommentResult, RPCError>] {
+        try await db.write { db in
+            var parsers: [String: CommentParser?] = [:]
+            var results: [Result<CommentResult, RPCError>] = []
+            for comment in comments {
+                if parsers[comment.campaignId] == nil {
+                    parsers[comment.campaignId] = .some(try await Self.parser(db, shop: shop, campaign: comment.campaignId))
+                }
+                guard let parser = parsers[comment.campaignId] ?? nil else {
+                    results.append(.failure(.notFound("campaign_id: no campaign \(comment.campaignId)")))
+                    continue
+                }
+                let reading = parser.read(comment.text)
+                try await db.raw("""
+                    INSERT INTO comments (shop_id, comment_id, campaign_id, customer_id, text, phone, intents, commented_at_ms)
+                    VALUES (\(bind: shop), \(bind: SortableID.make("cmt_", nowMs: nowMs)), \(bind: comment.campaignId), \(bind: comment.customerId),
+                            \(bind: comment.text), \(bind: reading.phone ?? ""), \(bind: Int64(reading.intents.count)), \(bind: comment.atMs))
+                    """).run()
+                var cartId = ""
+                if !reading.intents.isEmpty {
+                    cartId = try await Self.openCart(db, shop: shop, customer: comment.customerId, campaign: comment.campaignId, nowMs: nowMs)
+                    for intent in reading.intents {
+                        try await db.raw("""
+                            INSERT INTO cart_items (shop_id, cart_id, variant_id, quantity, price_vnd)
+                            SELECT \(bind: shop), \(bind: cartId), \(bind: intent.variantId), \(bind: Int64(intent.quantity)), price_vnd FROM campaign_items
+                            WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: comment.campaignId) AND variant_id = \(bind: intent.variantId)
+                            ON CONFLICT (shop_id, cart_id, variant_id) DO UPDATE
+                                SET quantity = CASE WHEN cart_items.quantity + excluded.quantity > \(bind: Int64(CommentParser.maxQuantity)) THEN \(bind: Int64(CommentParser.maxQuantity)) ELSE cart_items.quantity + excluded.quantity END
+                            """).run()
+                    }
+                    try await db.raw("""
+                        UPDATE carts SET updated_by_staff_id = '', updated_at_ms = \(bind: nowMs) WHERE shop_id = \(bind: shop) AND cart_id = \(bind: cartId)
+                        """).run()
+                }
+                results.append(.success(CommentResult(intents: reading.intents, phone: reading.phone, cartId: cartId)))
+            }
+            return results
+        }
+    }
+
+    static func parser(_ db: any SQLDatabase, shop: String, campaign: String) async throws -> CommentParser? {
+        guard try await db.raw("SELECT campaign_id FROM campaigns WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign)").first() != nil else {
+            return nil
+        }
+        let items = try await db.raw("""
+            SELECT i.code, i.variant_id, COALESCE(v.title, '') AS title FROM campaign_items i
+            LEFT JOIN variants v ON v.shop_id = i.shop_id AND v.variant_id = i.variant_id
+            WHERE i.shop_id = \(bind: shop) AND i.campaign_id = \(bind: campaign) ORDER BY i.position
+            """).all().map { CommentParser.Item(code: try $0.string("code"), variantId: try $0.string("variant_id"), variantTitle: try $0.string("title")) }
+        return CommentParser(items: items)
+    }
+
+    /// The customer's open cart for the campaign, made when there is none.
+    static func openCart(_ db: any SQLDatabase, shop: String, customer: String, campaign: String, nowMs: Int64) async throws -> String {
+        if let row = try await db.raw("""
+            SELECT cart_id FROM carts WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) AND campaign_id = \(bind: campaign) AND order_id = ''
+            """).first() {
+            return try row.string("cart_id")
+        }
+        let name = try await db.raw("SELECT name FROM campaigns WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign)").first()?.string("name") ?? ""
+        let id = SortableID.make("cart_", nowMs: nowMs)
+        try await db.raw("""
+            INSERT INTO carts (shop_id, cart_id, customer_id, campaign_id, name, updated_by_staff_id, updated_at_ms)
+            VALUES (\(bind: shop), \(bind: id), \(bind: customer), \(bind: campaign), \(bind: name), '', \(bind: nowMs))
+            """).run()
+        return id
+    }
+
+    // MARK: Carts (R-CART-1..2)
+
+    /// The customer's open carts, newest change first.
+    public func carts(shop: String, customer: String) async throws -> [Cart] {
+        try await db.read { db in
+            let rows = try await db.raw("""
+                SELECT * FROM carts WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) AND order_id = ''
+                ORDER BY updated_at_ms DESC, cart_id DESC LIMIT 100
+                """).all()
+            return try await Self.carts(db, shop: shop, rows: rows)
+        }
+    }
+
+    static func carts(_ db: any SQLDatabase, shop: String, rows: [any SQLRow]) async throws -> [Cart] {
+        var carts: [Cart] = try rows.map { row in
+            Cart(
+                cartId: try row.string("cart_id"), customerId: try row.string("customer_id"), campaignId: try row.string("campaign_id"),
+                campaignName: try row.string("name"), updatedByStaffId: try row.string("updated_by_staff_id"), updatedAtMs: try row.int64("updated_at_ms")
+            )
+        }
+        guard !carts.isEmpty else { return [] }
+        var items: [String: [CartItem]] = [:]
+        for row in try await db.raw("""
+            SELECT * FROM cart_items WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: carts.map(\.cartId))) ORDER BY cart_id, variant_id
+            """).all() {
+            items[try row.string("cart_id"), default: []].append(CartItem(
+                variantId: try row.string("variant_id"), quantity: Int32(try row.int64("quantity")), priceVnd: try row.int64("price_vnd")
+            ))
+        }
+        for index in carts.indices {
+            carts[index].items = items[carts[index].cartId] ?? []
+            carts[index].totalVnd = carts[index].items.reduce(0) { $0 + Int64($1.quantity) * $1.priceVnd }
+        }
+        return carts
+    }
+
+    static func cart(_ db: any SQLDatabase, shop: String, id: String) async throws -> Cart {
+        guard let row = try await db.raw("SELECT * FROM carts WHERE shop_id = \(bind: shop) AND cart_id = \(bind: id)").first() else {
+            throw RPCError.notFound("cart_id: no cart \(id)")
+        }
+        if !(try row.string("order_id")).isEmpty {
+            throw RPCError.failedPrecondition("cart_id: cart \(id) became order \(try row.string("order_id"))")
+        }
+        return try await carts(db, shop: shop, rows: [row]).first!
+    }
+
+    public func cart(shop: String, id: String) async throws -> Cart {
+        try await db.read { db in try await Self.cart(db, shop: shop, id: id) }
+    }
+
+    /// R-CART-1..2: the cart's items replaced by staff. A variant already in the cart
+    /// keeps its price; a new one takes the campaign's price, else the catalog's.
+    public func updateCart(shop: String, id: String, items: [CartItem], staffId: String, nowMs: Int64) async throws -> Cart {
+        try await db.write { db in
+            let cart = try await Self.cart(db, shop: shop, id: id)
+            let catalog = try await Self.catalog(db, shop: shop, variants: items.map(\.variantId))
+            var campaignPrices: [String: Int64] = [:]
+            if !cart.campaignId.isEmpty {
+                for row in try await db.raw("""
+                    SELECT variant_id, price_vnd FROM campaign_items WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: cart.campaignId)
+                    """).all() {
+                    campaignPrices[try row.string("variant_id")] = try row.int64("price_vnd")
+                }
+            }
+            let old = Dictionary(uniqueKeysWithValues: cart.items.map { ($0.variantId, $0.priceVnd) })
+            try await db.raw("DELETE FROM cart_items WHERE shop_id = \(bind: shop) AND cart_id = \(bind: id)").run()
+            for (index, item) in items.enumerated() {
+                guard let entry = catalog[item.variantId] else { throw RPCError.notFound("items[\(index)].variant_id: no variant \(item.variantId)") }
+                let price = old[item.variantId] ?? campaignPrices[item.variantId] ?? entry.priceVnd
+                try await db.raw("""
+                    INSERT INTO cart_items (shop_id, cart_id, variant_id, quantity, price_vnd)
+                    VALUES (\(bind: shop), \(bind: id), \(bind: item.variantId), \(bind: Int64(item.quantity)), \(bind: price))
+                    """).run()
+            }
+            try await db.raw("""
+                UPDATE carts SET updated_by_staff_id = \(bind: staffId), updated_at_ms = \(bind: nowMs) WHERE shop_id = \(bind: shop) AND cart_id = \(bind: id)
+                """).run()
+            return try await Self.cart(db, shop: shop, id: id)
+        }
+    }
+}
+
+extension OrderStore {
+    /// "Áo sơ mi (Size M)" per variant id, for messages.
+    public func variantNames(shop: String, ids: [String]) async throws -> [String: String] {
+        try await db.read { db in
+            try await Self.catalog(db, shop: shop, variants: ids).mapValues { $0.title.isEmpty ? $0.productName : "\($0.productName) (\($0.title))" }
+        }
+    }
+
+    /// The newest phone the customer left in a comment (R-CONV-3), if any.
+    public func commentPhone(shop: String, customer: String) async throws -> String? {
+        try await db.read { db in
+            try await db.raw("""
+                SELECT phone FROM comments WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) AND phone <> ''
+                ORDER BY commented_at_ms DESC LIMIT 1
+                """).first()?.string("phone")
+        }
+    }
+}
