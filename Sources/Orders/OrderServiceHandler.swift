@@ -7,6 +7,7 @@ import MeshStore
 /// the store, `OrderPlacement` or messaging-svc.
 public struct OrderServiceHandler: OrderService.Handler {
     let store: OrderStore
+    let comments: CommentBatcher
     let placement: OrderPlacement
     let messenger: (any OrderMessenger)?
     let rates: ShippingRateTable
@@ -26,6 +27,7 @@ public struct OrderServiceHandler: OrderService.Handler {
         links: PaymentLinks = PaymentLinks(), now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
     ) {
         self.store = store
+        comments = CommentBatcher(store: store, now: now)
         placement = OrderPlacement(store: store, loyalty: loyalty)
         self.messenger = messenger
         self.rates = rates
@@ -171,7 +173,7 @@ public struct OrderServiceHandler: OrderService.Handler {
         if request.commentedAtMs < 0 { throw RPCError.invalidArgument("commented_at_ms must not be negative") }
         let nowMs = now()
         let comment = OrderStore.Comment(campaignId: campaign, customerId: customer, text: request.text, atMs: request.commentedAtMs == 0 ? nowMs : request.commentedAtMs)
-        let result = try await store.ingest(shop: request.shopId, [comment], nowMs: nowMs)[0].get()
+        let result = try await comments.ingest(shop: request.shopId, comment)
         return IngestCommentResponse(
             intents: result.intents.map { PurchaseIntent(code: $0.code, variantId: $0.variantId, quantity: Int32($0.quantity)) },
             capturedPhone: result.phone ?? "", cartId: result.cartId

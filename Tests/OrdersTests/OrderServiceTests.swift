@@ -62,6 +62,36 @@ import Testing
         }
     }
 
+    @Test func aBurstOfConcurrentCommentsLosesNothingAndAWrongOneFailsAlone() async throws {
+        try await OrderHarness.run { h in
+            let s = try await h.stockShop()
+            let live = try await Self.livestream(h, s)
+            let client = h.client
+            let failures = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for i in 0..<300 {
+                    group.addTask {
+                        let campaign = i == 150 ? "cmp_gone" : live.campaignId
+                        do {
+                            _ = try await client.ingestComment(IngestCommentRequest(shopId: Self.shop, campaignId: campaign, customerId: "cu\(i % 60)", text: "A12 x1"))
+                            return false
+                        } catch let error as RPCError where error.code == .notFound {
+                            return true
+                        }
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(failures == 1)
+            // 299 comments: customer 30 (i = 150 failed) has 4 shirts, everyone else 5.
+            for customer in ["cu0", "cu30", "cu59"] {
+                let carts = try await h.client.listCarts(ListCartsRequest(shopId: Self.shop, customerId: customer)).carts
+                #expect(carts.count == 1 && carts[0].items.map(\.quantity) == [customer == "cu30" ? 4 : 5], "\(customer)")
+            }
+            let stats = try await h.client.getCampaign(GetCampaignRequest(shopId: Self.shop, campaignId: live.campaignId)).stats!
+            #expect(stats.draftOrders == 60 && stats.customers == 60 && stats.estimatedRevenueVnd == 299 * 199_000)
+        }
+    }
+
     @Test func cartsGatherAcrossCampaignsRecordStaffAndCombineIntoOneOrder() async throws {
         try await OrderHarness.run { h in
             let s = try await h.stockShop()

@@ -6,6 +6,8 @@ generated from proto/ by grpcio-tools when the tests start.
 """
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -116,6 +118,46 @@ class ServiceProcess(ServerProcess):
     def close(self):
         self.channel.close()
         self.stop_cleanly()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mesh:
+    """Several ChatMesh services as real processes on ports picked up front, each told every other's
+    address (CHATMESH_<NAME>_ADDRS), each on its own data directory under `root`."""
+
+    def __init__(self, root, names, env=None):
+        from chatmesh.v1 import loyalty_pb2_grpc, messaging_pb2_grpc, order_pb2_grpc, conversation_pb2_grpc
+        self.stubs = {"loyalty": loyalty_pb2_grpc.LoyaltyServiceStub, "messaging": messaging_pb2_grpc.MessagingServiceStub,
+                      "order": order_pb2_grpc.OrderServiceStub, "conversation": conversation_pb2_grpc.ConversationServiceStub}
+        self.root = root
+        self.env = env or {}
+        self.ports = {name: free_port() for name in names}
+        self.services = {}
+        for name in names:
+            os.makedirs(os.path.join(root, name), exist_ok=True)
+            self.start(name)
+
+    def start(self, name):
+        addresses = {f"CHATMESH_{other.upper()}_ADDRS": f"127.0.0.1:{port}" for other, port in self.ports.items()}
+        self.services[name] = ServiceProcess(f"{name}-svc", self.stubs[name], os.path.join(self.root, name), env={
+            **addresses, **self.env.get(name, {}), "CHATMESH_LISTEN": f"127.0.0.1:{self.ports[name]}"})
+        return self.services[name]
+
+    def stub(self, name):
+        return self.services[name].stub
+
+    def db(self, name):
+        return sqlite3.connect(os.path.join(self.root, name, f"{name}.sqlite"))
+
+    def close(self):
+        for service in self.services.values():
+            if service.alive():
+                service.close()
 
 
 class EchoServer(ServerProcess):

@@ -2,16 +2,13 @@
 points and tiers from order events delivered several times, a restart that keeps them, referral vouchers
 sent through messaging-svc over the wire exactly once (also when messaging-svc was down when the referral
 was made), and a broadcast whose audience is a loyalty-svc segment."""
-import os
-import socket
-import sqlite3
 import tempfile
 import time
 
 import grpc
 import pytest
 
-from conftest import ServiceProcess, mint_token, wait_until
+from conftest import Mesh, mint_token, wait_until
 from chatmesh.v1 import common_pb2
 from chatmesh.v1 import loyalty_pb2 as l
 from chatmesh.v1 import loyalty_pb2_grpc as l_grpc
@@ -22,51 +19,39 @@ from chatmesh.v1 import order_pb2 as o
 SHOP = "shop-loy"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def md(shop=SHOP):
     return [("authorization", "Bearer " + mint_token(shop, staff="owner-1", role="owner"))]
 
 
-class Mesh:
-    """loyalty-svc and messaging-svc on ports picked up front, each knowing the other's address."""
+class LoyaltyMesh(Mesh):
+    """loyalty-svc and messaging-svc (SMS at 500 VND a message)."""
 
     def __init__(self, root):
-        self.root = root
-        self.loyalty_port = free_port()
-        self.messaging_port = free_port()
-        for name in ("loyalty", "messaging"):
-            os.makedirs(os.path.join(root, name), exist_ok=True)
-        self.loyalty = self.start_loyalty()
-        self.messaging = self.start_messaging()
+        super().__init__(root, ["loyalty", "messaging"], env={"messaging": {"CHATMESH_PRICE_SMS_VND": "500"}})
+
+    @property
+    def loyalty(self):
+        return self.services["loyalty"]
+
+    @property
+    def messaging(self):
+        return self.services["messaging"]
 
     def start_loyalty(self):
-        return ServiceProcess("loyalty-svc", l_grpc.LoyaltyServiceStub, os.path.join(self.root, "loyalty"), env={
-            "CHATMESH_LISTEN": f"127.0.0.1:{self.loyalty_port}", "CHATMESH_MESSAGING_ADDRS": f"127.0.0.1:{self.messaging_port}"})
+        return self.start("loyalty")
 
     def start_messaging(self):
-        return ServiceProcess("messaging-svc", m_grpc.MessagingServiceStub, os.path.join(self.root, "messaging"), env={
-            "CHATMESH_LISTEN": f"127.0.0.1:{self.messaging_port}", "CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{self.loyalty_port}",
-            "CHATMESH_PRICE_SMS_VND": "500"})
+        return self.start("messaging")
 
     def messages(self, where="1 = 1", args=()):
-        with sqlite3.connect(os.path.join(self.root, "messaging", "messaging.sqlite")) as db:
+        with self.db("messaging") as db:
             return db.execute(f"SELECT recipient, body, idempotency_key, broadcast_id FROM messages WHERE {where}", args).fetchall()
-
-    def close(self):
-        for service in (self.loyalty, self.messaging):
-            if service.alive():
-                service.close()
 
 
 @pytest.fixture
 def mesh():
     with tempfile.TemporaryDirectory(prefix="loyalty-") as root:
-        mesh = Mesh(root)
+        mesh = LoyaltyMesh(root)
         yield mesh
         mesh.close()
 
@@ -109,7 +94,7 @@ def test_points_tiers_and_a_restart(mesh):
 
     loyalty.RedeemPoints(l.RedeemPointsRequest(shop_id=SHOP, customer_id="cu-lan", points=20, order_id="o-2"), metadata=md())
     mesh.loyalty.close()
-    mesh.loyalty = mesh.start_loyalty()
+    mesh.start_loyalty()
     member = mesh.loyalty.stub.GetMember(l.GetMemberRequest(shop_id=SHOP, customer_id="cu-lan"), metadata=md())
     assert (member.points, member.tier_id) == (300, gold.tier_id)
     # After the restart the event is still known.
@@ -148,7 +133,7 @@ def test_referral_vouchers_go_through_messaging_exactly_once(mesh):
     mesh.messaging.close()
     late = loyalty.SubmitReferral(l.SubmitReferralRequest(shop_id=SHOP, order_id="o-2", friend_phone="0977111222"), metadata=md())
     assert not late.sent
-    mesh.messaging = mesh.start_messaging()
+    mesh.start_messaging()
     assert wait_until(lambda: len(mesh.messages("idempotency_key = ?", ("voucher:" + late.code,))) == 1, timeout=40), mesh.loyalty.log()[-3000:]
     time.sleep(1)
     assert len(mesh.messages("recipient = ?", ("0977111222",))) == 1
