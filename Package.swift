@@ -168,6 +168,17 @@ let package = Package(
             ],
             path: "Benchmarks/bench-broadcast"
         ),
+        // Scale benchmark of order-svc: 10k products / 100k orders seeded, CreateOrder with its loyalty call,
+        // reads, and a livestream comment burst over h2c.
+        .executableTarget(
+            name: "bench-orders",
+            dependencies: [
+                "BenchSupport", "Orders", "MeshStore", "MeshHTTP2", "MeshRPC", "ChatMeshAPI",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/bench-orders"
+        ),
         // Scale benchmark of loyalty-svc: 200k members and 1M ledger entries seeded into its store, then
         // PreviewOrder, CountSegment and ExpirePoints over h2c.
         .executableTarget(

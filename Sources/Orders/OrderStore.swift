@@ -289,74 +289,129 @@ public struct OrderStore: Sendable {
     }
 
     /// Reads and keeps comments, several in one transaction (a livestream sends
-    /// thousands a second); the intents go into each customer's open cart for the
-    /// campaign. A comment to an unknown campaign fails alone.
+    /// thousands a second) and a handful of statements whatever their number; the
+    /// intents go into each customer's open cart for the campaign. A comment to an
+    /// unknown campaign fails alone.
     public func ingest(shop: String, _ comments: [Comment], nowMs: Int64) async throws -> [Result<CommentResult, RPCError>] {
         try await db.write { db in
-            var parsers: [String: CommentParser?] = [:]
-            var results: [Result<CommentResult, RPCError>] = []
+            var campaigns: [String: CampaignReader] = [:]
+            for id in Set(comments.map(\.campaignId)) {
+                if let reader = try await Self.reader(db, shop: shop, campaign: id) { campaigns[id] = reader }
+            }
+            struct Pair: Hashable { var customer: String; var campaign: String }
+            var readings: [CommentParser.Reading?] = []
+            var rows: [SQLQueryString] = []
+            var wanted: Set<Pair> = []
             for comment in comments {
-                if parsers[comment.campaignId] == nil {
-                    parsers[comment.campaignId] = .some(try await Self.parser(db, shop: shop, campaign: comment.campaignId))
+                guard let reader = campaigns[comment.campaignId] else {
+                    readings.append(nil)
+                    continue
                 }
-                guard let parser = parsers[comment.campaignId] ?? nil else {
+                let reading = reader.parser.read(comment.text)
+                readings.append(reading)
+                rows.append("""
+                    (\(bind: shop), \(bind: SortableID.make("cmt_", nowMs: nowMs)), \(bind: comment.campaignId), \(bind: comment.customerId),
+                     \(bind: comment.text), \(bind: reading.phone ?? ""), \(bind: Int64(reading.intents.count)), \(bind: comment.atMs))
+                    """)
+                if !reading.intents.isEmpty { wanted.insert(Pair(customer: comment.customerId, campaign: comment.campaignId)) }
+            }
+            for start in stride(from: 0, to: rows.count, by: 500) {
+                try await db.raw("""
+                    INSERT INTO comments (shop_id, comment_id, campaign_id, customer_id, text, phone, intents, commented_at_ms) VALUES
+                    """ + " " + rows[start..<min(start + 500, rows.count)].joined(separator: ", ")).run()
+            }
+            // The open carts of the pairs, made where missing.
+            var carts: [Pair: String] = [:]
+            if !wanted.isEmpty {
+                let customers = Array(Set(wanted.map(\.customer)))
+                for chunk in stride(from: 0, to: customers.count, by: 500) {
+                    for row in try await db.raw("""
+                        SELECT cart_id, customer_id, campaign_id FROM carts
+                        WHERE shop_id = \(bind: shop) AND order_id = '' AND campaign_id IN (\(binds: Array(Set(wanted.map(\.campaign)))))
+                          AND customer_id IN (\(binds: Array(customers[chunk..<min(chunk + 500, customers.count)])))
+                        """).all() {
+                        carts[Pair(customer: try row.string("customer_id"), campaign: try row.string("campaign_id"))] = try row.string("cart_id")
+                    }
+                }
+                var created: [SQLQueryString] = []
+                for pair in wanted where carts[pair] == nil {
+                    let id = SortableID.make("cart_", nowMs: nowMs)
+                    carts[pair] = id
+                    created.append("""
+                        (\(bind: shop), \(bind: id), \(bind: pair.customer), \(bind: pair.campaign), \(bind: campaigns[pair.campaign]!.name), '', \(bind: nowMs))
+                        """)
+                }
+                for start in stride(from: 0, to: created.count, by: 500) {
+                    try await db.raw("""
+                        INSERT INTO carts (shop_id, cart_id, customer_id, campaign_id, name, updated_by_staff_id, updated_at_ms) VALUES
+                        """ + " " + created[start..<min(start + 500, created.count)].joined(separator: ", ")).run()
+                }
+            }
+            // Every intent of the batch, summed per cart and variant, in one upsert.
+            struct Line: Hashable { var cart: String; var variant: String }
+            var added: [Line: (quantity: Int64, price: Int64)] = [:]
+            var results: [Result<CommentResult, RPCError>] = []
+            for (comment, reading) in zip(comments, readings) {
+                guard let reading else {
                     results.append(.failure(.notFound("campaign_id: no campaign \(comment.campaignId)")))
                     continue
                 }
-                let reading = parser.read(comment.text)
-                try await db.raw("""
-                    INSERT INTO comments (shop_id, comment_id, campaign_id, customer_id, text, phone, intents, commented_at_ms)
-                    VALUES (\(bind: shop), \(bind: SortableID.make("cmt_", nowMs: nowMs)), \(bind: comment.campaignId), \(bind: comment.customerId),
-                            \(bind: comment.text), \(bind: reading.phone ?? ""), \(bind: Int64(reading.intents.count)), \(bind: comment.atMs))
-                    """).run()
                 var cartId = ""
                 if !reading.intents.isEmpty {
-                    cartId = try await Self.openCart(db, shop: shop, customer: comment.customerId, campaign: comment.campaignId, nowMs: nowMs)
+                    cartId = carts[Pair(customer: comment.customerId, campaign: comment.campaignId)]!
                     for intent in reading.intents {
-                        try await db.raw("""
-                            INSERT INTO cart_items (shop_id, cart_id, variant_id, quantity, price_vnd)
-                            SELECT \(bind: shop), \(bind: cartId), \(bind: intent.variantId), \(bind: Int64(intent.quantity)), price_vnd FROM campaign_items
-                            WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: comment.campaignId) AND variant_id = \(bind: intent.variantId)
-                            ON CONFLICT (shop_id, cart_id, variant_id) DO UPDATE
-                                SET quantity = CASE WHEN cart_items.quantity + excluded.quantity > \(bind: Int64(CommentParser.maxQuantity)) THEN \(bind: Int64(CommentParser.maxQuantity)) ELSE cart_items.quantity + excluded.quantity END
-                            """).run()
+                        let line = Line(cart: cartId, variant: intent.variantId)
+                        let price = campaigns[comment.campaignId]!.prices[intent.variantId] ?? 0
+                        added[line, default: (0, price)].quantity += Int64(intent.quantity)
                     }
-                    try await db.raw("""
-                        UPDATE carts SET updated_by_staff_id = '', updated_at_ms = \(bind: nowMs) WHERE shop_id = \(bind: shop) AND cart_id = \(bind: cartId)
-                        """).run()
                 }
                 results.append(.success(CommentResult(intents: reading.intents, phone: reading.phone, cartId: cartId)))
+            }
+            let cap = Int64(CommentParser.maxQuantity)
+            let lines: [SQLQueryString] = added.map { line, value in
+                "(\(bind: shop), \(bind: line.cart), \(bind: line.variant), \(bind: min(value.quantity, cap)), \(bind: value.price))"
+            }
+            for start in stride(from: 0, to: lines.count, by: 500) {
+                try await db.raw("""
+                    INSERT INTO cart_items (shop_id, cart_id, variant_id, quantity, price_vnd) VALUES
+                    """ + " " + lines[start..<min(start + 500, lines.count)].joined(separator: ", ") + """
+                     ON CONFLICT (shop_id, cart_id, variant_id) DO UPDATE SET quantity =
+                        CASE WHEN cart_items.quantity + excluded.quantity > \(bind: cap) THEN \(bind: cap) ELSE cart_items.quantity + excluded.quantity END
+                    """).run()
+            }
+            let touched = Array(Set(added.keys.map(\.cart)))
+            for start in stride(from: 0, to: touched.count, by: 500) {
+                try await db.raw("""
+                    UPDATE carts SET updated_by_staff_id = '', updated_at_ms = \(bind: nowMs)
+                    WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: Array(touched[start..<min(start + 500, touched.count)])))
+                    """).run()
             }
             return results
         }
     }
 
-    static func parser(_ db: any SQLDatabase, shop: String, campaign: String) async throws -> CommentParser? {
-        guard try await db.raw("SELECT campaign_id FROM campaigns WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign)").first() != nil else {
-            return nil
-        }
-        let items = try await db.raw("""
-            SELECT i.code, i.variant_id, COALESCE(v.title, '') AS title FROM campaign_items i
-            LEFT JOIN variants v ON v.shop_id = i.shop_id AND v.variant_id = i.variant_id
-            WHERE i.shop_id = \(bind: shop) AND i.campaign_id = \(bind: campaign) ORDER BY i.position
-            """).all().map { CommentParser.Item(code: try $0.string("code"), variantId: try $0.string("variant_id"), variantTitle: try $0.string("title")) }
-        return CommentParser(items: items)
+    /// What reading a campaign's comments needs: its parser, prices and name.
+    struct CampaignReader {
+        var parser: CommentParser
+        var prices: [String: Int64]
+        var name: String
     }
 
-    /// The customer's open cart for the campaign, made when there is none.
-    static func openCart(_ db: any SQLDatabase, shop: String, customer: String, campaign: String, nowMs: Int64) async throws -> String {
-        if let row = try await db.raw("""
-            SELECT cart_id FROM carts WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) AND campaign_id = \(bind: campaign) AND order_id = ''
-            """).first() {
-            return try row.string("cart_id")
+    static func reader(_ db: any SQLDatabase, shop: String, campaign: String) async throws -> CampaignReader? {
+        guard let row = try await db.raw("SELECT name FROM campaigns WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign)").first() else {
+            return nil
         }
-        let name = try await db.raw("SELECT name FROM campaigns WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign)").first()?.string("name") ?? ""
-        let id = SortableID.make("cart_", nowMs: nowMs)
-        try await db.raw("""
-            INSERT INTO carts (shop_id, cart_id, customer_id, campaign_id, name, updated_by_staff_id, updated_at_ms)
-            VALUES (\(bind: shop), \(bind: id), \(bind: customer), \(bind: campaign), \(bind: name), '', \(bind: nowMs))
-            """).run()
-        return id
+        var items: [CommentParser.Item] = []
+        var prices: [String: Int64] = [:]
+        for item in try await db.raw("""
+            SELECT i.code, i.variant_id, i.price_vnd, COALESCE(v.title, '') AS title FROM campaign_items i
+            LEFT JOIN variants v ON v.shop_id = i.shop_id AND v.variant_id = i.variant_id
+            WHERE i.shop_id = \(bind: shop) AND i.campaign_id = \(bind: campaign) ORDER BY i.position
+            """).all() {
+            items.append(CommentParser.Item(code: try item.string("code"), variantId: try item.string("variant_id"), variantTitle: try item.string("title")))
+            prices[try item.string("variant_id")] = try item.int64("price_vnd")
+        }
+        return CampaignReader(parser: CommentParser(items: items), prices: prices, name: try row.string("name"))
     }
 
     // MARK: Carts (R-CART-1..2)
