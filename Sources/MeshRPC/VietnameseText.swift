@@ -60,3 +60,16 @@ public enum TagName {
         return nil
     }
 }
+
+/// Money as Vietnamese write it: 50.000đ.
+public enum VietnameseMoney {
+    public static func format(_ vnd: Int64) -> String {
+        let digits = Array(String(vnd.magnitude))
+        var out = ""
+        for (index, digit) in digits.enumerated() {
+            if index > 0 && (digits.count - index) % 3 == 0 { out.append(".") }
+            out.append(digit)
+        }
+        return (vnd < 0 ? "-" : "") + out + "đ"
+    }
+}

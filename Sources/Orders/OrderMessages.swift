@@ -23,22 +23,12 @@ public struct MessagingOrderMessenger: OrderMessenger {
 
 /// The placeholders order and cart messages offer their templates.
 public enum OrderMessageParams {
-    public static func vnd(_ amount: Int64) -> String {
-        let digits = Array(String(amount.magnitude))
-        var out = ""
-        for (index, digit) in digits.enumerated() {
-            if index > 0 && (digits.count - index) % 3 == 0 { out.append(".") }
-            out.append(digit)
-        }
-        return (amount < 0 ? "-" : "") + out + "đ"
-    }
-
     public static func order(_ order: Order) -> [String: String] {
         var params = [
             "order_id": order.orderId,
             "name": order.shipping?.name ?? "",
             "phone": order.shipping?.phone ?? "",
-            "total": vnd(order.totalVnd),
+            "total": VietnameseMoney.format(order.totalVnd),
             "items": order.items.map { "\($0.quantity) × \($0.productName)" + ($0.variantTitle.isEmpty ? "" : " (\($0.variantTitle))") }.joined(separator: ", "),
         ]
         if let shipment = order.shipment {
@@ -53,7 +43,7 @@ public enum OrderMessageParams {
         [
             "campaign": cart.campaignName,
             "items": cart.items.map { "\($0.quantity) × \(names[$0.variantId] ?? $0.variantId)" }.joined(separator: ", "),
-            "total": vnd(cart.totalVnd),
+            "total": VietnameseMoney.format(cart.totalVnd),
             "link": link,
         ]
     }

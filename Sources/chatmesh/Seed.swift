@@ -12,7 +12,8 @@ import MeshRPC
 /// chatbot scenario on the "Quan tâm" tag that starts for the customers who carry it;
 /// in loyalty-svc a program with three tiers, the customers' profiles and paid
 /// orders (points, tiers), a segment, and a referral whose voucher goes out
-/// through messaging-svc.
+/// through messaging-svc; in order-svc a catalog, a livestream whose comments
+/// filled carts and orders in every state.
 struct Seed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fill a running mesh with a demo shop (idempotent: a page that exists is left as it is)."
@@ -29,6 +30,9 @@ struct Seed: AsyncParsableCommand {
 
     @Option(help: "loyalty-svc address (default: CHATMESH_LOYALTY_ADDRS or 127.0.0.1:50053); \"none\" to leave it out.")
     var loyalty: String?
+
+    @Option(help: "order-svc address (default: CHATMESH_ORDER_ADDRS or 127.0.0.1:50052); \"none\" to leave it out.")
+    var order: String?
 
     struct Chat {
         let psid: String
@@ -71,10 +75,13 @@ struct Seed: AsyncParsableCommand {
         let messagingChannel = messagingAddress == "none" ? nil : try HTTP2Channel(addresses: messagingAddress)
         let loyaltyAddress = loyalty ?? env.addresses(of: "loyalty")
         let loyaltyChannel = loyaltyAddress == "none" ? nil : try HTTP2Channel(addresses: loyaltyAddress)
+        let orderAddress = order ?? env.addresses(of: "order")
+        let orderChannel = orderAddress == "none" ? nil : try HTTP2Channel(addresses: orderAddress)
         let closeAll = {
             await channel.close()
             await messagingChannel?.close()
             await loyaltyChannel?.close()
+            await orderChannel?.close()
         }
         do {
             let seeded = try await seed(client)
@@ -85,11 +92,98 @@ struct Seed: AsyncParsableCommand {
             if let loyaltyChannel {
                 try await seedLoyalty(LoyaltyService.Client(channel: loyaltyChannel, defaultOptions: .bearer(token, timeout: .seconds(10))), messagingClient, seeded)
             }
+            if let orderChannel {
+                try await seedOrders(OrderService.Client(channel: orderChannel, defaultOptions: .bearer(token, timeout: .seconds(10))), messagingClient, seeded)
+            }
         } catch {
             await closeAll()
             throw error
         }
         await closeAll()
+    }
+
+    /// A catalog, a warehouse, a livestream whose comments filled carts, and orders in
+    /// every state (priced by loyalty-svc when it runs, confirmed through messaging-svc).
+    func seedOrders(_ client: OrderService.Client, _ messaging: MessagingService.Client?, _ seeded: Seeded) async throws {
+        if try await !client.listProducts(ListProductsRequest(shopId: shop, pageSize: 1)).products.isEmpty {
+            print("\(shop) already has its order demo: nothing to seed")
+            return
+        }
+        let shirt = try await client.upsertProduct(UpsertProductRequest(shopId: shop, name: "Áo sơ mi trắng", variants: [
+            Variant(sku: "ASM-M", title: "Size M", priceVnd: 350_000, stock: 40, weightG: 300),
+            Variant(sku: "ASM-L", title: "Size L", priceVnd: 350_000, stock: 35, weightG: 320),
+        ]))
+        let dress = try await client.upsertProduct(UpsertProductRequest(shopId: shop, name: "Váy maxi hoa nhí", variants: [
+            Variant(sku: "VMX-S", title: "Size S", priceVnd: 450_000, stock: 20, weightG: 400),
+            Variant(sku: "VMX-M", title: "Size M", priceVnd: 450_000, stock: 25, weightG: 420),
+        ]))
+        let skirt = try await client.upsertProduct(UpsertProductRequest(shopId: shop, name: "Chân váy đen", variants: [
+            Variant(sku: "CVD-F", title: "Freesize", priceVnd: 280_000, stock: 15, weightG: 250),
+        ]))
+        let warehouse = try await client.upsertWarehouse(UpsertWarehouseRequest(
+            shopId: shop, name: "Kho Quận 1", address: Address(street: "12 Lý Tự Trọng", ward: "Bến Nghé", district: "Quận 1", province: "Hồ Chí Minh")
+        ))
+        let live = try await client.createCampaign(CreateCampaignRequest(
+            shopId: shop, pageId: "demo-page", kind: .livestream, name: "Live thứ Sáu 20h", postId: "demo-live-1", live: true, items: [
+                CampaignItem(code: "A1", variantId: shirt.variants[0].variantId, priceVnd: 299_000),
+                CampaignItem(code: "A1", variantId: shirt.variants[1].variantId, priceVnd: 299_000),
+                CampaignItem(code: "V2", variantId: dress.variants[0].variantId, priceVnd: 399_000),
+                CampaignItem(code: "V2", variantId: dress.variants[1].variantId, priceVnd: 399_000),
+                CampaignItem(code: "C3", variantId: skirt.variants[0].variantId),
+            ]
+        ))
+        let customers = seeded.customers.map(\.customerId)
+        guard customers.count >= 5 else { return }
+        let comments: [(Int, String)] = [
+            (0, "A1 size L x2 😍"), (1, "V2 giá bao nhiêu shop?"), (1, "chốt V2 M"), (2, "C3 + A1 nha, sđt 0903 111 222"),
+            (3, "lấy 3 cái A1 size M"), (4, "shop ơi đẹp quá"), (4, "V2 S x1"),
+        ]
+        for (who, text) in comments {
+            _ = try await client.ingestComment(IngestCommentRequest(shopId: shop, campaignId: live.campaignId, customerId: customers[who], text: text))
+        }
+        // Orders in every state, from the carts and by hand.
+        let shipping = ShippingInfo(
+            name: "Nguyễn Thị Hoa", phone: "0912345678", address: Address(street: "12 Lý Tự Trọng", ward: "Bến Nghé", district: "Quận 1", province: "Hồ Chí Minh")
+        )
+        let quote = try await client.estimateShipping(EstimateShippingRequest(
+            shopId: shop, warehouseId: warehouse.warehouseId, to: shipping.address, weightG: 640
+        )).quotes.first { $0.carrier == "GHN" }
+        let hoaCart = try await client.listCarts(ListCartsRequest(shopId: shop, customerId: customers[0])).carts.map(\.cartId)
+        let pending = try await client.createOrder(CreateOrderRequest(
+            shopId: shop, customerId: customers[0], cartIds: hoaCart, shipping: shipping, paymentMethod: .online, shippingQuoteId: quote?.quoteId ?? "",
+            staffId: "owner-lan", channel: .livestream, idempotencyKey: "demo-order-1"
+        ))
+        var anh = shipping
+        anh.name = "Phạm Minh Anh"
+        anh.phone = "0938222444"
+        anh.address = Address(street: "88 Nguyễn Trãi", ward: "Phường 3", district: "Quận 5", province: "Hồ Chí Minh")
+        func byHand(_ key: String, _ variant: String, _ quantity: Int32, _ method: Order.PaymentMethod) async throws -> Order {
+            try await client.createOrder(CreateOrderRequest(
+                shopId: shop, customerId: customers[3], items: [OrderItemRequest(variantId: variant, quantity: quantity)], shipping: anh,
+                paymentMethod: method, staffId: "staff-minh", channel: .social, idempotencyKey: key
+            ))
+        }
+        let paid = try await byHand("demo-order-2", dress.variants[1].variantId, 1, .bankTransfer)
+        _ = try await client.markOrderPaid(MarkOrderPaidRequest(shopId: shop, orderId: paid.orderId))
+        let shipped = try await byHand("demo-order-3", shirt.variants[0].variantId, 2, .cod)
+        _ = try await client.shipOrder(ShipOrderRequest(shopId: shop, orderId: shipped.orderId, carrier: "GHN", warehouseId: warehouse.warehouseId))
+        let completed = try await byHand("demo-order-4", skirt.variants[0].variantId, 1, .cod)
+        _ = try await client.shipOrder(ShipOrderRequest(shopId: shop, orderId: completed.orderId, carrier: "J&T Express", warehouseId: warehouse.warehouseId))
+        _ = try await client.completeOrder(CompleteOrderRequest(shopId: shop, orderId: completed.orderId))
+        let cancelled = try await byHand("demo-order-5", dress.variants[0].variantId, 1, .cod)
+        _ = try await client.cancelOrder(CancelOrderRequest(shopId: shop, orderId: cancelled.orderId, staffId: "staff-minh", reason: "Khách đổi ý"))
+        var confirmation = "no confirmation (messaging-svc left out)"
+        if let messaging {
+            let template = try await messaging.createTemplate(CreateTemplateRequest(
+                shopId: shop, channel: .sms, name: "Xác nhận đơn (SMS)", body: "Hoa Mai: đơn {{order_id}} của {{name}} ({{items}}) tổng {{total}} đã được xác nhận.",
+                purpose: .transactionUpdate
+            ))
+            let sent = try await client.sendOrderConfirmation(SendOrderConfirmationRequest(
+                shopId: shop, orderId: pending.orderId, channel: .sms, templateId: template.templateId
+            ))
+            confirmation = "confirmation \(sent.messageId) \(sent.status)"
+        }
+        print("seeded \(shop) orders: 3 products, warehouse, livestream \"\(live.name)\" with \(comments.count) comments, 5 orders (pending, paid, shipped, completed, cancelled), \(confirmation)")
     }
 
     /// Phones and birthdays the demo customers gave (the phones also appear in their chats).

@@ -47,13 +47,7 @@ struct LoyaltyHarness {
     /// Runs `body` on a fresh harness and closes its database however `body` ends.
     static func run(_ body: (LoyaltyHarness) async throws -> Void) async throws {
         let h = try await LoyaltyHarness()
-        do {
-            try await body(h)
-        } catch {
-            try? await h.database.close()
-            throw error
-        }
-        try await h.database.close()
+        try await h.database.closing { try await body(h) }
     }
 
     /// A client acting as a staff member of `shop`.

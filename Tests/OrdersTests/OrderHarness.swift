@@ -89,13 +89,7 @@ struct OrderHarness {
 
     static func run(_ body: (OrderHarness) async throws -> Void) async throws {
         let h = try await OrderHarness()
-        do {
-            try await body(h)
-        } catch {
-            try? await h.database.close()
-            throw error
-        }
-        try await h.database.close()
+        try await h.database.closing { try await body(h) }
     }
 
     func client(shop: String = Self.shop, staff: String) -> OrderService.Client {
