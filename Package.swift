@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "messaging-svc", targets: ["messaging-svc"]),
         .executable(name: "loyalty-svc", targets: ["loyalty-svc"]),
         .executable(name: "order-svc", targets: ["order-svc"]),
+        .executable(name: "gateway", targets: ["gateway"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -82,6 +83,8 @@ let package = Package(
             name: "Orders",
             dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The gateway: the panel composed from the services' answers (R-PANEL-1..3), the staff report.
+        .target(name: "Gateway", dependencies: ["MeshRPC", "ChatMeshAPI", .product(name: "NIOCore", package: "swift-nio")]),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
         .target(name: "Messaging", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // messaging-svc's providers, each speaking its real protocol (HTTP/1.1 + TLS clients); wired by the executable.
@@ -130,6 +133,12 @@ let package = Package(
             name: "order-svc",
             dependencies: ["Orders", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/order-svc",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "gateway",
+            dependencies: ["Gateway", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            path: "services/gateway",
             exclude: ["README.md"]
         ),
         .executableTarget(
@@ -205,6 +214,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["smtp_sink.py"]
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway", "Conversations", "Orders", "Loyalty", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(name: "OrdersTests", dependencies: ["Orders", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),

@@ -131,9 +131,10 @@ class Mesh:
     address (CHATMESH_<NAME>_ADDRS), each on its own data directory under `root`."""
 
     def __init__(self, root, names, env=None):
-        from chatmesh.v1 import loyalty_pb2_grpc, messaging_pb2_grpc, order_pb2_grpc, conversation_pb2_grpc
+        from chatmesh.v1 import loyalty_pb2_grpc, messaging_pb2_grpc, order_pb2_grpc, conversation_pb2_grpc, panel_pb2_grpc
         self.stubs = {"loyalty": loyalty_pb2_grpc.LoyaltyServiceStub, "messaging": messaging_pb2_grpc.MessagingServiceStub,
-                      "order": order_pb2_grpc.OrderServiceStub, "conversation": conversation_pb2_grpc.ConversationServiceStub}
+                      "order": order_pb2_grpc.OrderServiceStub, "conversation": conversation_pb2_grpc.ConversationServiceStub,
+                      "gateway": panel_pb2_grpc.PanelServiceStub}
         self.root = root
         self.env = env or {}
         self.ports = {name: free_port() for name in names}
@@ -144,9 +145,12 @@ class Mesh:
 
     def start(self, name):
         addresses = {f"CHATMESH_{other.upper()}_ADDRS": f"127.0.0.1:{port}" for other, port in self.ports.items()}
-        self.services[name] = ServiceProcess(f"{name}-svc", self.stubs[name], os.path.join(self.root, name), env={
+        self.services[name] = ServiceProcess(name if name == "gateway" else f"{name}-svc", self.stubs[name], os.path.join(self.root, name), env={
             **addresses, **self.env.get(name, {}), "CHATMESH_LISTEN": f"127.0.0.1:{self.ports[name]}"})
         return self.services[name]
+
+    def addresses_env(self):
+        return {f"CHATMESH_{name.upper()}_ADDRS": f"127.0.0.1:{port}" for name, port in self.ports.items()}
 
     def stub(self, name):
         return self.services[name].stub

@@ -1,0 +1,151 @@
+import ChatMeshAPI
+import MeshRPC
+import NIOCore
+
+/// R-PANEL-1..2: one conversation's panel from conversation-, order- and
+/// loyalty-svc. The conversation itself must be read (it names the customer);
+/// every other section is asked for at once, each with its own deadline inside
+/// the caller's, and a section whose service is slow, down or erroring is listed
+/// in `unavailable_sections` with the status it gave while the rest is served.
+/// Calls carry the caller's token (MeshRPC forwards it), so every service checks
+/// the shop itself.
+public struct PanelComposer: Sendable {
+    public struct Clients: Sendable {
+        public var conversation: ConversationService.Client
+        public var order: OrderService.Client
+        public var loyalty: LoyaltyService.Client
+
+        public init(conversation: any RPCChannel, order: any RPCChannel, loyalty: any RPCChannel) {
+            self.conversation = ConversationService.Client(channel: conversation)
+            self.order = OrderService.Client(channel: order)
+            self.loyalty = LoyaltyService.Client(channel: loyalty)
+        }
+    }
+
+    let clients: Clients
+    /// The longest a section may take (the caller's deadline may be sooner).
+    let sectionTimeout: Duration
+
+    public init(clients: Clients, sectionTimeout: Duration = .milliseconds(500)) {
+        self.clients = clients
+        self.sectionTimeout = sectionTimeout
+    }
+
+    /// How many items of the lists a panel shows.
+    static let notes: Int32 = 20
+    static let activity: Int32 = 20
+    static let recentOrders: Int32 = 5
+
+    enum Section: Sendable {
+        case customer(Customer)
+        case tags(TagList)
+        case carts([Cart])
+        case orderSummary(OrderSummary)
+        case notes([Note])
+        case activity([ActivityEntry])
+        case member(Member?)
+    }
+
+    public func panel(shop: String, pageId: String, conversationId: String) async throws(RPCError) -> Panel {
+        let conversation = try await clients.conversation.getConversation(
+            GetConversationRequest(shopId: shop, conversationId: conversationId), options: options
+        )
+        if !pageId.isEmpty && conversation.pageId != pageId {
+            throw .notFound("conversation_id: no conversation \(conversationId) on page \(pageId)")
+        }
+        var panel = Panel(conversation: conversation)
+        let customer = conversation.customerId
+        let page = conversation.pageId
+        let c = clients
+        let options = self.options
+        let timeout = sectionTimeout
+        let results = await withTaskGroup(of: (String, Result<Section, RPCError>).self) { group in
+            func ask(_ name: String, _ call: @escaping @Sendable () async throws(RPCError) -> Section) {
+                group.addTask { (name, await Self.within(timeout, section: name, call)) }
+            }
+            ask("customer") { () throws(RPCError) in .customer(try await c.conversation.getCustomer(GetCustomerRequest(shopId: shop, customerId: customer), options: options)) }
+            ask("tags") { () throws(RPCError) in .tags(try await c.conversation.listTags(ListTagsRequest(shopId: shop, pageId: page), options: options)) }
+            ask("carts") { () throws(RPCError) in .carts(try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts) }
+            ask("order_summary") { () throws(RPCError) in
+                .orderSummary(try await c.order.getOrderSummary(
+                    GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options
+                ))
+            }
+            ask("notes") { () throws(RPCError) in
+                .notes(try await c.conversation.listNotes(ListNotesRequest(shopId: shop, customerId: customer, pageSize: Self.notes), options: options).notes)
+            }
+            ask("activity") { () throws(RPCError) in
+                .activity(try await c.conversation.listActivity(
+                    ListActivityRequest(shopId: shop, pageId: page, conversationId: conversationId, pageSize: Self.activity), options: options
+                ).entries)
+            }
+            ask("member") { () throws(RPCError) in
+                switch await Self.result({ () throws(RPCError) in try await c.loyalty.getMember(GetMemberRequest(shopId: shop, customerId: customer), options: options) }) {
+                case .success(let member): return .member(member)
+                case .failure(let error) where error.code == .notFound: return .member(nil)   // not a member yet: nothing wrong
+                case .failure(let error): throw error
+                }
+            }
+            var out: [(String, Result<Section, RPCError>)] = []
+            for await result in group { out.append(result) }
+            return out
+        }
+        for (name, result) in results.sorted(by: { $0.0 < $1.0 }) {
+            switch result {
+            case .success(.customer(let customer)):
+                panel.customer = customer
+                panel.referral = customer.referral
+                panel.customFields = customer.customFields
+            case .success(.tags(let list)):
+                let attached = conversation.tags.filter { $0.visible }
+                let ids = Set(attached.map(\.tagId))
+                panel.tags = PanelTags(attached: attached, available: list.folders.flatMap(\.tags).filter { $0.visible && !ids.contains($0.tagId) })
+            case .success(.carts(let carts)): panel.carts = carts
+            case .success(.orderSummary(let summary)): panel.orderSummary = summary
+            case .success(.notes(let notes)): panel.notes = notes
+            case .success(.activity(let entries)): panel.activity = entries
+            case .success(.member(let member)): panel.member = member
+            case .failure(let error):
+                // The customer call also carries the referral and the custom fields.
+                for section in name == "customer" ? ["custom_fields", "customer", "referral"] : [name] {
+                    panel.unavailableSections.append(UnavailableSection(section: section, code: error.code.name, reason: error.message))
+                }
+            }
+        }
+        return panel
+    }
+
+    var options: CallOptions {
+        CallOptions(timeout: TimeAmount.nanoseconds(Int64(sectionTimeout.components.seconds) * 1_000_000_000 + sectionTimeout.components.attoseconds / 1_000_000_000))
+    }
+
+    /// A typed-throwing call as a value.
+    static func result<T>(_ call: () async throws(RPCError) -> T) async -> Result<T, RPCError> {
+        do {
+            return .success(try await call())
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// `call`, or DEADLINE_EXCEEDED when it has not answered within `timeout`
+    /// (whatever the transport does with deadlines), its task then cancelled.
+    static func within<T: Sendable>(_ timeout: Duration, section: String, _ call: @escaping @Sendable () async throws(RPCError) -> T) async -> Result<T, RPCError> {
+        await withTaskGroup(of: Result<T, RPCError>?.self) { group in
+            group.addTask { await result(call) }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return Task.isCancelled ? nil : .failure(.deadlineExceeded("\(section): no answer within \(timeout)"))
+            }
+            var outcome: Result<T, RPCError> = .failure(.deadlineExceeded("\(section): no answer"))
+            for await result in group {
+                if let result {
+                    outcome = result
+                    break
+                }
+            }
+            group.cancelAll()
+            return outcome
+        }
+    }
+}

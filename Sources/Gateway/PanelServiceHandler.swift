@@ -1,0 +1,54 @@
+import ChatMeshAPI
+import MeshRPC
+
+/// chatmesh.v1.PanelService: the chat tool panel, the shipping estimate passed
+/// through to order-svc, and the staff report.
+public struct PanelServiceHandler: PanelService.Handler {
+    let composer: PanelComposer
+
+    public init(composer: PanelComposer) {
+        self.composer = composer
+    }
+
+    static func id(_ value: String, _ field: String) throws(RPCError) -> String {
+        if value.isEmpty { throw .invalidArgument("\(field) is required") }
+        if value.utf8.count > 128 { throw .invalidArgument("\(field) is longer than 128 bytes") }
+        return value
+    }
+
+    public func getPanel(_ request: GetPanelRequest, context: ServerContext) async throws -> Panel {
+        let conversation = try Self.id(request.conversationId, "conversation_id")
+        if request.pageId.utf8.count > 128 { throw RPCError.invalidArgument("page_id is longer than 128 bytes") }
+        return try await composer.panel(shop: request.shopId, pageId: request.pageId, conversationId: conversation)
+    }
+
+    public func estimateShipping(_ request: EstimateShippingRequest, context: ServerContext) async throws -> EstimateShippingResponse {
+        try await composer.clients.order.estimateShipping(request, options: CallOptions(timeout: .seconds(5)))
+    }
+
+    public func getStaffReport(_ request: GetStaffReportRequest, context: ServerContext) async throws -> GetStaffReportResponse {
+        let page = try Self.id(request.pageId, "page_id")
+        guard request.fromMs >= 0, request.toMs > request.fromMs else { throw RPCError.invalidArgument("to_ms must be after from_ms") }
+        let clients = composer.clients
+        async let conversation = PanelComposer.within(.seconds(10), section: "conversation") { () throws(RPCError) in
+            try await clients.conversation.getStaffConversationStats(
+                GetStaffConversationStatsRequest(shopId: request.shopId, pageId: page, fromMs: request.fromMs, toMs: request.toMs),
+                options: CallOptions(timeout: .seconds(10))
+            ).staff
+        }
+        async let sales = PanelComposer.within(.seconds(10), section: "sales") { () throws(RPCError) in
+            try await clients.order.getStaffSalesStats(
+                GetStaffSalesStatsRequest(shopId: request.shopId, fromMs: request.fromMs, toMs: request.toMs), options: CallOptions(timeout: .seconds(10))
+            ).staff
+        }
+        let (c, s) = await (conversation, sales)
+        // Both refused for the same reason (a bad token, another shop): that is the answer.
+        if case .failure(let a) = c, case .failure(let b) = s, a.code == b.code, [.permissionDenied, .unauthenticated, .invalidArgument].contains(a.code) {
+            throw a
+        }
+        var unavailable: [UnavailableSection] = []
+        if case .failure(let error) = c { unavailable.append(UnavailableSection(section: "conversation_stats", code: error.code.name, reason: error.message)) }
+        if case .failure(let error) = s { unavailable.append(UnavailableSection(section: "sales_stats", code: error.code.name, reason: error.message)) }
+        return GetStaffReportResponse(rows: StaffReport.rows(conversation: try? c.get(), sales: try? s.get()), unavailableSections: unavailable)
+    }
+}

@@ -1,0 +1,198 @@
+import ChatMeshAPI
+import Conversations
+import Foundation
+@testable import Gateway
+import Loyalty
+import MeshRPC
+import MeshStore
+import MeshTestSupport
+import NIOCore
+import Orders
+import Synchronization
+import Testing
+
+/// A channel a test can slow down or cut, in front of a real in-process service.
+final class ControllableChannel: RPCChannel {
+    enum Mode: Sendable { case normal, slow(Duration), down }
+    let inner: any RPCChannel
+    let mode = Mutex<Mode>(.normal)
+
+    init(_ inner: any RPCChannel) {
+        self.inner = inner
+    }
+
+    func unary(_ request: ClientRequest) async throws(RPCError) -> ByteBuffer {
+        switch mode.withLock({ $0 }) {
+        case .normal: break
+        case .slow(let delay): try? await Task.sleep(for: delay)
+        case .down: throw RPCError.unavailable("connection refused")
+        }
+        return try await inner.unary(request)
+    }
+}
+
+/// conversation-, order- and loyalty-svc as their real handlers on SQLite, each
+/// behind a router checking tokens, and the gateway in front of them.
+struct PanelMesh {
+    static let shop = "shop-g"
+    static let key = "gateway-tests-key"
+    let databases: [SQLiteStore]
+    let loyaltyChannel: ControllableChannel
+    let gateway: PanelService.Client
+    let conversation: ConversationService.Client
+    let order: OrderService.Client
+    let loyalty: LoyaltyService.Client
+
+    static func run(_ body: (PanelMesh) async throws -> Void) async throws {
+        let conversationDB = try await SQLiteStore.open(path: temporaryDatabasePath("conversation"))
+        let orderDB = try await SQLiteStore.open(path: temporaryDatabasePath("order"))
+        let loyaltyDB = try await SQLiteStore.open(path: temporaryDatabasePath("loyalty"))
+        let verifier = TokenVerifier(key: key)
+        let conversationChannel = InProcessChannel(router: RPCRouter(
+            services: [ConversationServiceHandler(store: try await SQLConversationStore.open(conversationDB))], verifier: verifier
+        ))
+        let loyaltyStore = try await LoyaltyStore.open(loyaltyDB)
+        let loyaltyChannel = ControllableChannel(InProcessChannel(router: RPCRouter(
+            services: [LoyaltyServiceHandler(store: loyaltyStore, vouchers: nil)], verifier: verifier
+        )))
+        let orderChannel = InProcessChannel(router: RPCRouter(
+            services: [OrderServiceHandler(store: try await OrderStore.open(orderDB), loyalty: LoyaltyServiceCheckout(channel: loyaltyChannel), messenger: nil)],
+            verifier: verifier
+        ))
+        let composer = PanelComposer(
+            clients: .init(conversation: conversationChannel, order: orderChannel, loyalty: loyaltyChannel), sectionTimeout: .milliseconds(300)
+        )
+        let gatewayChannel = InProcessChannel(router: RPCRouter(services: [PanelServiceHandler(composer: composer)], verifier: verifier))
+        let options = CallOptions.bearer(token(shop))
+        let mesh = PanelMesh(
+            databases: [conversationDB, orderDB, loyaltyDB], loyaltyChannel: loyaltyChannel,
+            gateway: PanelService.Client(channel: gatewayChannel, defaultOptions: options),
+            conversation: ConversationService.Client(channel: conversationChannel, defaultOptions: options),
+            order: OrderService.Client(channel: orderChannel, defaultOptions: options),
+            loyalty: LoyaltyService.Client(channel: loyaltyChannel, defaultOptions: options)
+        )
+        do {
+            try await body(mesh)
+        } catch {
+            for db in mesh.databases { try? await db.close() }
+            throw error
+        }
+        for db in mesh.databases { try await db.close() }
+    }
+
+    static func token(_ shop: String) -> String {
+        TokenSigner(key: key).mint(shopId: shop, staffId: "lan", role: .owner)
+    }
+
+    /// A page, Hoa's conversation with a tag, a note and a custom field; a product, a
+    /// livestream cart and an order; a loyalty program with a tier she reached.
+    func seed() async throws -> (conversation: String, customer: String) {
+        let shop = Self.shop
+        _ = try await conversation.connectPage(ConnectPageRequest(shopId: shop, pageId: "page-1", name: "Hoa Mai", platform: .facebook))
+        let message = try await conversation.ingestMessage(IngestMessageRequest(
+            shopId: shop, pageId: "page-1", customerExternalId: "psid-1", customerName: "Nguyễn Thị Hoa", kind: .message, sender: .customer,
+            text: "Shop ơi áo còn size M không, sđt em 0912 345 678"
+        ))
+        let tags = try await conversation.listTags(ListTagsRequest(shopId: shop, pageId: "page-1")).folders.flatMap(\.tags)
+        _ = try await conversation.attachTag(AttachTagRequest(shopId: shop, conversationId: message.conversationId, tagId: tags[0].tagId))
+        _ = try await conversation.addNote(AddNoteRequest(shopId: shop, customerId: message.customerId, text: "Khách quen, thích màu trắng"))
+        _ = try await conversation.defineCustomField(DefineCustomFieldRequest(shopId: shop, key: "size_ao", label: "Size áo", type: .text))
+        _ = try await conversation.setCustomFieldValue(SetCustomFieldValueRequest(shopId: shop, customerId: message.customerId, key: "size_ao", value: "M"))
+
+        _ = try await loyalty.configureProgram(ConfigureProgramRequest(shopId: shop, earnVndPerPoint: 10_000, redeemVndPerPoint: 1_000))
+        _ = try await loyalty.upsertTier(UpsertTierRequest(shopId: shop, name: "Bạc", minSpendVnd: 1_000_000, discountPercent: 5, combinable: true))
+        _ = try await loyalty.recordOrderEvent(RecordOrderEventRequest(
+            shopId: shop, eventId: "e1", orderId: "old-1", customerId: message.customerId, kind: .paid, amountVnd: 1_500_000
+        ))
+
+        let shirt = try await order.upsertProduct(UpsertProductRequest(shopId: shop, name: "Áo sơ mi", variants: [
+            Variant(title: "Size M", priceVnd: 300_000, stock: 10, weightG: 300),
+        ]))
+        let live = try await order.createCampaign(CreateCampaignRequest(
+            shopId: shop, pageId: "page-1", kind: .livestream, name: "Live 20h", items: [CampaignItem(code: "A1", variantId: shirt.variants[0].variantId)]
+        ))
+        _ = try await order.ingestComment(IngestCommentRequest(shopId: shop, campaignId: live.campaignId, customerId: message.customerId, text: "A1 x2"))
+        _ = try await order.createOrder(CreateOrderRequest(
+            shopId: shop, customerId: message.customerId, items: [OrderItemRequest(variantId: shirt.variants[0].variantId, quantity: 1)],
+            shipping: ShippingInfo(name: "Hoa", phone: "0912345678", address: Address(street: "1 Lê Lợi", district: "Quận 1", province: "Hồ Chí Minh")),
+            paymentMethod: .cod
+        ))
+        return (message.conversationId, message.customerId)
+    }
+}
+
+@Suite struct PanelComposerTests {
+    @Test func aWholePanelFromTheThreeServices() async throws {
+        try await PanelMesh.run { mesh in
+            let (conversation, customer) = try await mesh.seed()
+            let panel = try await mesh.gateway.getPanel(GetPanelRequest(shopId: PanelMesh.shop, pageId: "page-1", conversationId: conversation))
+            #expect(panel.unavailableSections.isEmpty)
+            #expect(panel.conversation?.conversationId == conversation)
+            #expect(panel.customer?.name == "Nguyễn Thị Hoa" && panel.customer?.phone == "0912345678")
+            #expect(panel.tags?.attached.count == 1)
+            #expect(panel.tags.map { Set($0.available.map(\.tagId)).isDisjoint(with: $0.attached.map(\.tagId)) } == true)
+            #expect((panel.tags?.available.count ?? 0) > 10)
+            #expect(panel.carts.count == 1 && panel.carts[0].campaignName == "Live 20h" && panel.carts[0].totalVnd == 600_000)
+            #expect(panel.orderSummary?.stats?.orderCount == 1 && panel.orderSummary?.recent.first?.tierDiscountVnd == 15_000)
+            #expect(panel.notes.map(\.text) == ["Khách quen, thích màu trắng"])
+            #expect(panel.customFields.map(\.value) == ["M"])
+            #expect(panel.activity.count == 1)
+            #expect(panel.member?.customerId == customer && panel.member?.tierName == "Bạc" && panel.member?.points == 150)
+        }
+    }
+
+    @Test func aSlowOrDownLoyaltyCostsOnlyTheMemberSection() async throws {
+        try await PanelMesh.run { mesh in
+            let (conversation, _) = try await mesh.seed()
+            mesh.loyaltyChannel.mode.withLock { $0 = .slow(.seconds(3)) }
+            let started = ContinuousClock.now
+            var panel = try await mesh.gateway.getPanel(GetPanelRequest(shopId: PanelMesh.shop, conversationId: conversation))
+            #expect(ContinuousClock.now - started < .seconds(2))
+            #expect(panel.member == nil && panel.unavailableSections.map(\.section) == ["member"])
+            #expect(panel.unavailableSections.first?.code == "DEADLINE_EXCEEDED")
+            #expect(panel.customer != nil && panel.carts.count == 1 && panel.orderSummary != nil)
+
+            mesh.loyaltyChannel.mode.withLock { $0 = .down }
+            panel = try await mesh.gateway.getPanel(GetPanelRequest(shopId: PanelMesh.shop, conversationId: conversation))
+            #expect(panel.unavailableSections.map { "\($0.section) \($0.code)" } == ["member UNAVAILABLE"])
+            mesh.loyaltyChannel.mode.withLock { $0 = .normal }
+            panel = try await mesh.gateway.getPanel(GetPanelRequest(shopId: PanelMesh.shop, conversationId: conversation))
+            #expect(panel.unavailableSections.isEmpty && panel.member != nil)
+        }
+    }
+
+    @Test func anotherShopsConversationIsRefused() async throws {
+        try await PanelMesh.run { mesh in
+            let (conversation, _) = try await mesh.seed()
+            let stranger = PanelService.Client(channel: mesh.gateway.channel, defaultOptions: .bearer(PanelMesh.token("shop-x")))
+            await expectStatus(.permissionDenied, naming: "shop_id") {
+                _ = try await stranger.getPanel(GetPanelRequest(shopId: PanelMesh.shop, conversationId: conversation))
+            }
+            await expectStatus(.notFound, naming: "conversation") {
+                _ = try await stranger.getPanel(GetPanelRequest(shopId: "shop-x", conversationId: conversation))
+            }
+            await expectStatus(.notFound, naming: "conversation_id") {
+                _ = try await mesh.gateway.getPanel(GetPanelRequest(shopId: PanelMesh.shop, pageId: "page-other", conversationId: conversation))
+            }
+        }
+    }
+
+    @Test func theStaffReportJoinsConversationAndSalesFigures() {
+        let rows = StaffReport.rows(
+            conversation: [
+                StaffConversationStats(staffId: "lan", avgResponseMs: 42_000, assignedAuto: 3, assignedManual: 2, closed: 4, commentsReplied: 6,
+                                       messagesReplied: 20, customersReplied: 8),
+                StaffConversationStats(staffId: "minh", avgResponseMs: 90_000, assignedAuto: 1, closed: 1, messagesReplied: 3, customersReplied: 0),
+            ],
+            sales: [
+                StaffSalesStats(staffId: "lan", orders: 6, products: 9, revenueVnd: 2_400_000, customers: 5),
+                StaffSalesStats(staffId: "tu", orders: 1, products: 1, revenueVnd: 300_000, customers: 1),
+            ]
+        )
+        #expect(rows.map(\.staffId) == ["lan", "tu", "minh"])
+        #expect(rows[0].assigned == 5 && rows[0].closingEfficiency == 0.75 && rows[0].revenueVnd == 2_400_000 && rows[0].avgResponseMs == 42_000)
+        #expect(rows[1].closingEfficiency == 0 && rows[1].customersReplied == 0)
+        #expect(rows[2].orders == 0 && rows[2].closingEfficiency == 0)
+        #expect(StaffReport.rows(conversation: nil, sales: [StaffSalesStats(staffId: "a", orders: 2)]).map(\.orders) == [2])
+    }
+}

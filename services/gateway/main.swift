@@ -1,0 +1,40 @@
+import ChatMeshAPI
+import Foundation
+import Gateway
+import Logging
+import MeshHTTP2
+import MeshHealth
+import MeshRPC
+
+// gateway: the chat tool panel and the staff report, composed from conversation-,
+// order- and loyalty-svc (DOMAIN.md §5). It keeps no data.
+// Configuration: CHATMESH_LISTEN, CHATMESH_AUTH_KEY, LOG_LEVEL, CHATMESH_CONVERSATION_ADDRS,
+// CHATMESH_ORDER_ADDRS, CHATMESH_LOYALTY_ADDRS, CHATMESH_PANEL_SECTION_TIMEOUT_MS (each section's
+// deadline inside the caller's, 500 by default).
+let env = MeshEnvironment()
+MeshProcess.bootstrap(env)
+let logger = Logger(label: "gateway")
+do {
+    var sectionTimeout = Duration.milliseconds(500)
+    if let text = env.values["CHATMESH_PANEL_SECTION_TIMEOUT_MS"] {
+        guard let ms = Int(text), (1...60_000).contains(ms) else {
+            throw RPCError.invalidArgument("CHATMESH_PANEL_SECTION_TIMEOUT_MS=\(text): expected 1 to 60000 milliseconds")
+        }
+        sectionTimeout = .milliseconds(ms)
+    }
+    let config = try GRPCServer.Config(listen: env.listen(service: "gateway"))
+    let conversation = try HTTP2Channel(addresses: env.addresses(of: "conversation"))
+    let order = try HTTP2Channel(addresses: env.addresses(of: "order"))
+    let loyalty = try HTTP2Channel(addresses: env.addresses(of: "loyalty"))
+    let composer = PanelComposer(clients: .init(conversation: conversation, order: order, loyalty: loyalty), sectionTimeout: sectionTimeout)
+    try await MeshProcess.serve(
+        name: "gateway", config: config, services: [PanelServiceHandler(composer: composer), HealthService(services: [PanelService.name])],
+        env: env, jobs: [], logger: logger
+    )
+    await conversation.close()
+    await order.close()
+    await loyalty.close()
+} catch {
+    logger.critical("gateway failed", metadata: ["error": "\(error)"])
+    exit(1)
+}
