@@ -5,13 +5,13 @@ import MeshHTTP2
 import MeshRPC
 import NIOCore
 
-/// The operator CLI. More commands (up, seed, panel, report) come with the gateway.
+/// The operator CLI: tokens, the demo seed, a look at conversations, the panel and the staff report.
 @main
 struct ChatMeshCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chatmesh",
         abstract: "Operate a ChatMesh mesh.",
-        subcommands: [Token.self, Echo.self, Seed.self, ListConversationsCommand.self]
+        subcommands: [Token.self, Echo.self, Seed.self, ListConversationsCommand.self, PanelCommand.self, ReportCommand.self]
     )
 
     struct Token: AsyncParsableCommand {

@@ -63,3 +63,32 @@ def test_loyalty_killed_costs_only_the_member_section_then_recovers(mesh):
     mesh.start("loyalty")
     assert wait_until(lambda: not mesh.stub("gateway").GetPanel(request, metadata=md()).unavailable_sections, timeout=20)
     assert mesh.stub("gateway").GetPanel(request, metadata=md()).member.tier_name == "Bạc"
+
+
+def test_the_staff_report_matches_the_seeded_orders(mesh):
+    now_ms = int(time.time() * 1000)
+    report = mesh.stub("gateway").GetStaffReport(p.GetStaffReportRequest(shop_id=SHOP, page_id="demo-page", from_ms=now_ms - 86_400_000,
+                                                                         to_ms=now_ms + 60_000), metadata=md())
+    rows = {r.staff_id: r for r in report.rows}
+    assert list(report.unavailable_sections) == []
+    # The seed's orders: owner-lan made Hoa's from her livestream cart (2 × 299,000 − Bạc 2% + GHN 18,000 = 604,040);
+    # staff-minh made four for Minh Anh (Kim cương, 10%), one of them cancelled: 405,000 + 630,000 + 252,000.
+    assert (rows["owner-lan"].orders, rows["owner-lan"].products, rows["owner-lan"].revenue_vnd) == (1, 2, 604_040)
+    assert (rows["staff-minh"].orders, rows["staff-minh"].products, rows["staff-minh"].revenue_vnd) == (3, 4, 1_287_000)
+    for row in report.rows:
+        expected = row.orders / row.customers_replied if row.customers_replied else 0
+        assert abs(row.closing_efficiency - expected) < 1e-9
+    assert sum(r.customers_replied for r in report.rows) > 0
+
+
+def test_the_cli_prints_the_panel_for_people_and_for_scripts(mesh):
+    env = {**os.environ, **mesh.addresses_env(), "CHATMESH_AUTH_KEY": AUTH_KEY, "NO_COLOR": "1"}
+    text = subprocess.run([binary("chatmesh"), "panel", "--customer-phone", "0912 345 678"], env=env, capture_output=True, text=True, timeout=30)
+    assert text.returncode == 0, text.stderr
+    assert "Nguyễn Thị Hoa" in text.stdout and "Bạc" in text.stdout and "604.040đ" in text.stdout and "\x1b[" not in text.stdout
+    import json
+    data = json.loads(subprocess.run([binary("chatmesh"), "panel", "--customer-phone", "0912345678", "--json"], env=env,
+                                     capture_output=True, text=True, timeout=30, check=True).stdout)
+    assert data["customer"]["phone"] == "0912345678" and data["member"]["tier_name"] == "Bạc" and data["unavailable_sections"] == []
+    report = subprocess.run([binary("chatmesh"), "report"], env=env, capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "staff-minh" in report and "1.287.000đ" in report
