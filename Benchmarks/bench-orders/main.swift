@@ -102,7 +102,8 @@ struct BenchOrders: AsyncParsableCommand {
         var target: String
 
         @Option var products = 10_000
-        @Option var customers = 20_000
+        @Option(help: "Customers the seed gave orders to (every one has some).")
+        var customers = 20_000
 
         @Option(help: "Calls per RPC.")
         var calls = 3_000

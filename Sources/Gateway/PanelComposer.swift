@@ -25,10 +25,13 @@ public struct PanelComposer: Sendable {
     let clients: Clients
     /// The longest a section may take (the caller's deadline may be sooner).
     let sectionTimeout: Duration
+    /// Where each section's time is recorded, when someone wants to know.
+    let timings: SectionTimings?
 
-    public init(clients: Clients, sectionTimeout: Duration = .milliseconds(500)) {
+    public init(clients: Clients, sectionTimeout: Duration = .milliseconds(500), timings: SectionTimings? = nil) {
         self.clients = clients
         self.sectionTimeout = sectionTimeout
+        self.timings = timings
     }
 
     /// How many items of the lists a panel shows.
@@ -47,9 +50,11 @@ public struct PanelComposer: Sendable {
     }
 
     public func panel(shop: String, pageId: String, conversationId: String) async throws(RPCError) -> Panel {
+        let started = ContinuousClock.now
         let conversation = try await clients.conversation.getConversation(
             GetConversationRequest(shopId: shop, conversationId: conversationId), options: options
         )
+        timings?.record("conversation", milliseconds: Self.milliseconds(since: started))
         if !pageId.isEmpty && conversation.pageId != pageId {
             throw .notFound("conversation_id: no conversation \(conversationId) on page \(pageId)")
         }
@@ -59,9 +64,15 @@ public struct PanelComposer: Sendable {
         let c = clients
         let options = self.options
         let timeout = sectionTimeout
+        let timings = self.timings
         let results = await withTaskGroup(of: (String, Result<Section, RPCError>).self) { group in
             func ask(_ name: String, _ call: @escaping @Sendable () async throws(RPCError) -> Section) {
-                group.addTask { (name, await Self.within(timeout, section: name, call)) }
+                group.addTask {
+                    let started = ContinuousClock.now
+                    let result = await Self.within(timeout, section: name, call)
+                    timings?.record(name, milliseconds: Self.milliseconds(since: started))
+                    return (name, result)
+                }
             }
             ask("customer") { () throws(RPCError) in .customer(try await c.conversation.getCustomer(GetCustomerRequest(shopId: shop, customerId: customer), options: options)) }
             ask("tags") { () throws(RPCError) in .tags(try await c.conversation.listTags(ListTagsRequest(shopId: shop, pageId: page), options: options)) }
@@ -117,6 +128,11 @@ public struct PanelComposer: Sendable {
 
     var options: CallOptions {
         CallOptions(timeout: TimeAmount.nanoseconds(Int64(sectionTimeout.components.seconds) * 1_000_000_000 + sectionTimeout.components.attoseconds / 1_000_000_000))
+    }
+
+    static func milliseconds(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 
     /// A typed-throwing call as a value.

@@ -34,6 +34,12 @@ struct Seed: AsyncParsableCommand {
     @Option(help: "order-svc address (default: CHATMESH_ORDER_ADDRS or 127.0.0.1:50052); \"none\" to leave it out.")
     var order: String?
 
+    @Flag(help: "The demo shop (what seed always loads; accepted so that scripts can say so).")
+    var demo = false
+
+    @Option(help: "Also this many generated customers (deterministic names, phones, orders and comments), for load tests.")
+    var customers = 0
+
     struct Chat {
         let psid: String
         let name: String
@@ -68,7 +74,7 @@ struct Seed: AsyncParsableCommand {
     func run() async throws {
         let env = MeshEnvironment()
         let address = conversation ?? env.addresses(of: "conversation")
-        let token = TokenSigner(key: env.authKey).mint(shopId: shop, staffId: "owner-lan", role: .owner, validFor: 600)
+        let token = TokenSigner(key: env.authKey).mint(shopId: shop, staffId: "owner-lan", role: .owner, validFor: 3600)
         let channel = try HTTP2Channel(addresses: address)
         let client = ConversationService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(10)))
         let messagingAddress = messaging ?? env.addresses(of: "messaging")
@@ -92,8 +98,16 @@ struct Seed: AsyncParsableCommand {
             if let loyaltyChannel {
                 try await seedLoyalty(LoyaltyService.Client(channel: loyaltyChannel, defaultOptions: .bearer(token, timeout: .seconds(10))), messagingClient, seeded)
             }
-            if let orderChannel {
-                try await seedOrders(OrderService.Client(channel: orderChannel, defaultOptions: .bearer(token, timeout: .seconds(10))), messagingClient, seeded)
+            let orderClient = orderChannel.map { OrderService.Client(channel: $0, defaultOptions: .bearer(token, timeout: .seconds(10))) }
+            if let orderClient {
+                try await seedOrders(orderClient, messagingClient, seeded)
+            }
+            if customers > 0 {
+                try await seedCustomers(
+                    customers, conversation: client,
+                    loyalty: loyaltyChannel.map { LoyaltyService.Client(channel: $0, defaultOptions: .bearer(token, timeout: .seconds(10))) },
+                    order: orderClient
+                )
             }
         } catch {
             await closeAll()

@@ -10,7 +10,8 @@ import MeshRPC
 // order- and loyalty-svc (DOMAIN.md §5). It keeps no data.
 // Configuration: CHATMESH_LISTEN, CHATMESH_AUTH_KEY, LOG_LEVEL, CHATMESH_CONVERSATION_ADDRS,
 // CHATMESH_ORDER_ADDRS, CHATMESH_LOYALTY_ADDRS, CHATMESH_PANEL_SECTION_TIMEOUT_MS (each section's
-// deadline inside the caller's, 500 by default).
+// deadline inside the caller's, 500 by default). When it stops it logs how long each section took
+// (p50/p99/max of the last 100,000 of each), which scripts/bench prints.
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
 let logger = Logger(label: "gateway")
@@ -26,11 +27,20 @@ do {
     let conversation = try HTTP2Channel(addresses: env.addresses(of: "conversation"))
     let order = try HTTP2Channel(addresses: env.addresses(of: "order"))
     let loyalty = try HTTP2Channel(addresses: env.addresses(of: "loyalty"))
-    let composer = PanelComposer(clients: .init(conversation: conversation, order: order, loyalty: loyalty), sectionTimeout: sectionTimeout)
+    let timings = SectionTimings()
+    let composer = PanelComposer(
+        clients: .init(conversation: conversation, order: order, loyalty: loyalty), sectionTimeout: sectionTimeout, timings: timings
+    )
     try await MeshProcess.serve(
         name: "gateway", config: config, services: [PanelServiceHandler(composer: composer), HealthService(services: [PanelService.name])],
         env: env, jobs: [], logger: logger
     )
+    for s in timings.summary() {
+        logger.notice("section time", metadata: [
+            "section": "\(s.section)", "calls": "\(s.count)", "p50_ms": "\(String(format: "%.2f", s.p50))",
+            "p99_ms": "\(String(format: "%.2f", s.p99))", "max_ms": "\(String(format: "%.2f", s.max))",
+        ])
+    }
     await conversation.close()
     await order.close()
     await loyalty.close()
