@@ -65,12 +65,17 @@ public struct PanelComposer: Sendable {
         let options = self.options
         let timeout = sectionTimeout
         let timings = self.timings
-        let results = await withTaskGroup(of: (String, Result<Section, RPCError>).self) { group in
+        // One deadline for all the sections (one timer per panel, not one per call): what has
+        // not answered when it passes is DEADLINE_EXCEEDED and its call is cancelled.
+        let results = await withTaskGroup(of: (String, Result<Section, RPCError>)?.self) { group in
+            var names: [String] = []
             func ask(_ name: String, _ call: @escaping @Sendable () async throws(RPCError) -> Section) {
+                names.append(name)
                 group.addTask {
                     let started = ContinuousClock.now
-                    let result = await Self.within(timeout, section: name, call)
-                    timings?.record(name, milliseconds: Self.milliseconds(since: started))
+                    let result = await Self.result(call)
+                    // A section cut off at the deadline is recorded there, not again here.
+                    if !Task.isCancelled { timings?.record(name, milliseconds: Self.milliseconds(since: started)) }
                     return (name, result)
                 }
             }
@@ -97,8 +102,21 @@ public struct PanelComposer: Sendable {
                 case .failure(let error): throw error
                 }
             }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
             var out: [(String, Result<Section, RPCError>)] = []
-            for await result in group { out.append(result) }
+            for await answer in group {
+                guard let answer else { break }
+                out.append(answer)
+                if out.count == names.count { break }
+            }
+            group.cancelAll()
+            for name in names where !out.contains(where: { $0.0 == name }) {
+                timings?.record(name, milliseconds: Self.milliseconds(since: started))
+                out.append((name, .failure(.deadlineExceeded("\(name): no answer within \(timeout)"))))
+            }
             return out
         }
         for (name, result) in results.sorted(by: { $0.0 < $1.0 }) {

@@ -8,6 +8,16 @@ public final class SectionTimings: Sendable {
         var values: [Double] = []
         var next = 0
         var count = 0
+
+        mutating func add(_ value: Double, capacity: Int) {
+            if values.count < capacity {
+                values.append(value)
+            } else {
+                values[next] = value
+                next = (next + 1) % capacity
+            }
+            count += 1
+        }
     }
 
     let capacity: Int
@@ -18,16 +28,10 @@ public final class SectionTimings: Sendable {
     }
 
     public func record(_ section: String, milliseconds: Double) {
+        let capacity = self.capacity
+        // Mutated in place: copying the samples out and back would copy the whole array on every call.
         samples.withLock { all in
-            var s = all[section] ?? Samples()
-            if s.values.count < capacity {
-                s.values.append(milliseconds)
-            } else {
-                s.values[s.next] = milliseconds
-                s.next = (s.next + 1) % capacity
-            }
-            s.count += 1
-            all[section] = s
+            all[section, default: Samples()].add(milliseconds, capacity: capacity)
         }
     }
 
