@@ -5,7 +5,7 @@ import MeshRPC
 /// The checks every RPC makes on its input before anything is read or
 /// written: each failure is INVALID_ARGUMENT naming the field.
 public enum InputRules {
-    public static let maxIdLength = 128
+    public static let maxIdLength = FieldCheck.maxIdLength
     public static let maxMessageTextLength = 20_000
     public static let maxNoteLength = 5_000
     public static let maxNameLength = 200
@@ -15,27 +15,16 @@ public enum InputRules {
 
     /// An id the caller names (page, staff, customer, …): present, printable, not absurdly long.
     public static func id(_ value: String, _ field: String) throws(RPCError) -> String {
-        if value.isEmpty { throw .invalidArgument("\(field) is required") }
-        try optionalId(value, field)
-        return value
+        try FieldCheck.id(value, field)
     }
 
     public static func optionalId(_ value: String, _ field: String) throws(RPCError) {
-        if value.utf8.count > maxIdLength { throw .invalidArgument("\(field) is longer than \(maxIdLength) bytes") }
-        if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == " " }) {
-            throw .invalidArgument("\(field) contains spaces or control characters")
-        }
+        try FieldCheck.optionalId(value, field)
     }
 
     /// Free text (a name, a note): trimmed, at most `max` characters, no control characters but newlines and tabs.
     public static func text(_ value: String, _ field: String, max: Int, required: Bool) throws(RPCError) -> String {
-        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-        if required && trimmed.isEmpty { throw .invalidArgument("\(field) is required") }
-        if trimmed.count > max { throw .invalidArgument("\(field) is longer than \(max) characters") }
-        if trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && $0 != "\n" && $0 != "\t" && $0 != "\r" }) {
-            throw .invalidArgument("\(field) contains control characters")
-        }
-        return trimmed
+        try FieldCheck.text(value, field, max: max, required: required)
     }
 
     /// R-TAG-1: a colour as "#rgb" or "#rrggbb"; empty gives the default grey. Stored lower case.
@@ -64,9 +53,7 @@ public enum InputRules {
     }
 
     public static func pageSize(_ value: Int32, _ field: String = "page_size") throws(RPCError) -> Int {
-        if value < 0 { throw .invalidArgument("\(field) must not be negative") }
-        if value == 0 { return defaultPageSize }
-        return min(Int(value), maxPageSize)
+        try FieldCheck.pageSize(value, default: defaultPageSize, max: maxPageSize, field: field)
     }
 
     /// A page token of an id-ordered list: exactly what a previous page returned.

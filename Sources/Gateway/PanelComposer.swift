@@ -73,7 +73,7 @@ public struct PanelComposer: Sendable {
                 names.append(name)
                 group.addTask {
                     let started = ContinuousClock.now
-                    let result = await Self.result(call)
+                    let result = await rpcResult(call)
                     // A section cut off at the deadline is recorded there, not again here.
                     if !Task.isCancelled { timings?.record(name, milliseconds: Self.milliseconds(since: started)) }
                     return (name, result)
@@ -96,7 +96,7 @@ public struct PanelComposer: Sendable {
                 ).entries)
             }
             ask("member") { () throws(RPCError) in
-                switch await Self.result({ () throws(RPCError) in try await c.loyalty.getMember(GetMemberRequest(shopId: shop, customerId: customer), options: options) }) {
+                switch await rpcResult({ () throws(RPCError) in try await c.loyalty.getMember(GetMemberRequest(shopId: shop, customerId: customer), options: options) }) {
                 case .success(let member): return .member(member)
                 case .failure(let error) where error.code == .notFound: return .member(nil)   // not a member yet: nothing wrong
                 case .failure(let error): throw error
@@ -153,20 +153,11 @@ public struct PanelComposer: Sendable {
         return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 
-    /// A typed-throwing call as a value.
-    static func result<T>(_ call: () async throws(RPCError) -> T) async -> Result<T, RPCError> {
-        do {
-            return .success(try await call())
-        } catch {
-            return .failure(error)
-        }
-    }
-
     /// `call`, or DEADLINE_EXCEEDED when it has not answered within `timeout`
     /// (whatever the transport does with deadlines), its task then cancelled.
     static func within<T: Sendable>(_ timeout: Duration, section: String, _ call: @escaping @Sendable () async throws(RPCError) -> T) async -> Result<T, RPCError> {
         await withTaskGroup(of: Result<T, RPCError>?.self) { group in
-            group.addTask { await result(call) }
+            group.addTask { await rpcResult(call) }
             group.addTask {
                 try? await Task.sleep(for: timeout)
                 return Task.isCancelled ? nil : .failure(.deadlineExceeded("\(section): no answer within \(timeout)"))

@@ -10,15 +10,9 @@ public struct PanelServiceHandler: PanelService.Handler {
         self.composer = composer
     }
 
-    static func id(_ value: String, _ field: String) throws(RPCError) -> String {
-        if value.isEmpty { throw .invalidArgument("\(field) is required") }
-        if value.utf8.count > 128 { throw .invalidArgument("\(field) is longer than 128 bytes") }
-        return value
-    }
-
     public func getPanel(_ request: GetPanelRequest, context: ServerContext) async throws -> Panel {
-        let conversation = try Self.id(request.conversationId, "conversation_id")
-        if request.pageId.utf8.count > 128 { throw RPCError.invalidArgument("page_id is longer than 128 bytes") }
+        let conversation = try FieldCheck.id(request.conversationId, "conversation_id")
+        try FieldCheck.optionalId(request.pageId, "page_id")
         return try await composer.panel(shop: request.shopId, pageId: request.pageId, conversationId: conversation)
     }
 
@@ -27,7 +21,7 @@ public struct PanelServiceHandler: PanelService.Handler {
     }
 
     public func getStaffReport(_ request: GetStaffReportRequest, context: ServerContext) async throws -> GetStaffReportResponse {
-        let page = try Self.id(request.pageId, "page_id")
+        let page = try FieldCheck.id(request.pageId, "page_id")
         guard request.fromMs >= 0, request.toMs > request.fromMs else { throw RPCError.invalidArgument("to_ms must be after from_ms") }
         let clients = composer.clients
         async let conversation = PanelComposer.within(.seconds(10), section: "conversation") { () throws(RPCError) in

@@ -16,11 +16,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler {
         self.now = now
     }
 
-    static func id(_ value: String, _ field: String) throws(RPCError) -> String {
-        if value.isEmpty { throw .invalidArgument("\(field) is required") }
-        if value.utf8.count > 128 { throw .invalidArgument("\(field) is longer than 128 bytes") }
-        return value
-    }
+    static func id(_ value: String, _ field: String) throws(RPCError) -> String { try FieldCheck.id(value, field) }
 
     // MARK: Program and tiers (R-LOY-2, R-PTS-1..2)
 
@@ -85,7 +81,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler {
         guard request.pointsMultiplier.isFinite, (0...10).contains(request.pointsMultiplier) else {
             throw RPCError.invalidArgument("points_multiplier must be 0 (meaning 1.0) to 10")
         }
-        if request.tierId.utf8.count > 128 { throw RPCError.invalidArgument("tier_id is longer than 128 bytes") }
+        try FieldCheck.optionalId(request.tierId, "tier_id")
         let tier = Tier(
             tierId: request.tierId, name: name, minSpendVnd: request.minSpendVnd, discountPercent: request.discountPercent,
             pointsMultiplier: request.pointsMultiplier == 0 ? 1 : request.pointsMultiplier, combinable: request.combinable
@@ -109,18 +105,13 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler {
     }
 
     public func listMembers(_ request: ListMembersRequest, context: ServerContext) async throws -> ListMembersResponse {
-        let size = try Self.pageSize(request.pageSize, default: 50, max: 500)
+        let size = try FieldCheck.pageSize(request.pageSize, default: 50, max: 500)
         if request.minPoints < 0 { throw RPCError.invalidArgument("min_points must not be negative") }
-        if request.pageToken.utf8.count > 128 { throw RPCError.invalidArgument("page_token is not one this service gave") }
+        try FieldCheck.optionalId(request.pageToken, "page_token")
         let members = try await store.members(
             shop: request.shopId, tierId: request.tierId.isEmpty ? nil : request.tierId, minPoints: request.minPoints, after: request.pageToken, limit: size
         )
         return ListMembersResponse(members: members, nextPageToken: members.count == size ? members.last!.customerId : "")
-    }
-
-    static func pageSize(_ value: Int32, default fallback: Int, max: Int) throws(RPCError) -> Int {
-        if value < 0 { throw .invalidArgument("page_size must not be negative") }
-        return value == 0 ? fallback : min(Int(value), max)
     }
 
     public func upsertCustomerProfile(_ request: UpsertCustomerProfileRequest, context: ServerContext) async throws -> Empty {
@@ -243,8 +234,8 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler {
 
     public func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse {
         let rule = try await store.segmentRule(shop: request.shopId, segmentId: try Self.id(request.segmentId, "segment_id"))
-        let size = try Self.pageSize(request.pageSize, default: 100, max: 1_000)
-        if request.pageToken.utf8.count > 128 { throw RPCError.invalidArgument("page_token is not one this service gave") }
+        let size = try FieldCheck.pageSize(request.pageSize, default: 100, max: 1_000)
+        try FieldCheck.optionalId(request.pageToken, "page_token")
         let members = try await store.segmentMembers(shop: request.shopId, rule: rule, after: request.pageToken, limit: size)
         return ListSegmentMembersResponse(members: members, nextPageToken: members.count == size ? members.last!.customerId : "")
     }
@@ -298,7 +289,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler {
         guard let phone = VietnamPhone.normalize(request.friendPhone) else {
             throw RPCError.invalidArgument("friend_phone must be a Vietnamese mobile number, not \"\(request.friendPhone)\"")
         }
-        if request.customerId.utf8.count > 128 { throw RPCError.invalidArgument("customer_id is longer than 128 bytes") }
+        try FieldCheck.optionalId(request.customerId, "customer_id")
         guard let vouchers else { throw RPCError.unavailable("referrals need messaging-svc, which this loyalty-svc is not configured to reach") }
         let pending = try await store.submitReferral(
             shop: request.shopId, orderId: order, friendPhone: phone, customerId: request.customerId,
@@ -310,7 +301,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler {
     }
 
     public func redeemVoucher(_ request: RedeemVoucherRequest, context: ServerContext) async throws -> Voucher {
-        let code = VoucherCode.normalize(try Self.id(request.code, "code"))
+        let code = try Self.id(VoucherCode.normalize(request.code), "code")
         let order = try Self.id(request.orderId, "order_id")
         return try await store.redeemVoucher(shop: request.shopId, code: code, orderId: order, nowMs: now())
     }

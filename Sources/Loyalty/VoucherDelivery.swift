@@ -38,9 +38,7 @@ public struct VoucherDelivery: Sendable {
     public static func params(_ pending: LoyaltyStore.PendingVoucher) -> [String: String] {
         let voucher = pending.voucher
         let discount = voucher.discountPercent > 0 ? "\(voucher.discountPercent)%" : VietnameseMoney.format(voucher.discountVnd)
-        let date = VietnamTime.civil(dayNumber: VietnamTime.dayNumber(atMs: voucher.expiresAtMs))
-        let expires = String(date.day).leftPadded(2) + "/" + String(date.month).leftPadded(2) + "/" + String(date.year)
-        return ["code": voucher.code, "discount": discount, "expires": expires, "referrer": pending.referrerName.isEmpty ? "Bạn của bạn" : pending.referrerName]
+        return ["code": voucher.code, "discount": discount, "expires": VietnamTime.displayDate(atMs: voucher.expiresAtMs), "referrer": pending.referrerName.isEmpty ? "Bạn của bạn" : pending.referrerName]
     }
 
     public enum Outcome: Sendable {
@@ -91,11 +89,5 @@ public struct VoucherDelivery: Sendable {
             }
         }
         return counts
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

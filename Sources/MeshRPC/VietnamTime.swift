@@ -73,10 +73,17 @@ public enum VietnamTime {
     /// The Vietnam calendar date of a UTC time, as "YYYY-MM-DD".
     public static func dateString(atMs ms: Int64) -> String {
         let (year, month, day) = civil(dayNumber: dayNumber(atMs: ms))
-        func pad(_ n: Int, _ width: Int) -> String {
-            let digits = String(n)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))"
+    }
+
+    /// The Vietnam calendar date of a UTC time as Vietnamese write it, "DD/MM/YYYY".
+    public static func displayDate(atMs ms: Int64) -> String {
+        let (year, month, day) = civil(dayNumber: dayNumber(atMs: ms))
+        return "\(pad(day, 2))/\(pad(month, 2))/\(pad(year, 4))"
+    }
+
+    static func pad(_ n: Int, _ width: Int) -> String {
+        let digits = String(n)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 }

@@ -35,27 +35,10 @@ public struct OrderServiceHandler: OrderService.Handler {
         self.now = now
     }
 
-    static func id(_ value: String, _ field: String) throws(RPCError) -> String {
-        if value.isEmpty { throw .invalidArgument("\(field) is required") }
-        if value.utf8.count > 128 { throw .invalidArgument("\(field) is longer than 128 bytes") }
-        return value
-    }
-
-    static func optionalId(_ value: String, _ field: String) throws(RPCError) -> String {
-        if value.utf8.count > 128 { throw .invalidArgument("\(field) is longer than 128 bytes") }
-        return value
-    }
-
+    static func id(_ value: String, _ field: String) throws(RPCError) -> String { try FieldCheck.id(value, field) }
+    static func optionalId(_ value: String, _ field: String) throws(RPCError) -> String { try FieldCheck.optionalId(value, field) }
     static func text(_ value: String, _ field: String, max: Int, required: Bool = true) throws(RPCError) -> String {
-        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-        if required && trimmed.isEmpty { throw .invalidArgument("\(field) is required") }
-        if trimmed.count > max { throw .invalidArgument("\(field) is longer than \(max) characters") }
-        return trimmed
-    }
-
-    static func pageSize(_ value: Int32, default fallback: Int, max: Int) throws(RPCError) -> Int {
-        if value < 0 { throw .invalidArgument("page_size must not be negative") }
-        return value == 0 ? fallback : min(Int(value), max)
+        try FieldCheck.text(value, field, max: max, required: required)
     }
 
     func staff(_ given: String, _ context: ServerContext) throws(RPCError) -> String {
@@ -87,7 +70,7 @@ public struct OrderServiceHandler: OrderService.Handler {
     }
 
     public func listProducts(_ request: ListProductsRequest, context: ServerContext) async throws -> ListProductsResponse {
-        let size = try Self.pageSize(request.pageSize, default: 50, max: 200)
+        let size = try FieldCheck.pageSize(request.pageSize, default: 50, max: 200)
         let after = try Self.optionalId(request.pageToken, "page_token")
         let query = try Self.text(request.query, "query", max: 200, required: false)
         let products = try await store.products(shop: request.shopId, query: query, after: after, limit: size)
@@ -150,7 +133,7 @@ public struct OrderServiceHandler: OrderService.Handler {
     }
 
     public func listCampaigns(_ request: ListCampaignsRequest, context: ServerContext) async throws -> ListCampaignsResponse {
-        let size = try Self.pageSize(request.pageSize, default: 20, max: 100)
+        let size = try FieldCheck.pageSize(request.pageSize, default: 20, max: 100)
         let campaigns = try await store.campaigns(
             shop: request.shopId, pageId: try Self.optionalId(request.pageId, "page_id"), after: try Self.optionalId(request.pageToken, "page_token"), limit: size
         )
@@ -205,6 +188,7 @@ public struct OrderServiceHandler: OrderService.Handler {
     public func sendCartReminder(_ request: SendCartReminderRequest, context: ServerContext) async throws -> SendResult {
         let cart = try await store.cart(shop: request.shopId, id: try Self.id(request.cartId, "cart_id"))
         if cart.items.isEmpty { throw RPCError.failedPrecondition("cart_id: cart \(cart.cartId) is empty") }
+        try FieldCheck.optionalId(request.idempotencyKey, "idempotency_key")
         var recipient = try Self.optionalId(request.recipient, "recipient")
         if recipient.isEmpty && request.channel != .messenger {
             guard let phone = try await store.commentPhone(shop: request.shopId, customer: cart.customerId) else {
@@ -226,7 +210,6 @@ public struct OrderServiceHandler: OrderService.Handler {
         guard [.zns, .sms, .email, .messenger].contains(channel) else { throw RPCError.invalidArgument("channel must be ZNS, SMS, EMAIL or MESSENGER") }
         let template = try Self.id(templateId, "template_id")
         if recipient.isEmpty { throw RPCError.invalidArgument("recipient is required for \(channel.protoName)") }
-        if key.utf8.count > 200 { throw RPCError.invalidArgument("idempotency_key is longer than 128 bytes") }
         guard let messenger else { throw RPCError.unavailable("messaging-svc is not configured for this order-svc") }
         let response = try await messenger.send(SendMessageRequest(
             shopId: shop, channel: channel, recipient: recipient, templateId: template, params: params, idempotencyKey: key, customerId: customer
@@ -322,6 +305,7 @@ public struct OrderServiceHandler: OrderService.Handler {
     public func sendOrderConfirmation(_ request: SendOrderConfirmationRequest, context: ServerContext) async throws -> SendResult {
         let order = try await store.order(shop: request.shopId, id: try Self.id(request.orderId, "order_id"))
         if order.status == .cancelled { throw RPCError.failedPrecondition("order_id: order \(order.orderId) was cancelled") }
+        try FieldCheck.optionalId(request.idempotencyKey, "idempotency_key")
         let recipient = try Self.optionalId(request.recipient, "recipient")
         let key = "order:\(order.orderId):confirmation" + (request.idempotencyKey.isEmpty ? "" : ":" + request.idempotencyKey)
         return try await send(
@@ -348,6 +332,7 @@ public struct OrderServiceHandler: OrderService.Handler {
         }
         if order.status == .cancelled || order.status == .refunded { throw RPCError.failedPrecondition("order_id: order \(order.orderId) was cancelled") }
         if order.status != .pending { throw RPCError.failedPrecondition("order_id: order \(order.orderId) is already paid") }
+        try FieldCheck.optionalId(request.idempotencyKey, "idempotency_key")
         let recipient = try Self.optionalId(request.recipient, "recipient")
         var params = OrderMessageParams.order(order)
         params["link"] = links.base + "o/" + order.orderId

@@ -21,10 +21,8 @@ struct Printer {
 
     static func date(_ ms: Int64) -> String {
         guard ms > 0 else { return "-" }
-        let day = VietnamTime.dayNumber(atMs: ms)
-        let (y, m, d) = VietnamTime.civil(dayNumber: day)
-        let minutes = (ms + VietnamTime.offsetMs - day * VietnamTime.dayMs) / 60_000
-        return String(format: "%02d/%02d/%04d %02d:%02d", d, m, y, minutes / 60, minutes % 60)
+        let minutes = (ms + VietnamTime.offsetMs - VietnamTime.dayNumber(atMs: ms) * VietnamTime.dayMs) / 60_000
+        return VietnamTime.displayDate(atMs: ms) + String(format: " %02d:%02d", minutes / 60, minutes % 60)
     }
 
     /// Rows of cells with each column as wide as its widest cell (the last one left ragged).
@@ -81,7 +79,7 @@ struct PanelCommand: AsyncParsableCommand {
             guard let normalized = VietnamPhone.normalize(phone) else { throw ValidationError("--customer-phone: \(phone) is not a Vietnamese mobile number") }
             let channel = try HTTP2Channel(addresses: conversationService ?? env.addresses(of: "conversation"))
             let client = ConversationService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(5)))
-            let found = await rpc { () throws(RPCError) in
+            let found = await rpcResult { () throws(RPCError) in
                 try await client.listConversations(ListConversationsRequest(shopId: shop, pageId: page, query: normalized, pageSize: 1))
             }
             await channel.close()
@@ -90,7 +88,7 @@ struct PanelCommand: AsyncParsableCommand {
         }
         let channel = try HTTP2Channel(addresses: gateway ?? env.addresses(of: "gateway"))
         let client = PanelService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(5)))
-        let answer = await rpc { () throws(RPCError) in
+        let answer = await rpcResult { () throws(RPCError) in
             try await client.getPanel(GetPanelRequest(shopId: shop, conversationId: conversationId))
         }
         await channel.close()
@@ -103,15 +101,6 @@ struct PanelCommand: AsyncParsableCommand {
         case .success(let value): return value
         case .failure(let error): throw ValidationError("\(error.code.name): \(error.message)")
         }
-    }
-}
-
-/// A call's answer or status as a value (a typed-throwing call cannot be caught into `any Error` and back).
-func rpc<T>(_ body: () async throws(RPCError) -> T) async -> Result<T, RPCError> {
-    do {
-        return .success(try await body())
-    } catch {
-        return .failure(error)
     }
 }
 

@@ -40,7 +40,7 @@ struct ReportCommand: AsyncParsableCommand {
         let token = TokenSigner(key: env.authKey).mint(shopId: shop, staffId: "cli", role: .owner, validFor: 300)
         let channel = try HTTP2Channel(addresses: gateway ?? env.addresses(of: "gateway"))
         let client = PanelService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(30)))
-        let answer = await rpc { () throws(RPCError) in
+        let answer = await rpcResult { () throws(RPCError) in
             try await client.getStaffReport(GetStaffReportRequest(
                 shopId: shop, pageId: page, fromMs: first * VietnamTime.dayMs - VietnamTime.offsetMs, toMs: (last + 1) * VietnamTime.dayMs - VietnamTime.offsetMs
             ))
@@ -48,9 +48,8 @@ struct ReportCommand: AsyncParsableCommand {
         await channel.close()
         let report = try PanelCommand.answer(answer)
         let printer = Printer()
-        let (fy, fm, fd) = VietnamTime.civil(dayNumber: first)
-        let (ly, lm, ld) = VietnamTime.civil(dayNumber: last)
-        print(printer.heading(String(format: "Báo cáo nhân viên %02d/%02d/%04d – %02d/%02d/%04d", fd, fm, fy, ld, lm, ly)))
+        let noon = VietnamTime.dayMs / 2 - VietnamTime.offsetMs
+        print(printer.heading("Báo cáo nhân viên \(VietnamTime.displayDate(atMs: first * VietnamTime.dayMs + noon)) – \(VietnamTime.displayDate(atMs: last * VietnamTime.dayMs + noon))"))
         let header = ["nhân viên", "phản hồi TB", "được giao", "đã đóng", "bình luận", "tin nhắn", "khách", "đơn", "sản phẩm", "chốt đơn", "doanh thu"]
         let rows = report.rows.map { r in
             [r.staffId, Self.duration(r.avgResponseMs), "\(r.assigned)", "\(r.closed)", "\(r.commentsReplied)", "\(r.messagesReplied)", "\(r.customersReplied)",

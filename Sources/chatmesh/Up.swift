@@ -110,7 +110,7 @@ struct UpCommand: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             if !children.running(name) { throw ValidationError("\(name) stopped while starting; its log is above") }
-            if case .success(let answer) = await rpc({ () throws(RPCError) in try await client.check(HealthCheckRequest()) }), answer.status == .serving {
+            if case .success(let answer) = await rpcResult({ () throws(RPCError) in try await client.check(HealthCheckRequest()) }), answer.status == .serving {
                 return
             }
             try await Task.sleep(for: .milliseconds(100))
