@@ -64,6 +64,7 @@ let package = Package(
         .target(
             name: "MeshStore",
             dependencies: [
+                "MeshRPC",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -71,6 +72,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The outbox's operator face (chatmesh.v1.OutboxService), served by every producing service.
+        .target(name: "MeshOutbox", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI"]),
         // conversation-svc: domain rules of DOMAIN.md §1, its store and its RPC handlers.
         .target(
             name: "Conversations",
@@ -113,7 +116,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "conversation-svc",
-            dependencies: ["Conversations", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshOutbox", "Conversations", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/conversation-svc",
             exclude: ["README.md"]
         ),
@@ -131,7 +134,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "order-svc",
-            dependencies: ["Orders", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshOutbox", "Orders", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/order-svc",
             exclude: ["README.md"]
         ),
@@ -224,7 +227,7 @@ let package = Package(
         ),
         .testTarget(name: "OrdersTests", dependencies: ["Orders", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
-        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", .product(name: "SQLKit", package: "sql-kit")]),
+        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(

@@ -740,7 +740,9 @@ extension ListMembersResponse {
     }
 }
 
-/// R-SEG-1: the profile facts segments use, sent by conversation-svc (tags, phone, birthday).
+/// R-SEG-1: the profile facts segments use, sent by conversation-svc's outbox
+/// (tags, phone, birthday) whenever they change; it carries the customer's whole
+/// profile as it is when sent.
 public struct UpsertCustomerProfileRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.UpsertCustomerProfileRequest"
 
@@ -753,10 +755,15 @@ public struct UpsertCustomerProfileRequest: RPCMessage, Hashable, ShopScoped {
     /// The chat tag names attached to the customer's conversations (replaces the previous set).
     public var tags: [String] = []
     public var email: String = ""
+    /// The outbox event that carries it: a profile with an event id seen before is not applied again.
+    public var eventId: String = ""
+    /// When the profile was read; a profile older than the one applied last is ignored
+    /// (a replayed event never turns a profile back). 0: apply.
+    public var atMs: Int64 = 0
 
     public init() {}
 
-    public init(shopId: String = "", customerId: String = "", phone: String = "", name: String = "", birthday: String = "", tags: [String] = [], email: String = "") {
+    public init(shopId: String = "", customerId: String = "", phone: String = "", name: String = "", birthday: String = "", tags: [String] = [], email: String = "", eventId: String = "", atMs: Int64 = 0) {
         self.shopId = shopId
         self.customerId = customerId
         self.phone = phone
@@ -764,6 +771,8 @@ public struct UpsertCustomerProfileRequest: RPCMessage, Hashable, ShopScoped {
         self.birthday = birthday
         self.tags = tags
         self.email = email
+        self.eventId = eventId
+        self.atMs = atMs
     }
 }
 
@@ -776,6 +785,7 @@ extension UpsertCustomerProfileRequest {
         .init(number: 5, name: "chatmesh.v1.UpsertCustomerProfileRequest.birthday", kind: .string),
         .init(number: 6, name: "chatmesh.v1.UpsertCustomerProfileRequest.tags", kind: .string),
         .init(number: 7, name: "chatmesh.v1.UpsertCustomerProfileRequest.email", kind: .string),
+        .init(number: 8, name: "chatmesh.v1.UpsertCustomerProfileRequest.event_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__UpsertCustomerProfileRequest>) {
@@ -788,6 +798,8 @@ extension UpsertCustomerProfileRequest {
         self.birthday = _PB.string(c.birthday)
         self.tags = _PB.array(c.n_tags, c.tags) { _PB.string($0) }
         self.email = _PB.string(c.email)
+        self.eventId = _PB.string(c.event_id)
+        self.atMs = c.at_ms
     }
 
     static func _encodeC(_ v: UpsertCustomerProfileRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertCustomerProfileRequest> {
@@ -805,6 +817,8 @@ extension UpsertCustomerProfileRequest {
             p.pointee.tags = items
         }
         if !v.email.isEmpty { p.pointee.email = try a.string(v.email, field: "chatmesh.v1.UpsertCustomerProfileRequest.email") }
+        if !v.eventId.isEmpty { p.pointee.event_id = try a.string(v.eventId, field: "chatmesh.v1.UpsertCustomerProfileRequest.event_id") }
+        p.pointee.at_ms = v.atMs
         return p
     }
 

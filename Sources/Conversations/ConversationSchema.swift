@@ -117,5 +117,7 @@ public enum ConversationSchema {
             "CREATE INDEX activity_by_conversation ON activity (shop_id, conversation_id, entry_id)",
             "CREATE INDEX activity_by_time ON activity (action, at_ms)",
         ]),
+        // Profile, tag and customer-message events for loyalty-svc and messaging-svc (ConversationEvents).
+        Migration(version: 2, name: "outbox", statements: Outbox.schema),
     ]
 }

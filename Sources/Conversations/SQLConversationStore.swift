@@ -7,9 +7,24 @@ import SQLKit
 /// value bound, every statement filtered by shop.
 public struct SQLConversationStore: ConversationStore {
     let db: any SQLStore
+    /// Rung after a commit that wrote outbox rows (ConversationEvents).
+    public let outboxBell: OutboxBell
 
-    public init(_ db: any SQLStore) {
+    public init(_ db: any SQLStore, outboxBell: OutboxBell = OutboxBell()) {
         self.db = db
+        self.outboxBell = outboxBell
+    }
+
+    /// The database, for the outbox's dispatcher and its operator RPCs.
+    public var database: any SQLStore { db }
+
+    /// Carriers of a tag: whose profile changes when it is renamed or deleted.
+    static func tagCarriers(_ db: any SQLDatabase, shop: String, tagId: String) async throws -> [String] {
+        try await db.raw("""
+            SELECT DISTINCT c.customer_id FROM conversation_tags ct
+            JOIN conversations c ON c.shop_id = ct.shop_id AND c.conversation_id = ct.conversation_id
+            WHERE ct.shop_id = \(bind: shop) AND ct.tag_id = \(bind: tagId)
+            """).all().map { try $0.string("customer_id") }
     }
 
     /// Opens the store's tables, applying any migration not applied yet.
@@ -138,8 +153,14 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func updateTag(shop: String, pageId: String, tagId: String, folderId: String, name: String, color: String, visible: Bool) async throws -> Tag {
-        try await db.write { db in
-            _ = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
+        defer { outboxBell.ring() }
+        return try await db.write { db in
+            let before = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
+            if before.name != name {
+                // Segments match tags by name: every carrier's profile changes.
+                let carriers = try await Self.tagCarriers(db, shop: shop, tagId: tagId)
+                try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: carriers, nowMs: Clock.nowMs()), nowMs: Clock.nowMs())
+            }
             try await Self.requireFolder(db, shop: shop, pageId: pageId, folderId: folderId)
             try await Self.requireFreeTagName(db, shop: shop, pageId: pageId, name: name, except: tagId)
             try await db.raw("""
@@ -152,15 +173,25 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func deleteTag(shop: String, pageId: String, tagId: String) async throws {
+        defer { outboxBell.ring() }
         try await db.write { db in
-            _ = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
+            let tag = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
+            // A deleted tag comes off every conversation: profiles change and its scenarios stop.
+            let now = Clock.nowMs()
+            let carriers = try await Self.tagCarriers(db, shop: shop, tagId: tagId)
+            var events = ConversationEvents.profileChanged(shop: shop, customerIds: carriers, nowMs: now)
+            for contact in try await ConversationEvents.contacts(db, shop: shop, customerIds: carriers).values.sorted(by: { $0.customerId < $1.customerId }) {
+                events.append(try ConversationEvents.tagChanged(contact, tagName: tag.name, attached: false, nowMs: now))
+            }
+            try await Outbox.enqueue(db, events, nowMs: now)
             try await db.raw("DELETE FROM conversation_tags WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)").run()
             try await db.raw("DELETE FROM tags WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)").run()
         }
     }
 
     public func attachTag(shop: String, conversationId: String, tagId: String, staffId: String, nowMs: Int64) async throws -> Conversation {
-        try await db.write { db in
+        defer { outboxBell.ring() }
+        return try await db.write { db in
             var conversation = try await Self.requireConversation(db, shop: shop, id: conversationId)
             let tag = try await Self.requireTag(db, shop: shop, pageId: conversation.pageId, tagId: tagId, field: "tag_id")
             // What the answer shows is read once, before the change, and the new tag appended to it.
@@ -179,13 +210,15 @@ public struct SQLConversationStore: ConversationStore {
                 db, shop: shop, pageId: conversation.pageId, action: .tagAttached, staffId: staffId, conversationId: conversationId,
                 customerId: conversation.customerId, tagId: tagId, tagName: tag.name, nowMs: nowMs
             )
+            try await Self.tagEvents(db, shop: shop, customerId: conversation.customerId, tagName: tag.name, attached: true, nowMs: nowMs)
             conversation.tags.append(tag)
             return conversation
         }
     }
 
     public func detachTag(shop: String, conversationId: String, tagId: String, staffId: String, nowMs: Int64) async throws -> Conversation {
-        try await db.write { db in
+        defer { outboxBell.ring() }
+        return try await db.write { db in
             let conversation = try await Self.requireConversation(db, shop: shop, id: conversationId)
             let tag = try await Self.requireTag(db, shop: shop, pageId: conversation.pageId, tagId: tagId, field: "tag_id")
             let existing = try await db.raw("""
@@ -200,9 +233,19 @@ public struct SQLConversationStore: ConversationStore {
                     db, shop: shop, pageId: conversation.pageId, action: .tagDetached, staffId: staffId, conversationId: conversationId,
                     customerId: conversation.customerId, tagId: tagId, tagName: tag.name, nowMs: nowMs
                 )
+                try await Self.tagEvents(db, shop: shop, customerId: conversation.customerId, tagName: tag.name, attached: false, nowMs: nowMs)
             }
             return try await Self.conversationView(db, shop: shop, id: conversationId)
         }
+    }
+
+    /// The profile change and the scenario trigger of one tag put on or taken off.
+    static func tagEvents(_ db: any SQLDatabase, shop: String, customerId: String, tagName: String, attached: Bool, nowMs: Int64) async throws {
+        var events = ConversationEvents.profileChanged(shop: shop, customerIds: [customerId], nowMs: nowMs)
+        if let contact = try await ConversationEvents.contacts(db, shop: shop, customerIds: [customerId])[customerId] {
+            events.append(try ConversationEvents.tagChanged(contact, tagName: tagName, attached: attached, nowMs: nowMs))
+        }
+        try await Outbox.enqueue(db, events, nowMs: nowMs)
     }
 
     static func insertAttachment(_ db: any SQLDatabase, shop: String, conversationId: String, tagId: String, nowMs: Int64) async throws {
@@ -230,7 +273,8 @@ public struct SQLConversationStore: ConversationStore {
     public func syncFacebookLabels(
         shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], nowMs: Int64
     ) async throws -> SyncFacebookLabelsResponse {
-        try await db.write { db in
+        defer { outboxBell.ring() }
+        return try await db.write { db in
             guard let pageRow = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() else {
                 throw RPCError.notFound("page_id: page \(pageId) is not connected")
             }
@@ -294,14 +338,32 @@ public struct SQLConversationStore: ConversationStore {
             }
             var attachedCount = 0
             var noConversation = 0
+            var attachedTo: [(customer: String, tagId: String)] = []
             for attach in plan.attach {
                 guard let target = conversationOf[attach.customerExternalId], let tagId = tagByLabel[attach.fbLabelId] else {
                     noConversation += 1
                     continue
                 }
                 try await Self.insertAttachment(db, shop: shop, conversationId: target.conversation, tagId: tagId, nowMs: nowMs)
+                attachedTo.append((target.customer, tagId))
                 attachedCount += 1
             }
+            // Profiles change; a live label event also starts the tag's scenarios, a back-fill of old labels does not.
+            var events = ConversationEvents.profileChanged(shop: shop, customerIds: attachedTo.map(\.customer), nowMs: nowMs)
+            if mode == .attachEventsOnly && !attachedTo.isEmpty {
+                var names: [String: String] = [:]
+                for row in try await db.raw("""
+                    SELECT tag_id, name FROM tags WHERE shop_id = \(bind: shop) AND tag_id IN (\(binds: Array(Set(attachedTo.map(\.tagId)))))
+                    """).all() {
+                    names[try row.string("tag_id")] = try row.string("name")
+                }
+                let contacts = try await ConversationEvents.contacts(db, shop: shop, customerIds: attachedTo.map(\.customer))
+                for (customer, tagId) in attachedTo {
+                    guard let contact = contacts[customer], let name = names[tagId] else { continue }
+                    events.append(try ConversationEvents.tagChanged(contact, tagName: name, attached: true, nowMs: nowMs))
+                }
+            }
+            try await Outbox.enqueue(db, events, nowMs: nowMs)
             if noConversation > 0 {
                 plan.skipped += noConversation
                 plan.reasons.append("\(noConversation) attachments of customers with no conversation on this page")
@@ -357,10 +419,11 @@ public struct SQLConversationStore: ConversationStore {
         // Capture is pure text work: done before the transaction so the writer is held for SQL only.
         let capturedPhone = message.sender == .customer ? ContactCapture.phone(in: message.text) : nil
         let capturedAddress = message.sender == .customer ? ContactCapture.address(in: message.text) : nil
+        defer { outboxBell.ring() }
         return try await db.write { db in
             // One read finds the page, the customer and their conversation (each may be missing).
             guard let known = try await db.raw("""
-                SELECT p.page_id, cu.customer_id, cu.name, cu.phone, cu.phone_source, cu.address, cu.address_source, cu.blocked,
+                SELECT p.page_id, p.platform, cu.customer_id, cu.name, cu.phone, cu.phone_source, cu.address, cu.address_source, cu.blocked,
                        c.conversation_id, c.status, c.assigned_staff_id, c.last_message_at_ms
                 FROM pages p
                 LEFT JOIN customers cu ON cu.shop_id = p.shop_id AND cu.page_id = p.page_id AND cu.external_id = \(bind: message.customerExternalId)
@@ -473,6 +536,20 @@ public struct SQLConversationStore: ConversationStore {
                     UPDATE conversation_tags SET last_message_at_ms = \(bind: message.sentAtMs)
                     WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
                     """).run()
+            }
+
+            // loyalty-svc hears of a new or changed customer; messaging-svc of every customer message.
+            var events = customerChanged ? ConversationEvents.profileChanged(shop: shop, customerIds: [customer.id], nowMs: nowMs) : []
+            if message.sender == .customer {
+                let contact = ConversationEvents.Contact(
+                    shop: shop, pageId: message.pageId, customerId: customer.id,
+                    facebook: try known.int64("platform") == Int64(Page.Platform.facebook.rawValue), externalId: message.customerExternalId,
+                    phone: customer.phone
+                )
+                events.append(try ConversationEvents.customerMessage(contact, messageId: messageId, atMs: message.sentAtMs))
+            }
+            if !events.isEmpty {
+                try await Outbox.enqueue(db, events, nowMs: nowMs)
             }
 
             response.conversationId = conversationId
@@ -682,7 +759,8 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func updateCustomer(shop: String, id: String, changes: CustomerChanges) async throws -> Customer {
-        try await db.write { db in
+        defer { outboxBell.ring() }
+        return try await db.write { db in
             var customer = try await Self.customerView(db, shop: shop, id: id)
             var sql: SQLQueryString = "UPDATE customers SET customer_id = customer_id"
             if let name = changes.name {
@@ -705,6 +783,10 @@ public struct SQLConversationStore: ConversationStore {
                     UPDATE conversations SET customer_name = \(bind: customer.name), search_key = \(bind: Self.searchKey(name: customer.name, phone: customer.phone))
                     WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)
                     """).run()
+            }
+            if changes.name != nil || changes.phone != nil || changes.birthday != nil {
+                let now = Clock.nowMs()
+                try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: [id], nowMs: now), nowMs: now)
             }
             return try await Self.customerView(db, shop: shop, id: id)
         }

@@ -100,5 +100,9 @@ public enum LoyaltySchema {
         Migration(version: 3, name: "orders by time", statements: [
             "CREATE INDEX orders_by_time ON orders (shop_id, paid_at_ms, customer_id, reversed, used_offer)",
         ]),
+        // When the profile conversation-svc sent was read, so an older one never replaces it.
+        Migration(version: 4, name: "profile time", statements: [
+            "ALTER TABLE members ADD COLUMN profile_at_ms BIGINT NOT NULL DEFAULT 0",
+        ]),
     ]
 }

@@ -142,9 +142,11 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler {
             if let problem = TagName.validate(tag) { throw RPCError.invalidArgument("tags[\(index)]: \(problem)") }
             keys.insert(TagName.key(tag))
         }
+        try FieldCheck.optionalId(request.eventId, "event_id")
+        if request.atMs < 0 { throw RPCError.invalidArgument("at_ms must not be negative") }
         try await store.upsertProfile(
             shop: request.shopId, customerId: customer, phone: phone, name: request.name.trimmingCharacters(in: .whitespacesAndNewlines), email: email,
-            birthday: birthday, tagKeys: keys, nowMs: now()
+            birthday: birthday, tagKeys: keys, eventId: request.eventId, atMs: request.atMs, nowMs: now()
         )
         return Empty()
     }

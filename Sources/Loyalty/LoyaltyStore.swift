@@ -244,22 +244,39 @@ public struct LoyaltyStore: Sendable {
     }
 
     /// R-SEG-1: the facts conversation-svc knows (phone, name, e-mail, birthday, chat tags by key).
+    /// An `eventId` seen before, or a profile read (`atMs`) before the one applied last,
+    /// changes nothing; returns whether it was applied.
+    @discardableResult
     public func upsertProfile(
         shop: String, customerId: String, phone: String, name: String, email: String, birthday: (year: Int, month: Int, day: Int)?,
-        tagKeys: Set<String>, nowMs: Int64
-    ) async throws {
+        tagKeys: Set<String>, eventId: String = "", atMs: Int64 = 0, nowMs: Int64
+    ) async throws -> Bool {
         let birthdayText = birthday.map { String(format: "%04d-%02d-%02d", $0.year, $0.month, $0.day) } ?? ""
-        try await db.write { db in
+        return try await db.write { db in
+            if !eventId.isEmpty {
+                let first = try await db.raw("""
+                    INSERT INTO seen_events (shop_id, event_id, at_ms) VALUES (\(bind: shop), \(bind: eventId), \(bind: nowMs))
+                    ON CONFLICT (shop_id, event_id) DO NOTHING RETURNING event_id
+                    """).all()
+                if first.isEmpty { return false }
+            }
             try await Self.ensureMember(db, shop: shop, customerId: customerId, atMs: nowMs)
+            if atMs > 0, let row = try await db.raw("""
+                SELECT profile_at_ms FROM members WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
+                """).first(), try row.int64("profile_at_ms") > atMs {
+                return false
+            }
             try await db.raw("""
                 UPDATE members SET phone = \(bind: phone), name = \(bind: name), email = \(bind: email), birthday = \(bind: birthdayText),
-                    birthday_month = \(bind: Int64(birthday?.month ?? 0)), birthday_md = \(bind: Int64(birthday.map { $0.month * 100 + $0.day } ?? 0))
+                    birthday_month = \(bind: Int64(birthday?.month ?? 0)), birthday_md = \(bind: Int64(birthday.map { $0.month * 100 + $0.day } ?? 0)),
+                    profile_at_ms = CASE WHEN profile_at_ms > \(bind: atMs) THEN profile_at_ms ELSE \(bind: atMs) END
                 WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
                 """).run()
             try await db.raw("DELETE FROM member_tags WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)").run()
             for key in tagKeys.sorted() {
                 try await db.raw("INSERT INTO member_tags (shop_id, customer_id, tag_key) VALUES (\(bind: shop), \(bind: customerId), \(bind: key))").run()
             }
+            return true
         }
     }
 

@@ -38,11 +38,23 @@ public enum MeshProcess {
         }
     }
 
-    /// Serves `services` (plus health) on `config` until SIGTERM or SIGINT, running `jobs` meanwhile.
+    /// Work that runs for the whole life of the service (an outbox dispatcher) and
+    /// returns when its task is cancelled at shutdown.
+    public struct Worker: Sendable {
+        public let name: String
+        public let run: @Sendable () async -> Void
+
+        public init(name: String, run: @escaping @Sendable () async -> Void) {
+            self.name = name
+            self.run = run
+        }
+    }
+
+    /// Serves `services` (plus health) on `config` until SIGTERM or SIGINT, running `jobs` and `workers` meanwhile.
     /// Prints "listening on host:port" once bound: tests and scripts read that line to find the port.
     public static func serve(
         name: String, config: GRPCServer.Config, services: [any RPCService], env: MeshEnvironment = MeshEnvironment(),
-        jobs: [PeriodicJob] = [], logger: Logger
+        jobs: [PeriodicJob] = [], workers: [Worker] = [], logger: Logger
     ) async throws {
         if env.usesDevelopmentAuthKey {
             logger.warning("CHATMESH_AUTH_KEY is not set: using the local development key")
@@ -54,6 +66,9 @@ public enum MeshProcess {
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
         for job in jobs {
             members.append(.init(service: JobService(job: job, logger: logger)))
+        }
+        for worker in workers {
+            members.append(.init(service: WorkerService(worker: worker)))
         }
         let group = ServiceGroup(
             configuration: .init(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
@@ -76,6 +91,14 @@ public enum MeshProcess {
                 }
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: job.every) }
             }
+        }
+    }
+
+    struct WorkerService: Service {
+        let worker: Worker
+
+        func run() async throws {
+            await cancelWhenGracefulShutdown { await worker.run() }
         }
     }
 }

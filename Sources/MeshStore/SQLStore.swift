@@ -12,7 +12,9 @@ public protocol SQLStore: Sendable {
     /// A read, on a connection of its own for the whole body (a consistent view).
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
     /// A transaction; the body may be retried by no one, so it must not have side effects outside the database.
-    func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    /// Once begun it runs to its commit or rollback even if the calling task is cancelled: a
+    /// transaction cut short by cancellation would leave the connection inside it.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
     /// What kind of database this is, for the few statements that differ.
     var kind: SQLStoreKind { get }
     func close() async throws
@@ -47,11 +49,14 @@ public struct Migration: Sendable {
     public let version: Int
     public let name: String
     public let statements: [String]
+    /// Data work SQL alone cannot express (re-encoding rows), run after `statements` in the same transaction.
+    public let data: (@Sendable (any SQLDatabase) async throws -> Void)?
 
-    public init(version: Int, name: String, statements: [String]) {
+    public init(version: Int, name: String, statements: [String], data: (@Sendable (any SQLDatabase) async throws -> Void)? = nil) {
         self.version = version
         self.name = name
         self.statements = statements
+        self.data = data
     }
 }
 
@@ -75,6 +80,7 @@ extension SQLStore {
                 for statement in migration.statements {
                     try await db.raw(SQLQueryString(statement)).run()
                 }
+                try await migration.data?(db)
                 try await db.raw("""
                     INSERT INTO schema_migrations (version, name, applied_at_ms)
                     VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Clock.nowMs()))

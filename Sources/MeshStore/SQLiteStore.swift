@@ -131,7 +131,13 @@ public final class SQLiteStore: SQLStore {
         }
     }
 
-    public func write<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        // Its own task, which the caller's cancellation does not reach (sqlite-nio gives up a
+        // statement of a cancelled task, ROLLBACK included).
+        try await Task { try await self.transaction(body) }.value
+    }
+
+    private func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await writer.withResource { connection in
             let db = connection.sql(queryLogLevel: .trace)
             // IMMEDIATE takes the write lock now rather than at the first write,
@@ -148,7 +154,15 @@ public final class SQLiteStore: SQLStore {
                 }
                 throw error
             }
-            try await db.raw("COMMIT").run()
+            do {
+                try await db.raw("COMMIT").run()
+            } catch {
+                // A commit that failed leaves the transaction open: closed here, or every later
+                // write on this connection would fail to begin.
+                logger.error("commit failed; rolling back", metadata: ["error": "\(error)"])
+                try? await db.raw("ROLLBACK").run()
+                throw error
+            }
             return result
         }
     }

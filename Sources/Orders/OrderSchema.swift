@@ -1,3 +1,4 @@
+import ChatMeshAPI
 import MeshStore
 
 /// order-svc's tables; every key starts with shop_id.
@@ -86,8 +87,7 @@ public enum OrderSchema {
                 cod_vnd BIGINT NOT NULL, created_at_ms BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, used_by_order_id TEXT NOT NULL DEFAULT '',
                 PRIMARY KEY (shop_id, quote_id))
             """,
-            // What loyalty-svc must hear (PAID, CANCELLED, REFUNDED as RecordOrderEventRequest.Kind), written in the
-            // same transaction as the change; delivery comes with the outbox (issue 8).
+            // What loyalty-svc must hear, before the outbox (version 2) carried it.
             """
             CREATE TABLE order_events (
                 shop_id TEXT NOT NULL, event_id TEXT NOT NULL, order_id TEXT NOT NULL, customer_id TEXT NOT NULL, kind BIGINT NOT NULL,
@@ -97,5 +97,22 @@ public enum OrderSchema {
             """,
             "CREATE INDEX order_events_pending ON order_events (delivered_at_ms, at_ms)",
         ]),
+        // Order events go to loyalty-svc through the outbox; those written before it existed move there.
+        Migration(version: 2, name: "outbox", statements: Outbox.schema) { db in
+            let rows = try await db.raw("SELECT * FROM order_events WHERE delivered_at_ms = 0 ORDER BY at_ms, event_id").all()
+            var events: [Outbox.Event] = []
+            for row in rows {
+                let event = RecordOrderEventRequest(
+                    shopId: try row.string("shop_id"), eventId: try row.string("event_id"), orderId: try row.string("order_id"),
+                    customerId: try row.string("customer_id"), kind: RecordOrderEventRequest.Kind(rawValue: Int32(try row.int64("kind"))),
+                    amountVnd: try row.int64("amount_vnd"), channel: Order.Channel(rawValue: Int32(try row.int64("channel"))),
+                    district: try row.string("district"), province: try row.string("province"), usedOffer: try row.int64("used_offer") != 0,
+                    atMs: try row.int64("at_ms")
+                )
+                events.append(try OrderEvents.outboxEvent(event))
+            }
+            try await Outbox.enqueue(db, events, nowMs: Clock.nowMs())
+        },
+        Migration(version: 3, name: "order events in the outbox only", statements: ["DROP TABLE order_events"]),
     ]
 }

@@ -252,9 +252,10 @@ extension OrderStore {
     /// columns it returns and the event it asks for.
     func change(
         shop: String, id: String, nowMs: Int64,
-        _ decide: @Sendable (Order, _ paidAtMs: Int64) throws -> (columns: [(String, any Encodable & Sendable)], event: RecordOrderEventRequest.Kind?)
+        _ decide: @escaping @Sendable (Order, _ paidAtMs: Int64) throws -> (columns: [(String, any Encodable & Sendable)], event: RecordOrderEventRequest.Kind?)
     ) async throws -> Order {
-        try await db.write { db in
+        defer { outboxBell.ring() }
+        return try await db.write { db in
             guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
                 throw RPCError.notFound("order_id: no order \(id)")
             }
@@ -277,8 +278,8 @@ extension OrderStore {
         }
     }
 
-    /// The outbox row loyalty-svc will receive (issue 8 delivers it); its id is stable
-    /// per order and kind, so an event is written once.
+    /// The event loyalty-svc will receive through the outbox; its id is stable per
+    /// order and kind, so an event is written once however often the change is retried.
     static func recordEvent(_ db: any SQLDatabase, shop: String, order: Order, kind: RecordOrderEventRequest.Kind, atMs: Int64) async throws {
         let name = switch kind {
         case .paid: "paid"
@@ -286,25 +287,20 @@ extension OrderStore {
         default: "refunded"
         }
         let a = order.shipping?.address ?? Address()
-        try await db.raw("""
-            INSERT INTO order_events (shop_id, event_id, order_id, customer_id, kind, amount_vnd, channel, district, province, used_offer, at_ms)
-            VALUES (\(bind: shop), \(bind: "\(order.orderId):\(name)"), \(bind: order.orderId), \(bind: order.customerId), \(bind: Int64(kind.rawValue)),
-                    \(bind: order.totalVnd - order.shippingFeeVnd), \(bind: Int64(order.channel.rawValue)), \(bind: a.district), \(bind: a.province),
-                    \(bind: order.tierDiscountVnd > 0 || order.pointsDiscountVnd > 0 ? 1 : 0 as Int64), \(bind: atMs))
-            ON CONFLICT (shop_id, event_id) DO NOTHING
-            """).run()
+        let event = RecordOrderEventRequest(
+            shopId: shop, eventId: "\(order.orderId):\(name)", orderId: order.orderId, customerId: order.customerId, kind: kind,
+            amountVnd: order.totalVnd - order.shippingFeeVnd, channel: order.channel, district: a.district, province: a.province,
+            usedOffer: order.tierDiscountVnd > 0 || order.pointsDiscountVnd > 0, atMs: atMs
+        )
+        try await Outbox.enqueue(db, [try OrderEvents.outboxEvent(event)], nowMs: atMs)
     }
 
-    /// The events written for an order, oldest first (for tests and, later, the dispatcher).
-    public func events(shop: String, order: String) async throws -> [RecordOrderEventRequest] {
+    /// The order's events not yet delivered to loyalty-svc, oldest first.
+    public func pendingEvents(shop: String, order: String) async throws -> [RecordOrderEventRequest] {
         try await db.read { db in
-            try await db.raw("SELECT * FROM order_events WHERE shop_id = \(bind: shop) AND order_id = \(bind: order) ORDER BY at_ms, kind").all().map { row in
-                RecordOrderEventRequest(
-                    shopId: shop, eventId: try row.string("event_id"), orderId: try row.string("order_id"), customerId: try row.string("customer_id"),
-                    kind: RecordOrderEventRequest.Kind(rawValue: Int32(try row.int64("kind"))), amountVnd: try row.int64("amount_vnd"),
-                    channel: Order.Channel(rawValue: Int32(try row.int64("channel"))), district: try row.string("district"),
-                    province: try row.string("province"), usedOffer: try row.int64("used_offer") != 0, atMs: try row.int64("at_ms")
-                )
+            try await Outbox.pending(db, shop: shop, subscriber: OrderEvents.subscriber).compactMap { delivery in
+                let event = try OrderEvents.decode(delivery.payload)
+                return event.orderId == order ? event : nil
             }
         }
     }
@@ -364,7 +360,8 @@ extension OrderStore {
     /// R-ORD-3: only before shipment; the stock comes back, and loyalty-svc hears of it
     /// when the order was paid or redeemed points.
     public func cancel(shop: String, id: String, staffId: String, reason: String, nowMs: Int64) async throws -> Order {
-        try await db.write { db in
+        defer { outboxBell.ring() }
+        return try await db.write { db in
             guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
                 throw RPCError.notFound("order_id: no order \(id)")
             }

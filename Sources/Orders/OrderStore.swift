@@ -10,15 +10,21 @@ import SQLKit
 /// written or roll the transaction back.
 public struct OrderStore: Sendable {
     let db: any SQLStore
+    /// Rung after a commit that wrote order events for loyalty-svc (the outbox).
+    public let outboxBell: OutboxBell
 
-    public init(_ db: any SQLStore) {
+    public init(_ db: any SQLStore, outboxBell: OutboxBell = OutboxBell()) {
         self.db = db
+        self.outboxBell = outboxBell
     }
 
     public static func open(_ db: any SQLStore) async throws -> OrderStore {
         try await db.migrate(OrderSchema.migrations)
         return OrderStore(db)
     }
+
+    /// The database, for the outbox's dispatcher and its operator RPCs.
+    public var database: any SQLStore { db }
 
     // MARK: Catalog
 

@@ -209,8 +209,9 @@ struct Seed: AsyncParsableCommand {
         "24680001005": ("", ""),
     ]
 
-    /// A program, tiers, profiles, paid orders, a segment and a referral. The order
-    /// events order-svc's outbox will deliver (issue 8) are sent here by hand.
+    /// A program, tiers, profiles, paid orders from before ChatMesh, a segment and a referral.
+    /// The profiles are sent here too (conversation-svc's outbox sends the same ones when it
+    /// runs), so that the segment counts printed below include them at once.
     func seedLoyalty(_ client: LoyaltyService.Client, _ messaging: MessagingService.Client?, _ seeded: Seeded) async throws {
         if try await !client.listTiers(ShopRequest(shopId: shop)).tiers.isEmpty {
             print("\(shop) already has its loyalty demo: nothing to seed")
@@ -359,6 +360,9 @@ struct Seed: AsyncParsableCommand {
             for name in chat.tags {
                 guard let tag = tags.first(where: { $0.name == name }) else { continue }
                 _ = try await client.attachTag(AttachTagRequest(shopId: shop, conversationId: conversationId, tagId: tag.tagId, staffId: assigned))
+            }
+            if let birthday = Self.profiles[chat.psid]?.birthday, !birthday.isEmpty {
+                _ = try await client.updateCustomer(UpdateCustomerRequest(shopId: shop, customerId: customerId, birthday: birthday, updateFields: ["birthday"]))
             }
             if c == 0 {
                 _ = try await client.addNote(AddNoteRequest(shopId: shop, customerId: customerId, text: "Khách quen, thích màu trắng, hay mua vào cuối tuần", staffId: assigned))

@@ -86,6 +86,7 @@ struct UpCommand: AsyncParsableCommand {
               export CHATMESH_AUTH_KEY=\(key)
               \(bin.path)/chatmesh panel --customer-phone 0912345678
               \(bin.path)/chatmesh report
+              \(bin.path)/chatmesh events                                         # the cross-service event queues
               \(bin.path)/chatmesh token --shop demo-shop --staff lan --role owner   # grpcurl -plaintext -H "authorization: Bearer <token>" …
             Ctrl-C stops every service.
 

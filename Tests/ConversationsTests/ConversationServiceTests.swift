@@ -85,15 +85,8 @@ import Testing
         let h = try await ServiceHarness.make()
         try await h.connect()
         let conversation = try await h.customerSays("shop ơi").conversationId
-        let folder = try await h.tags()[0].folderId
-        for i in 0..<32 {
-            _ = try await h.owner.createTag(CreateTagRequest(shopId: Self.shop, pageId: "page-1", folderId: folder, name: "Nhãn \(i)", color: "", visible: true))
-        }
-        let all = try await h.tags()
+        let all = try await h.attachFiftyTags(to: conversation)
         #expect(all.count == 51)
-        for tag in all.prefix(50) {
-            _ = try await h.owner.attachTag(AttachTagRequest(shopId: Self.shop, conversationId: conversation, tagId: tag.tagId, staffId: "agent-1"))
-        }
         await expectStatus(.failedPrecondition, naming: "50") {
             _ = try await h.owner.attachTag(AttachTagRequest(shopId: Self.shop, conversationId: conversation, tagId: all[50].tagId, staffId: "agent-1"))
         }

@@ -91,6 +91,19 @@ final class ServiceHarness: Sendable {
         return tag
     }
 
+    /// Makes the page 51 tags and attaches the first 50 (R-TAG-4's limit) to `conversation`; returns all 51.
+    func attachFiftyTags(to conversation: String) async throws -> [Tag] {
+        let folder = try await tags()[0].folderId
+        for i in 0..<32 {
+            _ = try await owner.createTag(CreateTagRequest(shopId: Self.shop, pageId: "page-1", folderId: folder, name: "Nhãn \(i)", color: "", visible: true))
+        }
+        let all = try await tags()
+        for tag in all.prefix(50) {
+            _ = try await owner.attachTag(AttachTagRequest(shopId: Self.shop, conversationId: conversation, tagId: tag.tagId, staffId: "agent-1"))
+        }
+        return all
+    }
+
     func count(_ table: String) async throws -> Int {
         try await database.read { db in
             try await db.raw("SELECT COUNT(*) AS n FROM \(unsafeRaw: table)").first()!.decode(column: "n", as: Int.self)

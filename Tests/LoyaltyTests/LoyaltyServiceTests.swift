@@ -285,4 +285,30 @@ import Testing
             #expect(rich.members.map(\.customerId) == (20..<25).map { String(format: "c%02d", $0) })
         }
     }
+
+    /// conversation-svc's outbox may deliver a profile twice, and an operator's replay may
+    /// bring back an old one: the event id is applied once and an older profile never wins.
+    @Test func aProfileEventIsAppliedOnceAndAnOlderProfileNeverReplacesANewerOne() async throws {
+        try await LoyaltyHarness.run { h in
+            let vip = try await h.client.createSegment(CreateSegmentRequest(
+                shopId: Self.shop, name: "VIP", match: .all, conditions: [SegmentCondition(kind: .hasTag, tag: "Khách quen")]
+            ))
+            func members() async throws -> [String] {
+                try await h.client.listSegmentMembers(ListSegmentMembersRequest(shopId: Self.shop, segmentId: vip.segmentId)).members.map(\.customerId)
+            }
+            let newer = UpsertCustomerProfileRequest(shopId: Self.shop, customerId: "lan", phone: "0912345678", tags: ["Khách quen"], eventId: "prof_2", atMs: 2_000)
+            for _ in 0..<5 { _ = try await h.client.upsertCustomerProfile(newer) }
+            #expect(try await members() == ["lan"])
+            // The same event id again with other content: already applied, nothing changes.
+            _ = try await h.client.upsertCustomerProfile(UpsertCustomerProfileRequest(shopId: Self.shop, customerId: "lan", eventId: "prof_2", atMs: 3_000))
+            #expect(try await members() == ["lan"])
+            // An older profile (tag not yet attached), replayed late: ignored.
+            _ = try await h.client.upsertCustomerProfile(UpsertCustomerProfileRequest(shopId: Self.shop, customerId: "lan", eventId: "prof_1", atMs: 1_000))
+            #expect(try await members() == ["lan"])
+            #expect(try await h.client.getMember(GetMemberRequest(shopId: Self.shop, customerId: "lan")).customerId == "lan")
+            // A newer one (tag detached) applies.
+            _ = try await h.client.upsertCustomerProfile(UpsertCustomerProfileRequest(shopId: Self.shop, customerId: "lan", eventId: "prof_3", atMs: 3_000))
+            #expect(try await members().isEmpty)
+        }
+    }
 }

@@ -131,7 +131,7 @@ struct OrderHarness {
         try await database.read { db in
             var counts: [String: Int] = [:]
             for table in ["products", "variants", "warehouses", "campaigns", "campaign_items", "comments", "carts", "cart_items", "orders", "order_items",
-                          "shipping_quotes", "order_events"] {
+                          "shipping_quotes", "outbox"] {
                 counts[table] = try await db.raw("SELECT COUNT(*) AS n FROM \(unsafeRaw: table)").first()!.decode(column: "n", as: Int.self)
             }
             counts["stock"] = try await db.raw("SELECT COALESCE(SUM(stock), 0) AS n FROM variants").first()!.decode(column: "n", as: Int.self)

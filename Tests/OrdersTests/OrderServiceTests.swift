@@ -272,13 +272,13 @@ import Testing
             let done = try await h.client.completeOrder(CompleteOrderRequest(shopId: Self.shop, orderId: shipped.orderId))
             #expect(done.status == .completed)
             _ = try await h.client.completeOrder(CompleteOrderRequest(shopId: Self.shop, orderId: shipped.orderId))
-            #expect(try await h.store.events(shop: Self.shop, order: shipped.orderId).map(\.kind) == [.paid])
+            #expect(try await h.store.pendingEvents(shop: Self.shop, order: shipped.orderId).map(\.kind) == [.paid])
 
             // Not shipped: cancelled with who and why; the stock comes back.
             let pending = try await order("o-cancel", .online)
             let cancelled = try await h.client(staff: "minh").cancelOrder(CancelOrderRequest(shopId: Self.shop, orderId: pending.orderId, reason: "hết hàng"))
             #expect(cancelled.status == .cancelled && cancelled.cancelledByStaffId == "minh" && cancelled.cancelReason == "hết hàng")
-            #expect(try await h.store.events(shop: Self.shop, order: pending.orderId).isEmpty)   // never paid, no points redeemed
+            #expect(try await h.store.pendingEvents(shop: Self.shop, order: pending.orderId).isEmpty)   // never paid, no points redeemed
             let stock = try await h.client.listProducts(ListProductsRequest(shopId: Self.shop)).products.flatMap(\.variants).first { $0.variantId == s.shirtM }!.stock
             #expect(stock == 8)   // 10 − 3 orders + 1 back
 
@@ -286,7 +286,7 @@ import Testing
             let paid = try await order("o-paid", .online, customer: "cu2")
             #expect(try await h.client.markOrderPaid(MarkOrderPaidRequest(shopId: Self.shop, orderId: paid.orderId)).status == .paid)
             _ = try await h.client.cancelOrder(CancelOrderRequest(shopId: Self.shop, orderId: paid.orderId))
-            let events = try await h.store.events(shop: Self.shop, order: paid.orderId)
+            let events = try await h.store.pendingEvents(shop: Self.shop, order: paid.orderId)
             #expect(events.map(\.kind) == [.paid, .cancelled] && events[0].amountVnd == 250_000 && events[0].customerId == "cu2")
         }
     }

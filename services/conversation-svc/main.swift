@@ -4,21 +4,40 @@ import Foundation
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshOutbox
 import MeshRPC
 import MeshStore
 
 // conversation-svc: pages, conversations, customers, tags, notes, custom
 // fields, activity history and the staff conversation report (DOMAIN.md §1).
-// Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL.
+// Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL,
+// CHATMESH_LOYALTY_ADDRS (customer profiles for segments), CHATMESH_MESSAGING_ADDRS (tag and
+// customer-message events for chatbot scenarios and the Messenger window), CHATMESH_OUTBOX_MAX_ATTEMPTS
+// and CHATMESH_OUTBOX_RETRY_MS (the outbox: attempts before an event is dead, first retry delay).
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
 let logger = Logger(label: "conversation-svc")
 do {
     let location = try StoreLocation.resolve(service: "conversation", databaseURL: env.databaseURL, dataDirectory: env.dataDirectory)
     let config = try GRPCServer.Config(listen: env.listen(service: "conversation"))
+    let outboxConfiguration = try OutboxDispatcher.Configuration(environment: env.values)
+    let loyalty = try HTTP2Channel(addresses: env.addresses(of: "loyalty"))
+    let messaging = try HTTP2Channel(addresses: env.addresses(of: "messaging"))
     let database = try await location.open(logger: logger)
     try await database.closing {
         let store = try await SQLConversationStore.open(database)
+        // Profiles go to loyalty-svc and tag / message events to messaging-svc through the
+        // outbox, each call with a service token for the event's shop.
+        let signer = TokenSigner(key: env.authKey)
+        let token: @Sendable (String) -> String = { shop in signer.mint(shopId: shop, staffId: "conversation-svc", role: .service, validFor: 300) }
+        let dispatcher = OutboxDispatcher(
+            store: database,
+            subscribers: [
+                ConversationEvents.profileSubscriber(store: store, loyalty: loyalty, token: token),
+                ConversationEvents.messagingSubscriber(messaging: messaging, token: token),
+            ],
+            bell: store.outboxBell, configuration: outboxConfiguration, logger: logger
+        )
         // R-ACT-2: tag history older than 30 days goes; block history stays. Hourly is
         // well within the rule's day-level precision.
         let retention = MeshProcess.PeriodicJob(name: "activity-retention", every: .seconds(3600)) {
@@ -27,10 +46,15 @@ do {
         }
         try await MeshProcess.serve(
             name: "conversation-svc", config: config,
-            services: [ConversationServiceHandler(store: store), HealthService(services: [ConversationService.name])],
-            env: env, jobs: [retention], logger: logger
+            services: [
+                ConversationServiceHandler(store: store), OutboxServiceHandler(service: "conversation-svc", store: database, dispatcher: dispatcher),
+                HealthService(services: [ConversationService.name, OutboxService.name]),
+            ],
+            env: env, jobs: [retention], workers: [MeshProcess.Worker(name: "outbox") { await dispatcher.run() }], logger: logger
         )
     }
+    await loyalty.close()
+    await messaging.close()
 } catch {
     logger.critical("conversation-svc failed", metadata: ["error": "\(error)"])
     exit(1)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshOutbox
 import MeshRPC
 import MeshStore
 import Orders
@@ -12,7 +13,8 @@ import Orders
 // Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL,
 // CHATMESH_LOYALTY_ADDRS (checkout prices and points), CHATMESH_MESSAGING_ADDRS (confirmations,
 // payment links, cart reminders), CHATMESH_SHIPPING_RATES (a JSON rate table replacing the standard one),
-// CHATMESH_PAYMENT_LINK_BASE (where payment and cart pages live).
+// CHATMESH_PAYMENT_LINK_BASE (where payment and cart pages live), CHATMESH_OUTBOX_MAX_ATTEMPTS and
+// CHATMESH_OUTBOX_RETRY_MS (order events for loyalty-svc: attempts before dead, first retry delay).
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
 let logger = Logger(label: "order-svc")
@@ -30,6 +32,7 @@ do {
     let config = try GRPCServer.Config(listen: env.listen(service: "order"))
     let loyalty = try HTTP2Channel(addresses: env.addresses(of: "loyalty"))
     let messaging = try HTTP2Channel(addresses: env.addresses(of: "messaging"))
+    let outboxConfiguration = try OutboxDispatcher.Configuration(environment: env.values)
     let location = try StoreLocation.resolve(service: "order", databaseURL: env.databaseURL, dataDirectory: env.dataDirectory)
     let database = try await location.open(logger: logger)
     try await database.closing {
@@ -37,8 +40,20 @@ do {
         let handler = OrderServiceHandler(
             store: store, loyalty: LoyaltyServiceCheckout(channel: loyalty), messenger: MessagingOrderMessenger(channel: messaging), rates: rates, links: links
         )
+        // Order events reach loyalty-svc through the outbox, with a service token for each event's shop.
+        let signer = TokenSigner(key: env.authKey)
+        let dispatcher = OutboxDispatcher(
+            store: database,
+            subscribers: [OrderEvents.loyaltySubscriber(channel: loyalty) { shop in signer.mint(shopId: shop, staffId: "order-svc", role: .service, validFor: 300) }],
+            bell: store.outboxBell, configuration: outboxConfiguration, logger: logger
+        )
         try await MeshProcess.serve(
-            name: "order-svc", config: config, services: [handler, HealthService(services: [OrderService.name])], env: env, jobs: [], logger: logger
+            name: "order-svc", config: config,
+            services: [
+                handler, OutboxServiceHandler(service: "order-svc", store: database, dispatcher: dispatcher),
+                HealthService(services: [OrderService.name, OutboxService.name]),
+            ],
+            env: env, workers: [MeshProcess.Worker(name: "outbox") { await dispatcher.run() }], logger: logger
         )
     }
     await loyalty.close()

@@ -7,5 +7,6 @@
 #include "chatmesh/v1/loyalty.pb-c.h"
 #include "chatmesh/v1/messaging.pb-c.h"
 #include "chatmesh/v1/order.pb-c.h"
+#include "chatmesh/v1/outbox.pb-c.h"
 #include "chatmesh/v1/panel.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"

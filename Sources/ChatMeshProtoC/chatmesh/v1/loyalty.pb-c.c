@@ -2763,7 +2763,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_members_response__descriptor
   (ProtobufCMessageInit) chatmesh__v1__list_members_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__upsert_customer_profile_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor chatmesh__v1__upsert_customer_profile_request__field_descriptors[9] =
 {
   {
     "shop_id",
@@ -2849,11 +2849,37 @@ static const ProtobufCFieldDescriptor chatmesh__v1__upsert_customer_profile_requ
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "event_id",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertCustomerProfileRequest, event_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertCustomerProfileRequest, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__upsert_customer_profile_request__field_indices_by_name[] = {
+  8,   /* field[8] = at_ms */
   4,   /* field[4] = birthday */
   1,   /* field[1] = customer_id */
   6,   /* field[6] = email */
+  7,   /* field[7] = event_id */
   3,   /* field[3] = name */
   2,   /* field[2] = phone */
   0,   /* field[0] = shop_id */
@@ -2862,7 +2888,7 @@ static const unsigned chatmesh__v1__upsert_customer_profile_request__field_indic
 static const ProtobufCIntRange chatmesh__v1__upsert_customer_profile_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__upsert_customer_profile_request__descriptor =
 {
@@ -2872,7 +2898,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__upsert_customer_profile_request__
   "Chatmesh__V1__UpsertCustomerProfileRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__UpsertCustomerProfileRequest),
-  7,
+  9,
   chatmesh__v1__upsert_customer_profile_request__field_descriptors,
   chatmesh__v1__upsert_customer_profile_request__field_indices_by_name,
   1,  chatmesh__v1__upsert_customer_profile_request__number_ranges,

@@ -298,7 +298,9 @@ struct  Chatmesh__V1__ListMembersResponse
 
 
 /*
- * R-SEG-1: the profile facts segments use, sent by conversation-svc (tags, phone, birthday).
+ * R-SEG-1: the profile facts segments use, sent by conversation-svc's outbox
+ * (tags, phone, birthday) whenever they change; it carries the customer's whole
+ * profile as it is when sent.
  */
 struct  Chatmesh__V1__UpsertCustomerProfileRequest
 {
@@ -317,10 +319,19 @@ struct  Chatmesh__V1__UpsertCustomerProfileRequest
   size_t n_tags;
   char **tags;
   char *email;
+  /*
+   * The outbox event that carries it: a profile with an event id seen before is not applied again.
+   */
+  char *event_id;
+  /*
+   * When the profile was read; a profile older than the one applied last is ignored
+   * (a replayed event never turns a profile back). 0: apply.
+   */
+  int64_t at_ms;
 };
 #define CHATMESH__V1__UPSERT_CUSTOMER_PROFILE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__upsert_customer_profile_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /*

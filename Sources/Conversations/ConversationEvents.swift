@@ -1,0 +1,167 @@
+import ChatMeshAPI
+import Foundation
+import MeshRPC
+import MeshStore
+import SQLKit
+
+/// What conversation-svc owes other services, written to its outbox in the same
+/// transaction as the change (ARCHITECTURE.md, Storage):
+/// - `loyalty-profile`: a customer's profile changed (name, phone, birthday, the
+///   tags on their conversations) → loyalty-svc UpsertCustomerProfile (R-SEG-1). The
+///   row names the customer only; the profile is read when it is delivered, so a
+///   burst of changes sends the latest state and a bulk change (a tag deleted or
+///   renamed) writes one small row per customer.
+/// - `messaging`: a tag attached or detached (R-BOT-1 chatbot scenarios) and a
+///   customer's message (R-MSG-5 Messenger window; a reply stops a scenario) →
+///   messaging-svc OnTagAttached, OnTagDetached, OnCustomerMessage.
+public enum ConversationEvents {
+    public static let profileSubscriber = "loyalty-profile"
+    public static let messagingSubscriber = "messaging"
+
+    enum Kind: String {
+        case profile = "UpsertCustomerProfile"
+        case tagAttached = "OnTagAttached"
+        case tagDetached = "OnTagDetached"
+        case customerMessage = "OnCustomerMessage"
+    }
+
+    /// Who the customer is to messaging-svc: the page-scoped id on Facebook pages
+    /// (what Messenger sends go to), otherwise their phone if known.
+    struct Contact {
+        var shop: String
+        var pageId: String
+        var customerId: String
+        var facebook: Bool
+        var externalId: String
+        var phone: String
+
+        var messengerRecipient: String {
+            facebook && !externalId.isEmpty && externalId.utf8.count <= 64 && externalId.allSatisfy(\.isNumber) ? externalId : ""
+        }
+
+        var scenarioRecipient: String {
+            let messenger = messengerRecipient
+            return messenger.isEmpty ? (VietnamPhone.normalize(phone) ?? "") : messenger
+        }
+    }
+
+    static func contacts(_ db: any SQLDatabase, shop: String, customerIds: [String]) async throws -> [String: Contact] {
+        var result: [String: Contact] = [:]
+        for chunk in customerIds.chunked(400) {
+            for row in try await db.raw("""
+                SELECT cu.customer_id, cu.page_id, cu.external_id, cu.phone, p.platform FROM customers cu
+                JOIN pages p ON p.shop_id = cu.shop_id AND p.page_id = cu.page_id
+                WHERE cu.shop_id = \(bind: shop) AND cu.customer_id IN (\(binds: Array(chunk)))
+                """).all() {
+                let id = try row.string("customer_id")
+                result[id] = Contact(
+                    shop: shop, pageId: try row.string("page_id"), customerId: id,
+                    facebook: try row.int64("platform") == Int64(Page.Platform.facebook.rawValue), externalId: try row.string("external_id"),
+                    phone: try row.string("phone")
+                )
+            }
+        }
+        return result
+    }
+
+    static func profileChanged(shop: String, customerIds: some Sequence<String>, nowMs: Int64) -> [Outbox.Event] {
+        Set(customerIds).sorted().map { customer in
+            Outbox.Event(
+                subscriber: profileSubscriber, shopId: shop, eventId: SortableID.make("prof_", nowMs: nowMs), key: customer, kind: Kind.profile.rawValue
+            )
+        }
+    }
+
+    static func tagChanged(_ contact: Contact, tagName: String, attached: Bool, nowMs: Int64) throws -> Outbox.Event {
+        let eventId = SortableID.make(attached ? "tagon_" : "tagoff_", nowMs: nowMs)
+        let payload = attached
+            ? try OnTagAttachedRequest(
+                shopId: contact.shop, eventId: eventId, pageId: contact.pageId, customerId: contact.customerId, tagName: tagName, atMs: nowMs,
+                recipient: contact.scenarioRecipient
+            ).serializedBytes()
+            : try OnTagDetachedRequest(
+                shopId: contact.shop, eventId: eventId, pageId: contact.pageId, customerId: contact.customerId, tagName: tagName, atMs: nowMs
+            ).serializedBytes()
+        return Outbox.Event(
+            subscriber: messagingSubscriber, shopId: contact.shop, eventId: eventId, key: contact.customerId,
+            kind: (attached ? Kind.tagAttached : .tagDetached).rawValue, payload: payload
+        )
+    }
+
+    static func customerMessage(_ contact: Contact, messageId: String, atMs: Int64) throws -> Outbox.Event {
+        let eventId = "msg:" + messageId
+        let payload = try OnCustomerMessageRequest(
+            shopId: contact.shop, eventId: eventId, pageId: contact.pageId, customerId: contact.customerId, recipient: contact.messengerRecipient,
+            atMs: atMs
+        ).serializedBytes()
+        return Outbox.Event(
+            subscriber: messagingSubscriber, shopId: contact.shop, eventId: eventId, key: contact.customerId, kind: Kind.customerMessage.rawValue,
+            payload: payload
+        )
+    }
+
+    // MARK: Delivery
+
+    /// loyalty-svc's copy of a customer's profile, read now. Values loyalty-svc
+    /// would refuse (a phone that is not a Vietnamese mobile, a malformed birthday)
+    /// are left out rather than let one customer's profile fail for ever.
+    static func profile(_ db: any SQLDatabase, shop: String, customerId: String, eventId: String, nowMs: Int64) async throws -> UpsertCustomerProfileRequest? {
+        guard let row = try await db.raw("""
+            SELECT name, phone, birthday FROM customers WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
+            """).first() else { return nil }
+        let tags = try await db.raw("""
+            SELECT DISTINCT t.name FROM conversations c
+            JOIN conversation_tags ct ON ct.shop_id = c.shop_id AND ct.conversation_id = c.conversation_id
+            JOIN tags t ON t.shop_id = ct.shop_id AND t.tag_id = ct.tag_id
+            WHERE c.shop_id = \(bind: shop) AND c.customer_id = \(bind: customerId)
+            ORDER BY t.name
+            """).all().map { try $0.string("name") }.filter { TagName.validate($0) == nil }
+        let birthday = try row.string("birthday")
+        return UpsertCustomerProfileRequest(
+            shopId: shop, customerId: customerId, phone: VietnamPhone.normalize(try row.string("phone")) ?? "",
+            name: String(try row.string("name").trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)),
+            birthday: VietnamTime.parseDate(birthday) != nil ? birthday : "", tags: Array(tags.prefix(200)), email: "", eventId: eventId, atMs: nowMs
+        )
+    }
+
+    /// The `loyalty-profile` subscriber: each row's customer profile as it is now, to
+    /// loyalty-svc with a service token for the row's shop.
+    public static func profileSubscriber(
+        store: SQLConversationStore, loyalty: any RPCChannel, token: @escaping @Sendable (_ shop: String) -> String
+    ) -> Outbox.Subscriber {
+        let client = LoyaltyService.Client(channel: loyalty)
+        return Outbox.Subscriber(name: profileSubscriber) { delivery in
+            guard let profile = try await store.profileForDelivery(shop: delivery.shopId, customerId: delivery.key, eventId: delivery.eventId) else {
+                return  // no such customer: nothing to tell
+            }
+            _ = try await client.upsertCustomerProfile(profile, options: .bearer(token(delivery.shopId), timeout: .seconds(10)))
+        }
+    }
+
+    /// The `messaging` subscriber: tag and customer-message events to messaging-svc.
+    public static func messagingSubscriber(messaging: any RPCChannel, token: @escaping @Sendable (_ shop: String) -> String) -> Outbox.Subscriber {
+        let client = MessagingService.Client(channel: messaging)
+        return Outbox.Subscriber(name: messagingSubscriber) { delivery in
+            let options = CallOptions.bearer(token(delivery.shopId), timeout: .seconds(10))
+            switch Kind(rawValue: delivery.kind) {
+            case .tagAttached:
+                _ = try await client.onTagAttached(try OnTagAttachedRequest(serializedBytes: delivery.payload), options: options)
+            case .tagDetached:
+                _ = try await client.onTagDetached(try OnTagDetachedRequest(serializedBytes: delivery.payload), options: options)
+            case .customerMessage:
+                _ = try await client.onCustomerMessage(try OnCustomerMessageRequest(serializedBytes: delivery.payload), options: options)
+            default:
+                throw RPCError.internal("no messaging event of kind \(delivery.kind)")
+            }
+        }
+    }
+}
+
+extension SQLConversationStore {
+    /// The profile a `loyalty-profile` row carries, read when it is delivered.
+    public func profileForDelivery(shop: String, customerId: String, eventId: String) async throws -> UpsertCustomerProfileRequest? {
+        try await db.read { db in
+            try await ConversationEvents.profile(db, shop: shop, customerId: customerId, eventId: eventId, nowMs: Clock.nowMs())
+        }
+    }
+}
