@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
         .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
@@ -60,13 +61,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // Storage shared by services: one SQL layer (sql-kit), SQLite by default, versioned migrations.
+        // Storage shared by services: one SQL layer (sql-kit), SQLite by default or PostgreSQL, versioned migrations, the outbox.
         .target(
             name: "MeshStore",
             dependencies: [
                 "MeshRPC",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -205,7 +208,11 @@ let package = Package(
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
         // Helpers shared by the service tests (status expectations, scratch databases).
-        .target(name: "MeshTestSupport", dependencies: ["MeshRPC"], path: "Tests/MeshTestSupport"),
+        .target(
+            name: "MeshTestSupport",
+            dependencies: ["MeshRPC", "MeshStore", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")],
+            path: "Tests/MeshTestSupport"
+        ),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "ChatMeshAPI", "MeshRPC", "MeshStore", "MeshTestSupport"]),
         .testTarget(
             name: "MessagingDeliveryTests",
@@ -227,7 +234,7 @@ let package = Package(
         ),
         .testTarget(name: "OrdersTests", dependencies: ["Orders", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
-        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshTestSupport", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(

@@ -36,8 +36,8 @@ public enum StoreLocation: Sendable, Hashable {
                 mode = chosen
             }
             return try await SQLiteStore.open(path: path, synchronous: mode, logger: logger)
-        case .postgres:
-            throw StoreConfigurationError("the PostgreSQL backend is not built yet; unset DATABASE_URL to use SQLite")
+        case .postgres(let url):
+            return try await PostgresStore.open(url: url, logger: logger)
         }
     }
 }

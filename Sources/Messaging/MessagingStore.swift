@@ -143,7 +143,7 @@ public struct MessagingStore: Sendable {
             try await db.raw("""
                 SELECT COUNT(*) AS n FROM balance_ledger WHERE shop_id = \(bind: shop) AND kind = \(bind: LedgerKind.topUp.rawValue)
                   AND ref LIKE \(bind: "auto-" + shop + "-%")
-                """).first()!.decode(column: "n", as: Int.self)
+                """).first()!.int("n")
         }
     }
 
@@ -321,7 +321,7 @@ public struct MessagingStore: Sendable {
         try await db.raw("""
             SELECT COUNT(*) AS n FROM messages WHERE shop_id = \(bind: shop) AND channel = \(bind: Int64(Template.Channel.zns.rawValue))
               AND day = \(bind: day) AND status <> 'FAILED'
-            """).first()!.decode(column: "n", as: Int.self)
+            """).first()!.int("n")
     }
 
     static func countZns(_ db: any SQLDatabase, shop: String, templateId: String, day: Int64, delivered: Int64, negative: Int64) async throws {
@@ -357,7 +357,7 @@ public struct MessagingStore: Sendable {
             var days: [Int64: ZnsQualityState.Day] = [:]
             for row in rows {
                 days[try row.int64("day")] = .init(
-                    delivered: try row.decode(column: "delivered", as: Int.self), negative: try row.decode(column: "negative", as: Int.self)
+                    delivered: try row.int("delivered"), negative: try row.int("negative")
                 )
             }
             // An OA idle for years needs no more than a window and a spell of empty days to be judged.
@@ -386,7 +386,7 @@ public struct MessagingStore: Sendable {
         var stats: [String: ZnsQualityState.Day] = [:]
         for row in rows {
             stats[try row.string("template_id")] = .init(
-                delivered: try row.decode(column: "d", as: Int.self), negative: try row.decode(column: "n", as: Int.self)
+                delivered: try row.int("d"), negative: try row.int("n")
             )
         }
         let poor = ZnsQualityState.poorTemplates(stats, policy: policy)

@@ -14,7 +14,7 @@ final class ServiceHarness: Sendable {
     static let otherShop = "shop-b"
     static let key = "conversation-tests-key"
 
-    let database: SQLiteStore
+    let database: any SQLStore
     let store: SQLConversationStore
     let router: RPCRouter
     private let clock: TestClock
@@ -23,11 +23,11 @@ final class ServiceHarness: Sendable {
     static let start = VietnamTime.ms(year: 2026, month: 11, day: 25, hour: 9)
 
     static func make() async throws -> ServiceHarness {
-        let database = try await SQLiteStore.open(path: temporaryDatabasePath("conversation"))
+        let database = try await TestDatabase.open("conversation")
         return try await ServiceHarness(database: database)
     }
 
-    private init(database: SQLiteStore) async throws {
+    private init(database: any SQLStore) async throws {
         self.database = database
         self.store = try await SQLConversationStore.open(database)
         let clock = TestClock(Self.start)

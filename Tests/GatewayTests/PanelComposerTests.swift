@@ -36,7 +36,7 @@ final class ControllableChannel: RPCChannel {
 struct PanelMesh {
     static let shop = "shop-g"
     static let key = "gateway-tests-key"
-    let databases: [SQLiteStore]
+    let databases: [any SQLStore]
     let loyaltyChannel: ControllableChannel
     let gateway: PanelService.Client
     let conversation: ConversationService.Client
@@ -44,9 +44,9 @@ struct PanelMesh {
     let loyalty: LoyaltyService.Client
 
     static func run(_ body: (PanelMesh) async throws -> Void) async throws {
-        let conversationDB = try await SQLiteStore.open(path: temporaryDatabasePath("conversation"))
-        let orderDB = try await SQLiteStore.open(path: temporaryDatabasePath("order"))
-        let loyaltyDB = try await SQLiteStore.open(path: temporaryDatabasePath("loyalty"))
+        let conversationDB = try await TestDatabase.open("conversation")
+        let orderDB = try await TestDatabase.open("order")
+        let loyaltyDB = try await TestDatabase.open("loyalty")
         let verifier = TokenVerifier(key: key)
         let conversationChannel = InProcessChannel(router: RPCRouter(
             services: [ConversationServiceHandler(store: try await SQLConversationStore.open(conversationDB))], verifier: verifier

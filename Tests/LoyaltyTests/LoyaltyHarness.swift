@@ -26,7 +26,7 @@ final class ScriptedMessenger: VoucherMessenger {
 struct LoyaltyHarness {
     static let shop = "shop-l"
     static let key = "loyalty-tests-key"
-    let database: SQLiteStore
+    let database: any SQLStore
     let store: LoyaltyStore
     let messenger = ScriptedMessenger()
     let vouchers: VoucherDelivery
@@ -36,7 +36,7 @@ struct LoyaltyHarness {
     let clock = TestClock(VietnamTime.ms(year: 2026, month: 11, day: 25, hour: 10))
 
     init() async throws {
-        database = try await SQLiteStore.open(path: temporaryDatabasePath("loyalty"))
+        database = try await TestDatabase.open("loyalty")
         store = try await LoyaltyStore.open(database)
         vouchers = VoucherDelivery(store: store, messenger: messenger)
         let clock = self.clock

@@ -6,6 +6,7 @@ import MeshRPC
 import MeshStore
 import SQLKit
 import Synchronization
+import MeshTestSupport
 import Testing
 
 /// A subscriber that records what reached it and fails as each test scripts.
@@ -40,7 +41,7 @@ final class RecordingSubscriber: Sendable {
 
 @Suite struct OutboxTests {
     static func open() async throws -> any SQLStore {
-        let store = try await SQLiteStore.open(path: SQLiteStoreTests.temporaryPath())
+        let store = try await TestDatabase.open("outbox")
         try await store.migrate([Migration(version: 1, name: "outbox", statements: Outbox.schema)])
         return store
     }

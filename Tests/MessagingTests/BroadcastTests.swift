@@ -157,7 +157,7 @@ final class HookedAdapter: DeliveryAdapter {
     }
 
     @Test func aRestartBetweenReserveAndSettleSendsNobodyTwice() async throws {
-        let path = temporaryDatabasePath("broadcast-restart")
+        let path = try await TestDatabase.location("broadcast-restart")
         var settings = BroadcastRunner.Settings()
         settings.batchSize = 25
         let loyalty = FakeLoyalty(["s": Self.members(110)])

@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test func aTagStartsTheScenarioAndStepsGoAtTheirTimesAcrossARestart() async throws {
-        let path = temporaryDatabasePath("scenarios")
+        let path = try await TestDatabase.location("scenarios")
         let h = try await MessagingHarness.make(path: path)
         _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 10_000, paymentRef: "r"))
         let scenario = try await considering(h)

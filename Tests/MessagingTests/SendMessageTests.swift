@@ -69,7 +69,7 @@ final class ScriptedGateway: PaymentGateway {
 struct MessagingHarness {
     static let shop = "shop-m"
     static let key = "messaging-tests-key"
-    let database: SQLiteStore
+    let database: any SQLStore
     let store: MessagingStore
     let zns = ScriptedAdapter()
     let email = ScriptedAdapter()
@@ -88,11 +88,13 @@ struct MessagingHarness {
         zns: ZnsQualityPolicy = ZnsQualityPolicy(), loyalty: FakeLoyalty = FakeLoyalty(), automaticTopUp: Bool = false,
         runner settings: BroadcastRunner.Settings = BroadcastRunner.Settings(), path: String? = nil
     ) async throws -> MessagingHarness {
-        let database = try await SQLiteStore.open(path: path ?? temporaryDatabasePath("messaging"))
+        var location = path
+        if location == nil { location = try await TestDatabase.location("messaging") }
+        let database = try await TestDatabase.open(at: location!)
         return try await MessagingHarness(database: database, zns: zns, loyalty: loyalty, automaticTopUp: automaticTopUp, settings: settings)
     }
 
-    private init(database: SQLiteStore, zns policy: ZnsQualityPolicy, loyalty: FakeLoyalty, automaticTopUp: Bool, settings: BroadcastRunner.Settings) async throws {
+    private init(database: any SQLStore, zns policy: ZnsQualityPolicy, loyalty: FakeLoyalty, automaticTopUp: Bool, settings: BroadcastRunner.Settings) async throws {
         self.database = database
         self.loyalty = loyalty
         store = try await MessagingStore.open(database)

@@ -68,7 +68,7 @@ final class ScriptedMessenger: OrderMessenger {
 struct OrderHarness {
     static let shop = "shop-o"
     static let key = "orders-tests-key"
-    let database: SQLiteStore
+    let database: any SQLStore
     let store: OrderStore
     let loyalty = ScriptedLoyalty()
     let messenger = ScriptedMessenger()
@@ -78,7 +78,7 @@ struct OrderHarness {
     let clock = TestClock(VietnamTime.ms(year: 2026, month: 11, day: 25, hour: 10))
 
     init() async throws {
-        database = try await SQLiteStore.open(path: temporaryDatabasePath("orders"))
+        database = try await TestDatabase.open("orders")
         store = try await OrderStore.open(database)
         let clock = self.clock
         router = RPCRouter(
@@ -132,9 +132,9 @@ struct OrderHarness {
             var counts: [String: Int] = [:]
             for table in ["products", "variants", "warehouses", "campaigns", "campaign_items", "comments", "carts", "cart_items", "orders", "order_items",
                           "shipping_quotes", "outbox"] {
-                counts[table] = try await db.raw("SELECT COUNT(*) AS n FROM \(unsafeRaw: table)").first()!.decode(column: "n", as: Int.self)
+                counts[table] = try await db.raw("SELECT COUNT(*) AS n FROM \(unsafeRaw: table)").first()!.int("n")
             }
-            counts["stock"] = try await db.raw("SELECT COALESCE(SUM(stock), 0) AS n FROM variants").first()!.decode(column: "n", as: Int.self)
+            counts["stock"] = try await db.raw("SELECT COALESCE(SUM(stock), 0) AS n FROM variants").first()!.int("n")
             return counts
         }
     }

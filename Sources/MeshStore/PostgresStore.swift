@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+import NIOSSL
+import PostgresKit
+import SQLKit
+
+/// PostgreSQL, for several replicas of a service sharing one store (DATABASE_URL=postgres://…).
+///
+/// Writes to one service's database take turns, as under SQLite's single writer, but
+/// across every replica: each transaction first takes a transaction-scoped advisory
+/// lock. A read-check-write (stock, the 50-tag limit, an idempotency key, an outbox
+/// row) therefore cannot race between replicas, and nothing needs retrying for a
+/// conflict. Optimistic SERIALIZABLE transactions were tried first: a hot row (a
+/// shop's balance, a variant's stock) made them fail and retry over and over under
+/// load. Reads run statement by statement on pooled connections, beside the writer.
+public final class PostgresStore: SQLStore {
+    public var kind: SQLStoreKind { .postgres }
+
+    private let client: PostgresClient
+    private let runTask: Task<Void, Never>
+    private let logger: Logger
+    /// Attempts of one write before a deadlock or serialization failure (neither expected
+    /// with the writer's lock, but PostgreSQL may still report one) is the caller's.
+    static let maxAttempts = 5
+    /// The advisory lock every write takes ("CHATMESH" in ASCII, so it is recognisable in pg_locks).
+    static let writerLock: Int64 = 0x4348_4154_4D45_5348
+
+    private init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+        runTask = Task { await client.run() }
+    }
+
+    /// - Parameter url: `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`
+    ///   (sslmode: `prefer` by default).
+    public static func open(url: String, maxConnections: Int = 20, logger: Logger) async throws -> PostgresStore {
+        let configuration = try configuration(url: url, maxConnections: maxConnections)
+        let store = PostgresStore(client: PostgresClient(configuration: configuration, backgroundLogger: logger), logger: logger)
+        do {
+            // Fails here, naming the server, rather than on the first call.
+            try await store.client.withConnection { connection in
+                _ = try await connection.sql().raw("SELECT 1").all()
+            }
+        } catch {
+            try? await store.close()
+            throw StoreConfigurationError("DATABASE_URL: cannot reach PostgreSQL at \(configuration.host ?? "?"):\(configuration.port ?? 5432): \(String(reflecting: error))")
+        }
+        return store
+    }
+
+    static func configuration(url: String, maxConnections: Int) throws -> PostgresClient.Configuration {
+        guard let parts = URLComponents(string: url), ["postgres", "postgresql"].contains(parts.scheme ?? ""),
+              let host = parts.host, !host.isEmpty, let user = parts.user, !user.isEmpty else {
+            throw StoreConfigurationError("DATABASE_URL must look like postgres://user[:password]@host[:port]/database, not \(url)")
+        }
+        let database = String(parts.path.drop { $0 == "/" })
+        let sslmode = parts.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
+        let tls: PostgresClient.Configuration.TLS
+        switch sslmode {
+        case "disable": tls = .disable
+        case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
+        case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
+        default: throw StoreConfigurationError("DATABASE_URL: sslmode must be disable, prefer or require, not \(sslmode)")
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: parts.port ?? 5432, username: user.removingPercentEncoding ?? user,
+            password: parts.password?.removingPercentEncoding, database: database.isEmpty ? nil : database, tls: tls
+        )
+        configuration.options.maximumConnections = maxConnections
+        return configuration
+    }
+
+    public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            try await body(connection.sql(queryLogLevel: .trace))
+        }
+    }
+
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        // Its own task, which the caller's cancellation does not reach: a transaction cut
+        // short would go back to the pool still open.
+        try await Task {
+            var attempt = 1
+            while true {
+                do {
+                    return try await self.transaction(body)
+                } catch let error as PSQLError where attempt < Self.maxAttempts && Self.mayRetry(error) {
+                    attempt += 1
+                    // Apart a little, so the two that collided do not collide again.
+                    try? await Task.sleep(for: .microseconds(Int.random(in: 100...(2_000 * attempt))))
+                }
+            }
+        }.value
+    }
+
+    private func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            let db = connection.sql(queryLogLevel: .trace)
+            try await db.raw("BEGIN").run()
+            try await db.raw("SELECT pg_advisory_xact_lock(\(literal: Self.writerLock))").run()
+            let result: T
+            do {
+                result = try await body(db)
+                try await db.raw("COMMIT").run()
+            } catch {
+                do {
+                    try await db.raw("ROLLBACK").run()
+                } catch let rollbackError {
+                    logger.error("rollback failed", metadata: ["error": "\(String(reflecting: rollbackError))"])
+                }
+                throw error
+            }
+            return result
+        }
+    }
+
+    /// A serialization failure or a deadlock: the transaction did nothing and may run again.
+    static func mayRetry(_ error: PSQLError) -> Bool {
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40001" || state == "40P01"
+    }
+
+    public func close() async throws {
+        runTask.cancel()
+        await runTask.value
+    }
+}
