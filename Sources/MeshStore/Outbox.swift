@@ -12,7 +12,9 @@ import Synchronization
 /// partition (a customer of a shop); a row that keeps failing holds back the
 /// later rows of its partition for that subscriber, also once it is dead, so a
 /// consumer never sees a customer's events out of order. Delivered rows are
-/// deleted.
+/// deleted. Replicas sharing the table claim the rows they deliver for a while
+/// (`claimed_by`, `claimed_until_ms`), so each row goes out from one of them and a
+/// customer's rows from one at a time.
 public enum Outbox {
     /// The rows of one event: a service's schema adds them as one migration.
     public static let schema: [String] = [
@@ -22,12 +24,15 @@ public enum Outbox {
             partition_key TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL DEFAULT '', created_at_ms BIGINT NOT NULL,
             state BIGINT NOT NULL DEFAULT 0, attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at_ms BIGINT NOT NULL DEFAULT 0,
             last_attempt_at_ms BIGINT NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',
+            claimed_by TEXT NOT NULL DEFAULT '', claimed_until_ms BIGINT NOT NULL DEFAULT 0,
             UNIQUE (subscriber, shop_id, event_id))
         """,
         // The queue: a subscriber's pending rows in order.
         "CREATE INDEX outbox_queue ON outbox (subscriber, state, seq)",
-        // Rows holding their partition back (retrying later, or dead): few, read on every pass.
+        // Rows holding their partition back (retrying later, dead, or being delivered by another
+        // replica): few, read on every pass.
         "CREATE INDEX outbox_held ON outbox (subscriber, next_attempt_at_ms)",
+        "CREATE INDEX outbox_claimed ON outbox (subscriber, claimed_until_ms)",
         // Status and dead letters per shop.
         "CREATE INDEX outbox_by_shop ON outbox (shop_id, subscriber, state, seq)",
     ]

@@ -58,6 +58,9 @@ public final class OutboxDispatcher: Sendable {
         public var unreachableBackoff: Duration = .milliseconds(250)
         /// A backlog this large is logged, and again each time it doubles.
         public var backlogWarning: Int64 = 100
+        /// How long rows a replica took stay its own: another replica delivers them after
+        /// this if the first died without finishing.
+        public var claimMs: Int64 = 120_000
 
         public init() {}
 
@@ -96,6 +99,9 @@ public final class OutboxDispatcher: Sendable {
 
     let store: any SQLStore
     public let subscribers: [Outbox.Subscriber]
+    /// Who this dispatcher is among replicas; the same after a restart (host and listening
+    /// address), so a restarted replica takes up its own claims instead of waiting them out.
+    let replica: String
     let configuration: Configuration
     let logger: Logger
     let doorbells: [String: Doorbell]
@@ -103,10 +109,12 @@ public final class OutboxDispatcher: Sendable {
 
     /// - Parameter bell: the store's bell; its rings wake the dispatcher.
     public init(
-        store: any SQLStore, subscribers: [Outbox.Subscriber], bell: OutboxBell? = nil, configuration: Configuration = Configuration(), logger: Logger
+        store: any SQLStore, subscribers: [Outbox.Subscriber], replica: String = SortableID.make("replica_"), bell: OutboxBell? = nil,
+        configuration: Configuration = Configuration(), logger: Logger
     ) {
         precondition(Set(subscribers.map(\.name)).count == subscribers.count, "two outbox subscribers share a name")
         self.store = store
+        self.replica = replica
         self.subscribers = subscribers
         self.configuration = configuration
         self.logger = logger
@@ -172,13 +180,26 @@ public final class OutboxDispatcher: Sendable {
     func pass(_ subscriber: Outbox.Subscriber) async throws -> PassOutcome {
         let now = Clock.nowMs()
         let name = subscriber.name
-        let rows = try await store.read { db in
-            try await db.raw("""
+        let batch = configuration.batchSize
+        let replica = replica
+        let claimUntil = now + configuration.claimMs
+        let rows = try await store.write { db -> [(partition: String, delivery: Outbox.Delivery)] in
+            let rows = try await db.raw("""
                 SELECT seq, shop_id, event_id, partition_key, kind, payload, attempts, created_at_ms FROM outbox
                 WHERE subscriber = \(bind: name) AND state = \(bind: Outbox.State.pending.rawValue) AND next_attempt_at_ms <= \(bind: now)
+                  AND (claimed_until_ms <= \(bind: now) OR claimed_by = \(bind: replica))
                   AND partition_key NOT IN (SELECT partition_key FROM outbox WHERE subscriber = \(bind: name) AND next_attempt_at_ms > \(bind: now))
-                ORDER BY seq LIMIT \(literal: configuration.batchSize)
-                """).all().map { row in (try row.string("partition_key"), try Outbox.delivery(row)) }
+                  AND partition_key NOT IN (
+                      SELECT partition_key FROM outbox WHERE subscriber = \(bind: name) AND claimed_until_ms > \(bind: now) AND claimed_by <> \(bind: replica))
+                ORDER BY seq LIMIT \(literal: batch)
+                """).all().map { row -> (partition: String, delivery: Outbox.Delivery) in (try row.string("partition_key"), try Outbox.delivery(row)) }
+            if !rows.isEmpty {
+                try await db.raw("""
+                    UPDATE outbox SET claimed_by = \(bind: replica), claimed_until_ms = \(bind: claimUntil)
+                    WHERE seq IN (\(binds: rows.map(\.delivery.seq)))
+                    """).run()
+            }
+            return rows
         }
         if rows.isEmpty { return .idle }
 
@@ -261,9 +282,14 @@ public final class OutboxDispatcher: Sendable {
     }
 
     func record(_ results: Results, subscriber: String, nowMs: Int64) async throws {
-        guard !results.delivered.isEmpty || !results.failed.isEmpty else { return }
         let configuration = configuration
+        let replica = replica
         let dead = try await store.write { db -> [(Outbox.Delivery, String)] in
+            // What this pass claimed and did not deliver is free again (this replica's passes
+            // for one subscriber follow each other, so every claim of it is this pass's).
+            try await db.raw("""
+                UPDATE outbox SET claimed_by = '', claimed_until_ms = 0 WHERE subscriber = \(bind: subscriber) AND claimed_by = \(bind: replica)
+                """).run()
             var start = 0
             while start < results.delivered.count {
                 let chunk = Array(results.delivered[start..<min(start + 500, results.delivered.count)])

@@ -238,3 +238,62 @@ extension ServerContext {
         ServerContext(method: OutboxService.Method.getOutboxStatus, principal: Principal(shopId: shop, staffId: "tester", role: role, expiresAtMs: .max))
     }
 }
+
+@Suite struct OutboxReplicaTests {
+    /// Two replicas of a producer dispatch the same table: each event goes out once,
+    /// and a customer's events in order.
+    @Test func twoDispatchersOnOneTableDeliverEachEventOnceInOrder() async throws {
+        let store = try await OutboxTests.open()
+        let recorder = RecordingSubscriber()
+        var events: [Outbox.Event] = []
+        for n in 0..<300 { events.append(OutboxTests.event("shop", "cu\(n % 9)", "e\(n)")) }
+        let dispatchers = ["replica-a", "replica-b"].map {
+            OutboxDispatcher(store: store, subscribers: [recorder.subscriber("s")], replica: $0, configuration: OutboxTests.configuration(),
+                             logger: Logger(label: "test"))
+        }
+        let running = dispatchers.map { dispatcher in Task { await dispatcher.run() } }
+        // Written while both run, in several commits.
+        for chunk in stride(from: 0, to: 300, by: 50) {
+            try await OutboxTests.enqueue(store, Array(events[chunk..<chunk + 50]))
+            for dispatcher in dispatchers { dispatcher.ring() }
+        }
+        try await OutboxTests.until("the queue empty") { try await OutboxTests.rows(store) == 0 }
+        for task in running { task.cancel() }
+        for task in running { await task.value }
+        let received = recorder.received.withLock { $0 }
+        #expect(received.count == 300)  // none twice
+        for customer in 0..<9 {
+            #expect(recorder.events(of: "cu\(customer)") == stride(from: customer, to: 300, by: 9).map { "e\($0)" })
+        }
+        // Both took part.
+        #expect(dispatchers.allSatisfy { ($0.health("s")?.delivered ?? 0) > 0 })
+        try await store.close()
+    }
+
+    /// A replica that died holding rows: after its claim runs out, another delivers them;
+    /// the same replica restarted takes its own claims up at once.
+    @Test func aDeadReplicasClaimsRunOutAndItsRestartTakesThemUp() async throws {
+        let store = try await OutboxTests.open()
+        try await OutboxTests.enqueue(store, (0..<5).map { OutboxTests.event("shop", "cu1", "e\($0)") })
+        let now = Clock.nowMs()
+        try await store.write { db in
+            try await db.raw("UPDATE outbox SET claimed_by = 'replica-gone', claimed_until_ms = \(bind: now + 600_000)").run()
+        }
+        let recorder = RecordingSubscriber()
+        let other = OutboxDispatcher(store: store, subscribers: [recorder.subscriber("s")], replica: "replica-b", configuration: OutboxTests.configuration(),
+                                     logger: Logger(label: "test"))
+        var running = Task { await other.run() }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(recorder.received.withLock { $0.isEmpty })  // still claimed by the one that died
+        running.cancel()
+        await running.value
+        let restarted = OutboxDispatcher(store: store, subscribers: [recorder.subscriber("s")], replica: "replica-gone",
+                                         configuration: OutboxTests.configuration(), logger: Logger(label: "test"))
+        running = Task { await restarted.run() }
+        try await OutboxTests.until("the queue empty") { try await OutboxTests.rows(store) == 0 }
+        running.cancel()
+        await running.value
+        #expect(recorder.events(of: "cu1") == (0..<5).map { "e\($0)" })
+        try await store.close()
+    }
+}

@@ -36,7 +36,8 @@ do {
                 ConversationEvents.profileSubscriber(store: store, loyalty: loyalty, token: token),
                 ConversationEvents.messagingSubscriber(messaging: messaging, token: token),
             ],
-            bell: store.outboxBell, configuration: outboxConfiguration, logger: logger
+            replica: "\(ProcessInfo.processInfo.hostName)/\(env.listen(service: "conversation"))", bell: store.outboxBell,
+            configuration: outboxConfiguration, logger: logger
         )
         // R-ACT-2: tag history older than 30 days goes; block history stays. Hourly is
         // well within the rule's day-level precision.

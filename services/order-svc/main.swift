@@ -45,7 +45,8 @@ do {
         let dispatcher = OutboxDispatcher(
             store: database,
             subscribers: [OrderEvents.loyaltySubscriber(channel: loyalty) { shop in signer.mint(shopId: shop, staffId: "order-svc", role: .service, validFor: 300) }],
-            bell: store.outboxBell, configuration: outboxConfiguration, logger: logger
+            replica: "\(ProcessInfo.processInfo.hostName)/\(env.listen(service: "order"))", bell: store.outboxBell,
+            configuration: outboxConfiguration, logger: logger
         )
         try await MeshProcess.serve(
             name: "order-svc", config: config,

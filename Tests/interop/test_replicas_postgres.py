@@ -1,0 +1,120 @@
+"""Two order-svc replicas on one PostgreSQL database (what `deploy.replicas` runs), called at once:
+the same stock is never oversold, the same idempotency key gives one order whichever replicas it
+reaches, and their outboxes deliver each order event once. loyalty-svc is a grpcio stand-in that
+prices every order at list price and counts each RecordOrderEvent it receives.
+
+Needs CHATMESH_TEST_POSTGRES_URL (scripts/test starts a throw-away cluster); skips, saying so, without it."""
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent import futures
+
+import grpc
+import pytest
+
+from conftest import ServiceProcess, free_port, mint_token, wait_until
+from chatmesh.v1 import common_pb2 as c
+from chatmesh.v1 import loyalty_pb2 as l
+from chatmesh.v1 import loyalty_pb2_grpc as l_grpc
+from chatmesh.v1 import order_pb2 as o
+from chatmesh.v1 import order_pb2_grpc as o_grpc
+
+POSTGRES = os.environ.get("CHATMESH_TEST_POSTGRES_URL", "")
+pytestmark = pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL: CHATMESH_TEST_POSTGRES_URL is not set (scripts/test sets it)")
+
+SHOP = "shop-replicas"
+SHIPPING = o.ShippingInfo(name="Lê Văn Tâm", phone="0903 111 222",
+                          address=c.Address(street="5 Lê Lợi", ward="Bến Nghé", district="Quận 1", province="TP.HCM"))
+
+
+class LoyaltyStandIn(l_grpc.LoyaltyServiceServicer):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.events = Counter()
+
+    def PreviewOrder(self, request, context):
+        return l.PreviewOrderResponse(points_to_earn=request.subtotal_vnd // 10_000)
+
+    def RecordOrderEvent(self, request, context):
+        with self.lock:
+            self.events[request.event_id] += 1
+        return l.RecordOrderEventResponse(applied=True)
+
+
+def md():
+    return [("authorization", "Bearer " + mint_token(SHOP, staff="tam", role="owner"))]
+
+
+def create_database():
+    name = "replicas_" + uuid.uuid4().hex[:12]
+    base = POSTGRES.split("?")[0]
+    subprocess.run(["psql", base, "-q", "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return base.rsplit("/", 1)[0] + "/" + name + "?sslmode=disable"
+
+
+def test_two_order_replicas_on_postgres_never_oversell_keep_keys_once_and_deliver_events_once():
+    stand_in = LoyaltyStandIn()
+    loyalty = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    l_grpc.add_LoyaltyServiceServicer_to_server(stand_in, loyalty)
+    loyalty_port = loyalty.add_insecure_port("127.0.0.1:0")
+    loyalty.start()
+    database = create_database()
+    replicas = []
+    with tempfile.TemporaryDirectory(prefix="replicas-") as root:
+        try:
+            for n in range(2):
+                replicas.append(ServiceProcess("order-svc", o_grpc.OrderServiceStub, os.path.join(root, f"r{n}"), env={
+                    "DATABASE_URL": database, "CHATMESH_LISTEN": f"127.0.0.1:{free_port()}",
+                    "CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{loyalty_port}", "CHATMESH_MESSAGING_ADDRS": f"127.0.0.1:{free_port()}"}))
+            a, b = (r.stub for r in replicas)
+            meta = md()
+            product = a.UpsertProduct(o.UpsertProductRequest(shop_id=SHOP, name="Nón lá", variants=[
+                o.Variant(sku="NL-1", title="Cỡ vừa", price_vnd=120_000, stock=50, weight_g=150)]), metadata=meta)
+            variant = product.variants[0].variant_id
+
+            def order(stub, key, customer):
+                return stub.CreateOrder(o.CreateOrderRequest(
+                    shop_id=SHOP, customer_id=customer, items=[o.OrderItemRequest(variant_id=variant, quantity=1)], shipping=SHIPPING,
+                    payment_method=o.Order.BANK_TRANSFER, idempotency_key=key), metadata=meta)
+
+            # 120 orders for 50 in stock, half through each replica, all at once.
+            def attempt(n):
+                try:
+                    return order((a, b)[n % 2], f"buy-{n}", f"cu-{n % 12}").order_id
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "left" in error.details(), error.details()
+                    return None
+
+            with futures.ThreadPoolExecutor(max_workers=24) as pool:
+                placed = [x for x in pool.map(attempt, range(120)) if x]
+            assert len(placed) == 50 and len(set(placed)) == 50
+            stock = a.ListProducts(o.ListProductsRequest(shop_id=SHOP), metadata=meta).products[0].variants[0].stock
+            assert stock == 0
+
+            # The same key to both replicas at once: one order.
+            product = a.UpsertProduct(o.UpsertProductRequest(shop_id=SHOP, product_id=product.product_id, name="Nón lá", variants=[
+                o.Variant(variant_id=variant, sku="NL-1", title="Cỡ vừa", price_vnd=120_000, stock=100, weight_g=150)]), metadata=meta)
+            with futures.ThreadPoolExecutor(max_workers=20) as pool:
+                pairs = [(pool.submit(order, a, f"same-{n}", "cu-same"), pool.submit(order, b, f"same-{n}", "cu-same")) for n in range(10)]
+                same = [(x.result().order_id, y.result().order_id) for x, y in pairs]
+            assert all(x == y for x, y in same) and len({x for x, _ in same}) == 10
+            stock = a.ListProducts(o.ListProductsRequest(shop_id=SHOP), metadata=meta).products[0].variants[0].stock
+            assert stock == 90
+
+            # Paid through either replica: both dispatch, each event reaches loyalty-svc once.
+            with futures.ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda n: (a, b)[n % 2].MarkOrderPaid(o.MarkOrderPaidRequest(shop_id=SHOP, order_id=placed[n]), metadata=meta),
+                              range(len(placed))))
+            assert wait_until(lambda: len(stand_in.events) == 50, timeout=30, interval=0.1)
+            time.sleep(2)  # room for a second delivery, were there one
+            assert sorted(stand_in.events) == sorted(f"{order_id}:paid" for order_id in placed)
+            assert set(stand_in.events.values()) == {1}
+        finally:
+            for replica in replicas:
+                if replica.alive():
+                    replica.close()
+            loyalty.stop(0)
