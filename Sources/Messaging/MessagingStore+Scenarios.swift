@@ -83,7 +83,7 @@ extension MessagingStore {
             for scenario in scenarios {
                 let running = try await db.raw("""
                     SELECT step_id FROM scheduled_steps WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
-                      AND status = 'PENDING' AND scenario_id = \(bind: scenario.scenarioId) LIMIT 1
+                      AND status IN ('PENDING', 'SENDING') AND scenario_id = \(bind: scenario.scenarioId) LIMIT 1
                     """).first()
                 if running != nil { continue }
                 for (index, step) in scenario.steps.enumerated() {
@@ -175,7 +175,8 @@ extension MessagingStore {
     public func dueSteps(nowMs: Int64, limit: Int) async throws -> [DueStep] {
         try await db.read { db in
             try await db.raw("""
-                SELECT * FROM scheduled_steps WHERE status = 'PENDING' AND due_at_ms <= \(bind: nowMs) ORDER BY due_at_ms LIMIT \(literal: limit)
+                SELECT * FROM scheduled_steps WHERE status IN ('PENDING', 'SENDING') AND due_at_ms <= \(bind: nowMs)
+                ORDER BY due_at_ms LIMIT \(literal: limit)
                 """).all().map { row in
                 DueStep(
                     shop: try row.string("shop_id"), stepId: try row.string("step_id"), customerId: try row.string("customer_id"),
@@ -186,22 +187,27 @@ extension MessagingStore {
         }
     }
 
-    /// Records how a due step ended (SENT, SKIPPED or FAILED), unless it was cancelled meanwhile.
+    /// Records how a step being sent ended (SENT, SKIPPED or FAILED).
     public func finishStep(shop: String, stepId: String, status: String, reason: String, messageId: String) async throws {
         try await db.write { db in
             try await db.raw("""
                 UPDATE scheduled_steps SET status = \(bind: status), reason = \(bind: reason), message_id = \(bind: messageId)
-                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status = 'PENDING'
+                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status = 'SENDING'
                 """).run()
         }
     }
 
-    /// Whether the step is still to be sent (a detach or a reply may have cancelled it since it was read).
-    public func stepPending(shop: String, stepId: String) async throws -> Bool {
-        try await db.read { db in
-            try await db.raw("""
-                SELECT step_id FROM scheduled_steps WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status = 'PENDING'
-                """).first() != nil
+    /// Takes a due step for sending unless a detach or a reply cancelled it since it was read.
+    /// From then on it is SENDING: a reply arriving while it goes out no longer cancels it (it
+    /// would be recorded as cancelled though sent). A step left SENDING by a crash is taken
+    /// again; its idempotency key keeps it to one message.
+    public func claimStep(shop: String, stepId: String) async throws -> Bool {
+        try await db.write { db in
+            try await !db.raw("""
+                UPDATE scheduled_steps SET status = 'SENDING'
+                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status IN ('PENDING', 'SENDING')
+                RETURNING step_id
+                """).all().isEmpty
         }
     }
 

@@ -23,7 +23,7 @@ public struct ScenarioScheduler: Sendable {
     public func sendDue(limit: Int = 200) async throws -> Int {
         let due = try await store.dueSteps(nowMs: sender.now(), limit: limit)
         for step in due {
-            guard try await store.stepPending(shop: step.shop, stepId: step.stepId) else { continue }
+            guard try await store.claimStep(shop: step.shop, stepId: step.stepId) else { continue }
             let (status, reason, messageId) = try await send(step)
             try await store.finishStep(shop: step.shop, stepId: step.stepId, status: status, reason: reason, messageId: messageId)
         }

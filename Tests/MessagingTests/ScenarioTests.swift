@@ -93,6 +93,31 @@ import Testing
         try await h.database.close()
     }
 
+    /// A reply that arrives while a step is going out cancels the steps after it, not that one:
+    /// it is recorded as sent, as it was.
+    @Test func aReplyWhileAStepIsBeingSentLeavesThatStepSent() async throws {
+        let h = try await MessagingHarness.make()
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 10_000, paymentRef: "r"))
+        _ = try await considering(h)
+        _ = try await attach(h, event: "a1", customer: "c1")
+        let due = try await h.store.dueSteps(nowMs: h.clock.now, limit: 10)
+        #expect(due.count == 1)
+        // The scheduler has taken the step and is sending it when the customer writes.
+        #expect(try await h.store.claimStep(shop: Self.shop, stepId: due[0].stepId))
+        h.clock.advance(ms: 1_000)
+        let replied = try await h.client.onCustomerMessage(OnCustomerMessageRequest(
+            shopId: Self.shop, eventId: "m1", pageId: "p1", customerId: "c1", recipient: "123456", atMs: h.clock.now
+        ))
+        #expect(replied.cancelledSteps == 2)
+        #expect(try await statuses(h) == ["SENDING", "CANCELLED", "CANCELLED"])
+        // The send completes (here: the scheduler's next round takes the step up again, once).
+        #expect(try await h.scheduler.sendDue() == 1)
+        #expect(try await statuses(h) == ["SENT", "CANCELLED", "CANCELLED"])
+        #expect(try await h.scheduler.sendDue() == 0)
+        #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 10_000 - 800)
+        try await h.database.close()
+    }
+
     @Test func aBotMessagesOnMessengerOnlyInsideTheWindow() async throws {
         let h = try await MessagingHarness.make()
         _ = try await considering(h, channel: .messenger)
