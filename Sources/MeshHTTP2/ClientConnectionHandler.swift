@@ -27,6 +27,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var failure: RPCError?
         /// True once nghttp2 has written the request's HEADERS: from then on the server may have acted on it.
         var sent = false
+        var startedAt = NIODeadline.now()
 
         init(callID: UInt64, promise: EventLoopPromise<ByteBuffer>, request: ByteBuffer, allocator: ByteBufferAllocator) {
             self.callID = callID
@@ -47,10 +48,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var flushScheduled = false
     private var goawayLastStreamID: Int32 = .max
     private var deadlineTimer = SoonestDeadlineTimer()
+    private let silenceTimeout: TimeAmount
+    /// When the server last sent anything (a frame, a PING answer).
+    private var lastHeard = NIODeadline.now()
+    private var probing = false
 
-    init(authority: String, maxMessageBytes: Int, state: ClientConnection.SharedState) {
+    init(authority: String, maxMessageBytes: Int, silenceTimeout: TimeAmount, state: ClientConnection.SharedState) {
         self.authority = authority
         self.maxMessageBytes = maxMessageBytes
+        self.silenceTimeout = silenceTimeout
         self.connectionState = state
     }
 
@@ -99,6 +105,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session else { return }
+        lastHeard = .now()
+        if !connectionState.hasHeard { connectionState.markHeard() }
+        if connectionState.isSuspect { connectionState.markSuspect(false) }
         let buffer = unwrapInboundIn(data)
         let result = buffer.withUnsafeReadableBytes { raw in
             nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
@@ -187,6 +196,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         for call in calls.values {
             guard let deadline = call.deadline else { continue }
             if deadline <= now {
+                if lastHeard < call.startedAt { probeSilence() }
                 abort(callID: call.callID, error: .deadlineExceeded("deadline exceeded calling \(call.path)"))
             } else if next.map({ deadline < $0 }) ?? true {
                 next = deadline
@@ -194,6 +204,26 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         if let next, let loop = context?.eventLoop {
             deadlineTimer.arm(next, on: loop) { self.expireDeadlines() }
+        }
+    }
+
+    /// A call ran out of time and the server has sent nothing since it began: the link may
+    /// be cut (packets dropped, nothing refused), which TCP would notice only after minutes.
+    /// New calls avoid this connection while a PING asks; silence for `silenceTimeout`
+    /// closes it, so the channel reconnects and the other addresses carry the calls.
+    private func probeSilence() {
+        guard !probing, let session, let context else { return }
+        probing = true
+        connectionState.markSuspect(true)
+        let askedAt = NIODeadline.now()
+        nghttp2_submit_ping(session, NG.flagNone, nil)
+        scheduleFlush()
+        context.eventLoop.assumeIsolated().scheduleTask(in: silenceTimeout) {
+            self.probing = false
+            guard self.lastHeard < askedAt, let context = self.context else { return }
+            self.connectionState.markClosed()
+            self.failAll(.unavailable("\(self.authority) stopped answering (no reply to a PING within \(self.silenceTimeout))"))
+            context.close(promise: nil)
         }
     }
 

@@ -14,6 +14,9 @@ public final class HTTP2Channel: RPCChannel {
         public var maxMessageBytes = GRPCFraming.defaultMaxMessageBytes
         public var initialBackoff: TimeAmount = .milliseconds(100)
         public var maxBackoff: TimeAmount = .seconds(5)
+        /// After a call's deadline passes with nothing heard from the server, the connection is
+        /// PINGed; no answer within this and it is closed (a cut link shows as silence, not an error).
+        public var silenceTimeout: TimeAmount = .seconds(1)
 
         public init() {}
     }
@@ -97,10 +100,20 @@ final class ClientConnection: Sendable {
     final class SharedState: Sendable {
         private let draining = Atomic<Bool>(false)
         private let closed = Atomic<Bool>(false)
+        private let suspect = Atomic<Bool>(false)
+        private let heard = Atomic<Bool>(false)
         var isDraining: Bool { draining.load(ordering: .relaxed) }
         var isClosed: Bool { closed.load(ordering: .relaxed) }
+        /// A call's deadline passed without a byte from the server: the link may be cut.
+        /// New calls go to other addresses until a PING is answered (or the connection closes).
+        var isSuspect: Bool { suspect.load(ordering: .relaxed) }
         func markDraining() { draining.store(true, ordering: .relaxed) }
         func markClosed() { closed.store(true, ordering: .relaxed) }
+        func markSuspect(_ value: Bool) { suspect.store(value, ordering: .relaxed) }
+        /// The server has sent something (its SETTINGS): the connection is known to work, not
+        /// just accepted by a kernel whose process or link may be gone.
+        var hasHeard: Bool { heard.load(ordering: .relaxed) }
+        func markHeard() { heard.store(true, ordering: .relaxed) }
     }
 
     let channel: Channel
@@ -164,7 +177,8 @@ final class Subchannel: Sendable {
     func readiness() -> Readiness {
         state.withLock { s in
             switch s {
-            case .ready(let c): c.isUsable ? .ready : .connectable
+            case .ready(let c):
+                if !c.isUsable { .connectable } else if c.state.isSuspect { .backingOff } else { c.state.hasHeard ? .ready : .connecting }
             case .connecting: .connecting
             case .idle: .connectable
             case .closed: .backingOff
@@ -203,6 +217,7 @@ final class Subchannel: Sendable {
     private func connect(failures: Int) -> EventLoopFuture<ClientConnection> {
         let authority = self.authority
         let maxMessageBytes = config.maxMessageBytes
+        let silenceTimeout = config.silenceTimeout
         let shared = ClientConnection.SharedState()
         let future = ClientBootstrap(group: group)
             .connectTimeout(config.connectTimeout)
@@ -210,7 +225,7 @@ final class Subchannel: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ClientConnectionHandler(authority: authority, maxMessageBytes: maxMessageBytes, state: shared)
+                        ClientConnectionHandler(authority: authority, maxMessageBytes: maxMessageBytes, silenceTimeout: silenceTimeout, state: shared)
                     )
                 }
             }

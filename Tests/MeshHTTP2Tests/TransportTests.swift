@@ -7,6 +7,9 @@ import MeshRPC
 import NIOCore
 import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An echo service that says which server answered and counts what it saw.
 final class ProbeService: EchoService.Handler {
@@ -271,5 +274,89 @@ func waitUntil(timeout: Duration = .seconds(5), _ condition: () -> Bool) async t
             return
         }
         try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+/// A replica whose link is cut: its port still accepts (the kernel completes the handshake
+/// from the listen backlog) but nothing ever comes back, as when packets are dropped.
+final class SilentListener {
+    let fd: Int32
+    let address: String
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw RPCError.internal("could not listen") }
+        address = "127.0.0.1:\(UInt16(bigEndian: addr.sin_port))"
+    }
+
+    deinit { close(fd) }
+}
+
+@Suite struct SilentReplicaTests {
+    /// A replica that went silent costs the calls that were waiting on it one deadline; after
+    /// that, calls go to the replica that answers.
+    @Test func aSilentReplicaCostsOneDeadlineThenCallsGoElsewhere() async throws {
+        let silent = try SilentListener()
+        let (b, addressB) = try await Mesh.server([ProbeService(name: "B")])
+        var config = HTTP2Channel.Config()
+        config.silenceTimeout = .milliseconds(300)
+        let channel = try HTTP2Channel(addresses: "\(silent.address),\(addressB)", config: config)
+        let client = EchoService.Client(channel: channel, defaultOptions: .bearer(Mesh.token(), timeout: .milliseconds(250)))
+        var timedOut = 0
+        var answers: [String] = []
+        for n in 0..<60 {
+            switch await rpcResult({ () throws(RPCError) in try await client.echo(EchoRequest(shopId: "shop-1", text: "\(n)")) }) {
+            case .success(let response): answers.append(response.text)
+            case .failure(let error) where error.code == .deadlineExceeded: timedOut += 1
+            case .failure(let error): throw error
+            }
+        }
+        #expect(timedOut <= 2, "\(timedOut) calls waited out their deadline")
+        #expect(answers.suffix(40).allSatisfy { $0.hasPrefix("B:") })
+        await channel.close()
+        await b.shutdownGracefully()
+    }
+
+    /// A replica that answered for a while and then went silent mid-connection (its link cut):
+    /// one deadline, a PING nobody answers, and the connection is dropped; calls carry on
+    /// with the other replica.
+    @Test func aReplicaWhoseLinkIsCutMidConnectionIsDroppedAfterOneDeadline() async throws {
+        let (a, addressA) = try await Mesh.server([ProbeService(name: "A")])
+        let (b, addressB) = try await Mesh.server([ProbeService(name: "B")])
+        let proxy = try await CutLinkProxy(to: addressA)
+        var config = HTTP2Channel.Config()
+        config.silenceTimeout = .milliseconds(300)
+        let channel = try HTTP2Channel(addresses: "\(proxy.address),\(addressB)", config: config)
+        let client = EchoService.Client(channel: channel, defaultOptions: .bearer(Mesh.token(), timeout: .milliseconds(250)))
+        var seen: Set<String> = []
+        for n in 0..<20 {
+            seen.insert(String(try await client.echo(EchoRequest(shopId: "shop-1", text: "\(n)")).text.prefix(1)))
+        }
+        #expect(seen == ["A", "B"])  // both answered while the link was up
+        proxy.cutLink()
+        var timedOut = 0
+        var answers: [String] = []
+        for n in 0..<60 {
+            switch await rpcResult({ () throws(RPCError) in try await client.echo(EchoRequest(shopId: "shop-1", text: "\(n)")) }) {
+            case .success(let response): answers.append(response.text)
+            case .failure(let error) where error.code == .deadlineExceeded || error.code == .unavailable: timedOut += 1
+            case .failure(let error): throw error
+            }
+        }
+        #expect(timedOut <= 2, "\(timedOut) calls failed after the cut")
+        #expect(answers.suffix(40).allSatisfy { $0.hasPrefix("B:") })
+        await channel.close()
+        await proxy.close()
+        await a.shutdownGracefully()
+        await b.shutdownGracefully()
     }
 }
