@@ -54,11 +54,11 @@ def mint_token(shop, staff="agent-1", role="agent", ttl=3600, key=AUTH_KEY):
 class ServerProcess:
     """A ChatMesh server process on 127.0.0.1 and a port it picked (it prints "listening on host:port")."""
 
-    def __init__(self, name, *args, env=None):
+    def __init__(self, name, *args, env=None, prefix=()):
         self.name = name
         self.stderr = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
-            [binary(name), *args],
+            [*prefix, binary(name), *args],
             stdout=subprocess.PIPE, stderr=self.stderr, text=True,
             env={**os.environ, "CHATMESH_AUTH_KEY": AUTH_KEY, "LOG_LEVEL": "warning", "CHATMESH_LISTEN": "127.0.0.1:0", **(env or {})},
         )
