@@ -8,40 +8,7 @@ import Testing
         FileManager.default.temporaryDirectory.appendingPathComponent("meshstore-\(UUID().uuidString)/test.sqlite").path
     }
 
-    @Test func aThrowingWriteLeavesNothingBehind() async throws {
-        let store = try await SQLiteStore.open(path: Self.temporaryPath())
-        try await store.migrate([Migration(version: 1, name: "t", statements: ["CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT NOT NULL)"])])
-        struct Refused: Error {}
-        await #expect(throws: Refused.self) {
-            try await store.write { db in
-                try await db.raw("INSERT INTO t (id, n) VALUES ('a', 1)").run()
-                throw Refused()
-            }
-        }
-        let count = try await store.read { db in try await db.raw("SELECT COUNT(*) AS c FROM t").first()?.decode(column: "c", as: Int.self) }
-        #expect(count == 0)
-        try await store.close()
-    }
-
-    @Test func concurrentWritesAreSerialisedAndAllLand() async throws {
-        let store = try await SQLiteStore.open(path: Self.temporaryPath())
-        try await store.migrate([Migration(version: 1, name: "c", statements: ["CREATE TABLE c (k TEXT PRIMARY KEY, n BIGINT NOT NULL)", "INSERT INTO c VALUES ('x', 0)"])])
-        // Read-modify-write in each transaction: lost updates would show as a smaller total.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<200 {
-                group.addTask {
-                    try await store.write { db in
-                        let n = try await db.raw("SELECT n FROM c WHERE k = 'x'").first()!.decode(column: "n", as: Int.self)
-                        try await db.raw("UPDATE c SET n = \(bind: n + 1) WHERE k = 'x'").run()
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
-        let n = try await store.read { db in try await db.raw("SELECT n FROM c").first()!.decode(column: "n", as: Int.self) }
-        #expect(n == 200)
-        try await store.close()
-    }
+    // A refused write, concurrent read-modify-writes and an all-or-nothing migration: StoreContractTests, on both backends.
 
     @Test func migrationsApplyOnceAcrossReopens() async throws {
         let path = Self.temporaryPath()
@@ -56,17 +23,6 @@ import Testing
         #expect(try await store.migrate([v1, v2]) == [])
         let note = try await store.read { db in try await db.raw("SELECT id, note FROM a").first()?.decode(column: "id", as: String.self) }
         #expect(note == "kept")
-        try await store.close()
-    }
-
-    @Test func aFailingMigrationAppliesNoneOfItsStatements() async throws {
-        let store = try await SQLiteStore.open(path: Self.temporaryPath())
-        let bad = Migration(version: 1, name: "bad", statements: ["CREATE TABLE ok (id TEXT)", "CREATE TABLE broken (((("])
-        await #expect(throws: (any Error).self) { try await store.migrate([bad]) }
-        let tables = try await store.read { db in
-            try await db.raw("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'ok'").all()
-        }
-        #expect(tables.isEmpty)
         try await store.close()
     }
 
