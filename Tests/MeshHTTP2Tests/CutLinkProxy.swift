@@ -16,7 +16,9 @@ final class CutLinkProxy: Sendable {
         let flag = CutFlag()
         self.flag = flag
         listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelOption(.autoRead, value: true)
+            // Nothing is read from the client until its relay is in place, or early bytes (the
+            // HTTP/2 preface) would fall off the end of the pipeline.
+            .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { inbound in
                 ClientBootstrap(group: inbound.eventLoop)
                     .channelInitializer { outbound in
@@ -24,6 +26,7 @@ final class CutLinkProxy: Sendable {
                     }
                     .connect(host: host, port: port)
                     .flatMap { outbound in inbound.pipeline.addHandler(Relay(peer: outbound, flag: flag)) }
+                    .flatMap { inbound.setOption(.autoRead, value: true) }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         address = "127.0.0.1:\(listener.localAddress!.port!)"
