@@ -159,7 +159,8 @@ public struct SQLConversationStore: ConversationStore {
             if before.name != name {
                 // Segments match tags by name: every carrier's profile changes.
                 let carriers = try await Self.tagCarriers(db, shop: shop, tagId: tagId)
-                try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: carriers, nowMs: Clock.nowMs()), nowMs: Clock.nowMs())
+                let now = Clock.nowMs()
+                try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: carriers, nowMs: now), nowMs: now)
             }
             try await Self.requireFolder(db, shop: shop, pageId: pageId, folderId: folderId)
             try await Self.requireFreeTagName(db, shop: shop, pageId: pageId, name: name, except: tagId)

@@ -95,22 +95,10 @@ public final class PostgresStore: SQLStore {
 
     private func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
-            let db = connection.sql(queryLogLevel: .trace)
-            try await db.raw("BEGIN").run()
-            try await db.raw("SELECT pg_advisory_xact_lock(\(literal: Self.writerLock))").run()
-            let result: T
-            do {
-                result = try await body(db)
-                try await db.raw("COMMIT").run()
-            } catch {
-                do {
-                    try await db.raw("ROLLBACK").run()
-                } catch let rollbackError {
-                    logger.error("rollback failed", metadata: ["error": "\(String(reflecting: rollbackError))"])
-                }
-                throw error
-            }
-            return result
+            try await runTransaction(
+                on: connection.sql(queryLogLevel: .trace), begin: ["BEGIN", "SELECT pg_advisory_xact_lock(\(literal: Self.writerLock))"],
+                logger: logger, body
+            )
         }
     }
 

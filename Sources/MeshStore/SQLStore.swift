@@ -104,3 +104,25 @@ public enum Clock {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 }
+
+/// The transaction every backend runs on the connection it holds: `begin`, the body, COMMIT;
+/// ROLLBACK when any of them fails — a failed COMMIT leaves the transaction open too — so the
+/// connection goes back to its pool outside any transaction.
+func runTransaction<T: Sendable>(
+    on db: any SQLDatabase, begin: [SQLQueryString], logger: Logger, _ body: @Sendable (any SQLDatabase) async throws -> T
+) async throws -> T {
+    do {
+        for statement in begin { try await db.raw(statement).run() }
+        let result = try await body(db)
+        try await db.raw("COMMIT").run()
+        return result
+    } catch {
+        do {
+            try await db.raw("ROLLBACK").run()
+        } catch let rollbackError {
+            logger.error("rollback failed", metadata: ["error": "\(String(reflecting: rollbackError))"])
+        }
+        throw error
+    }
+}
+

@@ -139,31 +139,9 @@ public final class SQLiteStore: SQLStore {
 
     private func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await writer.withResource { connection in
-            let db = connection.sql(queryLogLevel: .trace)
             // IMMEDIATE takes the write lock now rather than at the first write,
             // so a transaction that read something cannot find it changed.
-            try await db.raw("BEGIN IMMEDIATE").run()
-            let result: T
-            do {
-                result = try await body(db)
-            } catch {
-                do {
-                    try await db.raw("ROLLBACK").run()
-                } catch let rollbackError {
-                    logger.error("rollback failed", metadata: ["error": "\(rollbackError)"])
-                }
-                throw error
-            }
-            do {
-                try await db.raw("COMMIT").run()
-            } catch {
-                // A commit that failed leaves the transaction open: closed here, or every later
-                // write on this connection would fail to begin.
-                logger.error("commit failed; rolling back", metadata: ["error": "\(error)"])
-                try? await db.raw("ROLLBACK").run()
-                throw error
-            }
-            return result
+            try await runTransaction(on: connection.sql(queryLogLevel: .trace), begin: ["BEGIN IMMEDIATE"], logger: logger, body)
         }
     }
 

@@ -17,7 +17,7 @@ import time
 import grpc
 import pytest
 
-from conftest import AUTH_KEY, ServerProcess, binary, mint_token, wait_until
+from conftest import AUTH_KEY, ServerProcess, binary, mint_token
 from chatmesh.v1 import common_pb2 as c
 from chatmesh.v1 import order_pb2 as o
 from chatmesh.v1 import order_pb2_grpc as o_grpc
