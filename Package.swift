@@ -154,11 +154,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // Plain release executable: encode/decode cost of a panel-sized message through the bridges.
+        // Plain release executable: the bridges' encode/decode of a panel, the comment parser, the segment evaluator.
         .executableTarget(
-            name: "bench-bridges",
-            dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")],
-            path: "Benchmarks/bench-bridges"
+            name: "bench-micro",
+            dependencies: ["ChatMeshAPI", "MeshRPC", "Orders", "Loyalty", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/bench-micro"
         ),
         // Latency runs (steady rate or flat out, percentiles) shared by the service benchmarks.
         .target(name: "BenchSupport", path: "Benchmarks/BenchSupport"),

@@ -18,7 +18,7 @@ struct BenchOrders: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-orders",
         abstract: "Seed and load order-svc.",
-        subcommands: [Seed.self, Load.self]
+        subcommands: [Seed.self, Load.self, Create.self]
     )
 
     static let shop = "bench-shop"
@@ -167,6 +167,84 @@ struct BenchOrders: AsyncParsableCommand {
                          total, burstSeconds, burst, stats.estimatedRevenueVnd, expectedRevenue, stats.customers, lossless ? "nothing lost" : "LOST"))
             await channel.close()
             if !lossless { throw ExitCode(1) }
+        }
+    }
+
+    /// The CreateOrder load of scripts/bench: h2load sends one body over and over, and
+    /// CreateOrder needs a new idempotency key per call, so this client plays its part —
+    /// `connections` HTTP/2 connections with `streams` calls in flight on each, for
+    /// `duration` seconds, every call a new key `<key-prefix>-<n>`. It writes one line
+    /// per call in h2load's --log-file form (start µs, status, latency µs; status 200
+    /// for a gRPC OK, else 1000 + the gRPC code) and prints the counts; scripts/bench
+    /// then reads order-svc's store for one order per acknowledged key.
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "CreateOrder with unique idempotency keys, h2load-style log.")
+
+        @Option(help: "host:port of order-svc.")
+        var target: String
+        @Option var shop = "demo-shop"
+        @Option(help: "Customer ids to order for, comma-separated (taken in turn).")
+        var customers: String
+        @Option var connections = 16
+        @Option var streams = 32
+        @Option(help: "Seconds of load.")
+        var duration = 5.0
+        @Option(help: "File to write the per-call log to.")
+        var log: String
+        @Option(help: "Idempotency keys are <prefix>-<n>.")
+        var keyPrefix: String
+
+        func run() async throws {
+            let token = TokenSigner(key: MeshEnvironment().authKey).mint(shopId: shop, staffId: "bench-agent", role: .owner, validFor: 3600)
+            let customerIds = customers.split(separator: ",").map(String.init)
+            guard !customerIds.isEmpty else { throw ValidationError("--customers names no customer") }
+            let channels = try (0..<connections).map { _ in try HTTP2Channel(addresses: target) }
+            let clients = channels.map { OrderService.Client(channel: $0, defaultOptions: .bearer(token, timeout: .seconds(10))) }
+            // One variant whose stock (the most a variant may hold) outlasts any run, so every call is a real order and none a stock refusal.
+            let variant = "var_bench_load"
+            _ = try await clients[0].upsertProduct(UpsertProductRequest(
+                shopId: shop, productId: "prd_bench_load", name: "Áo thun bench",
+                variants: [Variant(variantId: variant, sku: "BENCH-LOAD", title: "Trắng / M", priceVnd: 150_000, stock: 10_000_000, weightG: 200)]
+            ))
+            let shipping = ShippingInfo(name: "Khách bench", phone: "0912345678", address: Address(street: "88 Nguyễn Trãi", district: "Quận 5", province: "Hồ Chí Minh"))
+            let (shop, streams, prefix, duration) = (self.shop, self.streams, keyPrefix, self.duration)
+            let started = ContinuousClock.now
+            let end = started + .milliseconds(Int64(duration * 1000))
+            let epochStartUs = Int64(Date().timeIntervalSince1970 * 1e6)
+            let workers = connections * streams
+            let results = try await withThrowingTaskGroup(of: (lines: [String], ok: Int, failed: Int).self) { group in
+                for worker in 0..<workers {
+                    let client = clients[worker % clients.count]
+                    group.addTask {
+                        var lines: [String] = []
+                        var (ok, failed) = (0, 0)
+                        var n = worker
+                        while ContinuousClock.now < end {
+                            let t0 = ContinuousClock.now
+                            let request = CreateOrderRequest(
+                                shopId: shop, customerId: customerIds[n % customerIds.count], items: [OrderItemRequest(variantId: variant, quantity: 1)],
+                                shipping: shipping, paymentMethod: .cod, channel: .social, idempotencyKey: "\(prefix)-\(n)"
+                            )
+                            let status: Int
+                            switch await rpcResult({ () throws(RPCError) in try await client.createOrder(request) }) {
+                            case .success: status = 200; ok += 1
+                            case .failure(let error): status = 1000 + Int(error.code.rawValue); failed += 1
+                            }
+                            let startUs = epochStartUs + Int64(LatencyRun.milliseconds(t0 - started) * 1000)
+                            lines.append("\(startUs)\t\(status)\t\(Int64(LatencyRun.milliseconds(ContinuousClock.now - t0) * 1000))")
+                            n += workers
+                        }
+                        return (lines, ok, failed)
+                    }
+                }
+                var all: (lines: [String], ok: Int, failed: Int) = ([], 0, 0)
+                for try await part in group { all.lines += part.lines; all.ok += part.ok; all.failed += part.failed }
+                return all
+            }
+            let seconds = LatencyRun.milliseconds(ContinuousClock.now - started) / 1000
+            try (results.lines.joined(separator: "\n") + "\n").write(toFile: log, atomically: true, encoding: .utf8)
+            for channel in channels { await channel.close() }
+            print("calls \(results.ok + results.failed) ok \(results.ok) failed \(results.failed) seconds \(String(format: "%.3f", seconds))")
         }
     }
 }

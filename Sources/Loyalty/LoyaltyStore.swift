@@ -213,9 +213,11 @@ public struct LoyaltyStore: Sendable {
             WHERE m.shop_id = \(bind: shop) AND m.customer_id = \(bind: customerId)
             """).first() else { return nil }
         var member = try Self.member(row)
+        // `+expires_at_ms` keeps the planner off points_lots_expiring (a partial index whose condition this query
+        // would otherwise imply): through it, one member's read walked every expiring lot of the shop.
         member.expiring = try await db.raw("""
             SELECT expires_at_ms, SUM(remaining) AS points FROM points_lots
-            WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND remaining > 0 AND expires_at_ms > 0
+            WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND remaining > 0 AND +expires_at_ms > 0
             GROUP BY expires_at_ms ORDER BY expires_at_ms LIMIT 5
             """).all().map { ExpiringPoints(points: try $0.int64("points"), expiresAtMs: try $0.int64("expires_at_ms")) }
         return member

@@ -11,7 +11,7 @@ import MeshRPC
 // Configuration: CHATMESH_LISTEN, CHATMESH_AUTH_KEY, LOG_LEVEL, CHATMESH_CONVERSATION_ADDRS,
 // CHATMESH_ORDER_ADDRS, CHATMESH_LOYALTY_ADDRS, CHATMESH_PANEL_SECTION_TIMEOUT_MS (each section's
 // deadline inside the caller's, 500 by default). When it stops it logs how long each section took
-// (p50/p99/max of the last 100,000 of each), which scripts/bench prints.
+// (p50/p99/max of the last 100,000 of each), which scripts/bench prints after its GetPanel rows.
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
 let logger = Logger(label: "gateway")
