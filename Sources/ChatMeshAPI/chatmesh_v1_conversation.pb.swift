@@ -2062,6 +2062,135 @@ extension GetConversationRequest {
     }
 }
 
+/// R-PANEL-1: what conversation-svc gives a chat panel, read together.
+public struct GetConversationContextRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.GetConversationContextRequest"
+
+    public var shopId: String = ""
+    public var conversationId: String = ""
+    /// How many of the customer's newest notes: 20 when 0, at most 100 (a larger number gets 100).
+    public var notesLimit: Int32 = 0
+    /// How many of the conversation's newest activity entries: as notes_limit.
+    public var activityLimit: Int32 = 0
+
+    public init() {}
+
+    public init(shopId: String = "", conversationId: String = "", notesLimit: Int32 = 0, activityLimit: Int32 = 0) {
+        self.shopId = shopId
+        self.conversationId = conversationId
+        self.notesLimit = notesLimit
+        self.activityLimit = activityLimit
+    }
+}
+
+extension GetConversationContextRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.GetConversationContextRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.GetConversationContextRequest.conversation_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__GetConversationContextRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.conversationId = _PB.string(c.conversation_id)
+        self.notesLimit = c.notes_limit
+        self.activityLimit = c.activity_limit
+    }
+
+    static func _encodeC(_ v: GetConversationContextRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetConversationContextRequest> {
+        let p = a.allocate(Chatmesh__V1__GetConversationContextRequest.self, count: 1)
+        chatmesh__v1__get_conversation_context_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetConversationContextRequest.shop_id") }
+        if !v.conversationId.isEmpty { p.pointee.conversation_id = try a.string(v.conversationId, field: "chatmesh.v1.GetConversationContextRequest.conversation_id") }
+        p.pointee.notes_limit = v.notesLimit
+        p.pointee.activity_limit = v.activityLimit
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__get_conversation_context_request__unpack, free: chatmesh__v1__get_conversation_context_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__get_conversation_context_request__get_packed_size, pack: chatmesh__v1__get_conversation_context_request__pack)
+    }
+}
+
+/// The answers GetConversation, GetCustomer (with referral and custom fields), ListTags
+/// (visible tags of the conversation's page), ListNotes and ListActivity (this conversation)
+/// would give, from one read of the store.
+public struct ConversationContext: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.ConversationContext"
+
+    public var conversation: Conversation? = nil
+    public var customer: Customer? = nil
+    public var tags: TagList? = nil
+    /// Newest first.
+    public var notes: [Note] = []
+    /// Newest first.
+    public var activity: [ActivityEntry] = []
+
+    public init() {}
+
+    public init(conversation: Conversation? = nil, customer: Customer? = nil, tags: TagList? = nil, notes: [Note] = [], activity: [ActivityEntry] = []) {
+        self.conversation = conversation
+        self.customer = customer
+        self.tags = tags
+        self.notes = notes
+        self.activity = activity
+    }
+}
+
+extension ConversationContext {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ConversationContext.conversation", kind: .message(Conversation._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ConversationContext.customer", kind: .message(Customer._pbSchema)),
+        .init(number: 3, name: "chatmesh.v1.ConversationContext.tags", kind: .message(TagList._pbSchema)),
+        .init(number: 4, name: "chatmesh.v1.ConversationContext.notes", kind: .message(Note._pbSchema)),
+        .init(number: 5, name: "chatmesh.v1.ConversationContext.activity", kind: .message(ActivityEntry._pbSchema)),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ConversationContext>) {
+        self.init()
+        let c = p.pointee
+        self.conversation = c.conversation.map { Conversation(_c: $0) }
+        self.customer = c.customer.map { Customer(_c: $0) }
+        self.tags = c.tags.map { TagList(_c: $0) }
+        self.notes = _PB.messages(c.n_notes, c.notes) { Note(_c: $0) }
+        self.activity = _PB.messages(c.n_activity, c.activity) { ActivityEntry(_c: $0) }
+    }
+
+    static func _encodeC(_ v: ConversationContext, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ConversationContext> {
+        let p = a.allocate(Chatmesh__V1__ConversationContext.self, count: 1)
+        chatmesh__v1__conversation_context__init(p)
+        if let m = v.conversation { p.pointee.conversation = try Conversation._encodeC(m, &a) }
+        if let m = v.customer { p.pointee.customer = try Customer._encodeC(m, &a) }
+        if let m = v.tags { p.pointee.tags = try TagList._encodeC(m, &a) }
+        if !v.notes.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Note>?.self, count: v.notes.count)
+            for (i, item) in v.notes.enumerated() { items[i] = try Note._encodeC(item, &a) }
+            p.pointee.n_notes = v.notes.count
+            p.pointee.notes = items
+        }
+        if !v.activity.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ActivityEntry>?.self, count: v.activity.count)
+            for (i, item) in v.activity.enumerated() { items[i] = try ActivityEntry._encodeC(item, &a) }
+            p.pointee.n_activity = v.activity.count
+            p.pointee.activity = items
+        }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__conversation_context__unpack, free: chatmesh__v1__conversation_context__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__conversation_context__get_packed_size, pack: chatmesh__v1__conversation_context__pack)
+    }
+}
+
 public struct ListMessagesRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.ListMessagesRequest"
 
@@ -3360,6 +3489,7 @@ public enum ConversationService {
         public static let ingestMessage = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "IngestMessage")
         public static let listConversations = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListConversations")
         public static let getConversation = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetConversation")
+        public static let getConversationContext = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetConversationContext")
         public static let listMessages = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListMessages")
         public static let assignConversation = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "AssignConversation")
         public static let setStaffPresence = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetStaffPresence")
@@ -3377,7 +3507,7 @@ public enum ConversationService {
         public static let setCustomFieldValue = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetCustomFieldValue")
         public static let listActivity = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListActivity")
         public static let getStaffConversationStats = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetStaffConversationStats")
-        public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, listConversations, getConversation, listMessages, assignConversation, setStaffPresence, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats]
+        public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, listConversations, getConversation, getConversationContext, listMessages, assignConversation, setStaffPresence, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats]
     }
 
     /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
@@ -3410,6 +3540,9 @@ public enum ConversationService {
         func listConversations(_ request: ListConversationsRequest, context: ServerContext) async throws -> ListConversationsResponse
         /// R-CONV-1, R-TAG-1: status, assignee and attached tags of one conversation.
         func getConversation(_ request: GetConversationRequest, context: ServerContext) async throws -> Conversation
+        /// R-PANEL-1: the conversation, its customer, the page's tags, notes and activity in one call
+        /// (the gateway's panel asks once instead of five times); NOT_FOUND when the conversation is not the shop's.
+        func getConversationContext(_ request: GetConversationContextRequest, context: ServerContext) async throws -> ConversationContext
         /// R-CONV-2: messages and comments with who sent them, oldest first.
         func listMessages(_ request: ListMessagesRequest, context: ServerContext) async throws -> ListMessagesResponse
         /// R-CONV-1: AUTO with no staff_id picks the online staff member whose last
@@ -3527,6 +3660,12 @@ public enum ConversationService {
             try await channel.unary(Method.getConversation, request, options: options ?? defaultOptions)
         }
 
+        /// R-PANEL-1: the conversation, its customer, the page's tags, notes and activity in one call
+        /// (the gateway's panel asks once instead of five times); NOT_FOUND when the conversation is not the shop's.
+        public func getConversationContext(_ request: GetConversationContextRequest, options: CallOptions? = nil) async throws(RPCError) -> ConversationContext {
+            try await channel.unary(Method.getConversationContext, request, options: options ?? defaultOptions)
+        }
+
         /// R-CONV-2: messages and comments with who sent them, oldest first.
         public func listMessages(_ request: ListMessagesRequest, options: CallOptions? = nil) async throws(RPCError) -> ListMessagesResponse {
             try await channel.unary(Method.listMessages, request, options: options ?? defaultOptions)
@@ -3632,6 +3771,7 @@ extension ConversationService.Handler {
             RPCRoute.unary(ConversationService.Method.ingestMessage) { (request: IngestMessageRequest, context) in try await self.ingestMessage(request, context: context) },
             RPCRoute.unary(ConversationService.Method.listConversations) { (request: ListConversationsRequest, context) in try await self.listConversations(request, context: context) },
             RPCRoute.unary(ConversationService.Method.getConversation) { (request: GetConversationRequest, context) in try await self.getConversation(request, context: context) },
+            RPCRoute.unary(ConversationService.Method.getConversationContext) { (request: GetConversationContextRequest, context) in try await self.getConversationContext(request, context: context) },
             RPCRoute.unary(ConversationService.Method.listMessages) { (request: ListMessagesRequest, context) in try await self.listMessages(request, context: context) },
             RPCRoute.unary(ConversationService.Method.assignConversation) { (request: AssignConversationRequest, context) in try await self.assignConversation(request, context: context) },
             RPCRoute.unary(ConversationService.Method.setStaffPresence) { (request: SetStaffPresenceRequest, context) in try await self.setStaffPresence(request, context: context) },

@@ -199,6 +199,13 @@ public struct ConversationServiceHandler: ConversationService.Handler {
         try await store.conversation(shop: request.shopId, id: try InputRules.id(request.conversationId, "conversation_id"))
     }
 
+    public func getConversationContext(_ request: GetConversationContextRequest, context: ServerContext) async throws -> ConversationContext {
+        let conversationId = try InputRules.id(request.conversationId, "conversation_id")
+        let notes = try FieldCheck.pageSize(request.notesLimit, default: 20, max: 100, field: "notes_limit")
+        let activity = try FieldCheck.pageSize(request.activityLimit, default: 20, max: 100, field: "activity_limit")
+        return try await store.conversationContext(shop: request.shopId, conversationId: conversationId, notes: notes, activity: activity)
+    }
+
     public func listMessages(_ request: ListMessagesRequest, context: ServerContext) async throws -> ListMessagesResponse {
         let conversationId = try InputRules.id(request.conversationId, "conversation_id")
         if !request.pageToken.isEmpty && ConversationCursor(token: request.pageToken) == nil {

@@ -33,6 +33,7 @@ public protocol ConversationStore: Sendable {
 
     // Customers (R-CONV-4..8)
     func customer(shop: String, id: String) async throws -> Customer
+    func conversationContext(shop: String, conversationId: String, notes: Int, activity: Int) async throws -> ConversationContext
     func updateCustomer(shop: String, id: String, changes: CustomerChanges) async throws -> Customer
     func setBlocked(shop: String, customerId: String, blocked: Bool, staffId: String, nowMs: Int64) async throws -> Customer
     func addNote(shop: String, customerId: String, text: String, staffId: String, nowMs: Int64) async throws -> Note

@@ -762,6 +762,22 @@ public struct SQLConversationStore: ConversationStore {
         try await db.read { db in try await Self.customerView(db, shop: shop, id: id) }
     }
 
+    /// R-PANEL-1: one read for the five answers a panel needs from this service. The conversation
+    /// found proves its customer and page exist, so no existence checks are repeated.
+    public func conversationContext(shop: String, conversationId: String, notes: Int, activity: Int) async throws -> ConversationContext {
+        try await db.read { db in
+            let conversation = try await Self.conversationView(db, shop: shop, id: conversationId)
+            let customer = try await Self.customerView(db, shop: shop, id: conversation.customerId)
+            let tags = try await Self.tagList(db, shop: shop, pageId: conversation.pageId, includeHidden: false)
+            let notes = try await Self.notes(db, shop: shop, customerId: conversation.customerId, pageSize: notes, after: nil)
+            var filter = ActivityFilter(pageId: conversation.pageId)
+            filter.conversationId = conversationId
+            filter.pageSize = activity
+            let entries = try await Self.activity(db, shop: shop, filter: filter)
+            return ConversationContext(conversation: conversation, customer: customer, tags: tags, notes: notes.notes, activity: entries.entries)
+        }
+    }
+
     public func updateCustomer(shop: String, id: String, changes: CustomerChanges) async throws -> Customer {
         defer { outboxBell.ring() }
         return try await db.write { db in
@@ -829,20 +845,25 @@ public struct SQLConversationStore: ConversationStore {
 
     public func listNotes(shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ListNotesResponse {
         try await db.read { db in
-            var sql: SQLQueryString = "SELECT * FROM notes WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)"
-            if let after { sql += " AND note_id < \(bind: after)" }
-            sql += " ORDER BY note_id DESC LIMIT \(literal: pageSize + 1)"
-            let rows = try await db.raw(sql).all()
+            let page = try await Self.notes(db, shop: shop, customerId: customerId, pageSize: pageSize, after: after)
             // Customers are never deleted: one with notes exists, so only an empty answer needs the check.
-            if rows.isEmpty { try await Self.requireCustomer(db, shop: shop, id: customerId) }
-            let notes = try rows.prefix(pageSize).map { row in
-                Note(
-                    noteId: try row.string("note_id"), customerId: customerId, text: try row.string("text"), staffId: try row.string("staff_id"),
-                    createdAtMs: try row.int64("created_at_ms")
-                )
-            }
-            return ListNotesResponse(notes: notes, nextPageToken: rows.count > pageSize ? notes.last?.noteId ?? "" : "")
+            if page.notes.isEmpty { try await Self.requireCustomer(db, shop: shop, id: customerId) }
+            return page
         }
+    }
+
+    static func notes(_ db: any SQLDatabase, shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ListNotesResponse {
+        var sql: SQLQueryString = "SELECT * FROM notes WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)"
+        if let after { sql += " AND note_id < \(bind: after)" }
+        sql += " ORDER BY note_id DESC LIMIT \(literal: pageSize + 1)"
+        let rows = try await db.raw(sql).all()
+        let notes = try rows.prefix(pageSize).map { row in
+            Note(
+                noteId: try row.string("note_id"), customerId: customerId, text: try row.string("text"), staffId: try row.string("staff_id"),
+                createdAtMs: try row.int64("created_at_ms")
+            )
+        }
+        return ListNotesResponse(notes: notes, nextPageToken: rows.count > pageSize ? notes.last?.noteId ?? "" : "")
     }
 
     public func deleteNote(shop: String, customerId: String, noteId: String) async throws {
@@ -924,27 +945,32 @@ public struct SQLConversationStore: ConversationStore {
 
     public func listActivity(shop: String, filter: ActivityFilter) async throws -> ListActivityResponse {
         try await db.read { db in
-            var sql: SQLQueryString = "SELECT * FROM activity WHERE shop_id = \(bind: shop) AND page_id = \(bind: filter.pageId)"
-            if !filter.conversationId.isEmpty { sql += " AND conversation_id = \(bind: filter.conversationId)" }
-            if !filter.actions.isEmpty {
-                sql += " AND action IN (\(binds: Array(Set(filter.actions.map { Int64($0.rawValue) })).sorted()))"
-            }
-            if filter.fromMs > 0 { sql += " AND at_ms >= \(bind: filter.fromMs)" }
-            if filter.toMs > 0 { sql += " AND at_ms < \(bind: filter.toMs)" }
-            if let after = filter.after { sql += " AND entry_id < \(bind: after)" }
-            sql += " ORDER BY entry_id DESC LIMIT \(literal: filter.pageSize + 1)"
-            let rows = try await db.raw(sql).all()
+            let page = try await Self.activity(db, shop: shop, filter: filter)
             // As for notes: entries prove their page exists, only an empty answer needs the check.
-            if rows.isEmpty { _ = try await Self.requirePage(db, shop: shop, pageId: filter.pageId) }
-            let entries = try rows.prefix(filter.pageSize).map { row in
-                ActivityEntry(
-                    entryId: try row.string("entry_id"), action: .init(rawValue: Int32(try row.int64("action"))), staffId: try row.string("staff_id"),
-                    conversationId: try row.string("conversation_id"), customerId: try row.string("customer_id"), tagId: try row.string("tag_id"),
-                    tagName: try row.string("tag_name"), atMs: try row.int64("at_ms")
-                )
-            }
-            return ListActivityResponse(entries: entries, nextPageToken: rows.count > filter.pageSize ? entries.last?.entryId ?? "" : "")
+            if page.entries.isEmpty { _ = try await Self.requirePage(db, shop: shop, pageId: filter.pageId) }
+            return page
         }
+    }
+
+    static func activity(_ db: any SQLDatabase, shop: String, filter: ActivityFilter) async throws -> ListActivityResponse {
+        var sql: SQLQueryString = "SELECT * FROM activity WHERE shop_id = \(bind: shop) AND page_id = \(bind: filter.pageId)"
+        if !filter.conversationId.isEmpty { sql += " AND conversation_id = \(bind: filter.conversationId)" }
+        if !filter.actions.isEmpty {
+            sql += " AND action IN (\(binds: Array(Set(filter.actions.map { Int64($0.rawValue) })).sorted()))"
+        }
+        if filter.fromMs > 0 { sql += " AND at_ms >= \(bind: filter.fromMs)" }
+        if filter.toMs > 0 { sql += " AND at_ms < \(bind: filter.toMs)" }
+        if let after = filter.after { sql += " AND entry_id < \(bind: after)" }
+        sql += " ORDER BY entry_id DESC LIMIT \(literal: filter.pageSize + 1)"
+        let rows = try await db.raw(sql).all()
+        let entries = try rows.prefix(filter.pageSize).map { row in
+            ActivityEntry(
+                entryId: try row.string("entry_id"), action: .init(rawValue: Int32(try row.int64("action"))), staffId: try row.string("staff_id"),
+                conversationId: try row.string("conversation_id"), customerId: try row.string("customer_id"), tagId: try row.string("tag_id"),
+                tagName: try row.string("tag_name"), atMs: try row.int64("at_ms")
+            )
+        }
+        return ListActivityResponse(entries: entries, nextPageToken: rows.count > filter.pageSize ? entries.last?.entryId ?? "" : "")
     }
 
     public func purgeExpiredActivity(nowMs: Int64) async throws -> Int {

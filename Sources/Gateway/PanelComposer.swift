@@ -3,12 +3,13 @@ import MeshRPC
 import NIOCore
 
 /// R-PANEL-1..2: one conversation's panel from conversation-, order- and
-/// loyalty-svc. The conversation itself must be read (it names the customer);
-/// every other section is asked for at once, each with its own deadline inside
-/// the caller's, and a section whose service is slow, down or erroring is listed
-/// in `unavailable_sections` with the status it gave while the rest is served.
-/// Calls carry the caller's token (MeshRPC forwards it), so every service checks
-/// the shop itself.
+/// loyalty-svc. conversation-svc is asked first, once, for everything it holds
+/// (GetConversationContext: the conversation names the customer, and without it
+/// there is no panel); then order-svc's and loyalty-svc's sections are asked for
+/// at once under one deadline inside the caller's, and a section whose service is
+/// slow, down or erroring is listed in `unavailable_sections` with the status it
+/// gave while the rest is served. Calls carry the caller's token (MeshRPC
+/// forwards it), so every service checks the shop itself.
 public struct PanelComposer: Sendable {
     public struct Clients: Sendable {
         public var conversation: ConversationService.Client
@@ -40,32 +41,42 @@ public struct PanelComposer: Sendable {
     static let recentOrders: Int32 = 5
 
     enum Section: Sendable {
-        case customer(Customer)
-        case tags(TagList)
         case carts([Cart])
         case orderSummary(OrderSummary)
-        case notes([Note])
-        case activity([ActivityEntry])
         case member(Member?)
     }
 
     public func panel(shop: String, pageId: String, conversationId: String) async throws(RPCError) -> Panel {
         let started = ContinuousClock.now
-        let conversation = try await clients.conversation.getConversation(
-            GetConversationRequest(shopId: shop, conversationId: conversationId), options: options
+        // One call for conversation-svc's five sections: each call crossing processes costs more than
+        // the reads behind it (README, Performance). Without it there is no panel, so it may take longer
+        // than an optional section — up to the caller's deadline, at most `conversationTimeout`: a burst
+        // queued at conversation-svc is served late rather than refused at the section deadline.
+        let context = try await clients.conversation.getConversationContext(
+            GetConversationContextRequest(shopId: shop, conversationId: conversationId, notesLimit: Self.notes, activityLimit: Self.activity),
+            options: CallOptions(timeout: Self.timeAmount(sectionTimeout * Self.conversationTimeoutFactor))
         )
         timings?.record("conversation", milliseconds: Self.milliseconds(since: started))
+        let conversation = context.conversation ?? Conversation()
         if !pageId.isEmpty && conversation.pageId != pageId {
             throw .notFound("conversation_id: no conversation \(conversationId) on page \(pageId)")
         }
         var panel = Panel(conversation: conversation)
+        panel.customer = context.customer
+        panel.referral = context.customer?.referral
+        panel.customFields = context.customer?.customFields ?? []
+        let attached = conversation.tags.filter { $0.visible }
+        let ids = Set(attached.map(\.tagId))
+        panel.tags = PanelTags(attached: attached, available: (context.tags?.folders ?? []).flatMap(\.tags).filter { $0.visible && !ids.contains($0.tagId) })
+        panel.notes = context.notes
+        panel.activity = context.activity
+
         let customer = conversation.customerId
-        let page = conversation.pageId
         let c = clients
         let options = self.options
         let timeout = sectionTimeout
         let timings = self.timings
-        // One deadline for all the sections (one timer per panel, not one per call): what has
+        // One deadline for the other services' sections (one timer per panel, not one per call): what has
         // not answered when it passes is DEADLINE_EXCEEDED and its call is cancelled.
         let results = await withTaskGroup(of: (String, Result<Section, RPCError>)?.self) { group in
             var names: [String] = []
@@ -79,21 +90,11 @@ public struct PanelComposer: Sendable {
                     return (name, result)
                 }
             }
-            ask("customer") { () throws(RPCError) in .customer(try await c.conversation.getCustomer(GetCustomerRequest(shopId: shop, customerId: customer), options: options)) }
-            ask("tags") { () throws(RPCError) in .tags(try await c.conversation.listTags(ListTagsRequest(shopId: shop, pageId: page), options: options)) }
             ask("carts") { () throws(RPCError) in .carts(try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts) }
             ask("order_summary") { () throws(RPCError) in
                 .orderSummary(try await c.order.getOrderSummary(
                     GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options
                 ))
-            }
-            ask("notes") { () throws(RPCError) in
-                .notes(try await c.conversation.listNotes(ListNotesRequest(shopId: shop, customerId: customer, pageSize: Self.notes), options: options).notes)
-            }
-            ask("activity") { () throws(RPCError) in
-                .activity(try await c.conversation.listActivity(
-                    ListActivityRequest(shopId: shop, pageId: page, conversationId: conversationId, pageSize: Self.activity), options: options
-                ).entries)
             }
             ask("member") { () throws(RPCError) in
                 switch await rpcResult({ () throws(RPCError) in try await c.loyalty.getMember(GetMemberRequest(shopId: shop, customerId: customer), options: options) }) {
@@ -121,31 +122,25 @@ public struct PanelComposer: Sendable {
         }
         for (name, result) in results.sorted(by: { $0.0 < $1.0 }) {
             switch result {
-            case .success(.customer(let customer)):
-                panel.customer = customer
-                panel.referral = customer.referral
-                panel.customFields = customer.customFields
-            case .success(.tags(let list)):
-                let attached = conversation.tags.filter { $0.visible }
-                let ids = Set(attached.map(\.tagId))
-                panel.tags = PanelTags(attached: attached, available: list.folders.flatMap(\.tags).filter { $0.visible && !ids.contains($0.tagId) })
             case .success(.carts(let carts)): panel.carts = carts
             case .success(.orderSummary(let summary)): panel.orderSummary = summary
-            case .success(.notes(let notes)): panel.notes = notes
-            case .success(.activity(let entries)): panel.activity = entries
             case .success(.member(let member)): panel.member = member
             case .failure(let error):
-                // The customer call also carries the referral and the custom fields.
-                for section in name == "customer" ? ["custom_fields", "customer", "referral"] : [name] {
-                    panel.unavailableSections.append(UnavailableSection(section: section, code: error.code.name, reason: error.message))
-                }
+                panel.unavailableSections.append(UnavailableSection(section: name, code: error.code.name, reason: error.message))
             }
         }
         return panel
     }
 
     var options: CallOptions {
-        CallOptions(timeout: TimeAmount.nanoseconds(Int64(sectionTimeout.components.seconds) * 1_000_000_000 + sectionTimeout.components.attoseconds / 1_000_000_000))
+        CallOptions(timeout: Self.timeAmount(sectionTimeout))
+    }
+
+    /// The conversation's call may take this many section timeouts (5 s with the default 500 ms).
+    static let conversationTimeoutFactor = 10
+
+    static func timeAmount(_ d: Duration) -> TimeAmount {
+        TimeAmount.nanoseconds(Int64(d.components.seconds) * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
     }
 
     static func milliseconds(since start: ContinuousClock.Instant) -> Double {

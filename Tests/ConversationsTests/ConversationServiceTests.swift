@@ -326,6 +326,58 @@ import Testing
         try await h.close()
     }
 
+    // MARK: R-PANEL-1
+
+    @Test func conversationContextIsTheFiveAnswersReadTogether() async throws {
+        let h = try await ServiceHarness.make()
+        try await h.connect()
+        let said = try await h.customerSays("shop ơi, váy hoa còn size M không?")
+        _ = try await h.customerSays("hỏi thăm thôi", from: "fb-other", name: "Trần Minh")
+        let attached = try await h.tag(named: "Đã chốt đơn")
+        _ = try await h.owner.attachTag(AttachTagRequest(shopId: Self.shop, conversationId: said.conversationId, tagId: attached.tagId, staffId: "agent-1"))
+        // A hidden tag is not offered, as ListTags without include_hidden.
+        let hidden = try await h.tag(named: "Quan tâm")
+        _ = try await h.owner.updateTag(UpdateTagRequest(
+            shopId: Self.shop, pageId: "page-1", tagId: hidden.tagId, folderId: hidden.folderId, name: hidden.name, color: hidden.color, visible: false
+        ))
+        for i in 0..<3 {
+            _ = try await h.owner.addNote(AddNoteRequest(shopId: Self.shop, customerId: said.customerId, text: "ghi chú \(i)", staffId: "agent-1"))
+        }
+        _ = try await h.owner.defineCustomField(DefineCustomFieldRequest(shopId: Self.shop, key: "size", label: "Size", type: .select, options: ["S", "M"]))
+        _ = try await h.owner.setCustomFieldValue(SetCustomFieldValueRequest(shopId: Self.shop, customerId: said.customerId, key: "size", value: "M"))
+
+        let context = try await h.owner.getConversationContext(GetConversationContextRequest(
+            shopId: Self.shop, conversationId: said.conversationId, notesLimit: 2
+        ))
+        #expect(context.conversation == (try await h.owner.getConversation(GetConversationRequest(shopId: Self.shop, conversationId: said.conversationId))))
+        #expect(context.customer == (try await h.owner.getCustomer(GetCustomerRequest(shopId: Self.shop, customerId: said.customerId))))
+        #expect(context.customer?.customFields == [CustomFieldValue(key: "size", value: "M")])
+        let tags = try await h.owner.listTags(ListTagsRequest(shopId: Self.shop, pageId: "page-1"))
+        #expect(context.tags == tags)
+        #expect(!(context.tags?.folders ?? []).flatMap(\.tags).contains { $0.tagId == hidden.tagId })
+        let notes = try await h.owner.listNotes(ListNotesRequest(shopId: Self.shop, customerId: said.customerId, pageSize: 2)).notes
+        #expect(context.notes == notes && notes.map(\.text) == ["ghi chú 2", "ghi chú 1"])
+        let activity = try await h.owner.listActivity(ListActivityRequest(shopId: Self.shop, pageId: "page-1", conversationId: said.conversationId))
+        #expect(context.activity == activity.entries && context.activity.map(\.tagId) == [attached.tagId])
+
+        // Another shop's token does not see it; bad limits and ids are refused by name.
+        await expectStatus(.notFound, naming: "conversation_id") {
+            _ = try await h.client(shop: ServiceHarness.otherShop).getConversationContext(GetConversationContextRequest(
+                shopId: ServiceHarness.otherShop, conversationId: said.conversationId
+            ))
+        }
+        await expectStatus(.invalidArgument, naming: "notes_limit") {
+            _ = try await h.owner.getConversationContext(GetConversationContextRequest(shopId: Self.shop, conversationId: said.conversationId, notesLimit: -1))
+        }
+        await expectStatus(.invalidArgument, naming: "activity_limit") {
+            _ = try await h.owner.getConversationContext(GetConversationContextRequest(shopId: Self.shop, conversationId: said.conversationId, activityLimit: -1))
+        }
+        await expectStatus(.invalidArgument, naming: "conversation_id") {
+            _ = try await h.owner.getConversationContext(GetConversationContextRequest(shopId: Self.shop))
+        }
+        try await h.close()
+    }
+
     // MARK: R-CONV-6, R-CONV-7
 
     @Test func customFieldsCheckValuesByType() async throws {

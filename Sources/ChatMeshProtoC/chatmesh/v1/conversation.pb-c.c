@@ -1357,6 +1357,96 @@ void   chatmesh__v1__get_conversation_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__get_conversation_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__get_conversation_context_request__init
+                     (Chatmesh__V1__GetConversationContextRequest         *message)
+{
+  static const Chatmesh__V1__GetConversationContextRequest init_value = CHATMESH__V1__GET_CONVERSATION_CONTEXT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__get_conversation_context_request__get_packed_size
+                     (const Chatmesh__V1__GetConversationContextRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_conversation_context_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__get_conversation_context_request__pack
+                     (const Chatmesh__V1__GetConversationContextRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_conversation_context_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__get_conversation_context_request__pack_to_buffer
+                     (const Chatmesh__V1__GetConversationContextRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_conversation_context_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__GetConversationContextRequest *
+       chatmesh__v1__get_conversation_context_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__GetConversationContextRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__get_conversation_context_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__get_conversation_context_request__free_unpacked
+                     (Chatmesh__V1__GetConversationContextRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__get_conversation_context_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__conversation_context__init
+                     (Chatmesh__V1__ConversationContext         *message)
+{
+  static const Chatmesh__V1__ConversationContext init_value = CHATMESH__V1__CONVERSATION_CONTEXT__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__conversation_context__get_packed_size
+                     (const Chatmesh__V1__ConversationContext *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__conversation_context__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__conversation_context__pack
+                     (const Chatmesh__V1__ConversationContext *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__conversation_context__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__conversation_context__pack_to_buffer
+                     (const Chatmesh__V1__ConversationContext *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__conversation_context__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ConversationContext *
+       chatmesh__v1__conversation_context__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ConversationContext *)
+     protobuf_c_message_unpack (&chatmesh__v1__conversation_context__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__conversation_context__free_unpacked
+                     (Chatmesh__V1__ConversationContext *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__conversation_context__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__list_messages_request__init
                      (Chatmesh__V1__ListMessagesRequest         *message)
 {
@@ -5230,6 +5320,173 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_conversation_request__descrip
   (ProtobufCMessageInit) chatmesh__v1__get_conversation_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor chatmesh__v1__get_conversation_context_request__field_descriptors[4] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetConversationContextRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conversation_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetConversationContextRequest, conversation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "notes_limit",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetConversationContextRequest, notes_limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "activity_limit",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetConversationContextRequest, activity_limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__get_conversation_context_request__field_indices_by_name[] = {
+  3,   /* field[3] = activity_limit */
+  1,   /* field[1] = conversation_id */
+  2,   /* field[2] = notes_limit */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__get_conversation_context_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__get_conversation_context_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.GetConversationContextRequest",
+  "GetConversationContextRequest",
+  "Chatmesh__V1__GetConversationContextRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__GetConversationContextRequest),
+  4,
+  chatmesh__v1__get_conversation_context_request__field_descriptors,
+  chatmesh__v1__get_conversation_context_request__field_indices_by_name,
+  1,  chatmesh__v1__get_conversation_context_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__get_conversation_context_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__conversation_context__field_descriptors[5] =
+{
+  {
+    "conversation",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ConversationContext, conversation),
+    &chatmesh__v1__conversation__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "customer",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ConversationContext, customer),
+    &chatmesh__v1__customer__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tags",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ConversationContext, tags),
+    &chatmesh__v1__tag_list__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "notes",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__ConversationContext, n_notes),
+    offsetof(Chatmesh__V1__ConversationContext, notes),
+    &chatmesh__v1__note__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "activity",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__ConversationContext, n_activity),
+    offsetof(Chatmesh__V1__ConversationContext, activity),
+    &chatmesh__v1__activity_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__conversation_context__field_indices_by_name[] = {
+  4,   /* field[4] = activity */
+  0,   /* field[0] = conversation */
+  1,   /* field[1] = customer */
+  3,   /* field[3] = notes */
+  2,   /* field[2] = tags */
+};
+static const ProtobufCIntRange chatmesh__v1__conversation_context__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__conversation_context__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ConversationContext",
+  "ConversationContext",
+  "Chatmesh__V1__ConversationContext",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ConversationContext),
+  5,
+  chatmesh__v1__conversation_context__field_descriptors,
+  chatmesh__v1__conversation_context__field_indices_by_name,
+  1,  chatmesh__v1__conversation_context__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__conversation_context__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor chatmesh__v1__list_messages_request__field_descriptors[4] =
 {
   {
@@ -6940,7 +7197,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_staff_conversation_stats_resp
   (ProtobufCMessageInit) chatmesh__v1__get_staff_conversation_stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__method_descriptors[31] =
+static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__method_descriptors[32] =
 {
   { "ConnectPage", &chatmesh__v1__connect_page_request__descriptor, &chatmesh__v1__page__descriptor },
   { "InstallDefaultTags", &chatmesh__v1__install_default_tags_request__descriptor, &chatmesh__v1__tag_list__descriptor },
@@ -6956,6 +7213,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__metho
   { "IngestMessage", &chatmesh__v1__ingest_message_request__descriptor, &chatmesh__v1__ingest_message_response__descriptor },
   { "ListConversations", &chatmesh__v1__list_conversations_request__descriptor, &chatmesh__v1__list_conversations_response__descriptor },
   { "GetConversation", &chatmesh__v1__get_conversation_request__descriptor, &chatmesh__v1__conversation__descriptor },
+  { "GetConversationContext", &chatmesh__v1__get_conversation_context_request__descriptor, &chatmesh__v1__conversation_context__descriptor },
   { "ListMessages", &chatmesh__v1__list_messages_request__descriptor, &chatmesh__v1__list_messages_response__descriptor },
   { "AssignConversation", &chatmesh__v1__assign_conversation_request__descriptor, &chatmesh__v1__conversation__descriptor },
   { "SetStaffPresence", &chatmesh__v1__set_staff_presence_request__descriptor, &chatmesh__v1__empty__descriptor },
@@ -6975,36 +7233,37 @@ static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__metho
   { "GetStaffConversationStats", &chatmesh__v1__get_staff_conversation_stats_request__descriptor, &chatmesh__v1__get_staff_conversation_stats_response__descriptor },
 };
 const unsigned chatmesh__v1__conversation_service__method_indices_by_name[] = {
-  23,        /* AddNote */
-  15,        /* AssignConversation */
+  24,        /* AddNote */
+  16,        /* AssignConversation */
   7,        /* AttachTag */
-  21,        /* BlockCustomer */
-  17,        /* CloseConversation */
+  22,        /* BlockCustomer */
+  18,        /* CloseConversation */
   0,        /* ConnectPage */
   4,        /* CreateTag */
   3,        /* CreateTagFolder */
-  26,        /* DefineCustomField */
-  25,        /* DeleteNote */
+  27,        /* DefineCustomField */
+  26,        /* DeleteNote */
   6,        /* DeleteTag */
   8,        /* DetachTag */
   13,        /* GetConversation */
-  19,        /* GetCustomer */
-  30,        /* GetStaffConversationStats */
+  14,        /* GetConversationContext */
+  20,        /* GetCustomer */
+  31,        /* GetStaffConversationStats */
   11,        /* IngestMessage */
   1,        /* InstallDefaultTags */
-  29,        /* ListActivity */
+  30,        /* ListActivity */
   12,        /* ListConversations */
-  27,        /* ListCustomFields */
-  14,        /* ListMessages */
-  24,        /* ListNotes */
+  28,        /* ListCustomFields */
+  15,        /* ListMessages */
+  25,        /* ListNotes */
   2,        /* ListTags */
-  18,        /* ReopenConversation */
-  28,        /* SetCustomFieldValue */
+  19,        /* ReopenConversation */
+  29,        /* SetCustomFieldValue */
   9,        /* SetFacebookLabelSync */
-  16,        /* SetStaffPresence */
+  17,        /* SetStaffPresence */
   10,        /* SyncFacebookLabels */
-  22,        /* UnblockCustomer */
-  20,        /* UpdateCustomer */
+  23,        /* UnblockCustomer */
+  21,        /* UpdateCustomer */
   5         /* UpdateTag */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor =
@@ -7014,7 +7273,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor 
   "ConversationService",
   "Chatmesh__V1__ConversationService",
   "chatmesh.v1",
-  31,
+  32,
   chatmesh__v1__conversation_service__method_descriptors,
   chatmesh__v1__conversation_service__method_indices_by_name
 };
@@ -7130,13 +7389,21 @@ void chatmesh__v1__conversation_service__get_conversation(ProtobufCService *serv
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
   service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__conversation_service__get_conversation_context(ProtobufCService *service,
+                                                                  const Chatmesh__V1__GetConversationContextRequest *input,
+                                                                  Chatmesh__V1__ConversationContext_Closure closure,
+                                                                  void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__conversation_service__list_messages(ProtobufCService *service,
                                                        const Chatmesh__V1__ListMessagesRequest *input,
                                                        Chatmesh__V1__ListMessagesResponse_Closure closure,
                                                        void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__assign_conversation(ProtobufCService *service,
                                                              const Chatmesh__V1__AssignConversationRequest *input,
@@ -7144,7 +7411,7 @@ void chatmesh__v1__conversation_service__assign_conversation(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__set_staff_presence(ProtobufCService *service,
                                                             const Chatmesh__V1__SetStaffPresenceRequest *input,
@@ -7152,7 +7419,7 @@ void chatmesh__v1__conversation_service__set_staff_presence(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__close_conversation(ProtobufCService *service,
                                                             const Chatmesh__V1__CloseConversationRequest *input,
@@ -7160,7 +7427,7 @@ void chatmesh__v1__conversation_service__close_conversation(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__reopen_conversation(ProtobufCService *service,
                                                              const Chatmesh__V1__ReopenConversationRequest *input,
@@ -7168,7 +7435,7 @@ void chatmesh__v1__conversation_service__reopen_conversation(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__get_customer(ProtobufCService *service,
                                                       const Chatmesh__V1__GetCustomerRequest *input,
@@ -7176,7 +7443,7 @@ void chatmesh__v1__conversation_service__get_customer(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__update_customer(ProtobufCService *service,
                                                          const Chatmesh__V1__UpdateCustomerRequest *input,
@@ -7184,7 +7451,7 @@ void chatmesh__v1__conversation_service__update_customer(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__block_customer(ProtobufCService *service,
                                                         const Chatmesh__V1__BlockCustomerRequest *input,
@@ -7192,7 +7459,7 @@ void chatmesh__v1__conversation_service__block_customer(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__unblock_customer(ProtobufCService *service,
                                                           const Chatmesh__V1__UnblockCustomerRequest *input,
@@ -7200,7 +7467,7 @@ void chatmesh__v1__conversation_service__unblock_customer(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__add_note(ProtobufCService *service,
                                                   const Chatmesh__V1__AddNoteRequest *input,
@@ -7208,7 +7475,7 @@ void chatmesh__v1__conversation_service__add_note(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_notes(ProtobufCService *service,
                                                     const Chatmesh__V1__ListNotesRequest *input,
@@ -7216,7 +7483,7 @@ void chatmesh__v1__conversation_service__list_notes(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__delete_note(ProtobufCService *service,
                                                      const Chatmesh__V1__DeleteNoteRequest *input,
@@ -7224,7 +7491,7 @@ void chatmesh__v1__conversation_service__delete_note(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__define_custom_field(ProtobufCService *service,
                                                              const Chatmesh__V1__DefineCustomFieldRequest *input,
@@ -7232,7 +7499,7 @@ void chatmesh__v1__conversation_service__define_custom_field(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_custom_fields(ProtobufCService *service,
                                                             const Chatmesh__V1__ListCustomFieldsRequest *input,
@@ -7240,7 +7507,7 @@ void chatmesh__v1__conversation_service__list_custom_fields(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__set_custom_field_value(ProtobufCService *service,
                                                                 const Chatmesh__V1__SetCustomFieldValueRequest *input,
@@ -7248,7 +7515,7 @@ void chatmesh__v1__conversation_service__set_custom_field_value(ProtobufCService
                                                                 void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_activity(ProtobufCService *service,
                                                        const Chatmesh__V1__ListActivityRequest *input,
@@ -7256,7 +7523,7 @@ void chatmesh__v1__conversation_service__list_activity(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__get_staff_conversation_stats(ProtobufCService *service,
                                                                       const Chatmesh__V1__GetStaffConversationStatsRequest *input,
@@ -7264,7 +7531,7 @@ void chatmesh__v1__conversation_service__get_staff_conversation_stats(ProtobufCS
                                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService_Service *service,
                                                Chatmesh__V1__ConversationService_ServiceDestroy destroy)

@@ -46,6 +46,8 @@ typedef struct Chatmesh__V1__IngestMessageResponse Chatmesh__V1__IngestMessageRe
 typedef struct Chatmesh__V1__ListConversationsRequest Chatmesh__V1__ListConversationsRequest;
 typedef struct Chatmesh__V1__ListConversationsResponse Chatmesh__V1__ListConversationsResponse;
 typedef struct Chatmesh__V1__GetConversationRequest Chatmesh__V1__GetConversationRequest;
+typedef struct Chatmesh__V1__GetConversationContextRequest Chatmesh__V1__GetConversationContextRequest;
+typedef struct Chatmesh__V1__ConversationContext Chatmesh__V1__ConversationContext;
 typedef struct Chatmesh__V1__ListMessagesRequest Chatmesh__V1__ListMessagesRequest;
 typedef struct Chatmesh__V1__ListMessagesResponse Chatmesh__V1__ListMessagesResponse;
 typedef struct Chatmesh__V1__AssignConversationRequest Chatmesh__V1__AssignConversationRequest;
@@ -636,6 +638,55 @@ struct  Chatmesh__V1__GetConversationRequest
 #define CHATMESH__V1__GET_CONVERSATION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__get_conversation_request__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * R-PANEL-1: what conversation-svc gives a chat panel, read together.
+ */
+struct  Chatmesh__V1__GetConversationContextRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *conversation_id;
+  /*
+   * How many of the customer's newest notes: 20 when 0, at most 100 (a larger number gets 100).
+   */
+  int32_t notes_limit;
+  /*
+   * How many of the conversation's newest activity entries: as notes_limit.
+   */
+  int32_t activity_limit;
+};
+#define CHATMESH__V1__GET_CONVERSATION_CONTEXT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__get_conversation_context_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+/*
+ * The answers GetConversation, GetCustomer (with referral and custom fields), ListTags
+ * (visible tags of the conversation's page), ListNotes and ListActivity (this conversation)
+ * would give, from one read of the store.
+ */
+struct  Chatmesh__V1__ConversationContext
+{
+  ProtobufCMessage base;
+  Chatmesh__V1__Conversation *conversation;
+  Chatmesh__V1__Customer *customer;
+  Chatmesh__V1__TagList *tags;
+  /*
+   * Newest first.
+   */
+  size_t n_notes;
+  Chatmesh__V1__Note **notes;
+  /*
+   * Newest first.
+   */
+  size_t n_activity;
+  Chatmesh__V1__ActivityEntry **activity;
+};
+#define CHATMESH__V1__CONVERSATION_CONTEXT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__conversation_context__descriptor) \
+    , NULL, NULL, NULL, 0,NULL, 0,NULL }
 
 
 struct  Chatmesh__V1__ListMessagesRequest
@@ -1542,6 +1593,44 @@ Chatmesh__V1__GetConversationRequest *
 void   chatmesh__v1__get_conversation_request__free_unpacked
                      (Chatmesh__V1__GetConversationRequest *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__GetConversationContextRequest methods */
+void   chatmesh__v1__get_conversation_context_request__init
+                     (Chatmesh__V1__GetConversationContextRequest         *message);
+size_t chatmesh__v1__get_conversation_context_request__get_packed_size
+                     (const Chatmesh__V1__GetConversationContextRequest   *message);
+size_t chatmesh__v1__get_conversation_context_request__pack
+                     (const Chatmesh__V1__GetConversationContextRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__get_conversation_context_request__pack_to_buffer
+                     (const Chatmesh__V1__GetConversationContextRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__GetConversationContextRequest *
+       chatmesh__v1__get_conversation_context_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__get_conversation_context_request__free_unpacked
+                     (Chatmesh__V1__GetConversationContextRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ConversationContext methods */
+void   chatmesh__v1__conversation_context__init
+                     (Chatmesh__V1__ConversationContext         *message);
+size_t chatmesh__v1__conversation_context__get_packed_size
+                     (const Chatmesh__V1__ConversationContext   *message);
+size_t chatmesh__v1__conversation_context__pack
+                     (const Chatmesh__V1__ConversationContext   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__conversation_context__pack_to_buffer
+                     (const Chatmesh__V1__ConversationContext   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ConversationContext *
+       chatmesh__v1__conversation_context__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__conversation_context__free_unpacked
+                     (Chatmesh__V1__ConversationContext *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__ListMessagesRequest methods */
 void   chatmesh__v1__list_messages_request__init
                      (Chatmesh__V1__ListMessagesRequest         *message);
@@ -2071,6 +2160,12 @@ typedef void (*Chatmesh__V1__ListConversationsResponse_Closure)
 typedef void (*Chatmesh__V1__GetConversationRequest_Closure)
                  (const Chatmesh__V1__GetConversationRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__GetConversationContextRequest_Closure)
+                 (const Chatmesh__V1__GetConversationContextRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__ConversationContext_Closure)
+                 (const Chatmesh__V1__ConversationContext *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__ListMessagesRequest_Closure)
                  (const Chatmesh__V1__ListMessagesRequest *message,
                   void *closure_data);
@@ -2203,6 +2298,10 @@ struct Chatmesh__V1__ConversationService_Service
                            const Chatmesh__V1__GetConversationRequest *input,
                            Chatmesh__V1__Conversation_Closure closure,
                            void *closure_data);
+  void (*get_conversation_context)(Chatmesh__V1__ConversationService_Service *service,
+                                   const Chatmesh__V1__GetConversationContextRequest *input,
+                                   Chatmesh__V1__ConversationContext_Closure closure,
+                                   void *closure_data);
   void (*list_messages)(Chatmesh__V1__ConversationService_Service *service,
                         const Chatmesh__V1__ListMessagesRequest *input,
                         Chatmesh__V1__ListMessagesResponse_Closure closure,
@@ -2293,6 +2392,7 @@ void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService
       function_prefix__ ## ingest_message,\
       function_prefix__ ## list_conversations,\
       function_prefix__ ## get_conversation,\
+      function_prefix__ ## get_conversation_context,\
       function_prefix__ ## list_messages,\
       function_prefix__ ## assign_conversation,\
       function_prefix__ ## set_staff_presence,\
@@ -2366,6 +2466,10 @@ void chatmesh__v1__conversation_service__get_conversation(ProtobufCService *serv
                                                           const Chatmesh__V1__GetConversationRequest *input,
                                                           Chatmesh__V1__Conversation_Closure closure,
                                                           void *closure_data);
+void chatmesh__v1__conversation_service__get_conversation_context(ProtobufCService *service,
+                                                                  const Chatmesh__V1__GetConversationContextRequest *input,
+                                                                  Chatmesh__V1__ConversationContext_Closure closure,
+                                                                  void *closure_data);
 void chatmesh__v1__conversation_service__list_messages(ProtobufCService *service,
                                                        const Chatmesh__V1__ListMessagesRequest *input,
                                                        Chatmesh__V1__ListMessagesResponse_Closure closure,
@@ -2473,6 +2577,8 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_response__d
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_conversations_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_conversations_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_conversation_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__get_conversation_context_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__conversation_context__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_messages_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_messages_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__assign_conversation_request__descriptor;
