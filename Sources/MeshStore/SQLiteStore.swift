@@ -31,7 +31,8 @@ public final class SQLiteStore: SQLStore {
     /// Opens (creating if needed) the database at `path`; ":memory:" gives a
     /// private in-memory database, read and written through one connection.
     public static func open(
-        path: String, readers readerCount: Int = 4, synchronous: Synchronous = .normal, logger: Logger = Logger(label: "chatmesh.store")
+        path: String, readers readerCount: Int = 4, synchronous: Synchronous = .normal, walGoalBytes: Int = SQLiteStore.walGoalBytes,
+        logger: Logger = Logger(label: "chatmesh.store")
     ) async throws -> SQLiteStore {
         let inMemory = path == ":memory:"
         if !inMemory {
@@ -53,7 +54,7 @@ public final class SQLiteStore: SQLStore {
             // The checkpointer below does it beside the writer instead.
             for pragma in [
                 "PRAGMA journal_mode = WAL", "PRAGMA synchronous = \(synchronous.rawValue)", "PRAGMA foreign_keys = ON",
-                "PRAGMA wal_autocheckpoint = 0",
+                "PRAGMA wal_autocheckpoint = 0", "PRAGMA journal_size_limit = \(walGoalBytes)",
             ] + Self.cachePragmas {
                 _ = try await writer.query(pragma)
             }
@@ -73,7 +74,7 @@ public final class SQLiteStore: SQLStore {
             }
             return SQLiteStore(
                 path: path, writer: writer, readers: inMemory ? [writer] : readerConnections, sharedReader: inMemory,
-                checkpointer: checkpointer, threadPool: threadPool, logger: logger
+                checkpointer: checkpointer, threadPool: threadPool, walGoalBytes: walGoalBytes, logger: logger
             )
         } catch {
             try? await threadPool.shutdownGracefully()
@@ -84,6 +85,9 @@ public final class SQLiteStore: SQLStore {
     private let sharedReader: Bool
     private let checkpointer: SQLiteConnection?
     private let checkpointTask: Task<Void, Never>?
+
+    /// The WAL size past which the writer waits for a complete checkpoint (see init), by default.
+    public static let walGoalBytes = 64 << 20
 
     /// How often the WAL is copied back into the database file.
     static let checkpointInterval: Duration = .milliseconds(
@@ -96,24 +100,35 @@ public final class SQLiteStore: SQLStore {
 
     private init(
         path: String, writer: SQLiteConnection, readers: [SQLiteConnection], sharedReader: Bool, checkpointer: SQLiteConnection?,
-        threadPool: NIOThreadPool, logger: Logger
+        threadPool: NIOThreadPool, walGoalBytes: Int, logger: Logger
     ) {
         self.path = path
-        self.writer = AsyncPool([writer])
+        let writerPool = AsyncPool([writer])
+        self.writer = writerPool
         self.readers = AsyncPool(readers)
         self.sharedReader = sharedReader
         self.threadPool = threadPool
         self.logger = logger
         self.checkpointer = checkpointer
         // PASSIVE copies what no reader still needs and never blocks the
-        // writer; a WAL that grows past its goal is truncated when it can be.
+        // writer. The WAL starts again from its beginning only when a write
+        // begins after a checkpoint copied all of it, which a steady stream
+        // of writes never allows: seeding 10,000 customers grew an 11 MB
+        // database's WAL to 1.2 GB. So past its goal, one checkpoint runs
+        // holding the writer (the frames not yet copied are the last
+        // interval's, a short pause); the next write then restarts the WAL and
+        // journal_size_limit cuts the file back to the goal.
         self.checkpointTask = checkpointer.map { connection in
             Task {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: Self.checkpointInterval)
                     if Task.isCancelled { break }
                     do {
-                        _ = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)")
+                        let rows = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)")
+                        // "log" counts frames: one page each, 4 KiB by default.
+                        if let frames = rows.first?.column("log")?.integer, frames > walGoalBytes / 4096 {
+                            _ = try await writerPool.withResource { _ in try await connection.query("PRAGMA wal_checkpoint(PASSIVE)") }
+                        }
                     } catch {
                         logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
                     }

@@ -53,6 +53,42 @@ import Testing
         try await store.close()
     }
 
+    /// Writes one after another while reads never stop: the WAL is never wholly copied back at the moment a
+    /// write begins, so without the goal it grows with everything written (the control), and with it the
+    /// file stays near the goal.
+    @Test(arguments: [(goal: 1 << 20, bounded: true), (goal: 1 << 30, bounded: false)])
+    func walStaysNearItsGoalUnderSteadyWritesAndReads(goal: Int, bounded: Bool) async throws {
+        let path = Self.temporaryPath()
+        let store = try await SQLiteStore.open(path: path, readers: 4, walGoalBytes: goal)
+        try await store.migrate([Migration(version: 1, name: "t", statements: ["CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)"])])
+        let payload = String(repeating: "x", count: 2000)
+        let readers = (0..<4).map { _ in
+            Task {
+                while !Task.isCancelled {
+                    _ = try await store.read { db in try await db.raw("SELECT COUNT(*) AS c FROM t").first() }
+                }
+            }
+        }
+        // About 12 MB through the WAL over some seconds: several checkpoint intervals.
+        let started = ContinuousClock.now
+        var batch = 0
+        while batch < 600 || ContinuousClock.now - started < .seconds(3) {
+            let rows = (0..<10).map { i in SQLQueryString("(\(bind: batch * 10 + i), \(bind: payload))") }
+            try await store.write { db in try await db.raw("INSERT INTO t (id, payload) VALUES " + rows.joined(separator: ", ")).run() }
+            batch += 1
+        }
+        for reader in readers { reader.cancel() }
+        for reader in readers { _ = await reader.result }
+        let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+        let written = batch * 10 * 2000
+        if bounded {
+            #expect(wal <= 4 * goal, "WAL of \(wal) bytes after \(written) bytes written, goal \(goal)")
+        } else {
+            #expect(wal > written / 2, "the control's WAL (\(wal) bytes) did not grow with what was written (\(written))")
+        }
+        try await store.close()
+    }
+
     @Test func idsSortByCreationTime() {
         let earlier = SortableID.make("cv_", nowMs: 1_700_000_000_000)
         let later = SortableID.make("cv_", nowMs: 1_700_000_000_001)
