@@ -302,6 +302,25 @@ final class SilentListener {
 }
 
 @Suite struct SilentReplicaTests {
+    /// Sixty calls, each with a deadline short enough to show every call that waits on a silent
+    /// replica and long enough that a loaded machine answers the others in time: how many failed
+    /// as `waited` allows (any other failure is thrown), and the answers of the rest.
+    static func callsPastSilence(
+        _ client: EchoService.Client, waited: (RPCError.Code) -> Bool
+    ) async throws -> (failed: Int, answers: [String]) {
+        let measured = CallOptions.bearer(Mesh.token(), timeout: .seconds(1))
+        var failed = 0
+        var answers: [String] = []
+        for n in 0..<60 {
+            switch await rpcResult({ () throws(RPCError) in try await client.echo(EchoRequest(shopId: "shop-1", text: "\(n)"), options: measured) }) {
+            case .success(let response): answers.append(response.text)
+            case .failure(let error) where waited(error.code): failed += 1
+            case .failure(let error): throw error
+            }
+        }
+        return (failed, answers)
+    }
+
     /// A replica that went silent costs the calls that were waiting on it one deadline; after
     /// that, calls go to the replica that answers.
     @Test func aSilentReplicaCostsOneDeadlineThenCallsGoElsewhere() async throws {
@@ -311,18 +330,7 @@ final class SilentListener {
         config.silenceTimeout = .milliseconds(300)
         let channel = try HTTP2Channel(addresses: "\(silent.address),\(addressB)", config: config)
         let client = EchoService.Client(channel: channel, defaultOptions: .bearer(Mesh.token(), timeout: .seconds(5)))
-        // Deadlines short enough to show every call that waits on the silent replica, long
-        // enough that a loaded machine answers the others in time.
-        let measured = CallOptions.bearer(Mesh.token(), timeout: .seconds(1))
-        var timedOut = 0
-        var answers: [String] = []
-        for n in 0..<60 {
-            switch await rpcResult({ () throws(RPCError) in try await client.echo(EchoRequest(shopId: "shop-1", text: "\(n)"), options: measured) }) {
-            case .success(let response): answers.append(response.text)
-            case .failure(let error) where error.code == .deadlineExceeded: timedOut += 1
-            case .failure(let error): throw error
-            }
-        }
+        let (timedOut, answers) = try await Self.callsPastSilence(client) { $0 == .deadlineExceeded }
         #expect(timedOut <= 2, "\(timedOut) calls waited out their deadline")
         #expect(answers.suffix(40).allSatisfy { $0.hasPrefix("B:") })
         await channel.close()
@@ -348,18 +356,7 @@ final class SilentListener {
         }
         #expect(seen == ["A", "B"])  // both answered while the link was up
         proxy.cutLink()
-        // Deadlines short enough to show every call that waits on the silent replica, long
-        // enough that a loaded machine answers the others in time.
-        let measured = CallOptions.bearer(Mesh.token(), timeout: .seconds(1))
-        var timedOut = 0
-        var answers: [String] = []
-        for n in 0..<60 {
-            switch await rpcResult({ () throws(RPCError) in try await client.echo(EchoRequest(shopId: "shop-1", text: "\(n)"), options: measured) }) {
-            case .success(let response): answers.append(response.text)
-            case .failure(let error) where error.code == .deadlineExceeded || error.code == .unavailable: timedOut += 1
-            case .failure(let error): throw error
-            }
-        }
+        let (timedOut, answers) = try await Self.callsPastSilence(client) { $0 == .deadlineExceeded || $0 == .unavailable }
         #expect(timedOut <= 2, "\(timedOut) calls failed after the cut")
         #expect(answers.suffix(40).allSatisfy { $0.hasPrefix("B:") })
         await channel.close()
