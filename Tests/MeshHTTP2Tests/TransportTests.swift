@@ -207,17 +207,19 @@ func expectCode(_ code: RPCError.Code, _ body: () async throws -> Void, sourceLo
     }
 
     @Test func gracefulShutdownFinishesCallsInFlight() async throws {
-        let (server, address) = try await Mesh.server([ProbeService(name: "s")])
+        let probe = ProbeService(name: "s")
+        let (server, address) = try await Mesh.server([probe])
         let (client, channel) = try Mesh.client(address)
         let calls = Task {
             try await withThrowingTaskGroup(of: String.self) { group in
                 for i in 0..<100 {
-                    group.addTask { try await client.echo(EchoRequest(shopId: "shop-1", text: "\(i)", delayMs: 400)).text }
+                    group.addTask { try await client.echo(EchoRequest(shopId: "shop-1", text: "\(i)", delayMs: 1_000)).text }
                 }
                 return try await group.reduce(into: [String]()) { $0.append($1) }
             }
         }
-        try await Task.sleep(for: .milliseconds(150))
+        // A fixed sleep raced the connect on a loaded CI machine; shut down only once the server holds every call.
+        try await waitUntil { probe.calls.load(ordering: .relaxed) == 100 }
         await server.shutdownGracefully()
         let texts = try await calls.value
         #expect(Set(texts) == Set((0..<100).map { "s:\($0)" }))
