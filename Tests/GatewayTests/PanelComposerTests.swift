@@ -21,10 +21,17 @@ final class ControllableChannel: RPCChannel {
         self.inner = inner
     }
 
+    /// Slow as a late server is: the caller's deadline still ends the wait when it comes first.
     func unary(_ request: ClientRequest) async throws(RPCError) -> ByteBuffer {
         switch mode.withLock({ $0 }) {
         case .normal: break
-        case .slow(let delay): try? await Task.sleep(for: delay)
+        case .slow(let delay):
+            let left = request.deadline.map { Duration.nanoseconds(($0 - .now()).nanoseconds) }
+            if let left, left < delay {
+                try? await Task.sleep(for: left)
+                throw RPCError.deadlineExceeded("no answer before the deadline")
+            }
+            try? await Task.sleep(for: delay)
         case .down: throw RPCError.unavailable("connection refused")
         }
         return try await inner.unary(request)
@@ -37,6 +44,8 @@ struct PanelMesh {
     static let shop = "shop-g"
     static let key = "gateway-tests-key"
     let databases: [any SQLStore]
+    /// What the gateway reaches conversation-svc through (the seed's client goes around it).
+    let conversationChannel: ControllableChannel
     let loyaltyChannel: ControllableChannel
     let gateway: PanelService.Client
     let conversation: ConversationService.Client
@@ -59,13 +68,14 @@ struct PanelMesh {
             services: [OrderServiceHandler(store: try await OrderStore.open(orderDB), loyalty: LoyaltyServiceCheckout(channel: loyaltyChannel), messenger: nil)],
             verifier: verifier
         ))
+        let gatewaysConversationChannel = ControllableChannel(conversationChannel)
         let composer = PanelComposer(
-            clients: .init(conversation: conversationChannel, order: orderChannel, loyalty: loyaltyChannel), sectionTimeout: .milliseconds(300)
+            clients: .init(conversation: gatewaysConversationChannel, order: orderChannel, loyalty: loyaltyChannel), sectionTimeout: .milliseconds(300)
         )
         let gatewayChannel = InProcessChannel(router: RPCRouter(services: [PanelServiceHandler(composer: composer)], verifier: verifier))
         let options = CallOptions.bearer(token(shop))
         let mesh = PanelMesh(
-            databases: [conversationDB, orderDB, loyaltyDB], loyaltyChannel: loyaltyChannel,
+            databases: [conversationDB, orderDB, loyaltyDB], conversationChannel: gatewaysConversationChannel, loyaltyChannel: loyaltyChannel,
             gateway: PanelService.Client(channel: gatewayChannel, defaultOptions: options),
             conversation: ConversationService.Client(channel: conversationChannel, defaultOptions: options),
             order: OrderService.Client(channel: orderChannel, defaultOptions: options),
@@ -158,6 +168,27 @@ struct PanelMesh {
             mesh.loyaltyChannel.mode.withLock { $0 = .normal }
             panel = try await mesh.gateway.getPanel(GetPanelRequest(shopId: PanelMesh.shop, conversationId: conversation))
             #expect(panel.unavailableSections.isEmpty && panel.member != nil)
+        }
+    }
+
+    /// Without conversation-svc there is no panel, so a late answer from it is waited for (up to ten
+    /// section deadlines: 3 s here) and served whole; past that the panel is DEADLINE_EXCEEDED, not hung.
+    @Test func aLateConversationServiceIsWaitedForUpToItsOwnDeadline() async throws {
+        try await PanelMesh.run { mesh in
+            let (conversation, _) = try await mesh.seed()
+            mesh.conversationChannel.mode.withLock { $0 = .slow(.milliseconds(900)) }
+            let panel = try await mesh.gateway.getPanel(GetPanelRequest(shopId: PanelMesh.shop, conversationId: conversation))
+            #expect(panel.unavailableSections.isEmpty)
+            #expect(panel.conversation?.conversationId == conversation && panel.customer != nil && panel.notes.count == 1)
+            #expect(panel.carts.count == 1 && panel.member != nil)
+
+            mesh.conversationChannel.mode.withLock { $0 = .slow(.seconds(30)) }
+            let started = ContinuousClock.now
+            await expectStatus(.deadlineExceeded, naming: "deadline") {
+                _ = try await mesh.gateway.getPanel(GetPanelRequest(shopId: PanelMesh.shop, conversationId: conversation))
+            }
+            let waited = ContinuousClock.now - started
+            #expect(waited >= .seconds(3) && waited < .seconds(10), "\(waited)")
         }
     }
 

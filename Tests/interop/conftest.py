@@ -51,6 +51,10 @@ def mint_token(shop, staff="agent-1", role="agent", ttl=3600, key=AUTH_KEY):
     return out.stdout.strip()
 
 
+class PortTaken(Exception):
+    """A port picked up front was bound by someone else before the server bound it."""
+
+
 class ServerProcess:
     """A ChatMesh server process on 127.0.0.1 and a port it picked (it prints "listening on host:port")."""
 
@@ -63,6 +67,8 @@ class ServerProcess:
             env={**os.environ, "CHATMESH_AUTH_KEY": AUTH_KEY, "LOG_LEVEL": "warning", "CHATMESH_LISTEN": "127.0.0.1:0", **(env or {})},
         )
         line = self.proc.stdout.readline()
+        if not line.startswith("listening on ") and "Address already in use" in self.log():
+            raise PortTaken(f"{name}: {env.get('CHATMESH_LISTEN') if env else None} is taken")
         assert line.startswith("listening on "), f"{name} did not start: {line!r}\n{self.log()[-4000:]}"
         self.address = line.split()[-1]
         self.port = int(self.address.rsplit(":", 1)[1])
@@ -120,10 +126,23 @@ class ServiceProcess(ServerProcess):
         self.stop_cleanly()
 
 
+def free_ports(count):
+    """`count` distinct ports free now. Every socket stays bound until all are picked: closed one by one,
+    the kernel may hand the same port out twice (it did — two services of one mesh were given one port)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class Mesh:
@@ -137,11 +156,20 @@ class Mesh:
                       "gateway": panel_pb2_grpc.PanelServiceStub}
         self.root = root
         self.env = env or {}
-        self.ports = {name: free_port() for name in names}
-        self.services = {}
-        for name in names:
-            os.makedirs(os.path.join(root, name), exist_ok=True)
-            self.start(name)
+        # A port free when picked can still be taken (by another test's outgoing connection) before its
+        # service binds it; then the whole mesh starts again on new ports, as every service knows every port.
+        for attempt in range(3):
+            self.ports = dict(zip(names, free_ports(len(names))))
+            self.services = {}
+            try:
+                for name in names:
+                    os.makedirs(os.path.join(root, name), exist_ok=True)
+                    self.start(name)
+                return
+            except PortTaken:
+                self.close()
+                if attempt == 2:
+                    raise
 
     def start(self, name):
         addresses = {f"CHATMESH_{other.upper()}_ADDRS": f"127.0.0.1:{port}" for other, port in self.ports.items()}

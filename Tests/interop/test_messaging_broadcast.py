@@ -3,7 +3,6 @@ loyalty-svc stand-in (Python grpcio serving LoyaltyService.ListSegmentMembers), 
 SIGKILL in the middle, and after a restart every member has exactly one message; scenario steps survive a
 SIGKILL the same way."""
 import os
-import socket
 import sqlite3
 import tempfile
 import time
@@ -12,7 +11,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from conftest import ServiceProcess, mint_token, wait_until
+from conftest import ServiceProcess, free_port, mint_token, wait_until
 from chatmesh.v1 import common_pb2
 from chatmesh.v1 import loyalty_pb2 as l
 from chatmesh.v1 import loyalty_pb2_grpc as l_grpc
@@ -48,12 +47,6 @@ def start_loyalty(segments, port=0):
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     return server, servicer, bound
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def members(n):

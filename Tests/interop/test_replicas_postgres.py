@@ -16,7 +16,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from conftest import ServiceProcess, free_port, mint_token, wait_until
+from conftest import ServiceProcess, free_ports, mint_token, wait_until
 from chatmesh.v1 import common_pb2 as c
 from chatmesh.v1 import loyalty_pb2 as l
 from chatmesh.v1 import loyalty_pb2_grpc as l_grpc
@@ -67,9 +67,10 @@ def test_two_order_replicas_on_postgres_never_oversell_keep_keys_once_and_delive
     with tempfile.TemporaryDirectory(prefix="replicas-") as root:
         try:
             for n in range(2):
+                listen, messaging = free_ports(2)
                 replicas.append(ServiceProcess("order-svc", o_grpc.OrderServiceStub, os.path.join(root, f"r{n}"), env={
-                    "DATABASE_URL": database, "CHATMESH_LISTEN": f"127.0.0.1:{free_port()}",
-                    "CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{loyalty_port}", "CHATMESH_MESSAGING_ADDRS": f"127.0.0.1:{free_port()}"}))
+                    "DATABASE_URL": database, "CHATMESH_LISTEN": f"127.0.0.1:{listen}",
+                    "CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{loyalty_port}", "CHATMESH_MESSAGING_ADDRS": f"127.0.0.1:{messaging}"}))
             a, b = (r.stub for r in replicas)
             meta = md()
             product = a.UpsertProduct(o.UpsertProductRequest(shop_id=SHOP, name="Nón lá", variants=[
