@@ -248,9 +248,12 @@ def test_sigterm_while_100_calls_are_in_flight(token):
     server = EchoServer()
     channel = grpc.insecure_channel(server.address)
     stub = echo_pb2_grpc.EchoServiceStub(channel)
-    calls = [stub.Echo.future(echo_pb2.EchoRequest(shop_id=SHOP, text=f"call {i}", delay_ms=1500),
+    # Connected first, so that the wait below covers only 100 streams on an open connection, not a connect
+    # on a loaded machine (the Swift twin of this test once lost that race).
+    grpc.channel_ready_future(channel).result(timeout=10)
+    calls = [stub.Echo.future(echo_pb2.EchoRequest(shop_id=SHOP, text=f"call {i}", delay_ms=3000),
                               metadata=[("authorization", "Bearer " + token)], timeout=20) for i in range(100)]
-    time.sleep(0.5)  # every call has reached the server and is waiting in its handler
+    time.sleep(1)  # every call has reached the server and is waiting in its handler
     server.proc.send_signal(signal.SIGTERM)
     texts = sorted(call.result().text for call in calls)
     assert texts == sorted(f"call {i}" for i in range(100))
