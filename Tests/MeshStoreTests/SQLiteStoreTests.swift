@@ -53,13 +53,13 @@ import Testing
         try await store.close()
     }
 
-    /// Writes one after another while reads never stop: the WAL is never wholly copied back at the moment a
-    /// write begins, so without the goal it grows with everything written (the control), and with it the
-    /// file stays near the goal.
-    @Test(arguments: [(goal: 1 << 20, bounded: true), (goal: 1 << 30, bounded: false)])
-    func walStaysNearItsGoalUnderSteadyWritesAndReads(goal: Int, bounded: Bool) async throws {
+    /// Writes one after another while reads never stop: the WAL seldom finds a moment to start again on
+    /// its own (without the goal, runs here grew it to 1.5× everything written; under CI's load it did
+    /// restart a few times). The goal must have been passed and acted on — else this proves nothing — and
+    /// at the end the file holds at most about what came since the last check.
+    @Test func walStaysNearItsGoalUnderSteadyWritesAndReads() async throws {
         let path = Self.temporaryPath()
-        let store = try await SQLiteStore.open(path: path, readers: 4, walGoalBytes: goal)
+        let store = try await SQLiteStore.open(path: path, readers: 4, walGoalBytes: 128 << 10, checkpointInterval: .milliseconds(50))
         try await store.migrate([Migration(version: 1, name: "t", statements: ["CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)"])])
         let payload = String(repeating: "x", count: 2000)
         let readers = (0..<4).map { _ in
@@ -81,12 +81,9 @@ import Testing
         for reader in readers { _ = await reader.result }
         let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
         let written = batch * 10 * 2000
-        if bounded {
-            // Past the goal it is emptied at the next check: what remains is at most what came since.
-            #expect(wal < written / 3, "WAL of \(wal) bytes after \(written) bytes written, goal \(goal)")
-        } else {
-            #expect(wal > written / 2, "the control's WAL (\(wal) bytes) did not grow with what was written (\(written))")
-        }
+        #expect(store.walTruncations > 0, "the WAL never passed its goal: the test proves nothing")
+        // Without the goal the file ends near 1.5× `written` (WAL frames carry whole pages).
+        #expect(wal < written / 4, "WAL of \(wal) bytes after \(written) bytes written")
         try await store.close()
     }
 
