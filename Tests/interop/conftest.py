@@ -68,6 +68,8 @@ class ServerProcess:
         )
         line = self.proc.stdout.readline()
         if not line.startswith("listening on ") and "Address already in use" in self.log():
+            self.proc.wait()
+            os.unlink(self.stderr.name)
             raise PortTaken(f"{name}: {env.get('CHATMESH_LISTEN') if env else None} is taken")
         assert line.startswith("listening on "), f"{name} did not start: {line!r}\n{self.log()[-4000:]}"
         self.address = line.split()[-1]
