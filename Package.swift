@@ -241,7 +241,7 @@ let package = Package(
         .testTarget(
             name: "MeshHTTP2Tests",
             dependencies: [
-                "MeshHTTP2", "MeshRPC", "ChatMeshAPI", "MeshEcho", "MeshHealth",
+                "MeshHTTP2", "MeshRPC", "ChatMeshAPI", "MeshEcho", "MeshHealth", "MeshTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -5,6 +5,16 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The listen address is taken; the message names what holds it (`PortHolder`).
+public struct AddressInUse: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
 /// A gRPC server over h2c (prior knowledge): binds, serves the router's
 /// routes, and on shutdown stops accepting, sends GOAWAY on every connection,
 /// lets in-flight calls finish, then returns.
@@ -62,7 +72,7 @@ public final class GRPCServer: Service, Sendable {
         let router = self.router
         let config = self.config
         let logger = self.logger
-        let listener = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -74,8 +84,12 @@ public final class GRPCServer: Service, Sendable {
                     self.track(channel)
                 }
             }
-            .bind(host: config.host, port: config.port)
-            .get()
+        let listener: Channel
+        do {
+            listener = try await bootstrap.bind(host: config.host, port: config.port).get()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE && config.port != 0 {
+            throw AddressInUse(message: PortHolder.explain(host: config.host, port: config.port))
+        }
         state.withLock { $0.listener = listener }
         logger.info("serving gRPC", metadata: ["address": "\(listener.localAddress?.description ?? "?")"])
         return listener.localAddress!

@@ -421,6 +421,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         stream.route = route
+        // The deadline counts from the headers, as the caller's does: a body that trickles in
+        // cannot buy the call more time, and one that never comes is answered when it passes.
+        if let timeout = stream.timeout, let context {
+            let deadline = NIODeadline.now() + timeout
+            stream.deadline = deadline
+            deadlineTimer.arm(deadline, on: context.eventLoop) { self.expireDeadlines() }
+        }
     }
 
     /// The request is complete: run it.
@@ -433,12 +440,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             answer(stream, error: error)
             return
         }
-        var deadline: NIODeadline?
-        if let timeout = stream.timeout {
-            deadline = .now() + timeout
+        if let deadline = stream.deadline, deadline <= .now() {
+            // Passed while the body arrived (or the timer is late on a busy loop): the handler never starts.
+            answer(stream, error: .deadlineExceeded("deadline exceeded before \(stream.path ?? "") started"))
+            return
         }
         let callContext = ServerContext(
-            method: route.method, metadata: stream.metadata, deadline: deadline,
+            method: route.method, metadata: stream.metadata, deadline: stream.deadline,
             principal: stream.principal, authorization: stream.authorization, peer: peer
         )
         let loop = context.eventLoop
@@ -462,10 +470,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         guard !stream.answered else { return }
         stream.task = task
-        if let deadline {
-            stream.deadline = deadline
-            deadlineTimer.arm(deadline, on: loop) { self.expireDeadlines() }
-        }
     }
 
     /// Answers DEADLINE_EXCEEDED for every call past its deadline and re-arms for the next.

@@ -30,6 +30,15 @@ struct UpCommand: AsyncParsableCommand {
         for service in Self.services where !FileManager.default.isExecutableFile(atPath: bin.appendingPathComponent(service.executable).path) {
             throw ValidationError("\(service.executable) is not beside chatmesh in \(bin.path): build it first (swift build)")
         }
+        // Every port is checked before anything starts: a taken one is named with what holds it.
+        let taken = Self.services.filter { !PortHolder.canListen(host: "127.0.0.1", port: $0.port) }
+        if !taken.isEmpty {
+            for service in taken {
+                let text = "chatmesh up: \(service.executable) cannot start: \(PortHolder.explain(host: "127.0.0.1", port: service.port))\n"
+                FileHandle.standardError.write(Data(text.utf8))
+            }
+            throw ExitCode(1)
+        }
         let data = URL(fileURLWithPath: dataDir).standardizedFileURL
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
         // One key for the whole mesh, kept so that tokens stay valid across runs.

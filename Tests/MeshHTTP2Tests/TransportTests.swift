@@ -4,6 +4,7 @@ import MeshEcho
 import MeshHTTP2
 import MeshHealth
 import MeshRPC
+import MeshTestSupport
 import NIOCore
 import Synchronization
 import Testing
@@ -15,6 +16,9 @@ import Glibc
 final class ProbeService: EchoService.Handler {
     let name: String
     let calls = Atomic<Int>(0)
+    /// Calls with a delay that reached the handler, and those of them still in it.
+    let delayed = Atomic<Int>(0)
+    let running = Atomic<Int>(0)
     let cancelled = Atomic<Int>(0)
 
     init(name: String) {
@@ -24,6 +28,9 @@ final class ProbeService: EchoService.Handler {
     func echo(_ request: EchoRequest, context: ServerContext) async throws -> EchoResponse {
         calls.wrappingAdd(1, ordering: .relaxed)
         if request.delayMs > 0 {
+            delayed.wrappingAdd(1, ordering: .relaxed)
+            running.wrappingAdd(1, ordering: .relaxed)
+            defer { running.wrappingSubtract(1, ordering: .relaxed) }
             do {
                 try await Task.sleep(for: .milliseconds(request.delayMs))
             } catch {
@@ -126,12 +133,24 @@ func expectCode(_ code: RPCError.Code, _ body: () async throws -> Void, sourceLo
         let probe = ProbeService(name: "s")
         let (server, address) = try await Mesh.server([probe])
         let (client, channel) = try Mesh.client(address)
-        let started = ContinuousClock.now
-        await expectCode(.deadlineExceeded) {
-            _ = try await client.echo(EchoRequest(shopId: "shop-1", delayMs: 10_000), options: .bearer(Mesh.token(), timeout: .milliseconds(200)))
+        // Connected first, so that the 200 ms are spent on the server rather than on connecting.
+        _ = try await client.echo(EchoRequest(shopId: "shop-1", text: "warm"))
+        // On a loaded machine the whole 200 ms can pass before the request leaves the client (it
+        // is then never sent, or reset before the server reads it): nothing ran, so nothing is
+        // left to stop. Calls are made until one reaches the handler; each must end in time and
+        // leave no handler running.
+        var attempts = 0
+        while probe.delayed.load(ordering: .relaxed) == 0 && attempts < 10 {
+            attempts += 1
+            let started = ContinuousClock.now
+            await expectCode(.deadlineExceeded) {
+                _ = try await client.echo(EchoRequest(shopId: "shop-1", delayMs: 10_000), options: .bearer(Mesh.token(), timeout: .milliseconds(200)))
+            }
+            #expect(ContinuousClock.now - started < .seconds(3))
+            try await waitUntil { probe.running.load(ordering: .relaxed) == 0 }
         }
-        #expect(ContinuousClock.now - started < .seconds(3))
-        try await waitUntil { probe.cancelled.load(ordering: .relaxed) == 1 }
+        #expect(probe.delayed.load(ordering: .relaxed) >= 1, "no call reached the handler in \(attempts) tries")
+        #expect(probe.cancelled.load(ordering: .relaxed) == probe.delayed.load(ordering: .relaxed))
         await channel.close()
         await server.shutdownGracefully()
     }
@@ -228,12 +247,14 @@ func expectCode(_ code: RPCError.Code, _ body: () async throws -> Void, sourceLo
     }
 
     @Test func reconnectsAfterTheServerComesBack() async throws {
-        let (server, address) = try await Mesh.server([ProbeService(name: "first")])
-        let port = Int(address.split(separator: ":").last!)!
+        // Held across the restart: nothing else can take the port while no server has it.
+        let hold = try PortHold()
+        defer { hold.release() }
+        let (server, address) = try await Mesh.server([ProbeService(name: "first")], port: hold.port)
         let (client, channel) = try Mesh.client(address)
         #expect(try await client.echo(EchoRequest(shopId: "shop-1", text: "x")).text == "first:x")
         await server.shutdownGracefully()
-        let (again, _) = try await Mesh.server([ProbeService(name: "second")], port: port)
+        let (again, _) = try await Mesh.server([ProbeService(name: "second")], port: hold.port)
         var answer = ""
         for _ in 0..<50 where answer.isEmpty {
             do {

@@ -5,6 +5,7 @@ The Swift side is the real `mesh-echo` server process and the `chatmesh` CLI
 generated from proto/ by grpcio-tools when the tests start.
 """
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -128,23 +129,68 @@ class ServiceProcess(ServerProcess):
         self.stop_cleanly()
 
 
-def free_ports(count):
-    """`count` distinct ports free now. Every socket stays bound until all are picked: closed one by one,
-    the kernel may hand the same port out twice (it did — two services of one mesh were given one port)."""
-    sockets = []
+def _ephemeral_low():
+    """The first port the kernel may hand an outgoing connection (32768 unless configured otherwise)."""
     try:
-        for _ in range(count):
-            s = socket.socket()
-            sockets.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out = set()
+
+
+def free_ports(count):
+    """`count` distinct ports free now, below the kernel's ephemeral range: no outgoing connection is ever
+    given one of them, so only an explicit bind can take one before its server binds it (PortTaken then,
+    and the caller starts again on new ports). Each was bound exclusively once to check, and none is
+    handed out twice in this run."""
+    high = min(_ephemeral_low(), 32768)
+    low = max(1024, high - 12000)
+    ports = []
+    while len(ports) < count:
+        port = random.randrange(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        ports.append(port)
+    return ports
 
 
 def free_port():
     return free_ports(1)[0]
+
+
+class PortHold:
+    """Ports from `free_ports`, each held by a bound socket until `release()`: the holder and our servers
+    set SO_REUSEADDR, so a server can bind and listen on its port while it is held, and no other bind can
+    take it meanwhile (nor can the kernel: the ports lie below its ephemeral range)."""
+
+    def __init__(self, count):
+        self.sockets = []
+        self.ports = []
+        for port in free_ports(count):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                self.release()
+                raise PortTaken(f"127.0.0.1:{port} was taken before it could be held")
+            self.sockets.append(s)
+            self.ports.append(port)
+
+    def release(self):
+        for s in self.sockets:
+            s.close()
+        self.sockets = []
 
 
 class Mesh:
@@ -158,12 +204,14 @@ class Mesh:
                       "gateway": panel_pb2_grpc.PanelServiceStub}
         self.root = root
         self.env = env or {}
-        # A port free when picked can still be taken (by another test's outgoing connection) before its
-        # service binds it; then the whole mesh starts again on new ports, as every service knows every port.
+        # Every service knows every port, so all are picked up front and held until each service has bound
+        # its own; should one still be taken (an explicit bind elsewhere), the mesh starts again on new ports.
         for attempt in range(3):
-            self.ports = dict(zip(names, free_ports(len(names))))
             self.services = {}
+            hold = None
             try:
+                hold = PortHold(len(names))
+                self.ports = dict(zip(names, hold.ports))
                 for name in names:
                     os.makedirs(os.path.join(root, name), exist_ok=True)
                     self.start(name)
@@ -172,6 +220,9 @@ class Mesh:
                 self.close()
                 if attempt == 2:
                     raise
+            finally:
+                if hold:
+                    hold.release()
 
     def start(self, name):
         addresses = {f"CHATMESH_{other.upper()}_ADDRS": f"127.0.0.1:{port}" for other, port in self.ports.items()}

@@ -1,8 +1,10 @@
 """`chatmesh up --demo` as a newcomer runs it (through scripts/up): the five services from the executables
 beside it on the default ports, healthy, the demo shop loaded, logs prefixed per service, and every service
-stopped cleanly by Ctrl-C."""
+stopped cleanly by Ctrl-C; and, when a default port is taken, nothing started and the port and its holder named."""
 import os
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -14,6 +16,50 @@ from chatmesh.v1 import panel_pb2 as p
 from chatmesh.v1 import conversation_pb2 as cv
 from chatmesh.v1 import conversation_pb2_grpc as cv_grpc
 from chatmesh.v1 import panel_pb2_grpc as p_grpc
+
+
+def test_up_names_a_taken_port_and_what_holds_it():
+    """The failure a newcomer meets when an outgoing connection happens to use a default port (they lie in
+    Linux's ephemeral range): `chatmesh up` starts nothing and says which port, which process and which
+    connection hold it, and how to reserve the ports."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.socket()
+    # Closed with a reset, not into TIME_WAIT, so the port is free again for later tests.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # What the kernel does for an outgoing connection, on purpose. A connection of an earlier run of the mesh
+    # may still wait out TIME_WAIT on that port (up to 60 s), and a bind like this one waits for it to end.
+    deadline = time.time() + 90
+    while True:
+        try:
+            client.bind(("127.0.0.1", 50053))
+            break
+        except OSError as error:
+            if time.time() > deadline:
+                client.close()
+                listener.close()
+                raise AssertionError(f"127.0.0.1:50053 stayed busy: {error}")
+            time.sleep(0.5)
+    client.connect(listener.getsockname())
+    try:
+        with tempfile.TemporaryDirectory(prefix="up-taken-") as root:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CHATMESH_")}
+            out = subprocess.run([binary("chatmesh"), "up", "--data-dir", os.path.join(root, "data")], cwd=root, env=env,
+                                 capture_output=True, text=True, timeout=60)
+            text = out.stdout + out.stderr
+            assert out.returncode != 0, text
+            assert "loyalty-svc cannot start: 127.0.0.1:50053 is already in use" in text, text
+            assert f"pid {os.getpid()} (" in text, text
+            assert f"a connection from 127.0.0.1:50053 to 127.0.0.1:{listener.getsockname()[1]} (ESTABLISHED)" in text, text
+            assert "net.ipv4.ip_local_reserved_ports" in text, text
+            # Nothing was started.
+            for port in (50050, 50051, 50052, 50054):
+                with socket.socket() as s:
+                    assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} answers"
+    finally:
+        client.close()
+        listener.close()
 
 
 def test_up_runs_seeds_and_stops_the_whole_mesh():
@@ -45,7 +91,7 @@ def test_up_runs_seeds_and_stops_the_whole_mesh():
         assert code == 0, open(log.name).read()[-3000:]
         assert "stopping the services" in open(log.name).read()
         # Nothing is left listening.
-        import socket
         for port in range(50050, 50055):
             with socket.socket() as s:
                 assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+

@@ -9,6 +9,7 @@ import grpc
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import pytest
 
 from conftest import EchoServer, mint_token, wait_until
@@ -150,6 +151,28 @@ def test_prefix_announcing_a_huge_message_is_refused_before_the_body(server, tok
     fields = read_response(conn, sock, sid)
     assert isinstance(fields, dict) and fields.get("grpc-status") == "8", fields
     sock.close()
+
+
+def test_deadline_counts_from_the_headers_not_the_body(server, token):
+    """A peer that sends headers with a 300 ms grpc-timeout and then withholds the body is answered
+    DEADLINE_EXCEEDED when those 300 ms pass; the body it sends afterwards runs nothing."""
+    sock = connect(server)
+    conn = h2_client(sock)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, grpc_headers(server, token) + [("grpc-timeout", "300m")])
+    sock.sendall(conn.data_to_send())
+    started = time.time()
+    fields = read_response(conn, sock, sid, timeout=10.0)
+    assert isinstance(fields, dict) and fields.get("grpc-status") == "4", fields
+    assert time.time() - started < 8, "answered long after its deadline"
+    body = echo_pb2.EchoRequest(shop_id=SHOP, text="too late").SerializeToString()
+    try:
+        conn.send_data(sid, b"\0" + struct.pack(">I", len(body)) + body, end_stream=True)
+        sock.sendall(conn.data_to_send())
+    except h2.exceptions.StreamClosedError:
+        pass  # h2 already knows the stream is over
+    sock.close()
+    assert good_call_works(server, token)
 
 
 def test_request_without_message_is_an_error(server, token):
