@@ -55,9 +55,10 @@ def test_loyalty_killed_costs_only_the_member_section_then_recovers(mesh):
     conversation = hoa(mesh)
     request = p.GetPanelRequest(shop_id=SHOP, conversation_id=conversation.conversation_id)
     mesh.services["loyalty"].kill()
+    metadata = md()  # minted before the clock starts: it runs the chatmesh CLI
     started = time.time()
-    panel = mesh.stub("gateway").GetPanel(request, metadata=md(), timeout=5)
-    assert time.time() - started < 2.0
+    panel = mesh.stub("gateway").GetPanel(request, metadata=metadata, timeout=5)
+    assert time.time() - started < 2.0  # five section deadlines of 400 ms
     assert [(u.section, u.code) for u in panel.unavailable_sections] == [("member", "UNAVAILABLE")]
     assert panel.customer.name == "Nguyễn Thị Hoa" and panel.order_summary.stats.order_count == 1
     mesh.start("loyalty")
