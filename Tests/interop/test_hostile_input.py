@@ -175,6 +175,23 @@ def test_deadline_counts_from_the_headers_not_the_body(server, token):
     assert good_call_works(server, token)
 
 
+def test_a_call_whose_deadline_passed_before_its_body_was_complete_never_starts(server, token):
+    """Headers and the whole body in one write, with a deadline of one nanosecond: it has passed by the time
+    the body is complete, so the handler is never started (not started and then cancelled)."""
+    sock = connect(server)
+    conn = h2_client(sock)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, grpc_headers(server, token) + [("grpc-timeout", "1n")])
+    body = echo_pb2.EchoRequest(shop_id=SHOP, text="never run").SerializeToString()
+    conn.send_data(sid, b"\0" + struct.pack(">I", len(body)) + body, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    fields = read_response(conn, sock, sid)
+    assert isinstance(fields, dict) and fields.get("grpc-status") == "4", fields
+    assert "before" in fields.get("grpc-message", ""), fields
+    sock.close()
+    assert good_call_works(server, token)
+
+
 def test_request_without_message_is_an_error(server, token):
     sock = connect(server)
     conn = h2_client(sock)
