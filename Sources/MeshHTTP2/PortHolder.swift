@@ -36,7 +36,7 @@ public struct PortHolder: Sendable, Equatable, CustomStringConvertible {
     public static func holding(port: Int, proc: String = "/proc") -> [PortHolder] {
         var sockets: [(local: String, remote: String, state: String, inode: UInt64)] = []
         for table in ["net/tcp", "net/tcp6"] {
-            guard let text = try? String(contentsOfFile: "\(proc)/\(table)", encoding: .utf8) else { continue }
+            guard let text = readWhole("\(proc)/\(table)") else { continue }
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard fields.count >= 10,
@@ -124,6 +124,23 @@ public struct PortHolder: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// A /proc file to its end. They report a size of 0 and come a page or so per read: reading
+    /// "the file's size" or once gets the first few dozen sockets of a busy machine, not all.
+    private static func readWhole(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     private static func stateName(_ state: UInt8) -> String {
         let names = [1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
                      7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"]
@@ -141,8 +158,7 @@ public struct PortHolder: Sendable, Equatable, CustomStringConvertible {
                 guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(proc)/\(entry)/fd/\(fd)"),
                       target.hasPrefix("socket:["), target.hasSuffix("]"),
                       let inode = UInt64(target.dropFirst(8).dropLast()), inodes.contains(inode), owners[inode] == nil else { continue }
-                let command = (try? String(contentsOfFile: "\(proc)/\(entry)/comm", encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                let command = readWhole("\(proc)/\(entry)/comm")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
                 owners[inode] = (pid, command)
             }
             if owners.count == inodes.count { break }
