@@ -62,7 +62,6 @@ public enum MeshProcess {
         let router = RPCRouter(services: services, verifier: TokenVerifier(key: env.authKey))
         let server = GRPCServer(config: config, router: router, logger: logger)
         let address = try await server.start()
-        FileHandle.standardOutput.write(Data("listening on \(address.ipAddress ?? config.host):\(address.port ?? 0)\n".utf8))
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
         for job in jobs {
             members.append(.init(service: JobService(job: job, logger: logger)))
@@ -70,11 +69,24 @@ public enum MeshProcess {
         for worker in workers {
             members.append(.init(service: WorkerService(worker: worker)))
         }
+        // Announced from inside the group, whose signal handlers are installed before any member runs: a
+        // SIGTERM sent as soon as the line appears drains the service instead of killing it (found by the hunt).
+        members.append(.init(service: Announcement(line: "listening on \(address.ipAddress ?? config.host):\(address.port ?? 0)\n")))
         let group = ServiceGroup(
             configuration: .init(services: members, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         try await group.run()
         logger.info("\(name) stopped")
+    }
+
+    /// Prints the line tests and scripts wait for, then lives until shutdown (a member that returns ends the group).
+    struct Announcement: Service {
+        let line: String
+
+        func run() async throws {
+            FileHandle.standardOutput.write(Data(line.utf8))
+            try? await gracefulShutdown()
+        }
     }
 
     struct JobService: Service {
