@@ -84,8 +84,10 @@ public struct PortHolder: Sendable, Equatable, CustomStringConvertible {
             if holders.count > 3 { text += "; and \(holders.count - 3) more sockets" }
         }
         if holders.contains(where: { if case .connection = $0.kind { true } else { false } }) {
+            // The defaults are reserved together; any other port the mesh listens on, by itself.
+            let ports = (50050...50054).contains(port) ? "50050-50054" : "\(port)"
             text += ". The port lies in the range the kernel gives outgoing connections: reserve the ports the mesh"
-                + " listens on (sysctl -w net.ipv4.ip_local_reserved_ports=50050-50054; README, Configuration)"
+                + " listens on (sysctl -w net.ipv4.ip_local_reserved_ports=\(ports), added to any reserved already; README, Configuration)"
         }
         return text
     }
