@@ -1,43 +1,76 @@
 import NIOConcurrencyHelpers
 
-/// A fixed set of resources lent out one task at a time, in arrival order.
+/// Resources lent out one task at a time, in arrival order, made when first needed up to a capacity.
 ///
-/// SQLite allows one writer and, in WAL mode, many readers, but a connection
-/// holds one transaction: a task must own a connection for the whole of its
-/// transaction, or two tasks' statements would interleave inside it.
+/// A SQLite connection runs one statement at a time and holds one transaction: a task owns a
+/// connection for the whole of its body, or two tasks' statements would interleave on it.
 final class AsyncPool<Resource: Sendable>: Sendable {
     private struct State {
-        var idle: [Resource]
+        var idle: [Resource] = []
+        var made: [Resource] = []
+        var making = 0
         var waiters: [CheckedContinuation<Resource, Never>] = []
         var waitersHead = 0
     }
 
-    private let state: NIOLockedValueBox<State>
-    let all: [Resource]
+    private let state = NIOLockedValueBox(State())
+    private let capacity: Int
+    private let make: @Sendable () throws -> Resource
 
-    init(_ resources: [Resource]) {
-        precondition(!resources.isEmpty, "a pool needs at least one resource")
-        self.all = resources
-        self.state = NIOLockedValueBox(State(idle: resources))
+    init(capacity: Int, make: @escaping @Sendable () throws -> Resource) {
+        precondition(capacity > 0, "a pool needs room for one resource")
+        self.capacity = capacity
+        self.make = make
     }
 
+    /// Every resource made so far (to close them).
+    var all: [Resource] { state.withLockedValue { $0.made } }
+
     func withResource<T: Sendable>(_ body: (Resource) async throws -> T) async throws -> T {
-        let resource = await take()
+        let resource = try await take()
         defer { give(resource) }
         return try await body(resource)
     }
 
-    private func take() async -> Resource {
-        if let resource = state.withLockedValue({ $0.idle.popLast() }) {
-            return resource
-        }
-        return await withCheckedContinuation { continuation in
-            let ready: Resource? = state.withLockedValue { state in
-                if let resource = state.idle.popLast() { return resource }
-                state.waiters.append(continuation)
-                return nil
+    private enum Taken {
+        case ready(Resource)
+        case makeOne
+        case wait
+    }
+
+    private func take() async throws -> Resource {
+        let taken: Taken = state.withLockedValue { state in
+            if let resource = state.idle.popLast() { return .ready(resource) }
+            if state.made.count + state.making < capacity {
+                state.making += 1
+                return .makeOne
             }
-            if let ready { continuation.resume(returning: ready) }
+            return .wait
+        }
+        switch taken {
+        case .ready(let resource):
+            return resource
+        case .makeOne:
+            do {
+                let resource = try make()
+                state.withLockedValue { state in
+                    state.making -= 1
+                    state.made.append(resource)
+                }
+                return resource
+            } catch {
+                state.withLockedValue { $0.making -= 1 }
+                throw error
+            }
+        case .wait:
+            return await withCheckedContinuation { continuation in
+                let ready: Resource? = state.withLockedValue { state in
+                    if let resource = state.idle.popLast() { return resource }
+                    state.waiters.append(continuation)
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
         }
     }
 

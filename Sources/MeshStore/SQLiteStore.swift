@@ -4,33 +4,51 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SQLKit
-import SQLiteKit
 
-/// SQLite, one file per service: one writer connection (SQLite has one writer
-/// at a time; taking it in turn here means no task ever spins on SQLITE_BUSY)
-/// and a few reader connections that WAL lets run beside it.
+/// SQLite, one file per service, over SQLite's C API with every statement prepared once per
+/// connection and kept.
+///
+/// - Reads run where they are called: on an event loop, on a reader connection of that loop's
+///   own (WAL lets readers run beside the writer), with no thread hop. A statement that runs past
+///   its step budget (~1 ms) or meets a lock is run again on a small blocking pool, and later runs
+///   of it go there directly, so a long scan never holds a loop for longer than the budget.
+/// - Writes go to the one writer (`SQLiteWriter`), which commits the transactions that arrive
+///   together as one batch: one COMMIT, one fsync, each caller its own result.
 public final class SQLiteStore: SQLStore {
     public let path: String
     public var kind: SQLStoreKind { .sqlite }
 
-    private let writer: AsyncPool<SQLiteConnection>
-    private let readers: AsyncPool<SQLiteConnection>
-    private let threadPool: NIOThreadPool
+    private let writer: SQLiteWriter
+    /// Reader connections by event loop (and one set for callers on no loop); nil in memory.
+    private let lanes: NIOLockedValueBox<[ObjectIdentifier: AsyncPool<SQLiteConnection>]>?
+    private let laneCapacity: Int
+    private let openReader: @Sendable () throws -> SQLiteConnection
+    private let blockingPool: NIOThreadPool
     private let logger: Logger
+    private let counters: SQLiteCounters
 
     /// Durability of a commit. `.normal` (the default): a committed transaction
     /// survives a crash or kill of the process; a power cut or kernel crash may
     /// lose what was committed since the last checkpoint (at most about one
     /// checkpoint interval). `.full` survives power loss too, at the price of an
-    /// fsync in every commit, which checkpoints on this kind of disk stretch to
-    /// tens of milliseconds (README, Performance).
+    /// fsync in every commit — one per batch of transactions committed together.
     public enum Synchronous: String, Sendable {
         case full = "FULL"
         case normal = "NORMAL"
     }
 
+    /// Prepared statements kept per connection (least recently used evicted past it).
+    public static let statementCacheCapacity = 256
+    /// Progress callbacks (each 1,000 VM steps) a read on an event loop may take before it moves
+    /// to the blocking pool: 1,000 × 1,000 steps is about 2–5 ms of SQLite work here.
+    static let readStepBudget: Int32 = 1000
+    /// How long a statement off the event loops (writer, moved reads) waits for a lock.
+    static let busyTimeoutMs: Int32 = 5000
+
     /// Opens (creating if needed) the database at `path`; ":memory:" gives a
     /// private in-memory database, read and written through one connection.
+    /// - Parameter readers: reader connections per event loop at most (a loop needs a second one
+    ///   only while a read waits on the blocking pool).
     public static func open(
         path: String, readers readerCount: Int = 4, synchronous: Synchronous = .normal, walGoalBytes: Int = SQLiteStore.walGoalBytes,
         checkpointInterval: Duration = SQLiteStore.checkpointInterval, logger: Logger = Logger(label: "chatmesh.store")
@@ -42,55 +60,66 @@ public final class SQLiteStore: SQLStore {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
         }
-        let threadPool = NIOThreadPool(numberOfThreads: inMemory ? 1 : readerCount + 2)
-        threadPool.start()
-        let loop = MultiThreadedEventLoopGroup.singleton.any()
-        let storage: SQLiteConnection.Storage = inMemory ? .memory : .file(path: path)
+        let counters = SQLiteCounters()
+        let capacity = statementCacheCapacity
+        let writerConnection = try SQLiteConnection.open(path: path, cacheCapacity: capacity, counters: counters)
         do {
-            let writer = try await SQLiteConnection.open(storage: storage, threadPool: threadPool, logger: logger, on: loop)
             // WAL: readers never block the writer nor it them. The writer's
             // pragmas persist in the file (journal_mode) or apply per connection.
             // No checkpoints on commit: the commit that crossed the WAL threshold
-            // would copy pages and fsync the database file while its caller waits.
+            // would copy pages and fsync the database file while its callers wait.
             // The checkpointer below does it beside the writer instead.
             for pragma in [
                 "PRAGMA journal_mode = WAL", "PRAGMA synchronous = \(synchronous.rawValue)", "PRAGMA foreign_keys = ON",
                 "PRAGMA wal_autocheckpoint = 0", "PRAGMA journal_size_limit = \(walGoalBytes)",
             ] + Self.cachePragmas {
-                _ = try await writer.query(pragma)
+                try writerConnection.exec(pragma)
             }
-            var readerConnections: [SQLiteConnection] = []
-            if !inMemory {
-                for _ in 0..<max(1, readerCount) {
-                    let reader = try await SQLiteConnection.open(storage: storage, threadPool: threadPool, logger: logger, on: loop)
-                    for pragma in ["PRAGMA query_only = ON"] + Self.cachePragmas {
-                        _ = try await reader.query(pragma)
-                    }
-                    readerConnections.append(reader)
-                }
-            }
-            var checkpointer: SQLiteConnection?
-            if !inMemory {
-                checkpointer = try await SQLiteConnection.open(storage: storage, threadPool: threadPool, logger: logger, on: loop)
-            }
-            return SQLiteStore(
-                path: path, writer: writer, readers: inMemory ? [writer] : readerConnections, sharedReader: inMemory,
-                checkpointer: checkpointer, threadPool: threadPool, walGoalBytes: walGoalBytes, checkpointInterval: checkpointInterval,
-                logger: logger
-            )
+            writerConnection.setBusyTimeout(ms: busyTimeoutMs)
         } catch {
-            try? await threadPool.shutdownGracefully()
+            writerConnection.close()
             throw error
         }
+        let openReader: @Sendable () throws -> SQLiteConnection = {
+            let reader = try SQLiteConnection.open(path: path, cacheCapacity: capacity, counters: counters)
+            do {
+                for pragma in ["PRAGMA query_only = ON"] + Self.cachePragmas { try reader.exec(pragma) }
+            } catch {
+                reader.close()
+                throw error
+            }
+            reader.stepBudget = readStepBudget
+            return reader
+        }
+        var checkpointer: SQLiteConnection?
+        if !inMemory {
+            do {
+                checkpointer = try SQLiteConnection.open(path: path, cacheCapacity: 4, counters: counters)
+                checkpointer?.setBusyTimeout(ms: busyTimeoutMs)
+            } catch {
+                writerConnection.close()
+                throw error
+            }
+        }
+        let blockingPool = NIOThreadPool(numberOfThreads: 2)
+        blockingPool.start()
+        return SQLiteStore(
+            path: path, writer: SQLiteWriter(connection: writerConnection, counters: counters, logger: logger),
+            lanes: inMemory ? nil : NIOLockedValueBox([:]), laneCapacity: max(1, readerCount), openReader: openReader,
+            checkpointer: checkpointer, blockingPool: blockingPool, counters: counters, walGoalBytes: walGoalBytes,
+            checkpointInterval: checkpointInterval, logger: logger
+        )
     }
 
-    private let sharedReader: Bool
     private let checkpointer: SQLiteConnection?
     private let checkpointTask: Task<Void, Never>?
     private let truncations = NIOLockedValueBox(0)
 
     /// How many times the WAL was found past its goal and emptied (see init).
     public var walTruncations: Int { truncations.withLockedValue { $0 } }
+
+    /// Statement-cache hits and misses, reads moved off their loop, commits and the transactions in them.
+    public var statistics: SQLiteCounters.Snapshot { counters.snapshot }
 
     /// The WAL size past which the writer waits for a complete checkpoint (see init), by default.
     public static let walGoalBytes = 64 << 20
@@ -100,20 +129,22 @@ public final class SQLiteStore: SQLStore {
         Int64(ProcessInfo.processInfo.environment["CHATMESH_SQLITE_CHECKPOINT_MS"].flatMap { Int64($0) } ?? 500)
     )
 
-    /// Pages mapped and cached in memory rather than read() from the file
-    /// each time (SQLite's default cache is 2 MiB per connection).
-    static let cachePragmas = ["PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -65536", "PRAGMA temp_store = MEMORY"]
+    /// Pages mapped rather than read() from the file each time, and a page cache per connection of
+    /// at most 16 MiB (SQLite's default is 2 MiB).
+    static let cachePragmas = ["PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -16384", "PRAGMA temp_store = MEMORY"]
 
     private init(
-        path: String, writer: SQLiteConnection, readers: [SQLiteConnection], sharedReader: Bool, checkpointer: SQLiteConnection?,
-        threadPool: NIOThreadPool, walGoalBytes: Int, checkpointInterval: Duration, logger: Logger
+        path: String, writer: SQLiteWriter, lanes: NIOLockedValueBox<[ObjectIdentifier: AsyncPool<SQLiteConnection>]>?, laneCapacity: Int,
+        openReader: @escaping @Sendable () throws -> SQLiteConnection, checkpointer: SQLiteConnection?, blockingPool: NIOThreadPool,
+        counters: SQLiteCounters, walGoalBytes: Int, checkpointInterval: Duration, logger: Logger
     ) {
         self.path = path
-        let writerPool = AsyncPool([writer])
-        self.writer = writerPool
-        self.readers = AsyncPool(readers)
-        self.sharedReader = sharedReader
-        self.threadPool = threadPool
+        self.writer = writer
+        self.lanes = lanes
+        self.laneCapacity = laneCapacity
+        self.openReader = openReader
+        self.blockingPool = blockingPool
+        self.counters = counters
         self.logger = logger
         self.checkpointer = checkpointer
         // PASSIVE copies what no reader still needs and never blocks the
@@ -121,10 +152,10 @@ public final class SQLiteStore: SQLStore {
         // begins after a checkpoint copied all of it and no reader still
         // reads from it, which steady writes beside reads seldom allow:
         // seeding 10,000 customers grew an 11 MB database's WAL to 1.2 GB.
-        // So past its goal, a TRUNCATE checkpoint runs holding the writer: it
-        // copies the last interval's frames, waits for the readers that began
-        // before (single statements; later ones read the database file), and
-        // empties the WAL. Writes wait that long; reads do not.
+        // So past its goal, a TRUNCATE checkpoint runs on the writer between
+        // batches: it copies the last interval's frames, waits for the readers
+        // that began before (single statements; later ones read the database
+        // file), and empties the WAL. Writes wait that long; reads do not.
         let truncations = self.truncations
         self.checkpointTask = checkpointer.map { connection in
             Task {
@@ -132,10 +163,10 @@ public final class SQLiteStore: SQLStore {
                     try? await Task.sleep(for: checkpointInterval)
                     if Task.isCancelled { break }
                     do {
-                        let rows = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)")
+                        let rows = try await blockingPool.runIfActive { try connection.run("PRAGMA wal_checkpoint(PASSIVE)", []) }
                         // "log" counts frames: one page each, 4 KiB by default.
-                        if let frames = rows.first?.column("log")?.integer, frames > walGoalBytes / 4096 {
-                            _ = try await writerPool.withResource { _ in try await connection.query("PRAGMA wal_checkpoint(TRUNCATE)") }
+                        if let frames = try rows.first?.decode(column: "log", as: Int64.self), frames > walGoalBytes / 4096 {
+                            _ = try await writer.exclusive { try $0.run("PRAGMA wal_checkpoint(TRUNCATE)", []) }
                             truncations.withLockedValue { $0 += 1 }
                         }
                     } catch {
@@ -147,42 +178,45 @@ public final class SQLiteStore: SQLStore {
     }
 
     public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        // In memory there is one connection: reading takes the writer's turn
-        // so that it never sees another task's transaction half done.
-        let pool = sharedReader ? writer : readers
-        return try await pool.withResource { connection in
-            try await body(connection.sql(queryLogLevel: .trace))
+        guard let lanes else {
+            // In memory there is one connection: reading takes the writer's turn
+            // so that it never sees another task's transaction half done.
+            return try await withoutActuallyEscaping(body) { body in
+                try await writer.transaction(body)
+            }
+        }
+        // The loop's own readers: a lock and a lookup, then the statements run right here.
+        let key = MultiThreadedEventLoopGroup.currentEventLoop.map { ObjectIdentifier($0) } ?? ObjectIdentifier(self)
+        let lane = lanes.withLockedValue { lanes in
+            if let lane = lanes[key] { return lane }
+            let lane = AsyncPool(capacity: laneCapacity, make: openReader)
+            lanes[key] = lane
+            return lane
+        }
+        return try await lane.withResource { connection in
+            try await body(SQLiteDatabase(connection: connection, offload: blockingPool, counters: counters, logger: logger))
         }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        // Its own task, which the caller's cancellation does not reach (sqlite-nio gives up a
-        // statement of a cancelled task, ROLLBACK included).
-        try await Task { try await self.transaction(body) }.value
-    }
-
-    private func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await writer.withResource { connection in
-            // IMMEDIATE takes the write lock now rather than at the first write,
-            // so a transaction that read something cannot find it changed.
-            try await runTransaction(on: connection.sql(queryLogLevel: .trace), begin: ["BEGIN IMMEDIATE"], logger: logger, body)
-        }
+        // The writer runs it in a task of its own, which the caller's cancellation does not reach.
+        try await writer.transaction(body)
     }
 
     public func close() async throws {
         checkpointTask?.cancel()
         await checkpointTask?.value
         if let checkpointer {
-            // Leaves the database file complete on its own, the WAL empty.
-            _ = try? await checkpointer.query("PRAGMA wal_checkpoint(TRUNCATE)")
-            try await checkpointer.close()
+            // Leaves the database file complete on its own, the WAL empty, once the writer is done.
+            try await writer.close()
+            _ = try? checkpointer.run("PRAGMA wal_checkpoint(TRUNCATE)", [])
+            checkpointer.close()
+        } else {
+            try await writer.close()
         }
-        if !sharedReader {
-            for connection in readers.all {
-                try await connection.close()
-            }
+        for lane in lanes?.withLockedValue({ Array($0.values) }) ?? [] {
+            for connection in lane.all { connection.close() }
         }
-        try await writer.all[0].close()
-        try await threadPool.shutdownGracefully()
+        try await blockingPool.shutdownGracefully()
     }
 }
