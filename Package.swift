@@ -156,6 +156,12 @@ let package = Package(
             ]
         ),
         // Plain release executable: the bridges' encode/decode of a panel, the comment parser, the segment evaluator.
+        // Killed with SIGKILL mid-write by the store contract test (MeshStoreTests).
+        .executableTarget(
+            name: "store-crash-writer",
+            dependencies: ["MeshStore", .product(name: "Logging", package: "swift-log"), .product(name: "SQLKit", package: "sql-kit")],
+            path: "Tests/store-crash-writer"
+        ),
         .executableTarget(
             name: "bench-micro",
             dependencies: ["ChatMeshAPI", "MeshRPC", "Orders", "Loyalty", .product(name: "NIOCore", package: "swift-nio")],

@@ -9,7 +9,9 @@ import SQLKit
 /// Service stores are written once against `any SQLDatabase` (sql-kit), with
 /// binds for every value, so the same SQL runs on SQLite and PostgreSQL.
 public protocol SQLStore: Sendable {
-    /// A read, on a connection of its own for the whole body (a consistent view).
+    /// A read, on a connection of its own for the whole body. Each statement sees what was committed
+    /// when it began (no snapshot spans two statements, on either backend): a body that needs two
+    /// facts to agree reads them in one statement, or in a `write`.
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
     /// A transaction; the body may be retried by no one, so it must not have side effects outside the database.
     /// Once begun it runs to its commit or rollback even if the calling task is cancelled: a

@@ -85,7 +85,7 @@ final class SQLiteConnection: @unchecked Sendable {
             } else {
                 if rc == SQLITE_INTERRUPT, inline {
                     statement.runsLong = true
-                    throw SQLiteError.interrupted(sql)
+                    throw SQLiteError(code: SQLITE_INTERRUPT, message: SQLiteError.ranPastBudget, sql: sql)
                 }
                 throw error(rc, sql: sql)
             }
@@ -118,6 +118,11 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     var isInterrupt: Bool { code & 0xff == SQLITE_INTERRUPT }
     /// SQLITE_BUSY or SQLITE_LOCKED: another connection holds what the statement needs.
     var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
+
+    /// The message of the interruption that marked a statement as long (later runs skip the loop).
+    static let ranPastBudget = "ran past its step budget on an event loop"
+    /// This interruption found the statement long for the first time on its connection.
+    var isFirstRunPastBudget: Bool { isInterrupt && message == Self.ranPastBudget }
 
     static func interrupted(_ sql: String) -> SQLiteError {
         SQLiteError(code: SQLITE_INTERRUPT, message: "runs long: moved off the event loop", sql: sql)

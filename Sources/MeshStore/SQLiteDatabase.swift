@@ -30,6 +30,11 @@ struct SQLiteDatabase: SQLDatabase {
                 rows = try connection.run(sql, binds, inline: true)
             } catch let error as SQLiteError where error.isInterrupt || error.isBusy {
                 counters.offloaded.wrappingAdd(1, ordering: .relaxed)
+                if error.isFirstRunPastBudget {
+                    // Once per statement and connection: a keyed read never gets here, a scan does.
+                    logger.warning("a read ran past its step budget on an event loop; it and its later runs go to the blocking pool",
+                                  metadata: ["sql": "\(sql.prefix(300))"])
+                }
                 let connection = self.connection
                 rows = try await offload.runIfActive {
                     connection.setBusyTimeout(ms: SQLiteStore.busyTimeoutMs)

@@ -77,6 +77,13 @@ final class SQLiteWriter: Sendable {
         }
     }
 
+    /// Transactions queued behind the batch being committed (they go together in the next one).
+    var waiting: Int {
+        state.withLockedValue { state in
+            state.pending.reduce(0) { count, job in if case .transaction = job { count + 1 } else { count } }
+        }
+    }
+
     /// Waits for everything queued, closes the connection and stops the writer's thread.
     func close() async throws {
         try await exclusive { $0.close() }

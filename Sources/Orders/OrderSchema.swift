@@ -114,5 +114,10 @@ public enum OrderSchema {
             try await Outbox.enqueue(db, events, nowMs: Clock.nowMs())
         },
         Migration(version: 3, name: "order events in the outbox only", statements: ["DROP TABLE order_events"]),
+        // A customer's open carts (the panel's carts section): carts_open leaves out staff-made carts
+        // (campaign_id empty), so without this the lookup walked every cart of the shop.
+        Migration(version: 4, name: "carts by customer", statements: [
+            "CREATE INDEX carts_by_customer ON carts (shop_id, customer_id, order_id, updated_at_ms)",
+        ]),
     ]
 }
