@@ -80,10 +80,11 @@ struct Recorder: EchoService.Handler {
         }
         // Relay: the onward call carries the caller's token and deadline without being told.
         let front = self.client(Recorder(onward: self.client(shop: "other-shop").withoutDefaults()))
-        let reply = try await front.relay(EchoRequest(shopId: "shop-1", text: "hop"), options: .bearer(TokenSigner(key: Self.key).mint(shopId: "shop-1", staffId: "hoa", role: .agent), timeout: .seconds(1)))
+        let reply = try await front.relay(EchoRequest(shopId: "shop-1", text: "hop"), options: .bearer(TokenSigner(key: Self.key).mint(shopId: "shop-1", staffId: "hoa", role: .agent), timeout: .seconds(30)))
         #expect(reply.text == "hop")
         #expect(reply.callerStaffId == "hoa")
-        #expect(reply.deadlineRemainingMs > 0 && reply.deadlineRemainingMs <= 1000)
+        // 30 s, not 1: under a busy loop per core the relay once took longer than a second to be served.
+        #expect(reply.deadlineRemainingMs > 0 && reply.deadlineRemainingMs <= 30_000)
     }
 }
 
