@@ -7,7 +7,7 @@
 # Build: the Swift toolchain and the C libraries' -dev packages.
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pkg-config libnghttp2-dev libprotobuf-c-dev libsqlite3-dev \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pkg-config libnghttp2-dev libprotobuf-c-dev libsqlite3-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,7 +23,7 @@ RUN set -eu; mkdir -p /out; \
 # Run: a slim Debian with only the runtime libraries, as an unprivileged user.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libnghttp2-14 libprotobuf-c1 libsqlite3-0 ca-certificates tzdata \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libnghttp2-14 libprotobuf-c1 libsqlite3-0 zlib1g ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data --create-home chatmesh
 COPY --from=build /out/ /usr/local/bin/

@@ -198,7 +198,8 @@ public enum EchoService {
         public static let all: [MethodDescriptor] = [echo, relay]
     }
 
-    /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
+    /// What a server implements: one method per RPC. A streaming method reads its
+    /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         /// Answers the request (or the status it asks for).
         func echo(_ request: EchoRequest, context: ServerContext) async throws -> EchoResponse
@@ -207,7 +208,8 @@ public enum EchoService {
         func relay(_ request: EchoRequest, context: ServerContext) async throws -> EchoResponse
     }
 
-    /// A typed client: one method per unary RPC, over any `RPCChannel`.
+    /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
+    /// `body` with the call and cancels the call if `body` leaves it unfinished.
     public struct Client: Sendable {
         public let channel: any RPCChannel
         public var defaultOptions: CallOptions

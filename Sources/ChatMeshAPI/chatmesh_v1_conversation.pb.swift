@@ -3510,7 +3510,8 @@ public enum ConversationService {
         public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, listConversations, getConversation, getConversationContext, listMessages, assignConversation, setStaffPresence, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats]
     }
 
-    /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
+    /// What a server implements: one method per RPC. A streaming method reads its
+    /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         /// R-TAG-2: first connect creates the default folders and tags; reconnecting creates nothing.
         func connectPage(_ request: ConnectPageRequest, context: ServerContext) async throws -> Page
@@ -3580,7 +3581,8 @@ public enum ConversationService {
         func getStaffConversationStats(_ request: GetStaffConversationStatsRequest, context: ServerContext) async throws -> GetStaffConversationStatsResponse
     }
 
-    /// A typed client: one method per unary RPC, over any `RPCChannel`.
+    /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
+    /// `body` with the call and cancels the call if `body` leaves it unfinished.
     public struct Client: Sendable {
         public let channel: any RPCChannel
         public var defaultOptions: CallOptions

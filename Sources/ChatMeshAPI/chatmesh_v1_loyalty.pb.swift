@@ -2457,7 +2457,8 @@ public enum LoyaltyService {
         public static let all: [MethodDescriptor] = [configureProgram, getProgram, upsertTier, listTiers, deleteTier, getMember, listMembers, upsertCustomerProfile, previewOrder, recordOrderEvent, redeemPoints, adjustPoints, expirePoints, createSegment, listSegments, listSegmentMembers, countSegment, createReferralCampaign, submitReferral, redeemVoucher, getOfferRevenueByDistrict]
     }
 
-    /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
+    /// What a server implements: one method per RPC. A streaming method reads its
+    /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         /// R-LOY-2, R-PTS-1..2.
         func configureProgram(_ request: ConfigureProgramRequest, context: ServerContext) async throws -> Program
@@ -2505,7 +2506,8 @@ public enum LoyaltyService {
         func getOfferRevenueByDistrict(_ request: GetOfferRevenueByDistrictRequest, context: ServerContext) async throws -> GetOfferRevenueByDistrictResponse
     }
 
-    /// A typed client: one method per unary RPC, over any `RPCChannel`.
+    /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
+    /// `body` with the call and cancels the call if `body` leaves it unfinished.
     public struct Client: Sendable {
         public let channel: any RPCChannel
         public var defaultOptions: CallOptions

@@ -1702,7 +1702,8 @@ public enum MessagingService {
         public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage]
     }
 
-    /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
+    /// What a server implements: one method per RPC. A streaming method reads its
+    /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         /// R-MSG-1, R-ZNS-3.
         func createTemplate(_ request: CreateTemplateRequest, context: ServerContext) async throws -> Template
@@ -1740,7 +1741,8 @@ public enum MessagingService {
         func onCustomerMessage(_ request: OnCustomerMessageRequest, context: ServerContext) async throws -> CancelledStepsResponse
     }
 
-    /// A typed client: one method per unary RPC, over any `RPCChannel`.
+    /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
+    /// `body` with the call and cancels the call if `body` leaves it unfinished.
     public struct Client: Sendable {
         public let channel: any RPCChannel
         public var defaultOptions: CallOptions

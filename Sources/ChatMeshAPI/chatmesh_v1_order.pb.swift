@@ -3046,7 +3046,8 @@ public enum OrderService {
         public static let all: [MethodDescriptor] = [upsertProduct, listProducts, upsertWarehouse, listWarehouses, createCampaign, getCampaign, listCampaigns, updateCampaignItemPrice, ingestComment, listCarts, updateCart, sendCartReminder, createOrder, getOrderSummary, getOrder, markOrderPaid, completeOrder, shipOrder, sendOrderConfirmation, cancelOrder, resendPaymentLink, estimateShipping, getStaffSalesStats]
     }
 
-    /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
+    /// What a server implements: one method per RPC. A streaming method reads its
+    /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         /// R-CAMP-1, R-ORD-6: the catalog campaigns and orders pick variants from.
         func upsertProduct(_ request: UpsertProductRequest, context: ServerContext) async throws -> Product
@@ -3096,7 +3097,8 @@ public enum OrderService {
         func getStaffSalesStats(_ request: GetStaffSalesStatsRequest, context: ServerContext) async throws -> GetStaffSalesStatsResponse
     }
 
-    /// A typed client: one method per unary RPC, over any `RPCChannel`.
+    /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
+    /// `body` with the call and cancels the call if `body` leaves it unfinished.
     public struct Client: Sendable {
         public let channel: any RPCChannel
         public var defaultOptions: CallOptions

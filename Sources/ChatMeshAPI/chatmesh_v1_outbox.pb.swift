@@ -450,7 +450,8 @@ public enum OutboxService {
         public static let all: [MethodDescriptor] = [getOutboxStatus, listDeadEvents, replayDeadEvents]
     }
 
-    /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
+    /// What a server implements: one method per RPC. A streaming method reads its
+    /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         /// What waits, what retries, what is dead, and how far each subscriber lags.
         func getOutboxStatus(_ request: GetOutboxStatusRequest, context: ServerContext) async throws -> GetOutboxStatusResponse
@@ -459,7 +460,8 @@ public enum OutboxService {
         func replayDeadEvents(_ request: ReplayDeadEventsRequest, context: ServerContext) async throws -> ReplayDeadEventsResponse
     }
 
-    /// A typed client: one method per unary RPC, over any `RPCChannel`.
+    /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
+    /// `body` with the call and cancels the call if `body` leaves it unfinished.
     public struct Client: Sendable {
         public let channel: any RPCChannel
         public var defaultOptions: CallOptions

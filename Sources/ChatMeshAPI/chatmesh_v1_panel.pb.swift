@@ -473,7 +473,8 @@ public enum PanelService {
         public static let all: [MethodDescriptor] = [getPanel, estimateShipping, getStaffReport]
     }
 
-    /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
+    /// What a server implements: one method per RPC. A streaming method reads its
+    /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         /// R-PANEL-1..2: fans out to conversation-, order- and loyalty-svc within the caller's deadline.
         func getPanel(_ request: GetPanelRequest, context: ServerContext) async throws -> Panel
@@ -483,7 +484,8 @@ public enum PanelService {
         func getStaffReport(_ request: GetStaffReportRequest, context: ServerContext) async throws -> GetStaffReportResponse
     }
 
-    /// A typed client: one method per unary RPC, over any `RPCChannel`.
+    /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
+    /// `body` with the call and cancels the call if `body` leaves it unfinished.
     public struct Client: Sendable {
         public let channel: any RPCChannel
         public var defaultOptions: CallOptions

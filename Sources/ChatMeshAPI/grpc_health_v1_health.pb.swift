@@ -132,12 +132,15 @@ public enum Health {
         public static let all: [MethodDescriptor] = [check, watch]
     }
 
-    /// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).
+    /// What a server implements: one method per RPC. A streaming method reads its
+    /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         func check(_ request: HealthCheckRequest, context: ServerContext) async throws -> HealthCheckResponse
+        func watch(_ request: HealthCheckRequest, responses: RPCWriter<HealthCheckResponse>, context: ServerContext) async throws
     }
 
-    /// A typed client: one method per unary RPC, over any `RPCChannel`.
+    /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
+    /// `body` with the call and cancels the call if `body` leaves it unfinished.
     public struct Client: Sendable {
         public let channel: any RPCChannel
         public var defaultOptions: CallOptions
@@ -150,6 +153,10 @@ public enum Health {
         public func check(_ request: HealthCheckRequest, options: CallOptions? = nil) async throws(RPCError) -> HealthCheckResponse {
             try await channel.unary(Method.check, request, options: options ?? defaultOptions)
         }
+
+        public func watch<Result: Sendable>(_ request: HealthCheckRequest, options: CallOptions? = nil, _ body: (RPCMessageStream<HealthCheckResponse>) async throws -> Result) async throws -> Result {
+            try await channel.serverStreaming(Method.watch, request, options: options ?? defaultOptions, body)
+        }
     }
 }
 
@@ -157,6 +164,7 @@ extension Health.Handler {
     public var routes: [RPCRoute] {
         [
             RPCRoute.unary(Health.Method.check) { (request: HealthCheckRequest, context) in try await self.check(request, context: context) },
+            RPCRoute.serverStreaming(Health.Method.watch) { (request: HealthCheckRequest, responses: RPCWriter<HealthCheckResponse>, context) in try await self.watch(request, responses: responses, context: context) },
         ]
     }
 }

@@ -22,6 +22,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var grpcMessage: String?
         var httpStatus = 0
         var trailers = Metadata()
+        /// The response's `grpc-encoding` (nil: none).
+        var encoding: MessageEncoding?
         var deadline: NIODeadline?
         var path = ""
         var failure: RPCError?
@@ -38,26 +40,55 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
 
-    private let authority: String
-    private let maxMessageBytes: Int
-    private let connectionState: ClientConnection.SharedState
-    private var session: OpaquePointer?
-    private var context: ChannelHandlerContext?
+    let authority: String
+    let maxMessageBytes: Int
+    let connectionState: ClientConnection.SharedState
+    var session: OpaquePointer?
+    var context: ChannelHandlerContext?
     private var calls: [Int32: Call] = [:]
     private var streamsByCall: [UInt64: Int32] = [:]
+    /// Streaming calls, apart from the unary ones so that the unary path stays as it was.
+    var streamCalls: [Int32: StreamCall] = [:]
+    var streamCallsByID: [UInt64: Int32] = [:]
     private var flushScheduled = false
-    private var goawayLastStreamID: Int32 = .max
-    private var deadlineTimer = SoonestDeadlineTimer()
+    var goawayLastStreamID: Int32 = .max
+    var deadlineTimer = SoonestDeadlineTimer()
     private let silenceTimeout: TimeAmount
     /// When the server last sent anything (a frame, a PING answer).
-    private var lastHeard = NIODeadline.now()
+    var lastHeard = NIODeadline.now()
     private var probing = false
 
-    init(authority: String, maxMessageBytes: Int, silenceTimeout: TimeAmount, state: ClientConnection.SharedState) {
+    struct Keepalive {
+        let interval: TimeAmount
+        let timeout: TimeAmount
+        let withoutCalls: Bool
+    }
+
+    private let keepalive: Keepalive?
+    private var keepaliveTimer: RepeatedTask?
+
+    init(authority: String, maxMessageBytes: Int, silenceTimeout: TimeAmount, keepalive: Keepalive? = nil, state: ClientConnection.SharedState) {
         self.authority = authority
         self.maxMessageBytes = maxMessageBytes
         self.silenceTimeout = silenceTimeout
+        self.keepalive = keepalive
         self.connectionState = state
+    }
+
+    /// A PING every interval while calls are open; no answer within the timeout closes the
+    /// connection, failing its calls UNAVAILABLE, so the channel reconnects or goes elsewhere.
+    private func keepalivePing() {
+        guard let keepalive, let session, let context, context.channel.isActive else { return }
+        guard keepalive.withoutCalls || !calls.isEmpty || !streamCalls.isEmpty else { return }
+        let askedAt = NIODeadline.now()
+        nghttp2_submit_ping(session, NG.flagNone, nil)
+        scheduleFlush()
+        context.eventLoop.assumeIsolated().scheduleTask(in: keepalive.timeout) {
+            guard self.lastHeard < askedAt, let context = self.context, context.channel.isActive else { return }
+            self.connectionState.markClosed()
+            self.failAll(.unavailable("\(self.authority) did not answer a keepalive PING within \(keepalive.timeout)"))
+            context.close(promise: nil)
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -70,7 +101,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, clientOnFrameSend)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunkRecv)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
-        nghttp2_session_client_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
+        var option: OpaquePointer?
+        nghttp2_option_new(&option)
+        defer { nghttp2_option_del(option) }
+        // Window updates are ours to send: a streaming call's reader that stops reading holds the server.
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        nghttp2_session_client_new2(&session, callbacks, Unmanaged.passUnretained(self).toOpaque(), option)
         var settings = NG.settings([
             (NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
             (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20),
@@ -78,12 +114,20 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         ])
         nghttp2_submit_settings(session, NG.flagNone, &settings, settings.count)
         nghttp2_session_set_local_window_size(session, NG.flagNone, 0, 16 << 20)
+        if let keepalive {
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            keepaliveTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: keepalive.interval, delay: keepalive.interval) { _ in
+                bound.value.keepalivePing()
+            }
+        }
         if context.channel.isActive {
             flush()
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        keepaliveTimer?.cancel()
+        keepaliveTimer = nil
         failAll(.unavailable("connection closed"))
         if let session {
             nghttp2_session_del(session)
@@ -138,6 +182,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         calls.removeAll()
         streamsByCall.removeAll()
         deadlineTimer.cancel()
+        failStreamCalls(error)
         for call in pending.values {
             call.promise.fail(call.sent ? error as Error : CallNotSent(error: error))
         }
@@ -166,10 +211,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             headers.add("grpc-timeout", GRPCTimeout.format(remaining))
         }
+        var body = request.body
+        if let encoding = request.compression, encoding != .identity {
+            headers.add("grpc-encoding", encoding.rawValue)
+            headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader)
+            let message = body.getSlice(at: body.readerIndex + GRPCFraming.prefixLength, length: body.readableBytes - GRPCFraming.prefixLength)!
+            body = GRPCFraming.frame(compressed: MessageCompression.compress(message, encoding, allocator: context.channel.allocator), allocator: context.channel.allocator)
+        }
         for (name, value) in request.metadata {
             headers.add(name, value)
         }
-        let call = Call(callID: callID, promise: promise, request: request.body, allocator: context.channel.allocator)
+        let call = Call(callID: callID, promise: promise, request: body, allocator: context.channel.allocator)
         var provider = nghttp2_data_provider()
         provider.read_callback = clientReadRequest
         let streamID = headers.withNV { nva, count in
@@ -189,7 +241,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         scheduleFlush()
     }
 
-    private func expireDeadlines() {
+    func expireDeadlines() {
         deadlineTimer.fired()
         let now = NIODeadline.now()
         var next: NIODeadline?
@@ -202,6 +254,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 next = deadline
             }
         }
+        if let soonest = expireStreamDeadlines(now: now) {
+            next = next.map { min($0, soonest) } ?? soonest
+        }
         if let next, let loop = context?.eventLoop {
             deadlineTimer.arm(next, on: loop) { self.expireDeadlines() }
         }
@@ -211,7 +266,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// be cut (packets dropped, nothing refused), which TCP would notice only after minutes.
     /// New calls avoid this connection while a PING asks; silence for `silenceTimeout`
     /// closes it, so the channel reconnects and the other addresses carry the calls.
-    private func probeSilence() {
+    func probeSilence() {
         guard !probing, let session, let context else { return }
         probing = true
         connectionState.markSuspect(true)
@@ -236,7 +291,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         scheduleFlush()
     }
 
-    private func scheduleFlush() {
+    func scheduleFlush() {
         guard !flushScheduled, let context else { return }
         flushScheduled = true
         context.eventLoop.assumeIsolated().execute {
@@ -253,7 +308,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             context.close(promise: nil)
             return
         }
-        if connectionState.isDraining && calls.isEmpty {
+        if connectionState.isDraining && calls.isEmpty && streamCalls.isEmpty {
             context.close(promise: nil)
         }
     }
@@ -261,20 +316,30 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     // MARK: nghttp2 callbacks
 
     fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafePointer<UInt8>, _ nameLen: Int, _ value: UnsafePointer<UInt8>, _ valueLen: Int) -> Int32 {
-        guard let call = calls[frame.pointee.hd.stream_id] else { return 0 }
+        guard let call = calls[frame.pointee.hd.stream_id] else {
+            if let call = streamCalls[frame.pointee.hd.stream_id] {
+                streamHeader(call, frame, name, nameLen, value, valueLen)
+            }
+            return 0
+        }
         if bytesEqual(name, nameLen, ":status") {
             call.httpStatus = Int(makeString(value, valueLen)) ?? 0
         } else if bytesEqual(name, nameLen, "grpc-status") {
             call.grpcStatus = Int(makeString(value, valueLen))
         } else if bytesEqual(name, nameLen, "grpc-message") {
             call.grpcMessage = StatusMessageEncoding.decode(makeString(value, valueLen))
-        } else if name[0] != UInt8(ascii: ":"), !bytesEqual(name, nameLen, "content-type") {
+        } else if bytesEqual(name, nameLen, "grpc-encoding") {
+            call.encoding = MessageEncoding(rawValue: makeString(value, valueLen))
+        } else if name[0] != UInt8(ascii: ":"), !bytesEqual(name, nameLen, "content-type"), !bytesEqual(name, nameLen, "grpc-accept-encoding") {
             call.trailers.add(makeString(name, nameLen), makeString(value, valueLen))
         }
         return 0
     }
 
     fileprivate func onFrameRecv(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        if frame.pointee.hd.type == NG.headersFrame, let call = streamCalls[frame.pointee.hd.stream_id] {
+            streamHeadersReceived(call, frame)
+        }
         if frame.pointee.hd.type == NG.goawayFrame {
             // The server is going away: calls above last_stream_id were not processed
             // and are closed as refused; new calls go to a new connection.
@@ -288,11 +353,21 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if frame.pointee.hd.type == NG.headersFrame, let call = calls[frame.pointee.hd.stream_id] {
             call.sent = true
         }
+        if frame.pointee.hd.type == NG.headersFrame, let call = streamCalls[frame.pointee.hd.stream_id] {
+            call.sent = true
+        }
         return 0
     }
 
     fileprivate func onDataChunk(_ streamID: Int32, _ data: UnsafePointer<UInt8>, _ len: Int) -> Int32 {
-        guard let session, let call = calls[streamID], call.failure == nil else { return 0 }
+        guard let session else { return 0 }
+        if let call = streamCalls[streamID] {
+            streamData(call, streamID, UnsafeRawBufferPointer(start: data, count: len))
+            return 0
+        }
+        // A unary response is wanted whole: its window opens as it arrives.
+        nghttp2_session_consume(session, streamID, len)
+        guard let call = calls[streamID], call.failure == nil else { return 0 }
         if call.body.readableBytes + len > maxMessageBytes + GRPCFraming.prefixLength {
             call.failure = .resourceExhausted("response from \(authority) is over the limit of \(maxMessageBytes) bytes")
             nghttp2_submit_rst_stream(session, NG.flagNone, streamID, NG.cancel)
@@ -303,7 +378,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
-        guard let call = calls.removeValue(forKey: streamID) else { return 0 }
+        guard let call = calls.removeValue(forKey: streamID) else {
+            if let call = streamCalls.removeValue(forKey: streamID) {
+                streamCallsByID.removeValue(forKey: call.callID)
+                streamClosed(call, streamID: streamID, errorCode: errorCode)
+            }
+            return 0
+        }
         streamsByCall.removeValue(forKey: call.callID)
         call.promise.completeWith(outcome(call, streamID: streamID, errorCode: errorCode))
         return 0
@@ -314,6 +395,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let status = call.grpcStatus {
             if status == 0 {
                 do {
+                    if case .compressed(let bytes) = GRPCFraming.unframeUnary(call.body, maxMessageBytes: maxMessageBytes) {
+                        return .success(try inflate(bytes, call.encoding))
+                    }
                     return .success(try GRPCFraming.unaryMessage(call.body, maxMessageBytes: maxMessageBytes, side: .response))
                 } catch {
                     return .failure(RPCError(error.code, "bad response from \(authority): \(error.message)"))
@@ -321,20 +405,24 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             return .failure(RPCError(RPCError.Code(wireValue: status), call.grpcMessage ?? "", metadata: call.trailers))
         }
-        // No gRPC status: the stream was reset or the response was not gRPC.
+        return .failure(statusWithoutGRPCStatus(httpStatus: call.httpStatus, streamID: streamID, errorCode: errorCode))
+    }
+
+    /// No gRPC status: the stream was reset or the response was not gRPC.
+    func statusWithoutGRPCStatus(httpStatus: Int, streamID: Int32, errorCode: UInt32) -> any Error {
         if errorCode == NG.refusedStream || streamID > goawayLastStreamID {
-            return .failure(CallNotSent(error: .unavailable("\(authority) refused the stream")))
+            return CallNotSent(error: .unavailable("\(authority) refused the stream"))
         }
-        if errorCode == NG.cancel { return .failure(RPCError.cancelled("stream cancelled by \(authority)")) }
-        if errorCode == NG.enhanceYourCalm { return .failure(RPCError.resourceExhausted("\(authority) said ENHANCE_YOUR_CALM")) }
-        if errorCode != NG.noError { return .failure(RPCError.internal("stream reset by \(authority) with HTTP/2 error \(errorCode)")) }
-        switch call.httpStatus {
-        case 400: return .failure(RPCError.internal("HTTP 400 from \(authority)"))
-        case 401: return .failure(RPCError.unauthenticated("HTTP 401 from \(authority)"))
-        case 403: return .failure(RPCError.permissionDenied("HTTP 403 from \(authority)"))
-        case 404: return .failure(RPCError.unimplemented("HTTP 404 from \(authority)"))
-        case 429, 502, 503, 504: return .failure(RPCError.unavailable("HTTP \(call.httpStatus) from \(authority)"))
-        default: return .failure(RPCError.unknown("response from \(authority) had no grpc-status (HTTP \(call.httpStatus))"))
+        if errorCode == NG.cancel { return RPCError.cancelled("stream cancelled by \(authority)") }
+        if errorCode == NG.enhanceYourCalm { return RPCError.resourceExhausted("\(authority) said ENHANCE_YOUR_CALM") }
+        if errorCode != NG.noError { return RPCError.internal("stream reset by \(authority) with HTTP/2 error \(errorCode)") }
+        switch httpStatus {
+        case 400: return RPCError.internal("HTTP 400 from \(authority)")
+        case 401: return RPCError.unauthenticated("HTTP 401 from \(authority)")
+        case 403: return RPCError.permissionDenied("HTTP 403 from \(authority)")
+        case 404: return RPCError.unimplemented("HTTP 404 from \(authority)")
+        case 429, 502, 503, 504: return RPCError.unavailable("HTTP \(httpStatus) from \(authority)")
+        default: return RPCError.unknown("response from \(authority) had no grpc-status (HTTP \(httpStatus))")
         }
     }
 

@@ -34,10 +34,42 @@ public final class GRPCServer: Service, Sendable {
         public var shutdownGracePeriod: TimeAmount = .seconds(30)
         /// Connections beyond this are closed as they arrive: a flood of idle connections cannot exhaust descriptors.
         public var maxConnections = 4096
+        /// A client's PINGs closer together than this are strikes; past `maxPingStrikes` of them
+        /// the connection gets GOAWAY ENHANCE_YOUR_CALM ("too_many_pings"), as gRPC servers answer.
+        /// CHATMESH_KEEPALIVE_MIN_PING_INTERVAL_S.
+        public var minPingInterval: TimeAmount = .seconds(10)
+        public var maxPingStrikes = 2
+        /// A connection without a call for this long is closed gracefully (GOAWAY). nil: never.
+        /// CHATMESH_MAX_CONNECTION_IDLE_S (0 or "off": never).
+        public var maxConnectionIdle: TimeAmount? = .minutes(5)
+        /// A connection older than this (±10 %) is drained: GOAWAY, its calls finish, the client
+        /// reconnects, so load spreads again when replicas are added. nil: never.
+        /// CHATMESH_MAX_CONNECTION_AGE_S (0 or "off": never).
+        public var maxConnectionAge: TimeAmount? = .minutes(30)
+        /// How long a drained-for-age connection's calls get before it is closed.
+        /// CHATMESH_MAX_CONNECTION_AGE_GRACE_S.
+        public var maxConnectionAgeGrace: TimeAmount = .seconds(30)
 
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
             self.port = port
+        }
+
+        /// The keepalive and connection-ageing settings the environment gives.
+        public mutating func apply(_ env: MeshEnvironment) {
+            func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(seconds * 1e9)) }
+            if case .seconds(let s) = env.seconds("CHATMESH_KEEPALIVE_MIN_PING_INTERVAL_S") { minPingInterval = amount(s) }
+            switch env.seconds("CHATMESH_MAX_CONNECTION_IDLE_S") {
+            case .off: maxConnectionIdle = nil
+            case .seconds(let s): maxConnectionIdle = amount(s)
+            case .unset: break
+            }
+            switch env.seconds("CHATMESH_MAX_CONNECTION_AGE_S") {
+            case .off: maxConnectionAge = nil
+            case .seconds(let s): maxConnectionAge = amount(s)
+            case .unset: break
+            }
+            if case .seconds(let s) = env.seconds("CHATMESH_MAX_CONNECTION_AGE_GRACE_S") { maxConnectionAgeGrace = amount(s) }
         }
 
         /// "host:port", as in CHATMESH_LISTEN.
@@ -51,7 +83,13 @@ public final class GRPCServer: Service, Sendable {
         var listener: Channel?
         var connections: [ObjectIdentifier: Channel] = [:]
         var shuttingDown = false
+        var accepted = 0
     }
+
+    /// Connections accepted since the server started (those refused past `maxConnections` not counted).
+    public var connectionsAccepted: Int { state.withLock { $0.accepted } }
+    /// Connections open now.
+    public var openConnections: Int { state.withLock { $0.connections.count } }
 
     public let config: Config
     private let router: RPCRouter
@@ -105,6 +143,7 @@ public final class GRPCServer: Service, Sendable {
         let admitted = state.withLock { s -> Bool in
             if s.shuttingDown || s.connections.count >= maxConnections { return false }
             s.connections[id] = channel
+            s.accepted += 1
             return true
         }
         if !admitted {
@@ -127,6 +166,11 @@ public final class GRPCServer: Service, Sendable {
             logger.info("shutting down", metadata: ["connections": "\(connections.count)"])
         }
         try? await listener?.close()
+        if first {
+            for service in router.drainingServices {
+                await service.beginDraining()
+            }
+        }
         for channel in connections {
             channel.triggerUserOutboundEvent(GracefulDrainEvent(), promise: nil)
         }

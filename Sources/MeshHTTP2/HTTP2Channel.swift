@@ -17,8 +17,21 @@ public final class HTTP2Channel: RPCChannel {
         /// After a call's deadline passes with nothing heard from the server, the connection is
         /// PINGed; no answer within this and it is closed (a cut link shows as silence, not an error).
         public var silenceTimeout: TimeAmount = .seconds(1)
+        /// Keepalive: a PING this often while calls are open (nil: off), and the connection closed
+        /// when one goes unanswered for `keepaliveTimeout`: a dead peer or a cut link is found
+        /// without waiting for a call's deadline. The server must allow the pace (its
+        /// `minPingInterval`, 10 s by default) or it answers GOAWAY ENHANCE_YOUR_CALM.
+        public var keepaliveInterval: TimeAmount?
+        public var keepaliveTimeout: TimeAmount = .seconds(20)
+        /// Ping even with no call open (keeps NAT and load-balancer state alive).
+        public var keepaliveWithoutCalls = false
 
-        public init() {}
+        /// Defaults, with keepalive from CHATMESH_KEEPALIVE_INTERVAL_S and CHATMESH_KEEPALIVE_TIMEOUT_S.
+        public init(env: MeshEnvironment = MeshEnvironment()) {
+            func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(seconds * 1e9)) }
+            if case .seconds(let s) = env.seconds("CHATMESH_KEEPALIVE_INTERVAL_S") { keepaliveInterval = amount(s) }
+            if case .seconds(let s) = env.seconds("CHATMESH_KEEPALIVE_TIMEOUT_S") { keepaliveTimeout = amount(s) }
+        }
     }
 
     private let subchannels: [Subchannel]
@@ -55,6 +68,28 @@ public final class HTTP2Channel: RPCChannel {
                 throw notSent.error
             } catch let error as RPCError {
                 if request.idempotent, error.code == .unavailable, attempt < attempts, !Task.isCancelled { continue }
+                throw error
+            } catch {
+                throw .unavailable("\(error)")
+            }
+        }
+    }
+
+    /// A streaming call: like a unary one, retried on another connection only while it
+    /// cannot have reached a server; once started it is the caller's.
+    public func openStream(_ head: ClientStreamHead) async throws(RPCError) -> RPCClientStream {
+        let attempts = min(subchannels.count + 1, 3)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let sub = pick()
+            do {
+                let connection = try await sub.connection()
+                return try await connection.openStream(head, callID: callIDs.wrappingAdd(1, ordering: .relaxed).newValue, maxMessageBytes: sub.config.maxMessageBytes)
+            } catch let notSent as CallNotSent {
+                if attempt < attempts, !Task.isCancelled { continue }
+                throw notSent.error
+            } catch let error as RPCError {
                 throw error
             } catch {
                 throw .unavailable("\(error)")
@@ -145,6 +180,84 @@ final class ClientConnection: Sendable {
     }
 }
 
+extension ClientConnection {
+    func openStream(_ head: ClientStreamHead, callID: UInt64, maxMessageBytes: Int) async throws -> RPCClientStream {
+        let loop = channel.eventLoop
+        let handler = self.handler
+        let responses = RPCMessageQueue<ClientConnectionHandler.ResponseMessage>(capacity: 1024) { message in
+            let taken = message.wireBytes
+            loop.execute { handler.value.responseTaken(callID, bytes: taken) }
+        }
+        let headers = loop.makePromise(of: Metadata.self)
+        let trailers = ResponseTrailers()
+        try await loop.submit {
+            let call = ClientConnectionHandler.StreamCall(
+                callID: callID, path: head.method.path, responses: responses, headers: headers, trailers: trailers, maxMessageBytes: maxMessageBytes
+            )
+            do {
+                try handler.value.startStream(head, call)
+            } catch {
+                headers.fail(error)
+                throw error
+            }
+        }.get()
+        return RPCClientStream(
+            requests: RPCWriter { (message: ByteBuffer) throws(RPCError) in
+                do throws(RPCError) {
+                    try await Self.write(message, callID: callID, handler: handler, loop: loop)
+                } catch {
+                    // A write after the call ended says how it ended (its status), not just that it did.
+                    throw responses.endError ?? error
+                }
+            },
+            finishRequests: {
+                loop.execute { handler.value.finishRequests(callID) }
+            },
+            // A caller cancelled while waiting gets CANCELLED here; `streaming` then resets the stream.
+            responses: RPCMessageStream { () throws(RPCError) in try await responses.next()?.bytes },
+            initialMetadata: { () throws(RPCError) in
+                do {
+                    return try await headers.futureResult.get()
+                } catch let error as RPCError {
+                    throw error
+                } catch {
+                    throw .unavailable("\(error)")
+                }
+            },
+            trailingMetadata: { trailers.get() },
+            cancel: {
+                loop.execute { handler.value.abortStream(callID, .cancelled("call cancelled by the caller")) }
+            }
+        )
+    }
+
+    private static func write(_ message: ByteBuffer, callID: UInt64, handler: NIOLoopBound<ClientConnectionHandler>, loop: any EventLoop) async throws(RPCError) {
+        let outcome: ClientConnectionHandler.WriteOutcome
+        do {
+            outcome = try await loop.submit { handler.value.enqueueRequest(callID, message) }.get()
+        } catch {
+            throw .unavailable("the connection is gone")
+        }
+        switch outcome {
+        case .done:
+            return
+        case .refused(let error):
+            throw error
+        case .wait:
+            break
+        }
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                loop.execute { handler.value.waitForRoom(callID, continuation) }
+            }
+        } catch let error as RPCError {
+            throw error
+        } catch {
+            throw .cancelled("the call is over")
+        }
+    }
+}
+
 /// One address: connects on first use, reconnects after a close, backs off after failures.
 final class Subchannel: Sendable {
     private enum State {
@@ -218,6 +331,7 @@ final class Subchannel: Sendable {
         let authority = self.authority
         let maxMessageBytes = config.maxMessageBytes
         let silenceTimeout = config.silenceTimeout
+        let keepalive = config.keepaliveInterval.map { ClientConnectionHandler.Keepalive(interval: $0, timeout: config.keepaliveTimeout, withoutCalls: config.keepaliveWithoutCalls) }
         let shared = ClientConnection.SharedState()
         let future = ClientBootstrap(group: group)
             .connectTimeout(config.connectTimeout)
@@ -225,7 +339,7 @@ final class Subchannel: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ClientConnectionHandler(authority: authority, maxMessageBytes: maxMessageBytes, silenceTimeout: silenceTimeout, state: shared)
+                        ClientConnectionHandler(authority: authority, maxMessageBytes: maxMessageBytes, silenceTimeout: silenceTimeout, keepalive: keepalive, state: shared)
                     )
                 }
             }

@@ -60,6 +60,8 @@ public enum MeshProcess {
             logger.warning("CHATMESH_AUTH_KEY is not set: using the local development key")
         }
         let router = RPCRouter(services: services, verifier: TokenVerifier(key: env.authKey))
+        var config = config
+        config.apply(env)
         let server = GRPCServer(config: config, router: router, logger: logger)
         let address = try await server.start()
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]

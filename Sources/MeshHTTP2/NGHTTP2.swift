@@ -12,6 +12,8 @@ enum NG {
     static let headersFrame = UInt8(NGHTTP2_HEADERS.rawValue)
     static let dataFrame = UInt8(NGHTTP2_DATA.rawValue)
     static let goawayFrame = UInt8(NGHTTP2_GOAWAY.rawValue)
+    static let pingFrame = UInt8(NGHTTP2_PING.rawValue)
+    static let ackFlag = UInt8(NGHTTP2_FLAG_ACK.rawValue)
     static let rstStreamFrame = UInt8(NGHTTP2_RST_STREAM.rawValue)
     static let endStream = UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)
     static let temporalCallbackFailure = Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)

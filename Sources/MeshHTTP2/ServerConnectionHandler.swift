@@ -28,6 +28,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var deadline: NIODeadline?
         var timeout: TimeAmount?
         var timeoutMalformed = false
+        /// `grpc-encoding` of the request messages (nil: none), or the name we do not speak.
+        var requestEncoding: MessageEncoding?
+        var unsupportedEncoding: String?
+        /// `grpc-accept-encoding`: what the client can inflate.
+        var acceptEncoding: String?
         var metadata = Metadata()
         var headerBytes = 0
         var body: ByteBuffer?
@@ -39,34 +44,96 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var answered = false
         var task: Task<Void, Never>?
         var response: ByteBuffer?
+        /// Set for calls to streaming routes (and unary routes served as streams).
+        var streaming: StreamingCall?
 
         init(id: Int32) {
             self.id = id
         }
     }
 
-    private let router: RPCRouter
-    private let config: GRPCServer.Config
-    private let logger: Logger
-    private var session: OpaquePointer?
-    private var context: ChannelHandlerContext?
-    private var streams: [Int32: Stream] = [:]
+    /// What a streaming call holds besides its `Stream`.
+    final class StreamingCall {
+        var machine = ServerStreamStateMachine()
+        var deframer: GRPCMessageDeframer
+        let requests: RPCMessageQueue<InboundMessage>
+        let context: ServerContext
+        /// Set when the headers declared a `grpc-encoding` for the responses.
+        var responseEncoding: MessageEncoding?
+        /// Request bytes received and not yet taken by the handler.
+        var unreadBytes = 0
+        /// Window not yet given back because the handler is not reading.
+        var withheldBytes = 0
+        /// Framed response messages not yet given to nghttp2.
+        var outbound = CircularBuffer<ByteBuffer>(initialCapacity: 4)
+        var outboundBytes = 0
+        /// nghttp2 was told there is no data for now (NGHTTP2_ERR_DEFERRED).
+        var dataDeferred = false
+        var status: RPCError?
+        var statusQueued = false
+        var writers: [CheckedContinuation<Void, any Error>] = []
+
+        init(maxMessageBytes: Int, requests: RPCMessageQueue<InboundMessage>, context: ServerContext) {
+            self.deframer = GRPCMessageDeframer(maxMessageBytes: maxMessageBytes)
+            self.requests = requests
+            self.context = context
+        }
+    }
+
+    /// A request message on its way to the handler: inflated, with what it cost on the wire.
+    struct InboundMessage: Sendable {
+        let bytes: ByteBuffer
+        let compressed: Bool
+        let wireBytes: Int
+    }
+
+    /// A writer waits while this many response bytes of its stream are queued: a client that
+    /// does not read holds the handler instead of growing the server.
+    static let outboundHighWater = 64 * 1024
+    /// The handler's unread request bytes past which the stream's window stops opening.
+    static let inboundHighWater = 64 * 1024
+
+    let router: RPCRouter
+    let config: GRPCServer.Config
+    let logger: Logger
+    var session: OpaquePointer?
+    var context: ChannelHandlerContext?
+    var streams: [Int32: Stream] = [:]
     /// The stream whose headers are being received: header callbacks come in a run per stream.
     private var receiving: Stream?
-    private var heldBytes = 0
+    var heldBytes = 0
     /// Window updates withheld while the connection holds more than its budget.
     private var deferredConsumes: [(Int32, Int)] = []
     private var readPending = false
     private var flushScheduled = false
     /// Made once: scheduling a flush then allocates no closure.
     private var scheduledFlush: (() -> Void)?
-    private var draining = false
+    var draining = false
     private var closing = false
-    private var peer = ""
-    private var executor: EventLoopTaskExecutor?
+    /// A GOAWAY that ends the connection is queued: close once it is written.
+    private var closeAfterFlush = false
+    var peer = ""
+    var executor: EventLoopTaskExecutor?
     private var deadlineTimer = SoonestDeadlineTimer()
     /// Clients send the same path and token call after call: the last ones are
     /// remembered so the common case makes no String and verifies nothing.
+    /// Connection liveness: when it opened, when it last had a call, the client's PING pace.
+    private let openedAt = NIODeadline.now()
+    private var lastActive = NIODeadline.now()
+    private var drainStartedAt: NIODeadline?
+    private var lastPingAt: NIODeadline?
+    private var pingStrikes = 0
+
+    /// The server is sending headers or data: as gRPC servers do, a client's PINGs count as
+    /// strikes only while the server sends nothing (grpc's BDP probes ping along with data).
+    func sendingResponse() {
+        pingStrikes = 0
+        lastPingAt = nil
+    }
+    private var ageTimer: RepeatedTask?
+    /// The age past which this connection drains: the configured age ±10 %, so that
+    /// connections opened together do not all reconnect at once.
+    private let maxAge: TimeAmount?
     private var lastPath: (bytes: [UInt8], path: String, route: RPCRoute?)?
     private var lastAuthorization: (bytes: [UInt8], value: String)?
     private var lastPrincipal: VerifiedToken?
@@ -86,6 +153,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.router = router
         self.config = config
         self.logger = logger
+        self.maxAge = config.maxConnectionAge.map { .nanoseconds(Int64(Double($0.nanoseconds) * Double.random(in: 0.9...1.1))) }
     }
 
     // MARK: Channel events
@@ -123,12 +191,41 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         ])
         nghttp2_submit_settings(session, NG.flagNone, &settings, settings.count)
         nghttp2_session_set_local_window_size(session, NG.flagNone, 0, Int32(config.connectionWindowBytes))
+        let limits = [config.maxConnectionIdle, maxAge].compactMap { $0 }
+        if let shortest = limits.min() {
+            // Checked at a tenth of the shortest limit: a connection lives at most 10 % past it.
+            let every = max(TimeAmount.milliseconds(50), .nanoseconds(shortest.nanoseconds / 10))
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            ageTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+                bound.value.checkAge()
+            }
+        }
         if context.channel.isActive {
             flush()
         }
     }
 
+    /// Idle past `maxConnectionIdle`, or older than `maxConnectionAge`: GOAWAY, calls in flight
+    /// finish (an aged one gets `maxConnectionAgeGrace`), then the connection closes.
+    private func checkAge() {
+        let now = NIODeadline.now()
+        if let idle = config.maxConnectionIdle, streams.isEmpty, now - lastActive >= idle, !draining {
+            logger.debug("closing an idle connection", metadata: ["peer": "\(peer)"])
+            beginDrain()
+        }
+        if let maxAge, now - openedAt >= maxAge {
+            if !draining {
+                logger.debug("draining a connection past its maximum age", metadata: ["peer": "\(peer)"])
+                beginDrain()
+            } else if let started = drainStartedAt, now - started >= config.maxConnectionAgeGrace {
+                closeConnection()
+            }
+        }
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
+        ageTimer?.cancel()
+        ageTimer = nil
         for stream in streams.values {
             stream.task?.cancel()
         }
@@ -215,6 +312,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func beginDrain() {
         guard let session, !draining else { return }
         draining = true
+        drainStartedAt = .now()
         // Streams up to the last one received are served; later ones the client retries elsewhere.
         nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), NG.noError, nil, 0)
         flush()
@@ -228,7 +326,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     // MARK: Output
 
-    private func scheduleFlush() {
+    func scheduleFlush() {
         guard !flushScheduled, let context, let scheduledFlush else { return }
         flushScheduled = true
         context.eventLoop.assumeIsolated().execute(scheduledFlush)
@@ -244,7 +342,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             closeConnection()
             return
         }
-        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+        if closeAfterFlush || (nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0) {
             closeConnection()
         } else if draining && streams.isEmpty && nghttp2_session_want_write(session) == 0 {
             closeConnection()
@@ -259,6 +357,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let stream = Stream(id: id)
         streams[id] = stream
         receiving = stream
+        lastActive = .now()
+        // A client with calls to make may ping as it likes (gRPC resets its strikes when it sends).
+        pingStrikes = 0
         return 0
     }
 
@@ -299,9 +400,18 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         } else if bytesEqual(name, nameLen, "grpc-timeout") {
             stream.timeout = GRPCTimeout.parse(UnsafeBufferPointer(start: value, count: valueLen))
             stream.timeoutMalformed = stream.timeout == nil
+        } else if bytesEqual(name, nameLen, "grpc-encoding") {
+            let encoding = makeString(value, valueLen)
+            if let known = MessageEncoding(rawValue: encoding) {
+                stream.requestEncoding = known
+            } else {
+                stream.unsupportedEncoding = encoding
+            }
+        } else if bytesEqual(name, nameLen, "grpc-accept-encoding") {
+            stream.acceptEncoding = makeString(value, valueLen)
         } else if bytesEqual(name, nameLen, "te") || bytesEqual(name, nameLen, "user-agent")
             || (nameLen > 5 && memcmp(name, "grpc-", 5) == 0) {
-            // gRPC's own headers; grpc-encoding is checked through the message's compressed flag.
+            // gRPC's own headers.
         } else {
             stream.metadata.add(makeString(name, nameLen), makeString(value, valueLen))
         }
@@ -311,13 +421,20 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     fileprivate func onFrameRecv(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let type = frame.pointee.hd.type
         let id = frame.pointee.hd.stream_id
+        if type == NG.pingFrame, frame.pointee.hd.flags & NG.ackFlag == 0 {
+            pingReceived()
+        }
         if type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST, let stream = streams[id] {
             receiving = nil
             admit(stream)
         }
         if (type == NG.headersFrame || type == NG.dataFrame), frame.pointee.hd.flags & NG.endStream != 0,
            let stream = streams[id], !stream.answered {
-            dispatch(stream)
+            if let call = stream.streaming {
+                streamRequestsEnded(stream, call)
+            } else {
+                dispatch(stream)
+            }
         }
         return 0
     }
@@ -330,6 +447,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             return 0
         }
         let chunk = UnsafeRawBufferPointer(start: data, count: len)
+        if let call = stream.streaming {
+            streamData(stream, call, chunk)
+            return 0
+        }
         if stream.body == nil {
             stream.body = context!.channel.allocator.buffer(bytes: chunk)
         } else {
@@ -354,8 +475,28 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         return 0
     }
 
+    /// nghttp2 answers every PING itself; a client that pings too often is told to calm down and
+    /// let go, as gRPC servers do (a ping flood costs the server a frame each).
+    private func pingReceived() {
+        let now = NIODeadline.now()
+        if let last = lastPingAt, now - last < config.minPingInterval {
+            pingStrikes += 1
+            if pingStrikes > config.maxPingStrikes, let session, !closing {
+                logger.debug("too many pings", metadata: ["peer": "\(peer)"])
+                let reason = Array("too_many_pings".utf8)
+                nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), NG.enhanceYourCalm, reason, reason.count)
+                closeAfterFlush = true
+            }
+        }
+        lastPingAt = now
+    }
+
     fileprivate func onStreamClose(_ streamID: Int32) -> Int32 {
+        lastActive = .now()
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+        if let call = stream.streaming {
+            streamClosed(stream, call)
+        }
         stream.task?.cancel()
         release(stream)
         return 0
@@ -365,6 +506,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard let session, let stream = streams[streamID], var response = stream.response else {
             return Int(NG.temporalCallbackFailure)
         }
+        sendingResponse()
         let n = min(length, response.readableBytes)
         response.readWithUnsafeReadableBytes { raw in
             UnsafeMutableRawPointer(buf).copyMemory(from: raw.baseAddress!, byteCount: n)
@@ -398,6 +540,14 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             answer(stream, error: .unimplemented("unknown method \(stream.path ?? "(none)")"))
             return
         }
+        if let encoding = stream.unsupportedEncoding {
+            // As the gRPC spec says: UNIMPLEMENTED, and the encodings we do speak.
+            answer(stream, error: RPCError(
+                .unimplemented, "grpc-encoding '\(encoding)' is not supported (supported: \(MessageEncoding.acceptHeader))",
+                metadata: Metadata([("grpc-accept-encoding", MessageEncoding.acceptHeader)])
+            ))
+            return
+        }
         if stream.timeoutMalformed {
             answer(stream, error: .invalidArgument("malformed grpc-timeout header"))
             return
@@ -428,6 +578,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             stream.deadline = deadline
             deadlineTimer.arm(deadline, on: context.eventLoop) { self.expireDeadlines() }
         }
+        if route.stream != nil {
+            startStreaming(stream, route)
+        }
     }
 
     /// The request is complete: run it.
@@ -435,7 +588,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard let route = stream.route, let context else { return }
         let message: ByteBuffer
         do {
-            message = try GRPCFraming.unaryMessage(stream.body ?? ByteBuffer(), maxMessageBytes: config.maxMessageBytes, side: .request)
+            message = try unaryRequestMessage(stream)
         } catch {
             answer(stream, error: error)
             return
@@ -472,6 +625,32 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         stream.task = task
     }
 
+    /// The request message of a unary call, inflated when it came compressed.
+    private func unaryRequestMessage(_ stream: Stream) throws(RPCError) -> ByteBuffer {
+        switch GRPCFraming.unframeUnary(stream.body ?? ByteBuffer(), maxMessageBytes: config.maxMessageBytes) {
+        case .message(let message):
+            return message
+        case .compressed(let bytes):
+            return try inflate(bytes, stream.requestEncoding, side: .request)
+        case .tooLarge(let n):
+            throw .resourceExhausted("request message of \(n) bytes is over the limit of \(config.maxMessageBytes)")
+        case .malformed(let why):
+            throw .internal(why)
+        }
+    }
+
+    /// A message with the compressed flag, in `encoding`; the flag without an encoding is a protocol error.
+    func inflate(_ bytes: ByteBuffer, _ encoding: MessageEncoding?, side: GRPCFraming.Side) throws(RPCError) -> ByteBuffer {
+        guard let encoding, encoding != .identity else {
+            throw .internal("the \(side.rawValue) message has the compressed flag set and the call has no grpc-encoding")
+        }
+        do {
+            return try MessageCompression.decompress(bytes, encoding, limit: config.maxMessageBytes, allocator: context?.channel.allocator ?? ByteBufferAllocator())
+        } catch {
+            throw MessageCompression.status(error, side: side)
+        }
+    }
+
     /// Answers DEADLINE_EXCEEDED for every call past its deadline and re-arms for the next.
     private func expireDeadlines() {
         deadlineTimer.fired()
@@ -480,7 +659,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         for stream in streams.values where !stream.answered {
             guard let deadline = stream.deadline else { continue }
             if deadline <= now {
-                answer(stream, error: .deadlineExceeded("deadline exceeded while serving \(stream.path ?? "")"))
+                let error = RPCError.deadlineExceeded("deadline exceeded while serving \(stream.path ?? "")")
+                if let call = stream.streaming {
+                    streamFailed(stream, call, error)
+                } else {
+                    answer(stream, error: error)
+                }
             } else if next.map({ deadline < $0 }) ?? true {
                 next = deadline
             }
@@ -543,6 +727,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         for (name, value) in error.metadata {
             headers.add(name, value)
         }
+        sendingResponse()
         headers.withNV { nva, count in
             _ = nghttp2_submit_response(session, stream.id, nva, count, nil)
         }
@@ -553,7 +738,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Gives a stream's buffered request bytes back to the connection budget
     /// and opens the window that was withheld while over it.
-    private func release(_ stream: Stream) {
+    func release(_ stream: Stream) {
         guard stream.heldBytes > 0 else { return }
         heldBytes -= stream.heldBytes
         stream.heldBytes = 0

@@ -25,6 +25,19 @@ public struct MeshEnvironment: Sendable {
     /// CHATMESH_EVENT_LOOPS: threads serving connections; nil means one per core.
     public var eventLoops: Int? { values["CHATMESH_EVENT_LOOPS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } }
 
+    /// A duration in seconds (fractions allowed) from `name`; "0", "off" or "never" is `.off`.
+    public enum Setting: Equatable, Sendable {
+        case unset, off
+        case seconds(Double)
+    }
+
+    public func seconds(_ name: String) -> Setting {
+        guard let raw = values[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return .unset }
+        if raw == "off" || raw == "never" { return .off }
+        guard let value = Double(raw), value >= 0, value.isFinite else { return .unset }
+        return value == 0 ? .off : .seconds(value)
+    }
+
     /// CHATMESH_LISTEN, or 127.0.0.1 on the service's default port.
     public func listen(service: String) -> String {
         values["CHATMESH_LISTEN"] ?? "127.0.0.1:\(Self.defaultPorts[service] ?? 0)"

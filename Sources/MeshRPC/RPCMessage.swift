@@ -76,7 +76,8 @@ public enum GRPCFraming {
 
     public enum Unframed {
         case message(ByteBuffer)
-        case compressed
+        /// The compressed flag is set: the bytes are in the call's `grpc-encoding`.
+        case compressed(ByteBuffer)
         case tooLarge(Int)
         case malformed(String)
     }
@@ -85,15 +86,14 @@ public enum GRPCFraming {
         case request, response
     }
 
-    /// The single message of a unary body, or the status that refuses it: a compressed
-    /// request is UNIMPLEMENTED (we only speak identity), a compressed response INTERNAL.
+    /// The single message of a unary body, or the status that refuses it. Used where no
+    /// `grpc-encoding` was negotiated: a compressed message is then a protocol error (INTERNAL).
     public static func unaryMessage(_ body: ByteBuffer, maxMessageBytes: Int, side: Side) throws(RPCError) -> ByteBuffer {
         switch unframeUnary(body, maxMessageBytes: maxMessageBytes) {
         case .message(let m):
             return m
         case .compressed:
-            let why = "compressed \(side.rawValue) messages are not supported (grpc-encoding identity only)"
-            throw side == .request ? .unimplemented(why) : .internal(why)
+            throw .internal("the \(side.rawValue) message has the compressed flag set and the call has no grpc-encoding")
         case .tooLarge(let n):
             throw .resourceExhausted("\(side.rawValue) message of \(n) bytes is over the limit of \(maxMessageBytes)")
         case .malformed(let why):
@@ -110,7 +110,6 @@ public enum GRPCFraming {
         else {
             return .malformed(body.readableBytes == 0 ? "no request message" : "truncated gRPC message prefix")
         }
-        if flag & 1 == 1 { return .compressed }
         if Int(length) > maxMessageBytes { return .tooLarge(Int(length)) }
         if body.readableBytes < Int(length) {
             return .malformed("gRPC length prefix says \(length) bytes, body has \(body.readableBytes)")
@@ -118,6 +117,6 @@ public enum GRPCFraming {
         if body.readableBytes > Int(length) {
             return .malformed("more than one message in a unary call")
         }
-        return .message(body)
+        return flag & 1 == 1 ? .compressed(body) : .message(body)
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 /// What a handler knows about the call it serves. Immutable, and a class so
 /// that passing it along (into the task-local, to the handler) costs one
@@ -15,6 +16,19 @@ public final class ServerContext: Sendable {
     public let authorization: String?
     public let peer: String
 
+    /// What the handler adds to the response's headers and trailers. Inline, so a call that
+    /// sets none costs no allocation. Sent for calls on the streaming path (streaming routes
+    /// and `RPCRoute.unaryAsStream`); the unary fast path sends only an error's own metadata.
+    private let response = Mutex(ResponseState())
+
+    private struct ResponseState {
+        var initial = Metadata()
+        var trailing = Metadata()
+        var compress = false
+        var compressionRequested = false
+        var lastRequestCompressed = false
+    }
+
     public init(method: MethodDescriptor, metadata: Metadata = Metadata(), deadline: NIODeadline? = nil, principal: Principal? = nil, authorization: String? = nil, peer: String = "") {
         self.method = method
         self.metadata = metadata
@@ -27,6 +41,43 @@ public final class ServerContext: Sendable {
     /// The call being served by this task, if any: clients read it to carry the
     /// deadline and the caller's token downstream.
     @TaskLocal public static var current: ServerContext?
+
+    /// Adds to the response headers (initial metadata). Sent with the first response
+    /// message, or with the status when there is none; later additions are not sent.
+    public func addInitialMetadata(_ name: String, _ value: String) {
+        response.withLock { $0.initial.add(name, value) }
+    }
+
+    /// Adds to the trailers sent with the status (OK or not).
+    public func addTrailingMetadata(_ name: String, _ value: String) {
+        response.withLock { $0.trailing.add(name, value) }
+    }
+
+    public var responseInitialMetadata: Metadata { response.withLock { $0.initial } }
+    public var responseTrailingMetadata: Metadata { response.withLock { $0.trailing } }
+
+    /// Asks for the response messages written from now on to be compressed (or no longer), in an
+    /// encoding the client accepts (its `grpc-accept-encoding`); without one they go uncompressed.
+    /// The encoding is declared in the response headers, so a call that will compress any message
+    /// must have asked once before its first write.
+    public func setResponseCompression(_ on: Bool) {
+        response.withLock {
+            $0.compress = on
+            $0.compressionRequested = $0.compressionRequested || on
+        }
+    }
+
+    public var compressesResponses: Bool { response.withLock { $0.compress } }
+    /// Whether compression was ever asked for: the headers then declare an encoding.
+    public var responseCompressionRequested: Bool { response.withLock { $0.compressionRequested } }
+
+    /// Whether the request message the handler last took arrived compressed.
+    public var requestWasCompressed: Bool { response.withLock { $0.lastRequestCompressed } }
+
+    /// The transport says so as the handler takes each request message.
+    public func noteRequestCompressed(_ compressed: Bool) {
+        response.withLock { $0.lastRequestCompressed = compressed }
+    }
 
     /// The staff member of the token, or "" for a service token.
     public var staffId: String { principal?.staffId ?? "" }

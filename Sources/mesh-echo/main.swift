@@ -5,6 +5,7 @@ import Logging
 import MeshEcho
 import MeshHTTP2
 import MeshHealth
+import MeshReflection
 import MeshRPC
 
 /// A gRPC server of chatmesh.testing.v1.EchoService and grpc.health.v1.Health:
@@ -39,7 +40,7 @@ struct MeshEchoCommand: ParsableCommand {
         config.maxConnections = maxConnections
         try await MeshProcess.serve(
             name: "mesh-echo", config: config,
-            services: [EchoHandler(downstream: downstream), HealthService(services: [EchoService.name])],
+            services: ReflectionService.adding(to: [EchoHandler(downstream: downstream), HealthService(services: [EchoService.name])]),
             env: env, logger: logger
         )
     }

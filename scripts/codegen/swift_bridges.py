@@ -32,6 +32,10 @@ C_KEYWORDS = {
     "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while",
 }
 
+# Packages whose types would collide with ChatMesh's own (grpc.testing.Empty, chatmesh.v1.Empty):
+# their Swift names carry a prefix.
+SWIFT_PREFIXES = {"grpc.testing": "Interop"}
+
 SCALARS = {
     FD.TYPE_INT32: ("Int32", "0"), FD.TYPE_SINT32: ("Int32", "0"), FD.TYPE_SFIXED32: ("Int32", "0"),
     FD.TYPE_INT64: ("Int64", "0"), FD.TYPE_SINT64: ("Int64", "0"), FD.TYPE_SFIXED64: ("Int64", "0"),
@@ -103,9 +107,10 @@ class Model:
         return self.messages[full][3].options.map_entry
 
     def swift_name(self, full):
-        if full in self.messages:
-            return ".".join(self.messages[full][2])
-        return ".".join(self.enums[full][2])
+        entry = self.messages.get(full) or self.enums[full]
+        pkg, path = entry[1], list(entry[2])
+        path[0] = SWIFT_PREFIXES.get(pkg, "") + path[0]
+        return ".".join(path)
 
     def c_type(self, full):
         entry = self.messages.get(full) or self.enums.get(full)
@@ -260,7 +265,7 @@ def c_element_type(model, fi):
 def emit_enum(e, model, full, comments, cpath):
     _, _, path, en = model.enums[full]
     doc(e, comments.get(tuple(cpath)))
-    e(f"public enum {path[-1]}: RawRepresentable, Sendable, Hashable, CaseIterable {{")
+    e(f"public enum {model.swift_name(full).split('.')[-1]}: RawRepresentable, Sendable, Hashable, CaseIterable {{")
     e.indent()
     for i, v in enumerate(en.value):
         doc(e, comments.get(tuple(cpath + [2, i])))
@@ -306,7 +311,7 @@ def emit_enum(e, model, full, comments, cpath):
 
 def emit_message(e, model, full, comments, cpath):
     f, pkg, path, m = model.messages[full]
-    name = path[-1]
+    name = model.swift_name(full).split(".")[-1]
     fields = [FieldInfo(model, full, fl) for fl in m.field]
     if any(fl.HasField("oneof_index") for fl in m.field):
         raise SystemExit(f"{full}: oneof is not supported by the bridge generator")
@@ -478,8 +483,9 @@ def emit_bridge(e, model, full, fields):
 
 def emit_service(e, model, f, si, svc, comments):
     full = f.package + "." + svc.name
+    swift_service = SWIFT_PREFIXES.get(f.package, "") + svc.name
     doc(e, comments.get((6, si)))
-    e(f"public enum {svc.name} {{")
+    e(f"public enum {swift_service} {{")
     e.indent()
     e(f'public static let name = "{full}"')
     e()
@@ -492,18 +498,28 @@ def emit_service(e, model, f, si, svc, comments):
     e.dedent()
     e("}")
     e()
-    e("/// What a server implements: one method per unary RPC. Streaming RPCs are not served (UNIMPLEMENTED).")
+    e("/// What a server implements: one method per RPC. A streaming method reads its")
+    e("/// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.")
     e("public protocol Handler: RPCService {")
     e.indent()
     for mi, meth in enumerate(svc.method):
-        if meth.client_streaming or meth.server_streaming:
-            continue
         doc(e, comments.get((6, si, 2, mi)))
-        e(f"func {swift_ident(lower_camel(camel_to_lower(meth.name)))}(_ request: {model.swift_name(meth.input_type)}, context: ServerContext) async throws -> {model.swift_name(meth.output_type)}")
+        name = swift_ident(lower_camel(camel_to_lower(meth.name)))
+        req = model.swift_name(meth.input_type)
+        resp = model.swift_name(meth.output_type)
+        if meth.client_streaming and meth.server_streaming:
+            e(f"func {name}(_ requests: RPCMessageStream<{req}>, responses: RPCWriter<{resp}>, context: ServerContext) async throws")
+        elif meth.client_streaming:
+            e(f"func {name}(_ requests: RPCMessageStream<{req}>, context: ServerContext) async throws -> {resp}")
+        elif meth.server_streaming:
+            e(f"func {name}(_ request: {req}, responses: RPCWriter<{resp}>, context: ServerContext) async throws")
+        else:
+            e(f"func {name}(_ request: {req}, context: ServerContext) async throws -> {resp}")
     e.dedent()
     e("}")
     e()
-    e("/// A typed client: one method per unary RPC, over any `RPCChannel`.")
+    e("/// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs")
+    e("/// `body` with the call and cancels the call if `body` leaves it unfinished.")
     e("public struct Client: Sendable {")
     e.indent()
     e("public let channel: any RPCChannel")
@@ -516,14 +532,27 @@ def emit_service(e, model, f, si, svc, comments):
     e.dedent()
     e("}")
     for mi, meth in enumerate(svc.method):
-        if meth.client_streaming or meth.server_streaming:
-            continue
         mname = swift_ident(lower_camel(camel_to_lower(meth.name)))
+        req = model.swift_name(meth.input_type)
+        resp = model.swift_name(meth.output_type)
         e()
         doc(e, comments.get((6, si, 2, mi)))
-        e(f"public func {mname}(_ request: {model.swift_name(meth.input_type)}, options: CallOptions? = nil) async throws(RPCError) -> {model.swift_name(meth.output_type)} {{")
-        e.indent()
-        e(f"try await channel.unary(Method.{mname}, request, options: options ?? defaultOptions)")
+        if meth.client_streaming and meth.server_streaming:
+            e(f"public func {mname}<Result: Sendable>(options: CallOptions? = nil, _ body: (RPCStreamingCall<{req}, {resp}>) async throws -> Result) async throws -> Result {{")
+            e.indent()
+            e(f"try await channel.bidirectional(Method.{mname}, options: options ?? defaultOptions, body)")
+        elif meth.client_streaming:
+            e(f"public func {mname}(options: CallOptions? = nil, _ body: (RPCWriter<{req}>) async throws -> Void) async throws -> {resp} {{")
+            e.indent()
+            e(f"try await channel.clientStreaming(Method.{mname}, options: options ?? defaultOptions, body)")
+        elif meth.server_streaming:
+            e(f"public func {mname}<Result: Sendable>(_ request: {req}, options: CallOptions? = nil, _ body: (RPCMessageStream<{resp}>) async throws -> Result) async throws -> Result {{")
+            e.indent()
+            e(f"try await channel.serverStreaming(Method.{mname}, request, options: options ?? defaultOptions, body)")
+        else:
+            e(f"public func {mname}(_ request: {req}, options: CallOptions? = nil) async throws(RPCError) -> {resp} {{")
+            e.indent()
+            e(f"try await channel.unary(Method.{mname}, request, options: options ?? defaultOptions)")
         e.dedent()
         e("}")
     e.dedent()
@@ -531,17 +560,24 @@ def emit_service(e, model, f, si, svc, comments):
     e.dedent()
     e("}")
     e()
-    e(f"extension {svc.name}.Handler {{")
+    e(f"extension {swift_service}.Handler {{")
     e.indent()
     e("public var routes: [RPCRoute] {")
     e.indent()
     e("[")
     e.indent()
     for meth in svc.method:
-        if meth.client_streaming or meth.server_streaming:
-            continue
         mname = swift_ident(lower_camel(camel_to_lower(meth.name)))
-        e(f"RPCRoute.unary({svc.name}.Method.{mname}) {{ (request: {model.swift_name(meth.input_type)}, context) in try await self.{mname}(request, context: context) }},")
+        req = model.swift_name(meth.input_type)
+        resp = model.swift_name(meth.output_type)
+        if meth.client_streaming and meth.server_streaming:
+            e(f"RPCRoute.bidirectionalStreaming({swift_service}.Method.{mname}) {{ (requests: RPCMessageStream<{req}>, responses: RPCWriter<{resp}>, context) in try await self.{mname}(requests, responses: responses, context: context) }},")
+        elif meth.client_streaming:
+            e(f"RPCRoute.clientStreaming({swift_service}.Method.{mname}) {{ (requests: RPCMessageStream<{req}>, context) -> {resp} in try await self.{mname}(requests, context: context) }},")
+        elif meth.server_streaming:
+            e(f"RPCRoute.serverStreaming({swift_service}.Method.{mname}) {{ (request: {req}, responses: RPCWriter<{resp}>, context) in try await self.{mname}(request, responses: responses, context: context) }},")
+        else:
+            e(f"RPCRoute.unary({swift_service}.Method.{mname}) {{ (request: {req}, context) in try await self.{mname}(request, context: context) }},")
     e.dedent()
     e("]")
     e.dedent()
@@ -551,6 +587,62 @@ def emit_service(e, model, f, si, svc, comments):
 
 
 HEADER = "// Generated by scripts/generate from {src}. Do not edit.\n"
+
+
+def emit_descriptors(fds):
+    """Every file's FileDescriptorProto (without source info), its imports and the symbols it
+    declares, for server reflection. The bytes are base64 in string literals: large array
+    literals cost the Swift compiler far more."""
+    import base64
+
+    e = Emitter()
+    e(HEADER.format(src="proto/").rstrip("\n"))
+    e("/// The descriptors of every proto/ file, for server reflection (MeshReflection).")
+    e("public enum FileDescriptors {")
+    e.indent()
+    e("public struct File: Sendable {")
+    e.indent()
+    e("public let name: String")
+    e("/// The serialized google.protobuf.FileDescriptorProto, base64.")
+    e("public let base64: String")
+    e("public let dependencies: [String]")
+    e("/// Fully-qualified names of its services, methods, messages (nested too) and enums.")
+    e("public let symbols: [String]")
+    e("public let services: [String]")
+    e.dedent()
+    e("}")
+    e()
+    e("public static let files: [File] = [")
+    e.indent()
+    for f in sorted(fds.file, key=lambda f: f.name):
+        plain = d.FileDescriptorProto()
+        plain.CopyFrom(f)
+        plain.ClearField("source_code_info")
+        encoded = base64.b64encode(plain.SerializeToString(deterministic=True)).decode()
+        symbols = []
+
+        def walk(prefix, messages, enums):
+            for m in messages:
+                symbols.append(prefix + m.name)
+                walk(prefix + m.name + ".", m.nested_type, m.enum_type)
+            for en in enums:
+                symbols.append(prefix + en.name)
+
+        pkg = f.package + "." if f.package else ""
+        walk(pkg, f.message_type, f.enum_type)
+        services = [pkg + svc.name for svc in f.service]
+        for svc in f.service:
+            symbols.append(pkg + svc.name)
+            symbols += [pkg + svc.name + "." + m.name for m in svc.method]
+        e(f'File(name: "{f.name}", base64: "{encoded}",')
+        e(f'     dependencies: [{", ".join(chr(34) + x + chr(34) for x in f.dependency)}],')
+        e(f'     symbols: [{", ".join(chr(34) + x + chr(34) for x in sorted(symbols))}],')
+        e(f'     services: [{", ".join(chr(34) + x + chr(34) for x in services)}]),')
+    e.dedent()
+    e("]")
+    e.dedent()
+    e("}")
+    return e.text()
 
 
 def generate(fds_path, out_dir, sources):
@@ -563,13 +655,15 @@ def generate(fds_path, out_dir, sources):
     for full in list(model.messages) + list(model.enums):
         if full in model.messages and model.is_map_entry(full):
             continue
+        if full.startswith(".grpc.reflection."):
+            continue  # descriptor only: no Swift type
         n = model.swift_name(full)
         if n in seen:
             raise SystemExit(f"Swift name {n} used by both {seen[n]} and {full}")
         seen[n] = full
     outputs = {}
     for f in model.files:
-        if f.name not in sources:
+        if f.name not in sources or f.package.startswith("grpc.reflection."):
             continue
         comments = comments_by_path(f)
         e = Emitter()
@@ -589,6 +683,7 @@ def generate(fds_path, out_dir, sources):
             emit_service(e, model, f, si, svc, comments)
         fname = f.name.replace("/", "_").replace(".proto", ".pb.swift")
         outputs[fname] = e.text()
+    outputs["FileDescriptors.swift"] = emit_descriptors(fds)
     with open(os.path.join(os.path.dirname(__file__), "PBRuntime.swift.in"), encoding="utf-8") as fh:
         outputs["PBRuntime.swift"] = HEADER.format(src="scripts/codegen/PBRuntime.swift.in") + fh.read()
     os.makedirs(out_dir, exist_ok=True)

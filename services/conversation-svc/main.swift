@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshReflection
 import MeshOutbox
 import MeshRPC
 import MeshStore
@@ -47,10 +48,10 @@ do {
         }
         try await MeshProcess.serve(
             name: "conversation-svc", config: config,
-            services: [
+            services: ReflectionService.adding(to: [
                 ConversationServiceHandler(store: store), OutboxServiceHandler(service: "conversation-svc", store: database, dispatcher: dispatcher),
                 HealthService(services: [ConversationService.name, OutboxService.name]),
-            ],
+            ]),
             env: env, jobs: [retention], workers: [MeshProcess.Worker(name: "outbox") { await dispatcher.run() }], logger: logger
         )
     }

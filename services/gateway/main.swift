@@ -4,6 +4,7 @@ import Gateway
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshReflection
 import MeshRPC
 
 // gateway: the chat tool panel and the staff report, composed from conversation-,
@@ -32,7 +33,7 @@ do {
         clients: .init(conversation: conversation, order: order, loyalty: loyalty), sectionTimeout: sectionTimeout, timings: timings
     )
     try await MeshProcess.serve(
-        name: "gateway", config: config, services: [PanelServiceHandler(composer: composer), HealthService(services: [PanelService.name])],
+        name: "gateway", config: config, services: ReflectionService.adding(to: [PanelServiceHandler(composer: composer), HealthService(services: [PanelService.name])]),
         env: env, jobs: [], logger: logger
     )
     for s in timings.summary() {

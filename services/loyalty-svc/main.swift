@@ -4,6 +4,7 @@ import Logging
 import Loyalty
 import MeshHTTP2
 import MeshHealth
+import MeshReflection
 import MeshRPC
 import MeshStore
 
@@ -59,7 +60,7 @@ do {
         }
         try await MeshProcess.serve(
             name: "loyalty-svc", config: config,
-            services: [LoyaltyServiceHandler(store: store, vouchers: vouchers), HealthService(services: [LoyaltyService.name])],
+            services: ReflectionService.adding(to: [LoyaltyServiceHandler(store: store, vouchers: vouchers), HealthService(services: [LoyaltyService.name])]),
             env: env, jobs: expiryInterval > 0 ? [nightly, voucherRetry] : [voucherRetry], logger: logger
         )
     }

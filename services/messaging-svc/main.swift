@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshReflection
 import MeshRPC
 import MeshStore
 import Messaging
@@ -68,7 +69,7 @@ do {
         }
         try await MeshProcess.serve(
             name: "messaging-svc", config: config,
-            services: [MessagingServiceHandler(store: store, sender: sender), HealthService(services: [MessagingService.name])],
+            services: ReflectionService.adding(to: [MessagingServiceHandler(store: store, sender: sender), HealthService(services: [MessagingService.name])]),
             env: env, jobs: [redelivery, broadcasts, scenarios], logger: logger
         )
     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshReflection
 import MeshOutbox
 import MeshRPC
 import MeshStore
@@ -50,10 +51,10 @@ do {
         )
         try await MeshProcess.serve(
             name: "order-svc", config: config,
-            services: [
+            services: ReflectionService.adding(to: [
                 handler, OutboxServiceHandler(service: "order-svc", store: database, dispatcher: dispatcher),
                 HealthService(services: [OrderService.name, OutboxService.name]),
-            ],
+            ]),
             env: env, workers: [MeshProcess.Worker(name: "outbox") { await dispatcher.run() }], logger: logger
         )
     }

@@ -10,3 +10,6 @@
 #include "chatmesh/v1/outbox.pb-c.h"
 #include "chatmesh/v1/panel.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/testing/empty.pb-c.h"
+#include "grpc/testing/messages.pb-c.h"
+#include "grpc/testing/test.pb-c.h"

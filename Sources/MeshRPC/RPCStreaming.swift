@@ -1,0 +1,180 @@
+import NIOCore
+
+/// Messages of one call arriving one after another: a streaming call's requests
+/// on the server, its responses on the client. Iteration ends after the last
+/// message; on the client it throws the call's status when that is not OK.
+public struct RPCMessageStream<Message: Sendable>: AsyncSequence, Sendable {
+    public typealias Element = Message
+    public typealias Failure = RPCError
+
+    private let nextMessage: @Sendable () async throws(RPCError) -> Message?
+
+    public init(next: @escaping @Sendable () async throws(RPCError) -> Message?) {
+        self.nextMessage = next
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        public typealias Element = Message
+        public typealias Failure = RPCError
+        let nextMessage: @Sendable () async throws(RPCError) -> Message?
+
+        public mutating func next() async throws(RPCError) -> Message? {
+            try await nextMessage()
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(RPCError) -> Message? {
+            try await nextMessage()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(nextMessage: nextMessage)
+    }
+
+    /// The next message, or nil after the last.
+    public func next() async throws(RPCError) -> Message? {
+        try await nextMessage()
+    }
+
+    /// Decodes each message as `Decoded`: bytes that are not one are the `undecodable` status.
+    public func decoded<Decoded: RPCMessage>(as type: Decoded.Type, undecodable: RPCError.Code) -> RPCMessageStream<Decoded> where Message == ByteBuffer {
+        let next = nextMessage
+        return RPCMessageStream<Decoded> { () throws(RPCError) -> Decoded? in
+            guard let bytes = try await next() else { return nil }
+            do throws(MessageCodingError) {
+                return try Decoded(protobuf: bytes)
+            } catch {
+                throw undecodable == .internal
+                    ? RPCError(error, failedTo: "decode \(Decoded.protoName)")
+                    : RPCError(undecodable, "could not decode \(Decoded.protoName): \(error)")
+            }
+        }
+    }
+}
+
+/// Where one side of a streaming call writes its messages. `write` waits while
+/// the peer is not reading (flow control), so a fast writer is held, not buffered.
+public struct RPCWriter<Message: Sendable>: Sendable {
+    private let writeMessage: @Sendable (Message) async throws(RPCError) -> Void
+
+    public init(write: @escaping @Sendable (Message) async throws(RPCError) -> Void) {
+        self.writeMessage = write
+    }
+
+    /// Sends one message; throws the call's status when the call is over (the peer
+    /// cancelled, the deadline passed, the stream was reset).
+    public func write(_ message: Message) async throws(RPCError) {
+        try await writeMessage(message)
+    }
+
+    public func write(contentsOf messages: some Sequence<Message>) async throws(RPCError) {
+        for message in messages {
+            try await writeMessage(message)
+        }
+    }
+
+    /// Encodes each message before writing its bytes.
+    public static func encoding(_ raw: RPCWriter<ByteBuffer>) -> RPCWriter<Message> where Message: RPCMessage {
+        RPCWriter<Message> { (message: Message) throws(RPCError) in
+            var buffer = ByteBuffer()
+            do throws(MessageCodingError) {
+                try message.encode(into: &buffer)
+            } catch {
+                throw RPCError(error, failedTo: "encode \(Message.protoName)")
+            }
+            try await raw.write(buffer)
+        }
+    }
+}
+
+/// What a transport gives a streaming route: the call's request messages and
+/// where its response messages go (protobuf bytes, without gRPC's length prefix:
+/// the transport frames them). The route returns when the call is done; the
+/// transport then sends the status (OK, or the `RPCError` thrown) with the
+/// context's trailing metadata.
+public struct RPCServerStream: Sendable {
+    public let requests: RPCMessageStream<ByteBuffer>
+    public let responses: RPCWriter<ByteBuffer>
+
+    public init(requests: RPCMessageStream<ByteBuffer>, responses: RPCWriter<ByteBuffer>) {
+        self.requests = requests
+        self.responses = responses
+    }
+}
+
+/// A streaming call as a client holds it, before types: write requests, half-close,
+/// read responses, and the response metadata. Made by `RPCChannel.openStream`.
+public struct RPCClientStream: Sendable {
+    public let requests: RPCWriter<ByteBuffer>
+    /// Half-closes: the server's request stream ends after what was written.
+    public let finishRequests: @Sendable () -> Void
+    /// Ends normally after the last message when the status is OK; otherwise throws it.
+    public let responses: RPCMessageStream<ByteBuffer>
+    /// The server's response headers (initial metadata), waiting for them.
+    public let initialMetadata: @Sendable () async throws(RPCError) -> Metadata
+    /// The trailers, once `responses` has ended (empty before).
+    public let trailingMetadata: @Sendable () -> Metadata
+    /// Cancels the call (RST_STREAM CANCEL): the server's handler is cancelled.
+    public let cancel: @Sendable () -> Void
+
+    public init(
+        requests: RPCWriter<ByteBuffer>,
+        finishRequests: @escaping @Sendable () -> Void,
+        responses: RPCMessageStream<ByteBuffer>,
+        initialMetadata: @escaping @Sendable () async throws(RPCError) -> Metadata,
+        trailingMetadata: @escaping @Sendable () -> Metadata,
+        cancel: @escaping @Sendable () -> Void
+    ) {
+        self.requests = requests
+        self.finishRequests = finishRequests
+        self.responses = responses
+        self.initialMetadata = initialMetadata
+        self.trailingMetadata = trailingMetadata
+        self.cancel = cancel
+    }
+}
+
+/// A typed streaming call, as a generated client's body sees it.
+public struct RPCStreamingCall<Request: RPCMessage, Response: RPCMessage>: Sendable {
+    public let raw: RPCClientStream
+    public let requests: RPCWriter<Request>
+    public let responses: RPCMessageStream<Response>
+
+    public init(raw: RPCClientStream) {
+        self.raw = raw
+        self.requests = .encoding(raw.requests)
+        // A server that sends what we cannot decode faithfully is broken: INTERNAL.
+        self.responses = raw.responses.decoded(as: Response.self, undecodable: .internal)
+    }
+
+    public func send(_ request: Request) async throws(RPCError) {
+        try await requests.write(request)
+    }
+
+    /// No more requests: the server's request stream ends.
+    public func finishSending() {
+        raw.finishRequests()
+    }
+
+    public func initialMetadata() async throws(RPCError) -> Metadata {
+        try await raw.initialMetadata()
+    }
+
+    /// Known once `responses` has ended.
+    public var trailingMetadata: Metadata { raw.trailingMetadata() }
+}
+
+/// The head of a streaming call: everything but its messages.
+public struct ClientStreamHead: Sendable {
+    public var method: MethodDescriptor
+    public var metadata: Metadata
+    public var deadline: NIODeadline?
+    public var compression: MessageEncoding?
+
+    public init(method: MethodDescriptor, metadata: Metadata, deadline: NIODeadline?, compression: MessageEncoding? = nil) {
+        self.method = method
+        self.metadata = metadata
+        self.deadline = deadline
+        self.compression = compression
+    }
+}
