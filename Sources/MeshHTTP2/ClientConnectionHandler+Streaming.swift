@@ -33,11 +33,8 @@ extension ClientConnectionHandler {
         var deadline: NIODeadline?
         var unreadBytes = 0
         var withheldBytes = 0
-        var outbound = CircularBuffer<ByteBuffer>(initialCapacity: 4)
-        var outboundBytes = 0
-        var dataDeferred = false
+        var outbound = StreamOutbound()
         var requestsFinished = false
-        var writers: [CheckedContinuation<Void, any Error>] = []
 
         init(callID: UInt64, path: String, responses: RPCMessageQueue<ResponseMessage>, headers: EventLoopPromise<Metadata>, trailers: ResponseTrailers, maxMessageBytes: Int) {
             self.callID = callID
@@ -55,7 +52,6 @@ extension ClientConnectionHandler {
         let wireBytes: Int
     }
 
-    static let outboundHighWater = 64 * 1024
     static let inboundHighWater = 64 * 1024
 
     /// Starts the stream; fails with `CallNotSent` when this connection cannot take it.
@@ -63,21 +59,7 @@ extension ClientConnectionHandler {
         guard let session, let context, context.channel.isActive, !connectionState.isDraining else {
             throw CallNotSent(error: .unavailable("connection to \(authority) is not usable"))
         }
-        var headers = HeaderList(capacity: 8 + head.metadata.count)
-        headers.add(":method", "POST")
-        headers.add(":scheme", "http")
-        headers.add(":path", head.method.path)
-        headers.add(":authority", authority)
-        headers.add("content-type", "application/grpc")
-        headers.add("te", "trailers")
-        headers.add("user-agent", "chatmesh-swift/1")
-        if let deadline = head.deadline {
-            let remaining = deadline - .now()
-            if remaining <= .zero {
-                throw RPCError.deadlineExceeded("deadline passed before \(head.method.path) was sent")
-            }
-            headers.add("grpc-timeout", GRPCTimeout.format(remaining))
-        }
+        var headers = try requestHeaders(head.method, deadline: head.deadline, extra: head.metadata.count + 2)
         headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader)
         if let encoding = head.compression, encoding != .identity {
             headers.add("grpc-encoding", encoding.rawValue)
@@ -233,7 +215,7 @@ extension ClientConnectionHandler {
             }
         }
         call.responses.finish(end)
-        releaseWriters(call, end.failure ?? .cancelled("the call is over"))
+        call.outbound.releaseWriters(end.failure ?? .cancelled("the call is over"))
     }
 
     func failStreamCalls(_ error: RPCError) {
@@ -268,12 +250,7 @@ extension ClientConnectionHandler {
         scheduleFlush()
     }
 
-    enum WriteOutcome {
-        case done, wait
-        case refused(RPCError)
-    }
-
-    func enqueueRequest(_ callID: UInt64, _ message: ByteBuffer) -> WriteOutcome {
+    func enqueueRequest(_ callID: UInt64, _ message: ByteBuffer) -> StreamOutbound.WriteOutcome {
         guard let session, let context, let streamID = streamCallsByID[callID], let call = streamCalls[streamID] else {
             return .refused(.cancelled("the call is over"))
         }
@@ -289,17 +266,15 @@ extension ClientConnectionHandler {
         } else {
             framed = GRPCFraming.frame(bytes: message, allocator: context.channel.allocator)
         }
-        call.outbound.append(framed)
-        call.outboundBytes += framed.readableBytes
-        resumeData(session, streamID, call)
+        let outcome = call.outbound.append(framed, session: session, streamID: streamID)
         scheduleFlush()
-        return call.outboundBytes >= Self.outboundHighWater ? .wait : .done
+        return outcome
     }
 
     func finishRequests(_ callID: UInt64) {
         guard let session, let streamID = streamCallsByID[callID], let call = streamCalls[streamID], !call.requestsFinished else { return }
         call.requestsFinished = true
-        resumeData(session, streamID, call)
+        call.outbound.resume(session: session, streamID: streamID)
         scheduleFlush()
     }
 
@@ -308,55 +283,16 @@ extension ClientConnectionHandler {
             continuation.resume(throwing: RPCError.cancelled("the call is over"))
             return
         }
-        if call.outboundBytes < Self.outboundHighWater {
-            continuation.resume()
-        } else {
-            call.writers.append(continuation)
-        }
-    }
-
-    private func resumeData(_ session: OpaquePointer, _ streamID: Int32, _ call: StreamCall) {
-        if call.dataDeferred {
-            call.dataDeferred = false
-            nghttp2_session_resume_data(session, streamID)
-        }
-    }
-
-    private func releaseWriters(_ call: StreamCall, _ error: RPCError) {
-        guard !call.writers.isEmpty else { return }
-        let writers = call.writers
-        call.writers.removeAll()
-        for writer in writers { writer.resume(throwing: error) }
+        call.outbound.wait(continuation)
     }
 
     func readStream(_ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let call = streamCalls[streamID] else { return Int(NG.temporalCallbackFailure) }
-        var written = 0
-        while written < length, !call.outbound.isEmpty {
-            let index = call.outbound.startIndex
-            let n = min(length - written, call.outbound[index].readableBytes)
-            call.outbound[index].readWithUnsafeReadableBytes { raw in
-                UnsafeMutableRawPointer(buf + written).copyMemory(from: raw.baseAddress!, byteCount: n)
-                return n
-            }
-            written += n
-            if call.outbound[index].readableBytes == 0 {
-                call.outbound.removeFirst()
-            }
+        guard let written = call.outbound.read(into: buf, length: length, ending: call.requestsFinished) else {
+            return NG.deferred
         }
-        call.outboundBytes -= written
-        if call.outboundBytes < Self.outboundHighWater, !call.writers.isEmpty {
-            let writers = call.writers
-            call.writers.removeAll()
-            for writer in writers { writer.resume() }
-        }
-        if call.outbound.isEmpty {
-            if call.requestsFinished {
-                flags.pointee |= NG.dataFlagEOF
-            } else if written == 0 {
-                call.dataDeferred = true
-                return NG.deferred
-            }
+        if call.outbound.isEmpty && call.requestsFinished {
+            flags.pointee |= NG.dataFlagEOF
         }
         return written
     }

@@ -195,21 +195,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             promise.fail(CallNotSent(error: .unavailable("connection to \(authority) is not usable")))
             return
         }
-        var headers = HeaderList(capacity: 8 + request.metadata.count)
-        headers.add(":method", "POST")
-        headers.add(":scheme", "http")
-        headers.add(":path", request.method.path)
-        headers.add(":authority", authority)
-        headers.add("content-type", "application/grpc")
-        headers.add("te", "trailers")
-        headers.add("user-agent", "chatmesh-swift/1")
-        if let deadline = request.deadline {
-            let remaining = deadline - .now()
-            if remaining <= .zero {
-                promise.fail(RPCError.deadlineExceeded("deadline passed before \(request.method.path) was sent"))
-                return
-            }
-            headers.add("grpc-timeout", GRPCTimeout.format(remaining))
+        var headers: HeaderList
+        do {
+            headers = try requestHeaders(request.method, deadline: request.deadline, extra: request.metadata.count)
+        } catch {
+            promise.fail(error)
+            return
         }
         var body = request.body
         if let encoding = request.compression, encoding != .identity {
@@ -239,6 +230,26 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             deadlineTimer.arm(deadline, on: context.eventLoop) { self.expireDeadlines() }
         }
         scheduleFlush()
+    }
+
+    /// A call's request headers up to its metadata; DEADLINE_EXCEEDED when its deadline has passed.
+    func requestHeaders(_ method: MethodDescriptor, deadline: NIODeadline?, extra: Int) throws(RPCError) -> HeaderList {
+        var headers = HeaderList(capacity: 8 + extra)
+        headers.add(":method", "POST")
+        headers.add(":scheme", "http")
+        headers.add(":path", method.path)
+        headers.add(":authority", authority)
+        headers.add("content-type", "application/grpc")
+        headers.add("te", "trailers")
+        headers.add("user-agent", "chatmesh-swift/1")
+        if let deadline {
+            let remaining = deadline - .now()
+            if remaining <= .zero {
+                throw .deadlineExceeded("deadline passed before \(method.path) was sent")
+            }
+            headers.add("grpc-timeout", GRPCTimeout.format(remaining))
+        }
+        return headers
     }
 
     func expireDeadlines() {

@@ -35,6 +35,7 @@ public final class HTTP2Channel: RPCChannel {
     }
 
     private let subchannels: [Subchannel]
+    private let maxMessageBytes: Int
     private let next = Atomic<Int>(0)
     private let callIDs = Atomic<UInt64>(0)
 
@@ -47,6 +48,7 @@ public final class HTTP2Channel: RPCChannel {
             subs.append(Subchannel(host: address.host, port: address.port, authority: target, config: config, group: group))
         }
         subchannels = subs
+        maxMessageBytes = config.maxMessageBytes
     }
 
     /// "a:1,b:2" as in the environment.
@@ -55,6 +57,14 @@ public final class HTTP2Channel: RPCChannel {
     }
 
     public func unary(_ request: ClientRequest) async throws(RPCError) -> ByteBuffer {
+        try await withRetries(idempotent: request.idempotent) { connection, callID in
+            try await connection.call(request, callID: callID)
+        }
+    }
+
+    /// Runs `body` on a picked connection. A call that never reached a server is tried again on
+    /// another connection (up to three tries); one that did only when `idempotent` and UNAVAILABLE.
+    private func withRetries<Result>(idempotent: Bool, _ body: (ClientConnection, UInt64) async throws -> Result) async throws(RPCError) -> Result {
         let attempts = min(subchannels.count + 1, 3)
         var attempt = 0
         while true {
@@ -62,12 +72,12 @@ public final class HTTP2Channel: RPCChannel {
             let sub = pick()
             do {
                 let connection = try await sub.connection()
-                return try await connection.call(request, callID: callIDs.wrappingAdd(1, ordering: .relaxed).newValue)
+                return try await body(connection, callIDs.wrappingAdd(1, ordering: .relaxed).newValue)
             } catch let notSent as CallNotSent {
                 if attempt < attempts, !Task.isCancelled { continue }
                 throw notSent.error
             } catch let error as RPCError {
-                if request.idempotent, error.code == .unavailable, attempt < attempts, !Task.isCancelled { continue }
+                if idempotent, error.code == .unavailable, attempt < attempts, !Task.isCancelled { continue }
                 throw error
             } catch {
                 throw .unavailable("\(error)")
@@ -78,22 +88,8 @@ public final class HTTP2Channel: RPCChannel {
     /// A streaming call: like a unary one, retried on another connection only while it
     /// cannot have reached a server; once started it is the caller's.
     public func openStream(_ head: ClientStreamHead) async throws(RPCError) -> RPCClientStream {
-        let attempts = min(subchannels.count + 1, 3)
-        var attempt = 0
-        while true {
-            attempt += 1
-            let sub = pick()
-            do {
-                let connection = try await sub.connection()
-                return try await connection.openStream(head, callID: callIDs.wrappingAdd(1, ordering: .relaxed).newValue, maxMessageBytes: sub.config.maxMessageBytes)
-            } catch let notSent as CallNotSent {
-                if attempt < attempts, !Task.isCancelled { continue }
-                throw notSent.error
-            } catch let error as RPCError {
-                throw error
-            } catch {
-                throw .unavailable("\(error)")
-            }
+        try await withRetries(idempotent: false) { connection, callID in
+            try await connection.openStream(head, callID: callID, maxMessageBytes: maxMessageBytes)
         }
     }
 
@@ -232,28 +228,10 @@ extension ClientConnection {
     }
 
     private static func write(_ message: ByteBuffer, callID: UInt64, handler: NIOLoopBound<ClientConnectionHandler>, loop: any EventLoop) async throws(RPCError) {
-        let outcome: ClientConnectionHandler.WriteOutcome
-        do {
-            outcome = try await loop.submit { handler.value.enqueueRequest(callID, message) }.get()
-        } catch {
-            throw .unavailable("the connection is gone")
-        }
-        switch outcome {
-        case .done:
-            return
-        case .refused(let error):
-            throw error
-        case .wait:
-            break
-        }
-        do {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                loop.execute { handler.value.waitForRoom(callID, continuation) }
-            }
-        } catch let error as RPCError {
-            throw error
-        } catch {
-            throw .cancelled("the call is over")
+        try await StreamOutbound.write(on: loop) {
+            handler.value.enqueueRequest(callID, message)
+        } wait: { continuation in
+            handler.value.waitForRoom(callID, continuation)
         }
     }
 }

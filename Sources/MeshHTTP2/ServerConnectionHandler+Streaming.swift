@@ -11,13 +11,6 @@ import Glibc
 /// stream may do next is `ServerStreamStateMachine`'s to say; this file only
 /// carries its actions out on the session.
 extension ServerConnectionHandler {
-    enum WriteOutcome {
-        case done
-        /// Queued; the writer waits until the client reads.
-        case wait
-        case refused(RPCError)
-    }
-
     func startStreaming(_ stream: Stream, _ route: RPCRoute) {
         guard let context, let run = route.stream else { return }
         let loop = context.eventLoop
@@ -134,40 +127,14 @@ extension ServerConnectionHandler {
 
     /// Hops to the loop when the handler is elsewhere, and waits while the client is not reading.
     static func write(_ message: ByteBuffer, id: Int32, bound: NIOLoopBound<ServerConnectionHandler>, loop: any EventLoop) async throws(RPCError) {
-        let outcome: WriteOutcome
-        if loop.inEventLoop {
-            outcome = bound.value.enqueueResponse(id, message)
-        } else {
-            do {
-                outcome = try await loop.submit { bound.value.enqueueResponse(id, message) }.get()
-            } catch {
-                throw .cancelled("the connection is gone")
-            }
-        }
-        switch outcome {
-        case .done:
-            return
-        case .refused(let error):
-            throw error
-        case .wait:
-            break
-        }
-        do {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if loop.inEventLoop {
-                    bound.value.waitForRoom(id, continuation)
-                } else {
-                    loop.execute { bound.value.waitForRoom(id, continuation) }
-                }
-            }
-        } catch let error as RPCError {
-            throw error
-        } catch {
-            throw .cancelled("the stream was closed")
+        try await StreamOutbound.write(on: loop) {
+            bound.value.enqueueResponse(id, message)
+        } wait: { continuation in
+            bound.value.waitForRoom(id, continuation)
         }
     }
 
-    func enqueueResponse(_ id: Int32, _ message: ByteBuffer) -> WriteOutcome {
+    func enqueueResponse(_ id: Int32, _ message: ByteBuffer) -> StreamOutbound.WriteOutcome {
         guard let session, let context, let stream = streams[id], let call = stream.streaming else {
             return .refused(.cancelled("the stream was closed"))
         }
@@ -188,11 +155,9 @@ extension ServerConnectionHandler {
         } else {
             framed = GRPCFraming.frame(bytes: message, allocator: context.channel.allocator)
         }
-        call.outbound.append(framed)
-        call.outboundBytes += framed.readableBytes
-        resumeData(session, stream, call)
+        let outcome = call.outbound.append(framed, session: session, streamID: stream.id)
         scheduleFlush()
-        return call.outboundBytes >= Self.outboundHighWater ? .wait : .done
+        return outcome
     }
 
     func waitForRoom(_ id: Int32, _ continuation: CheckedContinuation<Void, any Error>) {
@@ -200,11 +165,7 @@ extension ServerConnectionHandler {
             continuation.resume(throwing: RPCError.cancelled("the stream was closed"))
             return
         }
-        if call.outboundBytes < Self.outboundHighWater {
-            continuation.resume()
-        } else {
-            call.writers.append(continuation)
-        }
+        call.outbound.wait(continuation)
     }
 
     private func submitStreamHeaders(_ session: OpaquePointer, _ stream: Stream, _ call: StreamingCall) {
@@ -236,48 +197,20 @@ extension ServerConnectionHandler {
         return nil
     }
 
-    private func resumeData(_ session: OpaquePointer, _ stream: Stream, _ call: StreamingCall) {
-        if call.dataDeferred {
-            call.dataDeferred = false
-            nghttp2_session_resume_data(session, stream.id)
-        }
-    }
-
     /// nghttp2 asks for the next bytes of a streaming response.
     func readStream(_ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let session, let stream = streams[streamID], let call = stream.streaming else {
             return Int(NG.temporalCallbackFailure)
         }
         sendingResponse()
-        var written = 0
-        while written < length, !call.outbound.isEmpty {
-            let index = call.outbound.startIndex
-            let n = min(length - written, call.outbound[index].readableBytes)
-            call.outbound[index].readWithUnsafeReadableBytes { raw in
-                UnsafeMutableRawPointer(buf + written).copyMemory(from: raw.baseAddress!, byteCount: n)
-                return n
-            }
-            written += n
-            if call.outbound[index].readableBytes == 0 {
-                call.outbound.removeFirst()
-            }
+        guard let written = call.outbound.read(into: buf, length: length, ending: call.statusQueued) else {
+            return NG.deferred
         }
-        call.outboundBytes -= written
-        if call.outboundBytes < Self.outboundHighWater, !call.writers.isEmpty {
-            let writers = call.writers
-            call.writers.removeAll()
-            for writer in writers { writer.resume() }
-        }
-        if call.outbound.isEmpty {
-            if call.statusQueued {
-                flags.pointee |= NG.dataFlagEOF | NG.dataFlagNoEndStream
-                let trailers = statusHeaders(call.status, call.context.responseTrailingMetadata, initial: nil)
-                _ = trailers.withNV { nva, count in
-                    nghttp2_submit_trailer(session, streamID, nva, count)
-                }
-            } else if written == 0 {
-                call.dataDeferred = true
-                return NG.deferred
+        if call.outbound.isEmpty && call.statusQueued {
+            flags.pointee |= NG.dataFlagEOF | NG.dataFlagNoEndStream
+            let trailers = statusHeaders(call.status, call.context.responseTrailingMetadata, initial: nil)
+            _ = trailers.withNV { nva, count in
+                nghttp2_submit_trailer(session, streamID, nva, count)
             }
         }
         return written
@@ -318,7 +251,7 @@ extension ServerConnectionHandler {
         case .none:
             break
         }
-        releaseWriters(call, .cancelled("the stream was closed"))
+        call.outbound.releaseWriters(.cancelled("the stream was closed"))
     }
 
     private func apply(_ action: ServerStreamStateMachine.StatusAction, _ stream: Stream, _ call: StreamingCall, _ status: RPCError?) {
@@ -337,7 +270,7 @@ extension ServerConnectionHandler {
             end(stream, call, cancelHandler: cancelHandler, failRequests: failRequests)
             call.status = status
             call.statusQueued = true
-            resumeData(session, stream, call)
+            call.outbound.resume(session: session, streamID: stream.id)
         }
     }
 
@@ -350,14 +283,7 @@ extension ServerConnectionHandler {
         if let failRequests {
             call.requests.close(failRequests)
         }
-        releaseWriters(call, .cancelled("the call is over"))
-    }
-
-    private func releaseWriters(_ call: StreamingCall, _ error: RPCError) {
-        guard !call.writers.isEmpty else { return }
-        let writers = call.writers
-        call.writers.removeAll()
-        for writer in writers { writer.resume(throwing: error) }
+        call.outbound.releaseWriters(.cancelled("the call is over"))
     }
 
     /// The status (nil: OK) and trailing metadata; with `initial`, a Trailers-Only response's headers.

@@ -64,14 +64,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var unreadBytes = 0
         /// Window not yet given back because the handler is not reading.
         var withheldBytes = 0
-        /// Framed response messages not yet given to nghttp2.
-        var outbound = CircularBuffer<ByteBuffer>(initialCapacity: 4)
-        var outboundBytes = 0
-        /// nghttp2 was told there is no data for now (NGHTTP2_ERR_DEFERRED).
-        var dataDeferred = false
+        /// Response messages not yet given to nghttp2, and the handler's writes waiting for room.
+        var outbound = StreamOutbound()
         var status: RPCError?
         var statusQueued = false
-        var writers: [CheckedContinuation<Void, any Error>] = []
 
         init(maxMessageBytes: Int, requests: RPCMessageQueue<InboundMessage>, context: ServerContext) {
             self.deframer = GRPCMessageDeframer(maxMessageBytes: maxMessageBytes)
@@ -87,9 +83,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let wireBytes: Int
     }
 
-    /// A writer waits while this many response bytes of its stream are queued: a client that
-    /// does not read holds the handler instead of growing the server.
-    static let outboundHighWater = 64 * 1024
     /// The handler's unread request bytes past which the stream's window stops opening.
     static let inboundHighWater = 64 * 1024
 

@@ -15,18 +15,8 @@ public struct InProcessChannel: RPCChannel {
     }
 
     public func unary(_ request: ClientRequest) async throws(RPCError) -> ByteBuffer {
-        guard let route = router.route(path: request.method.path) else {
-            throw .unimplemented("unknown method \(request.method.path)")
-        }
-        let authorization = request.metadata["authorization"]
-        let principal = try router.authenticate(route, authorization: authorization)
-        var metadata = request.metadata
-        metadata.remove("authorization")
+        let (route, context) = try admit(request.method, request.metadata, deadline: request.deadline)
         let message = try GRPCFraming.unaryMessage(request.body, maxMessageBytes: maxMessageBytes, side: .request)
-        let context = ServerContext(
-            method: route.method, metadata: metadata, deadline: request.deadline,
-            principal: principal, authorization: authorization, peer: "in-process"
-        )
         if route.stream != nil {
             return try await unaryOverStream(route, message, context, deadline: request.deadline)
         }
@@ -77,18 +67,25 @@ public struct InProcessChannel: RPCChannel {
     }
 
     public func openStream(_ head: ClientStreamHead) async throws(RPCError) -> RPCClientStream {
-        guard let route = router.route(path: head.method.path) else {
-            throw .unimplemented("unknown method \(head.method.path)")
+        let (route, context) = try admit(head.method, head.metadata, deadline: head.deadline)
+        return start(route, context, deadline: head.deadline)
+    }
+
+    /// The route and the context a call gets, as a server would give them: UNIMPLEMENTED for an
+    /// unknown method, the token checked, `authorization` kept out of the metadata.
+    private func admit(_ method: MethodDescriptor, _ sent: Metadata, deadline: NIODeadline?) throws(RPCError) -> (RPCRoute, ServerContext) {
+        guard let route = router.route(path: method.path) else {
+            throw .unimplemented("unknown method \(method.path)")
         }
-        let authorization = head.metadata["authorization"]
+        let authorization = sent["authorization"]
         let principal = try router.authenticate(route, authorization: authorization)
-        var metadata = head.metadata
+        var metadata = sent
         metadata.remove("authorization")
         let context = ServerContext(
-            method: route.method, metadata: metadata, deadline: head.deadline,
+            method: route.method, metadata: metadata, deadline: deadline,
             principal: principal, authorization: authorization, peer: "in-process"
         )
-        return start(route, context, deadline: head.deadline)
+        return (route, context)
     }
 
     /// Runs the route in a task of its own, joined to the caller by two bounded queues.
