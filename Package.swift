@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "chatmesh", targets: ["chatmesh"]),
         .executable(name: "mesh-echo", targets: ["mesh-echo"]),
         .executable(name: "interop-server", targets: ["interop-server"]),
+        .executable(name: "interop-client", targets: ["interop-client"]),
         .executable(name: "conversation-svc", targets: ["conversation-svc"]),
         .executable(name: "messaging-svc", targets: ["messaging-svc"]),
         .executable(name: "loyalty-svc", targets: ["loyalty-svc"]),
@@ -119,6 +120,14 @@ let package = Package(
                 "MeshInterop", "MeshHTTP2", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "interop-client",
+            dependencies: [
+                "MeshHTTP2", "MeshRPC", "ChatMeshAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // The runtime's own test service (chatmesh.testing.v1.EchoService).

@@ -215,7 +215,7 @@ extension ClientConnectionHandler {
             }
         }
         call.responses.finish(end)
-        call.outbound.releaseWriters(end.failure ?? .cancelled("the call is over"))
+        call.outbound.releaseWriters(end.failure)
     }
 
     func failStreamCalls(_ error: RPCError) {
@@ -280,7 +280,9 @@ extension ClientConnectionHandler {
 
     func waitForRoom(_ callID: UInt64, _ continuation: CheckedContinuation<Void, any Error>) {
         guard let streamID = streamCallsByID[callID], let call = streamCalls[streamID] else {
-            continuation.resume(throwing: RPCError.cancelled("the call is over"))
+            // The message was queued and the call has ended since (a server may answer before the
+            // requests end): the write is done; the next one learns how the call ended.
+            continuation.resume()
             return
         }
         call.outbound.wait(continuation)

@@ -50,11 +50,15 @@ struct StreamOutbound {
         }
     }
 
-    mutating func releaseWriters(_ error: RPCError) {
+    /// Lets every waiting writer go: with `error`, or (nil) as written — the call ended well
+    /// with their messages queued; a later write learns it is over.
+    mutating func releaseWriters(_ error: RPCError?) {
         guard !writers.isEmpty else { return }
         let waiting = writers
         writers.removeAll()
-        for writer in waiting { writer.resume(throwing: error) }
+        for writer in waiting {
+            if let error { writer.resume(throwing: error) } else { writer.resume() }
+        }
     }
 
     /// nghttp2's data callback: copies up to `length` queued bytes and lets writers go once
