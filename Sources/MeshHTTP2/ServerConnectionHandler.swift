@@ -113,6 +113,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Connection liveness: when it opened, when it last had a call, the client's PING pace.
     private let openedAt = NIODeadline.now()
     private var lastActive = NIODeadline.now()
+    /// Streams begun since the last age check: counted, not timed, so a call reads no clock for it.
+    private var streamsSinceCheck = 0
     private var drainStartedAt: NIODeadline?
     private var lastPingAt: NIODeadline?
     private var pingStrikes = 0
@@ -202,6 +204,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// finish (an aged one gets `maxConnectionAgeGrace`), then the connection closes.
     private func checkAge() {
         let now = NIODeadline.now()
+        if streamsSinceCheck > 0 || !streams.isEmpty {
+            lastActive = now
+            streamsSinceCheck = 0
+        }
         if let idle = config.maxConnectionIdle, streams.isEmpty, now - lastActive >= idle, !draining {
             logger.debug("closing an idle connection", metadata: ["peer": "\(peer)"])
             beginDrain()
@@ -350,7 +356,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let stream = Stream(id: id)
         streams[id] = stream
         receiving = stream
-        lastActive = .now()
+        streamsSinceCheck &+= 1
         // A client with calls to make may ping as it likes (gRPC resets its strikes when it sends).
         pingStrikes = 0
         return 0
@@ -485,7 +491,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     fileprivate func onStreamClose(_ streamID: Int32) -> Int32 {
-        lastActive = .now()
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         if let call = stream.streaming {
             streamClosed(stream, call)
