@@ -124,6 +124,11 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     /// This interruption found the statement long for the first time on its connection.
     var isFirstRunPastBudget: Bool { isInterrupt && message == Self.ranPastBudget }
 
+    /// The store was used in a way that cannot work (SQLITE_MISUSE), said in words.
+    static func misuse(_ message: String) -> SQLiteError {
+        SQLiteError(code: SQLITE_MISUSE, message: message, sql: nil)
+    }
+
     static func interrupted(_ sql: String) -> SQLiteError {
         SQLiteError(code: SQLITE_INTERRUPT, message: "runs long: moved off the event loop", sql: sql)
     }

@@ -184,13 +184,23 @@ public final class SQLiteStore: SQLStore {
     public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         guard let lanes else {
             // In memory there is one connection: reading takes the writer's turn
-            // so that it never sees another task's transaction half done.
+            // so that it never sees another task's transaction half done. From inside a
+            // transaction that turn would never come: refused rather than waited for.
+            if SQLiteWriter.inTransaction {
+                throw SQLiteError.misuse("a read inside a write transaction on an in-memory store would wait for itself: read through the transaction's database")
+            }
             return try await withoutActuallyEscaping(body) { body in
                 try await writer.transaction(body)
             }
         }
         // The loop's own readers: a lock and a lookup, then the statements run right here.
-        let key = MultiThreadedEventLoopGroup.currentEventLoop.map { ObjectIdentifier($0) } ?? ObjectIdentifier(self)
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop
+        if loop == nil {
+            // A caller on Swift's cooperative pool: a read that never suspends would let a loop of them
+            // hold a pool thread for good (each read used to hop threads, and so yielded). One yield each.
+            await Task.yield()
+        }
+        let key = loop.map { ObjectIdentifier($0) } ?? ObjectIdentifier(self)
         let lane = lanes.withLockedValue { lanes in
             if let lane = lanes[key] { return lane }
             let lane = AsyncPool(capacity: laneCapacity, make: openReader)

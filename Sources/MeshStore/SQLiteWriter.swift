@@ -26,6 +26,8 @@ final class SQLiteWriter: Sendable {
 
     private struct State {
         var pending: [Job] = []
+        /// The transactions among `pending`, counted as they come and go (reading it walks nothing).
+        var queuedTransactions = 0
         var draining = false
     }
 
@@ -43,6 +45,10 @@ final class SQLiteWriter: Sendable {
         self.executor = EventLoopTaskExecutor(loop: group.next())
     }
 
+    /// True inside a transaction's body (on the writer): a store that would queue another
+    /// transaction behind it from there waits for itself, and refuses instead.
+    @TaskLocal static var inTransaction = false
+
     /// Runs `body` in the next batch; returns once its batch committed (or throws its own error,
     /// or the batch's COMMIT error).
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -51,7 +57,7 @@ final class SQLiteWriter: Sendable {
             let transaction = Transaction(
                 run: { database in
                     do {
-                        outcome.set(.success(try await body(database)))
+                        outcome.set(.success(try await SQLiteWriter.$inTransaction.withValue(true) { try await body(database) }))
                         return nil
                     } catch {
                         outcome.set(.failure(error))
@@ -79,9 +85,7 @@ final class SQLiteWriter: Sendable {
 
     /// Transactions queued behind the batch being committed (they go together in the next one).
     var waiting: Int {
-        state.withLockedValue { state in
-            state.pending.reduce(0) { count, job in if case .transaction = job { count + 1 } else { count } }
-        }
+        state.withLockedValue { $0.queuedTransactions }
     }
 
     /// Waits for everything queued, closes the connection and stops the writer's thread.
@@ -93,6 +97,9 @@ final class SQLiteWriter: Sendable {
     private func enqueue(_ jobs: [Job], first: Bool) {
         let start = state.withLockedValue { state -> Bool in
             if first { state.pending.insert(contentsOf: jobs, at: 0) } else { state.pending.append(contentsOf: jobs) }
+            for job in jobs {
+                if case .transaction = job { state.queuedTransactions += 1 }
+            }
             if state.draining { return false }
             state.draining = true
             return true
@@ -132,6 +139,7 @@ final class SQLiteWriter: Sendable {
                 batch.append(transaction)
             }
             state.pending.removeFirst(batch.count)
+            state.queuedTransactions -= batch.count
             return .batch(batch)
         }
     }

@@ -29,6 +29,26 @@ import Testing
         #expect(throws: SQLiteError.self) { _ = try connection.run("SELECT ?1 AS n", []) }
     }
 
+    @Test func aReadInsideAWriteOnAnInMemoryStoreIsRefusedNotWaitedFor() async throws {
+        let store = try await SQLiteStore.open(path: ":memory:")
+        try await store.closing {
+            try await store.migrate([Migration(version: 1, name: "t", statements: ["CREATE TABLE t (n BIGINT)"])])
+            let outcome: String = try await store.write { db in
+                try await db.raw("INSERT INTO t (n) VALUES (1)").run()
+                do {
+                    _ = try await store.read { try await $0.raw("SELECT n FROM t").all() }
+                    return "read ran"
+                } catch let error as SQLiteError {
+                    return error.message
+                }
+            }
+            #expect(outcome.contains("would wait for itself"))
+            // Outside a transaction the same read runs, and the write was committed.
+            let rows = try await store.read { try await $0.raw("SELECT n FROM t").all() }
+            #expect(rows.count == 1)
+        }
+    }
+
     @Test func valuesComeBackAsTheyWentIn() async throws {
         let store = try await SQLiteStore.open(path: Self.temporaryPath())
         try await store.closing {
