@@ -18,23 +18,21 @@ extension ClientConnectionHandler {
         let headers: EventLoopPromise<Metadata>
         let trailers: ResponseTrailers
         var deframer: GRPCMessageDeframer
+        /// What the call may do next: decided there, carried out here.
+        var machine = ClientStreamStateMachine()
         var initial = Metadata()
         var trailing = Metadata()
-        var sawTrailers = false
         /// The response's `grpc-encoding`, and the one the requests are compressed in.
         var responseEncoding: MessageEncoding?
         var requestEncoding: MessageEncoding?
-        var headersDone = false
         var grpcStatus: Int?
         var grpcMessage: String?
         var httpStatus = 0
-        var failure: RPCError?
         var sent = false
         var deadline: NIODeadline?
         var unreadBytes = 0
         var withheldBytes = 0
         var outbound = StreamOutbound()
-        var requestsFinished = false
 
         init(callID: UInt64, path: String, responses: RPCMessageQueue<ResponseMessage>, headers: EventLoopPromise<Metadata>, trailers: ResponseTrailers, maxMessageBytes: Int) {
             self.callID = callID
@@ -96,8 +94,8 @@ extension ClientConnectionHandler {
         } else if bytesEqual(name, nameLen, "grpc-encoding") {
             let encoding = makeString(value, valueLen)
             call.responseEncoding = MessageEncoding(rawValue: encoding)
-            if call.responseEncoding == nil {
-                call.failure = .internal("\(authority) answered in grpc-encoding '\(encoding)', which was not offered")
+            if call.responseEncoding == nil, let streamID = streamCallsByID[call.callID] {
+                fail(call, streamID, .internal("\(authority) answered in grpc-encoding '\(encoding)', which was not offered"))
             }
         } else if name[0] != UInt8(ascii: ":"), !bytesEqual(name, nameLen, "content-type"), !bytesEqual(name, nameLen, "grpc-encoding"),
                   !bytesEqual(name, nameLen, "grpc-accept-encoding") {
@@ -110,17 +108,17 @@ extension ClientConnectionHandler {
     }
 
     func streamHeadersReceived(_ call: StreamCall, _ frame: UnsafePointer<nghttp2_frame>) {
-        if frame.pointee.headers.cat == NGHTTP2_HCAT_HEADERS {
-            call.sawTrailers = true
-        } else if !call.headersDone {
-            call.headersDone = true
+        switch call.machine.headersReceived() {
+        case .publishInitialMetadata:
             call.headers.succeed(call.initial)
+        case .none:
+            break
         }
     }
 
     func streamData(_ call: StreamCall, _ streamID: Int32, _ chunk: UnsafeRawBufferPointer) {
         guard let session else { return }
-        guard call.failure == nil else {
+        guard call.machine.acceptsMessages else {
             nghttp2_session_consume(session, streamID, chunk.count)
             return
         }
@@ -154,9 +152,13 @@ extension ClientConnectionHandler {
 
     private func fail(_ call: StreamCall, _ streamID: Int32, _ error: RPCError) {
         guard let session else { return }
-        call.failure = error
-        nghttp2_submit_rst_stream(session, NG.flagNone, streamID, NG.cancel)
-        scheduleFlush()
+        switch call.machine.responseFailed(error) {
+        case .reset:
+            nghttp2_submit_rst_stream(session, NG.flagNone, streamID, NG.cancel)
+            scheduleFlush()
+        case .none:
+            break
+        }
     }
 
     /// A response with the compressed flag, in the response's encoding.
@@ -183,20 +185,21 @@ extension ClientConnectionHandler {
     }
 
     func streamClosed(_ call: StreamCall, streamID: Int32, errorCode: UInt32) {
+        // The trailers, or a Trailers-Only response's headers, carry the status's metadata.
+        let metadata = call.machine.responses == .trailersReceived ? call.trailing : call.initial
         let end: Result<Void, RPCError>
-        if let failure = call.failure {
-            end = .failure(failure)
-        } else if let status = call.grpcStatus {
-            let metadata = call.sawTrailers ? call.trailing : call.initial
+        switch call.machine.streamClosed(grpcStatus: call.grpcStatus, grpcMessage: call.grpcMessage, partialMessage: call.deframer.hasPartialMessage) {
+        case .alreadyEnded:
+            return
+        case .ok:
             call.trailers.set(metadata)
-            if call.deframer.hasPartialMessage {
-                end = .failure(.internal("the response stream from \(authority) ended inside a message"))
-            } else if status == 0 {
-                end = .success(())
-            } else {
-                end = .failure(RPCError(RPCError.Code(wireValue: status), call.grpcMessage ?? "", metadata: metadata))
-            }
-        } else {
+            end = .success(())
+        case .status(let code, let message):
+            call.trailers.set(metadata)
+            end = .failure(RPCError(RPCError.Code(wireValue: code), message, metadata: metadata))
+        case .failed(let error):
+            end = .failure(error)
+        case .withoutStatus:
             switch statusWithoutGRPCStatus(httpStatus: call.httpStatus, streamID: streamID, errorCode: errorCode) {
             case let notSent as CallNotSent: end = .failure(notSent.error)
             case let error as RPCError: end = .failure(error)
@@ -207,8 +210,7 @@ extension ClientConnectionHandler {
     }
 
     private func finish(_ call: StreamCall, _ end: Result<Void, RPCError>) {
-        if !call.headersDone {
-            call.headersDone = true
+        if !call.machine.initialMetadataPublished {
             switch end {
             case .success: call.headers.succeed(call.initial)
             case .failure(let error): call.headers.fail(error)
@@ -222,7 +224,7 @@ extension ClientConnectionHandler {
         let pending = streamCalls
         streamCalls.removeAll()
         streamCallsByID.removeAll()
-        for call in pending.values {
+        for call in pending.values where call.machine.ended() {
             finish(call, .failure(error))
         }
     }
@@ -244,7 +246,7 @@ extension ClientConnectionHandler {
     /// Ends the call now (the caller cancelled, its deadline passed): RST_STREAM(CANCEL).
     func abortStream(_ callID: UInt64, _ error: RPCError) {
         guard let session, let streamID = streamCallsByID.removeValue(forKey: callID),
-              let call = streamCalls.removeValue(forKey: streamID) else { return }
+              let call = streamCalls.removeValue(forKey: streamID), call.machine.ended() else { return }
         finish(call, .failure(error))
         nghttp2_submit_rst_stream(session, NG.flagNone, streamID, NG.cancel)
         scheduleFlush()
@@ -254,8 +256,8 @@ extension ClientConnectionHandler {
         guard let session, let context, let streamID = streamCallsByID[callID], let call = streamCalls[streamID] else {
             return .refused(.cancelled("the call is over"))
         }
-        if call.requestsFinished {
-            return .refused(.failedPrecondition("requests were already finished"))
+        if case .refuse(let error) = call.machine.requestWritten() {
+            return .refused(error)
         }
         if message.readableBytes > maxMessageBytes {
             return .refused(.resourceExhausted("request message of \(message.readableBytes) bytes is over the limit of \(maxMessageBytes)"))
@@ -272,10 +274,14 @@ extension ClientConnectionHandler {
     }
 
     func finishRequests(_ callID: UInt64) {
-        guard let session, let streamID = streamCallsByID[callID], let call = streamCalls[streamID], !call.requestsFinished else { return }
-        call.requestsFinished = true
-        call.outbound.resume(session: session, streamID: streamID)
-        scheduleFlush()
+        guard let session, let streamID = streamCallsByID[callID], let call = streamCalls[streamID] else { return }
+        switch call.machine.requestsFinished() {
+        case .endStream:
+            call.outbound.resume(session: session, streamID: streamID)
+            scheduleFlush()
+        case .none:
+            break
+        }
     }
 
     func waitForRoom(_ callID: UInt64, _ continuation: CheckedContinuation<Void, any Error>) {
@@ -290,10 +296,11 @@ extension ClientConnectionHandler {
 
     func readStream(_ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let call = streamCalls[streamID] else { return Int(NG.temporalCallbackFailure) }
-        guard let written = call.outbound.read(into: buf, length: length, ending: call.requestsFinished) else {
+        let finished = call.machine.requests == .finished
+        guard let written = call.outbound.read(into: buf, length: length, ending: finished) else {
             return NG.deferred
         }
-        if call.outbound.isEmpty && call.requestsFinished {
+        if call.outbound.isEmpty && finished {
             flags.pointee |= NG.dataFlagEOF
         }
         return written

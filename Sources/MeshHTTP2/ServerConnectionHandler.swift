@@ -102,6 +102,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Made once: scheduling a flush then allocates no closure.
     private var scheduledFlush: (() -> Void)?
     var draining = false
+    /// The second GOAWAY of a drain (the one that names the last stream) is queued.
+    private var finalGoawaySent = false
     private var closing = false
     /// A GOAWAY that ends the connection is queued: close once it is written.
     private var closeAfterFlush = false
@@ -308,13 +310,33 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     // MARK: Shutdown
 
+    /// A graceful GOAWAY in two steps, as gRPC servers drain: first a notice (last stream id
+    /// 2^31-1: no stream is refused yet, the client stops opening new ones) and a PING; when the
+    /// PING comes back — the client has read the notice, so nothing it sent before is still on its
+    /// way — the real GOAWAY naming the last stream served. A stream the client opened while the
+    /// notice travelled is served, not refused or cut off by the close.
     private func beginDrain() {
         guard let session, !draining else { return }
         draining = true
         drainStartedAt = .now()
-        // Streams up to the last one received are served; later ones the client retries elsewhere.
-        nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), NG.noError, nil, 0)
+        nghttp2_submit_shutdown_notice(session)
+        _ = Self.drainPing.withUnsafeBufferPointer { nghttp2_submit_ping(session, NG.flagNone, $0.baseAddress) }
+        // A client that never answers gets the real GOAWAY anyway.
+        context?.eventLoop.assumeIsolated().scheduleTask(in: Self.drainNoticeTimeout) {
+            self.sendFinalGoaway()
+            self.flush()
+        }
         flush()
+    }
+
+    private static let drainPing: [UInt8] = Array("cm-drain".utf8)
+    private static let drainNoticeTimeout: TimeAmount = .seconds(1)
+
+    /// Streams up to the last one received are served; later ones the client retries elsewhere.
+    private func sendFinalGoaway() {
+        guard let session, draining, !finalGoawaySent else { return }
+        finalGoawaySent = true
+        nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), NG.noError, nil, 0)
     }
 
     private func closeConnection() {
@@ -343,7 +365,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         if closeAfterFlush || (nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0) {
             closeConnection()
-        } else if draining && streams.isEmpty && nghttp2_session_want_write(session) == 0 {
+        } else if finalGoawaySent && streams.isEmpty && nghttp2_session_want_write(session) == 0 {
             closeConnection()
         }
     }
@@ -420,8 +442,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     fileprivate func onFrameRecv(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let type = frame.pointee.hd.type
         let id = frame.pointee.hd.stream_id
-        if type == NG.pingFrame, frame.pointee.hd.flags & NG.ackFlag == 0 {
-            pingReceived()
+        if type == NG.pingFrame {
+            if frame.pointee.hd.flags & NG.ackFlag == 0 {
+                pingReceived()
+            } else if draining, withUnsafeBytes(of: frame.pointee.ping.opaque_data, { Array($0) }) == Self.drainPing {
+                sendFinalGoaway()
+            }
         }
         if type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST, let stream = streams[id] {
             receiving = nil
@@ -564,7 +590,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             answer(stream, error: error)
             return
         }
-        if draining && stream.id > nghttp2_session_get_last_proc_stream_id(session) {
+        if finalGoawaySent && stream.id > nghttp2_session_get_last_proc_stream_id(session) {
             answer(stream, error: .unavailable("server is shutting down"))
             return
         }
