@@ -2,8 +2,6 @@
 // ChatMesh's own client (`interop-client`) is checked against, case by case, and the reference for
 // scripts/bench's streaming rows. Built from proto/grpc/testing by this directory's Makefile.
 #include <chrono>
-#include <cstdio>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -11,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "grpc/testing/test.grpc.pb.h"
+#include "serve.h"
 
 // What grpc's own interop server asks to check expect_compressed: exported by libgrpc (C++ linkage),
 // declared in grpc's internal call_test_only.h, which Debian does not ship.
@@ -153,24 +152,6 @@ class TestService final : public t::TestService::Service {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s HOST:PORT\n", argv[0]);
-    return 2;
-  }
-  const std::string address = argv[1];
   TestService service;
-  grpc::ServerBuilder builder;
-  int bound = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || bound == 0) {
-    std::fprintf(stderr, "interop server: cannot listen on %s\n", address.c_str());
-    return 1;
-  }
-  // Tests and scripts/bench wait for this line, as they do for the ChatMesh executables.
-  std::printf("listening on %s\n", address.c_str());
-  std::fflush(stdout);
-  server->Wait();
-  return 0;
+  return ServeUntilKilled(argc, argv, &service, "interop server");
 }
