@@ -163,14 +163,10 @@ extension ClientConnectionHandler {
 
     /// A response with the compressed flag, in the response's encoding.
     func inflate(_ bytes: ByteBuffer, _ encoding: MessageEncoding?) throws(RPCError) -> ByteBuffer {
-        guard let encoding, encoding != .identity else {
-            throw .internal("a response message from \(authority) has the compressed flag set and no grpc-encoding")
-        }
-        do {
-            return try MessageCompression.decompress(bytes, encoding, limit: maxMessageBytes, allocator: context?.channel.allocator ?? ByteBufferAllocator())
-        } catch {
-            throw MessageCompression.status(error, side: .response)
-        }
+        try MessageCompression.inflate(
+            bytes, encoding, limit: maxMessageBytes, allocator: context?.channel.allocator ?? ByteBufferAllocator(), side: .response,
+            withoutEncoding: "a response message from \(authority) has the compressed flag set and no grpc-encoding"
+        )
     }
 
     /// The caller took a response: its window opens again.

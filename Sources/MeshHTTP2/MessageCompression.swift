@@ -57,7 +57,7 @@ enum MessageCompression {
                 out.writeWithUnsafeMutableBytes(minimumWritableBytes: room) { output in
                     stream.next_out = output.bindMemory(to: Bytef.self).baseAddress
                     stream.avail_out = uInt(room)
-                    rc = inflate(&stream, Z_NO_FLUSH)
+                    rc = CZlib.inflate(&stream, Z_NO_FLUSH)
                     return room - Int(stream.avail_out)
                 }
                 if rc == Z_BUF_ERROR && stream.avail_in == 0 { break }
@@ -74,6 +74,23 @@ enum MessageCompression {
             throw .corrupt("bytes after the end of the \(encoding.rawValue) data")
         }
         return out
+    }
+
+    /// A received message with the compressed flag, in the call's encoding: the flag without an
+    /// encoding is a protocol error (INTERNAL, `withoutEncoding` saying so), and one that cannot
+    /// be inflated within `limit` is the status `status(_:side:)` gives.
+    static func inflate(
+        _ bytes: ByteBuffer, _ encoding: MessageEncoding?, limit: Int, allocator: ByteBufferAllocator,
+        side: GRPCFraming.Side, withoutEncoding: @autoclosure () -> String
+    ) throws(RPCError) -> ByteBuffer {
+        guard let encoding, encoding != .identity else {
+            throw .internal(withoutEncoding())
+        }
+        do {
+            return try decompress(bytes, encoding, limit: limit, allocator: allocator)
+        } catch {
+            throw status(error, side: side)
+        }
     }
 
     /// The status for a message that could not be inflated, on the side that received it.

@@ -287,7 +287,7 @@ extension ServerConnectionHandler {
     }
 
     /// The status (nil: OK) and trailing metadata; with `initial`, a Trailers-Only response's headers.
-    private func statusHeaders(_ status: RPCError?, _ trailing: Metadata, initial: Metadata?) -> HeaderList {
+    func statusHeaders(_ status: RPCError?, _ trailing: Metadata, initial: Metadata?) -> HeaderList {
         let extra = status?.metadata.count ?? 0
         var headers = HeaderList(capacity: 4 + trailing.count + extra + (initial?.count ?? 0))
         if let initial {

@@ -665,14 +665,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// A message with the compressed flag, in `encoding`; the flag without an encoding is a protocol error.
     func inflate(_ bytes: ByteBuffer, _ encoding: MessageEncoding?, side: GRPCFraming.Side) throws(RPCError) -> ByteBuffer {
-        guard let encoding, encoding != .identity else {
-            throw .internal("the \(side.rawValue) message has the compressed flag set and the call has no grpc-encoding")
-        }
-        do {
-            return try MessageCompression.decompress(bytes, encoding, limit: config.maxMessageBytes, allocator: context?.channel.allocator ?? ByteBufferAllocator())
-        } catch {
-            throw MessageCompression.status(error, side: side)
-        }
+        try MessageCompression.inflate(
+            bytes, encoding, limit: config.maxMessageBytes, allocator: context?.channel.allocator ?? ByteBufferAllocator(), side: side,
+            withoutEncoding: "the \(side.rawValue) message has the compressed flag set and the call has no grpc-encoding"
+        )
     }
 
     /// Answers DEADLINE_EXCEEDED for every call past its deadline and re-arms for the next.
@@ -741,16 +737,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         stream.answered = true
         stream.task?.cancel()
         stream.task = nil
-        var headers = HeaderList(capacity: 4 + error.metadata.count)
-        headers.add(":status", "200")
-        headers.add("content-type", "application/grpc")
-        headers.add("grpc-status", String(error.code.rawValue))
-        if !error.message.isEmpty {
-            headers.add("grpc-message", StatusMessageEncoding.encode(error.message))
-        }
-        for (name, value) in error.metadata {
-            headers.add(name, value)
-        }
+        let headers = statusHeaders(error, Metadata(), initial: Metadata())
         sendingResponse()
         headers.withNV { nva, count in
             _ = nghttp2_submit_response(session, stream.id, nva, count, nil)
