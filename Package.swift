@@ -82,17 +82,19 @@ let package = Package(
         ),
         // The outbox's operator face (chatmesh.v1.OutboxService), served by every producing service.
         .target(name: "MeshOutbox", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI"]),
+        // A service's change feed (chatmesh.v1 WatchChanges, R-PANEL-4) served from its MeshStore ChangeLog.
+        .target(name: "MeshChanges", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")]),
         // conversation-svc: domain rules of DOMAIN.md §1, its store and its RPC handlers.
         .target(
             name: "Conversations",
-            dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")]
+            dependencies: ["MeshRPC", "MeshStore", "MeshChanges", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")]
         ),
         // loyalty-svc: the rules of DOMAIN.md §3 (points lots, program, tiers, segments).
-        .target(name: "Loyalty", dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        .target(name: "Loyalty", dependencies: ["MeshRPC", "MeshStore", "MeshChanges", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         // order-svc: the rules of DOMAIN.md §2 (comment parsing, carrier tracking pages, shipping rates), its store and handler.
         .target(
             name: "Orders",
-            dependencies: ["MeshRPC", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["MeshRPC", "MeshStore", "MeshChanges", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         // The gateway: the panel composed from the services' answers (R-PANEL-1..3), the staff report.
         .target(name: "Gateway", dependencies: ["MeshRPC", "ChatMeshAPI", .product(name: "NIOCore", package: "swift-nio")]),
@@ -144,7 +146,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "conversation-svc",
-            dependencies: ["MeshOutbox", "Conversations", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshOutbox", "Conversations", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/conversation-svc",
             exclude: ["README.md"]
         ),
@@ -156,13 +158,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "loyalty-svc",
-            dependencies: ["Loyalty", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Loyalty", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/loyalty-svc",
             exclude: ["README.md"]
         ),
         .executableTarget(
             name: "order-svc",
-            dependencies: ["MeshOutbox", "Orders", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshOutbox", "Orders", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/order-svc",
             exclude: ["README.md"]
         ),
@@ -265,7 +267,7 @@ let package = Package(
         ),
         .testTarget(name: "OrdersTests", dependencies: ["Orders", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
-        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshTestSupport", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshChanges", "MeshTestSupport", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(

@@ -178,3 +178,263 @@ extension Empty {
         try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__empty__get_packed_size, pack: chatmesh__v1__empty__pack)
     }
 }
+
+/// R-PANEL-4: one change a service committed, as its change feed (WatchChanges on
+/// conversation-, order- and loyalty-svc) tells it. It says what to read again,
+/// not the new values: a watcher re-reads the sections it shows.
+public struct Change: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.Change"
+
+    /// Ordered within the service's database: every change committed later has a higher
+    /// position, with no gaps (replicas of a service share one sequence).
+    public var position: Int64 = 0
+    public var shopId: String = ""
+    public var kind: Change.Kind = .init(rawValue: 0)
+    public var pageId: String = ""
+    public var conversationId: String = ""
+    public var customerId: String = ""
+    public var atMs: Int64 = 0
+
+    public init() {}
+
+    public init(position: Int64 = 0, shopId: String = "", kind: Change.Kind = .init(rawValue: 0), pageId: String = "", conversationId: String = "", customerId: String = "", atMs: Int64 = 0) {
+        self.position = position
+        self.shopId = shopId
+        self.kind = kind
+        self.pageId = pageId
+        self.conversationId = conversationId
+        self.customerId = customerId
+        self.atMs = atMs
+    }
+
+    public enum Kind: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case kindUnspecified
+        /// conversation-svc: a message or comment in a conversation (newest message, unread count).
+        case message
+        /// conversation-svc: a conversation opened by its first message.
+        case newConversation
+        /// conversation-svc: assignee or status.
+        case conversation
+        /// conversation-svc: a tag attached or detached (conversation_id set), or a tag of the page
+        /// renamed, hidden, moved or deleted (only page_id set: every conversation of the page).
+        case tags
+        /// conversation-svc: a note added or deleted.
+        case notes
+        /// conversation-svc: customer info, custom field values.
+        case customer
+        /// conversation-svc: blocked or unblocked (R-CONV-8; also an activity entry).
+        case block
+        /// order-svc: a cart of the customer.
+        case carts
+        /// order-svc: an order of the customer (created, paid, shipped, delivered, cancelled…).
+        case orders
+        /// loyalty-svc: the customer's membership, points or tier.
+        case member
+        /// conversation-svc: a staff reply's delivery outcome (SENT, FAILED).
+        case replyDelivery
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.kindUnspecified, .message, .newConversation, .conversation, .tags, .notes, .customer, .block, .carts, .orders, .member, .replyDelivery]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .kindUnspecified
+            case 1: self = .message
+            case 2: self = .newConversation
+            case 3: self = .conversation
+            case 4: self = .tags
+            case 5: self = .notes
+            case 6: self = .customer
+            case 7: self = .block
+            case 8: self = .carts
+            case 9: self = .orders
+            case 10: self = .member
+            case 11: self = .replyDelivery
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .kindUnspecified: 0
+            case .message: 1
+            case .newConversation: 2
+            case .conversation: 3
+            case .tags: 4
+            case .notes: 5
+            case .customer: 6
+            case .block: 7
+            case .carts: 8
+            case .orders: 9
+            case .member: 10
+            case .replyDelivery: 11
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .kindUnspecified: "KIND_UNSPECIFIED"
+            case .message: "MESSAGE"
+            case .newConversation: "NEW_CONVERSATION"
+            case .conversation: "CONVERSATION"
+            case .tags: "TAGS"
+            case .notes: "NOTES"
+            case .customer: "CUSTOMER"
+            case .block: "BLOCK"
+            case .carts: "CARTS"
+            case .orders: "ORDERS"
+            case .member: "MEMBER"
+            case .replyDelivery: "REPLY_DELIVERY"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension Change {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 2, name: "chatmesh.v1.Change.shop_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.Change.page_id", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.Change.conversation_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.Change.customer_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__Change>) {
+        self.init()
+        let c = p.pointee
+        self.position = c.position
+        self.shopId = _PB.string(c.shop_id)
+        self.kind = Change.Kind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
+        self.pageId = _PB.string(c.page_id)
+        self.conversationId = _PB.string(c.conversation_id)
+        self.customerId = _PB.string(c.customer_id)
+        self.atMs = c.at_ms
+    }
+
+    static func _encodeC(_ v: Change, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Change> {
+        let p = a.allocate(Chatmesh__V1__Change.self, count: 1)
+        chatmesh__v1__change__init(p)
+        p.pointee.position = v.position
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.Change.shop_id") }
+        p.pointee.kind = Chatmesh__V1__Change__Kind(rawValue: .init(truncatingIfNeeded: v.kind.rawValue))
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.Change.page_id") }
+        if !v.conversationId.isEmpty { p.pointee.conversation_id = try a.string(v.conversationId, field: "chatmesh.v1.Change.conversation_id") }
+        if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.Change.customer_id") }
+        p.pointee.at_ms = v.atMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__change__unpack, free: chatmesh__v1__change__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__change__get_packed_size, pack: chatmesh__v1__change__pack)
+    }
+}
+
+public struct WatchChangesRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.WatchChangesRequest"
+
+    /// One shop's changes; "*" with a service token: every shop's (the gateway's single feed).
+    public var shopId: String = ""
+    /// Resume after this position; 0: from now on.
+    public var afterPosition: Int64 = 0
+
+    public init() {}
+
+    public init(shopId: String = "", afterPosition: Int64 = 0) {
+        self.shopId = shopId
+        self.afterPosition = afterPosition
+    }
+}
+
+extension WatchChangesRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.WatchChangesRequest.shop_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__WatchChangesRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.afterPosition = c.after_position
+    }
+
+    static func _encodeC(_ v: WatchChangesRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__WatchChangesRequest> {
+        let p = a.allocate(Chatmesh__V1__WatchChangesRequest.self, count: 1)
+        chatmesh__v1__watch_changes_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.WatchChangesRequest.shop_id") }
+        p.pointee.after_position = v.afterPosition
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__watch_changes_request__unpack, free: chatmesh__v1__watch_changes_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__watch_changes_request__get_packed_size, pack: chatmesh__v1__watch_changes_request__pack)
+    }
+}
+
+/// The first response carries no changes: it says the feed is live and from which position.
+public struct WatchChangesResponse: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.WatchChangesResponse"
+
+    /// In position order.
+    public var changes: [Change] = []
+    /// Resume after this position (the last change sent, or further when other shops' changes
+    /// were passed over).
+    public var position: Int64 = 0
+    /// The position asked for is older than the retained window (24 hours): what changed
+    /// between it and `position` is not known, so re-read everything shown, then follow.
+    public var reset: Bool = false
+
+    public init() {}
+
+    public init(changes: [Change] = [], position: Int64 = 0, reset: Bool = false) {
+        self.changes = changes
+        self.position = position
+        self.reset = reset
+    }
+}
+
+extension WatchChangesResponse {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.WatchChangesResponse.changes", kind: .message(Change._pbSchema)),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__WatchChangesResponse>) {
+        self.init()
+        let c = p.pointee
+        self.changes = _PB.messages(c.n_changes, c.changes) { Change(_c: $0) }
+        self.position = c.position
+        self.reset = (c.reset != 0)
+    }
+
+    static func _encodeC(_ v: WatchChangesResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__WatchChangesResponse> {
+        let p = a.allocate(Chatmesh__V1__WatchChangesResponse.self, count: 1)
+        chatmesh__v1__watch_changes_response__init(p)
+        if !v.changes.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Change>?.self, count: v.changes.count)
+            for (i, item) in v.changes.enumerated() { items[i] = try Change._encodeC(item, &a) }
+            p.pointee.n_changes = v.changes.count
+            p.pointee.changes = items
+        }
+        p.pointee.position = v.position
+        p.pointee.reset = (v.reset ? 1 : 0)
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__watch_changes_response__unpack, free: chatmesh__v1__watch_changes_response__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__watch_changes_response__get_packed_size, pack: chatmesh__v1__watch_changes_response__pack)
+    }
+}

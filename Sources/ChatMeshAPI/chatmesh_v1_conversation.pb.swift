@@ -433,10 +433,12 @@ public struct Conversation: RPCMessage, Hashable {
     public var lastMessageAtMs: Int64 = 0
     public var lastMessageText: String = ""
     public var customerName: String = ""
+    /// R-PANEL-4: customer messages since the staff last wrote in the conversation.
+    public var unreadCount: Int32 = 0
 
     public init() {}
 
-    public init(conversationId: String = "", pageId: String = "", customerId: String = "", status: Conversation.Status = .init(rawValue: 0), assignedStaffId: String = "", tags: [Tag] = [], lastMessageAtMs: Int64 = 0, lastMessageText: String = "", customerName: String = "") {
+    public init(conversationId: String = "", pageId: String = "", customerId: String = "", status: Conversation.Status = .init(rawValue: 0), assignedStaffId: String = "", tags: [Tag] = [], lastMessageAtMs: Int64 = 0, lastMessageText: String = "", customerName: String = "", unreadCount: Int32 = 0) {
         self.conversationId = conversationId
         self.pageId = pageId
         self.customerId = customerId
@@ -446,6 +448,7 @@ public struct Conversation: RPCMessage, Hashable {
         self.lastMessageAtMs = lastMessageAtMs
         self.lastMessageText = lastMessageText
         self.customerName = customerName
+        self.unreadCount = unreadCount
     }
 
     public enum Status: RawRepresentable, Sendable, Hashable, CaseIterable {
@@ -510,6 +513,7 @@ extension Conversation {
         self.lastMessageAtMs = c.last_message_at_ms
         self.lastMessageText = _PB.string(c.last_message_text)
         self.customerName = _PB.string(c.customer_name)
+        self.unreadCount = c.unread_count
     }
 
     static func _encodeC(_ v: Conversation, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Conversation> {
@@ -529,6 +533,7 @@ extension Conversation {
         p.pointee.last_message_at_ms = v.lastMessageAtMs
         if !v.lastMessageText.isEmpty { p.pointee.last_message_text = try a.string(v.lastMessageText, field: "chatmesh.v1.Conversation.last_message_text") }
         if !v.customerName.isEmpty { p.pointee.customer_name = try a.string(v.customerName, field: "chatmesh.v1.Conversation.customer_name") }
+        p.pointee.unread_count = v.unreadCount
         return p
     }
 
@@ -3470,6 +3475,169 @@ extension GetStaffConversationStatsResponse {
     }
 }
 
+/// R-PANEL-4.
+public struct WatchInboxRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.WatchInboxRequest"
+
+    public var shopId: String = ""
+    public var pageId: String = ""
+    /// Only the conversations assigned to this staff member; empty: the whole page.
+    public var staffId: String = ""
+    /// From an earlier InboxEvent: what changed since is sent first. Empty: from now on.
+    public var resumeToken: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", pageId: String = "", staffId: String = "", resumeToken: String = "") {
+        self.shopId = shopId
+        self.pageId = pageId
+        self.staffId = staffId
+        self.resumeToken = resumeToken
+    }
+}
+
+extension WatchInboxRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.WatchInboxRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.WatchInboxRequest.page_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.WatchInboxRequest.staff_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.WatchInboxRequest.resume_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__WatchInboxRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.pageId = _PB.string(c.page_id)
+        self.staffId = _PB.string(c.staff_id)
+        self.resumeToken = _PB.string(c.resume_token)
+    }
+
+    static func _encodeC(_ v: WatchInboxRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__WatchInboxRequest> {
+        let p = a.allocate(Chatmesh__V1__WatchInboxRequest.self, count: 1)
+        chatmesh__v1__watch_inbox_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.WatchInboxRequest.shop_id") }
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.WatchInboxRequest.page_id") }
+        if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.WatchInboxRequest.staff_id") }
+        if !v.resumeToken.isEmpty { p.pointee.resume_token = try a.string(v.resumeToken, field: "chatmesh.v1.WatchInboxRequest.resume_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__watch_inbox_request__unpack, free: chatmesh__v1__watch_inbox_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__watch_inbox_request__get_packed_size, pack: chatmesh__v1__watch_inbox_request__pack)
+    }
+}
+
+public struct InboxEvent: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.InboxEvent"
+
+    /// The list row as it is now (as ListConversations gives it); only the id on REMOVED.
+    public var conversation: Conversation? = nil
+    public var kind: InboxEvent.Kind = .init(rawValue: 0)
+    /// Pass it back to resume after this event.
+    public var resumeToken: String = ""
+
+    public init() {}
+
+    public init(conversation: Conversation? = nil, kind: InboxEvent.Kind = .init(rawValue: 0), resumeToken: String = "") {
+        self.conversation = conversation
+        self.kind = kind
+        self.resumeToken = resumeToken
+    }
+
+    public enum Kind: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case kindUnspecified
+        /// Caught up: every row changed before this event has been sent. The first event of a stream.
+        case synced
+        /// A conversation new to the list (opened by its first message, or now assigned to the staff member).
+        case added
+        /// A row of the list changed: newest message, unread count, status, assignee or tags.
+        case updated
+        /// The conversation left the list (assigned to someone else).
+        case removed
+        /// The resume token is older than the retained window (24 hours): load the list again
+        /// (ListConversations), then follow this stream.
+        case reset
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.kindUnspecified, .synced, .added, .updated, .removed, .reset]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .kindUnspecified
+            case 1: self = .synced
+            case 2: self = .added
+            case 3: self = .updated
+            case 4: self = .removed
+            case 5: self = .reset
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .kindUnspecified: 0
+            case .synced: 1
+            case .added: 2
+            case .updated: 3
+            case .removed: 4
+            case .reset: 5
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .kindUnspecified: "KIND_UNSPECIFIED"
+            case .synced: "SYNCED"
+            case .added: "ADDED"
+            case .updated: "UPDATED"
+            case .removed: "REMOVED"
+            case .reset: "RESET"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension InboxEvent {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.InboxEvent.conversation", kind: .message(Conversation._pbSchema)),
+        .init(number: 3, name: "chatmesh.v1.InboxEvent.resume_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__InboxEvent>) {
+        self.init()
+        let c = p.pointee
+        self.conversation = c.conversation.map { Conversation(_c: $0) }
+        self.kind = InboxEvent.Kind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
+        self.resumeToken = _PB.string(c.resume_token)
+    }
+
+    static func _encodeC(_ v: InboxEvent, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__InboxEvent> {
+        let p = a.allocate(Chatmesh__V1__InboxEvent.self, count: 1)
+        chatmesh__v1__inbox_event__init(p)
+        if let m = v.conversation { p.pointee.conversation = try Conversation._encodeC(m, &a) }
+        p.pointee.kind = Chatmesh__V1__InboxEvent__Kind(rawValue: .init(truncatingIfNeeded: v.kind.rawValue))
+        if !v.resumeToken.isEmpty { p.pointee.resume_token = try a.string(v.resumeToken, field: "chatmesh.v1.InboxEvent.resume_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__inbox_event__unpack, free: chatmesh__v1__inbox_event__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__inbox_event__get_packed_size, pack: chatmesh__v1__inbox_event__pack)
+    }
+}
+
 public enum ConversationService {
     public static let name = "chatmesh.v1.ConversationService"
 
@@ -3507,7 +3675,9 @@ public enum ConversationService {
         public static let setCustomFieldValue = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetCustomFieldValue")
         public static let listActivity = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListActivity")
         public static let getStaffConversationStats = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetStaffConversationStats")
-        public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, listConversations, getConversation, getConversationContext, listMessages, assignConversation, setStaffPresence, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats]
+        public static let watchChanges = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "WatchChanges")
+        public static let watchInbox = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "WatchInbox")
+        public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, listConversations, getConversation, getConversationContext, listMessages, assignConversation, setStaffPresence, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats, watchChanges, watchInbox]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -3579,6 +3749,11 @@ public enum ConversationService {
         func listActivity(_ request: ListActivityRequest, context: ServerContext) async throws -> ListActivityResponse
         /// R-REP-1.
         func getStaffConversationStats(_ request: GetStaffConversationStatsRequest, context: ServerContext) async throws -> GetStaffConversationStatsResponse
+        /// R-PANEL-4: what conversation-svc commits, in order, as it commits (Change). A subscriber that
+        /// comes back with its last position gets what it missed; past the retained window, reset.
+        func watchChanges(_ request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context: ServerContext) async throws
+        /// R-PANEL-4: a page's (or one staff member's) conversation list rows as they change.
+        func watchInbox(_ request: WatchInboxRequest, responses: RPCWriter<InboxEvent>, context: ServerContext) async throws
     }
 
     /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
@@ -3753,6 +3928,17 @@ public enum ConversationService {
         public func getStaffConversationStats(_ request: GetStaffConversationStatsRequest, options: CallOptions? = nil) async throws(RPCError) -> GetStaffConversationStatsResponse {
             try await channel.unary(Method.getStaffConversationStats, request, options: options ?? defaultOptions)
         }
+
+        /// R-PANEL-4: what conversation-svc commits, in order, as it commits (Change). A subscriber that
+        /// comes back with its last position gets what it missed; past the retained window, reset.
+        public func watchChanges<Result: Sendable>(_ request: WatchChangesRequest, options: CallOptions? = nil, _ body: (RPCMessageStream<WatchChangesResponse>) async throws -> Result) async throws -> Result {
+            try await channel.serverStreaming(Method.watchChanges, request, options: options ?? defaultOptions, body)
+        }
+
+        /// R-PANEL-4: a page's (or one staff member's) conversation list rows as they change.
+        public func watchInbox<Result: Sendable>(_ request: WatchInboxRequest, options: CallOptions? = nil, _ body: (RPCMessageStream<InboxEvent>) async throws -> Result) async throws -> Result {
+            try await channel.serverStreaming(Method.watchInbox, request, options: options ?? defaultOptions, body)
+        }
     }
 }
 
@@ -3791,6 +3977,8 @@ extension ConversationService.Handler {
             RPCRoute.unary(ConversationService.Method.setCustomFieldValue) { (request: SetCustomFieldValueRequest, context) in try await self.setCustomFieldValue(request, context: context) },
             RPCRoute.unary(ConversationService.Method.listActivity) { (request: ListActivityRequest, context) in try await self.listActivity(request, context: context) },
             RPCRoute.unary(ConversationService.Method.getStaffConversationStats) { (request: GetStaffConversationStatsRequest, context) in try await self.getStaffConversationStats(request, context: context) },
+            RPCRoute.serverStreaming(ConversationService.Method.watchChanges) { (request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context) in try await self.watchChanges(request, responses: responses, context: context) },
+            RPCRoute.serverStreaming(ConversationService.Method.watchInbox) { (request: WatchInboxRequest, responses: RPCWriter<InboxEvent>, context) in try await self.watchInbox(request, responses: responses, context: context) },
         ]
     }
 }

@@ -2454,7 +2454,8 @@ public enum LoyaltyService {
         public static let submitReferral = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "SubmitReferral")
         public static let redeemVoucher = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "RedeemVoucher")
         public static let getOfferRevenueByDistrict = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "GetOfferRevenueByDistrict")
-        public static let all: [MethodDescriptor] = [configureProgram, getProgram, upsertTier, listTiers, deleteTier, getMember, listMembers, upsertCustomerProfile, previewOrder, recordOrderEvent, redeemPoints, adjustPoints, expirePoints, createSegment, listSegments, listSegmentMembers, countSegment, createReferralCampaign, submitReferral, redeemVoucher, getOfferRevenueByDistrict]
+        public static let watchChanges = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "WatchChanges")
+        public static let all: [MethodDescriptor] = [configureProgram, getProgram, upsertTier, listTiers, deleteTier, getMember, listMembers, upsertCustomerProfile, previewOrder, recordOrderEvent, redeemPoints, adjustPoints, expirePoints, createSegment, listSegments, listSegmentMembers, countSegment, createReferralCampaign, submitReferral, redeemVoucher, getOfferRevenueByDistrict, watchChanges]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -2504,6 +2505,9 @@ public enum LoyaltyService {
         func redeemVoucher(_ request: RedeemVoucherRequest, context: ServerContext) async throws -> Voucher
         /// R-LOY-5.
         func getOfferRevenueByDistrict(_ request: GetOfferRevenueByDistrictRequest, context: ServerContext) async throws -> GetOfferRevenueByDistrictResponse
+        /// R-PANEL-4: what loyalty-svc commits, in order, as it commits (Change). A subscriber that
+        /// comes back with its last position gets what it missed; past the retained window, reset.
+        func watchChanges(_ request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context: ServerContext) async throws
     }
 
     /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
@@ -2623,6 +2627,12 @@ public enum LoyaltyService {
         public func getOfferRevenueByDistrict(_ request: GetOfferRevenueByDistrictRequest, options: CallOptions? = nil) async throws(RPCError) -> GetOfferRevenueByDistrictResponse {
             try await channel.unary(Method.getOfferRevenueByDistrict, request, options: options ?? defaultOptions)
         }
+
+        /// R-PANEL-4: what loyalty-svc commits, in order, as it commits (Change). A subscriber that
+        /// comes back with its last position gets what it missed; past the retained window, reset.
+        public func watchChanges<Result: Sendable>(_ request: WatchChangesRequest, options: CallOptions? = nil, _ body: (RPCMessageStream<WatchChangesResponse>) async throws -> Result) async throws -> Result {
+            try await channel.serverStreaming(Method.watchChanges, request, options: options ?? defaultOptions, body)
+        }
     }
 }
 
@@ -2650,6 +2660,7 @@ extension LoyaltyService.Handler {
             RPCRoute.unary(LoyaltyService.Method.submitReferral) { (request: SubmitReferralRequest, context) in try await self.submitReferral(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.redeemVoucher) { (request: RedeemVoucherRequest, context) in try await self.redeemVoucher(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.getOfferRevenueByDistrict) { (request: GetOfferRevenueByDistrictRequest, context) in try await self.getOfferRevenueByDistrict(request, context: context) },
+            RPCRoute.serverStreaming(LoyaltyService.Method.watchChanges) { (request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context) in try await self.watchChanges(request, responses: responses, context: context) },
         ]
     }
 }

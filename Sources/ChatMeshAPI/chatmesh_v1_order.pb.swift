@@ -3043,7 +3043,8 @@ public enum OrderService {
         public static let resendPaymentLink = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "ResendPaymentLink")
         public static let estimateShipping = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "EstimateShipping")
         public static let getStaffSalesStats = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "GetStaffSalesStats")
-        public static let all: [MethodDescriptor] = [upsertProduct, listProducts, upsertWarehouse, listWarehouses, createCampaign, getCampaign, listCampaigns, updateCampaignItemPrice, ingestComment, listCarts, updateCart, sendCartReminder, createOrder, getOrderSummary, getOrder, markOrderPaid, completeOrder, shipOrder, sendOrderConfirmation, cancelOrder, resendPaymentLink, estimateShipping, getStaffSalesStats]
+        public static let watchChanges = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "WatchChanges")
+        public static let all: [MethodDescriptor] = [upsertProduct, listProducts, upsertWarehouse, listWarehouses, createCampaign, getCampaign, listCampaigns, updateCampaignItemPrice, ingestComment, listCarts, updateCart, sendCartReminder, createOrder, getOrderSummary, getOrder, markOrderPaid, completeOrder, shipOrder, sendOrderConfirmation, cancelOrder, resendPaymentLink, estimateShipping, getStaffSalesStats, watchChanges]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -3095,6 +3096,9 @@ public enum OrderService {
         func estimateShipping(_ request: EstimateShippingRequest, context: ServerContext) async throws -> EstimateShippingResponse
         /// R-REP-2.
         func getStaffSalesStats(_ request: GetStaffSalesStatsRequest, context: ServerContext) async throws -> GetStaffSalesStatsResponse
+        /// R-PANEL-4: what order-svc commits, in order, as it commits (Change). A subscriber that
+        /// comes back with its last position gets what it missed; past the retained window, reset.
+        func watchChanges(_ request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context: ServerContext) async throws
     }
 
     /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
@@ -3222,6 +3226,12 @@ public enum OrderService {
         public func getStaffSalesStats(_ request: GetStaffSalesStatsRequest, options: CallOptions? = nil) async throws(RPCError) -> GetStaffSalesStatsResponse {
             try await channel.unary(Method.getStaffSalesStats, request, options: options ?? defaultOptions)
         }
+
+        /// R-PANEL-4: what order-svc commits, in order, as it commits (Change). A subscriber that
+        /// comes back with its last position gets what it missed; past the retained window, reset.
+        public func watchChanges<Result: Sendable>(_ request: WatchChangesRequest, options: CallOptions? = nil, _ body: (RPCMessageStream<WatchChangesResponse>) async throws -> Result) async throws -> Result {
+            try await channel.serverStreaming(Method.watchChanges, request, options: options ?? defaultOptions, body)
+        }
     }
 }
 
@@ -3251,6 +3261,7 @@ extension OrderService.Handler {
             RPCRoute.unary(OrderService.Method.resendPaymentLink) { (request: ResendPaymentLinkRequest, context) in try await self.resendPaymentLink(request, context: context) },
             RPCRoute.unary(OrderService.Method.estimateShipping) { (request: EstimateShippingRequest, context) in try await self.estimateShipping(request, context: context) },
             RPCRoute.unary(OrderService.Method.getStaffSalesStats) { (request: GetStaffSalesStatsRequest, context) in try await self.getStaffSalesStats(request, context: context) },
+            RPCRoute.serverStreaming(OrderService.Method.watchChanges) { (request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context) in try await self.watchChanges(request, responses: responses, context: context) },
         ]
     }
 }

@@ -462,6 +462,132 @@ extension GetStaffReportResponse {
     }
 }
 
+/// R-PANEL-4.
+public struct WatchPanelRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.WatchPanelRequest"
+
+    public var shopId: String = ""
+    public var pageId: String = ""
+    public var conversationId: String = ""
+    /// From an earlier PanelUpdate: only what changed since is sent first. Empty: the whole panel.
+    public var resumeToken: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", pageId: String = "", conversationId: String = "", resumeToken: String = "") {
+        self.shopId = shopId
+        self.pageId = pageId
+        self.conversationId = conversationId
+        self.resumeToken = resumeToken
+    }
+}
+
+extension WatchPanelRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.WatchPanelRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.WatchPanelRequest.page_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.WatchPanelRequest.conversation_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.WatchPanelRequest.resume_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__WatchPanelRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.pageId = _PB.string(c.page_id)
+        self.conversationId = _PB.string(c.conversation_id)
+        self.resumeToken = _PB.string(c.resume_token)
+    }
+
+    static func _encodeC(_ v: WatchPanelRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__WatchPanelRequest> {
+        let p = a.allocate(Chatmesh__V1__WatchPanelRequest.self, count: 1)
+        chatmesh__v1__watch_panel_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.WatchPanelRequest.shop_id") }
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.WatchPanelRequest.page_id") }
+        if !v.conversationId.isEmpty { p.pointee.conversation_id = try a.string(v.conversationId, field: "chatmesh.v1.WatchPanelRequest.conversation_id") }
+        if !v.resumeToken.isEmpty { p.pointee.resume_token = try a.string(v.resumeToken, field: "chatmesh.v1.WatchPanelRequest.resume_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__watch_panel_request__unpack, free: chatmesh__v1__watch_panel_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__watch_panel_request__get_packed_size, pack: chatmesh__v1__watch_panel_request__pack)
+    }
+}
+
+public struct PanelUpdate: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.PanelUpdate"
+
+    /// The first update: the whole panel. After it: only the sections named in changed_sections
+    /// are set; the others are as last sent.
+    public var panel: Panel? = nil
+    /// conversation, customer, tags, carts, order_summary, notes, referral, custom_fields, activity, member.
+    public var changedSections: [String] = []
+    /// Every section that cannot be served now (R-PANEL-2); one missing from an earlier update's
+    /// list is back and named in changed_sections.
+    public var unavailableSections: [UnavailableSection] = []
+    /// Pass it back to resume after this update.
+    public var resumeToken: String = ""
+
+    public init() {}
+
+    public init(panel: Panel? = nil, changedSections: [String] = [], unavailableSections: [UnavailableSection] = [], resumeToken: String = "") {
+        self.panel = panel
+        self.changedSections = changedSections
+        self.unavailableSections = unavailableSections
+        self.resumeToken = resumeToken
+    }
+}
+
+extension PanelUpdate {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.PanelUpdate.panel", kind: .message(Panel._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.PanelUpdate.changed_sections", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.PanelUpdate.unavailable_sections", kind: .message(UnavailableSection._pbSchema)),
+        .init(number: 4, name: "chatmesh.v1.PanelUpdate.resume_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__PanelUpdate>) {
+        self.init()
+        let c = p.pointee
+        self.panel = c.panel.map { Panel(_c: $0) }
+        self.changedSections = _PB.array(c.n_changed_sections, c.changed_sections) { _PB.string($0) }
+        self.unavailableSections = _PB.messages(c.n_unavailable_sections, c.unavailable_sections) { UnavailableSection(_c: $0) }
+        self.resumeToken = _PB.string(c.resume_token)
+    }
+
+    static func _encodeC(_ v: PanelUpdate, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PanelUpdate> {
+        let p = a.allocate(Chatmesh__V1__PanelUpdate.self, count: 1)
+        chatmesh__v1__panel_update__init(p)
+        if let m = v.panel { p.pointee.panel = try Panel._encodeC(m, &a) }
+        if !v.changedSections.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<CChar>?.self, count: v.changedSections.count)
+            for (i, item) in v.changedSections.enumerated() { items[i] = try a.string(item, field: "chatmesh.v1.PanelUpdate.changed_sections") }
+            p.pointee.n_changed_sections = v.changedSections.count
+            p.pointee.changed_sections = items
+        }
+        if !v.unavailableSections.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__UnavailableSection>?.self, count: v.unavailableSections.count)
+            for (i, item) in v.unavailableSections.enumerated() { items[i] = try UnavailableSection._encodeC(item, &a) }
+            p.pointee.n_unavailable_sections = v.unavailableSections.count
+            p.pointee.unavailable_sections = items
+        }
+        if !v.resumeToken.isEmpty { p.pointee.resume_token = try a.string(v.resumeToken, field: "chatmesh.v1.PanelUpdate.resume_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__panel_update__unpack, free: chatmesh__v1__panel_update__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__panel_update__get_packed_size, pack: chatmesh__v1__panel_update__pack)
+    }
+}
+
 public enum PanelService {
     public static let name = "chatmesh.v1.PanelService"
 
@@ -470,7 +596,8 @@ public enum PanelService {
         public static let getPanel = MethodDescriptor(service: "chatmesh.v1.PanelService", method: "GetPanel")
         public static let estimateShipping = MethodDescriptor(service: "chatmesh.v1.PanelService", method: "EstimateShipping")
         public static let getStaffReport = MethodDescriptor(service: "chatmesh.v1.PanelService", method: "GetStaffReport")
-        public static let all: [MethodDescriptor] = [getPanel, estimateShipping, getStaffReport]
+        public static let watchPanel = MethodDescriptor(service: "chatmesh.v1.PanelService", method: "WatchPanel")
+        public static let all: [MethodDescriptor] = [getPanel, estimateShipping, getStaffReport, watchPanel]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -482,6 +609,8 @@ public enum PanelService {
         func estimateShipping(_ request: EstimateShippingRequest, context: ServerContext) async throws -> EstimateShippingResponse
         /// R-REP-1..2, R-PANEL-3.
         func getStaffReport(_ request: GetStaffReportRequest, context: ServerContext) async throws -> GetStaffReportResponse
+        /// R-PANEL-4: the whole panel, then each section again as it changes (R-PANEL-2 on the way).
+        func watchPanel(_ request: WatchPanelRequest, responses: RPCWriter<PanelUpdate>, context: ServerContext) async throws
     }
 
     /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
@@ -509,6 +638,11 @@ public enum PanelService {
         public func getStaffReport(_ request: GetStaffReportRequest, options: CallOptions? = nil) async throws(RPCError) -> GetStaffReportResponse {
             try await channel.unary(Method.getStaffReport, request, options: options ?? defaultOptions)
         }
+
+        /// R-PANEL-4: the whole panel, then each section again as it changes (R-PANEL-2 on the way).
+        public func watchPanel<Result: Sendable>(_ request: WatchPanelRequest, options: CallOptions? = nil, _ body: (RPCMessageStream<PanelUpdate>) async throws -> Result) async throws -> Result {
+            try await channel.serverStreaming(Method.watchPanel, request, options: options ?? defaultOptions, body)
+        }
     }
 }
 
@@ -518,6 +652,7 @@ extension PanelService.Handler {
             RPCRoute.unary(PanelService.Method.getPanel) { (request: GetPanelRequest, context) in try await self.getPanel(request, context: context) },
             RPCRoute.unary(PanelService.Method.estimateShipping) { (request: EstimateShippingRequest, context) in try await self.estimateShipping(request, context: context) },
             RPCRoute.unary(PanelService.Method.getStaffReport) { (request: GetStaffReportRequest, context) in try await self.getStaffReport(request, context: context) },
+            RPCRoute.serverStreaming(PanelService.Method.watchPanel) { (request: WatchPanelRequest, responses: RPCWriter<PanelUpdate>, context) in try await self.watchPanel(request, responses: responses, context: context) },
         ]
     }
 }

@@ -119,5 +119,11 @@ public enum ConversationSchema {
         ]),
         // Profile, tag and customer-message events for loyalty-svc and messaging-svc (ConversationEvents).
         Migration(version: 2, name: "outbox", statements: Outbox.schema),
+        // R-PANEL-4: what changed, in order, for the live panel and the inbox (ChangeLog).
+        Migration(version: 3, name: "change log", statements: ChangeLog.schema),
+        // R-PANEL-4: the inbox row's unread count (customer messages since the staff last wrote).
+        Migration(version: 4, name: "unread count", statements: [
+            "ALTER TABLE conversations ADD COLUMN unread_count BIGINT NOT NULL DEFAULT 0",
+        ]),
     ]
 }

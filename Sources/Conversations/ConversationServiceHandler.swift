@@ -1,16 +1,46 @@
 import ChatMeshAPI
+import MeshChanges
 import MeshRPC
 import MeshStore
 
 /// chatmesh.v1.ConversationService: checks each request (shop scope is checked
 /// by the router before it gets here), calls the store, answers.
-public struct ConversationServiceHandler: ConversationService.Handler {
+public struct ConversationServiceHandler: ConversationService.Handler, DrainingService {
     let store: any ConversationStore
     let now: @Sendable () -> Int64
+    /// The change feed (WatchChanges) and what WatchInbox reads; nil where nothing watches (unit tests).
+    let changes: ChangeFeed?
+    let stallLimit: Duration
 
-    public init(store: any ConversationStore, now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }) {
+    public init(
+        store: any ConversationStore, changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60),
+        now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+    ) {
         self.store = store
+        self.changes = changes
+        self.stallLimit = stallLimit
         self.now = now
+    }
+
+    public func beginDraining() async {
+        changes?.log.drain()
+    }
+
+    func changeFeed() throws(RPCError) -> ChangeFeed {
+        guard let changes else { throw .unimplemented("this conversation-svc keeps no change log") }
+        return changes
+    }
+
+    public func watchChanges(_ request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context: ServerContext) async throws {
+        try await changeFeed().serve(request, responses: responses, stallLimit: stallLimit)
+    }
+
+    public func watchInbox(_ request: WatchInboxRequest, responses: RPCWriter<InboxEvent>, context: ServerContext) async throws {
+        let page = try InputRules.id(request.pageId, "page_id")
+        try InputRules.optionalId(request.staffId, "staff_id")
+        let after = try InboxWatch.position(request.resumeToken)
+        let watch = InboxWatch(store: store, log: try changeFeed().log, stallLimit: stallLimit)
+        try await watch.run(shop: request.shopId, pageId: page, staffId: request.staffId.isEmpty ? nil : request.staffId, after: after, responses: responses)
     }
 
     /// The staff member acting: the request's `staff_id`, else the token's.

@@ -26,6 +26,10 @@ public protocol ConversationStore: Sendable {
     func ingest(_ message: IngestMessageRequest, nowMs: Int64) async throws -> IngestMessageResponse
     func listConversations(shop: String, filter: ConversationFilter) async throws -> ListConversationsResponse
     func conversation(shop: String, id: String) async throws -> Conversation
+    /// R-PANEL-4: the list rows of these conversations (those that exist), with their tags.
+    func conversations(shop: String, ids: [String]) async throws -> [Conversation]
+    /// NOT_FOUND unless the page is connected.
+    func requirePage(shop: String, pageId: String) async throws
     func listMessages(shop: String, conversationId: String, pageSize: Int, after: String?) async throws -> ListMessagesResponse
     func assign(shop: String, conversationId: String, staffId: String?, mode: AssignConversationRequest.Mode, nowMs: Int64) async throws -> Conversation
     func setPresence(shop: String, pageId: String, staffId: String, online: Bool) async throws

@@ -1,4 +1,5 @@
 import ChatMeshAPI
+import MeshChanges
 import MeshRPC
 import MeshStore
 import SQLKit
@@ -8,11 +9,17 @@ import SQLKit
 public struct SQLConversationStore: ConversationStore {
     let db: any SQLStore
     /// Rung after a commit that wrote outbox rows (ConversationEvents).
-    public let outboxBell: OutboxBell
+    public let commitBell: CommitBell
 
-    public init(_ db: any SQLStore, outboxBell: OutboxBell = OutboxBell()) {
+    public init(_ db: any SQLStore, commitBell: CommitBell = CommitBell()) {
         self.db = db
-        self.outboxBell = outboxBell
+        self.commitBell = commitBell
+    }
+
+    /// A transaction, then the bell: the outbox rows and changes it committed are looked at now.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        defer { commitBell.ring() }
+        return try await db.write(body)
     }
 
     /// The database, for the outbox's dispatcher and its operator RPCs.
@@ -44,7 +51,7 @@ public struct SQLConversationStore: ConversationStore {
     // MARK: Pages and tags
 
     public func connectPage(shop: String, pageId: String, name: String, platform: Page.Platform, facebookLabelSync: Bool, nowMs: Int64) async throws -> Page {
-        try await db.write { db in
+        return try await write { db in
             if let row = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() {
                 // R-TAG-2: connecting again creates nothing; the name may have changed on the platform.
                 if try row.string("name") != name {
@@ -60,6 +67,7 @@ public struct SQLConversationStore: ConversationStore {
                         \(bind: facebookLabelSync ? 1 : 0 as Int64), \(bind: facebookLabelSync ? 1 : 0 as Int64))
                 """).run()
             try await Self.installDefaults(db, shop: shop, pageId: pageId)
+            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: nowMs)
             return Page(
                 pageId: pageId, name: name, platform: platform, connectedAtMs: nowMs, firstConnect: true, facebookLabelSync: facebookLabelSync
             )
@@ -67,9 +75,10 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func installDefaultTags(shop: String, pageId: String) async throws -> TagList {
-        try await db.write { db in
+        return try await write { db in
             _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
             try await Self.installDefaults(db, shop: shop, pageId: pageId)
+            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: Clock.nowMs())
             return try await Self.tagList(db, shop: shop, pageId: pageId, includeHidden: true)
         }
     }
@@ -125,7 +134,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func createFolder(shop: String, pageId: String, name: String) async throws -> TagFolder {
-        try await db.write { db in
+        return try await write { db in
             _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
             let key = TagName.key(name)
             if try await db.raw("SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: key)").first() != nil {
@@ -141,7 +150,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func createTag(shop: String, pageId: String, folderId: String, name: String, color: String, visible: Bool) async throws -> Tag {
-        try await db.write { db in
+        return try await write { db in
             _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
             try await Self.requireFolder(db, shop: shop, pageId: pageId, folderId: folderId)
             try await Self.requireFreeTagName(db, shop: shop, pageId: pageId, name: name, except: nil)
@@ -151,13 +160,13 @@ public struct SQLConversationStore: ConversationStore {
                 VALUES (\(bind: shop), \(bind: tag.tagId), \(bind: pageId), \(bind: folderId), \(bind: name), \(bind: TagName.key(name)),
                         \(bind: color), \(bind: visible ? 1 : 0 as Int64))
                 """).run()
+            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: Clock.nowMs())
             return tag
         }
     }
 
     public func updateTag(shop: String, pageId: String, tagId: String, folderId: String, name: String, color: String, visible: Bool) async throws -> Tag {
-        defer { outboxBell.ring() }
-        return try await db.write { db in
+        return try await write { db in
             let before = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
             if before.name != name {
                 // Segments match tags by name: every carrier's profile changes.
@@ -172,13 +181,13 @@ public struct SQLConversationStore: ConversationStore {
                        color = \(bind: color), visible = \(bind: visible ? 1 : 0 as Int64)
                 WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)
                 """).run()
+            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: Clock.nowMs())
             return Tag(tagId: tagId, folderId: folderId, name: name, color: color, visible: visible)
         }
     }
 
     public func deleteTag(shop: String, pageId: String, tagId: String) async throws {
-        defer { outboxBell.ring() }
-        try await db.write { db in
+        return try await write { db in
             let tag = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
             // A deleted tag comes off every conversation: profiles change and its scenarios stop.
             let now = Clock.nowMs()
@@ -190,12 +199,12 @@ public struct SQLConversationStore: ConversationStore {
             try await Outbox.enqueue(db, events, nowMs: now)
             try await db.raw("DELETE FROM conversation_tags WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)").run()
             try await db.raw("DELETE FROM tags WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)").run()
+            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: now)
         }
     }
 
     public func attachTag(shop: String, conversationId: String, tagId: String, staffId: String, nowMs: Int64) async throws -> Conversation {
-        defer { outboxBell.ring() }
-        return try await db.write { db in
+        return try await write { db in
             var conversation = try await Self.requireConversation(db, shop: shop, id: conversationId)
             let tag = try await Self.requireTag(db, shop: shop, pageId: conversation.pageId, tagId: tagId, field: "tag_id")
             // What the answer shows is read once, before the change, and the new tag appended to it.
@@ -215,14 +224,14 @@ public struct SQLConversationStore: ConversationStore {
                 customerId: conversation.customerId, tagId: tagId, tagName: tag.name, nowMs: nowMs
             )
             try await Self.tagEvents(db, shop: shop, customerId: conversation.customerId, tagName: tag.name, attached: true, nowMs: nowMs)
+            try await Self.changed(db, shop: shop, .tags, conversation, nowMs: nowMs)
             conversation.tags.append(tag)
             return conversation
         }
     }
 
     public func detachTag(shop: String, conversationId: String, tagId: String, staffId: String, nowMs: Int64) async throws -> Conversation {
-        defer { outboxBell.ring() }
-        return try await db.write { db in
+        return try await write { db in
             let conversation = try await Self.requireConversation(db, shop: shop, id: conversationId)
             let tag = try await Self.requireTag(db, shop: shop, pageId: conversation.pageId, tagId: tagId, field: "tag_id")
             let existing = try await db.raw("""
@@ -238,6 +247,7 @@ public struct SQLConversationStore: ConversationStore {
                     customerId: conversation.customerId, tagId: tagId, tagName: tag.name, nowMs: nowMs
                 )
                 try await Self.tagEvents(db, shop: shop, customerId: conversation.customerId, tagName: tag.name, attached: false, nowMs: nowMs)
+                try await Self.changed(db, shop: shop, .tags, conversation, nowMs: nowMs)
             }
             return try await Self.conversationView(db, shop: shop, id: conversationId)
         }
@@ -261,7 +271,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func setFacebookLabelSync(shop: String, pageId: String, enabled: Bool) async throws -> Page {
-        try await db.write { db in
+        return try await write { db in
             var page = try await Self.requirePage(db, shop: shop, pageId: pageId)
             // Switching on later never back-fills (R-TAG-6); switching off cancels a pending back-fill.
             try await db.raw("""
@@ -277,8 +287,7 @@ public struct SQLConversationStore: ConversationStore {
     public func syncFacebookLabels(
         shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], nowMs: Int64
     ) async throws -> SyncFacebookLabelsResponse {
-        defer { outboxBell.ring() }
-        return try await db.write { db in
+        return try await write { db in
             guard let pageRow = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() else {
                 throw RPCError.notFound("page_id: page \(pageId) is not connected")
             }
@@ -368,6 +377,10 @@ public struct SQLConversationStore: ConversationStore {
                 }
             }
             try await Outbox.enqueue(db, events, nowMs: nowMs)
+            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: nowMs)
+            for customer in Set(attachedTo.map(\.customer)).sorted() {
+                try await Self.customerChanged(db, shop: shop, customerId: customer, .tags, nowMs: nowMs)
+            }
             if noConversation > 0 {
                 plan.skipped += noConversation
                 plan.reasons.append("\(noConversation) attachments of customers with no conversation on this page")
@@ -423,8 +436,7 @@ public struct SQLConversationStore: ConversationStore {
         // Capture is pure text work: done before the transaction so the writer is held for SQL only.
         let capturedPhone = message.sender == .customer ? ContactCapture.phone(in: message.text) : nil
         let capturedAddress = message.sender == .customer ? ContactCapture.address(in: message.text) : nil
-        defer { outboxBell.ring() }
-        return try await db.write { db in
+        return try await write { db in
             // One read finds the page, the customer and their conversation (each may be missing).
             guard let known = try await db.raw("""
                 SELECT p.page_id, p.platform, cu.customer_id, cu.name, cu.phone, cu.phone_source, cu.address, cu.address_source, cu.blocked,
@@ -533,6 +545,8 @@ public struct SQLConversationStore: ConversationStore {
             if customerChanged {
                 update += ", customer_name = \(bind: customer.name), search_key = \(bind: Self.searchKey(name: customer.name, phone: customer.phone))"
             }
+            // R-PANEL-4: the inbox's unread count: customer messages since the staff last wrote.
+            update += message.sender == .customer ? ", unread_count = unread_count + 1" : ", unread_count = 0"
             update += " WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)"
             try await db.raw(update).run()
             if latest && !isNew {
@@ -555,6 +569,11 @@ public struct SQLConversationStore: ConversationStore {
             if !events.isEmpty {
                 try await Outbox.enqueue(db, events, nowMs: nowMs)
             }
+            var changes = [ChangeLog.Entry(
+                shopId: shop, kind: isNew ? .newConversation : .message, pageId: message.pageId, conversationId: conversationId, customerId: customer.id
+            )]
+            if customerChanged { changes.append(ChangeLog.Entry(shopId: shop, kind: .customer, pageId: message.pageId, customerId: customer.id)) }
+            try await ChangeLog.record(db, changes, nowMs: nowMs)
 
             response.conversationId = conversationId
             response.messageId = messageId
@@ -581,6 +600,31 @@ public struct SQLConversationStore: ConversationStore {
             WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND staff_id = \(bind: staff)
             """).run()
         return staff
+    }
+
+    /// R-PANEL-4: one change of a conversation, for the change log.
+    static func changed(_ db: any SQLDatabase, shop: String, _ kind: Change.Kind, _ conversation: Conversation, nowMs: Int64) async throws {
+        try await ChangeLog.record(
+            db, [ChangeLog.Entry(shopId: shop, kind: kind, pageId: conversation.pageId, conversationId: conversation.conversationId, customerId: conversation.customerId)],
+            nowMs: nowMs
+        )
+    }
+
+    /// R-PANEL-4: the page's tags changed (created, renamed, hidden, moved, deleted): every panel of the page.
+    static func pageTagsChanged(_ db: any SQLDatabase, shop: String, pageId: String, nowMs: Int64) async throws {
+        try await ChangeLog.record(db, [ChangeLog.Entry(shopId: shop, kind: .tags, pageId: pageId)], nowMs: nowMs)
+    }
+
+    /// R-PANEL-4: something of a customer changed; each of the customer's conversations is named, for the inbox.
+    static func customerChanged(_ db: any SQLDatabase, shop: String, customerId: String, _ kind: Change.Kind, nowMs: Int64) async throws {
+        let rows = try await db.raw("""
+            SELECT conversation_id, page_id FROM conversations WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
+            """).all()
+        var entries = try rows.map {
+            ChangeLog.Entry(shopId: shop, kind: kind, pageId: try $0.string("page_id"), conversationId: try $0.string("conversation_id"), customerId: customerId)
+        }
+        if entries.isEmpty { entries = [ChangeLog.Entry(shopId: shop, kind: kind, customerId: customerId)] }
+        try await ChangeLog.record(db, entries, nowMs: nowMs)
     }
 
     static func recordEvent(_ db: any SQLDatabase, shop: String, conversationId: String, pageId: String, kind: EventKind, staffId: String, atMs: Int64) async throws {
@@ -676,6 +720,25 @@ public struct SQLConversationStore: ConversationStore {
         try await db.read { db in try await Self.conversationView(db, shop: shop, id: id) }
     }
 
+    public func conversations(shop: String, ids: [String]) async throws -> [Conversation] {
+        guard !ids.isEmpty else { return [] }
+        return try await db.read { db in
+            var rows: [Conversation] = []
+            for start in stride(from: 0, to: ids.count, by: 500) {
+                let chunk = Array(ids[start..<min(start + 500, ids.count)])
+                rows += try await db.raw("SELECT * FROM conversations WHERE shop_id = \(bind: shop) AND conversation_id IN (\(binds: chunk))").all()
+                    .map(Self.conversation)
+            }
+            let tags = try await Self.attachedTags(db, shop: shop, conversationIds: rows.map(\.conversationId))
+            for index in rows.indices { rows[index].tags = tags[rows[index].conversationId] ?? [] }
+            return rows
+        }
+    }
+
+    public func requirePage(shop: String, pageId: String) async throws {
+        _ = try await db.read { db in try await Self.requirePage(db, shop: shop, pageId: pageId) }
+    }
+
     public func listMessages(shop: String, conversationId: String, pageSize: Int, after: String?) async throws -> ListMessagesResponse {
         try await db.read { db in
             _ = try await Self.requireConversation(db, shop: shop, id: conversationId)
@@ -701,7 +764,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func assign(shop: String, conversationId: String, staffId: String?, mode: AssignConversationRequest.Mode, nowMs: Int64) async throws -> Conversation {
-        try await db.write { db in
+        return try await write { db in
             let current = try await Self.requireConversation(db, shop: shop, id: conversationId)
             let staff: String
             if let staffId {
@@ -720,13 +783,14 @@ public struct SQLConversationStore: ConversationStore {
                     db, shop: shop, conversationId: conversationId, pageId: current.pageId, kind: mode == .auto ? .assignedAuto : .assignedManual,
                     staffId: staff, atMs: nowMs
                 )
+                try await Self.changed(db, shop: shop, .conversation, current, nowMs: nowMs)
             }
             return try await Self.conversationView(db, shop: shop, id: conversationId)
         }
     }
 
     public func setPresence(shop: String, pageId: String, staffId: String, online: Bool) async throws {
-        try await db.write { db in
+        return try await write { db in
             _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
             try await db.raw("""
                 INSERT INTO staff_presence (shop_id, page_id, staff_id, online, auto_turn)
@@ -737,7 +801,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func setStatus(shop: String, conversationId: String, open: Bool, staffId: String, nowMs: Int64) async throws -> Conversation {
-        try await db.write { db in
+        return try await write { db in
             let current = try await Self.requireConversation(db, shop: shop, id: conversationId)
             let wanted: Conversation.Status = open ? .open : .closed
             if current.status != wanted {
@@ -751,6 +815,7 @@ public struct SQLConversationStore: ConversationStore {
                 try await Self.recordEvent(
                     db, shop: shop, conversationId: conversationId, pageId: current.pageId, kind: open ? .reopened : .closed, staffId: staffId, atMs: nowMs
                 )
+                try await Self.changed(db, shop: shop, .conversation, current, nowMs: nowMs)
             }
             return try await Self.conversationView(db, shop: shop, id: conversationId)
         }
@@ -779,8 +844,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func updateCustomer(shop: String, id: String, changes: CustomerChanges) async throws -> Customer {
-        defer { outboxBell.ring() }
-        return try await db.write { db in
+        return try await write { db in
             var customer = try await Self.customerView(db, shop: shop, id: id)
             var sql: SQLQueryString = "UPDATE customers SET customer_id = customer_id"
             if let name = changes.name {
@@ -808,12 +872,13 @@ public struct SQLConversationStore: ConversationStore {
                 let now = Clock.nowMs()
                 try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: [id], nowMs: now), nowMs: now)
             }
+            try await Self.customerChanged(db, shop: shop, customerId: id, .customer, nowMs: Clock.nowMs())
             return try await Self.customerView(db, shop: shop, id: id)
         }
     }
 
     public func setBlocked(shop: String, customerId: String, blocked: Bool, staffId: String, nowMs: Int64) async throws -> Customer {
-        try await db.write { db in
+        return try await write { db in
             let customer = try await Self.customerView(db, shop: shop, id: customerId)
             if customer.blocked != blocked {
                 try await db.raw("""
@@ -826,19 +891,21 @@ public struct SQLConversationStore: ConversationStore {
                     db, shop: shop, pageId: customer.pageId, action: blocked ? .customerBlocked : .customerUnblocked, staffId: staffId,
                     conversationId: conversationId, customerId: customerId, tagId: "", tagName: "", nowMs: nowMs
                 )
+                try await Self.customerChanged(db, shop: shop, customerId: customerId, .block, nowMs: nowMs)
             }
             return try await Self.customerView(db, shop: shop, id: customerId)
         }
     }
 
     public func addNote(shop: String, customerId: String, text: String, staffId: String, nowMs: Int64) async throws -> Note {
-        try await db.write { db in
+        return try await write { db in
             try await Self.requireCustomer(db, shop: shop, id: customerId)
             let note = Note(noteId: SortableID.make("note_", nowMs: nowMs), customerId: customerId, text: text, staffId: staffId, createdAtMs: nowMs)
             try await db.raw("""
                 INSERT INTO notes (shop_id, note_id, customer_id, text, staff_id, created_at_ms)
                 VALUES (\(bind: shop), \(bind: note.noteId), \(bind: customerId), \(bind: text), \(bind: staffId), \(bind: nowMs))
                 """).run()
+            try await Self.customerChanged(db, shop: shop, customerId: customerId, .notes, nowMs: nowMs)
             return note
         }
     }
@@ -867,7 +934,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func deleteNote(shop: String, customerId: String, noteId: String) async throws {
-        try await db.write { db in
+        return try await write { db in
             try await Self.requireCustomer(db, shop: shop, id: customerId)
             guard try await db.raw("""
                 SELECT note_id FROM notes WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND note_id = \(bind: noteId)
@@ -875,11 +942,12 @@ public struct SQLConversationStore: ConversationStore {
                 throw RPCError.notFound("note_id: customer \(customerId) has no note \(noteId)")
             }
             try await db.raw("DELETE FROM notes WHERE shop_id = \(bind: shop) AND note_id = \(bind: noteId)").run()
+            try await Self.customerChanged(db, shop: shop, customerId: customerId, .notes, nowMs: Clock.nowMs())
         }
     }
 
     public func defineCustomField(shop: String, field: CustomField) async throws -> CustomField {
-        try await db.write { db in
+        return try await write { db in
             if let row = try await db.raw("SELECT * FROM custom_fields WHERE shop_id = \(bind: shop) AND field_key = \(bind: field.key)").first() {
                 let existing = try Self.customField(row)
                 // Values already stored were checked against the old type; a new type could make them wrong.
@@ -907,7 +975,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     public func setCustomFieldValue(shop: String, customerId: String, key: String, value: String) async throws -> Customer {
-        try await db.write { db in
+        return try await write { db in
             try await Self.requireCustomer(db, shop: shop, id: customerId)
             guard let row = try await db.raw("SELECT * FROM custom_fields WHERE shop_id = \(bind: shop) AND field_key = \(bind: key)").first() else {
                 throw RPCError.notFound("key: the shop defines no custom field \(key)")
@@ -926,6 +994,7 @@ public struct SQLConversationStore: ConversationStore {
                     ON CONFLICT (shop_id, customer_id, field_key) DO UPDATE SET value = \(bind: value)
                     """).run()
             }
+            try await Self.customerChanged(db, shop: shop, customerId: customerId, .customer, nowMs: Clock.nowMs())
             return try await Self.customerView(db, shop: shop, id: customerId)
         }
     }
@@ -975,7 +1044,7 @@ public struct SQLConversationStore: ConversationStore {
 
     public func purgeExpiredActivity(nowMs: Int64) async throws -> Int {
         let cutoff = nowMs - ActivityRetention.tagHistoryMs
-        return try await db.write { db in
+        return try await write { db in
             let tagActions = [ActivityEntry.Action.tagAttached, .tagDetached].map { Int64($0.rawValue) }
             let row = try await db.raw("""
                 SELECT COUNT(*) AS n FROM activity WHERE action IN (\(binds: tagActions)) AND at_ms < \(bind: cutoff)
@@ -1092,7 +1161,7 @@ public struct SQLConversationStore: ConversationStore {
             conversationId: try row.string("conversation_id"), pageId: try row.string("page_id"), customerId: try row.string("customer_id"),
             status: .init(rawValue: Int32(try row.int64("status"))), assignedStaffId: try row.string("assigned_staff_id"), tags: [],
             lastMessageAtMs: try row.int64("last_message_at_ms"), lastMessageText: try row.string("last_message_text"),
-            customerName: try row.string("customer_name")
+            customerName: try row.string("customer_name"), unreadCount: Int32(clamping: try row.int64("unread_count"))
         )
     }
 

@@ -61,17 +61,70 @@ public struct PanelComposer: Sendable {
         if !pageId.isEmpty && conversation.pageId != pageId {
             throw .notFound("conversation_id: no conversation \(conversationId) on page \(pageId)")
         }
-        var panel = Panel(conversation: conversation)
-        panel.customer = context.customer
-        panel.referral = context.customer?.referral
-        panel.customFields = context.customer?.customFields ?? []
-        let attached = conversation.tags.filter { $0.visible }
-        let ids = Set(attached.map(\.tagId))
-        panel.tags = PanelTags(attached: attached, available: (context.tags?.folders ?? []).flatMap(\.tags).filter { $0.visible && !ids.contains($0.tagId) })
-        panel.notes = context.notes
-        panel.activity = context.activity
+        var panel = Panel()
+        Self.apply(context, PanelSection.fromConversationService, to: &panel)
+        await fill([.carts, .orderSummary, .member], shop: shop, customer: conversation.customerId, into: &panel)
+        return panel
+    }
 
-        let customer = conversation.customerId
+    /// R-PANEL-4: the sections named, read again, for a panel already shown: only they are set,
+    /// and each that could not be served is in `unavailable_sections` (R-PANEL-2), conversation-svc's
+    /// too. Throws only what the watcher itself must hear: its token refused, the conversation gone.
+    public func sections(_ wanted: Set<PanelSection>, shop: String, conversationId: String, customerId: String) async throws(RPCError) -> Panel {
+        var panel = Panel()
+        let fromConversation = wanted.intersection(PanelSection.fromConversationService)
+        if !fromConversation.isEmpty {
+            let started = ContinuousClock.now
+            do throws(RPCError) {
+                let context = try await clients.conversation.getConversationContext(
+                    GetConversationContextRequest(shopId: shop, conversationId: conversationId, notesLimit: Self.notes, activityLimit: Self.activity),
+                    options: options
+                )
+                timings?.record("conversation", milliseconds: Self.milliseconds(since: started))
+                Self.apply(context, fromConversation, to: &panel)
+            } catch where [.unauthenticated, .permissionDenied, .notFound, .invalidArgument].contains(error.code) {
+                throw error
+            } catch {
+                for section in fromConversation.sorted() {
+                    panel.unavailableSections.append(UnavailableSection(section: section.rawValue, code: error.code.name, reason: error.message))
+                }
+            }
+        }
+        await fill(wanted.subtracting(PanelSection.fromConversationService), shop: shop, customer: customerId, into: &panel)
+        return panel
+    }
+
+    /// The conversation alone (a resumed watch learns its customer), checked against the page.
+    func conversation(shop: String, pageId: String, conversationId: String) async throws(RPCError) -> Conversation {
+        let conversation = try await clients.conversation.getConversation(
+            GetConversationRequest(shopId: shop, conversationId: conversationId), options: CallOptions(timeout: Self.timeAmount(sectionTimeout * Self.conversationTimeoutFactor))
+        )
+        if !pageId.isEmpty && conversation.pageId != pageId {
+            throw .notFound("conversation_id: no conversation \(conversationId) on page \(pageId)")
+        }
+        return conversation
+    }
+
+    /// conversation-svc's sections of a panel, those of `wanted` only.
+    static func apply(_ context: ConversationContext, _ wanted: Set<PanelSection>, to panel: inout Panel) {
+        let conversation = context.conversation ?? Conversation()
+        if wanted.contains(.conversation) { panel.conversation = conversation }
+        if wanted.contains(.customer) { panel.customer = context.customer }
+        if wanted.contains(.referral) { panel.referral = context.customer?.referral }
+        if wanted.contains(.customFields) { panel.customFields = context.customer?.customFields ?? [] }
+        if wanted.contains(.tags) {
+            let attached = conversation.tags.filter { $0.visible }
+            let ids = Set(attached.map(\.tagId))
+            panel.tags = PanelTags(attached: attached, available: (context.tags?.folders ?? []).flatMap(\.tags).filter { $0.visible && !ids.contains($0.tagId) })
+        }
+        if wanted.contains(.notes) { panel.notes = context.notes }
+        if wanted.contains(.activity) { panel.activity = context.activity }
+    }
+
+    /// order-svc's and loyalty-svc's sections of `wanted`, asked for at once under one deadline.
+    func fill(_ wanted: Set<PanelSection>, shop: String, customer: String, into panel: inout Panel) async {
+        guard !wanted.isEmpty else { return }
+        let started = ContinuousClock.now
         let c = clients
         let options = self.options
         let timeout = sectionTimeout
@@ -90,17 +143,23 @@ public struct PanelComposer: Sendable {
                     return (name, result)
                 }
             }
-            ask("carts") { () throws(RPCError) in .carts(try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts) }
-            ask("order_summary") { () throws(RPCError) in
-                .orderSummary(try await c.order.getOrderSummary(
-                    GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options
-                ))
+            if wanted.contains(.carts) {
+                ask("carts") { () throws(RPCError) in .carts(try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts) }
             }
-            ask("member") { () throws(RPCError) in
-                switch await rpcResult({ () throws(RPCError) in try await c.loyalty.getMember(GetMemberRequest(shopId: shop, customerId: customer), options: options) }) {
-                case .success(let member): return .member(member)
-                case .failure(let error) where error.code == .notFound: return .member(nil)   // not a member yet: nothing wrong
-                case .failure(let error): throw error
+            if wanted.contains(.orderSummary) {
+                ask("order_summary") { () throws(RPCError) in
+                    .orderSummary(try await c.order.getOrderSummary(
+                        GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options
+                    ))
+                }
+            }
+            if wanted.contains(.member) {
+                ask("member") { () throws(RPCError) in
+                    switch await rpcResult({ () throws(RPCError) in try await c.loyalty.getMember(GetMemberRequest(shopId: shop, customerId: customer), options: options) }) {
+                    case .success(let member): return .member(member)
+                    case .failure(let error) where error.code == .notFound: return .member(nil)   // not a member yet: nothing wrong
+                    case .failure(let error): throw error
+                    }
                 }
             }
             group.addTask {
@@ -129,7 +188,6 @@ public struct PanelComposer: Sendable {
                 panel.unavailableSections.append(UnavailableSection(section: name, code: error.code.name, reason: error.message))
             }
         }
-        return panel
     }
 
     var options: CallOptions {

@@ -1,13 +1,31 @@
 import ChatMeshAPI
 import MeshRPC
 
-/// chatmesh.v1.PanelService: the chat tool panel, the shipping estimate passed
-/// through to order-svc, and the staff report.
-public struct PanelServiceHandler: PanelService.Handler {
+/// chatmesh.v1.PanelService: the chat tool panel (once, or live), the shipping
+/// estimate passed through to order-svc, and the staff report.
+public struct PanelServiceHandler: PanelService.Handler, DrainingService {
     let composer: PanelComposer
+    /// The live panel's view of the change feeds; nil where nothing watches (unit tests).
+    let hub: PanelWatchHub?
+    let stallLimit: Duration
 
-    public init(composer: PanelComposer) {
+    public init(composer: PanelComposer, hub: PanelWatchHub? = nil, stallLimit: Duration = .seconds(60)) {
         self.composer = composer
+        self.hub = hub
+        self.stallLimit = stallLimit
+    }
+
+    public func beginDraining() async {
+        hub?.drain()
+    }
+
+    public func watchPanel(_ request: WatchPanelRequest, responses: RPCWriter<PanelUpdate>, context: ServerContext) async throws {
+        let conversation = try FieldCheck.id(request.conversationId, "conversation_id")
+        try FieldCheck.optionalId(request.pageId, "page_id")
+        guard let hub else { throw RPCError.unimplemented("this gateway follows no change feeds") }
+        try await PanelWatch(composer: composer, hub: hub, stallLimit: stallLimit).run(
+            shop: request.shopId, pageId: request.pageId, conversationId: conversation, resumeToken: request.resumeToken, responses: responses
+        )
     }
 
     public func getPanel(_ request: GetPanelRequest, context: ServerContext) async throws -> Panel {

@@ -104,5 +104,7 @@ public enum LoyaltySchema {
         Migration(version: 4, name: "profile time", statements: [
             "ALTER TABLE members ADD COLUMN profile_at_ms BIGINT NOT NULL DEFAULT 0",
         ]),
+        // R-PANEL-4: members changed, in order, for the live panel (ChangeLog).
+        Migration(version: 5, name: "change log", statements: ChangeLog.schema),
     ]
 }

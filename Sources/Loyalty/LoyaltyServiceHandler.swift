@@ -1,19 +1,37 @@
 import ChatMeshAPI
 import Foundation
+import MeshChanges
 import MeshRPC
 import MeshStore
 
 /// chatmesh.v1.LoyaltyService: decodes, checks (statuses name the field),
 /// calls the store; referral vouchers go out through `VoucherDelivery`.
-public struct LoyaltyServiceHandler: LoyaltyService.Handler {
+public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     let store: LoyaltyStore
     let vouchers: VoucherDelivery?
+    /// The change feed (WatchChanges); nil where nothing watches (unit tests).
+    let changes: ChangeFeed?
+    let stallLimit: Duration
     let now: @Sendable () -> Int64
 
-    public init(store: LoyaltyStore, vouchers: VoucherDelivery?, now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }) {
+    public init(
+        store: LoyaltyStore, vouchers: VoucherDelivery?, changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60), now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+    ) {
         self.store = store
         self.vouchers = vouchers
+        self.changes = changes
+        self.stallLimit = stallLimit
         self.now = now
+    }
+
+    public func beginDraining() async {
+        changes?.log.drain()
+    }
+
+    /// R-PANEL-4.
+    public func watchChanges(_ request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context: ServerContext) async throws {
+        guard let changes else { throw RPCError.unimplemented("this loyalty-svc keeps no change log") }
+        try await changes.serve(request, responses: responses, stallLimit: stallLimit)
     }
 
     static func id(_ value: String, _ field: String) throws(RPCError) -> String { try FieldCheck.id(value, field) }

@@ -22,7 +22,7 @@ extension LoyaltyStore {
         saved.campaignId = id
         saved.active = true
         let offer = campaign.offer ?? ReferralOffer()
-        try await db.write { db in
+        try await write { db in
             try await db.raw("UPDATE referral_campaigns SET active = 0 WHERE shop_id = \(bind: shop) AND active = 1").run()
             try await db.raw("""
                 INSERT INTO referral_campaigns (shop_id, campaign_id, name, discount_percent, discount_vnd, valid_days, channel, template_id, active, created_at_ms)
@@ -38,7 +38,7 @@ extension LoyaltyStore {
     public func submitReferral(
         shop: String, orderId: String, friendPhone: String, customerId: String, staffId: String, nowMs: Int64
     ) async throws -> PendingVoucher {
-        try await db.write { db in
+        return try await write { db in
             if let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND order_id = \(bind: orderId)").first() {
                 let existing = try Self.pending(row, shop: shop)
                 guard existing.voucher.friendPhone == friendPhone else {
@@ -124,7 +124,7 @@ extension LoyaltyStore {
     }
 
     public func markVoucherSent(shop: String, code: String, messageId: String) async throws {
-        try await db.write { db in
+        return try await write { db in
             try await db.raw("""
                 UPDATE vouchers SET sent = 1, message_id = \(bind: messageId) WHERE shop_id = \(bind: shop) AND code = \(bind: code)
                 """).run()
@@ -134,7 +134,7 @@ extension LoyaltyStore {
     /// Takes back a voucher that could never be sent (the campaign's template is
     /// wrong), so that the refused SubmitReferral leaves nothing behind.
     public func withdrawVoucher(shop: String, code: String) async throws {
-        try await db.write { db in
+        return try await write { db in
             try await db.raw("DELETE FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code) AND sent = 0").run()
         }
     }
@@ -150,7 +150,7 @@ extension LoyaltyStore {
 
     /// R-REF-1: once, for one order, before the voucher expires.
     public func redeemVoucher(shop: String, code: String, orderId: String, nowMs: Int64) async throws -> Voucher {
-        try await db.write { db in
+        return try await write { db in
             guard let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code)").first() else {
                 throw RPCError.notFound("code: no voucher \(code)")
             }

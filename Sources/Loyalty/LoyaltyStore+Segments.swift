@@ -24,7 +24,7 @@ extension LoyaltyStore {
         }
         let json = String(decoding: try JSONEncoder().encode(stored), as: UTF8.self)
         let segment = Segment(segmentId: SortableID.make("seg_", nowMs: nowMs), name: name, match: match, conditions: conditions, createdAtMs: nowMs)
-        try await db.write { db in
+        try await write { db in
             try await db.raw("""
                 INSERT INTO segments (shop_id, segment_id, name, match, conditions, created_at_ms)
                 VALUES (\(bind: shop), \(bind: segment.segmentId), \(bind: name), \(bind: Int64(match.rawValue)), \(bind: json), \(bind: nowMs))

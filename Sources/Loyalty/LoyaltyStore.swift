@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import Foundation
+import MeshChanges
 import MeshRPC
 import MeshStore
 import SQLKit
@@ -11,9 +12,23 @@ import SQLKit
 /// nightly expiry, which touches every member at once, is done in set-based SQL.
 public struct LoyaltyStore: Sendable {
     let db: any SQLStore
+    /// Rung after every commit, for the change log (R-PANEL-4).
+    public let commitBell: CommitBell
 
-    public init(_ db: any SQLStore) {
+    public init(_ db: any SQLStore, commitBell: CommitBell = CommitBell()) {
         self.db = db
+        self.commitBell = commitBell
+    }
+
+    /// A transaction, then the bell: the changes it committed are looked at now.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        defer { commitBell.ring() }
+        return try await db.write(body)
+    }
+
+    /// R-PANEL-4: the members' points, tier or membership changed, for the change log.
+    static func membersChanged(_ db: any SQLDatabase, shop: String, _ customers: some Collection<String>, nowMs: Int64) async throws {
+        try await ChangeLog.record(db, Set(customers).sorted().map { ChangeLog.Entry(shopId: shop, kind: .member, customerId: $0) }, nowMs: nowMs)
     }
 
     public static func open(_ db: any SQLStore) async throws -> LoyaltyStore {
@@ -60,7 +75,7 @@ public struct LoyaltyStore: Sendable {
         case .rolling12Months: .rolling12Months
         case .calendarYear: .calendarYear
         }
-        try await db.write { db in
+        return try await write { db in
             try await db.raw("""
                 INSERT INTO programs (shop_id, earn_vnd_per_point, redeem_vnd_per_point, expiry_kind, expiry_date, expiry_months, cycle, cycle_start_ms, updated_at_ms)
                 VALUES (\(bind: shop), \(bind: program.earnVndPerPoint), \(bind: program.redeemVndPerPoint), \(bind: kind), \(bind: date), \(bind: months),
@@ -88,7 +103,7 @@ public struct LoyaltyStore: Sendable {
 
     /// Re-ranks every member of the shop (rolling and calendar cycles move with the date).
     public func rerankAll(shop: String, nowMs: Int64) async throws {
-        try await db.write { db in try await Self.rerankAll(db, shop: shop, nowMs: nowMs) }
+        return try await write { db in try await Self.rerankAll(db, shop: shop, nowMs: nowMs) }
     }
 
     // MARK: Tiers (R-LOY-2)
@@ -115,7 +130,7 @@ public struct LoyaltyStore: Sendable {
 
     /// Creates (empty id) or replaces a tier, then re-ranks every member.
     public func upsertTier(shop: String, _ tier: Tier, nowMs: Int64) async throws -> Tier {
-        try await db.write { db in
+        return try await write { db in
             var saved = tier
             let key = TagName.key(tier.name)
             if saved.tierId.isEmpty {
@@ -144,7 +159,7 @@ public struct LoyaltyStore: Sendable {
     }
 
     public func deleteTier(shop: String, tierId: String, nowMs: Int64) async throws {
-        try await db.write { db in
+        return try await write { db in
             let deleted = try await db.raw("DELETE FROM tiers WHERE shop_id = \(bind: shop) AND tier_id = \(bind: tierId) RETURNING tier_id").all()
             if deleted.isEmpty { throw RPCError.notFound("tier_id: no tier \(tierId)") }
             try await Self.rerankAll(db, shop: shop, nowMs: nowMs)
@@ -175,6 +190,7 @@ public struct LoyaltyStore: Sendable {
                 let chunk = Array(customers[start..<min(start + 500, customers.count)])
                 try await db.raw("UPDATE members SET tier_id = \(bind: tier) WHERE shop_id = \(bind: shop) AND customer_id IN (\(binds: chunk))").run()
             }
+            try await membersChanged(db, shop: shop, customers, nowMs: nowMs)
         }
     }
 
@@ -186,6 +202,7 @@ public struct LoyaltyStore: Sendable {
             """).first()!.int64("spend")
         let tier = TierRule.rank(spendVnd: spend, in: rules(try await tiers(db, shop: shop)))?.tierId ?? ""
         try await db.raw("UPDATE members SET tier_id = \(bind: tier) WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)").run()
+        try await membersChanged(db, shop: shop, [customerId], nowMs: nowMs)
     }
 
     // MARK: Members (R-LOY-1, R-SEG-1)
@@ -254,7 +271,7 @@ public struct LoyaltyStore: Sendable {
         tagKeys: Set<String>, eventId: String = "", atMs: Int64 = 0, nowMs: Int64
     ) async throws -> Bool {
         let birthdayText = birthday.map { String(format: "%04d-%02d-%02d", $0.year, $0.month, $0.day) } ?? ""
-        return try await db.write { db in
+        return try await write { db in
             if !eventId.isEmpty {
                 let first = try await db.raw("""
                     INSERT INTO seen_events (shop_id, event_id, at_ms) VALUES (\(bind: shop), \(bind: eventId), \(bind: nowMs))
@@ -278,6 +295,7 @@ public struct LoyaltyStore: Sendable {
             for key in tagKeys.sorted() {
                 try await db.raw("INSERT INTO member_tags (shop_id, customer_id, tag_key) VALUES (\(bind: shop), \(bind: customerId), \(bind: key))").run()
             }
+            try await Self.membersChanged(db, shop: shop, [customerId], nowMs: nowMs)
             return true
         }
     }
@@ -359,6 +377,7 @@ public struct LoyaltyStore: Sendable {
         try await db.raw("""
             UPDATE members SET points = \(bind: account.balance) WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
             """).run()
+        try await membersChanged(db, shop: shop, [customerId], nowMs: nowMs)
         return result
     }
 
@@ -381,7 +400,7 @@ public struct LoyaltyStore: Sendable {
 
     /// R-PTS-3: points spent at checkout on `orderId`.
     public func redeem(shop: String, customerId: String, points: Int64, orderId: String, reason: String, staffId: String, nowMs: Int64) async throws -> Member {
-        try await db.write { db in
+        return try await write { db in
             guard try await Self.member(db, shop: shop, customerId: customerId) != nil else {
                 throw RPCError.notFound("customer_id: \(customerId) is not a member")
             }
@@ -402,7 +421,7 @@ public struct LoyaltyStore: Sendable {
 
     /// R-PTS-4: staff add (positive) or remove (negative) points with a reason.
     public func adjust(shop: String, customerId: String, points: Int64, orderId: String, reason: String, staffId: String, nowMs: Int64) async throws -> Member {
-        try await db.write { db in
+        return try await write { db in
             guard try await Self.member(db, shop: shop, customerId: customerId) != nil else {
                 throw RPCError.notFound("customer_id: \(customerId) is not a member")
             }
@@ -433,12 +452,14 @@ public struct LoyaltyStore: Sendable {
     /// R-PTS-2: every lot whose expiry has come by `asOfMs` loses what is left,
     /// for the whole shop in three set-based statements. Returns the points expired.
     public func expire(shop: String, asOfMs: Int64, nowMs: Int64) async throws -> Int64 {
-        try await db.write { db in
+        return try await write { db in
             let due: SQLQueryString = """
                 l.shop_id = \(bind: shop) AND l.remaining > 0 AND l.expires_at_ms > 0 AND l.expires_at_ms <= \(bind: asOfMs)
                 """
             let total = try await db.raw("SELECT COALESCE(SUM(l.remaining), 0) AS n FROM points_lots l WHERE " + due).first()!.int64("n")
             guard total > 0 else { return 0 }
+            let customers = try await db.raw("SELECT DISTINCT l.customer_id FROM points_lots l WHERE " + due).all().map { try $0.string("customer_id") }
+            try await Self.membersChanged(db, shop: shop, customers, nowMs: nowMs)
             let run = SortableID.make("pts_", nowMs: nowMs)
             try await db.raw("""
                 INSERT INTO points_ledger (shop_id, entry_id, customer_id, kind, points, at_ms, order_id, reason, staff_id)
@@ -487,7 +508,7 @@ public struct LoyaltyStore: Sendable {
     /// before this order) and counts toward the tier; CANCELLED or REFUNDED reverses
     /// both. The same channel rules for every channel (R-LOY-3).
     public func recordOrderEvent(shop: String, _ event: OrderEvent, nowMs: Int64) async throws -> RecordOrderEventResponse {
-        try await db.write { db in
+        return try await write { db in
             let first = try await db.raw("""
                 INSERT INTO seen_events (shop_id, event_id, at_ms) VALUES (\(bind: shop), \(bind: event.eventId), \(bind: nowMs))
                 ON CONFLICT (shop_id, event_id) DO NOTHING RETURNING event_id

@@ -231,6 +231,15 @@ extension ServerConnectionHandler {
             logger.error("handler failed", metadata: ["method": "\(stream.path ?? "")", "error": "\(error)"])
             status = .internal("internal error")
         }
+        if let status, status.code == .resourceExhausted, !call.outbound.isEmpty, let session {
+            // The peer is not taking what is queued (a watcher that stopped reading): a status could never
+            // follow it, so the stream is reset instead, and what is queued let go. gRPC clients read
+            // ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED.
+            call.outbound.discard(status)
+            nghttp2_submit_rst_stream(session, NG.flagNone, id, NG.enhanceYourCalm)
+            scheduleFlush()
+            return
+        }
         apply(call.machine.handlerFinished(), stream, call, status)
         scheduleFlush()
     }

@@ -61,6 +61,13 @@ struct StreamOutbound {
         }
     }
 
+    /// Drops what is queued (the stream is being reset) and lets the writers go with `error`.
+    mutating func discard(_ error: RPCError) {
+        queue.removeAll()
+        bytes = 0
+        releaseWriters(error)
+    }
+
     /// nghttp2's data callback: copies up to `length` queued bytes and lets writers go once
     /// below the high-water mark. nil when nothing is queued and the stream is not ending
     /// (the caller answers NGHTTP2_ERR_DEFERRED, and a later write resumes the stream).

@@ -25,6 +25,13 @@ public struct MeshEnvironment: Sendable {
     /// CHATMESH_EVENT_LOOPS: threads serving connections; nil means one per core.
     public var eventLoops: Int? { values["CHATMESH_EVENT_LOOPS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } }
 
+    /// CHATMESH_WATCH_STALL_S: a watch stream (WatchChanges, WatchInbox, WatchPanel) whose reader
+    /// makes no room for an update this long is cut off; it may resume. 60 s unless set.
+    public var watchStallLimit: Duration {
+        if case .seconds(let s) = seconds("CHATMESH_WATCH_STALL_S") { return .milliseconds(Int64(s * 1000)) }
+        return .seconds(60)
+    }
+
     /// A duration in seconds (fractions allowed) from `name`; "0", "off" or "never" is `.off`.
     public enum Setting: Equatable, Sendable {
         case unset, off

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 /// Messages of one call arriving one after another: a streaming call's requests
 /// on the server, its responses on the client. Iteration ends after the last
@@ -176,5 +177,71 @@ public struct ClientStreamHead: Sendable {
         self.metadata = metadata
         self.deadline = deadline
         self.compression = compression
+    }
+}
+
+extension RPCWriter {
+    /// Writes, or throws RESOURCE_EXHAUSTED when the peer has not made room for the message
+    /// within `limit` (a watcher that stopped reading). The write itself runs on in the
+    /// background and ends with the call, which the caller ends by throwing on.
+    public func write(_ message: Message, stallLimit limit: Duration) async throws(RPCError) {
+        let outcome = StallRace()
+        let result: Result<Void, RPCError> = await withCheckedContinuation { continuation in
+            outcome.start(continuation)
+            Task {
+                do throws(RPCError) {
+                    try await self.write(message)
+                    outcome.finish(.success(()))
+                } catch {
+                    outcome.finish(.failure(error))
+                }
+            }
+            let timer = Task {
+                try? await Task.sleep(for: limit)
+                if !Task.isCancelled {
+                    outcome.finish(.failure(.resourceExhausted("the peer read nothing for \(limit): the stream is cut off; resume it")))
+                }
+            }
+            outcome.onFinish { timer.cancel() }
+        }
+        try result.get()
+    }
+}
+
+/// The first of a write and its stall timer to finish answers the writer.
+private final class StallRace: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Result<Void, RPCError>, Never>?
+        var result: Result<Void, RPCError>?
+        var cleanup: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    func start(_ continuation: CheckedContinuation<Result<Void, RPCError>, Never>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    func onFinish(_ cleanup: @escaping @Sendable () -> Void) {
+        let finished = state.withLock { state -> Bool in
+            if state.result != nil { return true }
+            state.cleanup = cleanup
+            return false
+        }
+        if finished { cleanup() }
+    }
+
+    func finish(_ result: Result<Void, RPCError>) {
+        let (continuation, cleanup) = state.withLock { state -> (CheckedContinuation<Result<Void, RPCError>, Never>?, (@Sendable () -> Void)?) in
+            guard state.result == nil else { return (nil, nil) }
+            state.result = result
+            defer {
+                state.continuation = nil
+                state.cleanup = nil
+            }
+            return (state.continuation, state.cleanup)
+        }
+        cleanup?()
+        continuation?.resume(returning: result)
     }
 }

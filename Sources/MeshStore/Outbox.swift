@@ -200,10 +200,10 @@ public enum Outbox {
     }
 }
 
-/// Rung by a store after it committed outbox rows, so the dispatcher looks now
-/// rather than at its next poll. A store holds one from the start; the
-/// dispatcher, made later with the subscribers' clients, listens to it.
-public final class OutboxBell: Sendable {
+/// Rung by a store after it committed outbox rows or changes, so the outbox
+/// dispatcher and the change log look now rather than at their next poll. A
+/// store holds one from the start; they, made later, listen to it.
+public final class CommitBell: Sendable {
     private let listeners = Mutex<[@Sendable () -> Void]>([])
 
     public init() {}

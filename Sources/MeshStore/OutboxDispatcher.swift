@@ -109,7 +109,7 @@ public final class OutboxDispatcher: Sendable {
 
     /// - Parameter bell: the store's bell; its rings wake the dispatcher.
     public init(
-        store: any SQLStore, subscribers: [Outbox.Subscriber], replica: String = SortableID.make("replica_"), bell: OutboxBell? = nil,
+        store: any SQLStore, subscribers: [Outbox.Subscriber], replica: String = SortableID.make("replica_"), bell: CommitBell? = nil,
         configuration: Configuration = Configuration(), logger: Logger
     ) {
         precondition(Set(subscribers.map(\.name)).count == subscribers.count, "two outbox subscribers share a name")

@@ -119,5 +119,7 @@ public enum OrderSchema {
         Migration(version: 4, name: "carts by customer", statements: [
             "CREATE INDEX carts_by_customer ON carts (shop_id, customer_id, order_id, updated_at_ms)",
         ]),
+        // R-PANEL-4: carts and orders changed, in order, for the live panel (ChangeLog).
+        Migration(version: 5, name: "change log", statements: ChangeLog.schema),
     ]
 }

@@ -1,12 +1,16 @@
 import ChatMeshAPI
 import Foundation
+import MeshChanges
 import MeshRPC
 import MeshStore
 
 /// chatmesh.v1.OrderService: decodes, checks (statuses name the field), calls
 /// the store, `OrderPlacement` or messaging-svc.
-public struct OrderServiceHandler: OrderService.Handler {
+public struct OrderServiceHandler: OrderService.Handler, DrainingService {
     let store: OrderStore
+    /// The change feed (WatchChanges); nil where nothing watches (unit tests).
+    let changes: ChangeFeed?
+    let stallLimit: Duration
     let comments: CommentBatcher
     let placement: OrderPlacement
     let messenger: (any OrderMessenger)?
@@ -24,15 +28,27 @@ public struct OrderServiceHandler: OrderService.Handler {
 
     public init(
         store: OrderStore, loyalty: any LoyaltyCheckout, messenger: (any OrderMessenger)?, rates: ShippingRateTable = .standard,
-        links: PaymentLinks = PaymentLinks(), now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+        links: PaymentLinks = PaymentLinks(), changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60), now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
     ) {
         self.store = store
+        self.changes = changes
+        self.stallLimit = stallLimit
         comments = CommentBatcher(store: store, now: now)
         placement = OrderPlacement(store: store, loyalty: loyalty)
         self.messenger = messenger
         self.rates = rates
         self.links = links
         self.now = now
+    }
+
+    public func beginDraining() async {
+        changes?.log.drain()
+    }
+
+    /// R-PANEL-4.
+    public func watchChanges(_ request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, context: ServerContext) async throws {
+        guard let changes else { throw RPCError.unimplemented("this order-svc keeps no change log") }
+        try await changes.serve(request, responses: responses, stallLimit: stallLimit)
     }
 
     static func id(_ value: String, _ field: String) throws(RPCError) -> String { try FieldCheck.id(value, field) }

@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import Foundation
+import MeshChanges
 import MeshRPC
 import MeshStore
 import SQLKit
@@ -119,7 +120,7 @@ extension OrderStore {
     /// Writes the order in one transaction: stock taken (never below zero), the
     /// quote and the carts used up. The same key returns the order it made.
     public func place(shop: String, _ p: Placement, nowMs: Int64) async throws -> Order {
-        try await db.write { db in
+        return try await write { db in
             if !p.idempotencyKey.isEmpty, let row = try await db.raw("""
                 SELECT order_id FROM orders WHERE shop_id = \(bind: shop) AND idempotency_key = \(bind: p.idempotencyKey)
                 """).first() {
@@ -168,6 +169,7 @@ extension OrderStore {
                             \(bind: line.productName), \(bind: line.variantTitle), \(bind: Int64(index)))
                     """).run()
             }
+            try await Self.changed(db, shop: shop, p.draft.cartIds.isEmpty ? [.orders] : [.orders, .carts], customers: [p.draft.customerId], nowMs: nowMs)
             return try await Self.order(db, shop: shop, id: p.orderId)
         }
     }
@@ -254,8 +256,7 @@ extension OrderStore {
         shop: String, id: String, nowMs: Int64,
         _ decide: @escaping @Sendable (Order, _ paidAtMs: Int64) throws -> (columns: [(String, any Encodable & Sendable)], event: RecordOrderEventRequest.Kind?)
     ) async throws -> Order {
-        defer { outboxBell.ring() }
-        return try await db.write { db in
+        return try await write { db in
             guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
                 throw RPCError.notFound("order_id: no order \(id)")
             }
@@ -269,6 +270,7 @@ extension OrderStore {
                 }
                 sql += " WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)"
                 try await db.raw(sql).run()
+                try await Self.changed(db, shop: shop, [.orders], customers: [order.customerId], nowMs: nowMs)
             }
             if let event {
                 let changed = try await Self.order(db, shop: shop, id: id)
@@ -276,6 +278,12 @@ extension OrderStore {
             }
             return try await Self.order(db, shop: shop, id: id)
         }
+    }
+
+    /// R-PANEL-4: the customers' carts or orders changed, for the change log.
+    static func changed(_ db: any SQLDatabase, shop: String, _ kinds: [Change.Kind], customers: some Collection<String>, nowMs: Int64) async throws {
+        let entries = Set(customers).sorted().flatMap { customer in kinds.map { ChangeLog.Entry(shopId: shop, kind: $0, customerId: customer) } }
+        try await ChangeLog.record(db, entries, nowMs: nowMs)
     }
 
     /// The event loyalty-svc will receive through the outbox; its id is stable per
@@ -338,7 +346,7 @@ extension OrderStore {
     /// R-ORD-2, R-ORD-4: hands the order to a carrier.
     public func ship(shop: String, id: String, carrier: Carrier, warehouseId: String, trackingCode: String, nowMs: Int64) async throws -> Order {
         let tracking = carrier.trackingURL(code: trackingCode).url
-        return try await db.write { db in
+        return try await write { db in
             _ = try await Self.warehouse(db, shop: shop, id: warehouseId)
             let order = try await Self.order(db, shop: shop, id: id)
             if let shipment = order.shipment {
@@ -353,6 +361,7 @@ extension OrderStore {
                     shipped_at_ms = \(bind: nowMs)
                 WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)
                 """).run()
+            try await Self.changed(db, shop: shop, [.orders], customers: [order.customerId], nowMs: nowMs)
             return try await Self.order(db, shop: shop, id: id)
         }
     }
@@ -360,8 +369,7 @@ extension OrderStore {
     /// R-ORD-3: only before shipment; the stock comes back, and loyalty-svc hears of it
     /// when the order was paid or redeemed points.
     public func cancel(shop: String, id: String, staffId: String, reason: String, nowMs: Int64) async throws -> Order {
-        defer { outboxBell.ring() }
-        return try await db.write { db in
+        return try await write { db in
             guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
                 throw RPCError.notFound("order_id: no order \(id)")
             }
@@ -388,6 +396,7 @@ extension OrderStore {
             if try row.int64("paid_at_ms") > 0 || order.redeemedPoints > 0 {
                 try await Self.recordEvent(db, shop: shop, order: order, kind: .cancelled, atMs: nowMs)
             }
+            try await Self.changed(db, shop: shop, [.orders], customers: [order.customerId], nowMs: nowMs)
             return try await Self.order(db, shop: shop, id: id)
         }
     }
@@ -398,7 +407,7 @@ extension OrderStore {
     public func estimate(
         shop: String, warehouseId: String, to: Address, weightG: Int, codVnd: Int64, rates: ShippingRateTable, nowMs: Int64
     ) async throws -> [ShippingQuote] {
-        try await db.write { db in
+        return try await write { db in
             let warehouse = try await Self.warehouse(db, shop: shop, id: warehouseId)
             let estimates = try rates.quotes(from: warehouse.address ?? Address(), to: to, weightG: weightG, codVnd: codVnd)
             var quotes: [ShippingQuote] = []

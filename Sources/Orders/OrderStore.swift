@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import Foundation
+import MeshChanges
 import MeshRPC
 import MeshStore
 import SQLKit
@@ -11,16 +12,22 @@ import SQLKit
 public struct OrderStore: Sendable {
     let db: any SQLStore
     /// Rung after a commit that wrote order events for loyalty-svc (the outbox).
-    public let outboxBell: OutboxBell
+    public let commitBell: CommitBell
 
-    public init(_ db: any SQLStore, outboxBell: OutboxBell = OutboxBell()) {
+    public init(_ db: any SQLStore, commitBell: CommitBell = CommitBell()) {
         self.db = db
-        self.outboxBell = outboxBell
+        self.commitBell = commitBell
     }
 
     public static func open(_ db: any SQLStore) async throws -> OrderStore {
         try await db.migrate(OrderSchema.migrations)
         return OrderStore(db)
+    }
+
+    /// A transaction, then the bell: the outbox rows and changes it committed are looked at now.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        defer { commitBell.ring() }
+        return try await db.write(body)
     }
 
     /// The database, for the outbox's dispatcher and its operator RPCs.
@@ -31,7 +38,7 @@ public struct OrderStore: Sendable {
     /// Creates (empty id) or updates a product; variants are added or updated, never
     /// removed (orders, carts and campaigns point at them).
     public func upsertProduct(shop: String, _ product: Product, nowMs: Int64) async throws -> Product {
-        try await db.write { db in
+        return try await write { db in
             var saved = product
             if saved.productId.isEmpty {
                 saved.productId = SortableID.make("prd_", nowMs: nowMs)
@@ -136,7 +143,7 @@ public struct OrderStore: Sendable {
         if saved.warehouseId.isEmpty { saved.warehouseId = SortableID.make("wh_", nowMs: nowMs) }
         let a = warehouse.address ?? Address()
         let id = saved.warehouseId
-        try await db.write { db in
+        try await write { db in
             try await db.raw("""
                 INSERT INTO warehouses (shop_id, warehouse_id, name, street, ward, district, province)
                 VALUES (\(bind: shop), \(bind: id), \(bind: warehouse.name), \(bind: a.street), \(bind: a.ward), \(bind: a.district), \(bind: a.province))
@@ -172,7 +179,7 @@ public struct OrderStore: Sendable {
     /// Items with no price sell at the catalog price.
     public func createCampaign(shop: String, _ campaign: Campaign, nowMs: Int64) async throws -> Campaign {
         let id = SortableID.make("cmp_", nowMs: nowMs)
-        return try await db.write { db in
+        return try await write { db in
             let catalog = try await Self.catalog(db, shop: shop, variants: campaign.items.map(\.variantId))
             try await db.raw("""
                 INSERT INTO campaigns (shop_id, campaign_id, page_id, kind, name, post_id, live, created_at_ms)
@@ -249,7 +256,7 @@ public struct OrderStore: Sendable {
 
     /// R-CAMP-1: a new price for every variant sold under `code`, also in the campaign's open carts.
     public func updateCampaignItemPrice(shop: String, campaign: String, code: String, priceVnd: Int64, staffId: String, nowMs: Int64) async throws -> Campaign {
-        try await db.write { db in
+        return try await write { db in
             _ = try await Self.campaign(db, shop: shop, id: campaign)
             let variants = try await db.raw("""
                 UPDATE campaign_items SET price_vnd = \(bind: priceVnd)
@@ -263,10 +270,11 @@ public struct OrderStore: Sendable {
                 RETURNING cart_id
                 """).all().map { try $0.string("cart_id") }
             if !carts.isEmpty {
-                try await db.raw("""
+                let customers = try await db.raw("""
                     UPDATE carts SET updated_by_staff_id = \(bind: staffId), updated_at_ms = \(bind: nowMs)
-                    WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: Array(Set(carts))))
-                    """).run()
+                    WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: Array(Set(carts)))) RETURNING customer_id
+                    """).all().map { try $0.string("customer_id") }
+                try await Self.changed(db, shop: shop, [.carts], customers: customers, nowMs: nowMs)
             }
             return try await Self.campaign(db, shop: shop, id: campaign)
         }
@@ -299,7 +307,7 @@ public struct OrderStore: Sendable {
     /// intents go into each customer's open cart for the campaign. A comment to an
     /// unknown campaign fails alone.
     public func ingest(shop: String, _ comments: [Comment], nowMs: Int64) async throws -> [Result<CommentResult, RPCError>] {
-        try await db.write { db in
+        return try await write { db in
             var campaigns: [String: CampaignReader] = [:]
             for id in Set(comments.map(\.campaignId)) {
                 if let reader = try await Self.reader(db, shop: shop, campaign: id) { campaigns[id] = reader }
@@ -392,6 +400,7 @@ public struct OrderStore: Sendable {
                     WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: Array(touched[start..<min(start + 500, touched.count)])))
                     """).run()
             }
+            try await Self.changed(db, shop: shop, [.carts], customers: wanted.map(\.customer), nowMs: nowMs)
             return results
         }
     }
@@ -473,7 +482,7 @@ public struct OrderStore: Sendable {
     /// R-CART-1..2: the cart's items replaced by staff. A variant already in the cart
     /// keeps its price; a new one takes the campaign's price, else the catalog's.
     public func updateCart(shop: String, id: String, items: [CartItem], staffId: String, nowMs: Int64) async throws -> Cart {
-        try await db.write { db in
+        return try await write { db in
             let cart = try await Self.cart(db, shop: shop, id: id)
             let catalog = try await Self.catalog(db, shop: shop, variants: items.map(\.variantId))
             var campaignPrices: [String: Int64] = [:]
@@ -497,6 +506,7 @@ public struct OrderStore: Sendable {
             try await db.raw("""
                 UPDATE carts SET updated_by_staff_id = \(bind: staffId), updated_at_ms = \(bind: nowMs) WHERE shop_id = \(bind: shop) AND cart_id = \(bind: id)
                 """).run()
+            try await Self.changed(db, shop: shop, [.carts], customers: [cart.customerId], nowMs: nowMs)
             return try await Self.cart(db, shop: shop, id: id)
         }
     }

@@ -61,6 +61,9 @@ struct PanelCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON for scripts.")
     var json = false
 
+    @Flag(help: "Stay and redraw the panel as changes arrive (WatchPanel); resumes when the mesh comes back. With --json, one line per update.")
+    var watch = false
+
     @Option(help: "gateway address (default: CHATMESH_GATEWAY_ADDRS or 127.0.0.1:50050).")
     var gateway: String?
 
@@ -87,6 +90,11 @@ struct PanelCommand: AsyncParsableCommand {
             conversationId = first.conversationId
         }
         let channel = try HTTP2Channel(addresses: gateway ?? env.addresses(of: "gateway"))
+        if watch {
+            try await PanelWatcher(shop: shop, conversationId: conversationId, json: json, signer: TokenSigner(key: env.authKey)).run(channel)
+            await channel.close()
+            return
+        }
         let client = PanelService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(5)))
         let answer = await rpcResult { () throws(RPCError) in
             try await client.getPanel(GetPanelRequest(shopId: shop, conversationId: conversationId))
@@ -101,6 +109,71 @@ struct PanelCommand: AsyncParsableCommand {
         case .success(let value): return value
         case .failure(let error): throw ValidationError("\(error.code.name): \(error.message)")
         }
+    }
+}
+
+/// `chatmesh panel --watch`: the panel kept current from WatchPanel. Each update's
+/// sections replace the shown ones; when the stream ends (the gateway restarts, the
+/// token expires) it comes back with the last resume token, so nothing is missed.
+struct PanelWatcher {
+    let shop: String
+    let conversationId: String
+    let json: Bool
+    let signer: TokenSigner
+
+    func run(_ channel: HTTP2Channel) async throws {
+        var shown = Panel()
+        var token = ""
+        var backoff = Duration.milliseconds(200)
+        let printer = Printer()
+        while true {
+            let credentials = signer.mint(shopId: shop, staffId: "cli", role: .agent, validFor: 3600)
+            let client = PanelService.Client(channel: channel, defaultOptions: .bearer(credentials))
+            do {
+                try await client.watchPanel(WatchPanelRequest(shopId: shop, conversationId: conversationId, resumeToken: token)) { updates in
+                    for try await update in updates {
+                        shown = Self.apply(update, to: shown)
+                        token = update.resumeToken
+                        backoff = .milliseconds(200)
+                        // Redrawn in place on a terminal; one panel after another when piped. Written
+                        // unbuffered, so whoever reads the pipe sees each update as it comes.
+                        let text = json
+                            ? PanelJSON.text(shown, pretty: false)
+                            : (printer.colour ? "\u{1B}[2J\u{1B}[H" : "\n") + PanelText(printer: printer).text(shown)
+                        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+                    }
+                }
+            } catch let error as RPCError where [.invalidArgument, .notFound, .permissionDenied].contains(error.code) {
+                throw ValidationError("\(error.code.name): \(error.message)")
+            } catch {
+                FileHandle.standardError.write(Data("watch interrupted (\(error)); resuming\n".utf8))
+            }
+            try await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    /// The shown panel with the update's sections in place (R-PANEL-4: the first update has them all).
+    static func apply(_ update: PanelUpdate, to shown: Panel) -> Panel {
+        var panel = shown
+        let new = update.panel ?? Panel()
+        for section in update.changedSections {
+            switch section {
+            case "conversation": panel.conversation = new.conversation
+            case "customer": panel.customer = new.customer
+            case "tags": panel.tags = new.tags
+            case "carts": panel.carts = new.carts
+            case "order_summary": panel.orderSummary = new.orderSummary
+            case "notes": panel.notes = new.notes
+            case "referral": panel.referral = new.referral
+            case "custom_fields": panel.customFields = new.customFields
+            case "activity": panel.activity = new.activity
+            case "member": panel.member = new.member
+            default: break
+            }
+        }
+        panel.unavailableSections = update.unavailableSections
+        return panel
     }
 }
 
@@ -168,10 +241,15 @@ struct PanelText {
 
 /// The panel as JSON for scripts (field names as in the proto).
 enum PanelJSON {
-    static func text(_ panel: Panel) -> String {
+    static func text(_ panel: Panel, pretty: Bool = true) -> String {
         let customer = panel.customer ?? Customer()
+        let conversation = panel.conversation ?? Conversation()
         var object: [String: Any] = [
-            "conversation_id": panel.conversation?.conversationId ?? "",
+            "conversation_id": conversation.conversationId,
+            "conversation": [
+                "status": conversation.status.protoName, "assigned_staff_id": conversation.assignedStaffId,
+                "last_message_text": conversation.lastMessageText, "unread_count": conversation.unreadCount,
+            ] as [String: Any],
             "customer": [
                 "customer_id": customer.customerId, "name": customer.name, "phone": customer.phone, "address": customer.address, "birthday": customer.birthday,
             ],
@@ -195,7 +273,7 @@ enum PanelJSON {
             object["member"] = ["tier_name": member.tierName, "points": member.points, "order_count": member.orderCount, "total_spent_vnd": member.totalSpentVnd]
                 as [String: Any]
         }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -119,3 +119,73 @@ def test_two_order_replicas_on_postgres_never_oversell_keep_keys_once_and_delive
                 if replica.alive():
                     replica.close()
             loyalty.stop(0)
+
+
+def test_a_change_committed_on_one_conversation_replica_reaches_watchers_fed_by_the_other():
+    """R-PANEL-4 across replicas: two conversation-svc replicas on one PostgreSQL database; a message
+    ingested and a tag attached through replica B reach a WatchChanges stream, a WatchInbox stream and a
+    gateway's WatchPanel that all follow replica A."""
+    from chatmesh.v1 import conversation_pb2 as cv
+    from chatmesh.v1 import conversation_pb2_grpc as cv_grpc
+    from chatmesh.v1 import panel_pb2 as p
+    from chatmesh.v1 import panel_pb2_grpc as p_grpc
+    from conftest import ServerProcess
+    database = create_database()
+    replicas = []
+    with tempfile.TemporaryDirectory(prefix="conversation-replicas-") as root:
+        gateway = None
+        calls = []
+        try:
+            unused = free_ports(4)  # loyalty, messaging, order: nobody listens (the outbox retries, sections are unavailable)
+            for n in range(2):
+                listen = free_ports(1)[0]
+                replicas.append(ServiceProcess("conversation-svc", cv_grpc.ConversationServiceStub, os.path.join(root, f"r{n}"), env={
+                    "DATABASE_URL": database, "CHATMESH_LISTEN": f"127.0.0.1:{listen}",
+                    "CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{unused[0]}", "CHATMESH_MESSAGING_ADDRS": f"127.0.0.1:{unused[1]}"}))
+            a, b = (r.stub for r in replicas)
+            gateway_port = free_ports(1)[0]
+            gateway = ServerProcess("gateway", env={
+                "CHATMESH_LISTEN": f"127.0.0.1:{gateway_port}", "CHATMESH_CONVERSATION_ADDRS": replicas[0].address,
+                "CHATMESH_ORDER_ADDRS": f"127.0.0.1:{unused[2]}", "CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{unused[3]}",
+                "CHATMESH_PANEL_SECTION_TIMEOUT_MS": "300"})
+            gateway_channel = grpc.insecure_channel(gateway.address)
+            meta = md()
+            a.ConnectPage(cv.ConnectPageRequest(shop_id=SHOP, page_id="page-r", name="Trang", platform=cv.Page.FACEBOOK), metadata=meta)
+
+            def say(stub, text):
+                return stub.IngestMessage(cv.IngestMessageRequest(
+                    shop_id=SHOP, page_id="page-r", customer_external_id="psid-r1", customer_name="Lê Văn Tâm", kind=cv.ChatMessage.MESSAGE,
+                    sender=cv.ChatMessage.CUSTOMER, text=text, sent_at_ms=int(time.time() * 1000)), metadata=meta)
+
+            said = say(a, "Chào shop")
+            changes = a.WatchChanges(c.WatchChangesRequest(shop_id=SHOP), metadata=meta)
+            inbox = a.WatchInbox(cv.WatchInboxRequest(shop_id=SHOP, page_id="page-r"), metadata=meta)
+            panel = p_grpc.PanelServiceStub(gateway_channel).WatchPanel(
+                p.WatchPanelRequest(shop_id=SHOP, page_id="page-r", conversation_id=said.conversation_id), metadata=meta)
+            calls += [changes, inbox, panel]
+            start = next(changes)
+            assert not start.changes and start.position > 0
+            assert next(inbox).kind == cv.InboxEvent.SYNCED
+            first = next(panel)
+            assert first.panel.conversation.last_message_text == "Chào shop"
+
+            say(b, "Còn hàng không ạ?")
+            got = next(changes)
+            assert [(ch.kind, ch.conversation_id) for ch in got.changes] == [(c.Change.MESSAGE, said.conversation_id)]
+            assert got.position == start.position + 1
+            row = next(inbox)
+            assert row.kind == cv.InboxEvent.UPDATED and row.conversation.last_message_text == "Còn hàng không ạ?"
+            update = next(u for u in panel if "conversation" in u.changed_sections)
+            assert update.panel.conversation.last_message_text == "Còn hàng không ạ?"
+
+            tag = b.ListTags(cv.ListTagsRequest(shop_id=SHOP, page_id="page-r"), metadata=meta).folders[0].tags[0]
+            b.AttachTag(cv.AttachTagRequest(shop_id=SHOP, conversation_id=said.conversation_id, tag_id=tag.tag_id, staff_id="tam"), metadata=meta)
+            update = next(u for u in panel if "tags" in u.changed_sections)
+            assert [t.tag_id for t in update.panel.tags.attached] == [tag.tag_id]
+        finally:
+            for call in calls:
+                call.cancel()
+            if gateway:
+                gateway.stop_cleanly()
+            for replica in replicas:
+                replica.close()

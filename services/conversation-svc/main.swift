@@ -3,6 +3,7 @@ import Conversations
 import Foundation
 import Logging
 import MeshHTTP2
+import MeshChanges
 import MeshHealth
 import MeshReflection
 import MeshOutbox
@@ -27,6 +28,7 @@ do {
     let database = try await location.open(logger: logger)
     try await database.closing {
         let store = try await SQLConversationStore.open(database)
+        let changes = try await ChangeFeed.open(database, bell: store.commitBell, logger: logger)
         // Profiles go to loyalty-svc and tag / message events to messaging-svc through the
         // outbox, each call with a service token for the event's shop.
         let signer = TokenSigner(key: env.authKey)
@@ -37,7 +39,7 @@ do {
                 ConversationEvents.profileSubscriber(store: store, loyalty: loyalty, token: token),
                 ConversationEvents.messagingSubscriber(messaging: messaging, token: token),
             ],
-            replica: "\(ProcessInfo.processInfo.hostName)/\(env.listen(service: "conversation"))", bell: store.outboxBell,
+            replica: "\(ProcessInfo.processInfo.hostName)/\(env.listen(service: "conversation"))", bell: store.commitBell,
             configuration: outboxConfiguration, logger: logger
         )
         // R-ACT-2: tag history older than 30 days goes; block history stays. Hourly is
@@ -49,10 +51,12 @@ do {
         try await MeshProcess.serve(
             name: "conversation-svc", config: config,
             services: ReflectionService.adding(to: [
-                ConversationServiceHandler(store: store), OutboxServiceHandler(service: "conversation-svc", store: database, dispatcher: dispatcher),
+                ConversationServiceHandler(store: store, changes: changes, stallLimit: env.watchStallLimit), OutboxServiceHandler(service: "conversation-svc", store: database, dispatcher: dispatcher),
                 HealthService(services: [ConversationService.name, OutboxService.name]),
             ]),
-            env: env, jobs: [retention], workers: [MeshProcess.Worker(name: "outbox") { await dispatcher.run() }], logger: logger
+            env: env, jobs: [retention], workers: [
+                MeshProcess.Worker(name: "outbox") { await dispatcher.run() }, MeshProcess.Worker(name: "changes") { await changes.log.run() },
+            ], logger: logger
         )
     }
     await loyalty.close()

@@ -11,7 +11,8 @@ import MeshRPC
 // order- and loyalty-svc (DOMAIN.md §5). It keeps no data.
 // Configuration: CHATMESH_LISTEN, CHATMESH_AUTH_KEY, LOG_LEVEL, CHATMESH_CONVERSATION_ADDRS,
 // CHATMESH_ORDER_ADDRS, CHATMESH_LOYALTY_ADDRS, CHATMESH_PANEL_SECTION_TIMEOUT_MS (each section's
-// deadline inside the caller's, 500 by default). When it stops it logs how long each section took
+// deadline inside the caller's, 500 by default), CHATMESH_WATCH_STALL_S (a WatchPanel reader that makes
+// no room this long is cut off; 60 by default). When it stops it logs how long each section took
 // (p50/p99/max of the last 100,000 of each), which scripts/bench prints after its GetPanel rows.
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
@@ -32,9 +33,22 @@ do {
     let composer = PanelComposer(
         clients: .init(conversation: conversation, order: order, loyalty: loyalty), sectionTimeout: sectionTimeout, timings: timings
     )
+    // R-PANEL-4: one change feed per service for the whole process (every shop, a service token),
+    // however many staff watch panels through it.
+    let hub = PanelWatchHub()
+    let signer = TokenSigner(key: env.authKey)
+    let token: @Sendable () -> String = { signer.mint(shopId: Principal.anyShop, staffId: "gateway", role: .service, validFor: 3600) }
+    let followers = [
+        ChangeFollower.following(.conversation, channel: conversation, hub: hub, token: token, logger: logger),
+        ChangeFollower.following(.order, channel: order, hub: hub, token: token, logger: logger),
+        ChangeFollower.following(.loyalty, channel: loyalty, hub: hub, token: token, logger: logger),
+    ]
     try await MeshProcess.serve(
-        name: "gateway", config: config, services: ReflectionService.adding(to: [PanelServiceHandler(composer: composer), HealthService(services: [PanelService.name])]),
-        env: env, jobs: [], logger: logger
+        name: "gateway", config: config,
+        services: ReflectionService.adding(to: [
+            PanelServiceHandler(composer: composer, hub: hub, stallLimit: env.watchStallLimit), HealthService(services: [PanelService.name]),
+        ]),
+        env: env, jobs: [], workers: followers.map { follower in MeshProcess.Worker(name: "changes") { await follower.run() } }, logger: logger
     )
     for s in timings.summary() {
         logger.notice("section time", metadata: [

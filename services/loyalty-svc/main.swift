@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Loyalty
 import MeshHTTP2
+import MeshChanges
 import MeshHealth
 import MeshReflection
 import MeshRPC
@@ -28,6 +29,7 @@ do {
     let database = try await location.open(logger: logger)
     try await database.closing {
         let store = try await LoyaltyStore.open(database)
+        let changes = try await ChangeFeed.open(database, bell: store.commitBell, logger: logger)
         // Vouchers go to messaging-svc with a service token for their shop.
         let signer = TokenSigner(key: env.authKey)
         let vouchers = VoucherDelivery(
@@ -60,8 +62,9 @@ do {
         }
         try await MeshProcess.serve(
             name: "loyalty-svc", config: config,
-            services: ReflectionService.adding(to: [LoyaltyServiceHandler(store: store, vouchers: vouchers), HealthService(services: [LoyaltyService.name])]),
-            env: env, jobs: expiryInterval > 0 ? [nightly, voucherRetry] : [voucherRetry], logger: logger
+            services: ReflectionService.adding(to: [LoyaltyServiceHandler(store: store, vouchers: vouchers, changes: changes, stallLimit: env.watchStallLimit), HealthService(services: [LoyaltyService.name])]),
+            env: env, jobs: expiryInterval > 0 ? [nightly, voucherRetry] : [voucherRetry],
+            workers: [MeshProcess.Worker(name: "changes") { await changes.log.run() }], logger: logger
         )
     }
     await messaging.close()

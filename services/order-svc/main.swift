@@ -2,6 +2,7 @@ import ChatMeshAPI
 import Foundation
 import Logging
 import MeshHTTP2
+import MeshChanges
 import MeshHealth
 import MeshReflection
 import MeshOutbox
@@ -38,15 +39,17 @@ do {
     let database = try await location.open(logger: logger)
     try await database.closing {
         let store = try await OrderStore.open(database)
+        let changes = try await ChangeFeed.open(database, bell: store.commitBell, logger: logger)
         let handler = OrderServiceHandler(
-            store: store, loyalty: LoyaltyServiceCheckout(channel: loyalty), messenger: MessagingOrderMessenger(channel: messaging), rates: rates, links: links
+            store: store, loyalty: LoyaltyServiceCheckout(channel: loyalty), messenger: MessagingOrderMessenger(channel: messaging), rates: rates, links: links,
+            changes: changes, stallLimit: env.watchStallLimit
         )
         // Order events reach loyalty-svc through the outbox, with a service token for each event's shop.
         let signer = TokenSigner(key: env.authKey)
         let dispatcher = OutboxDispatcher(
             store: database,
             subscribers: [OrderEvents.loyaltySubscriber(channel: loyalty) { shop in signer.mint(shopId: shop, staffId: "order-svc", role: .service, validFor: 300) }],
-            replica: "\(ProcessInfo.processInfo.hostName)/\(env.listen(service: "order"))", bell: store.outboxBell,
+            replica: "\(ProcessInfo.processInfo.hostName)/\(env.listen(service: "order"))", bell: store.commitBell,
             configuration: outboxConfiguration, logger: logger
         )
         try await MeshProcess.serve(
@@ -55,7 +58,9 @@ do {
                 handler, OutboxServiceHandler(service: "order-svc", store: database, dispatcher: dispatcher),
                 HealthService(services: [OrderService.name, OutboxService.name]),
             ]),
-            env: env, workers: [MeshProcess.Worker(name: "outbox") { await dispatcher.run() }], logger: logger
+            env: env, workers: [
+                MeshProcess.Worker(name: "outbox") { await dispatcher.run() }, MeshProcess.Worker(name: "changes") { await changes.log.run() },
+            ], logger: logger
         )
     }
     await loyalty.close()

@@ -187,6 +187,141 @@ void   chatmesh__v1__empty__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__empty__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__change__init
+                     (Chatmesh__V1__Change         *message)
+{
+  static const Chatmesh__V1__Change init_value = CHATMESH__V1__CHANGE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__change__get_packed_size
+                     (const Chatmesh__V1__Change *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__change__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__change__pack
+                     (const Chatmesh__V1__Change *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__change__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__change__pack_to_buffer
+                     (const Chatmesh__V1__Change *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__change__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__Change *
+       chatmesh__v1__change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__Change *)
+     protobuf_c_message_unpack (&chatmesh__v1__change__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__change__free_unpacked
+                     (Chatmesh__V1__Change *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__change__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__watch_changes_request__init
+                     (Chatmesh__V1__WatchChangesRequest         *message)
+{
+  static const Chatmesh__V1__WatchChangesRequest init_value = CHATMESH__V1__WATCH_CHANGES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__watch_changes_request__get_packed_size
+                     (const Chatmesh__V1__WatchChangesRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_changes_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__watch_changes_request__pack
+                     (const Chatmesh__V1__WatchChangesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_changes_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__watch_changes_request__pack_to_buffer
+                     (const Chatmesh__V1__WatchChangesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_changes_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__WatchChangesRequest *
+       chatmesh__v1__watch_changes_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__WatchChangesRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__watch_changes_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__watch_changes_request__free_unpacked
+                     (Chatmesh__V1__WatchChangesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__watch_changes_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__watch_changes_response__init
+                     (Chatmesh__V1__WatchChangesResponse         *message)
+{
+  static const Chatmesh__V1__WatchChangesResponse init_value = CHATMESH__V1__WATCH_CHANGES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__watch_changes_response__get_packed_size
+                     (const Chatmesh__V1__WatchChangesResponse *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_changes_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__watch_changes_response__pack
+                     (const Chatmesh__V1__WatchChangesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_changes_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__watch_changes_response__pack_to_buffer
+                     (const Chatmesh__V1__WatchChangesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_changes_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__WatchChangesResponse *
+       chatmesh__v1__watch_changes_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__WatchChangesResponse *)
+     protobuf_c_message_unpack (&chatmesh__v1__watch_changes_response__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__watch_changes_response__free_unpacked
+                     (Chatmesh__V1__WatchChangesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__watch_changes_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor chatmesh__v1__address__field_descriptors[4] =
 {
   {
@@ -382,5 +517,284 @@ const ProtobufCMessageDescriptor chatmesh__v1__empty__descriptor =
   chatmesh__v1__empty__field_indices_by_name,
   0,  chatmesh__v1__empty__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__empty__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__change__kind__enum_values_by_number[12] =
+{
+  { "KIND_UNSPECIFIED", "CHATMESH__V1__CHANGE__KIND__KIND_UNSPECIFIED", 0 },
+  { "MESSAGE", "CHATMESH__V1__CHANGE__KIND__MESSAGE", 1 },
+  { "NEW_CONVERSATION", "CHATMESH__V1__CHANGE__KIND__NEW_CONVERSATION", 2 },
+  { "CONVERSATION", "CHATMESH__V1__CHANGE__KIND__CONVERSATION", 3 },
+  { "TAGS", "CHATMESH__V1__CHANGE__KIND__TAGS", 4 },
+  { "NOTES", "CHATMESH__V1__CHANGE__KIND__NOTES", 5 },
+  { "CUSTOMER", "CHATMESH__V1__CHANGE__KIND__CUSTOMER", 6 },
+  { "BLOCK", "CHATMESH__V1__CHANGE__KIND__BLOCK", 7 },
+  { "CARTS", "CHATMESH__V1__CHANGE__KIND__CARTS", 8 },
+  { "ORDERS", "CHATMESH__V1__CHANGE__KIND__ORDERS", 9 },
+  { "MEMBER", "CHATMESH__V1__CHANGE__KIND__MEMBER", 10 },
+  { "REPLY_DELIVERY", "CHATMESH__V1__CHANGE__KIND__REPLY_DELIVERY", 11 },
+};
+static const ProtobufCIntRange chatmesh__v1__change__kind__value_ranges[] = {
+{0, 0},{0, 12}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__change__kind__enum_values_by_name[12] =
+{
+  { "BLOCK", 7 },
+  { "CARTS", 8 },
+  { "CONVERSATION", 3 },
+  { "CUSTOMER", 6 },
+  { "KIND_UNSPECIFIED", 0 },
+  { "MEMBER", 10 },
+  { "MESSAGE", 1 },
+  { "NEW_CONVERSATION", 2 },
+  { "NOTES", 5 },
+  { "ORDERS", 9 },
+  { "REPLY_DELIVERY", 11 },
+  { "TAGS", 4 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__change__kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.Change.Kind",
+  "Kind",
+  "Chatmesh__V1__Change__Kind",
+  "chatmesh.v1",
+  12,
+  chatmesh__v1__change__kind__enum_values_by_number,
+  12,
+  chatmesh__v1__change__kind__enum_values_by_name,
+  1,
+  chatmesh__v1__change__kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__change__field_descriptors[7] =
+{
+  {
+    "position",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Change, position),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shop_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Change, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Change, kind),
+    &chatmesh__v1__change__kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Change, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conversation_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Change, conversation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "customer_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Change, customer_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Change, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__change__field_indices_by_name[] = {
+  6,   /* field[6] = at_ms */
+  4,   /* field[4] = conversation_id */
+  5,   /* field[5] = customer_id */
+  2,   /* field[2] = kind */
+  3,   /* field[3] = page_id */
+  0,   /* field[0] = position */
+  1,   /* field[1] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__change__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__change__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.Change",
+  "Change",
+  "Chatmesh__V1__Change",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__Change),
+  7,
+  chatmesh__v1__change__field_descriptors,
+  chatmesh__v1__change__field_indices_by_name,
+  1,  chatmesh__v1__change__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__change__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__watch_changes_request__field_descriptors[2] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchChangesRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_position",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchChangesRequest, after_position),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__watch_changes_request__field_indices_by_name[] = {
+  1,   /* field[1] = after_position */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__watch_changes_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__watch_changes_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.WatchChangesRequest",
+  "WatchChangesRequest",
+  "Chatmesh__V1__WatchChangesRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__WatchChangesRequest),
+  2,
+  chatmesh__v1__watch_changes_request__field_descriptors,
+  chatmesh__v1__watch_changes_request__field_indices_by_name,
+  1,  chatmesh__v1__watch_changes_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__watch_changes_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__watch_changes_response__field_descriptors[3] =
+{
+  {
+    "changes",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__WatchChangesResponse, n_changes),
+    offsetof(Chatmesh__V1__WatchChangesResponse, changes),
+    &chatmesh__v1__change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "position",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchChangesResponse, position),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reset",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchChangesResponse, reset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__watch_changes_response__field_indices_by_name[] = {
+  0,   /* field[0] = changes */
+  1,   /* field[1] = position */
+  2,   /* field[2] = reset */
+};
+static const ProtobufCIntRange chatmesh__v1__watch_changes_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__watch_changes_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.WatchChangesResponse",
+  "WatchChangesResponse",
+  "Chatmesh__V1__WatchChangesResponse",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__WatchChangesResponse),
+  3,
+  chatmesh__v1__watch_changes_response__field_descriptors,
+  chatmesh__v1__watch_changes_response__field_indices_by_name,
+  1,  chatmesh__v1__watch_changes_response__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__watch_changes_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -2482,6 +2482,96 @@ void   chatmesh__v1__get_staff_conversation_stats_response__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__get_staff_conversation_stats_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__watch_inbox_request__init
+                     (Chatmesh__V1__WatchInboxRequest         *message)
+{
+  static const Chatmesh__V1__WatchInboxRequest init_value = CHATMESH__V1__WATCH_INBOX_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__watch_inbox_request__get_packed_size
+                     (const Chatmesh__V1__WatchInboxRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_inbox_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__watch_inbox_request__pack
+                     (const Chatmesh__V1__WatchInboxRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_inbox_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__watch_inbox_request__pack_to_buffer
+                     (const Chatmesh__V1__WatchInboxRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_inbox_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__WatchInboxRequest *
+       chatmesh__v1__watch_inbox_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__WatchInboxRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__watch_inbox_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__watch_inbox_request__free_unpacked
+                     (Chatmesh__V1__WatchInboxRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__watch_inbox_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__inbox_event__init
+                     (Chatmesh__V1__InboxEvent         *message)
+{
+  static const Chatmesh__V1__InboxEvent init_value = CHATMESH__V1__INBOX_EVENT__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__inbox_event__get_packed_size
+                     (const Chatmesh__V1__InboxEvent *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__inbox_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__inbox_event__pack
+                     (const Chatmesh__V1__InboxEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__inbox_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__inbox_event__pack_to_buffer
+                     (const Chatmesh__V1__InboxEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__inbox_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__InboxEvent *
+       chatmesh__v1__inbox_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__InboxEvent *)
+     protobuf_c_message_unpack (&chatmesh__v1__inbox_event__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__inbox_event__free_unpacked
+                     (Chatmesh__V1__InboxEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__inbox_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCEnumValue chatmesh__v1__page__platform__enum_values_by_number[3] =
 {
   { "PLATFORM_UNSPECIFIED", "CHATMESH__V1__PAGE__PLATFORM__PLATFORM_UNSPECIFIED", 0 },
@@ -3041,7 +3131,7 @@ const ProtobufCEnumDescriptor chatmesh__v1__conversation__status__descriptor =
   chatmesh__v1__conversation__status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__conversation__field_descriptors[9] =
+static const ProtobufCFieldDescriptor chatmesh__v1__conversation__field_descriptors[10] =
 {
   {
     "conversation_id",
@@ -3151,6 +3241,18 @@ static const ProtobufCFieldDescriptor chatmesh__v1__conversation__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "unread_count",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Conversation, unread_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__conversation__field_indices_by_name[] = {
   4,   /* field[4] = assigned_staff_id */
@@ -3162,11 +3264,12 @@ static const unsigned chatmesh__v1__conversation__field_indices_by_name[] = {
   1,   /* field[1] = page_id */
   3,   /* field[3] = status */
   5,   /* field[5] = tags */
+  9,   /* field[9] = unread_count */
 };
 static const ProtobufCIntRange chatmesh__v1__conversation__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__conversation__descriptor =
 {
@@ -3176,7 +3279,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__conversation__descriptor =
   "Chatmesh__V1__Conversation",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__Conversation),
-  9,
+  10,
   chatmesh__v1__conversation__field_descriptors,
   chatmesh__v1__conversation__field_indices_by_name,
   1,  chatmesh__v1__conversation__number_ranges,
@@ -7197,7 +7300,184 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_staff_conversation_stats_resp
   (ProtobufCMessageInit) chatmesh__v1__get_staff_conversation_stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__method_descriptors[32] =
+static const ProtobufCFieldDescriptor chatmesh__v1__watch_inbox_request__field_descriptors[4] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchInboxRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchInboxRequest, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "staff_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchInboxRequest, staff_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resume_token",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchInboxRequest, resume_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__watch_inbox_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_id */
+  3,   /* field[3] = resume_token */
+  0,   /* field[0] = shop_id */
+  2,   /* field[2] = staff_id */
+};
+static const ProtobufCIntRange chatmesh__v1__watch_inbox_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__watch_inbox_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.WatchInboxRequest",
+  "WatchInboxRequest",
+  "Chatmesh__V1__WatchInboxRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__WatchInboxRequest),
+  4,
+  chatmesh__v1__watch_inbox_request__field_descriptors,
+  chatmesh__v1__watch_inbox_request__field_indices_by_name,
+  1,  chatmesh__v1__watch_inbox_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__watch_inbox_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__inbox_event__kind__enum_values_by_number[6] =
+{
+  { "KIND_UNSPECIFIED", "CHATMESH__V1__INBOX_EVENT__KIND__KIND_UNSPECIFIED", 0 },
+  { "SYNCED", "CHATMESH__V1__INBOX_EVENT__KIND__SYNCED", 1 },
+  { "ADDED", "CHATMESH__V1__INBOX_EVENT__KIND__ADDED", 2 },
+  { "UPDATED", "CHATMESH__V1__INBOX_EVENT__KIND__UPDATED", 3 },
+  { "REMOVED", "CHATMESH__V1__INBOX_EVENT__KIND__REMOVED", 4 },
+  { "RESET", "CHATMESH__V1__INBOX_EVENT__KIND__RESET", 5 },
+};
+static const ProtobufCIntRange chatmesh__v1__inbox_event__kind__value_ranges[] = {
+{0, 0},{0, 6}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__inbox_event__kind__enum_values_by_name[6] =
+{
+  { "ADDED", 2 },
+  { "KIND_UNSPECIFIED", 0 },
+  { "REMOVED", 4 },
+  { "RESET", 5 },
+  { "SYNCED", 1 },
+  { "UPDATED", 3 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__inbox_event__kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.InboxEvent.Kind",
+  "Kind",
+  "Chatmesh__V1__InboxEvent__Kind",
+  "chatmesh.v1",
+  6,
+  chatmesh__v1__inbox_event__kind__enum_values_by_number,
+  6,
+  chatmesh__v1__inbox_event__kind__enum_values_by_name,
+  1,
+  chatmesh__v1__inbox_event__kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__inbox_event__field_descriptors[3] =
+{
+  {
+    "conversation",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__InboxEvent, conversation),
+    &chatmesh__v1__conversation__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__InboxEvent, kind),
+    &chatmesh__v1__inbox_event__kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resume_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__InboxEvent, resume_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__inbox_event__field_indices_by_name[] = {
+  0,   /* field[0] = conversation */
+  1,   /* field[1] = kind */
+  2,   /* field[2] = resume_token */
+};
+static const ProtobufCIntRange chatmesh__v1__inbox_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__inbox_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.InboxEvent",
+  "InboxEvent",
+  "Chatmesh__V1__InboxEvent",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__InboxEvent),
+  3,
+  chatmesh__v1__inbox_event__field_descriptors,
+  chatmesh__v1__inbox_event__field_indices_by_name,
+  1,  chatmesh__v1__inbox_event__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__inbox_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__method_descriptors[34] =
 {
   { "ConnectPage", &chatmesh__v1__connect_page_request__descriptor, &chatmesh__v1__page__descriptor },
   { "InstallDefaultTags", &chatmesh__v1__install_default_tags_request__descriptor, &chatmesh__v1__tag_list__descriptor },
@@ -7231,6 +7511,8 @@ static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__metho
   { "SetCustomFieldValue", &chatmesh__v1__set_custom_field_value_request__descriptor, &chatmesh__v1__customer__descriptor },
   { "ListActivity", &chatmesh__v1__list_activity_request__descriptor, &chatmesh__v1__list_activity_response__descriptor },
   { "GetStaffConversationStats", &chatmesh__v1__get_staff_conversation_stats_request__descriptor, &chatmesh__v1__get_staff_conversation_stats_response__descriptor },
+  { "WatchChanges", &chatmesh__v1__watch_changes_request__descriptor, &chatmesh__v1__watch_changes_response__descriptor },
+  { "WatchInbox", &chatmesh__v1__watch_inbox_request__descriptor, &chatmesh__v1__inbox_event__descriptor },
 };
 const unsigned chatmesh__v1__conversation_service__method_indices_by_name[] = {
   24,        /* AddNote */
@@ -7264,7 +7546,9 @@ const unsigned chatmesh__v1__conversation_service__method_indices_by_name[] = {
   10,        /* SyncFacebookLabels */
   23,        /* UnblockCustomer */
   21,        /* UpdateCustomer */
-  5         /* UpdateTag */
+  5,        /* UpdateTag */
+  32,        /* WatchChanges */
+  33         /* WatchInbox */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor =
 {
@@ -7273,7 +7557,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor 
   "ConversationService",
   "Chatmesh__V1__ConversationService",
   "chatmesh.v1",
-  32,
+  34,
   chatmesh__v1__conversation_service__method_descriptors,
   chatmesh__v1__conversation_service__method_indices_by_name
 };
@@ -7532,6 +7816,22 @@ void chatmesh__v1__conversation_service__get_staff_conversation_stats(ProtobufCS
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
   service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__conversation_service__watch_changes(ProtobufCService *service,
+                                                       const Chatmesh__V1__WatchChangesRequest *input,
+                                                       Chatmesh__V1__WatchChangesResponse_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
+  service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__conversation_service__watch_inbox(ProtobufCService *service,
+                                                     const Chatmesh__V1__WatchInboxRequest *input,
+                                                     Chatmesh__V1__InboxEvent_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
+  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService_Service *service,
                                                Chatmesh__V1__ConversationService_ServiceDestroy destroy)

@@ -5104,7 +5104,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_offer_revenue_by_district_res
   (ProtobufCMessageInit) chatmesh__v1__get_offer_revenue_by_district_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_descriptors[21] =
+static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_descriptors[22] =
 {
   { "ConfigureProgram", &chatmesh__v1__configure_program_request__descriptor, &chatmesh__v1__program__descriptor },
   { "GetProgram", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__program__descriptor },
@@ -5127,6 +5127,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_des
   { "SubmitReferral", &chatmesh__v1__submit_referral_request__descriptor, &chatmesh__v1__voucher__descriptor },
   { "RedeemVoucher", &chatmesh__v1__redeem_voucher_request__descriptor, &chatmesh__v1__voucher__descriptor },
   { "GetOfferRevenueByDistrict", &chatmesh__v1__get_offer_revenue_by_district_request__descriptor, &chatmesh__v1__get_offer_revenue_by_district_response__descriptor },
+  { "WatchChanges", &chatmesh__v1__watch_changes_request__descriptor, &chatmesh__v1__watch_changes_response__descriptor },
 };
 const unsigned chatmesh__v1__loyalty_service__method_indices_by_name[] = {
   11,        /* AdjustPoints */
@@ -5149,7 +5150,8 @@ const unsigned chatmesh__v1__loyalty_service__method_indices_by_name[] = {
   19,        /* RedeemVoucher */
   18,        /* SubmitReferral */
   7,        /* UpsertCustomerProfile */
-  2         /* UpsertTier */
+  2,        /* UpsertTier */
+  21         /* WatchChanges */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__loyalty_service__descriptor =
 {
@@ -5158,7 +5160,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__loyalty_service__descriptor =
   "LoyaltyService",
   "Chatmesh__V1__LoyaltyService",
   "chatmesh.v1",
-  21,
+  22,
   chatmesh__v1__loyalty_service__method_descriptors,
   chatmesh__v1__loyalty_service__method_indices_by_name
 };
@@ -5329,6 +5331,14 @@ void chatmesh__v1__loyalty_service__get_offer_revenue_by_district(ProtobufCServi
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
   service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__loyalty_service__watch_changes(ProtobufCService *service,
+                                                  const Chatmesh__V1__WatchChangesRequest *input,
+                                                  Chatmesh__V1__WatchChangesResponse_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__init (Chatmesh__V1__LoyaltyService_Service *service,
                                           Chatmesh__V1__LoyaltyService_ServiceDestroy destroy)

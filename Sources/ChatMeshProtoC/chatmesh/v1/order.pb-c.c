@@ -6377,7 +6377,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_staff_sales_stats_response__d
   (ProtobufCMessageInit) chatmesh__v1__get_staff_sales_stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descriptors[23] =
+static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descriptors[24] =
 {
   { "UpsertProduct", &chatmesh__v1__upsert_product_request__descriptor, &chatmesh__v1__product__descriptor },
   { "ListProducts", &chatmesh__v1__list_products_request__descriptor, &chatmesh__v1__list_products_response__descriptor },
@@ -6402,6 +6402,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descr
   { "ResendPaymentLink", &chatmesh__v1__resend_payment_link_request__descriptor, &chatmesh__v1__send_result__descriptor },
   { "EstimateShipping", &chatmesh__v1__estimate_shipping_request__descriptor, &chatmesh__v1__estimate_shipping_response__descriptor },
   { "GetStaffSalesStats", &chatmesh__v1__get_staff_sales_stats_request__descriptor, &chatmesh__v1__get_staff_sales_stats_response__descriptor },
+  { "WatchChanges", &chatmesh__v1__watch_changes_request__descriptor, &chatmesh__v1__watch_changes_response__descriptor },
 };
 const unsigned chatmesh__v1__order_service__method_indices_by_name[] = {
   19,        /* CancelOrder */
@@ -6426,7 +6427,8 @@ const unsigned chatmesh__v1__order_service__method_indices_by_name[] = {
   7,        /* UpdateCampaignItemPrice */
   10,        /* UpdateCart */
   0,        /* UpsertProduct */
-  2         /* UpsertWarehouse */
+  2,        /* UpsertWarehouse */
+  23         /* WatchChanges */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__order_service__descriptor =
 {
@@ -6435,7 +6437,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__order_service__descriptor =
   "OrderService",
   "Chatmesh__V1__OrderService",
   "chatmesh.v1",
-  23,
+  24,
   chatmesh__v1__order_service__method_descriptors,
   chatmesh__v1__order_service__method_indices_by_name
 };
@@ -6622,6 +6624,14 @@ void chatmesh__v1__order_service__get_staff_sales_stats(ProtobufCService *servic
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
   service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__order_service__watch_changes(ProtobufCService *service,
+                                                const Chatmesh__V1__WatchChangesRequest *input,
+                                                Chatmesh__V1__WatchChangesResponse_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__init (Chatmesh__V1__OrderService_Service *service,
                                         Chatmesh__V1__OrderService_ServiceDestroy destroy)

@@ -322,6 +322,96 @@ void   chatmesh__v1__get_staff_report_response__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__get_staff_report_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__watch_panel_request__init
+                     (Chatmesh__V1__WatchPanelRequest         *message)
+{
+  static const Chatmesh__V1__WatchPanelRequest init_value = CHATMESH__V1__WATCH_PANEL_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__watch_panel_request__get_packed_size
+                     (const Chatmesh__V1__WatchPanelRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_panel_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__watch_panel_request__pack
+                     (const Chatmesh__V1__WatchPanelRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_panel_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__watch_panel_request__pack_to_buffer
+                     (const Chatmesh__V1__WatchPanelRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__watch_panel_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__WatchPanelRequest *
+       chatmesh__v1__watch_panel_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__WatchPanelRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__watch_panel_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__watch_panel_request__free_unpacked
+                     (Chatmesh__V1__WatchPanelRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__watch_panel_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__panel_update__init
+                     (Chatmesh__V1__PanelUpdate         *message)
+{
+  static const Chatmesh__V1__PanelUpdate init_value = CHATMESH__V1__PANEL_UPDATE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__panel_update__get_packed_size
+                     (const Chatmesh__V1__PanelUpdate *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__panel_update__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__panel_update__pack
+                     (const Chatmesh__V1__PanelUpdate *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__panel_update__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__panel_update__pack_to_buffer
+                     (const Chatmesh__V1__PanelUpdate *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__panel_update__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__PanelUpdate *
+       chatmesh__v1__panel_update__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__PanelUpdate *)
+     protobuf_c_message_unpack (&chatmesh__v1__panel_update__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__panel_update__free_unpacked
+                     (Chatmesh__V1__PanelUpdate *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__panel_update__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor chatmesh__v1__get_panel_request__field_descriptors[3] =
 {
   {
@@ -965,16 +1055,172 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_staff_report_response__descri
   (ProtobufCMessageInit) chatmesh__v1__get_staff_report_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__panel_service__method_descriptors[3] =
+static const ProtobufCFieldDescriptor chatmesh__v1__watch_panel_request__field_descriptors[4] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchPanelRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchPanelRequest, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conversation_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchPanelRequest, conversation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resume_token",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__WatchPanelRequest, resume_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__watch_panel_request__field_indices_by_name[] = {
+  2,   /* field[2] = conversation_id */
+  1,   /* field[1] = page_id */
+  3,   /* field[3] = resume_token */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__watch_panel_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__watch_panel_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.WatchPanelRequest",
+  "WatchPanelRequest",
+  "Chatmesh__V1__WatchPanelRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__WatchPanelRequest),
+  4,
+  chatmesh__v1__watch_panel_request__field_descriptors,
+  chatmesh__v1__watch_panel_request__field_indices_by_name,
+  1,  chatmesh__v1__watch_panel_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__watch_panel_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__panel_update__field_descriptors[4] =
+{
+  {
+    "panel",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PanelUpdate, panel),
+    &chatmesh__v1__panel__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "changed_sections",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Chatmesh__V1__PanelUpdate, n_changed_sections),
+    offsetof(Chatmesh__V1__PanelUpdate, changed_sections),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unavailable_sections",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__PanelUpdate, n_unavailable_sections),
+    offsetof(Chatmesh__V1__PanelUpdate, unavailable_sections),
+    &chatmesh__v1__unavailable_section__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resume_token",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PanelUpdate, resume_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__panel_update__field_indices_by_name[] = {
+  1,   /* field[1] = changed_sections */
+  0,   /* field[0] = panel */
+  3,   /* field[3] = resume_token */
+  2,   /* field[2] = unavailable_sections */
+};
+static const ProtobufCIntRange chatmesh__v1__panel_update__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__panel_update__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.PanelUpdate",
+  "PanelUpdate",
+  "Chatmesh__V1__PanelUpdate",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__PanelUpdate),
+  4,
+  chatmesh__v1__panel_update__field_descriptors,
+  chatmesh__v1__panel_update__field_indices_by_name,
+  1,  chatmesh__v1__panel_update__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__panel_update__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor chatmesh__v1__panel_service__method_descriptors[4] =
 {
   { "GetPanel", &chatmesh__v1__get_panel_request__descriptor, &chatmesh__v1__panel__descriptor },
   { "EstimateShipping", &chatmesh__v1__estimate_shipping_request__descriptor, &chatmesh__v1__estimate_shipping_response__descriptor },
   { "GetStaffReport", &chatmesh__v1__get_staff_report_request__descriptor, &chatmesh__v1__get_staff_report_response__descriptor },
+  { "WatchPanel", &chatmesh__v1__watch_panel_request__descriptor, &chatmesh__v1__panel_update__descriptor },
 };
 const unsigned chatmesh__v1__panel_service__method_indices_by_name[] = {
   1,        /* EstimateShipping */
   0,        /* GetPanel */
-  2         /* GetStaffReport */
+  2,        /* GetStaffReport */
+  3         /* WatchPanel */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__panel_service__descriptor =
 {
@@ -983,7 +1229,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__panel_service__descriptor =
   "PanelService",
   "Chatmesh__V1__PanelService",
   "chatmesh.v1",
-  3,
+  4,
   chatmesh__v1__panel_service__method_descriptors,
   chatmesh__v1__panel_service__method_indices_by_name
 };
@@ -1010,6 +1256,14 @@ void chatmesh__v1__panel_service__get_staff_report(ProtobufCService *service,
 {
   assert(service->descriptor == &chatmesh__v1__panel_service__descriptor);
   service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__panel_service__watch_panel(ProtobufCService *service,
+                                              const Chatmesh__V1__WatchPanelRequest *input,
+                                              Chatmesh__V1__PanelUpdate_Closure closure,
+                                              void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__panel_service__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__panel_service__init (Chatmesh__V1__PanelService_Service *service,
                                         Chatmesh__V1__PanelService_ServiceDestroy destroy)

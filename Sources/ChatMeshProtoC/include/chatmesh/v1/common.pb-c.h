@@ -19,10 +19,62 @@ typedef struct Chatmesh__V1__Address Chatmesh__V1__Address;
 typedef struct Chatmesh__V1__Referral Chatmesh__V1__Referral;
 typedef struct Chatmesh__V1__ShopRequest Chatmesh__V1__ShopRequest;
 typedef struct Chatmesh__V1__Empty Chatmesh__V1__Empty;
+typedef struct Chatmesh__V1__Change Chatmesh__V1__Change;
+typedef struct Chatmesh__V1__WatchChangesRequest Chatmesh__V1__WatchChangesRequest;
+typedef struct Chatmesh__V1__WatchChangesResponse Chatmesh__V1__WatchChangesResponse;
 
 
 /* --- enums --- */
 
+typedef enum _Chatmesh__V1__Change__Kind {
+  CHATMESH__V1__CHANGE__KIND__KIND_UNSPECIFIED = 0,
+  /*
+   * conversation-svc: a message or comment in a conversation (newest message, unread count).
+   */
+  CHATMESH__V1__CHANGE__KIND__MESSAGE = 1,
+  /*
+   * conversation-svc: a conversation opened by its first message.
+   */
+  CHATMESH__V1__CHANGE__KIND__NEW_CONVERSATION = 2,
+  /*
+   * conversation-svc: assignee or status.
+   */
+  CHATMESH__V1__CHANGE__KIND__CONVERSATION = 3,
+  /*
+   * conversation-svc: a tag attached or detached (conversation_id set), or a tag of the page
+   * renamed, hidden, moved or deleted (only page_id set: every conversation of the page).
+   */
+  CHATMESH__V1__CHANGE__KIND__TAGS = 4,
+  /*
+   * conversation-svc: a note added or deleted.
+   */
+  CHATMESH__V1__CHANGE__KIND__NOTES = 5,
+  /*
+   * conversation-svc: customer info, custom field values.
+   */
+  CHATMESH__V1__CHANGE__KIND__CUSTOMER = 6,
+  /*
+   * conversation-svc: blocked or unblocked (R-CONV-8; also an activity entry).
+   */
+  CHATMESH__V1__CHANGE__KIND__BLOCK = 7,
+  /*
+   * order-svc: a cart of the customer.
+   */
+  CHATMESH__V1__CHANGE__KIND__CARTS = 8,
+  /*
+   * order-svc: an order of the customer (created, paid, shipped, delivered, cancelled…).
+   */
+  CHATMESH__V1__CHANGE__KIND__ORDERS = 9,
+  /*
+   * loyalty-svc: the customer's membership, points or tier.
+   */
+  CHATMESH__V1__CHANGE__KIND__MEMBER = 10,
+  /*
+   * conversation-svc: a staff reply's delivery outcome (SENT, FAILED).
+   */
+  CHATMESH__V1__CHANGE__KIND__REPLY_DELIVERY = 11
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__CHANGE__KIND)
+} Chatmesh__V1__Change__Kind;
 
 /* --- messages --- */
 
@@ -81,6 +133,75 @@ struct  Chatmesh__V1__Empty
 #define CHATMESH__V1__EMPTY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__empty__descriptor) \
      }
+
+
+/*
+ * R-PANEL-4: one change a service committed, as its change feed (WatchChanges on
+ * conversation-, order- and loyalty-svc) tells it. It says what to read again,
+ * not the new values: a watcher re-reads the sections it shows.
+ */
+struct  Chatmesh__V1__Change
+{
+  ProtobufCMessage base;
+  /*
+   * Ordered within the service's database: every change committed later has a higher
+   * position, with no gaps (replicas of a service share one sequence).
+   */
+  int64_t position;
+  char *shop_id;
+  Chatmesh__V1__Change__Kind kind;
+  char *page_id;
+  char *conversation_id;
+  char *customer_id;
+  int64_t at_ms;
+};
+#define CHATMESH__V1__CHANGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__change__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, CHATMESH__V1__CHANGE__KIND__KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Chatmesh__V1__WatchChangesRequest
+{
+  ProtobufCMessage base;
+  /*
+   * One shop's changes; "*" with a service token: every shop's (the gateway's single feed).
+   */
+  char *shop_id;
+  /*
+   * Resume after this position; 0: from now on.
+   */
+  int64_t after_position;
+};
+#define CHATMESH__V1__WATCH_CHANGES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__watch_changes_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * The first response carries no changes: it says the feed is live and from which position.
+ */
+struct  Chatmesh__V1__WatchChangesResponse
+{
+  ProtobufCMessage base;
+  /*
+   * In position order.
+   */
+  size_t n_changes;
+  Chatmesh__V1__Change **changes;
+  /*
+   * Resume after this position (the last change sent, or further when other shops' changes
+   * were passed over).
+   */
+  int64_t position;
+  /*
+   * The position asked for is older than the retained window (24 hours): what changed
+   * between it and `position` is not known, so re-read everything shown, then follow.
+   */
+  protobuf_c_boolean reset;
+};
+#define CHATMESH__V1__WATCH_CHANGES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__watch_changes_response__descriptor) \
+    , 0,NULL, 0, 0 }
 
 
 /* Chatmesh__V1__Address methods */
@@ -159,6 +280,63 @@ Chatmesh__V1__Empty *
 void   chatmesh__v1__empty__free_unpacked
                      (Chatmesh__V1__Empty *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__Change methods */
+void   chatmesh__v1__change__init
+                     (Chatmesh__V1__Change         *message);
+size_t chatmesh__v1__change__get_packed_size
+                     (const Chatmesh__V1__Change   *message);
+size_t chatmesh__v1__change__pack
+                     (const Chatmesh__V1__Change   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__change__pack_to_buffer
+                     (const Chatmesh__V1__Change   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__Change *
+       chatmesh__v1__change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__change__free_unpacked
+                     (Chatmesh__V1__Change *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__WatchChangesRequest methods */
+void   chatmesh__v1__watch_changes_request__init
+                     (Chatmesh__V1__WatchChangesRequest         *message);
+size_t chatmesh__v1__watch_changes_request__get_packed_size
+                     (const Chatmesh__V1__WatchChangesRequest   *message);
+size_t chatmesh__v1__watch_changes_request__pack
+                     (const Chatmesh__V1__WatchChangesRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__watch_changes_request__pack_to_buffer
+                     (const Chatmesh__V1__WatchChangesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__WatchChangesRequest *
+       chatmesh__v1__watch_changes_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__watch_changes_request__free_unpacked
+                     (Chatmesh__V1__WatchChangesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__WatchChangesResponse methods */
+void   chatmesh__v1__watch_changes_response__init
+                     (Chatmesh__V1__WatchChangesResponse         *message);
+size_t chatmesh__v1__watch_changes_response__get_packed_size
+                     (const Chatmesh__V1__WatchChangesResponse   *message);
+size_t chatmesh__v1__watch_changes_response__pack
+                     (const Chatmesh__V1__WatchChangesResponse   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__watch_changes_response__pack_to_buffer
+                     (const Chatmesh__V1__WatchChangesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__WatchChangesResponse *
+       chatmesh__v1__watch_changes_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__watch_changes_response__free_unpacked
+                     (Chatmesh__V1__WatchChangesResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Chatmesh__V1__Address_Closure)
@@ -173,6 +351,15 @@ typedef void (*Chatmesh__V1__ShopRequest_Closure)
 typedef void (*Chatmesh__V1__Empty_Closure)
                  (const Chatmesh__V1__Empty *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__Change_Closure)
+                 (const Chatmesh__V1__Change *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__WatchChangesRequest_Closure)
+                 (const Chatmesh__V1__WatchChangesRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__WatchChangesResponse_Closure)
+                 (const Chatmesh__V1__WatchChangesResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -183,6 +370,10 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__address__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__referral__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__shop_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__empty__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__change__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__change__kind__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__watch_changes_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__watch_changes_response__descriptor;
 
 PROTOBUF_C__END_DECLS
 

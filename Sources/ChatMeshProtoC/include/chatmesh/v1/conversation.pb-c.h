@@ -71,6 +71,8 @@ typedef struct Chatmesh__V1__ListActivityResponse Chatmesh__V1__ListActivityResp
 typedef struct Chatmesh__V1__GetStaffConversationStatsRequest Chatmesh__V1__GetStaffConversationStatsRequest;
 typedef struct Chatmesh__V1__StaffConversationStats Chatmesh__V1__StaffConversationStats;
 typedef struct Chatmesh__V1__GetStaffConversationStatsResponse Chatmesh__V1__GetStaffConversationStatsResponse;
+typedef struct Chatmesh__V1__WatchInboxRequest Chatmesh__V1__WatchInboxRequest;
+typedef struct Chatmesh__V1__InboxEvent Chatmesh__V1__InboxEvent;
 
 
 /* --- enums --- */
@@ -122,6 +124,31 @@ typedef enum _Chatmesh__V1__AssignConversationRequest__Mode {
   CHATMESH__V1__ASSIGN_CONVERSATION_REQUEST__MODE__MANUAL = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__ASSIGN_CONVERSATION_REQUEST__MODE)
 } Chatmesh__V1__AssignConversationRequest__Mode;
+typedef enum _Chatmesh__V1__InboxEvent__Kind {
+  CHATMESH__V1__INBOX_EVENT__KIND__KIND_UNSPECIFIED = 0,
+  /*
+   * Caught up: every row changed before this event has been sent. The first event of a stream.
+   */
+  CHATMESH__V1__INBOX_EVENT__KIND__SYNCED = 1,
+  /*
+   * A conversation new to the list (opened by its first message, or now assigned to the staff member).
+   */
+  CHATMESH__V1__INBOX_EVENT__KIND__ADDED = 2,
+  /*
+   * A row of the list changed: newest message, unread count, status, assignee or tags.
+   */
+  CHATMESH__V1__INBOX_EVENT__KIND__UPDATED = 3,
+  /*
+   * The conversation left the list (assigned to someone else).
+   */
+  CHATMESH__V1__INBOX_EVENT__KIND__REMOVED = 4,
+  /*
+   * The resume token is older than the retained window (24 hours): load the list again
+   * (ListConversations), then follow this stream.
+   */
+  CHATMESH__V1__INBOX_EVENT__KIND__RESET = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__INBOX_EVENT__KIND)
+} Chatmesh__V1__InboxEvent__Kind;
 
 /* --- messages --- */
 
@@ -230,10 +257,14 @@ struct  Chatmesh__V1__Conversation
   int64_t last_message_at_ms;
   char *last_message_text;
   char *customer_name;
+  /*
+   * R-PANEL-4: customer messages since the staff last wrote in the conversation.
+   */
+  int32_t unread_count;
 };
 #define CHATMESH__V1__CONVERSATION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__conversation__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CONVERSATION__STATUS__STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CONVERSATION__STATUS__STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Chatmesh__V1__CustomFieldValue
@@ -1021,6 +1052,46 @@ struct  Chatmesh__V1__GetStaffConversationStatsResponse
 #define CHATMESH__V1__GET_STAFF_CONVERSATION_STATS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__get_staff_conversation_stats_response__descriptor) \
     , 0,NULL }
+
+
+/*
+ * R-PANEL-4.
+ */
+struct  Chatmesh__V1__WatchInboxRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *page_id;
+  /*
+   * Only the conversations assigned to this staff member; empty: the whole page.
+   */
+  char *staff_id;
+  /*
+   * From an earlier InboxEvent: what changed since is sent first. Empty: from now on.
+   */
+  char *resume_token;
+};
+#define CHATMESH__V1__WATCH_INBOX_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__watch_inbox_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Chatmesh__V1__InboxEvent
+{
+  ProtobufCMessage base;
+  /*
+   * The list row as it is now (as ListConversations gives it); only the id on REMOVED.
+   */
+  Chatmesh__V1__Conversation *conversation;
+  Chatmesh__V1__InboxEvent__Kind kind;
+  /*
+   * Pass it back to resume after this event.
+   */
+  char *resume_token;
+};
+#define CHATMESH__V1__INBOX_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__inbox_event__descriptor) \
+    , NULL, CHATMESH__V1__INBOX_EVENT__KIND__KIND_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /* Chatmesh__V1__Page methods */
@@ -2068,6 +2139,44 @@ Chatmesh__V1__GetStaffConversationStatsResponse *
 void   chatmesh__v1__get_staff_conversation_stats_response__free_unpacked
                      (Chatmesh__V1__GetStaffConversationStatsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__WatchInboxRequest methods */
+void   chatmesh__v1__watch_inbox_request__init
+                     (Chatmesh__V1__WatchInboxRequest         *message);
+size_t chatmesh__v1__watch_inbox_request__get_packed_size
+                     (const Chatmesh__V1__WatchInboxRequest   *message);
+size_t chatmesh__v1__watch_inbox_request__pack
+                     (const Chatmesh__V1__WatchInboxRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__watch_inbox_request__pack_to_buffer
+                     (const Chatmesh__V1__WatchInboxRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__WatchInboxRequest *
+       chatmesh__v1__watch_inbox_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__watch_inbox_request__free_unpacked
+                     (Chatmesh__V1__WatchInboxRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__InboxEvent methods */
+void   chatmesh__v1__inbox_event__init
+                     (Chatmesh__V1__InboxEvent         *message);
+size_t chatmesh__v1__inbox_event__get_packed_size
+                     (const Chatmesh__V1__InboxEvent   *message);
+size_t chatmesh__v1__inbox_event__pack
+                     (const Chatmesh__V1__InboxEvent   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__inbox_event__pack_to_buffer
+                     (const Chatmesh__V1__InboxEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__InboxEvent *
+       chatmesh__v1__inbox_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__inbox_event__free_unpacked
+                     (Chatmesh__V1__InboxEvent *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Chatmesh__V1__Page_Closure)
@@ -2235,6 +2344,12 @@ typedef void (*Chatmesh__V1__StaffConversationStats_Closure)
 typedef void (*Chatmesh__V1__GetStaffConversationStatsResponse_Closure)
                  (const Chatmesh__V1__GetStaffConversationStatsResponse *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__WatchInboxRequest_Closure)
+                 (const Chatmesh__V1__WatchInboxRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__InboxEvent_Closure)
+                 (const Chatmesh__V1__InboxEvent *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -2370,6 +2485,14 @@ struct Chatmesh__V1__ConversationService_Service
                                        const Chatmesh__V1__GetStaffConversationStatsRequest *input,
                                        Chatmesh__V1__GetStaffConversationStatsResponse_Closure closure,
                                        void *closure_data);
+  void (*watch_changes)(Chatmesh__V1__ConversationService_Service *service,
+                        const Chatmesh__V1__WatchChangesRequest *input,
+                        Chatmesh__V1__WatchChangesResponse_Closure closure,
+                        void *closure_data);
+  void (*watch_inbox)(Chatmesh__V1__ConversationService_Service *service,
+                      const Chatmesh__V1__WatchInboxRequest *input,
+                      Chatmesh__V1__InboxEvent_Closure closure,
+                      void *closure_data);
 };
 typedef void (*Chatmesh__V1__ConversationService_ServiceDestroy)(Chatmesh__V1__ConversationService_Service *);
 void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService_Service *service,
@@ -2409,7 +2532,9 @@ void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService
       function_prefix__ ## list_custom_fields,\
       function_prefix__ ## set_custom_field_value,\
       function_prefix__ ## list_activity,\
-      function_prefix__ ## get_staff_conversation_stats  }
+      function_prefix__ ## get_staff_conversation_stats,\
+      function_prefix__ ## watch_changes,\
+      function_prefix__ ## watch_inbox  }
 void chatmesh__v1__conversation_service__connect_page(ProtobufCService *service,
                                                       const Chatmesh__V1__ConnectPageRequest *input,
                                                       Chatmesh__V1__Page_Closure closure,
@@ -2538,6 +2663,14 @@ void chatmesh__v1__conversation_service__get_staff_conversation_stats(ProtobufCS
                                                                       const Chatmesh__V1__GetStaffConversationStatsRequest *input,
                                                                       Chatmesh__V1__GetStaffConversationStatsResponse_Closure closure,
                                                                       void *closure_data);
+void chatmesh__v1__conversation_service__watch_changes(ProtobufCService *service,
+                                                       const Chatmesh__V1__WatchChangesRequest *input,
+                                                       Chatmesh__V1__WatchChangesResponse_Closure closure,
+                                                       void *closure_data);
+void chatmesh__v1__conversation_service__watch_inbox(ProtobufCService *service,
+                                                     const Chatmesh__V1__WatchInboxRequest *input,
+                                                     Chatmesh__V1__InboxEvent_Closure closure,
+                                                     void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2603,6 +2736,9 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__list_activity_response__de
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_staff_conversation_stats_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__staff_conversation_stats__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_staff_conversation_stats_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__watch_inbox_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__inbox_event__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__inbox_event__kind__descriptor;
 extern const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor;
 
 PROTOBUF_C__END_DECLS

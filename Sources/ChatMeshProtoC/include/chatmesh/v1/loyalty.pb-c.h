@@ -1712,6 +1712,10 @@ struct Chatmesh__V1__LoyaltyService_Service
                                         const Chatmesh__V1__GetOfferRevenueByDistrictRequest *input,
                                         Chatmesh__V1__GetOfferRevenueByDistrictResponse_Closure closure,
                                         void *closure_data);
+  void (*watch_changes)(Chatmesh__V1__LoyaltyService_Service *service,
+                        const Chatmesh__V1__WatchChangesRequest *input,
+                        Chatmesh__V1__WatchChangesResponse_Closure closure,
+                        void *closure_data);
 };
 typedef void (*Chatmesh__V1__LoyaltyService_ServiceDestroy)(Chatmesh__V1__LoyaltyService_Service *);
 void chatmesh__v1__loyalty_service__init (Chatmesh__V1__LoyaltyService_Service *service,
@@ -1740,7 +1744,8 @@ void chatmesh__v1__loyalty_service__init (Chatmesh__V1__LoyaltyService_Service *
       function_prefix__ ## create_referral_campaign,\
       function_prefix__ ## submit_referral,\
       function_prefix__ ## redeem_voucher,\
-      function_prefix__ ## get_offer_revenue_by_district  }
+      function_prefix__ ## get_offer_revenue_by_district,\
+      function_prefix__ ## watch_changes  }
 void chatmesh__v1__loyalty_service__configure_program(ProtobufCService *service,
                                                       const Chatmesh__V1__ConfigureProgramRequest *input,
                                                       Chatmesh__V1__Program_Closure closure,
@@ -1825,6 +1830,10 @@ void chatmesh__v1__loyalty_service__get_offer_revenue_by_district(ProtobufCServi
                                                                   const Chatmesh__V1__GetOfferRevenueByDistrictRequest *input,
                                                                   Chatmesh__V1__GetOfferRevenueByDistrictResponse_Closure closure,
                                                                   void *closure_data);
+void chatmesh__v1__loyalty_service__watch_changes(ProtobufCService *service,
+                                                  const Chatmesh__V1__WatchChangesRequest *input,
+                                                  Chatmesh__V1__WatchChangesResponse_Closure closure,
+                                                  void *closure_data);
 
 /* --- descriptors --- */
 

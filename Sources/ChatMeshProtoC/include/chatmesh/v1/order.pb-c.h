@@ -2087,6 +2087,10 @@ struct Chatmesh__V1__OrderService_Service
                                 const Chatmesh__V1__GetStaffSalesStatsRequest *input,
                                 Chatmesh__V1__GetStaffSalesStatsResponse_Closure closure,
                                 void *closure_data);
+  void (*watch_changes)(Chatmesh__V1__OrderService_Service *service,
+                        const Chatmesh__V1__WatchChangesRequest *input,
+                        Chatmesh__V1__WatchChangesResponse_Closure closure,
+                        void *closure_data);
 };
 typedef void (*Chatmesh__V1__OrderService_ServiceDestroy)(Chatmesh__V1__OrderService_Service *);
 void chatmesh__v1__order_service__init (Chatmesh__V1__OrderService_Service *service,
@@ -2117,7 +2121,8 @@ void chatmesh__v1__order_service__init (Chatmesh__V1__OrderService_Service *serv
       function_prefix__ ## cancel_order,\
       function_prefix__ ## resend_payment_link,\
       function_prefix__ ## estimate_shipping,\
-      function_prefix__ ## get_staff_sales_stats  }
+      function_prefix__ ## get_staff_sales_stats,\
+      function_prefix__ ## watch_changes  }
 void chatmesh__v1__order_service__upsert_product(ProtobufCService *service,
                                                  const Chatmesh__V1__UpsertProductRequest *input,
                                                  Chatmesh__V1__Product_Closure closure,
@@ -2210,6 +2215,10 @@ void chatmesh__v1__order_service__get_staff_sales_stats(ProtobufCService *servic
                                                         const Chatmesh__V1__GetStaffSalesStatsRequest *input,
                                                         Chatmesh__V1__GetStaffSalesStatsResponse_Closure closure,
                                                         void *closure_data);
+void chatmesh__v1__order_service__watch_changes(ProtobufCService *service,
+                                                const Chatmesh__V1__WatchChangesRequest *input,
+                                                Chatmesh__V1__WatchChangesResponse_Closure closure,
+                                                void *closure_data);
 
 /* --- descriptors --- */
 

@@ -26,6 +26,8 @@ typedef struct Chatmesh__V1__Panel Chatmesh__V1__Panel;
 typedef struct Chatmesh__V1__GetStaffReportRequest Chatmesh__V1__GetStaffReportRequest;
 typedef struct Chatmesh__V1__StaffReportRow Chatmesh__V1__StaffReportRow;
 typedef struct Chatmesh__V1__GetStaffReportResponse Chatmesh__V1__GetStaffReportResponse;
+typedef struct Chatmesh__V1__WatchPanelRequest Chatmesh__V1__WatchPanelRequest;
+typedef struct Chatmesh__V1__PanelUpdate Chatmesh__V1__PanelUpdate;
 
 
 /* --- enums --- */
@@ -162,6 +164,54 @@ struct  Chatmesh__V1__GetStaffReportResponse
     , 0,NULL, 0,NULL }
 
 
+/*
+ * R-PANEL-4.
+ */
+struct  Chatmesh__V1__WatchPanelRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *page_id;
+  char *conversation_id;
+  /*
+   * From an earlier PanelUpdate: only what changed since is sent first. Empty: the whole panel.
+   */
+  char *resume_token;
+};
+#define CHATMESH__V1__WATCH_PANEL_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__watch_panel_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Chatmesh__V1__PanelUpdate
+{
+  ProtobufCMessage base;
+  /*
+   * The first update: the whole panel. After it: only the sections named in changed_sections
+   * are set; the others are as last sent.
+   */
+  Chatmesh__V1__Panel *panel;
+  /*
+   * conversation, customer, tags, carts, order_summary, notes, referral, custom_fields, activity, member.
+   */
+  size_t n_changed_sections;
+  char **changed_sections;
+  /*
+   * Every section that cannot be served now (R-PANEL-2); one missing from an earlier update's
+   * list is back and named in changed_sections.
+   */
+  size_t n_unavailable_sections;
+  Chatmesh__V1__UnavailableSection **unavailable_sections;
+  /*
+   * Pass it back to resume after this update.
+   */
+  char *resume_token;
+};
+#define CHATMESH__V1__PANEL_UPDATE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__panel_update__descriptor) \
+    , NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
+
+
 /* Chatmesh__V1__GetPanelRequest methods */
 void   chatmesh__v1__get_panel_request__init
                      (Chatmesh__V1__GetPanelRequest         *message);
@@ -295,6 +345,44 @@ Chatmesh__V1__GetStaffReportResponse *
 void   chatmesh__v1__get_staff_report_response__free_unpacked
                      (Chatmesh__V1__GetStaffReportResponse *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__WatchPanelRequest methods */
+void   chatmesh__v1__watch_panel_request__init
+                     (Chatmesh__V1__WatchPanelRequest         *message);
+size_t chatmesh__v1__watch_panel_request__get_packed_size
+                     (const Chatmesh__V1__WatchPanelRequest   *message);
+size_t chatmesh__v1__watch_panel_request__pack
+                     (const Chatmesh__V1__WatchPanelRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__watch_panel_request__pack_to_buffer
+                     (const Chatmesh__V1__WatchPanelRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__WatchPanelRequest *
+       chatmesh__v1__watch_panel_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__watch_panel_request__free_unpacked
+                     (Chatmesh__V1__WatchPanelRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__PanelUpdate methods */
+void   chatmesh__v1__panel_update__init
+                     (Chatmesh__V1__PanelUpdate         *message);
+size_t chatmesh__v1__panel_update__get_packed_size
+                     (const Chatmesh__V1__PanelUpdate   *message);
+size_t chatmesh__v1__panel_update__pack
+                     (const Chatmesh__V1__PanelUpdate   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__panel_update__pack_to_buffer
+                     (const Chatmesh__V1__PanelUpdate   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__PanelUpdate *
+       chatmesh__v1__panel_update__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__panel_update__free_unpacked
+                     (Chatmesh__V1__PanelUpdate *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Chatmesh__V1__GetPanelRequest_Closure)
@@ -318,6 +406,12 @@ typedef void (*Chatmesh__V1__StaffReportRow_Closure)
 typedef void (*Chatmesh__V1__GetStaffReportResponse_Closure)
                  (const Chatmesh__V1__GetStaffReportResponse *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__WatchPanelRequest_Closure)
+                 (const Chatmesh__V1__WatchPanelRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__PanelUpdate_Closure)
+                 (const Chatmesh__V1__PanelUpdate *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -337,6 +431,10 @@ struct Chatmesh__V1__PanelService_Service
                            const Chatmesh__V1__GetStaffReportRequest *input,
                            Chatmesh__V1__GetStaffReportResponse_Closure closure,
                            void *closure_data);
+  void (*watch_panel)(Chatmesh__V1__PanelService_Service *service,
+                      const Chatmesh__V1__WatchPanelRequest *input,
+                      Chatmesh__V1__PanelUpdate_Closure closure,
+                      void *closure_data);
 };
 typedef void (*Chatmesh__V1__PanelService_ServiceDestroy)(Chatmesh__V1__PanelService_Service *);
 void chatmesh__v1__panel_service__init (Chatmesh__V1__PanelService_Service *service,
@@ -347,7 +445,8 @@ void chatmesh__v1__panel_service__init (Chatmesh__V1__PanelService_Service *serv
     { CHATMESH__V1__PANEL_SERVICE__BASE_INIT,\
       function_prefix__ ## get_panel,\
       function_prefix__ ## estimate_shipping,\
-      function_prefix__ ## get_staff_report  }
+      function_prefix__ ## get_staff_report,\
+      function_prefix__ ## watch_panel  }
 void chatmesh__v1__panel_service__get_panel(ProtobufCService *service,
                                             const Chatmesh__V1__GetPanelRequest *input,
                                             Chatmesh__V1__Panel_Closure closure,
@@ -360,6 +459,10 @@ void chatmesh__v1__panel_service__get_staff_report(ProtobufCService *service,
                                                    const Chatmesh__V1__GetStaffReportRequest *input,
                                                    Chatmesh__V1__GetStaffReportResponse_Closure closure,
                                                    void *closure_data);
+void chatmesh__v1__panel_service__watch_panel(ProtobufCService *service,
+                                              const Chatmesh__V1__WatchPanelRequest *input,
+                                              Chatmesh__V1__PanelUpdate_Closure closure,
+                                              void *closure_data);
 
 /* --- descriptors --- */
 
@@ -370,6 +473,8 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__panel__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_staff_report_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__staff_report_row__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_staff_report_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__watch_panel_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__panel_update__descriptor;
 extern const ProtobufCServiceDescriptor chatmesh__v1__panel_service__descriptor;
 
 PROTOBUF_C__END_DECLS

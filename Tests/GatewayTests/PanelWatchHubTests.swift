@@ -1,0 +1,79 @@
+import ChatMeshAPI
+@testable import Gateway
+import Testing
+
+/// R-PANEL-4: what the hub marks stale for whom, what it remembers for watchers that start or resume,
+/// and the resume token's round trip.
+@Suite struct PanelWatchHubTests {
+    static func change(_ position: Int64, _ kind: Change.Kind, shop: String = "s", page: String = "p", customer: String) -> Change {
+        Change(position: position, shopId: shop, kind: kind, pageId: page, customerId: customer)
+    }
+
+    @Test func aChangeMarksOnlyItsCustomersWatchersAndOnlyTheSectionsItStales() async {
+        let hub = PanelWatchHub()
+        hub.up(.order, position: 10, resumed: false)
+        hub.up(.conversation, position: 0, resumed: false)
+        let hoa = hub.register(shop: "s", pageId: "p", conversationId: "cv1", customerId: "hoa")
+        let duc = hub.register(shop: "s", pageId: "p", conversationId: "cv2", customerId: "duc")
+        let otherShop = hub.register(shop: "t", pageId: "p", conversationId: "cv3", customerId: "hoa")
+        hub.deliver(.order, [Self.change(11, .orders, customer: "hoa")], through: 11)
+        #expect(await hoa.next() == [.orderSummary, .carts])
+        // A page's tags changed: every watcher of the page, in that shop only.
+        hub.deliver(.conversation, [Self.change(1, .tags, customer: "")], through: 1)
+        #expect(await hoa.next() == [.tags, .conversation, .activity])
+        #expect(await duc.next() == [.tags, .conversation, .activity])
+        // Marks gather while nobody takes them: one set, the union.
+        hub.deliver(.conversation, [Self.change(2, .notes, customer: "duc"), Self.change(3, .message, customer: "duc")], through: 3)
+        hub.deliver(.conversation, [Self.change(4, .notes, customer: "duc")], through: 4)
+        #expect(await duc.next() == [.notes, .conversation])
+        otherShop.end()
+        #expect(await otherShop.next() == nil)
+        #expect(hub.positions == [4, 11, 0])
+        hub.unregister(hoa)
+        hub.unregister(duc)
+        hub.unregister(otherShop)
+        #expect(hub.watcherCount == 0)
+    }
+
+    @Test func staleSinceAPositionIsKnownWhileTheChangesAreKept() {
+        let hub = PanelWatchHub(memory: 4)
+        hub.up(.loyalty, position: 100, resumed: false)
+        let watcher = hub.register(shop: "s", pageId: "p", conversationId: "cv1", customerId: "hoa")
+        let before = hub.positions
+        hub.deliver(.loyalty, [Self.change(101, .member, customer: "duc")], through: 101)
+        #expect(hub.stale(since: before, for: watcher) == [])
+        hub.deliver(.loyalty, [Self.change(102, .member, customer: "hoa")], through: 102)
+        #expect(hub.stale(since: before, for: watcher) == [.member])
+        #expect(hub.stale(since: hub.positions, for: watcher) == [])
+        // Past what is kept (4, trimmed a quarter at a time): unknown, so the caller reads everything.
+        hub.deliver(.loyalty, (103...110).map { Self.change($0, .member, customer: "duc") }, through: 110)
+        #expect(hub.stale(since: before, for: watcher) == nil)
+        // A feed the service reset: everything before is unknown too.
+        let now = hub.positions
+        hub.reset(.loyalty, through: 500)
+        #expect(hub.stale(since: now, for: watcher) == nil)
+    }
+
+    @Test func aFeedGoingDownOrComingBackMarksItsSectionsForEveryWatcher() async {
+        let hub = PanelWatchHub()
+        hub.up(.order, position: 1, resumed: false)
+        let watcher = hub.register(shop: "s", pageId: "p", conversationId: "cv1", customerId: "hoa")
+        hub.down(.order)
+        #expect(await watcher.next() == [.carts, .orderSummary])
+        hub.down(.order)   // already down: nothing new
+        hub.up(.order, position: 1, resumed: true)
+        #expect(await watcher.next() == [.carts, .orderSummary])
+        #expect(hub.isLive(.order))
+        hub.drain()
+        #expect(await watcher.next() == nil)
+    }
+
+    @Test func aResumeTokenRoundTrips() {
+        let token = PanelWatch.Token(positions: [12, 0, 7], customerId: "cu_01.x", unavailable: [.member, .carts])
+        #expect(PanelWatch.Token(token.text) == token)
+        #expect(PanelWatch.Token("wp1.1.2") == nil)
+        #expect(PanelWatch.Token("wp1.1.2.x.0.cu") == nil)
+        #expect(PanelWatch.Token("wp1.1.2.3.0.") == nil)
+        #expect(PanelWatch.Token("wp1.-1.2.3.0.cu") == nil)
+    }
+}
