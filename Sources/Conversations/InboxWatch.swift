@@ -31,7 +31,8 @@ struct InboxWatch: Sendable {
 
     func run(shop: String, pageId: String, staffId: String?, after: Int64?, responses: RPCWriter<InboxEvent>) async throws {
         try await store.requirePage(shop: shop, pageId: pageId)
-        var position = after ?? log.head
+        var position: Int64
+        if let after { position = after } else { position = try await log.newest() }
         var synced = false
         if after == nil {
             try await responses.write(InboxEvent(kind: .synced, resumeToken: Self.token(position)), stallLimit: stallLimit)

@@ -40,48 +40,81 @@ struct PanelWatch: Sendable {
         }
     }
 
+    /// Where a stream is between updates: all it keeps while it waits (a watcher's memory is mostly
+    /// its stream; no panel is held between updates).
+    struct Watching {
+        let watcher: PanelWatcher
+        let shop: String
+        let conversationId: String
+        let customerId: String
+        var unavailable: [PanelSection: UnavailableSection]
+    }
+
     func run(shop: String, pageId: String, conversationId: String, resumeToken: String, responses: RPCWriter<PanelUpdate>) async throws {
         var resume: Token?
         if !resumeToken.isEmpty {
             guard let token = Token(resumeToken) else { throw RPCError.invalidArgument("resume_token: not a token WatchPanel gave") }
             resume = token
         }
-        var unavailable: [PanelSection: UnavailableSection] = [:]
-        var positions = hub.positions
-        let watcher: PanelWatcher
-        var first = PanelUpdate()
-        var stale: Set<PanelSection>
-        let customerId: String
-        if let resume, try await composer.conversation(shop: shop, pageId: pageId, conversationId: conversationId).customerId == resume.customerId {
-            customerId = resume.customerId
-            watcher = hub.register(shop: shop, pageId: pageId, conversationId: conversationId, customerId: customerId)
-            stale = (hub.stale(since: resume.positions, for: watcher) ?? Set(PanelSection.allCases)).union(resume.unavailable)
-            // The first update is what changed since the token, read now (possibly nothing).
-            positions = hub.positions
-            let part = try await composer.sections(stale, shop: shop, conversationId: conversationId, customerId: customerId)
-            first = update(part, read: stale, unavailable: &unavailable)
-            stale = []
-        } else {
-            let panel = try await composer.panel(shop: shop, pageId: pageId, conversationId: conversationId)
-            customerId = panel.conversation?.customerId ?? ""
-            watcher = hub.register(shop: shop, pageId: pageId, conversationId: conversationId, customerId: customerId)
-            stale = hub.stale(since: positions, for: watcher) ?? Set(PanelSection.allCases)
-            first = update(panel, read: Set(PanelSection.allCases), unavailable: &unavailable)
-        }
-        defer { hub.unregister(watcher) }
-        first.resumeToken = Token(positions: positions, customerId: customerId, unavailable: Set(unavailable.keys)).text
-        try await responses.write(first, stallLimit: stallLimit)
-        // Changed while the first update was read: read again at once.
-        watcher.mark(stale)
-        while let sections = await watcher.next() {
-            let positions = hub.positions
-            let part = try await composer.sections(sections, shop: shop, conversationId: conversationId, customerId: customerId)
-            var next = update(part, read: sections, unavailable: &unavailable)
-            next.resumeToken = Token(positions: positions, customerId: customerId, unavailable: Set(unavailable.keys)).text
-            try await responses.write(next, stallLimit: stallLimit)
+        var watching = try await start(shop: shop, pageId: pageId, conversationId: conversationId, resume: resume, responses: responses)
+        defer { hub.unregister(watching.watcher) }
+        while await watching.watcher.waitForStale() {
+            try await send(&watching, responses: responses)
         }
         try Task.checkCancellation()
         throw RPCError.unavailable("the gateway is shutting down: resume with the last resume_token")
+    }
+
+    /// Registers the watcher and sends the first update: the whole panel, or what changed since the
+    /// resume token. A token's positions promise that every change up to them is in that update or an
+    /// earlier one: they are taken with the marks (PanelWatchHub.take), or before the panel is read.
+    func start(shop: String, pageId: String, conversationId: String, resume: Token?, responses: RPCWriter<PanelUpdate>) async throws -> Watching {
+        var first: PanelUpdate
+        let positions: PanelWatchHub.Positions
+        var stale: Set<PanelSection> = []
+        var watching: Watching
+        if let resume, try await composer.conversation(shop: shop, pageId: pageId, conversationId: conversationId).customerId == resume.customerId {
+            let registered = hub.register(shop: shop, pageId: pageId, conversationId: conversationId, customerId: resume.customerId, since: resume.positions)
+            watching = Watching(watcher: registered.watcher, shop: shop, conversationId: conversationId, customerId: resume.customerId, unavailable: [:])
+            positions = registered.positions
+            // The first update is what changed since the token, read now (possibly nothing).
+            let read = (registered.stale ?? Set(PanelSection.allCases)).union(resume.unavailable)
+            do {
+                let part = try await composer.sections(read, shop: shop, conversationId: conversationId, customerId: resume.customerId)
+                first = update(part, read: read, unavailable: &watching.unavailable)
+            } catch {
+                hub.unregister(watching.watcher)
+                throw error
+            }
+        } else {
+            positions = hub.positions
+            let panel = try await composer.panel(shop: shop, pageId: pageId, conversationId: conversationId)
+            let customerId = panel.conversation?.customerId ?? ""
+            let registered = hub.register(shop: shop, pageId: pageId, conversationId: conversationId, customerId: customerId, since: positions)
+            watching = Watching(watcher: registered.watcher, shop: shop, conversationId: conversationId, customerId: customerId, unavailable: [:])
+            // Changed while the panel was read: read again right after it.
+            stale = registered.stale ?? Set(PanelSection.allCases)
+            first = update(panel, read: Set(PanelSection.allCases), unavailable: &watching.unavailable)
+        }
+        first.resumeToken = Token(positions: positions, customerId: watching.customerId, unavailable: Set(watching.unavailable.keys)).text
+        do {
+            try await responses.write(first, stallLimit: stallLimit)
+        } catch {
+            hub.unregister(watching.watcher)
+            throw error
+        }
+        watching.watcher.mark(stale)?()
+        return watching
+    }
+
+    /// The stale sections, read again and sent.
+    func send(_ watching: inout Watching, responses: RPCWriter<PanelUpdate>) async throws {
+        let (sections, positions) = hub.take(watching.watcher)
+        guard !sections.isEmpty else { return }
+        let part = try await composer.sections(sections, shop: watching.shop, conversationId: watching.conversationId, customerId: watching.customerId)
+        var next = update(part, read: sections, unavailable: &watching.unavailable)
+        next.resumeToken = Token(positions: positions, customerId: watching.customerId, unavailable: Set(watching.unavailable.keys)).text
+        try await responses.write(next, stallLimit: stallLimit)
     }
 
     /// The update for `panel`, which holds the sections `read` (or says why one could not be),

@@ -49,17 +49,22 @@ public final class PanelWatchHub: Sendable {
 
     // MARK: Watchers
 
-    func register(shop: String, pageId: String, conversationId: String, customerId: String) -> PanelWatcher {
-        let (watcher, draining) = state.withLock { state -> (PanelWatcher, Bool) in
+    /// A watcher from now on, and what went stale for it after `since` (nil: not known, read everything),
+    /// with the positions that answer covers. Registering and reading what changed happen under one
+    /// lock with every delivery, so no change falls between them.
+    func register(
+        shop: String, pageId: String, conversationId: String, customerId: String, since: Positions
+    ) -> (watcher: PanelWatcher, stale: Set<PanelSection>?, positions: Positions) {
+        let (watcher, stale, positions, draining) = state.withLock { state in
             state.nextId += 1
             let watcher = PanelWatcher(id: state.nextId, shop: shop, pageId: pageId, conversationId: conversationId, customerId: customerId)
             state.watchers[watcher.id] = watcher
             state.byCustomer[shop, default: [:]][customerId, default: []].insert(watcher.id)
             state.byPage[shop, default: [:]][pageId, default: []].insert(watcher.id)
-            return (watcher, state.draining)
+            return (watcher, Self.stale(state, since: since, for: watcher), state.positions, state.draining)
         }
         if draining { watcher.end() }
-        return watcher
+        return (watcher, stale, positions)
     }
 
     func unregister(_ watcher: PanelWatcher) {
@@ -74,25 +79,32 @@ public final class PanelWatchHub: Sendable {
         }
     }
 
-    /// What went stale for `watcher` after `since`; nil when that is no longer known
-    /// (older than the changes kept, or a feed restarted): then every section is.
+    /// The watcher's stale sections, taken, and the positions they cover: every change up to those
+    /// positions is in this set or an earlier one (marks are made under the same lock as positions move).
+    func take(_ watcher: PanelWatcher) -> (sections: Set<PanelSection>, positions: Positions) {
+        state.withLock { state in (watcher.takeStale(), state.positions) }
+    }
+
+    /// What went stale for `watcher` after `since`; nil when that is no longer known.
     func stale(since: Positions, for watcher: PanelWatcher) -> Set<PanelSection>? {
-        state.withLock { state -> Set<PanelSection>? in
-            var stale: Set<PanelSection> = []
-            for feed in PanelFeed.allCases {
-                let after = since[feed.rawValue]
-                guard after < state.positions[feed.rawValue] else { continue }
-                let recent = state.recent[feed.rawValue]
-                guard recent.covered <= after, let first = recent.changes.first else { return nil }
-                var index = max(0, Int(after + 1 - first.position))
-                while index < recent.changes.count {
-                    let change = recent.changes[index]
-                    if Self.concerns(change, watcher) { stale.formUnion(PanelSection.stale(after: change.kind)) }
-                    index += 1
-                }
+        state.withLock { Self.stale($0, since: since, for: watcher) }
+    }
+
+    private static func stale(_ state: State, since: Positions, for watcher: PanelWatcher) -> Set<PanelSection>? {
+        var stale: Set<PanelSection> = []
+        for feed in PanelFeed.allCases {
+            let after = since[feed.rawValue]
+            guard after < state.positions[feed.rawValue] else { continue }
+            let recent = state.recent[feed.rawValue]
+            guard recent.covered <= after, let first = recent.changes.first else { return nil }
+            var index = max(0, Int(after + 1 - first.position))
+            while index < recent.changes.count {
+                let change = recent.changes[index]
+                if concerns(change, watcher) { stale.formUnion(PanelSection.stale(after: change.kind)) }
+                index += 1
             }
-            return stale
         }
+        return stale
     }
 
     static func concerns(_ change: Change, _ watcher: PanelWatcher) -> Bool {
@@ -103,48 +115,53 @@ public final class PanelWatchHub: Sendable {
 
     // MARK: What the followers report
 
+    /// Marks every watcher's sections of `feed`, under the lock; returns whom to wake.
+    private static func markAll(_ state: State, _ feed: PanelFeed) -> [PanelWatcher.Wake] {
+        state.watchers.values.compactMap { $0.mark(feed.sections) }
+    }
+
     /// A feed is (again) streaming from `position`. Coming back from down (or starting
     /// fresh, when changes before `position` were never seen), every watcher's sections
     /// of that feed are read again: they may have been shown unavailable, or missed.
     func up(_ feed: PanelFeed, position: Int64, resumed: Bool) {
-        let marks = state.withLock { state -> [(PanelWatcher, Set<PanelSection>)] in
+        let wakes = state.withLock { state -> [PanelWatcher.Wake] in
             let wasLive = state.live[feed.rawValue]
             state.live[feed.rawValue] = true
             if !resumed {
                 state.recent[feed.rawValue] = Recent(covered: position, changes: [])
                 state.positions[feed.rawValue] = position
             }
-            guard !wasLive else { return [] }
-            return state.watchers.values.map { ($0, feed.sections) }
+            return wasLive ? [] : Self.markAll(state, feed)
         }
-        for (watcher, sections) in marks { watcher.mark(sections) }
+        for wake in wakes { wake() }
     }
 
     /// A feed's stream failed: its sections are read again (and shown unavailable if its service is down).
     func down(_ feed: PanelFeed) {
-        let marks = state.withLock { state -> [(PanelWatcher, Set<PanelSection>)] in
+        let wakes = state.withLock { state -> [PanelWatcher.Wake] in
             guard state.live[feed.rawValue] else { return [] }
             state.live[feed.rawValue] = false
-            return state.watchers.values.map { ($0, feed.sections) }
+            return Self.markAll(state, feed)
         }
-        for (watcher, sections) in marks { watcher.mark(sections) }
+        for wake in wakes { wake() }
     }
 
     /// The service could not say what changed (its retained window passed us): everything of that feed is stale.
     func reset(_ feed: PanelFeed, through: Int64) {
-        let marks = state.withLock { state -> [(PanelWatcher, Set<PanelSection>)] in
+        let wakes = state.withLock { state -> [PanelWatcher.Wake] in
             state.recent[feed.rawValue] = Recent(covered: through, changes: [])
             state.positions[feed.rawValue] = through
-            return state.watchers.values.map { ($0, feed.sections) }
+            return Self.markAll(state, feed)
         }
-        for (watcher, sections) in marks { watcher.mark(sections) }
+        for wake in wakes { wake() }
     }
 
     /// Changes of a feed, in position order, through `through`.
     func deliver(_ feed: PanelFeed, _ changes: [Change], through: Int64) {
-        let marks = state.withLock { state -> [UInt64: Set<PanelSection>] in
-            var marks: [UInt64: Set<PanelSection>] = [:]
+        let wakes = state.withLock { state -> [PanelWatcher.Wake] in
+            // Moved out and back, not copied: a copy of 65,536 changes per delivery is what a shared array would cost.
             var recent = state.recent[feed.rawValue]
+            state.recent[feed.rawValue] = Recent()
             if let first = changes.first, let last = recent.changes.last, first.position != last.position + 1 {
                 // Other shops' changes were passed over (only a shop's feed does that) or a gap: keep only what follows.
                 recent = Recent(covered: first.position - 1, changes: [])
@@ -159,6 +176,7 @@ public final class PanelWatchHub: Sendable {
             }
             state.recent[feed.rawValue] = recent
             state.positions[feed.rawValue] = max(state.positions[feed.rawValue], through)
+            var marks: [UInt64: Set<PanelSection>] = [:]
             for change in changes {
                 let ids: Set<UInt64>? = change.customerId.isEmpty
                     ? state.byPage[change.shopId]?[change.pageId]
@@ -167,11 +185,9 @@ public final class PanelWatchHub: Sendable {
                 let stale = PanelSection.stale(after: change.kind)
                 for id in ids { marks[id, default: []].formUnion(stale) }
             }
-            return marks
+            return marks.compactMap { id, sections in state.watchers[id]?.mark(sections) }
         }
-        guard !marks.isEmpty else { return }
-        let watchers = state.withLock { state in marks.keys.compactMap { state.watchers[$0] } }
-        for watcher in watchers { watcher.mark(marks[watcher.id] ?? []) }
+        for wake in wakes { wake() }
     }
 
     /// The gateway is stopping: every watch ends, to resume on another gateway.
@@ -184,10 +200,13 @@ public final class PanelWatchHub: Sendable {
     }
 }
 
-/// One WatchPanel stream's stale sections, marked by the hub and taken by the stream.
-/// Marks made while the stream is busy sending accumulate: a slow reader gets the
+/// One WatchPanel stream's stale sections, marked by the hub (under its lock) and taken by the
+/// stream. Marks that arrive while the stream is busy sending accumulate: a slow reader gets the
 /// newest state of each section once, never a queue of versions.
 final class PanelWatcher: Sendable {
+    /// Resumes a waiting stream; called once the hub's lock is released.
+    typealias Wake = @Sendable () -> Void
+
     let id: UInt64
     let shop: String
     let pageId: String
@@ -196,7 +215,7 @@ final class PanelWatcher: Sendable {
 
     private struct State {
         var stale: Set<PanelSection> = []
-        var waiter: CheckedContinuation<Set<PanelSection>?, Never>?
+        var waiter: CheckedContinuation<Bool, Never>?
         var ended = false
     }
 
@@ -210,40 +229,44 @@ final class PanelWatcher: Sendable {
         self.customerId = customerId
     }
 
-    func mark(_ sections: Set<PanelSection>) {
-        guard !sections.isEmpty else { return }
-        let (waiter, taken) = state.withLock { state -> (CheckedContinuation<Set<PanelSection>?, Never>?, Set<PanelSection>) in
+    /// Adds stale sections; returns the waiting stream's wake-up, for the caller to run unlocked.
+    func mark(_ sections: Set<PanelSection>) -> Wake? {
+        guard !sections.isEmpty else { return nil }
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             state.stale.formUnion(sections)
-            guard let waiter = state.waiter else { return (nil, []) }
-            state.waiter = nil
-            defer { state.stale = [] }
-            return (waiter, state.stale)
+            defer { state.waiter = nil }
+            return state.waiter
         }
-        waiter?.resume(returning: taken)
+        guard let waiter else { return nil }
+        return { waiter.resume(returning: true) }
     }
 
-    /// Ends the stream (the gateway drains): `next` answers nil.
+    func takeStale() -> Set<PanelSection> {
+        state.withLock { state in
+            defer { state.stale = [] }
+            return state.stale
+        }
+    }
+
+    /// Ends the stream (the gateway drains, or the call was cancelled): `waitForStale` answers false.
     func end() {
         let waiter = state.withLock { state in
             state.ended = true
             defer { state.waiter = nil }
             return state.waiter
         }
-        waiter?.resume(returning: nil)
+        waiter?.resume(returning: false)
     }
 
-    /// The sections stale since the last call, once there are any; nil when the watch is to end.
-    func next() async -> Set<PanelSection>? {
+    /// Waits until some section is stale (true), or the watch is to end (false).
+    func waitForStale() async -> Bool {
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Set<PanelSection>?, Never>) in
-                let ready = state.withLock { state -> Set<PanelSection>?? in
-                    if state.ended || Task.isCancelled { return .some(nil) }
-                    if !state.stale.isEmpty {
-                        defer { state.stale = [] }
-                        return .some(state.stale)
-                    }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let ready = state.withLock { state -> Bool? in
+                    if state.ended || Task.isCancelled { return false }
+                    if !state.stale.isEmpty { return true }
                     state.waiter = continuation
-                    return .none
+                    return nil
                 }
                 if let ready { continuation.resume(returning: ready) }
             }

@@ -20,7 +20,7 @@ public struct ChangeFeed: Sendable {
     public func serve(_ request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, stallLimit: Duration = .seconds(60)) async throws {
         guard request.afterPosition >= 0 else { throw RPCError.invalidArgument("after_position must not be negative") }
         let shop = request.shopId == Principal.anyShop ? nil : request.shopId
-        var position = request.afterPosition == 0 ? log.head : request.afterPosition
+        var position = request.afterPosition == 0 ? try await log.newest() : request.afterPosition
         try await responses.write(WatchChangesResponse(position: position), stallLimit: stallLimit)
         while true {
             try Task.checkCancellation()

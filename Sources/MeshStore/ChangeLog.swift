@@ -130,6 +130,15 @@ public final class ChangeLog: Sendable {
     /// The newest position this process has seen committed.
     public var head: Int64 { state.withLock { $0.head } }
 
+    /// The newest position committed, read from the table: where "from now" starts, so that a change
+    /// committed before the caller asked is never sent as news (the head may not have caught up yet).
+    public func newest() async throws -> Int64 {
+        let committed = try await store.read { db in
+            try await db.raw("SELECT COALESCE(MAX(position), 0) AS p FROM changes").first()?.int64("p") ?? 0
+        }
+        return max(committed, head)
+    }
+
     /// The process is stopping: subscribers stop waiting and end their streams, so they resume elsewhere.
     public var isDraining: Bool { state.withLock { $0.draining } }
 
