@@ -76,10 +76,20 @@ public struct PanelComposer: Sendable {
         if !fromConversation.isEmpty {
             let started = ContinuousClock.now
             do throws(RPCError) {
-                let context = try await clients.conversation.getConversationContext(
-                    GetConversationContextRequest(shopId: shop, conversationId: conversationId, notesLimit: Self.notes, activityLimit: Self.activity),
-                    options: options
-                )
+                let context: ConversationContext
+                // A message changes the conversation alone, the most frequent change: its row is all that is
+                // read then, not the page's tags, the notes and the activity besides.
+                if fromConversation == [.conversation] {
+                    let conversation = try await clients.conversation.getConversation(
+                        GetConversationRequest(shopId: shop, conversationId: conversationId), options: options
+                    )
+                    context = ConversationContext(conversation: conversation)
+                } else {
+                    context = try await clients.conversation.getConversationContext(
+                        GetConversationContextRequest(shopId: shop, conversationId: conversationId, notesLimit: Self.notes, activityLimit: Self.activity),
+                        options: options
+                    )
+                }
                 timings?.record("conversation", milliseconds: Self.milliseconds(since: started))
                 Self.apply(context, fromConversation, to: &panel)
             } catch where [.unauthenticated, .permissionDenied, .notFound, .invalidArgument].contains(error.code) {
