@@ -181,7 +181,7 @@ public struct SQLConversationStore: ConversationStore {
                        color = \(bind: color), visible = \(bind: visible ? 1 : 0 as Int64)
                 WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)
                 """).run()
-            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: Clock.nowMs())
+            try await Self.tagChanged(db, shop: shop, pageId: pageId, tagId: tagId, nowMs: Clock.nowMs())
             return Tag(tagId: tagId, folderId: folderId, name: name, color: color, visible: visible)
         }
     }
@@ -197,9 +197,9 @@ public struct SQLConversationStore: ConversationStore {
                 events.append(try ConversationEvents.tagChanged(contact, tagName: tag.name, attached: false, nowMs: now))
             }
             try await Outbox.enqueue(db, events, nowMs: now)
+            try await Self.tagChanged(db, shop: shop, pageId: pageId, tagId: tagId, nowMs: now)
             try await db.raw("DELETE FROM conversation_tags WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)").run()
             try await db.raw("DELETE FROM tags WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)").run()
-            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: now)
         }
     }
 
@@ -613,6 +613,20 @@ public struct SQLConversationStore: ConversationStore {
     /// R-PANEL-4: the page's tags changed (created, renamed, hidden, moved, deleted): every panel of the page.
     static func pageTagsChanged(_ db: any SQLDatabase, shop: String, pageId: String, nowMs: Int64) async throws {
         try await ChangeLog.record(db, [ChangeLog.Entry(shopId: shop, kind: .tags, pageId: pageId)], nowMs: nowMs)
+    }
+
+    /// R-PANEL-4: a tag of the page was renamed, recoloured, hidden, moved or deleted: every panel of the
+    /// page (the tags it offers) and each conversation carrying it (its inbox row shows the tag).
+    static func tagChanged(_ db: any SQLDatabase, shop: String, pageId: String, tagId: String, nowMs: Int64) async throws {
+        let carriers = try await db.raw("""
+            SELECT c.conversation_id, c.customer_id FROM conversation_tags ct
+            JOIN conversations c ON c.shop_id = ct.shop_id AND c.conversation_id = ct.conversation_id
+            WHERE ct.shop_id = \(bind: shop) AND ct.tag_id = \(bind: tagId) ORDER BY c.conversation_id
+            """).all()
+        let entries = try [ChangeLog.Entry(shopId: shop, kind: .tags, pageId: pageId)] + carriers.map {
+            ChangeLog.Entry(shopId: shop, kind: .tags, pageId: pageId, conversationId: try $0.string("conversation_id"), customerId: try $0.string("customer_id"))
+        }
+        try await ChangeLog.record(db, entries, nowMs: nowMs)
     }
 
     /// R-PANEL-4: something of a customer changed; each of the customer's conversations is named, for the inbox.

@@ -183,37 +183,86 @@ public struct ClientStreamHead: Sendable {
 extension RPCWriter {
     /// Writes, or throws RESOURCE_EXHAUSTED when the peer has not made room for the message
     /// within `limit` (a watcher that stopped reading). The write itself runs on in the
-    /// background and ends with the call, which the caller ends by throwing on.
+    /// background and ends with the call, which the caller ends by throwing on. The limit is
+    /// kept by one clock for the process (`StallClock`), not a timer per write: a cancelled
+    /// sleep holds its task until it would have woken, and a watch writes thousands of times.
     public func write(_ message: Message, stallLimit limit: Duration) async throws(RPCError) {
-        let outcome = StallRace()
+        let race = StallRace()
         let result: Result<Void, RPCError> = await withCheckedContinuation { continuation in
-            outcome.start(continuation)
+            race.start(continuation)
+            let id = StallClock.shared.watch(race, limit: limit)
             Task {
                 do throws(RPCError) {
                     try await self.write(message)
-                    outcome.finish(.success(()))
+                    race.finish(.success(()))
                 } catch {
-                    outcome.finish(.failure(error))
+                    race.finish(.failure(error))
                 }
+                StallClock.shared.done(id)
             }
-            let timer = Task {
-                try? await Task.sleep(for: limit)
-                if !Task.isCancelled {
-                    outcome.finish(.failure(.resourceExhausted("the peer read nothing for \(limit): the stream is cut off; resume it")))
-                }
-            }
-            outcome.onFinish { timer.cancel() }
         }
         try result.get()
     }
 }
 
-/// The first of a write and its stall timer to finish answers the writer.
-private final class StallRace: Sendable {
+/// The writes waiting under a stall limit, and the one task that fails those past it. The
+/// task runs only while there are such writes (most take no time at all: they are queued).
+final class StallClock: Sendable {
+    static let shared = StallClock()
+
+    private struct Pending {
+        var deadline: ContinuousClock.Instant
+        var limit: Duration
+        var race: StallRace
+    }
+
+    private struct State {
+        var pending: [UInt64: Pending] = [:]
+        var next: UInt64 = 0
+        var sweeping = false
+    }
+
+    private let state = Mutex(State())
+
+    func watch(_ race: StallRace, limit: Duration) -> UInt64 {
+        let (id, start) = state.withLock { state -> (UInt64, Bool) in
+            state.next += 1
+            state.pending[state.next] = Pending(deadline: .now + limit, limit: limit, race: race)
+            defer { state.sweeping = true }
+            return (state.next, !state.sweeping)
+        }
+        if start { Task { await self.sweep() } }
+        return id
+    }
+
+    func done(_ id: UInt64) {
+        state.withLock { _ = $0.pending.removeValue(forKey: id) }
+    }
+
+    /// Every 250 ms while writes wait (a stall is cut off within a quarter second of its limit).
+    private func sweep() async {
+        while true {
+            try? await Task.sleep(for: .milliseconds(250))
+            let now = ContinuousClock.now
+            let (overdue, more) = state.withLock { state -> ([Pending], Bool) in
+                let overdue = state.pending.filter { $0.value.deadline <= now }
+                for id in overdue.keys { state.pending[id] = nil }
+                if state.pending.isEmpty { state.sweeping = false }
+                return (Array(overdue.values), state.sweeping)
+            }
+            for pending in overdue {
+                pending.race.finish(.failure(.resourceExhausted("the peer read nothing for \(pending.limit): the stream is cut off; resume it")))
+            }
+            if !more { return }
+        }
+    }
+}
+
+/// The first of a write and its stall limit to finish answers the writer.
+final class StallRace: Sendable {
     private struct State {
         var continuation: CheckedContinuation<Result<Void, RPCError>, Never>?
         var result: Result<Void, RPCError>?
-        var cleanup: (@Sendable () -> Void)?
     }
 
     private let state = Mutex(State())
@@ -222,26 +271,13 @@ private final class StallRace: Sendable {
         state.withLock { $0.continuation = continuation }
     }
 
-    func onFinish(_ cleanup: @escaping @Sendable () -> Void) {
-        let finished = state.withLock { state -> Bool in
-            if state.result != nil { return true }
-            state.cleanup = cleanup
-            return false
-        }
-        if finished { cleanup() }
-    }
-
     func finish(_ result: Result<Void, RPCError>) {
-        let (continuation, cleanup) = state.withLock { state -> (CheckedContinuation<Result<Void, RPCError>, Never>?, (@Sendable () -> Void)?) in
-            guard state.result == nil else { return (nil, nil) }
+        let continuation = state.withLock { state -> CheckedContinuation<Result<Void, RPCError>, Never>? in
+            guard state.result == nil else { return nil }
             state.result = result
-            defer {
-                state.continuation = nil
-                state.cleanup = nil
-            }
-            return (state.continuation, state.cleanup)
+            defer { state.continuation = nil }
+            return state.continuation
         }
-        cleanup?()
         continuation?.resume(returning: result)
     }
 }

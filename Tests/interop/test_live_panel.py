@@ -196,6 +196,28 @@ def test_the_inbox_follows_new_messages_and_resumes(mesh):
         resumed.cancel()
 
 
+def test_an_inbox_row_and_a_panel_show_a_renamed_tag(mesh):
+    said = customer_says(mesh, "psid-tag-rename", "Chào shop")
+    stub = mesh.stub("conversation")
+    folder = stub.ListTags(cv.ListTagsRequest(shop_id=SHOP, page_id=PAGE), metadata=md()).folders[0]
+    tag = stub.CreateTag(cv.CreateTagRequest(shop_id=SHOP, page_id=PAGE, folder_id=folder.folder_id, name="Khách sỉ thử", color="#123456",
+                                             visible=True), metadata=md())
+    stub.AttachTag(cv.AttachTagRequest(shop_id=SHOP, conversation_id=said.conversation_id, tag_id=tag.tag_id, staff_id="owner-lan"), metadata=md())
+    inbox = Watch(stub.WatchInbox(cv.WatchInboxRequest(shop_id=SHOP, page_id=PAGE), metadata=md()))
+    panel = watch_panel(mesh, said.conversation_id)
+    try:
+        assert inbox.next().kind == cv.InboxEvent.SYNCED
+        assert [t.name for t in panel.next().panel.tags.attached] == ["Khách sỉ thử"]
+        stub.UpdateTag(cv.UpdateTagRequest(shop_id=SHOP, page_id=PAGE, tag_id=tag.tag_id, folder_id=folder.folder_id, name="Khách sỉ",
+                                           color="#123456", visible=True), metadata=md())
+        row = inbox.until(lambda e: e.conversation.conversation_id == said.conversation_id)
+        assert row.kind == cv.InboxEvent.UPDATED and [t.name for t in row.conversation.tags] == ["Khách sỉ"]
+        panel.until(lambda u: "tags" in u.changed_sections and [t.name for t in u.panel.tags.attached] == ["Khách sỉ"])
+    finally:
+        inbox.cancel()
+        panel.cancel()
+
+
 def test_a_watcher_that_never_reads_is_cut_off(mesh):
     """A client that opens WatchPanel and never reads (a 1 KiB window, never opened again) makes the gateway
     queue at most 64 KiB for it, then hold its updates; past CHATMESH_WATCH_STALL_S (3 s here) without room
