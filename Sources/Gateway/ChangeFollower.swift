@@ -63,8 +63,12 @@ public struct ChangeFollower: Sendable {
                 if Task.isCancelled { break }
                 logger.warning("change feed failed", metadata: ["feed": "\(feed)", "error": "\(error)"])
             }
-            if cursor.wasLive { backoff = .milliseconds(100) }
-            hub.down(feed)
+            if cursor.wasLive {
+                backoff = .milliseconds(100)
+                hub.down(feed)
+            } else {
+                hub.unreachable(feed)
+            }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(2))
         }

@@ -20,6 +20,8 @@ public final class PanelWatchHub: Sendable {
     struct State {
         var positions: Positions = Array(repeating: 0, count: PanelFeed.allCases.count)
         var live: [Bool] = Array(repeating: false, count: PanelFeed.allCases.count)
+        /// A feed whose service could not be reached since it was last live (marked once per outage).
+        var unreachable: [Bool] = Array(repeating: false, count: PanelFeed.allCases.count)
         var recent: [Recent] = Array(repeating: Recent(), count: PanelFeed.allCases.count)
         var watchers: [UInt64: PanelWatcher] = [:]
         /// shop → customer → watchers.
@@ -127,6 +129,7 @@ public final class PanelWatchHub: Sendable {
         let wakes = state.withLock { state -> [PanelWatcher.Wake] in
             let wasLive = state.live[feed.rawValue]
             state.live[feed.rawValue] = true
+            state.unreachable[feed.rawValue] = false
             if !resumed {
                 state.recent[feed.rawValue] = Recent(covered: position, changes: [])
                 state.positions[feed.rawValue] = position
@@ -141,6 +144,17 @@ public final class PanelWatchHub: Sendable {
         let wakes = state.withLock { state -> [PanelWatcher.Wake] in
             guard state.live[feed.rawValue] else { return [] }
             state.live[feed.rawValue] = false
+            return Self.markAll(state, feed)
+        }
+        for wake in wakes { wake() }
+    }
+
+    /// The feed's service could not be reached: its sections are read again once per outage, so that
+    /// a service that dies while its feed is reconnecting still shows as unavailable.
+    func unreachable(_ feed: PanelFeed) {
+        let wakes = state.withLock { state -> [PanelWatcher.Wake] in
+            guard !state.live[feed.rawValue], !state.unreachable[feed.rawValue] else { return [] }
+            state.unreachable[feed.rawValue] = true
             return Self.markAll(state, feed)
         }
         for wake in wakes { wake() }

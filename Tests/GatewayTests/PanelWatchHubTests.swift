@@ -80,6 +80,10 @@ import Testing
         hub.down(.order)
         #expect(await Self.next(hub, watcher) == [.carts, .orderSummary])
         hub.down(.order)   // already down: nothing new
+        // Reconnecting failed: the service is not there (it may have died after the feed went down).
+        hub.unreachable(.order)
+        #expect(await Self.next(hub, watcher) == [.carts, .orderSummary])
+        hub.unreachable(.order)   // once per outage
         hub.up(.order, position: 1, resumed: true)
         #expect(await Self.next(hub, watcher) == [.carts, .orderSummary])
         #expect(hub.isLive(.order))

@@ -22,6 +22,13 @@ SHOP = "demo-shop"
 PAGE = "demo-page"
 # Changes reach a watcher within a second (R-PANEL-4); on a loaded CI machine the test allows far more.
 WAIT = 30
+# The module's mesh, whose logs a failed wait shows.
+MESH = []
+
+
+def logs():
+    return "".join(f"\n--- {name} log ---\n{service.log()[-2500:]}" for name, service in MESH[0].services.items()
+                   if name in ("gateway", "conversation", "order")) if MESH else ""
 
 
 def md():
@@ -36,7 +43,9 @@ def mesh():
         seeded = subprocess.run([binary("chatmesh"), "seed"], env={**os.environ, **mesh.addresses_env(), "CHATMESH_AUTH_KEY": AUTH_KEY},
                                 capture_output=True, text=True, timeout=120)
         assert seeded.returncode == 0, seeded.stderr[-3000:]
+        MESH[:] = [mesh]
         yield mesh
+        MESH.clear()
         mesh.close()
 
 
@@ -76,7 +85,7 @@ class Watch:
             seen.append(list(update.changed_sections) if hasattr(update, "changed_sections") else (update.kind, update.conversation.conversation_id))
             if predicate(update):
                 return update
-        raise AssertionError(f"no such update within {timeout} s; seen: {seen}")
+        raise AssertionError(f"no such update within {timeout} s; seen: {seen}{logs()}")
 
     def cancel(self):
         self.call.cancel()
