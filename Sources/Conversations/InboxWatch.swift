@@ -49,7 +49,7 @@ struct InboxWatch: Sendable {
                 position = through
                 synced = true
             case .changes(let changes, let through):
-                try await send(changes, pageId: pageId, staffId: staffId, responses: responses)
+                try await send(changes, shop: shop, pageId: pageId, staffId: staffId, responses: responses)
                 if !synced && through >= log.head {
                     try await responses.write(InboxEvent(kind: .synced, resumeToken: Self.token(through)), stallLimit: stallLimit)
                     synced = true
@@ -61,7 +61,7 @@ struct InboxWatch: Sendable {
     }
 
     /// One event per conversation of the list that changed, newest change last.
-    func send(_ changes: [ChangeLog.Change], pageId: String, staffId: String?, responses: RPCWriter<InboxEvent>) async throws {
+    func send(_ changes: [ChangeLog.Change], shop: String, pageId: String, staffId: String?, responses: RPCWriter<InboxEvent>) async throws {
         struct Latest { var position: Int64; var added: Bool; var reassigned: Bool }
         var latest: [String: Latest] = [:]
         for change in changes where change.entry.pageId == pageId && !change.entry.conversationId.isEmpty && Self.rowKinds.contains(change.entry.kind) {
@@ -72,7 +72,7 @@ struct InboxWatch: Sendable {
             latest[change.entry.conversationId] = entry
         }
         guard !latest.isEmpty else { return }
-        let rows = try await store.conversations(shop: changes[0].entry.shopId, ids: Array(latest.keys))
+        let rows = try await store.conversations(shop: shop, ids: Array(latest.keys))
         for row in rows.sorted(by: { latest[$0.conversationId]!.position < latest[$1.conversationId]!.position }) {
             let entry = latest[row.conversationId]!
             var event = InboxEvent(conversation: row, kind: entry.added ? .added : .updated, resumeToken: Self.token(entry.position))

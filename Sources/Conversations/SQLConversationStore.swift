@@ -379,7 +379,7 @@ public struct SQLConversationStore: ConversationStore {
             try await Outbox.enqueue(db, events, nowMs: nowMs)
             try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: nowMs)
             for customer in Set(attachedTo.map(\.customer)).sorted() {
-                try await Self.customerChanged(db, shop: shop, customerId: customer, .tags, nowMs: nowMs)
+                try await Self.recordCustomerChange(db, shop: shop, customerId: customer, .tags, nowMs: nowMs)
             }
             if noConversation > 0 {
                 plan.skipped += noConversation
@@ -630,7 +630,7 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     /// R-PANEL-4: something of a customer changed; each of the customer's conversations is named, for the inbox.
-    static func customerChanged(_ db: any SQLDatabase, shop: String, customerId: String, _ kind: Change.Kind, nowMs: Int64) async throws {
+    static func recordCustomerChange(_ db: any SQLDatabase, shop: String, customerId: String, _ kind: Change.Kind, nowMs: Int64) async throws {
         let rows = try await db.raw("""
             SELECT conversation_id, page_id FROM conversations WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
             """).all()
@@ -886,7 +886,7 @@ public struct SQLConversationStore: ConversationStore {
                 let now = Clock.nowMs()
                 try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: [id], nowMs: now), nowMs: now)
             }
-            try await Self.customerChanged(db, shop: shop, customerId: id, .customer, nowMs: Clock.nowMs())
+            try await Self.recordCustomerChange(db, shop: shop, customerId: id, .customer, nowMs: Clock.nowMs())
             return try await Self.customerView(db, shop: shop, id: id)
         }
     }
@@ -905,7 +905,7 @@ public struct SQLConversationStore: ConversationStore {
                     db, shop: shop, pageId: customer.pageId, action: blocked ? .customerBlocked : .customerUnblocked, staffId: staffId,
                     conversationId: conversationId, customerId: customerId, tagId: "", tagName: "", nowMs: nowMs
                 )
-                try await Self.customerChanged(db, shop: shop, customerId: customerId, .block, nowMs: nowMs)
+                try await Self.recordCustomerChange(db, shop: shop, customerId: customerId, .block, nowMs: nowMs)
             }
             return try await Self.customerView(db, shop: shop, id: customerId)
         }
@@ -919,7 +919,7 @@ public struct SQLConversationStore: ConversationStore {
                 INSERT INTO notes (shop_id, note_id, customer_id, text, staff_id, created_at_ms)
                 VALUES (\(bind: shop), \(bind: note.noteId), \(bind: customerId), \(bind: text), \(bind: staffId), \(bind: nowMs))
                 """).run()
-            try await Self.customerChanged(db, shop: shop, customerId: customerId, .notes, nowMs: nowMs)
+            try await Self.recordCustomerChange(db, shop: shop, customerId: customerId, .notes, nowMs: nowMs)
             return note
         }
     }
@@ -956,7 +956,7 @@ public struct SQLConversationStore: ConversationStore {
                 throw RPCError.notFound("note_id: customer \(customerId) has no note \(noteId)")
             }
             try await db.raw("DELETE FROM notes WHERE shop_id = \(bind: shop) AND note_id = \(bind: noteId)").run()
-            try await Self.customerChanged(db, shop: shop, customerId: customerId, .notes, nowMs: Clock.nowMs())
+            try await Self.recordCustomerChange(db, shop: shop, customerId: customerId, .notes, nowMs: Clock.nowMs())
         }
     }
 
@@ -1008,7 +1008,7 @@ public struct SQLConversationStore: ConversationStore {
                     ON CONFLICT (shop_id, customer_id, field_key) DO UPDATE SET value = \(bind: value)
                     """).run()
             }
-            try await Self.customerChanged(db, shop: shop, customerId: customerId, .customer, nowMs: Clock.nowMs())
+            try await Self.recordCustomerChange(db, shop: shop, customerId: customerId, .customer, nowMs: Clock.nowMs())
             return try await Self.customerView(db, shop: shop, id: customerId)
         }
     }

@@ -44,10 +44,7 @@ struct PanelWatch: Sendable {
     /// its stream; no panel is held between updates).
     struct Watching {
         let watcher: PanelWatcher
-        let shop: String
-        let conversationId: String
-        let customerId: String
-        var unavailable: [PanelSection: UnavailableSection]
+        var unavailable: [PanelSection: UnavailableSection] = [:]
     }
 
     func run(shop: String, pageId: String, conversationId: String, resumeToken: String, responses: RPCWriter<PanelUpdate>) async throws {
@@ -75,7 +72,7 @@ struct PanelWatch: Sendable {
         var watching: Watching
         if let resume, try await composer.conversation(shop: shop, pageId: pageId, conversationId: conversationId).customerId == resume.customerId {
             let registered = hub.register(shop: shop, pageId: pageId, conversationId: conversationId, customerId: resume.customerId, since: resume.positions)
-            watching = Watching(watcher: registered.watcher, shop: shop, conversationId: conversationId, customerId: resume.customerId, unavailable: [:])
+            watching = Watching(watcher: registered.watcher)
             positions = registered.positions
             // The first update is what changed since the token, read now (possibly nothing).
             let read = (registered.stale ?? Set(PanelSection.allCases)).union(resume.unavailable)
@@ -91,12 +88,12 @@ struct PanelWatch: Sendable {
             let panel = try await composer.panel(shop: shop, pageId: pageId, conversationId: conversationId)
             let customerId = panel.conversation?.customerId ?? ""
             let registered = hub.register(shop: shop, pageId: pageId, conversationId: conversationId, customerId: customerId, since: positions)
-            watching = Watching(watcher: registered.watcher, shop: shop, conversationId: conversationId, customerId: customerId, unavailable: [:])
+            watching = Watching(watcher: registered.watcher)
             // Changed while the panel was read: read again right after it.
             stale = registered.stale ?? Set(PanelSection.allCases)
             first = update(panel, read: Set(PanelSection.allCases), unavailable: &watching.unavailable)
         }
-        first.resumeToken = Token(positions: positions, customerId: watching.customerId, unavailable: Set(watching.unavailable.keys)).text
+        first.resumeToken = Token(positions: positions, customerId: watching.watcher.customerId, unavailable: Set(watching.unavailable.keys)).text
         do {
             try await responses.write(first, stallLimit: stallLimit)
         } catch {
@@ -111,9 +108,10 @@ struct PanelWatch: Sendable {
     func send(_ watching: inout Watching, responses: RPCWriter<PanelUpdate>) async throws {
         let (sections, positions) = hub.take(watching.watcher)
         guard !sections.isEmpty else { return }
-        let part = try await composer.sections(sections, shop: watching.shop, conversationId: watching.conversationId, customerId: watching.customerId)
+        let watcher = watching.watcher
+        let part = try await composer.sections(sections, shop: watcher.shop, conversationId: watcher.conversationId, customerId: watcher.customerId)
         var next = update(part, read: sections, unavailable: &watching.unavailable)
-        next.resumeToken = Token(positions: positions, customerId: watching.customerId, unavailable: Set(watching.unavailable.keys)).text
+        next.resumeToken = Token(positions: positions, customerId: watcher.customerId, unavailable: Set(watching.unavailable.keys)).text
         try await responses.write(next, stallLimit: stallLimit)
     }
 

@@ -55,7 +55,7 @@ public final class ChangeLog: Sendable {
     /// Writes `entries` inside the caller's transaction, after every change committed before it.
     public static func record(_ db: any SQLDatabase, _ entries: [Entry], nowMs: Int64) async throws {
         guard !entries.isEmpty else { return }
-        let last = try await db.raw("SELECT COALESCE(MAX(position), 0) AS p FROM changes").first()?.int64("p") ?? 0
+        let last = try await newestPosition(db)
         // 7 binds a row; 100 rows stay far below every backend's bind limit.
         var position = last
         var start = 0
@@ -73,6 +73,11 @@ public final class ChangeLog: Sendable {
             try await db.raw(sql).run()
             start += chunk.count
         }
+    }
+
+    /// The newest position in the table (0 when empty).
+    static func newestPosition(_ db: any SQLDatabase) async throws -> Int64 {
+        try await db.raw("SELECT COALESCE(MAX(position), 0) AS p FROM changes").first()?.int64("p") ?? 0
     }
 
     /// What a subscriber reads.
@@ -115,7 +120,7 @@ public final class ChangeLog: Sendable {
     /// Opens the log at the newest committed change.
     public static func open(_ store: any SQLStore, configuration: Configuration? = nil, logger: Logger = Logger(label: "changes")) async throws -> ChangeLog {
         let head = try await store.read { db in
-            try await db.raw("SELECT COALESCE(MAX(position), 0) AS p FROM changes").first()?.int64("p") ?? 0
+            try await Self.newestPosition(db)
         }
         return ChangeLog(store: store, head: head, configuration: configuration ?? Configuration(for: store.kind), logger: logger)
     }
@@ -134,7 +139,7 @@ public final class ChangeLog: Sendable {
     /// committed before the caller asked is never sent as news (the head may not have caught up yet).
     public func newest() async throws -> Int64 {
         let committed = try await store.read { db in
-            try await db.raw("SELECT COALESCE(MAX(position), 0) AS p FROM changes").first()?.int64("p") ?? 0
+            try await Self.newestPosition(db)
         }
         return max(committed, head)
     }
