@@ -220,16 +220,14 @@ extension ServerConnectionHandler {
         guard let stream = streams[id], let call = stream.streaming else { return }
         stream.task = nil
         let status: RPCError?
-        switch result {
-        case .success:
+        if case .failure(let error) = result {
+            let answer = RPCError(answering: error)
+            if answer.isUnmappedFailure {
+                logger.error("handler failed", metadata: ["method": "\(stream.path ?? "")", "error": "\(error)"])
+            }
+            status = answer
+        } else {
             status = nil
-        case .failure(let error as RPCError):
-            status = error
-        case .failure(is CancellationError):
-            status = .cancelled("call cancelled")
-        case .failure(let error):
-            logger.error("handler failed", metadata: ["method": "\(stream.path ?? "")", "error": "\(error)"])
-            status = .internal("internal error")
         }
         if let status, status.code == .resourceExhausted, !call.outbound.isEmpty, let session {
             // The peer is not taking what is queued (a watcher that stopped reading): a status could never

@@ -699,15 +699,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard let stream = streams[id], !stream.answered else { return }
         stream.task = nil
         let result: Result<ByteBuffer, RPCError> = outcome.mapError { error in
-            switch error {
-            case let error as RPCError:
-                return error
-            case is CancellationError:
-                return .cancelled("call cancelled")
-            default:
+            let status = RPCError(answering: error)
+            if status.isUnmappedFailure {
                 logger.error("handler failed", metadata: ["method": "\(stream.path ?? "")", "error": "\(error)"])
-                return .internal("internal error")
             }
+            return status
         }
         switch result {
         case .success(let response):

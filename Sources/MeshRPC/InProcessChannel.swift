@@ -23,12 +23,8 @@ public struct InProcessChannel: RPCChannel {
         let response: ByteBuffer
         do {
             response = try await Self.run(route, message, context, deadline: request.deadline)
-        } catch let error as RPCError {
-            throw error
-        } catch is CancellationError {
-            throw .cancelled("call cancelled")
         } catch {
-            throw .internal("internal error: \(error)")
+            throw RPCError(answering: error)
         }
         return try GRPCFraming.unaryMessage(response, maxMessageBytes: maxMessageBytes, side: .response)
     }
@@ -108,12 +104,8 @@ public struct InProcessChannel: RPCChannel {
             do {
                 try await Self.serve(route, server, context, deadline: deadline)
                 outcome = .success(())
-            } catch let error as RPCError {
-                outcome = .failure(error)
-            } catch is CancellationError {
-                outcome = .failure(.cancelled("call cancelled"))
             } catch {
-                outcome = .failure(.internal("internal error: \(error)"))
+                outcome = .failure(RPCError(answering: error))
             }
             requests.close(.cancelled("the call is over"))
             switch outcome {

@@ -1,5 +1,8 @@
 /// A gRPC status as data: what every failed call answers, on the wire as
 /// `grpc-status` and a percent-encoded `grpc-message`.
+///
+/// Two statuses are equal when their code, message and metadata are: the `cause`
+/// is for logs and debugging, never sent and never compared.
 public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
     public enum Code: Int, Sendable, Hashable, CaseIterable {
@@ -54,14 +57,49 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// Trailing metadata to send with (or received with) the status.
     public var metadata: Metadata
+    /// The error this status stands for, when it was made from one (a handler's
+    /// failure, a store's refusal); kept so that a log can say what really happened.
+    public var cause: (any Error)?
 
-    public init(_ code: Code, _ message: String, metadata: Metadata = Metadata()) {
+    public init(_ code: Code, _ message: String, metadata: Metadata = Metadata(), cause: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.metadata = metadata
+        self.cause = cause
     }
 
+    /// The status a server answers for whatever a handler threw: an `RPCError` as
+    /// it is, a domain error through its service's `RPCErrorConvertible` mapping,
+    /// a cancelled task as CANCELLED, and anything else as INTERNAL, whose cause is
+    /// kept for the log and never sent (it may say more than a peer should read).
+    public init(answering error: any Error) {
+        switch error {
+        case let error as RPCError:
+            self = error
+        case let error as any RPCErrorConvertible:
+            self = error.rpcError
+            if cause == nil { cause = error }
+        case is CancellationError:
+            self.init(.cancelled, "call cancelled", cause: error)
+        default:
+            self.init(.internal, "internal error", cause: error)
+        }
+    }
+
+    /// True for an INTERNAL status made from an error no service mapped: a defect to log.
+    public var isUnmappedFailure: Bool { code == .internal && cause != nil && !(cause is any RPCErrorConvertible) }
+
     public var description: String { "\(code.name): \(message)" }
+
+    public static func == (a: RPCError, b: RPCError) -> Bool {
+        a.code == b.code && a.message == b.message && a.metadata == b.metadata
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+        hasher.combine(metadata)
+    }
 
     // Shorthands for the codes services use most; each names what was wrong.
     public static func invalidArgument(_ message: String) -> RPCError { RPCError(.invalidArgument, message) }
@@ -76,6 +114,13 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     public static func unimplemented(_ message: String) -> RPCError { RPCError(.unimplemented, message) }
     public static func `internal`(_ message: String) -> RPCError { RPCError(.internal, message) }
     public static func cancelled(_ message: String) -> RPCError { RPCError(.cancelled, message) }
+}
+
+/// A domain error that knows the gRPC status it is answered with. A service's
+/// stores and rules throw their own errors (`OrderError`, …); the service says in
+/// one place how each is answered, and the runtime asks it (`RPCError(answering:)`).
+public protocol RPCErrorConvertible: Error {
+    var rpcError: RPCError { get }
 }
 
 /// Percent-encoding of `grpc-message` (gRPC over HTTP/2 spec): bytes outside

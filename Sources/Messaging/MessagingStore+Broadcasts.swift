@@ -308,7 +308,7 @@ extension MessagingStore {
                     if offset > 0 { sql += ", " }
                     sql += """
                         (\(bind: shop), \(bind: messageId), \(bind: Self.broadcastKey(broadcastId, message.customerId)), \(bind: Int64(template.channel.rawValue)),
-                         \(bind: message.recipient), \(bind: template.templateId), \(bind: message.body), \(bind: message.customerId), \(bind: "QUEUED"),
+                         \(bind: message.recipient), \(bind: template.templateId), \(bind: message.body), \(bind: message.customerId), \(bind: MessageDelivery.Status.queued.rawValue),
                          \(bind: priceVnd), \(bind: nowMs), \(bind: nowMs), \(bind: day), \(bind: paramsJSON), \(bind: broadcastId))
                         """
                     var delivery = Delivery(
@@ -351,7 +351,7 @@ extension MessagingStore {
     ) async throws {
         guard !results.isEmpty else { return }
         try await db.write { db in
-            var byStatus: [String: [String]] = [:]
+            var byStatus: [MessageDelivery.Status: [String]] = [:]
             var failed: [(String, Int64, String)] = []
             var cost: Int64 = 0
             var znsDelivered: [Int64: Int64] = [:]
@@ -359,11 +359,11 @@ extension MessagingStore {
             for result in results {
                 switch result.outcome {
                 case .delivered:
-                    byStatus["DELIVERED", default: []].append(result.delivery.messageId)
+                    byStatus[.delivered, default: []].append(result.delivery.messageId)
                     cost += result.costVnd
                     if result.delivery.channel == .zns { znsDelivered[result.day, default: 0] += 1 }
                 case .sent:
-                    byStatus["SENT", default: []].append(result.delivery.messageId)
+                    byStatus[.sent, default: []].append(result.delivery.messageId)
                     cost += result.costVnd
                 case .rejected(_, let message), .failedTemporarily(let message):
                     failed.append((result.delivery.messageId, result.costVnd, message))
@@ -373,7 +373,7 @@ extension MessagingStore {
                 for start in stride(from: 0, to: ids.count, by: 500) {
                     let chunk = Array(ids[start..<min(start + 500, ids.count)])
                     try await db.raw("""
-                        UPDATE messages SET status = \(bind: status), attempts = attempts + 1, updated_at_ms = \(bind: nowMs), provider = \(bind: provider)
+                        UPDATE messages SET status = \(bind: status.rawValue), attempts = attempts + 1, updated_at_ms = \(bind: nowMs), provider = \(bind: provider)
                         WHERE shop_id = \(bind: shop) AND message_id IN (\(binds: chunk))
                         """).run()
                 }
@@ -383,7 +383,7 @@ extension MessagingStore {
                     _ = try await Self.post(db, shop: shop, amount: held, kind: .release, ref: messageId, nowMs: nowMs)
                 }
                 try await db.raw("""
-                    UPDATE messages SET status = 'FAILED', error = \(bind: message), cost_vnd = 0, attempts = attempts + 1, updated_at_ms = \(bind: nowMs),
+                    UPDATE messages SET status = \(bind: MessageDelivery.Status.failed.rawValue), error = \(bind: message), cost_vnd = 0, attempts = attempts + 1, updated_at_ms = \(bind: nowMs),
                            provider = \(bind: provider)
                     WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
                     """).run()
@@ -411,7 +411,7 @@ extension MessagingStore {
                 SELECT m.message_id, m.channel, m.recipient, m.body, m.params, m.cost_vnd, m.day,
                        COALESCE(t.provider_template_id, '') AS provider_template_id, COALESCE(t.name, '') AS template_name
                 FROM messages m LEFT JOIN templates t ON t.shop_id = m.shop_id AND t.template_id = m.template_id
-                WHERE m.shop_id = \(bind: shop) AND m.broadcast_id = \(bind: broadcastId) AND m.status = 'QUEUED'
+                WHERE m.shop_id = \(bind: shop) AND m.broadcast_id = \(bind: broadcastId) AND m.status = \(bind: MessageDelivery.Status.queued.rawValue)
                 ORDER BY m.message_id
                 """).all().map { row in
                 var delivery = Delivery(

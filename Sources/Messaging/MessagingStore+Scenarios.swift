@@ -83,7 +83,7 @@ extension MessagingStore {
             for scenario in scenarios {
                 let running = try await db.raw("""
                     SELECT step_id FROM scheduled_steps WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
-                      AND status IN ('PENDING', 'SENDING') AND scenario_id = \(bind: scenario.scenarioId) LIMIT 1
+                      AND status IN (\(binds: Self.unfinished)) AND scenario_id = \(bind: scenario.scenarioId) LIMIT 1
                     """).first()
                 if running != nil { continue }
                 for (index, step) in scenario.steps.enumerated() {
@@ -93,7 +93,7 @@ extension MessagingStore {
                         VALUES (\(bind: shop), \(bind: SortableID.make("stp_", nowMs: nowMs)), \(bind: scenario.scenarioId), \(bind: Int64(index)),
                                 \(bind: customerId), \(bind: pageId), \(bind: key), \(bind: tagName), \(bind: recipient),
                                 \(bind: Int64(scenario.channel.rawValue)), \(bind: step.templateId), \(bind: atMs), \(bind: atMs + step.delayMs),
-                                \(bind: "PENDING"))
+                                \(bind: ScheduledStepStatus.pending.rawValue))
                         """).run()
                 }
                 started.append(scenario.scenarioId)
@@ -107,8 +107,8 @@ extension MessagingStore {
         try await db.write { db in
             guard try await Self.firstSight(db, shop: shop, eventId: eventId, nowMs: nowMs) else { return 0 }
             return try await db.raw("""
-                UPDATE scheduled_steps SET status = 'CANCELLED', reason = 'tag detached'
-                WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND status = 'PENDING' AND tag_key = \(bind: TagName.key(tagName))
+                UPDATE scheduled_steps SET status = \(bind: ScheduledStepStatus.cancelled.rawValue), reason = 'tag detached'
+                WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND status = \(bind: ScheduledStepStatus.pending.rawValue) AND tag_key = \(bind: TagName.key(tagName))
                 RETURNING step_id
                 """).all().count
         }
@@ -132,8 +132,8 @@ extension MessagingStore {
             }
             guard !customerId.isEmpty else { return 0 }
             return try await db.raw("""
-                UPDATE scheduled_steps SET status = 'CANCELLED', reason = 'customer replied'
-                WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND status = 'PENDING' AND started_at_ms < \(bind: atMs)
+                UPDATE scheduled_steps SET status = \(bind: ScheduledStepStatus.cancelled.rawValue), reason = 'customer replied'
+                WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND status = \(bind: ScheduledStepStatus.pending.rawValue) AND started_at_ms < \(bind: atMs)
                 RETURNING step_id
                 """).all().count
         }
@@ -175,7 +175,7 @@ extension MessagingStore {
     public func dueSteps(nowMs: Int64, limit: Int) async throws -> [DueStep] {
         try await db.read { db in
             try await db.raw("""
-                SELECT * FROM scheduled_steps WHERE status IN ('PENDING', 'SENDING') AND due_at_ms <= \(bind: nowMs)
+                SELECT * FROM scheduled_steps WHERE status IN (\(binds: Self.unfinished)) AND due_at_ms <= \(bind: nowMs)
                 ORDER BY due_at_ms LIMIT \(literal: limit)
                 """).all().map { row in
                 DueStep(
@@ -187,12 +187,15 @@ extension MessagingStore {
         }
     }
 
+    /// Steps not yet done: waiting, or claimed by a sender that may have crashed.
+    static let unfinished = [ScheduledStepStatus.pending.rawValue, ScheduledStepStatus.sending.rawValue]
+
     /// Records how a step being sent ended (SENT, SKIPPED or FAILED).
-    public func finishStep(shop: String, stepId: String, status: String, reason: String, messageId: String) async throws {
+    public func finishStep(shop: String, stepId: String, status: ScheduledStepStatus, reason: String, messageId: String) async throws {
         try await db.write { db in
             try await db.raw("""
-                UPDATE scheduled_steps SET status = \(bind: status), reason = \(bind: reason), message_id = \(bind: messageId)
-                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status = 'SENDING'
+                UPDATE scheduled_steps SET status = \(bind: status.rawValue), reason = \(bind: reason), message_id = \(bind: messageId)
+                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status = \(bind: ScheduledStepStatus.sending.rawValue)
                 """).run()
         }
     }
@@ -204,20 +207,24 @@ extension MessagingStore {
     public func claimStep(shop: String, stepId: String) async throws -> Bool {
         try await db.write { db in
             try await !db.raw("""
-                UPDATE scheduled_steps SET status = 'SENDING'
-                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status IN ('PENDING', 'SENDING')
+                UPDATE scheduled_steps SET status = \(bind: ScheduledStepStatus.sending.rawValue)
+                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status IN (\(binds: Self.unfinished))
                 RETURNING step_id
                 """).all().isEmpty
         }
     }
 
     /// The steps scheduled for a customer, in order; for tests and operators.
-    public func steps(shop: String, customerId: String) async throws -> [(stepId: String, status: String, reason: String, dueAtMs: Int64)] {
+    public func steps(shop: String, customerId: String) async throws -> [(stepId: String, status: ScheduledStepStatus, reason: String, dueAtMs: Int64)] {
         try await db.read { db in
             try await db.raw("""
                 SELECT step_id, status, reason, due_at_ms FROM scheduled_steps WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
                 ORDER BY due_at_ms, step_id
-                """).all().map { (try $0.string("step_id"), try $0.string("status"), try $0.string("reason"), try $0.int64("due_at_ms")) }
+                """).all().map { row in
+                    let stored = try row.string("status")
+                    guard let status = ScheduledStepStatus(rawValue: stored) else { throw RPCError.internal("step with an unknown status \(stored)") }
+                    return (try row.string("step_id"), status, try row.string("reason"), try row.int64("due_at_ms"))
+                }
         }
     }
 }

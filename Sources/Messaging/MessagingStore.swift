@@ -206,7 +206,7 @@ public struct MessagingStore: Sendable {
                 INSERT INTO messages (shop_id, message_id, idempotency_key, channel, recipient, template_id, body, customer_id, status, cost_vnd,
                                       created_at_ms, updated_at_ms, day, params)
                 VALUES (\(bind: shop), \(bind: messageId), \(bind: idempotencyKey), \(bind: Int64(channel.rawValue)), \(bind: recipient),
-                        \(bind: templateId), \(bind: body), \(bind: customerId), \(bind: "QUEUED"), \(bind: priceVnd), \(bind: nowMs), \(bind: nowMs),
+                        \(bind: templateId), \(bind: body), \(bind: customerId), \(bind: MessageDelivery.Status.queued.rawValue), \(bind: priceVnd), \(bind: nowMs), \(bind: nowMs),
                         \(bind: day), \(bind: paramsJSON))
                 """).run()
             return .reserved(messageId: messageId)
@@ -220,15 +220,9 @@ public struct MessagingStore: Sendable {
         shop: String, messageId: String, outcome: DeliveryOutcome, provider: String?, nowMs: Int64, reported: Bool = false
     ) async throws -> SendMessageResponse {
         try await db.write { db in
-            let (status, error): (String, String)
-            switch outcome {
-            case .sent: (status, error) = ("SENT", "")
-            case .delivered: (status, error) = ("DELIVERED", "")
-            case .rejected(_, let message): (status, error) = ("FAILED", message)
-            case .failedTemporarily(let message): (status, error) = ("QUEUED", message)
-            }
+            let settlement = MessageDelivery.settle(outcome)
             var costUpdate: SQLQueryString = ""
-            if status == "FAILED" {
+            if settlement.releasesHold {
                 let row = try await db.raw("""
                     SELECT cost_vnd, broadcast_id FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
                     """).first()
@@ -245,7 +239,9 @@ public struct MessagingStore: Sendable {
                         """).run()
                 }
             }
-            var update: SQLQueryString = "UPDATE messages SET status = \(bind: status), error = \(bind: error), updated_at_ms = \(bind: nowMs)"
+            var update: SQLQueryString = """
+                UPDATE messages SET status = \(bind: settlement.status.rawValue), error = \(bind: settlement.error), updated_at_ms = \(bind: nowMs)
+                """
             if let provider {
                 update += ", attempts = attempts + 1, provider = \(bind: provider)"
             }
@@ -255,7 +251,7 @@ public struct MessagingStore: Sendable {
                 """).first() else {
                 throw RPCError.notFound("message_id: no message \(messageId)")
             }
-            if status == "DELIVERED", try row.int64("channel") == Int64(Template.Channel.zns.rawValue) {
+            if settlement.status == .delivered, try row.int64("channel") == Int64(Template.Channel.zns.rawValue) {
                 try await Self.countZns(
                     db, shop: shop, templateId: try row.string("template_id"), day: try row.int64("day"),
                     delivered: 1, negative: 0
@@ -268,25 +264,24 @@ public struct MessagingStore: Sendable {
     /// R-ZNS-2: a provider's report on a SENT message. Delivered keeps the price;
     /// not delivered gives it back (and moves a broadcast's counters with it).
     public func report(shop: String, messageId: String, delivered: Bool, reason: String, nowMs: Int64) async throws -> SendMessageResponse {
-        let status = try await db.read { db in
+        let stored = try await db.read { db in
             try await db.raw("SELECT status FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()?.string("status")
         }
-        switch (status, delivered) {
-        case (nil, _):
-            throw RPCError.notFound("message_id: no message \(messageId)")
-        case ("SENT", _):
-            let outcome: DeliveryOutcome = delivered
-                ? .delivered(providerId: "")
-                : .rejected(code: .failedPrecondition, message: reason.isEmpty ? "the provider reported it undelivered" : reason)
+        guard let stored else { throw RPCError.notFound("message_id: no message \(messageId)") }
+        guard let current = MessageDelivery.Status(rawValue: stored) else {
+            throw RPCError.internal("message \(messageId) has an unknown status \(stored)")
+        }
+        switch MessageDelivery.report(current: current, delivered: delivered, reason: reason) {
+        case .settle(let outcome):
             return try await settle(shop: shop, messageId: messageId, outcome: outcome, provider: nil, nowMs: nowMs, reported: true)
-        case ("DELIVERED", true), ("FAILED", false):
+        case .unchanged:
             return try await db.read { db in
                 try Self.response(try await db.raw("SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()!)
             }
-        case ("QUEUED", _):
+        case .notSentYet:
             throw RPCError.failedPrecondition("message_id: message \(messageId) has not been sent yet")
-        case (let current?, _):
-            throw RPCError.failedPrecondition("message_id: message \(messageId) is \(current) already")
+        case .alreadySettled(let status):
+            throw RPCError.failedPrecondition("message_id: message \(messageId) is \(status.rawValue) already")
         }
     }
 
@@ -299,7 +294,7 @@ public struct MessagingStore: Sendable {
                 SELECT m.shop_id, m.message_id, m.channel, m.recipient, m.body, m.params, COALESCE(t.provider_template_id, '') AS provider_template_id,
                        COALESCE(t.name, '') AS template_name
                 FROM messages m LEFT JOIN templates t ON t.shop_id = m.shop_id AND t.template_id = m.template_id
-                WHERE m.status = 'QUEUED' AND m.updated_at_ms < \(bind: beforeMs) AND m.broadcast_id = ''
+                WHERE m.status = \(bind: MessageDelivery.Status.queued.rawValue) AND m.updated_at_ms < \(bind: beforeMs) AND m.broadcast_id = ''
                 ORDER BY m.updated_at_ms LIMIT \(literal: limit)
                 """).all().map { row in
                 let params = try JSONDecoder().decode([String: String].self, from: Data(try row.string("params").utf8))
@@ -320,7 +315,7 @@ public struct MessagingStore: Sendable {
     static func znsSent(_ db: any SQLDatabase, shop: String, day: Int64) async throws -> Int {
         try await db.raw("""
             SELECT COUNT(*) AS n FROM messages WHERE shop_id = \(bind: shop) AND channel = \(bind: Int64(Template.Channel.zns.rawValue))
-              AND day = \(bind: day) AND status <> 'FAILED'
+              AND day = \(bind: day) AND status <> \(bind: MessageDelivery.Status.failed.rawValue)
             """).first()!.int("n")
     }
 
@@ -407,7 +402,7 @@ public struct MessagingStore: Sendable {
             guard try row.int64("channel") == Int64(Template.Channel.zns.rawValue) else {
                 throw RPCError.failedPrecondition("message_id: feedback is rated for ZNS messages only (R-ZNS-1)")
             }
-            guard try row.string("status") == "DELIVERED" else {
+            guard try row.string("status") == MessageDelivery.Status.delivered.rawValue else {
                 throw RPCError.failedPrecondition("message_id: message \(messageId) was not delivered")
             }
             if try await db.raw("SELECT message_id FROM feedback WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first() != nil {

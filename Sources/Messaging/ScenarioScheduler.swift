@@ -30,7 +30,7 @@ public struct ScenarioScheduler: Sendable {
         return due.count
     }
 
-    func send(_ step: MessagingStore.DueStep) async throws -> (status: String, reason: String, messageId: String) {
+    func send(_ step: MessagingStore.DueStep) async throws -> (status: ScheduledStepStatus, reason: String, messageId: String) {
         do {
             let template = try await store.template(shop: step.shop, id: step.templateId)
             var recipient = step.recipient
@@ -41,7 +41,7 @@ public struct ScenarioScheduler: Sendable {
             if step.channel == .messenger {
                 let last = try await store.messengerContact(shop: step.shop, recipient: recipient)?.lastCustomerMessageAtMs
                 if case .refused(let reason) = MessengerPolicy.decide(sender: .bot, lastCustomerMessageAtMs: last, nowMs: sender.now()) {
-                    return ("SKIPPED", reason, "")
+                    return (.skipped, reason, "")
                 }
             }
             let answer = try await sender.send(
@@ -49,12 +49,12 @@ public struct ScenarioScheduler: Sendable {
                 params: ["customer_id": step.customerId, "page_id": step.pageId, "tag_name": step.tagName],
                 idempotencyKey: "step:" + step.stepId, customerId: step.customerId
             )
-            return (answer.status == "FAILED" ? "FAILED" : "SENT", "", answer.messageId)
+            return (answer.status == MessageDelivery.Status.failed.rawValue ? .failed : .sent, "", answer.messageId)
         } catch let error as RPCError {
             // Refusals (balance, quota, a template disabled or deleted) end the step with the reason; faults of our own propagate.
             switch error.code {
             case .unavailable, .internal, .unknown, .deadlineExceeded: throw error
-            default: return ("SKIPPED", error.message, "")
+            default: return (.skipped, error.message, "")
             }
         }
     }

@@ -60,7 +60,7 @@ public struct OrderPlacement: Sendable {
     public func place(shop: String, _ request: CreateOrderRequest, staffId: String, nowMs: Int64) async throws -> Order {
         if let existing = try await store.order(shop: shop, idempotencyKey: request.idempotencyKey) { return existing }
         let draft = try await store.draft(
-            shop: shop, customerId: request.customerId, items: request.items, cartIds: request.cartIds, quoteId: request.shippingQuoteId, nowMs: nowMs
+            shop: shop, customerId: request.customerId, items: request.items.map { OrderLifecycle.StockLine(variantId: $0.variantId, quantity: Int64($0.quantity)) }, cartIds: request.cartIds, quoteId: request.shippingQuoteId, nowMs: nowMs
         )
         let quote: PreviewOrderResponse
         do {

@@ -30,43 +30,37 @@ extension OrderStore {
     /// Reads what an order would be: items given (catalog prices) or carts combined
     /// (their prices), every variant once, enough stock, a usable quote. Writes nothing.
     public func draft(
-        shop: String, customerId: String, items: [OrderItemRequest], cartIds: [String], quoteId: String, nowMs: Int64
+        shop: String, customerId: String, items: [OrderLifecycle.StockLine], cartIds: [String], quoteId: String, nowMs: Int64
     ) async throws -> Draft {
         try await db.read { db in
             var wanted: [(variantId: String, quantity: Int64, price: Int64?, field: String)] = []
             for (index, item) in items.enumerated() {
-                wanted.append((item.variantId, Int64(item.quantity), nil, "items[\(index)]"))
+                wanted.append((item.variantId, item.quantity, nil, "items[\(index)]"))
             }
             for (index, cartId) in cartIds.enumerated() {
-                let cart: Cart
-                do {
-                    cart = try await Self.cart(db, shop: shop, id: cartId)
-                } catch let error as RPCError {
-                    throw RPCError(error.code, "cart_ids[\(index)]: " + error.message)
-                }
-                if cart.customerId != customerId {
-                    throw RPCError.invalidArgument("cart_ids[\(index)]: cart \(cartId) is another customer's")
-                }
-                if cart.items.isEmpty { throw RPCError.failedPrecondition("cart_ids[\(index)]: cart \(cartId) is empty") }
+                let field = "cart_ids[\(index)]"
+                let cart = try await Self.cart(db, shop: shop, id: cartId, field: field)
+                if cart.customerId != customerId { throw OrderError.anotherCustomersCart(field: field, cart: cartId) }
+                if cart.items.isEmpty { throw OrderError.emptyCart(field: field, cart: cartId) }
                 for item in cart.items {
-                    wanted.append((item.variantId, Int64(item.quantity), item.priceVnd, "cart_ids[\(index)]"))
+                    wanted.append((item.variantId, Int64(item.quantity), item.priceVnd, field))
                 }
             }
-            if wanted.isEmpty { throw RPCError.invalidArgument("items or cart_ids: an order needs at least one item") }
+            if wanted.isEmpty { throw OrderError.noItems }
             // R-CART-3: one line per variant.
             var seen: [String: String] = [:]
             for line in wanted {
                 if let first = seen[line.variantId] {
-                    throw RPCError.invalidArgument("\(line.field): variant \(line.variantId) is already in the order (\(first)); change its quantity instead")
+                    throw OrderError.variantListedTwice(field: line.field, variant: line.variantId, firstField: first)
                 }
                 seen[line.variantId] = line.field
             }
             let catalog = try await Self.catalog(db, shop: shop, variants: wanted.map(\.variantId))
             var lines: [Draft.Line] = []
             for line in wanted {
-                guard let entry = catalog[line.variantId] else { throw RPCError.notFound("\(line.field).variant_id: no variant \(line.variantId)") }
+                guard let entry = catalog[line.variantId] else { throw OrderError.noVariant(field: line.field, id: line.variantId) }
                 if entry.stock < line.quantity {
-                    throw RPCError.failedPrecondition("\(line.field): only \(max(0, entry.stock)) of \(entry.productName) \(entry.title) left")
+                    throw OrderError.outOfStock(field: line.field, left: entry.stock, product: entry.productName, variant: entry.title)
                 }
                 lines.append(Draft.Line(
                     variantId: line.variantId, quantity: line.quantity, priceVnd: line.price ?? entry.priceVnd, productName: entry.productName,
@@ -76,14 +70,11 @@ extension OrderStore {
             var fee: Int64 = 0
             if !quoteId.isEmpty {
                 guard let quote = try await db.raw("SELECT * FROM shipping_quotes WHERE shop_id = \(bind: shop) AND quote_id = \(bind: quoteId)").first() else {
-                    throw RPCError.notFound("shipping_quote_id: no quote \(quoteId)")
+                    throw OrderError.noQuote(quoteId)
                 }
-                if !(try quote.string("used_by_order_id")).isEmpty {
-                    throw RPCError.failedPrecondition("shipping_quote_id: quote \(quoteId) was used by order \(try quote.string("used_by_order_id"))")
-                }
-                if try quote.int64("expires_at_ms") <= nowMs {
-                    throw RPCError.failedPrecondition("shipping_quote_id: quote \(quoteId) has expired; estimate again")
-                }
+                let usedBy = try quote.string("used_by_order_id")
+                if !usedBy.isEmpty { throw OrderError.quoteUsed(quote: quoteId, byOrder: usedBy) }
+                if try quote.int64("expires_at_ms") <= nowMs { throw OrderError.quoteExpired(quoteId) }
                 fee = try quote.int64("fee_vnd")
             }
             return Draft(customerId: customerId, lines: lines, cartIds: cartIds, shippingFeeVnd: fee, quoteId: quoteId)
@@ -131,23 +122,21 @@ extension OrderStore {
                     UPDATE variants SET stock = stock - \(bind: line.quantity)
                     WHERE shop_id = \(bind: shop) AND variant_id = \(bind: line.variantId) AND stock >= \(bind: line.quantity) RETURNING stock
                     """).all()
-                if taken.isEmpty {
-                    throw RPCError.failedPrecondition("items[\(index)]: not enough \(line.productName) \(line.variantTitle) left")
-                }
+                if taken.isEmpty { throw OrderError.stockTaken(field: "items[\(index)]", product: line.productName, variant: line.variantTitle) }
             }
             if !p.draft.quoteId.isEmpty {
                 let used = try await db.raw("""
                     UPDATE shipping_quotes SET used_by_order_id = \(bind: p.orderId)
                     WHERE shop_id = \(bind: shop) AND quote_id = \(bind: p.draft.quoteId) AND used_by_order_id = '' RETURNING quote_id
                     """).all()
-                if used.isEmpty { throw RPCError.failedPrecondition("shipping_quote_id: quote \(p.draft.quoteId) was used by another order") }
+                if used.isEmpty { throw OrderError.quoteTakenMeanwhile(p.draft.quoteId) }
             }
             if !p.draft.cartIds.isEmpty {
                 let closed = try await db.raw("""
                     UPDATE carts SET order_id = \(bind: p.orderId), updated_by_staff_id = \(bind: p.staffId), updated_at_ms = \(bind: nowMs)
                     WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: p.draft.cartIds)) AND order_id = '' RETURNING cart_id
                     """).all()
-                if closed.count != Set(p.draft.cartIds).count { throw RPCError.failedPrecondition("cart_ids: a cart became another order meanwhile") }
+                if closed.count != Set(p.draft.cartIds).count { throw OrderError.cartTakenMeanwhile }
             }
             let subtotal = p.draft.subtotalVnd
             let total = subtotal - p.tierDiscountVnd - p.pointsDiscountVnd + p.draft.shippingFeeVnd
@@ -182,7 +171,7 @@ extension OrderStore {
 
     static func order(_ db: any SQLDatabase, shop: String, id: String) async throws -> Order {
         guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
-            throw RPCError.notFound("order_id: no order \(id)")
+            throw OrderError.noOrder(id)
         }
         return try await orders(db, shop: shop, rows: [row]).first!
     }
@@ -250,33 +239,66 @@ extension OrderStore {
 
     // MARK: Order life (R-ORD-2..5, R-PTS-1)
 
-    /// Loads the order in the write transaction, lets `change` decide, writes the
-    /// columns it returns and the event it asks for.
-    func change(
-        shop: String, id: String, nowMs: Int64,
-        _ decide: @escaping @Sendable (Order, _ paidAtMs: Int64) throws -> (columns: [(String, any Encodable & Sendable)], event: RecordOrderEventRequest.Kind?)
-    ) async throws -> Order {
+    /// Load → decide → persist: the order and what its rules look at, loaded in the
+    /// write transaction; `OrderLifecycle` decides; the change, the stock it gives
+    /// back, the change-log entry and loyalty-svc's event are written together.
+    func apply(shop: String, id: String, _ command: OrderLifecycle.Command, nowMs: Int64) async throws -> Order {
         return try await write { db in
+            if case .ship(let handoff) = command { _ = try await Self.warehouse(db, shop: shop, id: handoff.warehouseId) }
             guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
-                throw RPCError.notFound("order_id: no order \(id)")
+                throw OrderError.noOrder(id)
             }
             let order = try await Self.orders(db, shop: shop, rows: [row]).first!
-            let (columns, event) = try decide(order, try row.int64("paid_at_ms"))
-            if !columns.isEmpty {
-                var sql: SQLQueryString = "UPDATE orders SET "
-                for (index, (column, value)) in columns.enumerated() {
-                    if index > 0 { sql += ", " }
-                    sql += "\(ident: column) = \(bind: value)"
-                }
-                sql += " WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)"
-                try await db.raw(sql).run()
-                try await Self.changed(db, shop: shop, [.orders], customers: [order.customerId], nowMs: nowMs)
+            let state = OrderLifecycle.State(
+                status: order.status, paidAtMs: try row.int64("paid_at_ms"),
+                shipment: order.shipment.map { OrderLifecycle.Handoff(carrier: $0.carrier, trackingCode: $0.trackingCode) },
+                redeemedPoints: order.redeemedPoints,
+                lines: order.items.map { OrderLifecycle.StockLine(variantId: $0.variantId, quantity: Int64($0.quantity)) }
+            )
+            let change: OrderLifecycle.Change
+            switch OrderLifecycle.decide(state, command, nowMs: nowMs) {
+            case .success(let decided): change = decided
+            case .failure(let refusal): throw OrderError.lifecycle(orderId: id, refusal)
             }
-            if let event {
-                let changed = try await Self.order(db, shop: shop, id: id)
-                try await Self.recordEvent(db, shop: shop, order: changed, kind: event, atMs: nowMs)
+            if change.isEmpty { return order }
+            try await Self.write(change, db, shop: shop, id: id)
+            try await Self.changed(db, shop: shop, [.orders], customers: [order.customerId], nowMs: nowMs)
+            let changed = try await Self.order(db, shop: shop, id: id)
+            if let event = change.event {
+                try await Self.recordEvent(db, shop: shop, order: changed, kind: event == .paid ? .paid : .cancelled, atMs: nowMs)
             }
-            return try await Self.order(db, shop: shop, id: id)
+            return changed
+        }
+    }
+
+    /// The columns a lifecycle change sets, and the stock it gives back.
+    static func write(_ change: OrderLifecycle.Change, _ db: any SQLDatabase, shop: String, id: String) async throws {
+        var columns: [(String, any Encodable & Sendable)] = []
+        if let status = change.status { columns.append(("status", Int64(status.rawValue))) }
+        if let at = change.paidAtMs { columns.append(("paid_at_ms", at)) }
+        if let at = change.completedAtMs { columns.append(("completed_at_ms", at)) }
+        if let handoff = change.shipment {
+            columns += [
+                ("carrier", handoff.carrier), ("tracking_code", handoff.trackingCode), ("tracking_url", handoff.trackingUrl),
+                ("shipment_warehouse_id", handoff.warehouseId), ("shipped_at_ms", change.shippedAtMs ?? 0),
+            ]
+        }
+        if let cancel = change.cancellation {
+            columns += [("cancelled_by_staff_id", cancel.staffId), ("cancel_reason", cancel.reason), ("cancelled_at_ms", cancel.atMs)]
+        }
+        if !columns.isEmpty {
+            var sql: SQLQueryString = "UPDATE orders SET "
+            for (index, (column, value)) in columns.enumerated() {
+                if index > 0 { sql += ", " }
+                sql += "\(ident: column) = \(bind: value)"
+            }
+            sql += " WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)"
+            try await db.raw(sql).run()
+        }
+        for line in change.restock {
+            try await db.raw("""
+                UPDATE variants SET stock = stock + \(bind: line.quantity) WHERE shop_id = \(bind: shop) AND variant_id = \(bind: line.variantId)
+                """).run()
         }
     }
 
@@ -315,90 +337,26 @@ extension OrderStore {
 
     /// Paid (online or by transfer); a paid order earns points (R-PTS-1). Paying twice changes nothing.
     public func markPaid(shop: String, id: String, nowMs: Int64) async throws -> Order {
-        try await change(shop: shop, id: id, nowMs: nowMs) { order, paidAt in
-            switch order.status {
-            case .cancelled, .refunded:
-                throw RPCError.failedPrecondition("order_id: order \(id) was cancelled")
-            default:
-                if paidAt > 0 { return ([], nil) }
-                var columns: [(String, any Encodable & Sendable)] = [("paid_at_ms", nowMs)]
-                if order.status == .pending { columns.append(("status", Int64(Order.Status.paid.rawValue))) }
-                return (columns, .paid)
-            }
-        }
+        try await apply(shop: shop, id: id, .markPaid, nowMs: nowMs)
     }
 
     /// Delivered: a COD order is paid now.
     public func complete(shop: String, id: String, nowMs: Int64) async throws -> Order {
-        try await change(shop: shop, id: id, nowMs: nowMs) { order, paidAt in
-            switch order.status {
-            case .completed: return ([], nil)
-            case .shipped:
-                var columns: [(String, any Encodable & Sendable)] = [("status", Int64(Order.Status.completed.rawValue)), ("completed_at_ms", nowMs)]
-                if paidAt == 0 { columns.append(("paid_at_ms", nowMs)) }
-                return (columns, paidAt == 0 ? .paid : nil)
-            case .cancelled, .refunded: throw RPCError.failedPrecondition("order_id: order \(id) was cancelled")
-            default: throw RPCError.failedPrecondition("order_id: order \(id) has not been shipped; ship it before completing it")
-            }
-        }
+        try await apply(shop: shop, id: id, .complete, nowMs: nowMs)
     }
 
-    /// R-ORD-2, R-ORD-4: hands the order to a carrier.
+    /// R-ORD-2, R-ORD-4: hands the order to a carrier from one of the shop's warehouses.
     public func ship(shop: String, id: String, carrier: Carrier, warehouseId: String, trackingCode: String, nowMs: Int64) async throws -> Order {
-        let tracking = carrier.trackingURL(code: trackingCode).url
-        return try await write { db in
-            _ = try await Self.warehouse(db, shop: shop, id: warehouseId)
-            let order = try await Self.order(db, shop: shop, id: id)
-            if let shipment = order.shipment {
-                throw RPCError.failedPrecondition("order_id: order \(id) was already handed to \(shipment.carrier) as \(shipment.trackingCode)")
-            }
-            guard order.status == .pending || order.status == .paid else {
-                throw RPCError.failedPrecondition("order_id: order \(id) is \(order.status.protoName.lowercased()) and cannot be shipped")
-            }
-            try await db.raw("""
-                UPDATE orders SET status = \(bind: Int64(Order.Status.shipped.rawValue)), carrier = \(bind: carrier.rawValue),
-                    tracking_code = \(bind: trackingCode), tracking_url = \(bind: tracking), shipment_warehouse_id = \(bind: warehouseId),
-                    shipped_at_ms = \(bind: nowMs)
-                WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)
-                """).run()
-            try await Self.changed(db, shop: shop, [.orders], customers: [order.customerId], nowMs: nowMs)
-            return try await Self.order(db, shop: shop, id: id)
-        }
+        let handoff = OrderLifecycle.Handoff(
+            carrier: carrier.rawValue, trackingCode: trackingCode, trackingUrl: carrier.trackingURL(code: trackingCode).url, warehouseId: warehouseId
+        )
+        return try await apply(shop: shop, id: id, .ship(handoff), nowMs: nowMs)
     }
 
     /// R-ORD-3: only before shipment; the stock comes back, and loyalty-svc hears of it
     /// when the order was paid or redeemed points.
     public func cancel(shop: String, id: String, staffId: String, reason: String, nowMs: Int64) async throws -> Order {
-        return try await write { db in
-            guard let row = try await db.raw("SELECT * FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)").first() else {
-                throw RPCError.notFound("order_id: no order \(id)")
-            }
-            let order = try await Self.orders(db, shop: shop, rows: [row]).first!
-            if order.status == .cancelled { return order }
-            if let shipment = order.shipment {
-                throw RPCError.failedPrecondition(
-                    "order_id: order \(id) was handed to \(shipment.carrier) (tracking \(shipment.trackingCode)); cancel it in the back office (R-ORD-3)"
-                )
-            }
-            guard order.status == .pending || order.status == .paid else {
-                throw RPCError.failedPrecondition("order_id: order \(id) is \(order.status.protoName.lowercased()); cancel it in the back office (R-ORD-3)")
-            }
-            try await db.raw("""
-                UPDATE orders SET status = \(bind: Int64(Order.Status.cancelled.rawValue)), cancelled_by_staff_id = \(bind: staffId),
-                    cancel_reason = \(bind: reason), cancelled_at_ms = \(bind: nowMs)
-                WHERE shop_id = \(bind: shop) AND order_id = \(bind: id)
-                """).run()
-            for item in order.items {
-                try await db.raw("""
-                    UPDATE variants SET stock = stock + \(bind: Int64(item.quantity)) WHERE shop_id = \(bind: shop) AND variant_id = \(bind: item.variantId)
-                    """).run()
-            }
-            if try row.int64("paid_at_ms") > 0 || order.redeemedPoints > 0 {
-                try await Self.recordEvent(db, shop: shop, order: order, kind: .cancelled, atMs: nowMs)
-            }
-            try await Self.changed(db, shop: shop, [.orders], customers: [order.customerId], nowMs: nowMs)
-            return try await Self.order(db, shop: shop, id: id)
-        }
+        try await apply(shop: shop, id: id, .cancel(staffId: staffId, reason: reason), nowMs: nowMs)
     }
 
     // MARK: Shipping quotes (R-SHIP-1)

@@ -58,7 +58,7 @@ public struct OrderStore: Sendable {
                 } else if let owner = try await db.raw("""
                     SELECT product_id FROM variants WHERE shop_id = \(bind: shop) AND variant_id = \(bind: v.variantId)
                     """).first(), try owner.string("product_id") != saved.productId {
-                    throw RPCError.invalidArgument("variants[\(index)].variant_id: \(v.variantId) belongs to product \(try owner.string("product_id"))")
+                    throw OrderError.variantOfAnotherProduct(field: "variants[\(index)]", variant: v.variantId, product: try owner.string("product_id"))
                 }
                 try await db.raw("""
                     INSERT INTO variants (shop_id, variant_id, product_id, sku, title, price_vnd, stock, weight_g, position)
@@ -169,7 +169,7 @@ public struct OrderStore: Sendable {
 
     static func warehouse(_ db: any SQLDatabase, shop: String, id: String) async throws -> Warehouse {
         guard let row = try await db.raw("SELECT * FROM warehouses WHERE shop_id = \(bind: shop) AND warehouse_id = \(bind: id)").first() else {
-            throw RPCError.notFound("warehouse_id: no warehouse \(id)")
+            throw OrderError.noWarehouse(id)
         }
         return try warehouse(row)
     }
@@ -187,7 +187,7 @@ public struct OrderStore: Sendable {
                         \(bind: campaign.postId), \(bind: campaign.live ? 1 : 0 as Int64), \(bind: nowMs))
                 """).run()
             for (index, item) in campaign.items.enumerated() {
-                guard let entry = catalog[item.variantId] else { throw RPCError.notFound("items[\(index)].variant_id: no variant \(item.variantId)") }
+                guard let entry = catalog[item.variantId] else { throw OrderError.noVariant(field: "items[\(index)]", id: item.variantId) }
                 try await db.raw("""
                     INSERT INTO campaign_items (shop_id, campaign_id, code, code_key, variant_id, price_vnd, position)
                     VALUES (\(bind: shop), \(bind: id), \(bind: item.code), \(bind: CommentParser.codeKey(item.code)), \(bind: item.variantId),
@@ -204,7 +204,7 @@ public struct OrderStore: Sendable {
 
     static func campaign(_ db: any SQLDatabase, shop: String, id: String) async throws -> Campaign {
         guard let row = try await db.raw("SELECT * FROM campaigns WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: id)").first() else {
-            throw RPCError.notFound("campaign_id: no campaign \(id)")
+            throw OrderError.noCampaign(id)
         }
         var campaign = try campaignRow(row)
         campaign.items = try await db.raw("""
@@ -262,7 +262,7 @@ public struct OrderStore: Sendable {
                 UPDATE campaign_items SET price_vnd = \(bind: priceVnd)
                 WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: campaign) AND code_key = \(bind: CommentParser.codeKey(code)) RETURNING variant_id
                 """).all().map { try $0.string("variant_id") }
-            if variants.isEmpty { throw RPCError.notFound("code: campaign \(campaign) sells nothing under \(code)") }
+            if variants.isEmpty { throw OrderError.noCampaignCode(campaign: campaign, code: code) }
             let carts = try await db.raw("""
                 UPDATE cart_items SET price_vnd = \(bind: priceVnd)
                 WHERE shop_id = \(bind: shop) AND variant_id IN (\(binds: variants))
@@ -306,7 +306,7 @@ public struct OrderStore: Sendable {
     /// thousands a second) and a handful of statements whatever their number; the
     /// intents go into each customer's open cart for the campaign. A comment to an
     /// unknown campaign fails alone.
-    public func ingest(shop: String, _ comments: [Comment], nowMs: Int64) async throws -> [Result<CommentResult, RPCError>] {
+    public func ingest(shop: String, _ comments: [Comment], nowMs: Int64) async throws -> [Result<CommentResult, OrderError>] {
         return try await write { db in
             var campaigns: [String: CampaignReader] = [:]
             for id in Set(comments.map(\.campaignId)) {
@@ -364,10 +364,10 @@ public struct OrderStore: Sendable {
             // Every intent of the batch, summed per cart and variant, in one upsert.
             struct Line: Hashable { var cart: String; var variant: String }
             var added: [Line: (quantity: Int64, price: Int64)] = [:]
-            var results: [Result<CommentResult, RPCError>] = []
+            var results: [Result<CommentResult, OrderError>] = []
             for (comment, reading) in zip(comments, readings) {
                 guard let reading else {
-                    results.append(.failure(.notFound("campaign_id: no campaign \(comment.campaignId)")))
+                    results.append(.failure(.noCampaign(comment.campaignId)))
                     continue
                 }
                 var cartId = ""
@@ -465,13 +465,13 @@ public struct OrderStore: Sendable {
         return carts
     }
 
-    static func cart(_ db: any SQLDatabase, shop: String, id: String) async throws -> Cart {
+    /// An open cart; `field` names where the request gave its id.
+    static func cart(_ db: any SQLDatabase, shop: String, id: String, field: String = "cart_id") async throws -> Cart {
         guard let row = try await db.raw("SELECT * FROM carts WHERE shop_id = \(bind: shop) AND cart_id = \(bind: id)").first() else {
-            throw RPCError.notFound("cart_id: no cart \(id)")
+            throw OrderError.noCart(field: field, id: id)
         }
-        if !(try row.string("order_id")).isEmpty {
-            throw RPCError.failedPrecondition("cart_id: cart \(id) became order \(try row.string("order_id"))")
-        }
+        let order = try row.string("order_id")
+        if !order.isEmpty { throw OrderError.cartBecameOrder(field: field, cart: id, order: order) }
         return try await carts(db, shop: shop, rows: [row]).first!
     }
 
@@ -496,7 +496,7 @@ public struct OrderStore: Sendable {
             let old = Dictionary(uniqueKeysWithValues: cart.items.map { ($0.variantId, $0.priceVnd) })
             try await db.raw("DELETE FROM cart_items WHERE shop_id = \(bind: shop) AND cart_id = \(bind: id)").run()
             for (index, item) in items.enumerated() {
-                guard let entry = catalog[item.variantId] else { throw RPCError.notFound("items[\(index)].variant_id: no variant \(item.variantId)") }
+                guard let entry = catalog[item.variantId] else { throw OrderError.noVariant(field: "items[\(index)]", id: item.variantId) }
                 let price = old[item.variantId] ?? campaignPrices[item.variantId] ?? entry.priceVnd
                 try await db.raw("""
                     INSERT INTO cart_items (shop_id, cart_id, variant_id, quantity, price_vnd)

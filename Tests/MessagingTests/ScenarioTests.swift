@@ -28,7 +28,7 @@ import Testing
     }
 
     func statuses(_ h: MessagingHarness, customer: String = "c1") async throws -> [String] {
-        try await h.store.steps(shop: Self.shop, customerId: customer).map(\.status)
+        try await h.store.steps(shop: Self.shop, customerId: customer).map(\.status.rawValue)
     }
 
     @Test func aTagStartsTheScenarioAndStepsGoAtTheirTimesAcrossARestart() async throws {
@@ -131,7 +131,7 @@ import Testing
         h.clock.advance(ms: 22 * Self.hour)
         #expect(try await h.scheduler.sendDue() == 1)
         let steps = try await h.store.steps(shop: Self.shop, customerId: "c1")
-        #expect(steps.map(\.status) == ["SENT", "SENT", "SKIPPED"])
+        #expect(steps.map(\.status.rawValue) == ["SENT", "SENT", "SKIPPED"])
         #expect(steps[2].reason.contains("not a bot"))
         #expect(h.messenger.deliveries.map(\.recipient) == ["551", "551"])
         try await h.database.close()
