@@ -8,6 +8,7 @@ import MeshHTTP2
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// The scale benchmark of conversation-svc (issue 3): a page with 100,000
 /// conversations and 1,000,000 messages, then ingest, attach-tag and
@@ -43,9 +44,9 @@ struct BenchConversations: AsyncParsableCommand {
             let path = (dataDir as NSString).appendingPathComponent("conversation.sqlite")
             let database = try await SQLiteStore.open(path: path, synchronous: .normal)
             let store = try await SQLConversationStore.open(database)
-            _ = try await store.connectPage(shop: shop, pageId: page, name: "Bench page", platform: .facebook, facebookLabelSync: false, nowMs: Clock.nowMs())
+            _ = try await store.connectPage(shop: shop, pageId: page, name: "Bench page", platform: .facebook, facebookLabelSync: false, nowMs: WallClock.nowMs())
             let tagIds = try await store.listTags(shop: shop, pageId: page, includeHidden: true).folders.flatMap(\.tags).map(\.tagId)
-            let now = Clock.nowMs()
+            let now = WallClock.nowMs()
             let perConversation = max(1, messages / conversations)
             let batch = 500
             for start in stride(from: 0, to: conversations, by: batch) {

@@ -7,6 +7,7 @@ import MeshHTTP2
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// The scale benchmark of loyalty-svc (issue 5): 200,000 members with
 /// birthdays, tags, paid orders and 1,000,000 ledger entries (a lot of points
@@ -41,7 +42,7 @@ struct BenchLoyalty: AsyncParsableCommand {
             let path = (dataDir as NSString).appendingPathComponent("loyalty.sqlite")
             let database = try await SQLiteStore.open(path: path, synchronous: .normal)
             let store = try await LoyaltyStore.open(database)
-            let now = Clock.nowMs()
+            let now = WallClock.nowMs()
             try await store.configureProgram(
                 shop: shop, ProgramRules(earnVndPerPoint: 10_000, redeemVndPerPoint: 1_000, expiry: .afterMonths(12), cycle: .lifetime), nowMs: now
             )
@@ -158,7 +159,7 @@ struct BenchLoyalty: AsyncParsableCommand {
             print(String(format: "PreviewOrder p99: %.2f ms at 500 calls/s, %.2f ms flat out (target < 3 ms): %@", steady, flat, steady < 3 ? "PASS" : "FAIL"))
 
             // All of: bought in the last 90 days, tagged "VIP", at least 100 points.
-            let now = Clock.nowMs()
+            let now = WallClock.nowMs()
             let segment = try await client.createSegment(CreateSegmentRequest(shopId: shop, name: "VIP mua gần đây", match: .all, conditions: [
                 SegmentCondition(kind: .purchasedBetween, fromMs: now - 90 * VietnamTime.dayMs, toMs: now),
                 SegmentCondition(kind: .hasTag, tag: "VIP"),

@@ -39,7 +39,7 @@ struct BenchOrders: AsyncParsableCommand {
             let started = Date()
             let database = try await SQLiteStore.open(path: (dataDir as NSString).appendingPathComponent("order.sqlite"), synchronous: .normal)
             let store = try await OrderStore.open(database)
-            let now = Clock.nowMs()
+            let now = WallClock.nowMs()
             _ = try await store.upsertWarehouse(
                 shop: shop, Warehouse(warehouseId: "wh_bench", name: "Kho Quận 1", address: Address(street: "12 Lý Tự Trọng", district: "Quận 1", province: "Hồ Chí Minh")),
                 nowMs: now

@@ -1,5 +1,6 @@
 import Foundation
 import MeshRPC
+import VietnamCommerce
 
 /// R-CONV-3: the phone number and postal address a customer writes in a
 /// message, found without staff asking again. Conservative on purpose: a

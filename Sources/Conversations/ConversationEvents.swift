@@ -3,6 +3,7 @@ import Foundation
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// What conversation-svc owes other services, written to its outbox in the same
 /// transaction as the change (ARCHITECTURE.md, Storage):
@@ -161,7 +162,7 @@ extension SQLConversationStore {
     /// The profile a `loyalty-profile` row carries, read when it is delivered.
     public func profileForDelivery(shop: String, customerId: String, eventId: String) async throws -> UpsertCustomerProfileRequest? {
         try await db.read { db in
-            try await ConversationEvents.profile(db, shop: shop, customerId: customerId, eventId: eventId, nowMs: Clock.nowMs())
+            try await ConversationEvents.profile(db, shop: shop, customerId: customerId, eventId: eventId, nowMs: WallClock.nowMs())
         }
     }
 }

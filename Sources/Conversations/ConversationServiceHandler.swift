@@ -2,6 +2,7 @@ import ChatMeshAPI
 import MeshChanges
 import MeshRPC
 import MeshStore
+import VietnamCommerce
 
 /// chatmesh.v1.ConversationService: checks each request (shop scope is checked
 /// by the router before it gets here), calls the store, answers.
@@ -14,7 +15,7 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
 
     public init(
         store: any ConversationStore, changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60),
-        now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+        now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }
     ) {
         self.store = store
         self.changes = changes

@@ -1,10 +1,11 @@
 import ChatMeshAPI
 import MeshRPC
+import VietnamCommerce
 
 /// conversation-svc's storage: what the handlers ask of it, in domain terms.
 /// Every call is scoped to one shop; every mutation is one transaction that
-/// either applies whole or throws (an `RPCError` naming the rule or field that
-/// refused it) and leaves nothing behind.
+/// either applies whole or throws (a `ConversationError` naming the rule or field
+/// that refused it) and leaves nothing behind.
 public protocol ConversationStore: Sendable {
     // Pages and tags (R-TAG-1..3, R-TAG-6)
     func connectPage(shop: String, pageId: String, name: String, platform: Page.Platform, facebookLabelSync: Bool, nowMs: Int64) async throws -> Page

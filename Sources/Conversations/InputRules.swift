@@ -1,6 +1,7 @@
 import ChatMeshAPI
 import Foundation
 import MeshRPC
+import VietnamCommerce
 
 /// The checks every RPC makes on its input before anything is read or
 /// written: each failure is INVALID_ARGUMENT naming the field.

@@ -3,6 +3,7 @@ import MeshChanges
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// ConversationStore on sql-kit: one SQL text for SQLite and PostgreSQL, every
 /// value bound, every statement filtered by shop.
@@ -22,9 +23,6 @@ public struct SQLConversationStore: ConversationStore {
         return try await db.write(body)
     }
 
-    /// The database, for the outbox's dispatcher and its operator RPCs.
-    public var database: any SQLStore { db }
-
     /// Carriers of a tag: whose profile changes when it is renamed or deleted.
     static func tagCarriers(_ db: any SQLDatabase, shop: String, tagId: String) async throws -> [String] {
         try await db.raw("""
@@ -41,7 +39,6 @@ public struct SQLConversationStore: ConversationStore {
     }
 
     // Column codes. Stored as numbers so the proto's names can change without a migration.
-    enum Source: Int64 { case none = 0, captured = 1, staff = 2 }
     enum EventKind: Int64 { case assignedAuto = 1, assignedManual = 2, closed = 3, reopened = 4 }
     static let defaultColor = "#9e9e9e"
     static let facebookColor = "#1877f2"
@@ -78,7 +75,7 @@ public struct SQLConversationStore: ConversationStore {
         return try await write { db in
             _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
             try await Self.installDefaults(db, shop: shop, pageId: pageId)
-            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: Clock.nowMs())
+            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: WallClock.nowMs())
             return try await Self.tagList(db, shop: shop, pageId: pageId, includeHidden: true)
         }
     }
@@ -138,7 +135,7 @@ public struct SQLConversationStore: ConversationStore {
             _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
             let key = TagName.key(name)
             if try await db.raw("SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: key)").first() != nil {
-                throw RPCError.alreadyExists("name: the page already has a folder named \"\(name)\"")
+                throw ConversationError.folderNameTaken(name)
             }
             let folderId = SortableID.make("fld_")
             try await db.raw("""
@@ -160,7 +157,7 @@ public struct SQLConversationStore: ConversationStore {
                 VALUES (\(bind: shop), \(bind: tag.tagId), \(bind: pageId), \(bind: folderId), \(bind: name), \(bind: TagName.key(name)),
                         \(bind: color), \(bind: visible ? 1 : 0 as Int64))
                 """).run()
-            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: Clock.nowMs())
+            try await Self.pageTagsChanged(db, shop: shop, pageId: pageId, nowMs: WallClock.nowMs())
             return tag
         }
     }
@@ -171,7 +168,7 @@ public struct SQLConversationStore: ConversationStore {
             if before.name != name {
                 // Segments match tags by name: every carrier's profile changes.
                 let carriers = try await Self.tagCarriers(db, shop: shop, tagId: tagId)
-                let now = Clock.nowMs()
+                let now = WallClock.nowMs()
                 try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: carriers, nowMs: now), nowMs: now)
             }
             try await Self.requireFolder(db, shop: shop, pageId: pageId, folderId: folderId)
@@ -181,7 +178,7 @@ public struct SQLConversationStore: ConversationStore {
                        color = \(bind: color), visible = \(bind: visible ? 1 : 0 as Int64)
                 WHERE shop_id = \(bind: shop) AND tag_id = \(bind: tagId)
                 """).run()
-            try await Self.tagChanged(db, shop: shop, pageId: pageId, tagId: tagId, nowMs: Clock.nowMs())
+            try await Self.tagChanged(db, shop: shop, pageId: pageId, tagId: tagId, nowMs: WallClock.nowMs())
             return Tag(tagId: tagId, folderId: folderId, name: name, color: color, visible: visible)
         }
     }
@@ -190,7 +187,7 @@ public struct SQLConversationStore: ConversationStore {
         return try await write { db in
             let tag = try await Self.requireTag(db, shop: shop, pageId: pageId, tagId: tagId)
             // A deleted tag comes off every conversation: profiles change and its scenarios stop.
-            let now = Clock.nowMs()
+            let now = WallClock.nowMs()
             let carriers = try await Self.tagCarriers(db, shop: shop, tagId: tagId)
             var events = ConversationEvents.profileChanged(shop: shop, customerIds: carriers, nowMs: now)
             for contact in try await ConversationEvents.contacts(db, shop: shop, customerIds: carriers).values.sorted(by: { $0.customerId < $1.customerId }) {
@@ -214,9 +211,7 @@ public struct SQLConversationStore: ConversationStore {
             }
             // R-TAG-4.
             guard conversation.tags.count < FacebookLabelSync.maxTagsPerConversation else {
-                throw RPCError.failedPrecondition(
-                    "tag_id: conversation \(conversationId) already has \(conversation.tags.count) tags, the most one conversation may carry (R-TAG-4)"
-                )
+                throw ConversationError.tooManyTags(conversation: conversationId, count: conversation.tags.count)
             }
             try await Self.insertAttachment(db, shop: shop, conversationId: conversationId, tagId: tagId, nowMs: nowMs)
             try await Self.recordActivity(
@@ -289,7 +284,7 @@ public struct SQLConversationStore: ConversationStore {
     ) async throws -> SyncFacebookLabelsResponse {
         return try await write { db in
             guard let pageRow = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() else {
-                throw RPCError.notFound("page_id: page \(pageId) is not connected")
+                throw ConversationError.pageNotConnected(pageId)
             }
             let mode: FacebookLabelSync.Mode =
                 try pageRow.int64("fb_sync") == 0 ? .off : (try pageRow.int64("fb_backfill_pending") != 0 ? .backfill : .attachEventsOnly)
@@ -431,11 +426,18 @@ public struct SQLConversationStore: ConversationStore {
 
     // MARK: Conversations
 
+    /// Load → decide → persist: the page, customer and conversation are read in one
+    /// statement, `MessageIngest` decides, and the message, the customer and
+    /// conversation rows, the rota's turn, the outbox events and the change-log
+    /// entries are written in the same transaction.
     public func ingest(_ message: IngestMessageRequest, nowMs: Int64) async throws -> IngestMessageResponse {
         let shop = message.shopId
         // Capture is pure text work: done before the transaction so the writer is held for SQL only.
-        let capturedPhone = message.sender == .customer ? ContactCapture.phone(in: message.text) : nil
-        let capturedAddress = message.sender == .customer ? ContactCapture.address(in: message.text) : nil
+        let incoming = MessageIngest.Message(
+            sender: message.sender, customerName: message.customerName, sentAtMs: message.sentAtMs,
+            capturedPhone: message.sender == .customer ? ContactCapture.phone(in: message.text) : nil,
+            capturedAddress: message.sender == .customer ? ContactCapture.address(in: message.text) : nil
+        )
         return try await write { db in
             // One read finds the page, the customer and their conversation (each may be missing).
             guard let known = try await db.raw("""
@@ -446,76 +448,46 @@ public struct SQLConversationStore: ConversationStore {
                 LEFT JOIN conversations c ON c.shop_id = cu.shop_id AND c.page_id = cu.page_id AND c.customer_id = cu.customer_id
                 WHERE p.shop_id = \(bind: shop) AND p.page_id = \(bind: message.pageId)
                 """).first() else {
-                throw RPCError.notFound("page_id: page \(message.pageId) is not connected")
+                throw ConversationError.pageNotConnected(message.pageId)
             }
-            var customer: CustomerRow
-            if try !known.decodeNil(column: "customer_id") {
-                customer = try CustomerRow(known)
-            } else {
+            let hasCustomer = try !known.decodeNil(column: "customer_id")
+            let hasConversation = try !known.decodeNil(column: "conversation_id")
+            var outcome = MessageIngest.decide(
+                customer: hasCustomer ? try Self.ingestCustomer(known) : nil,
+                conversation: hasConversation
+                    ? MessageIngest.Thread(
+                        status: Conversation.Status(rawValue: Int32(try known.int64("status"))), assignedStaffId: try known.string("assigned_staff_id"),
+                        lastMessageAtMs: try known.int64("last_message_at_ms")
+                    )
+                    : nil,
+                message: incoming
+            )
+            let customer = outcome.customer
+            let customerId = hasCustomer ? try known.string("customer_id") : SortableID.make("cu_")
+            if outcome.newCustomer {
                 // R-CONV-5: where the customer came from is what the first message says.
-                customer = CustomerRow(
-                    id: SortableID.make("cu_"), name: message.customerName, phone: "", phoneSource: .none, address: "", addressSource: .none,
-                    blocked: false
-                )
                 let referral = message.referral ?? Referral()
                 try await db.raw("""
                     INSERT INTO customers (shop_id, customer_id, page_id, external_id, name, referral_source_link, referral_channel,
                                            referral_campaign, created_at_ms)
-                    VALUES (\(bind: shop), \(bind: customer.id), \(bind: message.pageId), \(bind: message.customerExternalId), \(bind: message.customerName),
+                    VALUES (\(bind: shop), \(bind: customerId), \(bind: message.pageId), \(bind: message.customerExternalId), \(bind: message.customerName),
                             \(bind: referral.sourceLink), \(bind: referral.channel), \(bind: referral.campaign), \(bind: nowMs))
                     """).run()
             }
-            var customerChanged = false
-            if customer.name.isEmpty && !message.customerName.isEmpty {
-                customer.name = message.customerName
-                customerChanged = true
-            }
-            // R-CONV-3: a captured value never replaces one staff typed; blocked customers' messages are kept, not mined.
-            var response = IngestMessageResponse()
-            if !customer.blocked {
-                if let phone = capturedPhone, customer.phoneSource != .staff, customer.phone != phone {
-                    customer.phone = phone
-                    customer.phoneSource = .captured
-                    customerChanged = true
-                    response.capturedPhone = phone
-                }
-                if let address = capturedAddress, customer.addressSource != .staff, customer.address != address {
-                    customer.address = address
-                    customer.addressSource = .captured
-                    customerChanged = true
-                    response.capturedAddress = address
-                }
-            }
-            if customerChanged {
+            if outcome.customerRowChanged {
                 try await db.raw("""
                     UPDATE customers SET name = \(bind: customer.name), phone = \(bind: customer.phone), phone_source = \(bind: customer.phoneSource.rawValue),
                            address = \(bind: customer.address), address_source = \(bind: customer.addressSource.rawValue)
-                    WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer.id)
+                    WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
                     """).run()
             }
-
-            var conversationId: String
-            var status: Conversation.Status
-            var assigned: String
-            var lastAt: Int64
-            var isNew = false
-            if try !known.decodeNil(column: "conversation_id") {
-                conversationId = try known.string("conversation_id")
-                status = Conversation.Status(rawValue: Int32(try known.int64("status")))
-                assigned = try known.string("assigned_staff_id")
-                lastAt = try known.int64("last_message_at_ms")
-            } else {
-                isNew = true
-                conversationId = SortableID.make("cv_")
-                status = .open
-                assigned = ""
-                lastAt = message.sentAtMs
+            let conversationId = hasConversation ? try known.string("conversation_id") : SortableID.make("cv_")
+            if outcome.newConversation {
                 try await db.raw("""
                     INSERT INTO conversations (shop_id, conversation_id, page_id, customer_id, status, last_message_at_ms, created_at_ms)
-                    VALUES (\(bind: shop), \(bind: conversationId), \(bind: message.pageId), \(bind: customer.id), \(bind: Int64(Conversation.Status.open.rawValue)),
+                    VALUES (\(bind: shop), \(bind: conversationId), \(bind: message.pageId), \(bind: customerId), \(bind: Int64(Conversation.Status.open.rawValue)),
                             \(bind: message.sentAtMs), \(bind: nowMs))
                     """).run()
-                customerChanged = true
             }
             let messageId = SortableID.make("msg_")
             try await db.raw("""
@@ -524,43 +496,37 @@ public struct SQLConversationStore: ConversationStore {
                         \(bind: Int64(message.sender.rawValue)), \(bind: message.staffId), \(bind: message.text), \(bind: message.postId),
                         \(bind: message.sentAtMs))
                 """).run()
-
-            // R-CONV-1 / R-CONV-8: a customer message reopens a closed conversation unless the customer is blocked.
-            if message.sender == .customer && !customer.blocked {
-                if status == .closed {
-                    status = .open
-                    try await Self.recordEvent(db, shop: shop, conversationId: conversationId, pageId: message.pageId, kind: .reopened, staffId: "", atMs: message.sentAtMs)
-                }
-                if assigned.isEmpty, let staff = try await Self.nextOnlineStaff(db, shop: shop, pageId: message.pageId) {
-                    assigned = staff
-                    try await Self.recordEvent(db, shop: shop, conversationId: conversationId, pageId: message.pageId, kind: .assignedAuto, staffId: staff, atMs: message.sentAtMs)
-                }
+            if outcome.reopened {
+                try await Self.recordEvent(db, shop: shop, conversationId: conversationId, pageId: message.pageId, kind: .reopened, staffId: "", atMs: message.sentAtMs)
             }
-            // Messages may arrive out of order: the conversation shows the latest one.
-            let latest = message.sentAtMs >= lastAt
-            var update: SQLQueryString = "UPDATE conversations SET status = \(bind: Int64(status.rawValue)), assigned_staff_id = \(bind: assigned)"
-            if latest {
+            if outcome.assignFromRota, let staff = try await Self.nextOnlineStaff(db, shop: shop, pageId: message.pageId) {
+                outcome.thread.assignedStaffId = staff
+                try await Self.recordEvent(db, shop: shop, conversationId: conversationId, pageId: message.pageId, kind: .assignedAuto, staffId: staff, atMs: message.sentAtMs)
+            }
+            var update: SQLQueryString = """
+                UPDATE conversations SET status = \(bind: Int64(outcome.thread.status.rawValue)), assigned_staff_id = \(bind: outcome.thread.assignedStaffId)
+                """
+            if outcome.isLatest {
                 update += ", last_message_at_ms = \(bind: message.sentAtMs), last_message_text = \(bind: String(message.text.prefix(200)))"
             }
-            if customerChanged {
+            if outcome.profileChanged {
                 update += ", customer_name = \(bind: customer.name), search_key = \(bind: Self.searchKey(name: customer.name, phone: customer.phone))"
             }
             // R-PANEL-4: the inbox's unread count: customer messages since the staff last wrote.
-            update += message.sender == .customer ? ", unread_count = unread_count + 1" : ", unread_count = 0"
+            update += outcome.countsUnread ? ", unread_count = unread_count + 1" : ", unread_count = 0"
             update += " WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)"
             try await db.raw(update).run()
-            if latest && !isNew {
+            if outcome.isLatest && !outcome.newConversation {
                 try await db.raw("""
                     UPDATE conversation_tags SET last_message_at_ms = \(bind: message.sentAtMs)
                     WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
                     """).run()
             }
 
-            // loyalty-svc hears of a new or changed customer; messaging-svc of every customer message.
-            var events = customerChanged ? ConversationEvents.profileChanged(shop: shop, customerIds: [customer.id], nowMs: nowMs) : []
-            if message.sender == .customer {
+            var events = outcome.profileChanged ? ConversationEvents.profileChanged(shop: shop, customerIds: [customerId], nowMs: nowMs) : []
+            if outcome.tellsMessaging {
                 let contact = ConversationEvents.Contact(
-                    shop: shop, pageId: message.pageId, customerId: customer.id,
+                    shop: shop, pageId: message.pageId, customerId: customerId,
                     facebook: try known.int64("platform") == Int64(Page.Platform.facebook.rawValue), externalId: message.customerExternalId,
                     phone: customer.phone
                 )
@@ -570,18 +536,28 @@ public struct SQLConversationStore: ConversationStore {
                 try await Outbox.enqueue(db, events, nowMs: nowMs)
             }
             var changes = [ChangeLog.Entry(
-                shopId: shop, kind: isNew ? .newConversation : .message, pageId: message.pageId, conversationId: conversationId, customerId: customer.id
+                shopId: shop, kind: outcome.newConversation ? .newConversation : .message, pageId: message.pageId, conversationId: conversationId,
+                customerId: customerId
             )]
-            if customerChanged { changes.append(ChangeLog.Entry(shopId: shop, kind: .customer, pageId: message.pageId, customerId: customer.id)) }
+            if outcome.profileChanged { changes.append(ChangeLog.Entry(shopId: shop, kind: .customer, pageId: message.pageId, customerId: customerId)) }
             try await ChangeLog.record(db, changes, nowMs: nowMs)
 
-            response.conversationId = conversationId
-            response.messageId = messageId
-            response.customerId = customer.id
-            response.status = status
-            response.assignedStaffId = assigned
+            var response = IngestMessageResponse(
+                conversationId: conversationId, messageId: messageId, customerId: customerId, status: outcome.thread.status,
+                assignedStaffId: outcome.thread.assignedStaffId
+            )
+            response.capturedPhone = outcome.capturedPhone ?? ""
+            response.capturedAddress = outcome.capturedAddress ?? ""
             return response
         }
+    }
+
+    static func ingestCustomer(_ row: any SQLRow) throws -> MessageIngest.Customer {
+        MessageIngest.Customer(
+            name: try row.string("name"), phone: try row.string("phone"),
+            phoneSource: ContactSource(rawValue: try row.int64("phone_source")) ?? .none, address: try row.string("address"),
+            addressSource: ContactSource(rawValue: try row.int64("address_source")) ?? .none, blocked: try row.int64("blocked") != 0
+        )
     }
 
     static func searchKey(name: String, phone: String) -> String {
@@ -785,7 +761,7 @@ public struct SQLConversationStore: ConversationStore {
                 staff = staffId
             } else {
                 guard let next = try await Self.nextOnlineStaff(db, shop: shop, pageId: current.pageId) else {
-                    throw RPCError.failedPrecondition("staff_id: nobody is online on page \(current.pageId) to take an automatic assignment")
+                    throw ConversationError.nobodyOnline(page: current.pageId)
                 }
                 staff = next
             }
@@ -821,7 +797,7 @@ public struct SQLConversationStore: ConversationStore {
             if current.status != wanted {
                 // R-CONV-1: what gets closed is an assigned conversation (one problem solved by someone).
                 if !open && current.assignedStaffId.isEmpty {
-                    throw RPCError.failedPrecondition("conversation_id: conversation \(conversationId) is not assigned to anyone, so it cannot be closed (R-CONV-1)")
+                    throw ConversationError.closingUnassigned(conversationId)
                 }
                 try await db.raw("""
                     UPDATE conversations SET status = \(bind: Int64(wanted.rawValue)) WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
@@ -869,10 +845,10 @@ public struct SQLConversationStore: ConversationStore {
             // R-CONV-3/4: what staff type is theirs; auto-capture will not replace it.
             if let phone = changes.phone {
                 customer.phone = phone
-                sql += ", phone = \(bind: phone), phone_source = \(bind: (phone.isEmpty ? Source.none : Source.staff).rawValue)"
+                sql += ", phone = \(bind: phone), phone_source = \(bind: (phone.isEmpty ? ContactSource.none : ContactSource.staff).rawValue)"
             }
             if let address = changes.address {
-                sql += ", address = \(bind: address), address_source = \(bind: (address.isEmpty ? Source.none : Source.staff).rawValue)"
+                sql += ", address = \(bind: address), address_source = \(bind: (address.isEmpty ? ContactSource.none : ContactSource.staff).rawValue)"
             }
             sql += " WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)"
             try await db.raw(sql).run()
@@ -883,10 +859,10 @@ public struct SQLConversationStore: ConversationStore {
                     """).run()
             }
             if changes.name != nil || changes.phone != nil || changes.birthday != nil {
-                let now = Clock.nowMs()
+                let now = WallClock.nowMs()
                 try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: [id], nowMs: now), nowMs: now)
             }
-            try await Self.recordCustomerChange(db, shop: shop, customerId: id, .customer, nowMs: Clock.nowMs())
+            try await Self.recordCustomerChange(db, shop: shop, customerId: id, .customer, nowMs: WallClock.nowMs())
             return try await Self.customerView(db, shop: shop, id: id)
         }
     }
@@ -953,10 +929,10 @@ public struct SQLConversationStore: ConversationStore {
             guard try await db.raw("""
                 SELECT note_id FROM notes WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND note_id = \(bind: noteId)
                 """).first() != nil else {
-                throw RPCError.notFound("note_id: customer \(customerId) has no note \(noteId)")
+                throw ConversationError.noNote(customer: customerId, note: noteId)
             }
             try await db.raw("DELETE FROM notes WHERE shop_id = \(bind: shop) AND note_id = \(bind: noteId)").run()
-            try await Self.recordCustomerChange(db, shop: shop, customerId: customerId, .notes, nowMs: Clock.nowMs())
+            try await Self.recordCustomerChange(db, shop: shop, customerId: customerId, .notes, nowMs: WallClock.nowMs())
         }
     }
 
@@ -966,7 +942,7 @@ public struct SQLConversationStore: ConversationStore {
                 let existing = try Self.customField(row)
                 // Values already stored were checked against the old type; a new type could make them wrong.
                 guard existing.type == field.type else {
-                    throw RPCError.failedPrecondition("type: field \(field.key) is already defined as \(existing.type.protoName); its type cannot change")
+                    throw ConversationError.customFieldTypeFixed(key: field.key, type: existing.type)
                 }
                 try await db.raw("""
                     UPDATE custom_fields SET label = \(bind: field.label), options = \(bind: field.options.joined(separator: "\n"))
@@ -992,7 +968,7 @@ public struct SQLConversationStore: ConversationStore {
         return try await write { db in
             try await Self.requireCustomer(db, shop: shop, id: customerId)
             guard let row = try await db.raw("SELECT * FROM custom_fields WHERE shop_id = \(bind: shop) AND field_key = \(bind: key)").first() else {
-                throw RPCError.notFound("key: the shop defines no custom field \(key)")
+                throw ConversationError.noCustomField(key)
             }
             if value.isEmpty {
                 try await db.raw("""
@@ -1000,7 +976,7 @@ public struct SQLConversationStore: ConversationStore {
                     """).run()
             } else {
                 if let problem = CustomFieldRules.check(value: value, for: try Self.customField(row)) {
-                    throw RPCError.invalidArgument("value: \(problem)")
+                    throw ConversationError.customFieldValue(problem)
                 }
                 try await db.raw("""
                     INSERT INTO custom_field_values (shop_id, customer_id, field_key, value)
@@ -1008,7 +984,7 @@ public struct SQLConversationStore: ConversationStore {
                     ON CONFLICT (shop_id, customer_id, field_key) DO UPDATE SET value = \(bind: value)
                     """).run()
             }
-            try await Self.recordCustomerChange(db, shop: shop, customerId: customerId, .customer, nowMs: Clock.nowMs())
+            try await Self.recordCustomerChange(db, shop: shop, customerId: customerId, .customer, nowMs: WallClock.nowMs())
             return try await Self.customerView(db, shop: shop, id: customerId)
         }
     }
@@ -1118,7 +1094,7 @@ public struct SQLConversationStore: ConversationStore {
 
     static func requirePage(_ db: any SQLDatabase, shop: String, pageId: String) async throws -> Page {
         guard let row = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() else {
-            throw RPCError.notFound("page_id: page \(pageId) is not connected")
+            throw ConversationError.pageNotConnected(pageId)
         }
         return try page(row)
     }
@@ -1134,7 +1110,7 @@ public struct SQLConversationStore: ConversationStore {
         guard try await db.raw("""
             SELECT folder_id FROM tag_folders WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND folder_id = \(bind: folderId)
             """).first() != nil else {
-            throw RPCError.notFound("folder_id: page \(pageId) has no tag folder \(folderId)")
+            throw ConversationError.noFolder(page: pageId, folder: folderId)
         }
     }
 
@@ -1142,7 +1118,7 @@ public struct SQLConversationStore: ConversationStore {
         guard let row = try await db.raw("""
             SELECT * FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND tag_id = \(bind: tagId)
             """).first() else {
-            throw RPCError.notFound("\(field): page \(pageId) has no tag \(tagId)")
+            throw ConversationError.noTag(field: field, page: pageId, tag: tagId)
         }
         return try tag(row)
     }
@@ -1152,7 +1128,7 @@ public struct SQLConversationStore: ConversationStore {
         if let row = try await db.raw("""
             SELECT tag_id, name FROM tags WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND name_key = \(bind: TagName.key(name))
             """).first(), try row.string("tag_id") != except {
-            throw RPCError.alreadyExists("name: the page already has a tag \"\(try row.string("name"))\", the same name ignoring case and accents (R-TAG-3)")
+            throw ConversationError.tagNameTaken(try row.string("name"))
         }
     }
 
@@ -1165,7 +1141,7 @@ public struct SQLConversationStore: ConversationStore {
 
     static func requireConversation(_ db: any SQLDatabase, shop: String, id: String) async throws -> Conversation {
         guard let row = try await db.raw("SELECT * FROM conversations WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: id)").first() else {
-            throw RPCError.notFound("conversation_id: no conversation \(id)")
+            throw ConversationError.noConversation(id)
         }
         return try conversation(row)
     }
@@ -1202,13 +1178,13 @@ public struct SQLConversationStore: ConversationStore {
 
     static func requireCustomer(_ db: any SQLDatabase, shop: String, id: String) async throws {
         guard try await db.raw("SELECT customer_id FROM customers WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)").first() != nil else {
-            throw RPCError.notFound("customer_id: no customer \(id)")
+            throw ConversationError.noCustomer(id)
         }
     }
 
     static func customerView(_ db: any SQLDatabase, shop: String, id: String) async throws -> Customer {
         guard let row = try await db.raw("SELECT * FROM customers WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)").first() else {
-            throw RPCError.notFound("customer_id: no customer \(id)")
+            throw ConversationError.noCustomer(id)
         }
         let values = try await db.raw("""
             SELECT field_key, value FROM custom_field_values WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id) ORDER BY field_key
@@ -1220,8 +1196,8 @@ public struct SQLConversationStore: ConversationStore {
                 sourceLink: try row.string("referral_source_link"), channel: try row.string("referral_channel"), campaign: try row.string("referral_campaign")
             ),
             customFields: values,
-            phoneCaptured: try row.int64("phone_source") == Source.captured.rawValue,
-            addressCaptured: try row.int64("address_source") == Source.captured.rawValue
+            phoneCaptured: try row.int64("phone_source") == ContactSource.captured.rawValue,
+            addressCaptured: try row.int64("address_source") == ContactSource.captured.rawValue
         )
     }
 
@@ -1233,33 +1209,6 @@ public struct SQLConversationStore: ConversationStore {
         )
     }
 
-    struct CustomerRow {
-        var id: String
-        var name: String
-        var phone: String
-        var phoneSource: Source
-        var address: String
-        var addressSource: Source
-        var blocked: Bool
-
-        init(id: String, name: String, phone: String, phoneSource: Source, address: String, addressSource: Source, blocked: Bool) {
-            self.id = id
-            self.name = name
-            self.phone = phone
-            self.phoneSource = phoneSource
-            self.address = address
-            self.addressSource = addressSource
-            self.blocked = blocked
-        }
-
-        init(_ row: any SQLRow) throws {
-            self.init(
-                id: try row.string("customer_id"), name: try row.string("name"), phone: try row.string("phone"),
-                phoneSource: Source(rawValue: try row.int64("phone_source")) ?? .none, address: try row.string("address"),
-                addressSource: Source(rawValue: try row.int64("address_source")) ?? .none, blocked: try row.int64("blocked") != 0
-            )
-        }
-    }
 }
 
 extension Array {

@@ -3,6 +3,7 @@ import Foundation
 import MeshChanges
 import MeshRPC
 import MeshStore
+import VietnamCommerce
 
 /// chatmesh.v1.LoyaltyService: decodes, checks (statuses name the field),
 /// calls the store; referral vouchers go out through `VoucherDelivery`.
@@ -15,7 +16,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     let now: @Sendable () -> Int64
 
     public init(
-        store: LoyaltyStore, vouchers: VoucherDelivery?, changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60), now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+        store: LoyaltyStore, vouchers: VoucherDelivery?, changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60), now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }
     ) {
         self.store = store
         self.vouchers = vouchers

@@ -2,6 +2,7 @@ import ChatMeshAPI
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// R-REF-1: referral campaigns and the vouchers they give. The store only keeps
 /// the facts; sending a voucher is `VoucherDelivery`'s job.

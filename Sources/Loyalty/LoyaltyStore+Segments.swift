@@ -3,6 +3,7 @@ import Foundation
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// R-SEG-1: segments are kept as their conditions and evaluated in SQL when
 /// asked, so membership is always current; `SegmentRule.matches` is the rule

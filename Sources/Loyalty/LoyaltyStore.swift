@@ -4,6 +4,7 @@ import MeshChanges
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// loyalty-svc's storage. A points change loads the member's lots into a
 /// `PointsAccount` inside the write transaction, applies the rule there and

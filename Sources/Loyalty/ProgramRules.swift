@@ -1,4 +1,5 @@
 import MeshRPC
+import VietnamCommerce
 
 /// A shop's loyalty program as the rules need it (R-LOY-2, R-PTS-1..3).
 public struct ProgramRules: Sendable, Hashable {

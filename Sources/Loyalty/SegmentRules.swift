@@ -1,4 +1,5 @@
 import MeshRPC
+import VietnamCommerce
 
 /// R-SEG-1: a segment's conditions and what a customer must be to belong.
 /// Ranges are whole Vietnam days: a condition from 1 November to 30 November

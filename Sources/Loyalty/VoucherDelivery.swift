@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import MeshRPC
+import VietnamCommerce
 
 /// Where a voucher message goes (R-REF-1): messaging-svc's SendMessage in the mesh,
 /// a scripted fake in tests.

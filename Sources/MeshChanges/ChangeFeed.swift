@@ -1,6 +1,7 @@
 import ChatMeshAPI
-import MeshRPC
 import Logging
+import MeshProcess
+import MeshRPC
 import MeshStore
 
 /// A service's `WatchChanges` (R-PANEL-4), served from its `ChangeLog`: the
@@ -62,5 +63,11 @@ extension ChangeFeed {
         let log = try await ChangeLog.open(database, logger: logger)
         bell.listen { log.committed() }
         return ChangeFeed(log: log)
+    }
+
+    /// Follows the change log (its commits, other replicas' on PostgreSQL) until the process shuts down.
+    public var worker: MeshProcess.Worker {
+        let log = log
+        return MeshProcess.Worker(name: "changes") { await log.run() }
     }
 }

@@ -14,10 +14,8 @@ enum NG {
     static let goawayFrame = UInt8(NGHTTP2_GOAWAY.rawValue)
     static let pingFrame = UInt8(NGHTTP2_PING.rawValue)
     static let ackFlag = UInt8(NGHTTP2_FLAG_ACK.rawValue)
-    static let rstStreamFrame = UInt8(NGHTTP2_RST_STREAM.rawValue)
     static let endStream = UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)
     static let temporalCallbackFailure = Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
-    static let callbackFailure = Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
     static let deferred = Int(NGHTTP2_ERR_DEFERRED.rawValue)
     static let dataFlagEOF = UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
     static let dataFlagNoEndStream = UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue)
@@ -25,7 +23,6 @@ enum NG {
     static let cancel = UInt32(NGHTTP2_CANCEL.rawValue)
     static let refusedStream = UInt32(NGHTTP2_REFUSED_STREAM.rawValue)
     static let enhanceYourCalm = UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
-    static let internalError = UInt32(NGHTTP2_INTERNAL_ERROR.rawValue)
     static let flagNone = UInt8(NGHTTP2_FLAG_NONE.rawValue)
     static let nvNoCopy = UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue)
 
@@ -57,8 +54,6 @@ struct HeaderList {
         bytes.append(contentsOf: value.utf8)
         spans.append((n0..<v0, v0..<bytes.count))
     }
-
-    var isEmpty: Bool { spans.isEmpty }
 
     func withNV<R>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
         bytes.withUnsafeBufferPointer { raw in

@@ -2,6 +2,7 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import MeshRPC
 #endif
 
 /// Who holds a local TCP port, read from Linux's /proc: what a failed bind
@@ -85,7 +86,8 @@ public struct PortHolder: Sendable, Equatable, CustomStringConvertible {
         }
         if holders.contains(where: { if case .connection = $0.kind { true } else { false } }) {
             // The defaults are reserved together; any other port the mesh listens on, by itself.
-            let ports = (50050...50054).contains(port) ? "50050-50054" : "\(port)"
+            let defaults = MeshEnvironment.defaultPorts.values
+            let ports = defaults.contains(port) ? "\(defaults.min()!)-\(defaults.max()!)" : "\(port)"
             text += ". The port lies in the range the kernel gives outgoing connections: reserve the ports the mesh"
                 + " listens on (sysctl -w net.ipv4.ip_local_reserved_ports=\(ports), added to any reserved already; README, Configuration)"
         }

@@ -578,7 +578,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         do {
             if route.requiresAuth, let auth = stream.authorization, let last = lastPrincipal,
-               last.authorization == auth, last.principal.expiresAtMs > WallClock.nowMs() {
+               last.authorization == auth, last.principal.expiresAtMs > WallClock.coarseNowMs() {
                 stream.principal = last.principal
             } else {
                 stream.principal = try router.authenticate(route, authorization: stream.authorization)

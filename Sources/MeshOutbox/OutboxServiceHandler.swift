@@ -12,7 +12,7 @@ public struct OutboxServiceHandler: OutboxService.Handler {
     let dispatcher: OutboxDispatcher
     let now: @Sendable () -> Int64
 
-    public init(service: String, store: any SQLStore, dispatcher: OutboxDispatcher, now: @escaping @Sendable () -> Int64 = Clock.nowMs) {
+    public init(service: String, store: any SQLStore, dispatcher: OutboxDispatcher, now: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
         self.service = service
         self.store = store
         self.dispatcher = dispatcher

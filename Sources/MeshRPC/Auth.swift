@@ -65,6 +65,35 @@ public struct TokenSigner: Sendable {
     }
 }
 
+/// How one service of the mesh calls another: a short-lived service token, minted per
+/// call with the mesh's key, for one shop (what an outbox event or a voucher belongs to)
+/// or for every shop (a feed or an audience that spans shops).
+public struct ServiceTokens: Sendable {
+    /// Long enough for a call and its retries, short enough that a leaked one soon is worthless.
+    public static let lifetimeSeconds: Int64 = 300
+
+    public let service: String
+    let signer: TokenSigner
+
+    public init(service: String, key: String) {
+        self.service = service
+        self.signer = TokenSigner(key: key)
+    }
+
+    public init(service: String, environment: MeshEnvironment) {
+        self.init(service: service, key: environment.authKey)
+    }
+
+    public func forShop(_ shop: String) -> String {
+        signer.mint(shopId: shop, staffId: service, role: .service, validFor: Self.lifetimeSeconds)
+    }
+
+    public func forEveryShop() -> String { forShop(Principal.anyShop) }
+
+    /// `forShop` as a closure, for the outbox subscribers and clients that take one.
+    public var perShop: @Sendable (String) -> String { { shop in forShop(shop) } }
+}
+
 /// Checks `authorization: Bearer …` values. Verified tokens are remembered
 /// (bounded) so that a connection sending the same token on every call pays
 /// for the HMAC once; expiry is checked on every use.
@@ -74,7 +103,7 @@ public final class TokenVerifier: Sendable {
     private let cacheLimit: Int
     private let clock: @Sendable () -> Int64
 
-    public init(key: String, cacheLimit: Int = 4096, clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+    public init(key: String, cacheLimit: Int = 4096, clock: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }) {
         self.keyBytes = Array(key.utf8)
         self.cacheLimit = cacheLimit
         self.clock = clock

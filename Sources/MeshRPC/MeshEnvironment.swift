@@ -6,10 +6,16 @@ public struct MeshEnvironment: Sendable {
     /// The key a mesh signs its tokens with when CHATMESH_AUTH_KEY is not set: for local runs only.
     public static let developmentAuthKey = "chatmesh-local-development-key"
 
-    /// Default ports by service name (gateway 50050 … messaging 50054).
+    /// Default ports by service name (gateway 50050 … messaging 50054): the one place they are
+    /// defined; `chatmesh up`, the CLI's defaults and the port-holder advice read them from here.
     public static let defaultPorts: [String: Int] = [
         "gateway": 50050, "conversation": 50051, "order": 50052, "loyalty": 50053, "messaging": 50054,
     ]
+
+    /// "127.0.0.1:<port>" of a service on this machine, as CHATMESH_<SERVICE>_ADDRS defaults to.
+    public static func defaultAddress(of service: String) -> String {
+        "127.0.0.1:\(defaultPorts[service] ?? 0)"
+    }
 
     public var values: [String: String]
 
@@ -47,11 +53,22 @@ public struct MeshEnvironment: Sendable {
 
     /// CHATMESH_LISTEN, or 127.0.0.1 on the service's default port.
     public func listen(service: String) -> String {
-        values["CHATMESH_LISTEN"] ?? "127.0.0.1:\(Self.defaultPorts[service] ?? 0)"
+        values["CHATMESH_LISTEN"] ?? Self.defaultAddress(of: service)
     }
 
     /// CHATMESH_<SERVICE>_ADDRS, or the service's default port on this machine.
     public func addresses(of service: String) -> String {
-        values["CHATMESH_\(service.uppercased())_ADDRS"] ?? "127.0.0.1:\(Self.defaultPorts[service] ?? 0)"
+        values["CHATMESH_\(service.uppercased())_ADDRS"] ?? Self.defaultAddress(of: service)
+    }
+}
+
+/// A setting a process cannot run with, naming the variable and what it expected
+/// ("CHATMESH_OUTBOX_RETRY_MS=abc: expected milliseconds, at least 1"). Every
+/// executable reads its settings before it opens anything and stops on the first one.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
     }
 }

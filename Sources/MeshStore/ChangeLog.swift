@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshRPC
 import SQLKit
 import Synchronization
 
@@ -170,7 +171,7 @@ public final class ChangeLog: Sendable {
                 full = try await follow()
                 if ContinuousClock.now - lastPrune >= configuration.pruneInterval {
                     lastPrune = .now
-                    try await prune(nowMs: Clock.nowMs())
+                    try await prune(nowMs: WallClock.nowMs())
                 }
             } catch {
                 logger.warning("could not read the change log", metadata: ["error": "\(error)"])

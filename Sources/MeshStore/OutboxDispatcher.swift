@@ -68,13 +68,13 @@ public final class OutboxDispatcher: Sendable {
         public init(environment: [String: String]) throws {
             if let text = environment["CHATMESH_OUTBOX_MAX_ATTEMPTS"] {
                 guard let value = Int64(text), value >= 1 else {
-                    throw StoreConfigurationError("CHATMESH_OUTBOX_MAX_ATTEMPTS=\(text): expected a whole number of attempts, at least 1")
+                    throw ConfigurationError("CHATMESH_OUTBOX_MAX_ATTEMPTS=\(text): expected a whole number of attempts, at least 1")
                 }
                 maxAttempts = value
             }
             if let text = environment["CHATMESH_OUTBOX_RETRY_MS"] {
                 guard let value = Int64(text), value >= 1 else {
-                    throw StoreConfigurationError("CHATMESH_OUTBOX_RETRY_MS=\(text): expected milliseconds, at least 1")
+                    throw ConfigurationError("CHATMESH_OUTBOX_RETRY_MS=\(text): expected milliseconds, at least 1")
                 }
                 retryBaseMs = value
             }
@@ -178,7 +178,7 @@ public final class OutboxDispatcher: Sendable {
     /// Reads the rows that are due and free to go, delivers them (one partition's in
     /// order, partitions side by side), then deletes what was delivered and records what failed.
     func pass(_ subscriber: Outbox.Subscriber) async throws -> PassOutcome {
-        let now = Clock.nowMs()
+        let now = WallClock.nowMs()
         let name = subscriber.name
         let batch = configuration.batchSize
         let replica = replica
@@ -214,7 +214,7 @@ public final class OutboxDispatcher: Sendable {
             }
         }
         let results = await deliver(partitions, to: subscriber)
-        try await record(results, subscriber: name, nowMs: Clock.nowMs())
+        try await record(results, subscriber: name, nowMs: WallClock.nowMs())
         if let error = results.unreachable {
             markUnreachable(name, error: error)
             return .unreachable
@@ -343,7 +343,7 @@ public final class OutboxDispatcher: Sendable {
             all[subscriber]!.unreachableError = ""
             if delivered > 0 {
                 all[subscriber]!.delivered += delivered
-                all[subscriber]!.lastDeliveredAtMs = Clock.nowMs()
+                all[subscriber]!.lastDeliveredAtMs = WallClock.nowMs()
             }
             return was
         }
@@ -372,7 +372,7 @@ public final class OutboxDispatcher: Sendable {
         if pending >= configuration.backlogWarning && pending >= watch.warnedAt * 2 {
             watch.warnedAt = pending
             logger.warning("outbox backlog growing", metadata: [
-                "subscriber": "\(subscriber)", "pending": "\(pending)", "oldest_age_ms": "\(Clock.nowMs() - oldest)",
+                "subscriber": "\(subscriber)", "pending": "\(pending)", "oldest_age_ms": "\(WallClock.nowMs() - oldest)",
             ])
         } else if pending == 0 && watch.warnedAt > 0 {
             watch.warnedAt = 0

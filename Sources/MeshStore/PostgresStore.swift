@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshRPC
 import NIOSSL
 import PostgresKit
 import SQLKit
@@ -43,7 +44,7 @@ public final class PostgresStore: SQLStore {
             }
         } catch {
             try? await store.close()
-            throw StoreConfigurationError("DATABASE_URL: cannot reach PostgreSQL at \(configuration.host ?? "?"):\(configuration.port ?? 5432): \(String(reflecting: error))")
+            throw ConfigurationError("DATABASE_URL: cannot reach PostgreSQL at \(configuration.host ?? "?"):\(configuration.port ?? 5432): \(String(reflecting: error))")
         }
         return store
     }
@@ -51,7 +52,7 @@ public final class PostgresStore: SQLStore {
     static func configuration(url: String, maxConnections: Int) throws -> PostgresClient.Configuration {
         guard let parts = URLComponents(string: url), ["postgres", "postgresql"].contains(parts.scheme ?? ""),
               let host = parts.host, !host.isEmpty, let user = parts.user, !user.isEmpty else {
-            throw StoreConfigurationError("DATABASE_URL must look like postgres://user[:password]@host[:port]/database, not \(url)")
+            throw ConfigurationError("DATABASE_URL must look like postgres://user[:password]@host[:port]/database, not \(url)")
         }
         let database = String(parts.path.drop { $0 == "/" })
         let sslmode = parts.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
@@ -60,7 +61,7 @@ public final class PostgresStore: SQLStore {
         case "disable": tls = .disable
         case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
         case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
-        default: throw StoreConfigurationError("DATABASE_URL: sslmode must be disable, prefer or require, not \(sslmode)")
+        default: throw ConfigurationError("DATABASE_URL: sslmode must be disable, prefer or require, not \(sslmode)")
         }
         var configuration = PostgresClient.Configuration(
             host: host, port: parts.port ?? 5432, username: user.removingPercentEncoding ?? user,

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshRPC
 import SQLKit
 
 /// A service's database: reads run on any connection, writes run one at a
@@ -13,7 +14,10 @@ public protocol SQLStore: Sendable {
     /// when it began (no snapshot spans two statements, on either backend): a body that needs two
     /// facts to agree reads them in one statement, or in a `write`.
     func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
-    /// A transaction; the body may be retried by no one, so it must not have side effects outside the database.
+    /// A transaction. Its body may run more than once: a backend runs it again, after the rollback,
+    /// when the database refused it for a conflict the body did not cause (PostgreSQL's serialization
+    /// failure or deadlock; SQLite's single writer never conflicts). So a body has no effect outside
+    /// the database, and decides only from what it reads inside the transaction.
     /// Once begun it runs to its commit or rollback even if the calling task is cancelled: a
     /// transaction cut short by cancellation would leave the connection inside it.
     func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
@@ -85,7 +89,7 @@ extension SQLStore {
                 try await migration.data?(db)
                 try await db.raw("""
                     INSERT INTO schema_migrations (version, name, applied_at_ms)
-                    VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Clock.nowMs()))
+                    VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: WallClock.nowMs()))
                     """).run()
                 return true
             }
@@ -95,15 +99,6 @@ extension SQLStore {
             }
         }
         return applied
-    }
-}
-
-/// Wall-clock milliseconds since the epoch, as every `…_at_ms` field holds.
-public enum Clock {
-    public static func nowMs() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 }
 

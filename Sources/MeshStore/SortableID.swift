@@ -1,4 +1,5 @@
 import Foundation
+import MeshRPC
 import Synchronization
 
 /// Record ids: a prefix naming the kind ("cv_", "tag_"), then 48 bits of
@@ -13,7 +14,7 @@ public enum SortableID {
     private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
     private static let last = Mutex<(ms: UInt64, entropy: UInt64)>((0, 0))
 
-    public static func make(_ prefix: String, nowMs: Int64 = Clock.nowMs()) -> String {
+    public static func make(_ prefix: String, nowMs: Int64 = WallClock.nowMs()) -> String {
         let (ms, entropy) = last.withLock { last -> (UInt64, UInt64) in
             let now = UInt64(max(0, nowMs)) & 0xFFFF_FFFF_FFFF
             if now > last.ms {

@@ -1,4 +1,5 @@
 import Foundation
+import MeshRPC
 import Logging
 
 /// Where a service keeps its data (ARCHITECTURE.md, Storage): `DATABASE_URL`
@@ -18,10 +19,10 @@ public enum StoreLocation: Sendable, Hashable {
         }
         if url.hasPrefix("sqlite:") {
             let path = String(url.dropFirst("sqlite:".count)).replacingOccurrences(of: "//", with: "", options: .anchored)
-            guard !path.isEmpty else { throw StoreConfigurationError("DATABASE_URL \(url) names no file") }
+            guard !path.isEmpty else { throw ConfigurationError("DATABASE_URL \(url) names no file") }
             return .sqlite(path: path)
         }
-        throw StoreConfigurationError("DATABASE_URL must start with sqlite: or postgres://, not \(url)")
+        throw ConfigurationError("DATABASE_URL must start with sqlite: or postgres://, not \(url)")
     }
 
     /// - Parameter synchronous: CHATMESH_SQLITE_SYNCHRONOUS: `normal` (the default) or `full` (see `SQLiteStore.Synchronous`).
@@ -31,7 +32,7 @@ public enum StoreLocation: Sendable, Hashable {
             var mode = SQLiteStore.Synchronous.normal
             if let synchronous, !synchronous.isEmpty {
                 guard let chosen = SQLiteStore.Synchronous(rawValue: synchronous.uppercased()) else {
-                    throw StoreConfigurationError("CHATMESH_SQLITE_SYNCHRONOUS must be full or normal, not \(synchronous)")
+                    throw ConfigurationError("CHATMESH_SQLITE_SYNCHRONOUS must be full or normal, not \(synchronous)")
                 }
                 mode = chosen
             }
@@ -40,9 +41,4 @@ public enum StoreLocation: Sendable, Hashable {
             return try await PostgresStore.open(url: url, logger: logger)
         }
     }
-}
-
-public struct StoreConfigurationError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

@@ -1,6 +1,7 @@
 import ChatMeshAPI
 import MeshRPC
 import MeshStore
+import VietnamCommerce
 
 /// Sends broadcasts (R-MSG-2): takes the audience from loyalty-svc, then goes
 /// through it in batches — render and check each member, reserve the batch,

@@ -2,6 +2,7 @@ import ChatMeshAPI
 import Foundation
 import MeshRPC
 import MeshStore
+import VietnamCommerce
 
 /// One message from template to provider, the same for a staff member's
 /// SendMessage, a chatbot step and (batched) a broadcast: render, top up if the
@@ -20,7 +21,7 @@ public struct MessageSender: Sendable {
     ///   - topUps: automatic top-up (R-MSG-3); nil when no payment gateway is configured.
     public init(
         store: MessagingStore, adapters: [Template.Channel: any DeliveryAdapter], prices: MessagePrices = MessagePrices(),
-        zns: ZnsQualityPolicy = ZnsQualityPolicy(), topUps: AutomaticTopUps? = nil, now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+        zns: ZnsQualityPolicy = ZnsQualityPolicy(), topUps: AutomaticTopUps? = nil, now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }
     ) {
         self.store = store
         self.adapters = adapters

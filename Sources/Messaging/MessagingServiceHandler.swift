@@ -2,6 +2,7 @@ import ChatMeshAPI
 import Foundation
 import MeshRPC
 import MeshStore
+import VietnamCommerce
 
 /// chatmesh.v1.MessagingService: decodes, checks, calls the store, the
 /// sender (one message) or the store's broadcast and scenario records, which

@@ -3,6 +3,7 @@ import Foundation
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// R-MSG-2 storage. A broadcast moves in batches: `reserveBatch` records a
 /// batch's messages as QUEUED, holds their price and advances `next_seq` in one

@@ -3,6 +3,7 @@ import Foundation
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// R-BOT-1 and R-MSG-5 storage: scenarios, the steps they scheduled, the
 /// events already applied, and when each page-scoped id last wrote to the page.

@@ -3,6 +3,7 @@ import Foundation
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// messaging-svc's storage. A send is two transactions around the provider
 /// call: `reserve` records the message as QUEUED and holds its price on the

@@ -1,4 +1,5 @@
 import ChatMeshAPI
+import MeshRPC
 import MeshStore
 
 /// The payment gateway that tops the prepaid balance up (R-MSG-3: Napas,
@@ -36,7 +37,7 @@ public actor AutomaticTopUps {
     /// At most this many top-ups for one send (a threshold far above the top-up amount).
     let maxPerSend = 10
 
-    public init(store: MessagingStore, gateway: any PaymentGateway, now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }) {
+    public init(store: MessagingStore, gateway: any PaymentGateway, now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }) {
         self.store = store
         self.gateway = gateway
         self.now = now

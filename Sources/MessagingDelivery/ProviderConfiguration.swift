@@ -1,6 +1,7 @@
 import ChatMeshAPI
 import Foundation
 import Messaging
+import MeshRPC
 
 /// Which provider delivers each channel, from messaging-svc's environment.
 ///
@@ -11,12 +12,7 @@ import Messaging
 /// own variables (see services/messaging-svc/README.md); one that is missing
 /// is an error naming it, at start, not at the first send.
 public enum ProviderConfiguration {
-    public struct Invalid: Error, CustomStringConvertible {
-        public let description: String
-        init(_ description: String) { self.description = description }
-    }
-
-    public static func adapters(_ env: [String: String], client: HTTP1Client = HTTP1Client()) throws(Invalid) -> [Template.Channel: any DeliveryAdapter] {
+    public static func adapters(_ env: [String: String], client: HTTP1Client = HTTP1Client()) throws(ConfigurationError) -> [Template.Channel: any DeliveryAdapter] {
         let spec = (env["CHATMESH_MESSAGING_PROVIDERS"] ?? "sandbox").trimmingCharacters(in: .whitespaces)
         if spec == "sandbox" {
             let sandbox = SandboxAdapter()
@@ -26,7 +22,7 @@ public enum ProviderConfiguration {
         for item in spec.split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2 else {
-                throw Invalid("CHATMESH_MESSAGING_PROVIDERS: \"\(item)\" is not channel=provider (e.g. zns=zalo,email=smtp,sms=gateway,messenger=facebook)")
+                throw ConfigurationError("CHATMESH_MESSAGING_PROVIDERS: \"\(item)\" is not channel=provider (e.g. zns=zalo,email=smtp,sms=gateway,messenger=facebook)")
             }
             let (channel, provider) = (parts[0].lowercased(), parts[1].lowercased())
             switch (channel, provider) {
@@ -41,9 +37,9 @@ public enum ProviderConfiguration {
                 )
             case ("email", "smtp"):
                 let tls = env["CHATMESH_SMTP_TLS"] ?? "implicit"
-                guard tls == "implicit" || tls == "none" else { throw Invalid("CHATMESH_SMTP_TLS=\(tls): expected implicit or none") }
+                guard tls == "implicit" || tls == "none" else { throw ConfigurationError("CHATMESH_SMTP_TLS=\(tls): expected implicit or none") }
                 let portText = env["CHATMESH_SMTP_PORT"] ?? (tls == "implicit" ? "465" : "25")
-                guard let port = Int(portText), (1...65535).contains(port) else { throw Invalid("CHATMESH_SMTP_PORT=\(portText): not a port") }
+                guard let port = Int(portText), (1...65535).contains(port) else { throw ConfigurationError("CHATMESH_SMTP_PORT=\(portText): not a port") }
                 adapters[.email] = SMTPAdapter(SMTPAdapter.Config(
                     host: try required(env, "CHATMESH_SMTP_HOST"), port: port, implicitTLS: tls == "implicit",
                     username: env["CHATMESH_SMTP_USER"].flatMap { $0.isEmpty ? nil : $0 },
@@ -62,16 +58,16 @@ public enum ProviderConfiguration {
                 )
             case ("zns", _), ("email", _), ("sms", _), ("messenger", _):
                 let real = ["zns": "zalo", "email": "smtp", "sms": "gateway", "messenger": "facebook"][channel]!
-                throw Invalid("CHATMESH_MESSAGING_PROVIDERS: \(channel) is delivered by sandbox or \(real), not \"\(provider)\"")
+                throw ConfigurationError("CHATMESH_MESSAGING_PROVIDERS: \(channel) is delivered by sandbox or \(real), not \"\(provider)\"")
             default:
-                throw Invalid("CHATMESH_MESSAGING_PROVIDERS: no channel \"\(channel)\" (zns, email, sms, messenger)")
+                throw ConfigurationError("CHATMESH_MESSAGING_PROVIDERS: no channel \"\(channel)\" (zns, email, sms, messenger)")
             }
         }
         return adapters
     }
 
     /// The payment gateway for automatic top-ups: `sandbox` (approves everything), `http` or `none`.
-    public static func paymentGateway(_ env: [String: String], client: HTTP1Client = HTTP1Client()) throws(Invalid) -> (any PaymentGateway)? {
+    public static func paymentGateway(_ env: [String: String], client: HTTP1Client = HTTP1Client()) throws(ConfigurationError) -> (any PaymentGateway)? {
         switch env["CHATMESH_PAYMENT_GATEWAY"] ?? "sandbox" {
         case "sandbox": return SandboxPaymentGateway()
         case "none": return nil
@@ -79,19 +75,19 @@ public enum ProviderConfiguration {
             return HTTPPaymentGateway(
                 endpoint: try url(env, "CHATMESH_PAYMENT_URL", default: nil), secret: try required(env, "CHATMESH_PAYMENT_SECRET"), client: client
             )
-        case let other: throw Invalid("CHATMESH_PAYMENT_GATEWAY=\(other): expected sandbox, http or none")
+        case let other: throw ConfigurationError("CHATMESH_PAYMENT_GATEWAY=\(other): expected sandbox, http or none")
         }
     }
 
-    static func required(_ env: [String: String], _ name: String) throws(Invalid) -> String {
-        guard let value = env[name], !value.isEmpty else { throw Invalid("\(name) is required by the configured provider") }
+    static func required(_ env: [String: String], _ name: String) throws(ConfigurationError) -> String {
+        guard let value = env[name], !value.isEmpty else { throw ConfigurationError("\(name) is required by the configured provider") }
         return value
     }
 
-    static func url(_ env: [String: String], _ name: String, default fallback: String?) throws(Invalid) -> URL {
-        guard let text = env[name] ?? fallback, !text.isEmpty else { throw Invalid("\(name) is required by the configured provider") }
+    static func url(_ env: [String: String], _ name: String, default fallback: String?) throws(ConfigurationError) -> URL {
+        guard let text = env[name] ?? fallback, !text.isEmpty else { throw ConfigurationError("\(name) is required by the configured provider") }
         guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https", url.host != nil else {
-            throw Invalid("\(name)=\(text): not an http(s) URL")
+            throw ConfigurationError("\(name)=\(text): not an http(s) URL")
         }
         return url
     }

@@ -1,5 +1,6 @@
 import Foundation
 import MeshRPC
+import VietnamCommerce
 
 /// R-ORD-4: the carriers order-svc ships with, and where a tracking code leads.
 /// Most carriers' public tracking pages take the code in the URL; Viettel Post's

@@ -15,7 +15,7 @@ public actor CommentBatcher {
     var pending: [(shop: String, comment: OrderStore.Comment, waiter: Waiter)] = []
     var flushing = false
 
-    public init(store: OrderStore, maxBatch: Int = 500, now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }) {
+    public init(store: OrderStore, maxBatch: Int = 500, now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }) {
         self.store = store
         self.maxBatch = maxBatch
         self.now = now

@@ -1,4 +1,5 @@
 import MeshRPC
+import VietnamCommerce
 
 /// R-CAMP-2: what a livestream or sales-post comment asks to buy. Comments are
 /// written fast on phones: "A12 x2", "a12 2c", "chốt A12+B3", "A12-size L sl 3",

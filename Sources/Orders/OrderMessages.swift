@@ -1,6 +1,7 @@
 import ChatMeshAPI
 import Foundation
 import MeshRPC
+import VietnamCommerce
 
 /// Where order-svc's messages go (R-MSG-4): messaging-svc's SendMessage over the
 /// wire, a scripted fake in tests.

@@ -1,4 +1,5 @@
 import ChatMeshAPI
+import MeshRPC
 import MeshStore
 
 /// order-svc's tables; every key starts with shop_id.
@@ -111,7 +112,7 @@ public enum OrderSchema {
                 )
                 events.append(try OrderEvents.outboxEvent(event))
             }
-            try await Outbox.enqueue(db, events, nowMs: Clock.nowMs())
+            try await Outbox.enqueue(db, events, nowMs: WallClock.nowMs())
         },
         Migration(version: 3, name: "order events in the outbox only", statements: ["DROP TABLE order_events"]),
         // A customer's open carts (the panel's carts section): carts_open leaves out staff-made carts

@@ -3,6 +3,7 @@ import Foundation
 import MeshChanges
 import MeshRPC
 import MeshStore
+import VietnamCommerce
 
 /// chatmesh.v1.OrderService: decodes, checks (statuses name the field), calls
 /// the store, `OrderPlacement` or messaging-svc.
@@ -28,7 +29,7 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
 
     public init(
         store: OrderStore, loyalty: any LoyaltyCheckout, messenger: (any OrderMessenger)?, rates: ShippingRateTable = .standard,
-        links: PaymentLinks = PaymentLinks(), changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60), now: @escaping @Sendable () -> Int64 = { Clock.nowMs() }
+        links: PaymentLinks = PaymentLinks(), changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60), now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }
     ) {
         self.store = store
         self.changes = changes

@@ -4,6 +4,7 @@ import MeshChanges
 import MeshRPC
 import MeshStore
 import SQLKit
+import VietnamCommerce
 
 /// order-svc's storage: catalog, warehouses, campaigns with their comments and
 /// carts (this file), orders, quotes and events (+Orders). Every method takes the
@@ -29,9 +30,6 @@ public struct OrderStore: Sendable {
         defer { commitBell.ring() }
         return try await db.write(body)
     }
-
-    /// The database, for the outbox's dispatcher and its operator RPCs.
-    public var database: any SQLStore { db }
 
     // MARK: Catalog
 

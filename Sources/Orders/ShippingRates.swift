@@ -1,6 +1,7 @@
 import ChatMeshAPI
 import Foundation
 import MeshRPC
+import VietnamCommerce
 
 /// R-SHIP-1: shipping fees from rate tables kept as data. A fee is the zone's base
 /// price for the first `baseWeightG`, a step price for each started `stepG` above

@@ -21,7 +21,7 @@ struct ListConversationsCommand: AsyncParsableCommand {
     @Option(help: "Only conversations carrying any of these tag names (repeatable).")
     var tag: [String] = []
 
-    @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or 127.0.0.1:50051).")
+    @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or \(MeshEnvironment.defaultAddress(of: "conversation"))).")
     var conversation: String?
 
     func run() async throws {

@@ -41,10 +41,10 @@ struct EventsCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON for scripts.")
     var json = false
 
-    @Option(help: "order-svc address (default: CHATMESH_ORDER_ADDRS or 127.0.0.1:50052).")
+    @Option(help: "order-svc address (default: CHATMESH_ORDER_ADDRS or \(MeshEnvironment.defaultAddress(of: "order"))).")
     var order: String?
 
-    @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or 127.0.0.1:50051).")
+    @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or \(MeshEnvironment.defaultAddress(of: "conversation"))).")
     var conversation: String?
 
     func validate() throws {

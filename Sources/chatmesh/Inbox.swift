@@ -28,7 +28,7 @@ struct InboxCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON for scripts.")
     var json = false
 
-    @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or 127.0.0.1:50051).")
+    @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or \(MeshEnvironment.defaultAddress(of: "conversation"))).")
     var conversation: String?
 
     func run() async throws {

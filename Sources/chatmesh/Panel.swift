@@ -3,6 +3,7 @@ import ChatMeshAPI
 import Foundation
 import MeshHTTP2
 import MeshRPC
+import VietnamCommerce
 
 /// Terminal output for people: sections, aligned columns, money in đồng, colour
 /// only on a terminal (and never with NO_COLOR).
@@ -64,10 +65,10 @@ struct PanelCommand: AsyncParsableCommand {
     @Flag(help: "Stay and redraw the panel as changes arrive (WatchPanel); resumes when the mesh comes back. With --json, one line per update.")
     var watch = false
 
-    @Option(help: "gateway address (default: CHATMESH_GATEWAY_ADDRS or 127.0.0.1:50050).")
+    @Option(help: "gateway address (default: CHATMESH_GATEWAY_ADDRS or \(MeshEnvironment.defaultAddress(of: "gateway"))).")
     var gateway: String?
 
-    @Option(help: "conversation-svc address for --customer-phone (default: CHATMESH_CONVERSATION_ADDRS or 127.0.0.1:50051).")
+    @Option(help: "conversation-svc address for --customer-phone (default: CHATMESH_CONVERSATION_ADDRS or \(MeshEnvironment.defaultAddress(of: "conversation"))).")
     var conversationService: String?
 
     func validate() throws {

@@ -3,6 +3,7 @@ import ChatMeshAPI
 import Foundation
 import MeshHTTP2
 import MeshRPC
+import VietnamCommerce
 
 /// `chatmesh report`: the staff report (R-REP-1..2) for whole Vietnam days.
 struct ReportCommand: AsyncParsableCommand {
@@ -23,11 +24,11 @@ struct ReportCommand: AsyncParsableCommand {
     @Option(help: "Last day, YYYY-MM-DD (default: today).")
     var to: String?
 
-    @Option(help: "gateway address (default: CHATMESH_GATEWAY_ADDRS or 127.0.0.1:50050).")
+    @Option(help: "gateway address (default: CHATMESH_GATEWAY_ADDRS or \(MeshEnvironment.defaultAddress(of: "gateway"))).")
     var gateway: String?
 
     func run() async throws {
-        let today = VietnamTime.dayNumber(atMs: Int64(Date().timeIntervalSince1970 * 1000))
+        let today = VietnamTime.dayNumber(atMs: WallClock.nowMs())
         func day(_ text: String?, _ fallback: Int64, _ flag: String) throws -> Int64 {
             guard let text else { return fallback }
             guard let d = VietnamTime.parseDate(text) else { throw ValidationError("\(flag) must be a date as YYYY-MM-DD, not \(text)") }

@@ -22,16 +22,16 @@ struct Seed: AsyncParsableCommand {
     @Option(help: "The demo shop's id.")
     var shop: String = "demo-shop"
 
-    @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or 127.0.0.1:50051).")
+    @Option(help: "conversation-svc address (default: CHATMESH_CONVERSATION_ADDRS or \(MeshEnvironment.defaultAddress(of: "conversation"))).")
     var conversation: String?
 
-    @Option(help: "messaging-svc address (default: CHATMESH_MESSAGING_ADDRS or 127.0.0.1:50054); \"none\" to leave it out.")
+    @Option(help: "messaging-svc address (default: CHATMESH_MESSAGING_ADDRS or \(MeshEnvironment.defaultAddress(of: "messaging"))); \"none\" to leave it out.")
     var messaging: String?
 
-    @Option(help: "loyalty-svc address (default: CHATMESH_LOYALTY_ADDRS or 127.0.0.1:50053); \"none\" to leave it out.")
+    @Option(help: "loyalty-svc address (default: CHATMESH_LOYALTY_ADDRS or \(MeshEnvironment.defaultAddress(of: "loyalty"))); \"none\" to leave it out.")
     var loyalty: String?
 
-    @Option(help: "order-svc address (default: CHATMESH_ORDER_ADDRS or 127.0.0.1:50052); \"none\" to leave it out.")
+    @Option(help: "order-svc address (default: CHATMESH_ORDER_ADDRS or \(MeshEnvironment.defaultAddress(of: "order"))); \"none\" to leave it out.")
     var order: String?
 
     @Flag(help: "The demo shop (what seed always loads; accepted so that scripts can say so).")
@@ -227,7 +227,7 @@ struct Seed: AsyncParsableCommand {
                 shopId: shop, name: name, minSpendVnd: spend, discountPercent: discount, pointsMultiplier: multiplier, combinable: combinable
             ))
         }
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = WallClock.nowMs()
         let day: Int64 = 86_400_000
         // Paid orders over the last months: (days ago, VND, used an offer).
         let history: [String: [(Int64, Int64, Bool)]] = [
@@ -313,7 +313,7 @@ struct Seed: AsyncParsableCommand {
             for tag in customer.chat.tags {
                 let answer = try await client.onTagAttached(OnTagAttachedRequest(
                     shopId: shop, eventId: "demo-tag-\(customer.chat.psid)-\(tag)", pageId: "demo-page", customerId: customer.customerId, tagName: tag,
-                    atMs: Int64(Date().timeIntervalSince1970 * 1000), recipient: customer.chat.psid
+                    atMs: WallClock.nowMs(), recipient: customer.chat.psid
                 ))
                 started += answer.scenarioIds.count
             }
@@ -338,7 +338,7 @@ struct Seed: AsyncParsableCommand {
             _ = try await client.setStaffPresence(SetStaffPresenceRequest(shopId: shop, pageId: "demo-page", staffId: staff, online: true))
         }
         let tags = try await client.listTags(ListTagsRequest(shopId: shop, pageId: "demo-page", includeHidden: true)).folders.flatMap(\.tags)
-        let start = Int64(Date().timeIntervalSince1970 * 1000) - 3 * 3_600_000
+        let start = WallClock.nowMs() - 3 * 3_600_000
         var conversations = 0
         for (c, chat) in Self.chats.enumerated() {
             var conversationId = ""

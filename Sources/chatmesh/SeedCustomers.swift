@@ -25,7 +25,7 @@ extension Seed {
         let campaign = try await order?.listCampaigns(ListCampaignsRequest(shopId: shop, pageId: "demo-page", pageSize: 1)).campaigns.first?.campaignId ?? ""
         let shop = self.shop
         let done = Progress(total: count)
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = WallClock.nowMs()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<16 {
                 group.addTask {

@@ -20,10 +20,9 @@ struct UpCommand: AsyncParsableCommand {
     var dataDir: String = "data"
 
     /// Started in this order: each one's dependencies are up before it.
-    static let services: [(name: String, executable: String, port: Int)] = [
-        ("conversation", "conversation-svc", 50051), ("loyalty", "loyalty-svc", 50053), ("messaging", "messaging-svc", 50054),
-        ("order", "order-svc", 50052), ("gateway", "gateway", 50050),
-    ]
+    static let services: [(name: String, executable: String, port: Int)] = ["conversation", "loyalty", "messaging", "order", "gateway"].map { name in
+        (name, name == "gateway" ? name : name + "-svc", MeshEnvironment.defaultPorts[name]!)
+    }
 
     func run() async throws {
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()

@@ -7,7 +7,7 @@ import NIOCore
 
 /// grpc's interop client cases (doc/interop-test-descriptions.md in grpc/grpc) made with ChatMesh's
 /// own client (`HTTP2Channel` and the generated `InteropTestService.Client`), against any interop
-/// server: grpc C++'s (bench/interop), ChatMesh's `interop-server`, another language's. Exits 0
+/// server: grpc C++'s (Benchmarks/grpc-cpp/interop), ChatMesh's `interop-server`, another language's. Exits 0
 /// when the case passed; otherwise prints what differed and exits 1.
 struct InteropClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

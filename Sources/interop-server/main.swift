@@ -3,6 +3,7 @@ import ChatMeshAPI
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshProcess
 import MeshReflection
 import MeshInterop
 import MeshRPC

@@ -5,6 +5,7 @@ import Logging
 import MeshEcho
 import MeshHTTP2
 import MeshHealth
+import MeshProcess
 import MeshReflection
 import MeshRPC
 

@@ -1,6 +1,7 @@
 @testable import Conversations
 import MeshRPC
 import Testing
+import VietnamCommerce
 
 /// R-CONV-3 on messages as customers really write them.
 @Suite struct ContactCaptureTests {

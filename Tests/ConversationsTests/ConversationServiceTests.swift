@@ -3,6 +3,7 @@ import ChatMeshAPI
 import MeshRPC
 import MeshTestSupport
 import Testing
+import VietnamCommerce
 
 /// ConversationService through the router (token and shop checks included) on a real SQLite file.
 @Suite struct ConversationServiceTests {

@@ -6,6 +6,7 @@ import MeshStore
 import MeshTestSupport
 import SQLKit
 import Synchronization
+import VietnamCommerce
 
 /// A conversation-svc as the router sees it: real handler, real SQLite file,
 /// real token checks, a clock the test moves; called through typed clients.

@@ -1,6 +1,7 @@
 @testable import Conversations
 import MeshRPC
 import Testing
+import VietnamCommerce
 
 @Suite struct StaffConversationStatsTests {
     typealias Calc = StaffConversationStatsCalculator

@@ -6,6 +6,7 @@ import MeshStore
 import MeshTestSupport
 import SQLKit
 import Synchronization
+import VietnamCommerce
 
 /// messaging-svc's SendMessage as a script: records every request and answers
 /// with `failure` while one is set (UNAVAILABLE, a bad template, …).

@@ -6,6 +6,7 @@ import MeshStore
 import MeshTestSupport
 import SQLKit
 import Testing
+import VietnamCommerce
 
 /// LoyaltyService through its router (tokens, shop scope, decoding) on SQLite.
 @Suite struct LoyaltyServiceTests {

@@ -6,6 +6,7 @@ import MeshStore
 import MeshTestSupport
 import SQLKit
 import Testing
+import VietnamCommerce
 
 /// The store held to the plain-Swift rules: points against `PointsAccount`,
 /// segments against `SegmentRule`, on random data.

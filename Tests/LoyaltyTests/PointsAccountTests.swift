@@ -1,6 +1,7 @@
 import Loyalty
 import MeshRPC
 import Testing
+import VietnamCommerce
 
 /// A small deterministic generator, so a failing random sequence can be replayed by its seed.
 struct SplitMix64: RandomNumberGenerator {

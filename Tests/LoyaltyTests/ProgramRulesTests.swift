@@ -1,6 +1,7 @@
 import Loyalty
 import MeshRPC
 import Testing
+import VietnamCommerce
 
 @Suite struct ProgramRulesTests {
     @Test func earnIsFloorOfPaidOverRateTimesTheMultiplier() {

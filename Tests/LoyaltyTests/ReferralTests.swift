@@ -6,6 +6,7 @@ import MeshStore
 import MeshTestSupport
 import SQLKit
 import Testing
+import VietnamCommerce
 
 /// R-REF-1 through the router, with messaging-svc scripted.
 @Suite struct ReferralTests {

@@ -1,6 +1,7 @@
 import Loyalty
 import MeshRPC
 import Testing
+import VietnamCommerce
 
 @Suite struct SegmentRulesTests {
     static func range(_ from: (Int, Int, Int), _ to: (Int, Int, Int)) -> DayRange {

@@ -19,7 +19,7 @@ import Testing
     }
 
     static func record(_ store: any SQLStore, _ entries: [ChangeLog.Entry]) async throws {
-        try await store.write { db in try await ChangeLog.record(db, entries, nowMs: Clock.nowMs()) }
+        try await store.write { db in try await ChangeLog.record(db, entries, nowMs: WallClock.nowMs()) }
     }
 
     static func entry(_ shop: String, _ customer: String) -> ChangeLog.Entry {
@@ -66,7 +66,7 @@ import Testing
             }
             #expect(old.map(\.position) == [3, 5] && through == 5)
             // Pruned past the position asked for: what changed since is unknown.
-            try await log.prune(nowMs: Clock.nowMs() + 2 * 86_400_000)
+            try await log.prune(nowMs: WallClock.nowMs() + 2 * 86_400_000)
             #expect(try await log.read(after: 2, shop: nil, limit: 10) == .reset(through: 10))
             // The newest change stays, so positions go on from it.
             try await Self.record(store, [Self.entry("odd", "c11")])

@@ -58,7 +58,7 @@ final class RecordingSubscriber: Sendable {
     }
 
     static func enqueue(_ store: any SQLStore, _ events: [Outbox.Event]) async throws {
-        try await store.write { db in try await Outbox.enqueue(db, events, nowMs: Clock.nowMs()) }
+        try await store.write { db in try await Outbox.enqueue(db, events, nowMs: WallClock.nowMs()) }
     }
 
     static func event(_ shop: String, _ key: String, _ id: String, subscriber: String = "s") -> Outbox.Event {
@@ -114,7 +114,7 @@ final class RecordingSubscriber: Sendable {
         struct Refused: Error {}
         await #expect(throws: Refused.self) {
             try await store.write { db in
-                try await Outbox.enqueue(db, [Self.event("shop", "cu1", "e2")], nowMs: Clock.nowMs())
+                try await Outbox.enqueue(db, [Self.event("shop", "cu1", "e2")], nowMs: WallClock.nowMs())
                 throw Refused()
             }
         }
@@ -275,7 +275,7 @@ extension ServerContext {
     @Test func aDeadReplicasClaimsRunOutAndItsRestartTakesThemUp() async throws {
         let store = try await OutboxTests.open()
         try await OutboxTests.enqueue(store, (0..<5).map { OutboxTests.event("shop", "cu1", "e\($0)") })
-        let now = Clock.nowMs()
+        let now = WallClock.nowMs()
         try await store.write { db in
             try await db.raw("UPDATE outbox SET claimed_by = 'replica-gone', claimed_until_ms = \(bind: now + 600_000)").run()
         }

@@ -1,4 +1,5 @@
 import Foundation
+import MeshRPC
 import MeshStore
 import SQLKit
 import Testing
@@ -105,6 +106,6 @@ import Testing
         #expect(try StoreLocation.resolve(service: "order", databaseURL: nil, dataDirectory: "/var/chatmesh") == .sqlite(path: "/var/chatmesh/order.sqlite"))
         #expect(try StoreLocation.resolve(service: "order", databaseURL: "sqlite:/tmp/o.db", dataDirectory: "x") == .sqlite(path: "/tmp/o.db"))
         #expect(try StoreLocation.resolve(service: "order", databaseURL: "postgres://u@h/db", dataDirectory: "x") == .postgres(url: "postgres://u@h/db"))
-        #expect(throws: StoreConfigurationError.self) { try StoreLocation.resolve(service: "order", databaseURL: "mysql://h", dataDirectory: "x") }
+        #expect(throws: ConfigurationError.self) { try StoreLocation.resolve(service: "order", databaseURL: "mysql://h", dataDirectory: "x") }
     }
 }

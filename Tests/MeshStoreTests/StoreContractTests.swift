@@ -1,5 +1,6 @@
 import Foundation
 @testable import MeshStore
+import MeshRPC
 import MeshTestSupport
 import SQLKit
 import Testing
@@ -77,7 +78,7 @@ import Testing
         #expect(configuration.username == "chat@mesh" && configuration.password == "s3cr/t" && configuration.database == "chatmesh_order")
         #expect(configuration.options.maximumConnections == 7)
         for bad in ["postgres://db.internal/x", "mysql://u@h/x", "postgres://u@h/x?sslmode=sometimes"] {
-            #expect(throws: StoreConfigurationError.self) { _ = try PostgresStore.configuration(url: bad, maxConnections: 1) }
+            #expect(throws: ConfigurationError.self) { _ = try PostgresStore.configuration(url: bad, maxConnections: 1) }
         }
         #expect(try StoreLocation.resolve(service: "order", databaseURL: "postgresql://u@h/x", dataDirectory: "/d") == .postgres(url: "postgresql://u@h/x"))
     }

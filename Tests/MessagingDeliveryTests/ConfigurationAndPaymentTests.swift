@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Messaging
 @testable import MessagingDelivery
+import MeshRPC
 import Testing
 
 @Suite struct ProviderConfigurationTests {
@@ -45,8 +46,8 @@ import Testing
     @Test func paymentGatewayChoice() throws {
         #expect(try ProviderConfiguration.paymentGateway([:])?.name == "sandbox")
         #expect(try ProviderConfiguration.paymentGateway(["CHATMESH_PAYMENT_GATEWAY": "none"]) == nil)
-        #expect(throws: ProviderConfiguration.Invalid.self) { try ProviderConfiguration.paymentGateway(["CHATMESH_PAYMENT_GATEWAY": "http"]) }
-        #expect(throws: ProviderConfiguration.Invalid.self) { try ProviderConfiguration.paymentGateway(["CHATMESH_PAYMENT_GATEWAY": "paypal"]) }
+        #expect(throws: ConfigurationError.self) { try ProviderConfiguration.paymentGateway(["CHATMESH_PAYMENT_GATEWAY": "http"]) }
+        #expect(throws: ConfigurationError.self) { try ProviderConfiguration.paymentGateway(["CHATMESH_PAYMENT_GATEWAY": "paypal"]) }
     }
 }
 

@@ -6,6 +6,7 @@ import MeshTestSupport
 import MeshStore
 import Synchronization
 import Testing
+import VietnamCommerce
 
 /// A provider that records what it was given and answers as scripted.
 final class ScriptedAdapter: DeliveryAdapter {

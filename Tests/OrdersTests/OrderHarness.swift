@@ -6,6 +6,7 @@ import MeshStore
 import MeshTestSupport
 import SQLKit
 import Synchronization
+import VietnamCommerce
 
 /// loyalty-svc as a script: a tier discount for everyone, a points balance per
 /// customer (1,000đ a point), redemptions once per order, and a switch that makes

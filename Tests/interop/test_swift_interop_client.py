@@ -1,5 +1,5 @@
 """ChatMesh's own client on grpc's interop cases: `interop-client` (HTTP2Channel and the generated
-client) against grpc C++'s interop server built from Debian's libgrpc++ (bench/interop), and against
+client) against grpc C++'s interop server built from Debian's libgrpc++ (Benchmarks/grpc-cpp/interop), and against
 ChatMesh's `interop-server`, one process run per case as grpc's interop runner does."""
 import os
 import subprocess
@@ -15,10 +15,10 @@ CASES = ["empty_unary", "large_unary", "client_compressed_unary", "server_compre
 
 
 class CppInteropServer:
-    """grpc C++'s TestService (bench/interop/server.cc), built with make on first use."""
+    """grpc C++'s TestService (Benchmarks/grpc-cpp/interop/server.cc), built with make on first use."""
 
     def __init__(self):
-        directory = os.path.join(ROOT, "bench", "interop")
+        directory = os.path.join(ROOT, "Benchmarks", "grpc-cpp", "interop")
         subprocess.run(["make", "-s", "-C", directory], check=True, timeout=600)
         from conftest import free_port
 

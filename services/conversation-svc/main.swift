@@ -5,6 +5,7 @@ import Logging
 import MeshHTTP2
 import MeshChanges
 import MeshHealth
+import MeshProcess
 import MeshReflection
 import MeshOutbox
 import MeshRPC
@@ -31,32 +32,28 @@ do {
         let changes = try await ChangeFeed.open(database, bell: store.commitBell, logger: logger)
         // Profiles go to loyalty-svc and tag / message events to messaging-svc through the
         // outbox, each call with a service token for the event's shop.
-        let signer = TokenSigner(key: env.authKey)
-        let token: @Sendable (String) -> String = { shop in signer.mint(shopId: shop, staffId: "conversation-svc", role: .service, validFor: 300) }
-        let dispatcher = OutboxDispatcher(
-            store: database,
+        let tokens = ServiceTokens(service: "conversation-svc", environment: env)
+        let outbox = ServiceOutbox(
+            service: "conversation-svc", listen: env.listen(service: "conversation"), database: database,
             subscribers: [
-                ConversationEvents.profileSubscriber(store: store, loyalty: loyalty, token: token),
-                ConversationEvents.messagingSubscriber(messaging: messaging, token: token),
+                ConversationEvents.profileSubscriber(store: store, loyalty: loyalty, token: tokens.perShop),
+                ConversationEvents.messagingSubscriber(messaging: messaging, token: tokens.perShop),
             ],
-            replica: "\(ProcessInfo.processInfo.hostName)/\(env.listen(service: "conversation"))", bell: store.commitBell,
-            configuration: outboxConfiguration, logger: logger
+            bell: store.commitBell, configuration: outboxConfiguration, logger: logger
         )
         // R-ACT-2: tag history older than 30 days goes; block history stays. Hourly is
         // well within the rule's day-level precision.
         let retention = MeshProcess.PeriodicJob(name: "activity-retention", every: .seconds(3600)) {
-            let purged = try await store.purgeExpiredActivity(nowMs: Clock.nowMs())
+            let purged = try await store.purgeExpiredActivity(nowMs: WallClock.nowMs())
             if purged > 0 { logger.info("purged expired tag history", metadata: ["entries": "\(purged)"]) }
         }
         try await MeshProcess.serve(
             name: "conversation-svc", config: config,
             services: ReflectionService.adding(to: [
-                ConversationServiceHandler(store: store, changes: changes, stallLimit: env.watchStallLimit), OutboxServiceHandler(service: "conversation-svc", store: database, dispatcher: dispatcher),
+                ConversationServiceHandler(store: store, changes: changes, stallLimit: env.watchStallLimit), outbox.operatorService,
                 HealthService(services: [ConversationService.name, OutboxService.name]),
             ]),
-            env: env, jobs: [retention], workers: [
-                MeshProcess.Worker(name: "outbox") { await dispatcher.run() }, MeshProcess.Worker(name: "changes") { await changes.log.run() },
-            ], logger: logger
+            env: env, jobs: [retention], workers: [outbox.worker, changes.worker], logger: logger
         )
     }
     await loyalty.close()

@@ -4,6 +4,7 @@ import Gateway
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshProcess
 import MeshReflection
 import MeshRPC
 
@@ -21,7 +22,7 @@ do {
     var sectionTimeout = Duration.milliseconds(500)
     if let text = env.values["CHATMESH_PANEL_SECTION_TIMEOUT_MS"] {
         guard let ms = Int(text), (1...60_000).contains(ms) else {
-            throw RPCError.invalidArgument("CHATMESH_PANEL_SECTION_TIMEOUT_MS=\(text): expected 1 to 60000 milliseconds")
+            throw ConfigurationError("CHATMESH_PANEL_SECTION_TIMEOUT_MS=\(text): expected 1 to 60000 milliseconds")
         }
         sectionTimeout = .milliseconds(ms)
     }
@@ -36,8 +37,9 @@ do {
     // R-PANEL-4: one change feed per service for the whole process (every shop, a service token),
     // however many staff watch panels through it.
     let hub = PanelWatchHub()
-    let signer = TokenSigner(key: env.authKey)
-    let token: @Sendable () -> String = { signer.mint(shopId: Principal.anyShop, staffId: "gateway", role: .service, validFor: 3600) }
+    // Minted at each (re)connection: a stream outlives its token, which is checked when it opens.
+    let tokens = ServiceTokens(service: "gateway", environment: env)
+    let token: @Sendable () -> String = { tokens.forEveryShop() }
     let followers = [
         ChangeFollower.following(.conversation, channel: conversation, hub: hub, token: token, logger: logger),
         ChangeFollower.following(.order, channel: order, hub: hub, token: token, logger: logger),

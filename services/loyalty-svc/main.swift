@@ -5,6 +5,7 @@ import Loyalty
 import MeshHTTP2
 import MeshChanges
 import MeshHealth
+import MeshProcess
 import MeshReflection
 import MeshRPC
 import MeshStore
@@ -20,7 +21,7 @@ let logger = Logger(label: "loyalty-svc")
 do {
     var expiryInterval: Int64 = 3600
     if let text = env.values["CHATMESH_EXPIRY_INTERVAL"] {
-        guard let value = Int64(text), value >= 0 else { throw StoreConfigurationError("CHATMESH_EXPIRY_INTERVAL=\(text): expected whole seconds (0: off)") }
+        guard let value = Int64(text), value >= 0 else { throw ConfigurationError("CHATMESH_EXPIRY_INTERVAL=\(text): expected whole seconds (0: off)") }
         expiryInterval = value
     }
     let config = try GRPCServer.Config(listen: env.listen(service: "loyalty"))
@@ -31,56 +32,31 @@ do {
         let store = try await LoyaltyStore.open(database)
         let changes = try await ChangeFeed.open(database, bell: store.commitBell, logger: logger)
         // Vouchers go to messaging-svc with a service token for their shop.
-        let signer = TokenSigner(key: env.authKey)
-        let vouchers = VoucherDelivery(
-            store: store,
-            messenger: MessagingVoucherMessenger(channel: messaging) { shop in
-                signer.mint(shopId: shop, staffId: "loyalty-svc", role: .service, validFor: 300)
-            }
-        )
+        let tokens = ServiceTokens(service: "loyalty-svc", environment: env)
+        let vouchers = VoucherDelivery(store: store, messenger: MessagingVoucherMessenger(channel: messaging, token: tokens.perShop))
         // Vouchers that messaging-svc could not take when they were made.
         let voucherRetry = MeshProcess.PeriodicJob(name: "voucher-retry", every: .seconds(10)) {
-            let counts = try await vouchers.redeliver(nowMs: Clock.nowMs())
+            let counts = try await vouchers.redeliver(nowMs: WallClock.nowMs())
             if counts.sent + counts.deferred > 0 {
                 logger.info("voucher retry", metadata: ["sent": "\(counts.sent)", "still_unsent": "\(counts.deferred)"])
             }
         }
-        // R-PTS-2 and R-LOY-2 over time: hourly, points whose expiry has come leave the
-        // balances; once a Vietnam day, members of rolling and calendar cycles are re-ranked.
-        let lastRanked = RankDay()
+        let expiry = PointsExpiryJob(store: store)
         let nightly = MeshProcess.PeriodicJob(name: "expiry-and-ranking", every: .seconds(max(expiryInterval, 1))) {
-            let now = Clock.nowMs()
-            let today = VietnamTime.dayNumber(atMs: now)
-            let rankToday = await lastRanked.claim(today)
-            for (shop, program) in try await store.programs() {
-                let expired = try await store.expire(shop: shop, asOfMs: now, nowMs: now)
-                if expired > 0 { logger.info("points expired", metadata: ["shop": "\(shop)", "points": "\(expired)"]) }
-                if rankToday && program.cycle != .lifetime {
-                    try await store.rerankAll(shop: shop, nowMs: now)
-                }
+            let round = try await expiry.run(nowMs: WallClock.nowMs())
+            for (shop, points) in round.expired.sorted(by: { $0.key < $1.key }) {
+                logger.info("points expired", metadata: ["shop": "\(shop)", "points": "\(points)"])
             }
         }
         try await MeshProcess.serve(
             name: "loyalty-svc", config: config,
             services: ReflectionService.adding(to: [LoyaltyServiceHandler(store: store, vouchers: vouchers, changes: changes, stallLimit: env.watchStallLimit), HealthService(services: [LoyaltyService.name])]),
             env: env, jobs: expiryInterval > 0 ? [nightly, voucherRetry] : [voucherRetry],
-            workers: [MeshProcess.Worker(name: "changes") { await changes.log.run() }], logger: logger
+            workers: [changes.worker], logger: logger
         )
     }
     await messaging.close()
 } catch {
     logger.critical("loyalty-svc failed", metadata: ["error": "\(error)"])
     exit(1)
-}
-
-/// The Vietnam day the members were last re-ranked on.
-actor RankDay {
-    var day: Int64 = -1
-
-    /// True once per day.
-    func claim(_ today: Int64) -> Bool {
-        guard today != day else { return false }
-        day = today
-        return true
-    }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MeshHTTP2
 import MeshHealth
+import MeshProcess
 import MeshReflection
 import MeshRPC
 import MeshStore
@@ -22,7 +23,7 @@ do {
     var prices = MessagePrices()
     for (name, keyPath) in [("CHATMESH_PRICE_ZNS_VND", \MessagePrices.znsVnd), ("CHATMESH_PRICE_SMS_VND", \MessagePrices.smsVnd)] {
         guard let text = env.values[name] else { continue }
-        guard let value = Int64(text), value >= 0 else { throw StoreConfigurationError("\(name)=\(text): expected a whole number of VND") }
+        guard let value = Int64(text), value >= 0 else { throw ConfigurationError("\(name)=\(text): expected a whole number of VND") }
         prices[keyPath: keyPath] = value
     }
     var runnerSettings = BroadcastRunner.Settings()
@@ -45,13 +46,9 @@ do {
             logger.notice("\(channel.protoName) delivered by \(adapter.name)\(sandbox)")
         }
         // Broadcast audiences come from loyalty-svc, called with a service token that acts for every shop.
-        let signer = TokenSigner(key: env.authKey)
+        let tokens = ServiceTokens(service: "messaging-svc", environment: env)
         let runner = BroadcastRunner(
-            store: store,
-            audience: LoyaltySegmentAudience(channel: loyalty) {
-                signer.mint(shopId: Principal.anyShop, staffId: "messaging-svc", role: .service, validFor: 300)
-            },
-            sender: sender, settings: runnerSettings
+            store: store, audience: LoyaltySegmentAudience(channel: loyalty) { tokens.forEveryShop() }, sender: sender, settings: runnerSettings
         )
         let scheduler = ScenarioScheduler(store: store, sender: sender)
         // What a crash or a provider's temporary failure left QUEUED is delivered again.

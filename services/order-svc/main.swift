@@ -4,6 +4,7 @@ import Logging
 import MeshHTTP2
 import MeshChanges
 import MeshHealth
+import MeshProcess
 import MeshReflection
 import MeshOutbox
 import MeshRPC
@@ -23,11 +24,11 @@ let logger = Logger(label: "order-svc")
 do {
     var rates = ShippingRateTable.standard
     if let path = env.values["CHATMESH_SHIPPING_RATES"] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw StoreConfigurationError("CHATMESH_SHIPPING_RATES=\(path): no such file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw ConfigurationError("CHATMESH_SHIPPING_RATES=\(path): no such file") }
         do {
             rates = try ShippingRateTable.decode(json: data)
         } catch {
-            throw StoreConfigurationError("CHATMESH_SHIPPING_RATES=\(path): \(error)")
+            throw ConfigurationError("CHATMESH_SHIPPING_RATES=\(path): \(error)")
         }
     }
     let links = OrderServiceHandler.PaymentLinks(base: env.values["CHATMESH_PAYMENT_LINK_BASE"] ?? "https://pay.chatmesh.vn/")
@@ -45,22 +46,18 @@ do {
             changes: changes, stallLimit: env.watchStallLimit
         )
         // Order events reach loyalty-svc through the outbox, with a service token for each event's shop.
-        let signer = TokenSigner(key: env.authKey)
-        let dispatcher = OutboxDispatcher(
-            store: database,
-            subscribers: [OrderEvents.loyaltySubscriber(channel: loyalty) { shop in signer.mint(shopId: shop, staffId: "order-svc", role: .service, validFor: 300) }],
-            replica: "\(ProcessInfo.processInfo.hostName)/\(env.listen(service: "order"))", bell: store.commitBell,
-            configuration: outboxConfiguration, logger: logger
+        let tokens = ServiceTokens(service: "order-svc", environment: env)
+        let outbox = ServiceOutbox(
+            service: "order-svc", listen: env.listen(service: "order"), database: database,
+            subscribers: [OrderEvents.loyaltySubscriber(channel: loyalty, token: tokens.perShop)],
+            bell: store.commitBell, configuration: outboxConfiguration, logger: logger
         )
         try await MeshProcess.serve(
             name: "order-svc", config: config,
             services: ReflectionService.adding(to: [
-                handler, OutboxServiceHandler(service: "order-svc", store: database, dispatcher: dispatcher),
-                HealthService(services: [OrderService.name, OutboxService.name]),
+                handler, outbox.operatorService, HealthService(services: [OrderService.name, OutboxService.name]),
             ]),
-            env: env, workers: [
-                MeshProcess.Worker(name: "outbox") { await dispatcher.run() }, MeshProcess.Worker(name: "changes") { await changes.log.run() },
-            ], logger: logger
+            env: env, workers: [outbox.worker, changes.worker], logger: logger
         )
     }
     await loyalty.close()

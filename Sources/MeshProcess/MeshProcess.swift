@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshHTTP2
 import MeshRPC
 import NIOCore
 import NIOPosix

@@ -1,6 +1,6 @@
 import Foundation
-import MeshRPC
 import Testing
+import VietnamCommerce
 
 @Suite struct VietnamTimeTests {
     @Test func daysTurnAtVietnamMidnight() {
