@@ -43,33 +43,33 @@ extension LoyaltyStore {
             if let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND order_id = \(bind: orderId)").first() {
                 let existing = try Self.pending(row, shop: shop)
                 guard existing.voucher.friendPhone == friendPhone else {
-                    throw RPCError.alreadyExists("order_id: order \(orderId) already referred \(existing.voucher.friendPhone) (one referral per order)")
+                    throw LoyaltyError.orderAlreadyReferred(order: orderId, friendPhone: existing.voucher.friendPhone)
                 }
                 if !customerId.isEmpty && existing.voucher.referrerCustomerId != customerId {
-                    throw RPCError.failedPrecondition("customer_id: order \(orderId) belongs to another customer")
+                    throw LoyaltyError.orderOfAnotherCustomer(orderId)
                 }
                 return existing
             }
             guard let order = try await db.raw("""
                 SELECT customer_id, reversed FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: orderId)
                 """).first() else {
-                throw RPCError.failedPrecondition("order_id: order \(orderId) is not paid (loyalty-svc has no PAID event for it)")
+                throw LoyaltyError.orderNotPaid(orderId)
             }
             let buyer = try order.string("customer_id")
             if !customerId.isEmpty && buyer != customerId {
-                throw RPCError.failedPrecondition("customer_id: order \(orderId) belongs to another customer")
+                throw LoyaltyError.orderOfAnotherCustomer(orderId)
             }
             if try order.int64("reversed") != 0 {
-                throw RPCError.failedPrecondition("order_id: order \(orderId) was cancelled or refunded")
+                throw LoyaltyError.orderReversed(orderId)
             }
             let profile = try await db.raw("SELECT phone, name FROM members WHERE shop_id = \(bind: shop) AND customer_id = \(bind: buyer)").first()
             if let profile, try profile.string("phone") == friendPhone {
-                throw RPCError.invalidArgument("friend_phone: \(friendPhone) is the customer's own phone")
+                throw LoyaltyError.referringOwnPhone(friendPhone)
             }
             guard let campaign = try await db.raw("""
                 SELECT * FROM referral_campaigns WHERE shop_id = \(bind: shop) AND active = 1
                 """).first() else {
-                throw RPCError.failedPrecondition("the shop has no referral campaign (CreateReferralCampaign)")
+                throw LoyaltyError.noReferralCampaign
             }
             let today = VietnamTime.dayNumber(atMs: nowMs)
             let last = VietnamTime.civil(dayNumber: today + (try campaign.int64("valid_days")))
@@ -118,7 +118,7 @@ extension LoyaltyStore {
     public func voucher(shop: String, code: String) async throws -> Voucher {
         try await db.read { db in
             guard let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code)").first() else {
-                throw RPCError.notFound("code: no voucher \(code)")
+                throw LoyaltyError.noVoucher(code)
             }
             return try Self.pending(row, shop: shop).voucher
         }
@@ -153,21 +153,21 @@ extension LoyaltyStore {
     public func redeemVoucher(shop: String, code: String, orderId: String, nowMs: Int64) async throws -> Voucher {
         return try await write { db in
             guard let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code)").first() else {
-                throw RPCError.notFound("code: no voucher \(code)")
+                throw LoyaltyError.noVoucher(code)
             }
             var voucher = try Self.pending(row, shop: shop).voucher
             if voucher.redeemed {
                 if voucher.redeemedOrderId == orderId { return voucher }
-                throw RPCError.failedPrecondition("code: voucher \(code) was already redeemed by order \(voucher.redeemedOrderId)")
+                throw LoyaltyError.voucherRedeemed(code: code, byOrder: voucher.redeemedOrderId)
             }
             if nowMs > voucher.expiresAtMs {
-                throw RPCError.failedPrecondition("code: voucher \(code) expired on \(VietnamTime.dateString(atMs: voucher.expiresAtMs))")
+                throw LoyaltyError.voucherExpired(code: code, onDay: VietnamTime.dateString(atMs: voucher.expiresAtMs))
             }
             let updated = try await db.raw("""
                 UPDATE vouchers SET redeemed_order_id = \(bind: orderId), redeemed_at_ms = \(bind: nowMs)
                 WHERE shop_id = \(bind: shop) AND code = \(bind: code) AND redeemed_order_id = '' RETURNING code
                 """).all()
-            guard !updated.isEmpty else { throw RPCError(.aborted, "code: voucher \(code) was redeemed at the same moment; try again") }
+            guard !updated.isEmpty else { throw LoyaltyError.voucherRace(code) }
             voucher.redeemed = true
             voucher.redeemedOrderId = orderId
             return voucher

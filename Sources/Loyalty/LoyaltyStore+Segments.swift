@@ -55,7 +55,7 @@ extension LoyaltyStore {
     public func segmentRule(shop: String, segmentId: String) async throws -> SegmentRule {
         let segment = try await db.read { db in
             guard let row = try await db.raw("SELECT * FROM segments WHERE shop_id = \(bind: shop) AND segment_id = \(bind: segmentId)").first() else {
-                throw RPCError.notFound("segment_id: no segment \(segmentId)")
+                throw LoyaltyError.noSegment(segmentId)
             }
             return try Self.segment(row)
         }

@@ -137,12 +137,12 @@ public struct LoyaltyStore: Sendable {
             if saved.tierId.isEmpty {
                 saved.tierId = SortableID.make("tier_", nowMs: nowMs)
             } else if try await db.raw("SELECT tier_id FROM tiers WHERE shop_id = \(bind: shop) AND tier_id = \(bind: tier.tierId)").first() == nil {
-                throw RPCError.notFound("tier_id: no tier \(tier.tierId)")
+                throw LoyaltyError.noTier(tier.tierId)
             }
             if let clash = try await db.raw("""
                 SELECT tier_id FROM tiers WHERE shop_id = \(bind: shop) AND name_key = \(bind: key) AND tier_id <> \(bind: saved.tierId)
                 """).first() {
-                throw RPCError.alreadyExists("name: tier \(try clash.string("tier_id")) is already called \"\(tier.name)\"")
+                throw LoyaltyError.tierNameTaken(name: tier.name, byTier: try clash.string("tier_id"))
             }
             let hundredths = Int64((tier.pointsMultiplier * 100).rounded())
             try await db.raw("""
@@ -162,7 +162,7 @@ public struct LoyaltyStore: Sendable {
     public func deleteTier(shop: String, tierId: String, nowMs: Int64) async throws {
         return try await write { db in
             let deleted = try await db.raw("DELETE FROM tiers WHERE shop_id = \(bind: shop) AND tier_id = \(bind: tierId) RETURNING tier_id").all()
-            if deleted.isEmpty { throw RPCError.notFound("tier_id: no tier \(tierId)") }
+            if deleted.isEmpty { throw LoyaltyError.noTier(tierId) }
             try await Self.rerankAll(db, shop: shop, nowMs: nowMs)
         }
     }
@@ -219,7 +219,7 @@ public struct LoyaltyStore: Sendable {
     public func member(shop: String, customerId: String) async throws -> Member {
         try await db.read { db in
             guard let member = try await Self.member(db, shop: shop, customerId: customerId) else {
-                throw RPCError.notFound("customer_id: \(customerId) is not a member")
+                throw LoyaltyError.notAMember(customerId)
             }
             return member
         }
@@ -392,18 +392,11 @@ public struct LoyaltyStore: Sendable {
         }
     }
 
-    static func refusal(_ refusal: PointsAccount.Refusal) -> RPCError {
-        switch refusal {
-        case .insufficient(let balance): .failedPrecondition("points: the member has \(balance) points to spend (R-PTS-3)")
-        case .notPositive: .invalidArgument("points must be positive")
-        }
-    }
-
     /// R-PTS-3: points spent at checkout on `orderId`.
     public func redeem(shop: String, customerId: String, points: Int64, orderId: String, reason: String, staffId: String, nowMs: Int64) async throws -> Member {
         return try await write { db in
             guard try await Self.member(db, shop: shop, customerId: customerId) != nil else {
-                throw RPCError.notFound("customer_id: \(customerId) is not a member")
+                throw LoyaltyError.notAMember(customerId)
             }
             // An order redeems once: a retried call (order-svc after a time-out) changes nothing.
             if !orderId.isEmpty, try await db.raw("""
@@ -415,7 +408,7 @@ public struct LoyaltyStore: Sendable {
             let refused = try await Self.withAccount(db, shop: shop, customerId: customerId, nowMs: nowMs, order: orderId) { account in
                 Self.attempt { () throws(PointsAccount.Refusal) in try account.spend(points, atMs: nowMs, kind: .redeem, orderId: orderId, reason: reason, staffId: staffId) }
             }
-            if let refused { throw Self.refusal(refused) }
+            if let refused { throw LoyaltyError.points(refused) }
             return try await Self.member(db, shop: shop, customerId: customerId)!
         }
     }
@@ -424,7 +417,7 @@ public struct LoyaltyStore: Sendable {
     public func adjust(shop: String, customerId: String, points: Int64, orderId: String, reason: String, staffId: String, nowMs: Int64) async throws -> Member {
         return try await write { db in
             guard try await Self.member(db, shop: shop, customerId: customerId) != nil else {
-                throw RPCError.notFound("customer_id: \(customerId) is not a member")
+                throw LoyaltyError.notAMember(customerId)
             }
             let program = try await Self.program(db, shop: shop)
             let refused = try await Self.withAccount(db, shop: shop, customerId: customerId, nowMs: nowMs) { account in
@@ -436,7 +429,7 @@ public struct LoyaltyStore: Sendable {
                     }
                 }
             }
-            if let refused { throw Self.refusal(refused) }
+            if let refused { throw LoyaltyError.points(refused) }
             return try await Self.member(db, shop: shop, customerId: customerId)!
         }
     }
@@ -522,7 +515,7 @@ public struct LoyaltyStore: Sendable {
                 SELECT customer_id, amount_vnd, reversed FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: event.orderId)
                 """).first()
             if let existing, try existing.string("customer_id") != event.customerId {
-                throw RPCError.failedPrecondition("customer_id: order \(event.orderId) belongs to another customer")
+                throw LoyaltyError.orderOfAnotherCustomer(event.orderId)
             }
             var delta: Int64 = 0
             switch event.kind {
@@ -577,7 +570,7 @@ public struct LoyaltyStore: Sendable {
                 }
                 try await Self.rerank(db, shop: shop, customerId: event.customerId, program: program, nowMs: nowMs)
             default:
-                throw RPCError.invalidArgument("kind must be PAID, CANCELLED or REFUNDED")
+                throw LoyaltyError.unknownOrderEventKind
             }
             return RecordOrderEventResponse(
                 applied: true, pointsDelta: delta, member: try await Self.member(db, shop: shop, customerId: event.customerId) ?? Member()

@@ -61,8 +61,8 @@ public struct BroadcastRunner: Sendable {
         let template: Template
         do {
             template = try await store.template(shop: job.shop, id: job.templateId)
-        } catch let error as RPCError where error.code == .notFound {
-            try await store.failBroadcast(shop: job.shop, id: job.broadcastId, error: error.message, nowMs: sender.now())
+        } catch let error as MessagingError where error == .noTemplate(job.templateId) {
+            try await store.failBroadcast(shop: job.shop, id: job.broadcastId, error: error.rpcError.message, nowMs: sender.now())
             return
         }
         guard let adapter = sender.adapters[template.channel] else {

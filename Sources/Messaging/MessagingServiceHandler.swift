@@ -187,7 +187,7 @@ public struct MessagingServiceHandler: MessagingService.Handler {
             let template: Template
             do {
                 template = try await store.template(shop: request.shopId, id: step.templateId)
-            } catch let error as RPCError where error.code == .notFound {
+            } catch MessagingError.noTemplate {
                 throw RPCError.notFound("\(field).template_id: no template \(step.templateId)")
             }
             guard template.channel == channel else {

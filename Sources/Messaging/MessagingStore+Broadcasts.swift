@@ -90,7 +90,7 @@ extension MessagingStore {
     public func broadcast(shop: String, id: String) async throws -> Broadcast {
         try await db.read { db in
             guard let row = try await db.raw("SELECT * FROM broadcasts WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)").first() else {
-                throw RPCError.notFound("broadcast_id: no broadcast \(id)")
+                throw MessagingError.noBroadcast(id)
             }
             let skips = try await db.raw("""
                 SELECT reason, count FROM broadcast_skips WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) ORDER BY count DESC, reason
@@ -109,23 +109,22 @@ extension MessagingStore {
     public func cancelBroadcast(shop: String, id: String, nowMs: Int64) async throws -> Broadcast {
         try await db.write { db in
             guard let row = try await db.raw("SELECT status FROM broadcasts WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)").first() else {
-                throw RPCError.notFound("broadcast_id: no broadcast \(id)")
+                throw MessagingError.noBroadcast(id)
             }
             let status = Broadcast.Status(rawValue: Int32(try row.int64("status")))
-            switch status {
-            case .scheduled, .running:
+            if try BroadcastLifecycle.cancel(id, from: status).get() {
                 try await db.raw("""
-                    UPDATE broadcasts SET status = \(bind: Int64(Broadcast.Status.cancelled.rawValue)), updated_at_ms = \(bind: nowMs)
+                    UPDATE broadcasts SET status = \(bind: Self.status(.cancel)), updated_at_ms = \(bind: nowMs)
                     WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)
                     """).run()
-            case .cancelled:
-                break
-            default:
-                throw RPCError.failedPrecondition("broadcast_id: broadcast \(id) is \(status.protoName) and cannot be cancelled")
             }
         }
         return try await broadcast(shop: shop, id: id)
     }
+
+    /// A lifecycle step's target and source statuses as stored.
+    static func status(_ step: BroadcastLifecycle.Step) -> Int64 { Int64(BroadcastLifecycle.to(step).rawValue) }
+    static func statuses(before step: BroadcastLifecycle.Step) -> [Int64] { BroadcastLifecycle.from(step).map { Int64($0.rawValue) } }
 
     /// Broadcasts to work on: running ones (a restart left them so) and scheduled ones now due.
     public func dueBroadcasts(nowMs: Int64, limit: Int = 20) async throws -> [BroadcastJob] {
@@ -160,9 +159,8 @@ extension MessagingStore {
     public func beginAudience(shop: String, id: String, nowMs: Int64) async throws -> Bool {
         try await db.write { db in
             let updated = try await db.raw("""
-                UPDATE broadcasts SET status = \(bind: Int64(Broadcast.Status.running.rawValue)), total = 0, updated_at_ms = \(bind: nowMs)
-                WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)
-                  AND status IN (\(bind: Int64(Broadcast.Status.scheduled.rawValue)), \(bind: Int64(Broadcast.Status.running.rawValue)))
+                UPDATE broadcasts SET status = \(bind: Self.status(.start)), total = 0, updated_at_ms = \(bind: nowMs)
+                WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND status IN (\(binds: Self.statuses(before: .start)))
                   AND audience_loaded = 0
                 RETURNING broadcast_id
                 """).all()
@@ -207,8 +205,8 @@ extension MessagingStore {
         try await db.write { db in
             try await db.raw("""
                 UPDATE broadcasts SET attempts = attempts + 1, error = \(bind: error), updated_at_ms = \(bind: nowMs),
-                       status = CASE WHEN attempts + 1 >= \(bind: Int64(maxAttempts)) AND status = \(bind: Int64(Broadcast.Status.running.rawValue))
-                                     THEN \(bind: Int64(Broadcast.Status.failed.rawValue)) ELSE status END
+                       status = CASE WHEN attempts + 1 >= \(bind: Int64(maxAttempts)) AND status IN (\(binds: Self.statuses(before: .fail)))
+                                     THEN \(bind: Self.status(.fail)) ELSE status END
                 WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)
                 """).run()
         }
@@ -218,8 +216,8 @@ extension MessagingStore {
     public func failBroadcast(shop: String, id: String, error: String, nowMs: Int64) async throws {
         try await db.write { db in
             try await db.raw("""
-                UPDATE broadcasts SET status = \(bind: Int64(Broadcast.Status.failed.rawValue)), error = \(bind: error), updated_at_ms = \(bind: nowMs)
-                WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND status = \(bind: Int64(Broadcast.Status.running.rawValue))
+                UPDATE broadcasts SET status = \(bind: Self.status(.fail)), error = \(bind: error), updated_at_ms = \(bind: nowMs)
+                WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND status IN (\(binds: Self.statuses(before: .fail)))
                 """).run()
         }
     }
@@ -227,8 +225,8 @@ extension MessagingStore {
     public func completeBroadcast(shop: String, id: String, nowMs: Int64) async throws {
         try await db.write { db in
             try await db.raw("""
-                UPDATE broadcasts SET status = \(bind: Int64(Broadcast.Status.completed.rawValue)), updated_at_ms = \(bind: nowMs)
-                WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND status = \(bind: Int64(Broadcast.Status.running.rawValue))
+                UPDATE broadcasts SET status = \(bind: Self.status(.complete)), updated_at_ms = \(bind: nowMs)
+                WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND status IN (\(binds: Self.statuses(before: .complete)))
                 """).run()
         }
     }

@@ -223,7 +223,7 @@ extension MessagingStore {
                 ORDER BY due_at_ms, step_id
                 """).all().map { row in
                     let stored = try row.string("status")
-                    guard let status = ScheduledStepStatus(rawValue: stored) else { throw RPCError.internal("step with an unknown status \(stored)") }
+                    guard let status = ScheduledStepStatus(rawValue: stored) else { throw MessagingError.unknownStatus(what: "a scenario step", stored: stored) }
                     return (try row.string("step_id"), status, try row.string("reason"), try row.int64("due_at_ms"))
                 }
         }

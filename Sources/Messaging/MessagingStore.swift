@@ -54,7 +54,7 @@ public struct MessagingStore: Sendable {
     public func template(shop: String, id: String) async throws -> Template {
         try await db.read { db in
             guard let row = try await db.raw("SELECT * FROM templates WHERE shop_id = \(bind: shop) AND template_id = \(bind: id)").first() else {
-                throw RPCError.notFound("template_id: no template \(id)")
+                throw MessagingError.noTemplate(id)
             }
             return try Self.template(row)
         }
@@ -119,7 +119,7 @@ public struct MessagingStore: Sendable {
             if let row = try await db.raw("""
                 SELECT amount_vnd FROM balance_ledger WHERE shop_id = \(bind: shop) AND kind = \(bind: LedgerKind.topUp.rawValue) AND ref = \(bind: paymentRef)
                 """).first(), try row.int64("amount_vnd") != amountVnd {
-                throw RPCError.failedPrecondition("payment_ref: \(paymentRef) already topped up a different amount")
+                throw MessagingError.topUpAmountDiffers(paymentRef: paymentRef)
             }
             _ = try await Self.post(db, shop: shop, amount: amountVnd, kind: .topUp, ref: paymentRef, nowMs: nowMs)
             return try await Self.balance(db, shop: shop)
@@ -184,20 +184,16 @@ public struct MessagingStore: Sendable {
             if let zns {
                 let state = try await Self.znsState(db, shop: shop, today: day, policy: zns)
                 guard state.allowedPurposes.contains(template.purpose) else {
-                    throw RPCError.failedPrecondition(
-                        "template_id: this OA may not yet send \(template.purpose.protoName) messages; it may send \(state.allowedPurposes.map(\.protoName).joined(separator: ", ")) (R-ZNS-3)"
-                    )
+                    throw MessagingError.purposeNotAllowed(template.purpose, allowed: state.allowedPurposes)
                 }
                 let sent = try await Self.znsSent(db, shop: shop, day: day)
                 guard sent < state.quota else {
-                    throw RPCError.resourceExhausted("quota: today's ZNS quota of \(state.quota) messages is used up; it renews at midnight Vietnam time (R-ZNS-2)")
+                    throw MessagingError.znsQuotaUsed(quota: state.quota)
                 }
             }
             let balance = try await Self.balance(db, shop: shop).balanceVnd
             if priceVnd > balance {
-                throw RPCError.resourceExhausted(
-                    "balance: \(balance) VND cannot cover this \(channel.protoName) message at \(priceVnd) VND; top up first (R-MSG-3)"
-                )
+                throw MessagingError.balanceTooLow(balanceVnd: balance, priceVnd: priceVnd, channel: channel)
             }
             let messageId = SortableID.make("msg_", nowMs: nowMs)
             if priceVnd > 0 {
@@ -250,7 +246,7 @@ public struct MessagingStore: Sendable {
             guard let row = try await db.raw("""
                 SELECT message_id, status, cost_vnd, channel, template_id, day FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
                 """).first() else {
-                throw RPCError.notFound("message_id: no message \(messageId)")
+                throw MessagingError.noMessage(messageId)
             }
             if settlement.status == .delivered, try row.int64("channel") == Int64(Template.Channel.zns.rawValue) {
                 try await Self.countZns(
@@ -268,9 +264,9 @@ public struct MessagingStore: Sendable {
         let stored = try await db.read { db in
             try await db.raw("SELECT status FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()?.string("status")
         }
-        guard let stored else { throw RPCError.notFound("message_id: no message \(messageId)") }
+        guard let stored else { throw MessagingError.noMessage(messageId) }
         guard let current = MessageDelivery.Status(rawValue: stored) else {
-            throw RPCError.internal("message \(messageId) has an unknown status \(stored)")
+            throw MessagingError.unknownStatus(what: "message \(messageId)", stored: stored)
         }
         switch MessageDelivery.report(current: current, delivered: delivered, reason: reason) {
         case .settle(let outcome):
@@ -280,9 +276,9 @@ public struct MessagingStore: Sendable {
                 try Self.response(try await db.raw("SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()!)
             }
         case .notSentYet:
-            throw RPCError.failedPrecondition("message_id: message \(messageId) has not been sent yet")
+            throw MessagingError.messageNotSentYet(messageId)
         case .alreadySettled(let status):
-            throw RPCError.failedPrecondition("message_id: message \(messageId) is \(status.rawValue) already")
+            throw MessagingError.messageSettled(messageId, status)
         }
     }
 
@@ -398,13 +394,13 @@ public struct MessagingStore: Sendable {
             guard let row = try await db.raw("""
                 SELECT channel, status, template_id, day FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
                 """).first() else {
-                throw RPCError.notFound("message_id: no message \(messageId)")
+                throw MessagingError.noMessage(messageId)
             }
             guard try row.int64("channel") == Int64(Template.Channel.zns.rawValue) else {
-                throw RPCError.failedPrecondition("message_id: feedback is rated for ZNS messages only (R-ZNS-1)")
+                throw MessagingError.feedbackForZnsOnly
             }
             guard try row.string("status") == MessageDelivery.Status.delivered.rawValue else {
-                throw RPCError.failedPrecondition("message_id: message \(messageId) was not delivered")
+                throw MessagingError.messageNotDelivered(messageId)
             }
             if try await db.raw("SELECT message_id FROM feedback WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first() != nil {
                 return

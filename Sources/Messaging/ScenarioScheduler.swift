@@ -50,11 +50,12 @@ public struct ScenarioScheduler: Sendable {
                 idempotencyKey: "step:" + step.stepId, customerId: step.customerId
             )
             return (answer.status == MessageDelivery.Status.failed.rawValue ? .failed : .sent, "", answer.messageId)
-        } catch let error as RPCError {
+        } catch {
             // Refusals (balance, quota, a template disabled or deleted) end the step with the reason; faults of our own propagate.
-            switch error.code {
-            case .unavailable, .internal, .unknown, .deadlineExceeded: throw error
-            default: return (.skipped, error.message, "")
+            let status = RPCError(answering: error)
+            switch status.code {
+            case .unavailable, .internal, .unknown, .deadlineExceeded, .cancelled: throw error
+            default: return (.skipped, status.message, "")
             }
         }
     }

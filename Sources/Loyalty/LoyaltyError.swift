@@ -1,0 +1,25 @@
+/// Why loyalty-svc refuses a command, as its rules and store see it; how each is
+/// answered over gRPC is said once, in `LoyaltyServiceHandler+Status.swift`.
+public enum LoyaltyError: Error, Sendable, Hashable {
+    case noTier(String)
+    case tierNameTaken(name: String, byTier: String)
+    case notAMember(String)
+    case noVoucher(String)
+    case noSegment(String)
+    /// R-PTS-3, R-PTS-4: what the points account refused.
+    case points(PointsAccount.Refusal)
+    /// An order's events name one customer for good.
+    case orderOfAnotherCustomer(String)
+    case unknownOrderEventKind
+
+    // R-REF-1: referrals and their vouchers.
+    case orderAlreadyReferred(order: String, friendPhone: String)
+    case orderNotPaid(String)
+    case orderReversed(String)
+    case referringOwnPhone(String)
+    case noReferralCampaign
+    case voucherRedeemed(code: String, byOrder: String)
+    case voucherExpired(code: String, onDay: String)
+    /// Two orders took the voucher at the same moment; this one lost.
+    case voucherRace(String)
+}

@@ -1,0 +1,27 @@
+import MeshRPC
+
+/// How loyalty-svc answers each of its refusals over gRPC: the one place where a
+/// domain error becomes a status. The message names the request field first.
+extension LoyaltyError: RPCErrorConvertible {
+    public var rpcError: RPCError {
+        switch self {
+        case .noTier(let id): .notFound("tier_id: no tier \(id)")
+        case .tierNameTaken(let name, let tier): .alreadyExists("name: tier \(tier) is already called \"\(name)\"")
+        case .notAMember(let customer): .notFound("customer_id: \(customer) is not a member")
+        case .noVoucher(let code): .notFound("code: no voucher \(code)")
+        case .noSegment(let id): .notFound("segment_id: no segment \(id)")
+        case .points(.insufficient(let balance)): .failedPrecondition("points: the member has \(balance) points to spend (R-PTS-3)")
+        case .points(.notPositive): .invalidArgument("points must be positive")
+        case .orderOfAnotherCustomer(let order): .failedPrecondition("customer_id: order \(order) belongs to another customer")
+        case .unknownOrderEventKind: .invalidArgument("kind must be PAID, CANCELLED or REFUNDED")
+        case .orderAlreadyReferred(let order, let phone): .alreadyExists("order_id: order \(order) already referred \(phone) (one referral per order)")
+        case .orderNotPaid(let order): .failedPrecondition("order_id: order \(order) is not paid (loyalty-svc has no PAID event for it)")
+        case .orderReversed(let order): .failedPrecondition("order_id: order \(order) was cancelled or refunded")
+        case .referringOwnPhone(let phone): .invalidArgument("friend_phone: \(phone) is the customer's own phone")
+        case .noReferralCampaign: .failedPrecondition("the shop has no referral campaign (CreateReferralCampaign)")
+        case .voucherRedeemed(let code, let order): .failedPrecondition("code: voucher \(code) was already redeemed by order \(order)")
+        case .voucherExpired(let code, let day): .failedPrecondition("code: voucher \(code) expired on \(day)")
+        case .voucherRace(let code): RPCError(.aborted, "code: voucher \(code) was redeemed at the same moment; try again")
+        }
+    }
+}
