@@ -259,25 +259,20 @@ public final class OutboxDispatcher: Sendable {
             do {
                 try await subscriber.deliver(delivery)
                 box.results.withLock { $0.delivered.append(delivery.seq) }
-            } catch let error as RPCError where meansUnreachable(error.code) {
-                box.results.withLock { $0.unreachable = $0.unreachable ?? "\(error)" }
-                return
-            } catch is CancellationError {
-                // Stopping (shutdown): the event was not refused, so it keeps its attempts.
-                box.results.withLock { $0.unreachable = $0.unreachable ?? "the dispatcher is stopping" }
-                return
             } catch {
-                // Later events of this partition wait behind it.
-                box.results.withLock { $0.failed.append((delivery, "\(error)")) }
+                switch OutboxAttempt.outcome(of: error) {
+                case .unreachable(let why):
+                    box.results.withLock { $0.unreachable = $0.unreachable ?? why }
+                case .stopping:
+                    box.results.withLock { $0.unreachable = $0.unreachable ?? "the dispatcher is stopping" }
+                case .refused(let why):
+                    // Later events of this partition wait behind it.
+                    box.results.withLock { $0.failed.append((delivery, why)) }
+                case .delivered:
+                    break
+                }
                 return
             }
-        }
-    }
-
-    static func meansUnreachable(_ code: RPCError.Code) -> Bool {
-        switch code {
-        case .unavailable, .deadlineExceeded, .cancelled, .resourceExhausted: true
-        default: false
         }
     }
 
@@ -298,15 +293,18 @@ public final class OutboxDispatcher: Sendable {
             }
             var dead: [(Outbox.Delivery, String)] = []
             for (delivery, error) in results.failed {
-                let attempts = delivery.attempts + 1
-                let isDead = attempts >= configuration.maxAttempts
-                let nextAt = isDead ? Outbox.never : nowMs + configuration.retryDelayMs(afterAttempt: attempts)
+                let (attempts, nextAt, state): (Int64, Int64, Outbox.State)
+                switch OutboxAttempt.decide(.refused(error), attempts: delivery.attempts, nowMs: nowMs, policy: configuration) {
+                case .retry(let made, let at): (attempts, nextAt, state) = (made, at, .pending)
+                case .dead(let made): (attempts, nextAt, state) = (made, Outbox.never, .dead)
+                case .delete, .untouched: continue
+                }
                 try await db.raw("""
                     UPDATE outbox SET attempts = \(bind: attempts), last_error = \(bind: String(error.prefix(1000))), last_attempt_at_ms = \(bind: nowMs),
-                        next_attempt_at_ms = \(bind: nextAt), state = \(bind: (isDead ? Outbox.State.dead : .pending).rawValue)
+                        next_attempt_at_ms = \(bind: nextAt), state = \(bind: state.rawValue)
                     WHERE seq = \(bind: delivery.seq)
                     """).run()
-                if isDead { dead.append((delivery, error)) }
+                if state == .dead { dead.append((delivery, error)) }
             }
             return dead
         }

@@ -9,75 +9,33 @@ import SQLKit
 extension OrderStore {
     // MARK: Drafting an order (R-ORD-6, R-CART-3)
 
-    /// An order as resolved from the request before loyalty prices it.
-    public struct Draft: Sendable {
-        public struct Line: Sendable, Hashable {
-            public var variantId: String
-            public var quantity: Int64
-            public var priceVnd: Int64
-            public var productName: String
-            public var variantTitle: String
-        }
-
-        public var customerId: String
-        public var lines: [Line]
-        public var cartIds: [String]
-        public var shippingFeeVnd: Int64
-        public var quoteId: String
-        public var subtotalVnd: Int64 { lines.reduce(0) { $0 + $1.quantity * $1.priceVnd } }
-    }
-
-    /// Reads what an order would be: items given (catalog prices) or carts combined
-    /// (their prices), every variant once, enough stock, a usable quote. Writes nothing.
+    /// Load → decide: the carts, catalog entries and quote the request names are read,
+    /// and `OrderDraft` decides what the order would be. Writes nothing.
     public func draft(
         shop: String, customerId: String, items: [OrderLifecycle.StockLine], cartIds: [String], quoteId: String, nowMs: Int64
-    ) async throws -> Draft {
+    ) async throws -> OrderDraft {
         try await db.read { db in
-            var wanted: [(variantId: String, quantity: Int64, price: Int64?, field: String)] = []
-            for (index, item) in items.enumerated() {
-                wanted.append((item.variantId, item.quantity, nil, "items[\(index)]"))
-            }
+            var carts: [OrderDraft.CartLines] = []
             for (index, cartId) in cartIds.enumerated() {
-                let field = "cart_ids[\(index)]"
-                let cart = try await Self.cart(db, shop: shop, id: cartId, field: field)
-                if cart.customerId != customerId { throw OrderError.anotherCustomersCart(field: field, cart: cartId) }
-                if cart.items.isEmpty { throw OrderError.emptyCart(field: field, cart: cartId) }
-                for item in cart.items {
-                    wanted.append((item.variantId, Int64(item.quantity), item.priceVnd, field))
-                }
+                let cart = try await Self.cart(db, shop: shop, id: cartId, field: "cart_ids[\(index)]")
+                carts.append(OrderDraft.CartLines(cartId: cartId, customerId: cart.customerId, items: cart.items))
             }
-            if wanted.isEmpty { throw OrderError.noItems }
-            // R-CART-3: one line per variant.
-            var seen: [String: String] = [:]
-            for line in wanted {
-                if let first = seen[line.variantId] {
-                    throw OrderError.variantListedTwice(field: line.field, variant: line.variantId, firstField: first)
-                }
-                seen[line.variantId] = line.field
+            let wanted = try OrderDraft.wanted(items: items, carts: carts, customerId: customerId)
+            let catalog = try await Self.catalog(db, shop: shop, variants: wanted.map(\.variantId)).mapValues {
+                OrderDraft.CatalogEntry(productName: $0.productName, title: $0.title, priceVnd: $0.priceVnd, stock: $0.stock)
             }
-            let catalog = try await Self.catalog(db, shop: shop, variants: wanted.map(\.variantId))
-            var lines: [Draft.Line] = []
-            for line in wanted {
-                guard let entry = catalog[line.variantId] else { throw OrderError.noVariant(field: line.field, id: line.variantId) }
-                if entry.stock < line.quantity {
-                    throw OrderError.outOfStock(field: line.field, left: entry.stock, product: entry.productName, variant: entry.title)
-                }
-                lines.append(Draft.Line(
-                    variantId: line.variantId, quantity: line.quantity, priceVnd: line.price ?? entry.priceVnd, productName: entry.productName,
-                    variantTitle: entry.title
-                ))
+            var quote: OrderDraft.Quote?
+            if !quoteId.isEmpty, let row = try await db.raw("""
+                SELECT * FROM shipping_quotes WHERE shop_id = \(bind: shop) AND quote_id = \(bind: quoteId)
+                """).first() {
+                quote = OrderDraft.Quote(
+                    quoteId: quoteId, feeVnd: try row.int64("fee_vnd"), expiresAtMs: try row.int64("expires_at_ms"),
+                    usedByOrderId: try row.string("used_by_order_id")
+                )
             }
-            var fee: Int64 = 0
-            if !quoteId.isEmpty {
-                guard let quote = try await db.raw("SELECT * FROM shipping_quotes WHERE shop_id = \(bind: shop) AND quote_id = \(bind: quoteId)").first() else {
-                    throw OrderError.noQuote(quoteId)
-                }
-                let usedBy = try quote.string("used_by_order_id")
-                if !usedBy.isEmpty { throw OrderError.quoteUsed(quote: quoteId, byOrder: usedBy) }
-                if try quote.int64("expires_at_ms") <= nowMs { throw OrderError.quoteExpired(quoteId) }
-                fee = try quote.int64("fee_vnd")
-            }
-            return Draft(customerId: customerId, lines: lines, cartIds: cartIds, shippingFeeVnd: fee, quoteId: quoteId)
+            return try OrderDraft.decide(
+                customerId: customerId, wanted: wanted, cartIds: cartIds, catalog: catalog, quoteId: quoteId, quote: quote, nowMs: nowMs
+            )
         }
     }
 
@@ -95,7 +53,7 @@ extension OrderStore {
     /// Everything CreateOrder decided, ready to write.
     public struct Placement: Sendable {
         public var orderId: String
-        public var draft: Draft
+        public var draft: OrderDraft
         public var tierDiscountVnd: Int64
         public var pointsDiscountVnd: Int64
         public var redeemedPoints: Int64

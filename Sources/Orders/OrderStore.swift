@@ -491,14 +491,14 @@ public struct OrderStore: Sendable {
                     campaignPrices[try row.string("variant_id")] = try row.int64("price_vnd")
                 }
             }
-            let old = Dictionary(uniqueKeysWithValues: cart.items.map { ($0.variantId, $0.priceVnd) })
+            let edited = try CartEdit.items(
+                replacing: cart.items, with: items, campaignPrices: campaignPrices, catalogPrices: catalog.mapValues(\.priceVnd)
+            )
             try await db.raw("DELETE FROM cart_items WHERE shop_id = \(bind: shop) AND cart_id = \(bind: id)").run()
-            for (index, item) in items.enumerated() {
-                guard let entry = catalog[item.variantId] else { throw OrderError.noVariant(field: "items[\(index)]", id: item.variantId) }
-                let price = old[item.variantId] ?? campaignPrices[item.variantId] ?? entry.priceVnd
+            for item in edited {
                 try await db.raw("""
                     INSERT INTO cart_items (shop_id, cart_id, variant_id, quantity, price_vnd)
-                    VALUES (\(bind: shop), \(bind: id), \(bind: item.variantId), \(bind: Int64(item.quantity)), \(bind: price))
+                    VALUES (\(bind: shop), \(bind: id), \(bind: item.variantId), \(bind: Int64(item.quantity)), \(bind: item.priceVnd))
                     """).run()
             }
             try await db.raw("""

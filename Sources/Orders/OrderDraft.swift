@@ -1,0 +1,119 @@
+import ChatMeshAPI
+
+/// R-ORD-6 and R-CART-3: what an order would be, decided in plain Swift from what the
+/// store loaded: items given (at catalog prices) or carts combined (at their prices),
+/// each variant once, enough of each in stock, a quote not used and not expired.
+public struct OrderDraft: Sendable, Hashable {
+    public struct Line: Sendable, Hashable {
+        public var variantId: String
+        public var quantity: Int64
+        public var priceVnd: Int64
+        public var productName: String
+        public var variantTitle: String
+    }
+
+    public var customerId: String
+    public var lines: [Line]
+    public var cartIds: [String]
+    public var shippingFeeVnd: Int64
+    public var quoteId: String
+    public var subtotalVnd: Int64 { lines.reduce(0) { $0 + $1.quantity * $1.priceVnd } }
+
+    /// A cart the request names, as loaded (open: the store refused closed ones).
+    public struct CartLines: Sendable, Hashable {
+        public var cartId: String
+        public var customerId: String
+        public var items: [CartItem]
+
+        public init(cartId: String, customerId: String, items: [CartItem]) {
+            self.cartId = cartId
+            self.customerId = customerId
+            self.items = items
+        }
+    }
+
+    /// A variant in the catalog, with its product's name and what is in stock.
+    public struct CatalogEntry: Sendable, Hashable {
+        public var productName: String
+        public var title: String
+        public var priceVnd: Int64
+        public var stock: Int64
+
+        public init(productName: String, title: String, priceVnd: Int64, stock: Int64) {
+            self.productName = productName
+            self.title = title
+            self.priceVnd = priceVnd
+            self.stock = stock
+        }
+    }
+
+    /// A shipping quote as stored (R-SHIP-1).
+    public struct Quote: Sendable, Hashable {
+        public var quoteId: String
+        public var feeVnd: Int64
+        public var expiresAtMs: Int64
+        /// The order that used it ("" while unused).
+        public var usedByOrderId: String
+
+        public init(quoteId: String, feeVnd: Int64, expiresAtMs: Int64, usedByOrderId: String) {
+            self.quoteId = quoteId
+            self.feeVnd = feeVnd
+            self.expiresAtMs = expiresAtMs
+            self.usedByOrderId = usedByOrderId
+        }
+    }
+
+    /// The variants a request asks for, in order, each with the request field that asked.
+    public static func wanted(items: [OrderLifecycle.StockLine], carts: [CartLines], customerId: String) throws(OrderError) -> [Wanted] {
+        var wanted = items.enumerated().map { index, item in
+            Wanted(variantId: item.variantId, quantity: item.quantity, priceVnd: nil, field: "items[\(index)]")
+        }
+        for (index, cart) in carts.enumerated() {
+            let field = "cart_ids[\(index)]"
+            if cart.customerId != customerId { throw .anotherCustomersCart(field: field, cart: cart.cartId) }
+            if cart.items.isEmpty { throw .emptyCart(field: field, cart: cart.cartId) }
+            wanted += cart.items.map { Wanted(variantId: $0.variantId, quantity: Int64($0.quantity), priceVnd: $0.priceVnd, field: field) }
+        }
+        if wanted.isEmpty { throw .noItems }
+        // R-CART-3: one line per variant.
+        var seen: [String: String] = [:]
+        for line in wanted {
+            if let first = seen[line.variantId] { throw .variantListedTwice(field: line.field, variant: line.variantId, firstField: first) }
+            seen[line.variantId] = line.field
+        }
+        return wanted
+    }
+
+    public struct Wanted: Sendable, Hashable {
+        public var variantId: String
+        public var quantity: Int64
+        /// A cart's price; nil: the catalog's.
+        public var priceVnd: Int64?
+        public var field: String
+    }
+
+    /// The draft, once the catalog entries of `wanted` and the quote (if one was named) are loaded.
+    public static func decide(
+        customerId: String, wanted: [Wanted], cartIds: [String], catalog: [String: CatalogEntry], quoteId: String, quote: Quote?, nowMs: Int64
+    ) throws(OrderError) -> OrderDraft {
+        var lines: [Line] = []
+        for line in wanted {
+            guard let entry = catalog[line.variantId] else { throw .noVariant(field: line.field, id: line.variantId) }
+            if entry.stock < line.quantity {
+                throw .outOfStock(field: line.field, left: entry.stock, product: entry.productName, variant: entry.title)
+            }
+            lines.append(Line(
+                variantId: line.variantId, quantity: line.quantity, priceVnd: line.priceVnd ?? entry.priceVnd, productName: entry.productName,
+                variantTitle: entry.title
+            ))
+        }
+        var fee: Int64 = 0
+        if !quoteId.isEmpty {
+            guard let quote else { throw .noQuote(quoteId) }
+            if !quote.usedByOrderId.isEmpty { throw .quoteUsed(quote: quoteId, byOrder: quote.usedByOrderId) }
+            if quote.expiresAtMs <= nowMs { throw .quoteExpired(quoteId) }
+            fee = quote.feeVnd
+        }
+        return OrderDraft(customerId: customerId, lines: lines, cartIds: cartIds, shippingFeeVnd: fee, quoteId: quoteId)
+    }
+}
