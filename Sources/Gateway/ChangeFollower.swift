@@ -8,6 +8,7 @@ import Synchronization
 /// fails it reports the feed down and tries again (100 ms, doubling to 2 s),
 /// resuming after the last position it saw, so nothing committed meanwhile is missed.
 public struct ChangeFollower: Sendable {
+    /// How a follower opens its service's WatchChanges: from a position, with a token, handing each response on; returns when the stream ends.
     public typealias Subscribe = @Sendable (_ after: Int64, _ token: String, _ receive: @Sendable (WatchChangesResponse) -> Void) async throws -> Void
 
     let feed: PanelFeed

@@ -11,6 +11,7 @@ import NIOCore
 /// gave while the rest is served. Calls carry the caller's token (MeshRPC
 /// forwards it), so every service checks the shop itself.
 public struct PanelComposer: Sendable {
+    /// The three services a panel is read from.
     public struct Clients: Sendable {
         public var conversation: ConversationService.Client
         public var order: OrderService.Client
@@ -46,6 +47,7 @@ public struct PanelComposer: Sendable {
         case member(Member?)
     }
 
+    /// The whole chat tool panel (R-PANEL-1..3): every section read at once, each within its own deadline; a section whose service fails or is late is marked unavailable, never the whole panel.
     public func panel(shop: String, pageId: String, conversationId: String) async throws(RPCError) -> Panel {
         let started = ContinuousClock.now
         // One call for conversation-svc's five sections: each call crossing processes costs more than

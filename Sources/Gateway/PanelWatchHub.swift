@@ -45,6 +45,7 @@ public final class PanelWatchHub: Sendable {
 
     public var watcherCount: Int { state.withLock { $0.watchers.count } }
 
+    /// Whether the feed's follower is connected to its service now.
     public func isLive(_ feed: PanelFeed) -> Bool { state.withLock { $0.live[feed.rawValue] } }
 
     var isDraining: Bool { state.withLock { $0.draining } }

@@ -27,6 +27,7 @@ public final class SectionTimings: Sendable {
         self.capacity = capacity
     }
 
+    /// Adds one read of `section` that took `milliseconds`.
     public func record(_ section: String, milliseconds: Double) {
         let capacity = self.capacity
         // Mutated in place: copying the samples out and back would copy the whole array on every call.
@@ -35,6 +36,7 @@ public final class SectionTimings: Sendable {
         }
     }
 
+    /// One section's reads so far: how many, and their latency percentiles.
     public struct Summary: Sendable, Hashable {
         public var section: String
         public var count: Int
@@ -43,6 +45,7 @@ public final class SectionTimings: Sendable {
         public var max: Double
     }
 
+    /// Every section's summary, by section name.
     public func summary() -> [Summary] {
         samples.withLock { all in
             all.map { section, s in

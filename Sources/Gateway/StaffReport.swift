@@ -5,6 +5,7 @@ import MeshRPC
 /// order-svc's, and closing efficiency = orders ÷ customers replied. A side whose
 /// service cannot answer is listed as unavailable; the other side is still shown.
 public enum StaffReport {
+    /// R-REP-1..2: one row per staff member joining their conversation figures and their sales; a missing side (its service down) leaves its columns empty.
     public static func rows(conversation: [StaffConversationStats]?, sales: [StaffSalesStats]?) -> [StaffReportRow] {
         var rows: [String: StaffReportRow] = [:]
         for c in conversation ?? [] {

@@ -18,6 +18,7 @@ extension LoyaltyStore {
             """).run()
     }
 
+    /// A member by customer id; `notAMember` when the customer never joined.
     public func member(shop: String, customerId: String) async throws -> Member {
         try await db.read { db in
             guard let member = try await Self.member(db, shop: shop, customerId: customerId) else {

@@ -10,6 +10,7 @@ import VietnamCommerce
 extension LoyaltyStore {
     // MARK: Orders (R-PTS-1, R-LOY-3)
 
+    /// An order event from order-svc (R-PTS-1, R-LOY-3), as the store applies it.
     public struct OrderEvent: Sendable {
         public var eventId: String
         public var orderId: String

@@ -10,6 +10,7 @@ import VietnamCommerce
 extension LoyaltyStore {
     // MARK: Program (R-LOY-2, R-PTS-1..2)
 
+    /// The shop's program rules (earning, redeeming, expiry, tier cycle); defaults when none is configured.
     public func program(shop: String) async throws -> ProgramRules {
         try await db.read { db in try await Self.program(db, shop: shop) }
     }
@@ -80,6 +81,7 @@ extension LoyaltyStore {
 
     // MARK: Tiers (R-LOY-2)
 
+    /// The shop's tiers, lowest threshold first.
     public func tiers(shop: String) async throws -> [Tier] {
         try await db.read { db in try await Self.tiers(db, shop: shop) }
     }
@@ -130,6 +132,7 @@ extension LoyaltyStore {
         }
     }
 
+    /// Removes a tier; its members are re-ranked at once (R-LOY-2).
     public func deleteTier(shop: String, tierId: String, nowMs: Int64) async throws {
         return try await write { db in
             let deleted = try await db.raw("DELETE FROM tiers WHERE shop_id = \(bind: shop) AND tier_id = \(bind: tierId) RETURNING tier_id").all()

@@ -115,6 +115,7 @@ extension LoyaltyStore {
         )
     }
 
+    /// A referral voucher by its code.
     public func voucher(shop: String, code: String) async throws -> Voucher {
         try await db.read { db in
             guard let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code)").first() else {
@@ -124,6 +125,7 @@ extension LoyaltyStore {
         }
     }
 
+    /// Records that messaging-svc accepted the voucher's message (its message id), so it is never sent again.
     public func markVoucherSent(shop: String, code: String, messageId: String) async throws {
         return try await write { db in
             try await db.raw("""
@@ -179,11 +181,13 @@ extension LoyaltyStore {
 public enum VoucherCode {
     static let alphabet = Array("ABCDEFGHJKMNPQRSTUVWXYZ23456789")
 
+    /// A new voucher code: short, unambiguous letters and digits a customer can type.
     public static func random() -> String {
         var generator = SystemRandomNumberGenerator()
         return "GT" + String((0..<8).map { _ in alphabet.randomElement(using: &generator)! })
     }
 
+    /// A code as a customer might type it (spaces, dashes, lower case), as stored.
     public static func normalize(_ raw: String) -> String {
         raw.trimmingCharacters(in: .whitespaces).uppercased()
     }

@@ -19,6 +19,7 @@ extension LoyaltyStore {
         var points: Int64 = 0
     }
 
+    /// Saves a segment (R-SEG-1) whose conditions `rule` accepted.
     public func createSegment(shop: String, name: String, match: Segment.Match, conditions: [SegmentCondition], nowMs: Int64) async throws -> Segment {
         let stored = conditions.map {
             StoredCondition(kind: $0.kind.rawValue, fromMs: $0.fromMs, toMs: $0.toMs, month: $0.month, tag: $0.tag, tierId: $0.tierId, points: $0.points)
@@ -34,6 +35,7 @@ extension LoyaltyStore {
         return segment
     }
 
+    /// The shop's segments, in the order they were made.
     public func segments(shop: String) async throws -> [Segment] {
         try await db.read { db in
             try await db.raw("SELECT * FROM segments WHERE shop_id = \(bind: shop) ORDER BY segment_id").all().map(Self.segment)
@@ -164,6 +166,7 @@ extension LoyaltyStore {
         return values.sorted()
     }
 
+    /// How many members the rule matches now (R-SEG-2).
     public func countSegment(shop: String, rule: SegmentRule) async throws -> Int64 {
         try await db.read { db in
             try await db.raw("SELECT COUNT(*) AS n FROM members m WHERE m.shop_id = \(bind: shop) AND " + Self.predicate(rule, shop: shop)).first()!.int64("n")

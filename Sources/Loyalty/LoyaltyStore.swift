@@ -32,6 +32,7 @@ public struct LoyaltyStore: Sendable {
         try await ChangeLog.record(db, Set(customers).sorted().map { ChangeLog.Entry(shopId: shop, kind: .member, customerId: $0) }, nowMs: nowMs)
     }
 
+    /// Opens the store's tables, applying any migration not applied yet.
     public static func open(_ db: any SQLStore) async throws -> LoyaltyStore {
         try await db.migrate(LoyaltySchema.migrations)
         return LoyaltyStore(db)

@@ -8,6 +8,7 @@ import MeshRPC
 /// This is the rule in plain Swift; loyalty-svc's store keeps the same lots
 /// and entries as rows, and the property tests hold the store to this model.
 public struct PointsAccount: Sendable, Hashable {
+    /// Points earned together, spent oldest first and expiring together.
     public struct Lot: Sendable, Hashable {
         public let lotId: Int
         public let earnedAtMs: Int64
@@ -28,6 +29,7 @@ public struct PointsAccount: Sendable, Hashable {
         }
     }
 
+    /// Why the balance changed; stored as the ledger row's kind.
     public enum EntryKind: String, Sendable, Hashable, CaseIterable {
         /// Earned on a paid order (R-PTS-1).
         case earn
@@ -43,6 +45,7 @@ public struct PointsAccount: Sendable, Hashable {
         case restore
     }
 
+    /// One ledger row: every change of the balance is one.
     public struct Entry: Sendable, Hashable {
         public let kind: EntryKind
         /// Signed: what the entry did to the balance.
@@ -53,6 +56,7 @@ public struct PointsAccount: Sendable, Hashable {
         public let staffId: String
     }
 
+    /// Why a change is refused; the account is then left as it was.
     public enum Refusal: Error, Sendable, Hashable {
         /// More points asked for than the balance holds.
         case insufficient(balance: Int64)

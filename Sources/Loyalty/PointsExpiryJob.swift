@@ -21,6 +21,7 @@ public actor PointsExpiryJob {
         self.store = store
     }
 
+    /// One round at `nowMs` over every shop with a program.
     public func run(nowMs: Int64) async throws -> Round {
         let today = VietnamTime.dayNumber(atMs: nowMs)
         // Claimed before the round: a round that fails half-way is not re-ranked again until tomorrow,

@@ -3,6 +3,7 @@ import VietnamCommerce
 
 /// A shop's loyalty program as the rules need it (R-LOY-2, R-PTS-1..3).
 public struct ProgramRules: Sendable, Hashable {
+    /// R-PTS-2: when earned points expire.
     public enum Expiry: Sendable, Hashable {
         case never
         /// Every point expires at the end of this Vietnam day.
@@ -11,6 +12,7 @@ public struct ProgramRules: Sendable, Hashable {
         case afterMonths(Int)
     }
 
+    /// R-LOY-2: which spend counts toward a tier.
     public enum Cycle: Sendable, Hashable {
         case lifetime
         case rolling12Months
@@ -90,6 +92,7 @@ public struct ProgramRules: Sendable, Hashable {
     }
 }
 
+/// R-LOY-3, R-PTS-3: what a checkout costs after the tier discount and the points redeemed, and what it earns.
 public struct CheckoutQuote: Sendable, Hashable {
     public var tierDiscountVnd: Int64
     public var pointsRedeemed: Int64

@@ -7,8 +7,10 @@ import VietnamCommerce
 /// times of day the caller's milliseconds carry. This evaluator is the rule;
 /// loyalty-svc's SQL is checked against it on random data.
 public struct SegmentRule: Sendable, Hashable {
+    /// Whether every condition must hold, or any one.
     public enum Match: Sendable, Hashable { case all, any }
 
+    /// One condition of R-SEG-1, on the facts loyalty-svc keeps of a customer.
     public enum Condition: Sendable, Hashable {
         case purchasedBetween(DayRange)
         case notPurchasedBetween(DayRange)
@@ -30,6 +32,7 @@ public struct SegmentRule: Sendable, Hashable {
         self.conditions = conditions
     }
 
+    /// Whether the customer is in the segment.
     public func matches(_ customer: CustomerFacts) -> Bool {
         switch match {
         case .all: conditions.allSatisfy { Self.holds($0, for: customer) }
@@ -75,6 +78,7 @@ public struct DayRange: Sendable, Hashable {
         lastDay = last
     }
 
+    /// Whether the instant falls on one of the range's Vietnam days.
     public func contains(ms: Int64) -> Bool {
         (firstDay...lastDay).contains(VietnamTime.dayNumber(atMs: ms))
     }
@@ -101,6 +105,7 @@ public struct DayRange: Sendable, Hashable {
 
 /// What segments look at for one customer.
 public struct CustomerFacts: Sendable, Hashable {
+    /// An order as segments see it: when, and whether it used an offer.
     public struct Order: Sendable, Hashable {
         public var atMs: Int64
         public var amountVnd: Int64

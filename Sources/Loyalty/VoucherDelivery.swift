@@ -42,6 +42,7 @@ public struct VoucherDelivery: Sendable {
         return ["code": voucher.code, "discount": discount, "expires": VietnamTime.displayDate(atMs: voucher.expiresAtMs), "referrer": pending.referrerName.isEmpty ? "Bạn của bạn" : pending.referrerName]
     }
 
+    /// What became of a voucher's message: sent, or left for the retry with the reason.
     public enum Outcome: Sendable {
         /// messaging-svc accepted the message.
         case sent(Voucher)

@@ -18,6 +18,7 @@ public struct ChangeFeed: Sendable {
     /// How many changes one response carries at most.
     static let batch = 500
 
+    /// Serves one WatchChanges stream until the caller leaves, the process drains or the reader stalls past `stallLimit`.
     public func serve(_ request: WatchChangesRequest, responses: RPCWriter<WatchChangesResponse>, stallLimit: Duration = .seconds(60)) async throws {
         guard request.afterPosition >= 0 else { throw RPCError.invalidArgument("after_position must not be negative") }
         let shop = request.shopId == Principal.anyShop ? nil : request.shopId
@@ -42,6 +43,7 @@ public struct ChangeFeed: Sendable {
         }
     }
 
+    /// A change-log entry as the wire's `Change`.
     public static func message(_ change: ChangeLog.Change) -> Change {
         Change(
             position: change.position, shopId: change.entry.shopId, kind: Change.Kind(rawValue: change.entry.kind),

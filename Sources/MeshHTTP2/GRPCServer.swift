@@ -19,6 +19,7 @@ public struct AddressInUse: Error, CustomStringConvertible {
 /// routes, and on shutdown stops accepting, sends GOAWAY on every connection,
 /// lets in-flight calls finish, then returns.
 public final class GRPCServer: Service, Sendable {
+    /// Where and how the server listens: limits, keepalive and connection ageing (README, The runtime).
     public struct Config: Sendable {
         public var host: String
         /// 0 picks a free port (see `localAddress` after `start()`).

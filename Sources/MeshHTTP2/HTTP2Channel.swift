@@ -9,6 +9,7 @@ import Synchronization
 /// that never reached a server is retried once on another connection;
 /// one that did is retried only when the caller marked it idempotent.
 public final class HTTP2Channel: RPCChannel {
+    /// How the channel connects and calls: time-outs, keepalive, message limits.
     public struct Config: Sendable {
         public var connectTimeout: TimeAmount = .seconds(5)
         public var maxMessageBytes = GRPCFraming.defaultMaxMessageBytes

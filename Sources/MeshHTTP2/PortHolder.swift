@@ -10,6 +10,7 @@ import MeshRPC
 /// (50050–50054) lie inside Linux's usual ephemeral range, so the holder is often
 /// not a server at all but some program's outgoing connection.
 public struct PortHolder: Sendable, Equatable, CustomStringConvertible {
+    /// What the socket holding the port is doing.
     public enum Kind: Sendable, Equatable {
         case listener
         /// An outgoing or accepted connection using the port as its local end.

@@ -40,6 +40,7 @@ public final class HealthService: Health.Handler, DrainingService {
         for watcher in told { watcher.queue.offer(status) }
     }
 
+    /// Sets every service's status at once (NOT_SERVING when the process drains).
     public func setAll(_ status: HealthCheckResponse.ServingStatus) {
         let told = state.withLock { s -> [(Watcher, HealthCheckResponse.ServingStatus)] in
             guard !s.draining else { return [] }

@@ -55,6 +55,7 @@ public struct TokenSigner: Sendable {
         return mint(Principal(shopId: shopId, staffId: staffId, role: role, expiresAtMs: exp))
     }
 
+    /// Signs a token for `principal` as it stands.
     public func mint(_ principal: Principal) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
@@ -84,10 +85,12 @@ public struct ServiceTokens: Sendable {
         self.init(service: service, key: environment.authKey)
     }
 
+    /// A service token for one shop's calls.
     public func forShop(_ shop: String) -> String {
         signer.mint(shopId: shop, staffId: service, role: .service, validFor: Self.lifetimeSeconds)
     }
 
+    /// A service token for calls that span shops (feeds, audiences).
     public func forEveryShop() -> String { forShop(Principal.anyShop) }
 
     /// `forShop` as a closure, for the outbox subscribers and clients that take one.

@@ -5,6 +5,7 @@ import NIOCore
 /// Refuses a message over the limit as soon as its prefix arrives, before
 /// buffering it.
 public struct GRPCMessageDeframer {
+    /// Why the bytes are not a gRPC message stream.
     public enum Failure: Error, Equatable, Sendable {
         case tooLarge(Int)
     }

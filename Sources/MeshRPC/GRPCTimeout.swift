@@ -31,6 +31,7 @@ public enum GRPCTimeout {
         }
     }
 
+    /// A `grpc-timeout` value ("100m", "5S"…) as a duration; nil when it is malformed.
     public static func parse(_ text: String) -> TimeAmount? {
         parse(Array(text.utf8))
     }

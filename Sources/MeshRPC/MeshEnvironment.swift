@@ -44,6 +44,7 @@ public struct MeshEnvironment: Sendable {
         case seconds(Double)
     }
 
+    /// The variable `name` read as a duration setting.
     public func seconds(_ name: String) -> Setting {
         guard let raw = values[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return .unset }
         if raw == "off" || raw == "never" { return .off }

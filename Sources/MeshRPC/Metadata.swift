@@ -1,6 +1,7 @@
 /// Custom request or response metadata: HTTP/2 headers other than the pseudo
 /// headers and those the gRPC protocol itself uses. Names are lower case.
 public struct Metadata: Sendable, Hashable, Sequence {
+    /// One header: names are lower case, values as sent.
     public typealias Element = (name: String, value: String)
 
     private var names: [String] = []

@@ -25,6 +25,7 @@ public struct CallOptions: Sendable {
         self.compression = compression
     }
 
+    /// Options that authenticate with a ChatMesh token (`authorization: Bearer …`).
     public static func bearer(_ token: String, timeout: TimeAmount? = nil) -> CallOptions {
         CallOptions(timeout: timeout, authorization: "Bearer " + token)
     }

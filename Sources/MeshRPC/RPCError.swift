@@ -126,6 +126,7 @@ public protocol RPCErrorConvertible: Error {
 /// Percent-encoding of `grpc-message` (gRPC over HTTP/2 spec): bytes outside
 /// 0x20...0x7E and '%' itself are sent as %XX of their UTF-8 encoding.
 public enum StatusMessageEncoding {
+    /// `message` as `grpc-message` carries it.
     public static func encode(_ message: String) -> String {
         var needs = false
         for b in message.utf8 where b < 0x20 || b > 0x7E || b == 0x25 {

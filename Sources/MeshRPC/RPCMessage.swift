@@ -29,6 +29,7 @@ extension RPCError {
     }
 }
 
+/// Why a protobuf message could not be encoded or decoded.
 public enum MessageCodingError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The bytes are not a valid encoding of the message.
     case malformed(String)
@@ -74,6 +75,7 @@ public enum GRPCFraming {
         return buffer
     }
 
+    /// The payload of a unary call, out of its gRPC frame.
     public enum Unframed {
         case message(ByteBuffer)
         /// The compressed flag is set: the bytes are in the call's `grpc-encoding`.
@@ -82,6 +84,7 @@ public enum GRPCFraming {
         case malformed(String)
     }
 
+    /// Which side's message broke a limit, for the status that says so.
     public enum Side: String, Sendable {
         case request, response
     }

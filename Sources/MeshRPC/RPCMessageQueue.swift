@@ -27,6 +27,7 @@ public final class RPCMessageQueue<Element: Sendable>: Sendable {
         self.onTake = onTake
     }
 
+    /// What offering a message to the queue did.
     public enum Offer: Sendable, Equatable {
         /// Taken, and there is room for more.
         case accepted

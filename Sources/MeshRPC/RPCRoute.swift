@@ -124,6 +124,7 @@ public struct RPCRoute: Sendable {
         return try decodeRequest(Request.self, bytes)
     }
 
+    /// A unary route; `requiresAuth` false serves callers without a token (health, reflection).
     public static func unary<Request: RPCMessage, Response: RPCMessage>(
         _ method: MethodDescriptor,
         requiresAuth: Bool = true,
@@ -219,6 +220,7 @@ public final class RPCRouter: Sendable {
         self.drainingServices = services.compactMap { $0 as? any DrainingService }
     }
 
+    /// The route serving `path`, if any.
     public func route(path: String) -> RPCRoute? {
         routes[path]
     }

@@ -68,6 +68,7 @@ public struct RPCWriter<Message: Sendable>: Sendable {
         try await writeMessage(message)
     }
 
+    /// Writes each message in order, waiting for room as `write` does.
     public func write(contentsOf messages: some Sequence<Message>) async throws(RPCError) {
         for message in messages {
             try await writeMessage(message)
@@ -148,6 +149,7 @@ public struct RPCStreamingCall<Request: RPCMessage, Response: RPCMessage>: Senda
         self.responses = raw.responses.decoded(as: Response.self, undecodable: .internal)
     }
 
+    /// Sends one request message, waiting for flow-control room.
     public func send(_ request: Request) async throws(RPCError) {
         try await requests.write(request)
     }
@@ -157,6 +159,7 @@ public struct RPCStreamingCall<Request: RPCMessage, Response: RPCMessage>: Senda
         raw.finishRequests()
     }
 
+    /// The server's response headers, once they arrive.
     public func initialMetadata() async throws(RPCError) -> Metadata {
         try await raw.initialMetadata()
     }

@@ -6,6 +6,7 @@ import Glibc
 /// field, token expiry and change log holds them. Named apart from the standard
 /// library's `Clock` protocol, which measures durations, not dates.
 public enum WallClock {
+    /// Now, to the millisecond.
     public static func nowMs() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -35,6 +35,7 @@ public final class ChangeLog: Sendable {
         }
     }
 
+    /// One committed change: its position, shop and what it touched.
     public struct Change: Sendable, Hashable {
         public var position: Int64
         public var entry: Entry
@@ -90,6 +91,7 @@ public final class ChangeLog: Sendable {
         case reset(through: Int64)
     }
 
+    /// How much the log keeps, and how often it looks for other replicas' commits.
     public struct Configuration: Sendable {
         public var retention: Duration = .seconds(24 * 3600)
         /// Changes kept in memory for subscribers.
@@ -148,6 +150,7 @@ public final class ChangeLog: Sendable {
     /// The process is stopping: subscribers stop waiting and end their streams, so they resume elsewhere.
     public var isDraining: Bool { state.withLock { $0.draining } }
 
+    /// Ends every waiter: the process is shutting down.
     public func drain() {
         let waiters = state.withLock { state in
             state.draining = true

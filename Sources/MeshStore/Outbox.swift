@@ -40,6 +40,7 @@ public enum Outbox {
     /// A dead row's next attempt: never, until it is replayed. Makes "held" one range.
     static let never: Int64 = 1 << 62
 
+    /// A row waiting to be delivered, or dead after its last attempt.
     public enum State: Int64, Sendable {
         case pending = 0
         case dead = 2
@@ -126,6 +127,7 @@ public enum Outbox {
         }
     }
 
+    /// Each queue's backlog, retries and dead rows, for `chatmesh events` and OutboxService.
     public static func status(_ db: any SQLDatabase, shop: String?, subscribers: [String], nowMs: Int64) async throws -> [QueueStatus] {
         var result: [String: QueueStatus] = Dictionary(uniqueKeysWithValues: subscribers.map { ($0, QueueStatus(subscriber: $0)) })
         var sql: SQLQueryString = """
@@ -208,10 +210,12 @@ public final class CommitBell: Sendable {
 
     public init() {}
 
+    /// Says a commit happened: every listener runs now.
     public func ring() {
         for listener in listeners.withLock({ $0 }) { listener() }
     }
 
+    /// Adds what runs at each ring.
     public func listen(_ listener: @escaping @Sendable () -> Void) {
         listeners.withLock { $0.append(listener) }
     }

@@ -16,6 +16,7 @@ public enum OutboxAttempt {
         case stopping
     }
 
+    /// What a subscriber's thrown error means for the row.
     public static func outcome(of error: any Error) -> Outcome {
         switch error {
         case let status as RPCError where meansUnreachable(status.code): .unreachable("\(status)")
@@ -32,6 +33,7 @@ public enum OutboxAttempt {
         }
     }
 
+    /// What happens to the row.
     public enum Decision: Sendable, Hashable {
         case delete
         /// Attempted again at `atMs`.

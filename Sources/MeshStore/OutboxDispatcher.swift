@@ -43,6 +43,7 @@ extension Outbox {
 /// crash at any point redelivers rather than loses: consumers apply each event
 /// id once.
 public final class OutboxDispatcher: Sendable {
+    /// Attempts, backoff and concurrency of deliveries (CHATMESH_OUTBOX_MAX_ATTEMPTS, CHATMESH_OUTBOX_RETRY_MS).
     public struct Configuration: Sendable {
         /// Attempts (answered with an error) before a row is dead. CHATMESH_OUTBOX_MAX_ATTEMPTS.
         public var maxAttempts: Int64 = 10
@@ -131,6 +132,7 @@ public final class OutboxDispatcher: Sendable {
         for doorbell in doorbells.values { doorbell.ring() }
     }
 
+    /// A subscriber's health as the dispatcher last saw it: reachable, and its last error.
     public func health(_ subscriber: String) -> Health? {
         healthBySubscriber.withLock { $0[subscriber] }
     }

@@ -43,6 +43,7 @@ extension SQLStore {
     }
 }
 
+/// Which engine a store runs on, for the few places SQL must differ (none in the services).
 public enum SQLStoreKind: Sendable, Hashable {
     case sqlite
     case postgres

@@ -14,6 +14,7 @@ public enum SortableID {
     private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
     private static let last = Mutex<(ms: UInt64, entropy: UInt64)>((0, 0))
 
+    /// A new id: `prefix`, the millisecond, then a random count that goes up within it, so ids made later sort after.
     public static func make(_ prefix: String, nowMs: Int64 = WallClock.nowMs()) -> String {
         let (ms, entropy) = last.withLock { last -> (UInt64, UInt64) in
             let now = UInt64(max(0, nowMs)) & 0xFFFF_FFFF_FFFF

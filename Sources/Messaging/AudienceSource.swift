@@ -18,6 +18,7 @@ public struct LoyaltySegmentAudience: AudienceSource {
         self.token = token
     }
 
+    /// One page of the segment's members with their contact details.
     public func members(shop: String, segmentId: String, pageToken: String, pageSize: Int) async throws(RPCError) -> ListSegmentMembersResponse {
         try await client.listSegmentMembers(
             ListSegmentMembersRequest(shopId: shop, segmentId: segmentId, pageSize: Int32(pageSize), pageToken: pageToken),

@@ -4,6 +4,7 @@ import ChatMeshAPI
 /// from. A step applies to a broadcast in one of its `from` statuses and leaves any
 /// other as it is (a cancel that came first wins over the runner's next step).
 public enum BroadcastLifecycle {
+    /// What can happen to a broadcast.
     public enum Step: Sendable, Hashable, CaseIterable {
         /// The runner begins (or, after a restart, begins again) taking the audience.
         case start
@@ -15,6 +16,7 @@ public enum BroadcastLifecycle {
         case complete
     }
 
+    /// The statuses `step` moves a broadcast from.
     public static func from(_ step: Step) -> [Broadcast.Status] {
         switch step {
         case .start, .cancel: [.scheduled, .running]
@@ -22,6 +24,7 @@ public enum BroadcastLifecycle {
         }
     }
 
+    /// The status `step` moves a broadcast to.
     public static func to(_ step: Step) -> Broadcast.Status {
         switch step {
         case .start: .running

@@ -10,6 +10,7 @@ import VietnamCommerce
 /// runs. Everything it needs to go on is in the store: after a restart it
 /// picks RUNNING broadcasts up where they were (see MessagingStore+Broadcasts).
 public struct BroadcastRunner: Sendable {
+    /// How many recipients a round takes and how many sends run at once (CHATMESH_BROADCAST_BATCH, CHATMESH_BROADCAST_CONCURRENCY).
     public struct Settings: Sendable {
         public var batchSize = 500
         /// Provider calls in flight at once.

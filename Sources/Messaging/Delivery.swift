@@ -26,6 +26,7 @@ public struct Delivery: Sendable, Hashable {
     }
 }
 
+/// What a provider answered for one message.
 public enum DeliveryOutcome: Sendable, Hashable {
     /// The provider took it (ZNS, SMS: delivery is confirmed later).
     case sent(providerId: String)
@@ -68,6 +69,7 @@ public struct MessagePrices: Sendable, Hashable {
 
     public init() {}
 
+    /// The price of one message on `channel`, held when it is reserved (R-MSG-3).
     public func price(_ channel: Template.Channel) -> Int64 {
         switch channel {
         case .zns: znsVnd

@@ -28,6 +28,7 @@ public enum MessageDelivery {
         }
     }
 
+    /// What a provider's answer makes of a message.
     public static func settle(_ outcome: DeliveryOutcome) -> Settlement {
         switch outcome {
         case .sent: Settlement(status: .sent, error: "", releasesHold: false)
@@ -50,6 +51,7 @@ public enum MessageDelivery {
         case alreadySettled(Status)
     }
 
+    /// What a provider's delivery report does to a message in `current`.
     public static func report(current: Status, delivered: Bool, reason: String) -> Report {
         switch (current, delivered) {
         case (.sent, true): .settle(.delivered(providerId: ""))

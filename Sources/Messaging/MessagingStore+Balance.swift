@@ -9,6 +9,7 @@ import VietnamCommerce
 extension MessagingStore {
     // MARK: Balance (R-MSG-3)
 
+    /// The shop's balance, what is held, and its automatic top-up settings.
     public func balance(shop: String) async throws -> Balance {
         try await db.read { db in try await Self.balance(db, shop: shop) }
     }
@@ -60,6 +61,7 @@ extension MessagingStore {
         }
     }
 
+    /// Saves when and by how much the balance tops itself up.
     public func setAutoTopUp(shop: String, _ settings: AutoTopUp) async throws -> Balance {
         try await db.write { db in
             try await db.raw("""

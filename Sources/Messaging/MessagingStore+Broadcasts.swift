@@ -28,6 +28,7 @@ extension MessagingStore {
         public var updatedAtMs: Int64
     }
 
+    /// One recipient of a broadcast, in audience order.
     public struct AudienceMember: Sendable, Hashable {
         public var seq: Int64
         public var customerId: String
@@ -62,6 +63,7 @@ extension MessagingStore {
         "bc:\(broadcastId):\(customerId)"
     }
 
+    /// Records a broadcast (R-MSG-2), scheduled or running at once.
     public func createBroadcast(
         shop: String, idempotencyKey: String, channel: Template.Channel, templateId: String, segmentId: String, scheduleAtMs: Int64,
         params: [String: String], nowMs: Int64
@@ -87,6 +89,7 @@ extension MessagingStore {
         return try await broadcast(shop: shop, id: id)
     }
 
+    /// A broadcast with its counts, skip reasons and the shop's remaining balance.
     public func broadcast(shop: String, id: String) async throws -> Broadcast {
         try await db.read { db in
             guard let row = try await db.raw("SELECT * FROM broadcasts WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)").first() else {
@@ -138,6 +141,7 @@ extension MessagingStore {
         }
     }
 
+    /// What the runner needs of a broadcast, if it exists.
     public func broadcastJob(shop: String, id: String) async throws -> BroadcastJob? {
         try await db.read { db in
             try await db.raw("SELECT * FROM broadcasts WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)").first().map(Self.broadcastJob)
@@ -192,6 +196,7 @@ extension MessagingStore {
         }
     }
 
+    /// Marks the audience complete: the runner sends from it from now on.
     public func finishAudience(shop: String, id: String, nowMs: Int64) async throws {
         try await db.write { db in
             try await db.raw("""
@@ -222,6 +227,7 @@ extension MessagingStore {
         }
     }
 
+    /// Ends a running broadcast whose every recipient was sent to or skipped.
     public func completeBroadcast(shop: String, id: String, nowMs: Int64) async throws {
         try await db.write { db in
             try await db.raw("""
@@ -231,6 +237,7 @@ extension MessagingStore {
         }
     }
 
+    /// Recipients from `fromSeq` on, in order.
     public func audience(shop: String, id: String, fromSeq: Int64, limit: Int) async throws -> [AudienceMember] {
         try await db.read { db in
             try await db.raw("""
@@ -439,6 +446,7 @@ public enum BroadcastSkip {
     public static let balance = "balance cannot cover it (R-MSG-3)"
     public static let duplicate = "listed twice in the segment"
 
+    /// The skip reason for recipients lacking template parameters.
     public static func missing(_ names: [String]) -> String {
         "no value for " + names.map { "{{\($0)}}" }.joined(separator: ", ")
     }

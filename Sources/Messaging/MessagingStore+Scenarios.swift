@@ -8,6 +8,7 @@ import VietnamCommerce
 /// R-BOT-1 and R-MSG-5 storage: scenarios, the steps they scheduled, the
 /// events already applied, and when each page-scoped id last wrote to the page.
 extension MessagingStore {
+    /// A Messenger recipient: their customer and when they last wrote (the 24-hour window, R-MSG-5).
     public struct MessengerContact: Sendable, Hashable {
         public var recipient: String
         public var customerId: String
@@ -32,6 +33,7 @@ extension MessagingStore {
         var templateId: String
     }
 
+    /// Saves a chatbot scenario started by attaching `tagName` (R-MSG-4).
     public func createScenario(shop: String, tagName: String, channel: Template.Channel, steps: [ScenarioStep], nowMs: Int64) async throws -> Scenario {
         let json = String(decoding: try JSONEncoder().encode(steps.map { StoredStep(delayMs: $0.delayMs, templateId: $0.templateId) }), as: UTF8.self)
         let scenario = Scenario(scenarioId: SortableID.make("scn_", nowMs: nowMs), triggerTagName: tagName, steps: steps, channel: channel)
@@ -45,6 +47,7 @@ extension MessagingStore {
         return scenario
     }
 
+    /// The shop's scenarios.
     public func scenarios(shop: String) async throws -> [Scenario] {
         try await db.read { db in
             try await db.raw("SELECT * FROM scenarios WHERE shop_id = \(bind: shop) ORDER BY scenario_id").all().map(Self.scenario)
@@ -140,6 +143,7 @@ extension MessagingStore {
         }
     }
 
+    /// The Messenger contact with this recipient id, if known.
     public func messengerContact(shop: String, recipient: String) async throws -> MessengerContact? {
         try await db.read { db in
             try await db.raw("SELECT * FROM messenger_contacts WHERE shop_id = \(bind: shop) AND recipient = \(bind: recipient)").first()
@@ -173,6 +177,7 @@ extension MessagingStore {
         )
     }
 
+    /// Scenario steps whose time has come, across shops, oldest first.
     public func dueSteps(nowMs: Int64, limit: Int) async throws -> [DueStep] {
         try await db.read { db in
             try await db.raw("""

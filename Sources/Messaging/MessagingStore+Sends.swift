@@ -9,6 +9,7 @@ import VietnamCommerce
 extension MessagingStore {
     // MARK: Sends
 
+    /// What reserving a send did: a new message with its price held, or the message the idempotency key made before.
     public enum Reservation: Sendable {
         /// The idempotency key was used before: this is what that send answered.
         case existing(SendMessageResponse)

@@ -9,6 +9,7 @@ import VietnamCommerce
 extension MessagingStore {
     // MARK: Templates
 
+    /// Saves a template (R-MSG-1).
     public func createTemplate(shop: String, _ template: Template, nowMs: Int64) async throws -> Template {
         try await db.write { db in
             var created = template
@@ -24,6 +25,7 @@ extension MessagingStore {
         }
     }
 
+    /// The shop's templates, on one channel or all.
     public func templates(shop: String, channel: Template.Channel?) async throws -> [Template] {
         try await db.read { db in
             var sql: SQLQueryString = "SELECT * FROM templates WHERE shop_id = \(bind: shop)"
@@ -33,6 +35,7 @@ extension MessagingStore {
         }
     }
 
+    /// A template by id; `noTemplate` when the shop has none.
     public func template(shop: String, id: String) async throws -> Template {
         try await db.read { db in
             guard let row = try await db.raw("SELECT * FROM templates WHERE shop_id = \(bind: shop) AND template_id = \(bind: id)").first() else {

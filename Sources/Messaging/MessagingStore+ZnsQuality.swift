@@ -117,6 +117,7 @@ extension MessagingStore {
         }
     }
 
+    /// The OA's ZNS quality (R-ZNS-1..3): level, quota and allowed purposes today.
     public func znsQuality(shop: String, policy: ZnsQualityPolicy, nowMs: Int64) async throws -> ZnsQuality {
         let today = VietnamTime.dayNumber(atMs: nowMs)
         return try await db.write { db in

@@ -18,6 +18,7 @@ public struct MessagingStore: Sendable {
         self.db = db
     }
 
+    /// Opens the store's tables, applying any migration not applied yet.
     public static func open(_ db: any SQLStore) async throws -> MessagingStore {
         try await db.migrate(MessagingSchema.migrations)
         return MessagingStore(db)

@@ -6,12 +6,14 @@ public enum MessengerPolicy {
     public static let standardWindowMs: Int64 = 24 * 3_600_000
     public static let humanAgentWindowMs: Int64 = 7 * 24 * 3_600_000
 
+    /// Who sends: a person (staff) or the shop's automation.
     public enum Sender: Sendable, Hashable {
         case staff
         case bot
         case broadcast
     }
 
+    /// Whether Messenger allows the send now, and how.
     public enum Decision: Sendable, Hashable {
         /// Send as a normal response (messaging_type RESPONSE).
         case allowed

@@ -10,6 +10,7 @@ public protocol PaymentGateway: Sendable {
     func charge(shop: String, amountVnd: Int64, reference: String) async -> PaymentResult
 }
 
+/// A charge's answer.
 public enum PaymentResult: Sendable, Hashable {
     case approved(transactionId: String)
     case declined(reason: String)

@@ -7,6 +7,7 @@
 /// not discovered when a customer receives it. A send must give every
 /// placeholder a non-empty value; the message never goes out with a hole.
 public enum TemplateText {
+    /// Why a template body is malformed.
     public enum Problem: Error, Hashable, CustomStringConvertible {
         case unclosed(at: Int)
         case badName(String)
@@ -60,6 +61,7 @@ public enum TemplateText {
         return names
     }
 
+    /// The placeholders a send gave no value for.
     public struct MissingParameters: Error, Hashable {
         /// Placeholders with no value (or an empty one), in order of first use.
         public let names: [String]

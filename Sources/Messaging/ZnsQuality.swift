@@ -31,6 +31,7 @@ public struct ZnsQualityPolicy: Sendable, Hashable {
 
     public init() {}
 
+    /// The quality level a rate of negative feedback gives.
     public func level(negativeRate: Double) -> ZnsQuality.Level {
         if negativeRate <= standardRate { return .good }
         if negativeRate <= limitRate { return .medium }
@@ -40,6 +41,7 @@ public struct ZnsQualityPolicy: Sendable, Hashable {
 
 /// One OA's standing, advanced one Vietnam calendar day at a time.
 public struct ZnsQualityState: Sendable, Hashable, Codable {
+    /// One Vietnam day's delivered and negative counts.
     public struct Day: Sendable, Hashable, Codable {
         public var delivered: Int
         public var negative: Int
@@ -50,6 +52,7 @@ public struct ZnsQualityState: Sendable, Hashable, Codable {
         }
     }
 
+    /// How the level moved.
     public enum Change: Sendable, Hashable {
         case quotaDoubled(to: Int)
         case quotaHalved(to: Int)
@@ -64,6 +67,7 @@ public struct ZnsQualityState: Sendable, Hashable, Codable {
     /// Levels and volumes of the days since the quota last changed, oldest first.
     public private(set) var spell: [SpellDay] = []
 
+    /// A day of the current spell at one level.
     public struct SpellDay: Sendable, Hashable, Codable {
         public var level: Int32
         public var delivered: Int
@@ -74,12 +78,14 @@ public struct ZnsQualityState: Sendable, Hashable, Codable {
         unlocked = ZnsQualityPolicy.initiallyUnlocked
     }
 
+    /// Negative feedback over delivered messages in the window.
     public func negativeRate() -> Double {
         let delivered = window.reduce(0) { $0 + $1.delivered }
         let negative = window.reduce(0) { $0 + $1.negative }
         return delivered == 0 ? 0 : Double(negative) / Double(delivered)
     }
 
+    /// The level the window's rate gives under `policy`.
     public func level(_ policy: ZnsQualityPolicy) -> ZnsQuality.Level {
         policy.level(negativeRate: negativeRate())
     }
@@ -149,6 +155,7 @@ public struct ZnsQualityState: Sendable, Hashable, Codable {
 /// Zalo's error answers become statuses a caller can act on. Codes from
 /// Zalo's "Cách xử lý mã lỗi" page for ZNS.
 public enum ZaloZnsErrors {
+    /// What a Zalo error code means for the message.
     public struct Outcome: Sendable, Hashable {
         /// The gRPC status a caller of SendMessage sees.
         public let code: RPCError.Code
@@ -157,6 +164,7 @@ public enum ZaloZnsErrors {
         public let retryable: Bool
     }
 
+    /// The meaning of Zalo's error `code`.
     public static func outcome(zaloError code: Int) -> Outcome {
         switch code {
         case -100: Outcome(code: .unavailable, message: "Zalo: unknown error, try again later", retryable: true)

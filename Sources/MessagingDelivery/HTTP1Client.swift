@@ -8,16 +8,19 @@ import NIOSSL
 /// gateways): one request per connection, TLS for https, a time-out over the
 /// whole exchange, the answer read whole (capped, a provider's answers are small).
 public struct HTTP1Client: Sendable {
+    /// An HTTP/1.1 response: status, headers, body.
     public struct Response: Sendable {
         public let status: Int
         public let headers: [(String, String)]
         public let body: [UInt8]
 
+        /// The first value of header `name`, case ignored.
         public func header(_ name: String) -> String? {
             headers.first { $0.0.lowercased() == name.lowercased() }?.1
         }
     }
 
+    /// Why no response came.
     public enum Failure: Error, CustomStringConvertible {
         case badURL(String)
         case timedOut(seconds: Int64)
@@ -44,6 +47,7 @@ public struct HTTP1Client: Sendable {
         self.tls = try? NIOSSLContext(configuration: .makeClientConfiguration())
     }
 
+    /// One request on a fresh connection, with a time-out for the whole exchange.
     public func send(
         method: HTTPMethod, url: URL, headers: [(String, String)] = [], body: [UInt8] = [], timeout: TimeAmount = .seconds(10)
     ) async throws -> Response {

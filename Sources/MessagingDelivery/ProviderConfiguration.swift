@@ -12,6 +12,7 @@ import MeshRPC
 /// own variables (see services/messaging-svc/README.md); one that is missing
 /// is an error naming it, at start, not at the first send.
 public enum ProviderConfiguration {
+    /// The adapter of each channel as CHATMESH_MESSAGING_PROVIDERS configures it; every setting checked now.
     public static func adapters(_ env: [String: String], client: HTTP1Client = HTTP1Client()) throws(ConfigurationError) -> [Template.Channel: any DeliveryAdapter] {
         let spec = (env["CHATMESH_MESSAGING_PROVIDERS"] ?? "sandbox").trimmingCharacters(in: .whitespaces)
         if spec == "sandbox" {

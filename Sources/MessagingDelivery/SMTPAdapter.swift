@@ -13,6 +13,7 @@ import NIOSSL
 public struct SMTPAdapter: DeliveryAdapter {
     public var name: String { "smtp" }
 
+    /// The SMTP server and its sender (CHATMESH_SMTP_*).
     public struct Config: Sendable {
         public var host: String
         public var port: Int

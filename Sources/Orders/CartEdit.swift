@@ -4,6 +4,7 @@ import ChatMeshAPI
 /// already in the cart keeps the price it was added at; a new one takes the
 /// campaign's price, else the catalog's; a variant the shop does not sell is refused.
 public enum CartEdit {
+    /// The cart's new items, priced.
     public static func items(
         replacing current: [CartItem], with wanted: [CartItem], campaignPrices: [String: Int64], catalogPrices: [String: Int64]
     ) throws(OrderError) -> [CartItem] {

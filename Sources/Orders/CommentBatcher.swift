@@ -21,6 +21,7 @@ public actor CommentBatcher {
         self.now = now
     }
 
+    /// Reads one comment, written with the others that arrive meanwhile in one transaction.
     public func ingest(shop: String, _ comment: OrderStore.Comment) async throws -> OrderStore.CommentResult {
         try await withCheckedThrowingContinuation { (waiter: Waiter) in
             pending.append((shop, comment, waiter))

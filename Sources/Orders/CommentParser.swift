@@ -21,6 +21,7 @@ public struct CommentParser: Sendable {
         }
     }
 
+    /// A variant and quantity a comment asks for.
     public struct Intent: Sendable, Hashable {
         public var code: String
         public var variantId: String
@@ -33,6 +34,7 @@ public struct CommentParser: Sendable {
         }
     }
 
+    /// What one comment says: intents and a phone, if any.
     public struct Reading: Sendable, Hashable {
         public var intents: [Intent]
         /// The mobile number in the comment, normalised (R-CONV-3).
@@ -65,6 +67,7 @@ public struct CommentParser: Sendable {
 
     // MARK: Reading a comment
 
+    /// Reads a comment as written under a livestream.
     public func read(_ comment: String) -> Reading {
         var chars = VietnameseText.foldedCharacters(comment)
         // The phone goes first, so that its digits are never read as quantities.

@@ -4,6 +4,7 @@ import ChatMeshAPI
 /// store loaded: items given (at catalog prices) or carts combined (at their prices),
 /// each variant once, enough of each in stock, a quote not used and not expired.
 public struct OrderDraft: Sendable, Hashable {
+    /// A line of the order: what, how many, at what price.
     public struct Line: Sendable, Hashable {
         public var variantId: String
         public var quantity: Int64
@@ -84,6 +85,7 @@ public struct OrderDraft: Sendable, Hashable {
         return wanted
     }
 
+    /// A variant the request asks for, before the catalog is read.
     public struct Wanted: Sendable, Hashable {
         public var variantId: String
         public var quantity: Int64

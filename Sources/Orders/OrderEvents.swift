@@ -16,6 +16,7 @@ public enum OrderEvents {
         )
     }
 
+    /// An outbox payload as the request loyalty-svc receives.
     public static func decode(_ payload: [UInt8]) throws -> RecordOrderEventRequest {
         try RecordOrderEventRequest(serializedBytes: payload)
     }

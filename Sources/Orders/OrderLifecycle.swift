@@ -26,6 +26,7 @@ public enum OrderLifecycle {
         }
     }
 
+    /// A variant and quantity taken from stock.
     public struct StockLine: Sendable, Hashable {
         public var variantId: String
         public var quantity: Int64
@@ -51,6 +52,7 @@ public enum OrderLifecycle {
         }
     }
 
+    /// The steps of an order's life.
     public enum Command: Sendable, Hashable {
         /// Paid online or by transfer (R-ORD-5).
         case markPaid
@@ -83,6 +85,7 @@ public enum OrderLifecycle {
         public var restock: [StockLine] = []
         public var event: Event?
 
+        /// Who cancelled, why and when (R-ORD-3).
         public struct Cancellation: Sendable, Hashable {
             public var staffId: String
             public var reason: String
@@ -114,6 +117,7 @@ public enum OrderLifecycle {
         case notCancellable(Order.Status)
     }
 
+    /// What `command` does to `order` at `nowMs`.
     public static func decide(_ order: State, _ command: Command, nowMs: Int64) -> Result<Change, Refusal> {
         var change = Change()
         switch command {

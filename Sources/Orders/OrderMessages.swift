@@ -24,6 +24,7 @@ public struct MessagingOrderMessenger: OrderMessenger {
 
 /// The placeholders order and cart messages offer their templates.
 public enum OrderMessageParams {
+    /// Template parameters of an order's messages (confirmation, payment link).
     public static func order(_ order: Order) -> [String: String] {
         var params = [
             "order_id": order.orderId,
@@ -40,6 +41,7 @@ public enum OrderMessageParams {
         return params
     }
 
+    /// Template parameters of a cart reminder, with its link.
     public static func cart(_ cart: Cart, names: [String: String], link: String) -> [String: String] {
         [
             "campaign": cart.campaignName,

@@ -57,6 +57,7 @@ public struct OrderPlacement: Sendable {
         return "ord_" + digest.prefix(12).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// CreateOrder: the order placed once per idempotency key, or refused with nothing written.
     public func place(shop: String, _ request: CreateOrderRequest, staffId: String, nowMs: Int64) async throws -> Order {
         if let existing = try await store.order(shop: shop, idempotencyKey: request.idempotencyKey) { return existing }
         let draft = try await store.draft(

@@ -32,6 +32,7 @@ extension OrderStore {
         }
     }
 
+    /// A campaign with its items and comment statistics.
     public func campaign(shop: String, id: String) async throws -> Campaign {
         try await db.read { db in try await Self.campaign(db, shop: shop, id: id) }
     }
@@ -116,6 +117,7 @@ extension OrderStore {
 
     // MARK: Comments (R-CAMP-2)
 
+    /// A livestream or post comment to read (R-CAMP-2).
     public struct Comment: Sendable {
         public var campaignId: String
         public var customerId: String
@@ -130,6 +132,7 @@ extension OrderStore {
         }
     }
 
+    /// What a comment did: intents read, a phone, the cart it filled.
     public struct CommentResult: Sendable {
         public var intents: [CommentParser.Intent]
         public var phone: String?

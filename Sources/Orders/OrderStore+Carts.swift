@@ -54,6 +54,7 @@ extension OrderStore {
         return try await carts(db, shop: shop, rows: [row]).first!
     }
 
+    /// An open cart; a cart that became an order is refused.
     public func cart(shop: String, id: String) async throws -> Cart {
         try await db.read { db in try await Self.cart(db, shop: shop, id: id) }
     }

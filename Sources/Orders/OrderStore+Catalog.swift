@@ -113,6 +113,7 @@ extension OrderStore {
 
     // MARK: Warehouses (R-SHIP-1)
 
+    /// Creates (empty id) or updates a warehouse.
     public func upsertWarehouse(shop: String, _ warehouse: Warehouse, nowMs: Int64) async throws -> Warehouse {
         var saved = warehouse
         if saved.warehouseId.isEmpty { saved.warehouseId = SortableID.make("wh_", nowMs: nowMs) }
@@ -129,6 +130,7 @@ extension OrderStore {
         return saved
     }
 
+    /// The shop's warehouses by name.
     public func warehouses(shop: String) async throws -> [Warehouse] {
         try await db.read { db in
             try await db.raw("SELECT * FROM warehouses WHERE shop_id = \(bind: shop) ORDER BY name, warehouse_id").all().map(Self.warehouse)

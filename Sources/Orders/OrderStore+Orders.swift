@@ -123,6 +123,7 @@ extension OrderStore {
 
     // MARK: Reading orders (R-ORD-1)
 
+    /// An order with its items.
     public func order(shop: String, id: String) async throws -> Order {
         try await db.read { db in try await Self.order(db, shop: shop, id: id) }
     }

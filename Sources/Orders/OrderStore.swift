@@ -20,6 +20,7 @@ public struct OrderStore: Sendable {
         self.commitBell = commitBell
     }
 
+    /// Opens the store's tables, applying any migration not applied yet.
     public static func open(_ db: any SQLStore) async throws -> OrderStore {
         try await db.migrate(OrderSchema.migrations)
         return OrderStore(db)

@@ -10,12 +10,14 @@ import VietnamCommerce
 /// warehouse: the same district, the same province, the same region (North,
 /// Central, South) or across regions.
 public struct ShippingRateTable: Codable, Sendable, Hashable {
+    /// A carrier service's price for one zone: a first weight step and each step after.
     public struct ZoneRate: Codable, Sendable, Hashable {
         public var baseVnd: Int64
         public var perStepVnd: Int64
         public var etaDays: Int
     }
 
+    /// What collecting cash on delivery costs.
     public struct CodFee: Codable, Sendable, Hashable {
         /// Collected amounts up to this carry no fee.
         public var freeUpToVnd: Int64
@@ -24,6 +26,7 @@ public struct ShippingRateTable: Codable, Sendable, Hashable {
         public var minVnd: Int64
     }
 
+    /// A carrier's service with its zone rates and delivery days.
     public struct Service: Codable, Sendable, Hashable {
         public var carrier: String
         public var service: String
@@ -52,6 +55,7 @@ public struct ShippingRateTable: Codable, Sendable, Hashable {
         }
     }
 
+    /// A rate table from CHATMESH_SHIPPING_RATES' JSON, checked.
     public static func decode(json: Data) throws -> ShippingRateTable {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
@@ -122,6 +126,7 @@ public struct ShippingRateTable: Codable, Sendable, Hashable {
     """
 }
 
+/// How far a parcel travels: within a province, a region, or across the country.
 public enum ShippingZone: String, Sendable, CaseIterable {
     case sameDistrict = "same_district"
     case sameProvince = "same_province"

@@ -3,6 +3,7 @@
 /// Accepts the written forms: +84 / 84 / 0 prefixes, spaces, dots, dashes,
 /// brackets, and full-width digits from some phone keyboards.
 public enum VietnamPhone {
+    /// A Vietnamese mobile number as 0xxxxxxxxx, from the ways people write it (+84, spaces, dots); nil when it is not one.
     public static func normalize(_ raw: String) -> String? {
         var digits = ""
         var plus = false

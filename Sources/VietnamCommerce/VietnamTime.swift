@@ -47,10 +47,12 @@ public enum VietnamTime {
         return (Int(year), Int(month), Int(day))
     }
 
+    /// Gregorian leap years.
     public static func isLeapYear(_ year: Int) -> Bool {
         year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
     }
 
+    /// Days in `month` (1…12) of `year`.
     public static func daysInMonth(year: Int, month: Int) -> Int {
         switch month {
         case 2: isLeapYear(year) ? 29 : 28

@@ -8,10 +8,12 @@ public enum VietnameseText {
         text.map(foldCharacter)
     }
 
+    /// `text` without accents, đ as d, lower case: how names are compared and searched.
     public static func fold(_ text: String) -> String {
         String(text.map(foldCharacter))
     }
 
+    /// One character folded as `fold` does.
     public static func foldCharacter(_ ch: Character) -> Character {
         if ch.isASCII { return Character(ch.lowercased()) }
         if ch == "đ" || ch == "Đ" { return "d" }
@@ -63,6 +65,7 @@ public enum TagName {
 
 /// Money as Vietnamese write it: 50.000đ.
 public enum VietnameseMoney {
+    /// An amount as Vietnamese write it: 1.250.000đ.
     public static func format(_ vnd: Int64) -> String {
         let digits = Array(String(vnd.magnitude))
         var out = ""
