@@ -16,23 +16,11 @@ public enum MessageIngest {
     /// The customer as stored, or as a first message makes them.
     public struct Customer: Sendable, Hashable {
         public var name: String
-        public var phone: String
-        public var phoneSource: ContactSource
-        public var address: String
-        public var addressSource: ContactSource
-        public var blocked: Bool
-
-        public init(
-            name: String, phone: String = "", phoneSource: ContactSource = .none, address: String = "", addressSource: ContactSource = .none,
-            blocked: Bool = false
-        ) {
-            self.name = name
-            self.phone = phone
-            self.phoneSource = phoneSource
-            self.address = address
-            self.addressSource = addressSource
-            self.blocked = blocked
-        }
+        public var phone = ""
+        public var phoneSource = ContactSource.none
+        public var address = ""
+        public var addressSource = ContactSource.none
+        public var blocked = false
     }
 
     /// The conversation's state the rules look at.
@@ -40,12 +28,6 @@ public enum MessageIngest {
         public var status: Conversation.Status
         public var assignedStaffId: String
         public var lastMessageAtMs: Int64
-
-        public init(status: Conversation.Status, assignedStaffId: String, lastMessageAtMs: Int64) {
-            self.status = status
-            self.assignedStaffId = assignedStaffId
-            self.lastMessageAtMs = lastMessageAtMs
-        }
     }
 
     /// The message as the platform gave it, with what `ContactCapture` read in its text.
@@ -55,14 +37,6 @@ public enum MessageIngest {
         public var sentAtMs: Int64
         public var capturedPhone: String?
         public var capturedAddress: String?
-
-        public init(sender: ChatMessage.Sender, customerName: String, sentAtMs: Int64, capturedPhone: String? = nil, capturedAddress: String? = nil) {
-            self.sender = sender
-            self.customerName = customerName
-            self.sentAtMs = sentAtMs
-            self.capturedPhone = capturedPhone
-            self.capturedAddress = capturedAddress
-        }
     }
 
     public struct Outcome: Sendable, Hashable {

@@ -20,12 +20,6 @@ public enum MessageDelivery {
         public var error: String
         /// The hold on the shop's balance goes back: the message will cost nothing.
         public var releasesHold: Bool
-
-        public init(status: Status, error: String, releasesHold: Bool) {
-            self.status = status
-            self.error = error
-            self.releasesHold = releasesHold
-        }
     }
 
     /// What a provider's answer makes of a message.

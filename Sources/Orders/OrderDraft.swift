@@ -25,12 +25,6 @@ public struct OrderDraft: Sendable, Hashable {
         public var cartId: String
         public var customerId: String
         public var items: [CartItem]
-
-        public init(cartId: String, customerId: String, items: [CartItem]) {
-            self.cartId = cartId
-            self.customerId = customerId
-            self.items = items
-        }
     }
 
     /// A variant in the catalog, with its product's name and what is in stock.
@@ -39,13 +33,6 @@ public struct OrderDraft: Sendable, Hashable {
         public var title: String
         public var priceVnd: Int64
         public var stock: Int64
-
-        public init(productName: String, title: String, priceVnd: Int64, stock: Int64) {
-            self.productName = productName
-            self.title = title
-            self.priceVnd = priceVnd
-            self.stock = stock
-        }
     }
 
     /// A shipping quote as stored (R-SHIP-1).
@@ -55,13 +42,6 @@ public struct OrderDraft: Sendable, Hashable {
         public var expiresAtMs: Int64
         /// The order that used it ("" while unused).
         public var usedByOrderId: String
-
-        public init(quoteId: String, feeVnd: Int64, expiresAtMs: Int64, usedByOrderId: String) {
-            self.quoteId = quoteId
-            self.feeVnd = feeVnd
-            self.expiresAtMs = expiresAtMs
-            self.usedByOrderId = usedByOrderId
-        }
     }
 
     /// The variants a request asks for, in order, each with the request field that asked.

@@ -16,40 +16,20 @@ public enum OrderLifecycle {
         public var redeemedPoints: Int64
         /// What its stock lines took, to give back on a cancel.
         public var lines: [StockLine]
-
-        public init(status: Order.Status, paidAtMs: Int64, shipment: Handoff?, redeemedPoints: Int64, lines: [StockLine]) {
-            self.status = status
-            self.paidAtMs = paidAtMs
-            self.shipment = shipment
-            self.redeemedPoints = redeemedPoints
-            self.lines = lines
-        }
     }
 
     /// A variant and quantity taken from stock.
     public struct StockLine: Sendable, Hashable {
         public var variantId: String
         public var quantity: Int64
-
-        public init(variantId: String, quantity: Int64) {
-            self.variantId = variantId
-            self.quantity = quantity
-        }
     }
 
     /// An order given to a carrier (R-ORD-2, R-ORD-4).
     public struct Handoff: Sendable, Hashable {
         public var carrier: String
         public var trackingCode: String
-        public var trackingUrl: String
-        public var warehouseId: String
-
-        public init(carrier: String, trackingCode: String, trackingUrl: String = "", warehouseId: String = "") {
-            self.carrier = carrier
-            self.trackingCode = trackingCode
-            self.trackingUrl = trackingUrl
-            self.warehouseId = warehouseId
-        }
+        public var trackingUrl = ""
+        public var warehouseId = ""
     }
 
     /// The steps of an order's life.
@@ -90,15 +70,7 @@ public enum OrderLifecycle {
             public var staffId: String
             public var reason: String
             public var atMs: Int64
-
-            public init(staffId: String, reason: String, atMs: Int64) {
-                self.staffId = staffId
-                self.reason = reason
-                self.atMs = atMs
-            }
         }
-
-        public init() {}
 
         public static let none = Change()
         public var isEmpty: Bool { self == .none }

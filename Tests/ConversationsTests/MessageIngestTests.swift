@@ -1,5 +1,5 @@
 import ChatMeshAPI
-import Conversations
+@testable import Conversations
 import Testing
 
 /// R-CONV-1, R-CONV-3, R-CONV-5 and R-CONV-8 on one incoming message, with no database:

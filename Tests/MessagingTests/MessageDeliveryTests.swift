@@ -1,4 +1,4 @@
-import Messaging
+@testable import Messaging
 import Testing
 
 /// R-MSG-3 and R-ZNS-2 as tables: what each provider answer and each delivery report

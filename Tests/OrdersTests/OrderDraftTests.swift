@@ -1,5 +1,5 @@
 import ChatMeshAPI
-import Orders
+@testable import Orders
 import Testing
 
 /// R-ORD-6 and R-CART-3 on loaded carts, catalog and quote, with no database.

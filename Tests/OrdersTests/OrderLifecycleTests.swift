@@ -1,5 +1,5 @@
 import ChatMeshAPI
-import Orders
+@testable import Orders
 import Testing
 
 /// R-ORD-2..5 and R-PTS-1 as a table: every command on an order in every state it can
