@@ -193,12 +193,16 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
             _ = try InputRules.text(referral.channel, "referral.channel", max: InputRules.maxNameLength, required: false)
             _ = try InputRules.text(referral.campaign, "referral.campaign", max: InputRules.maxNameLength, required: false)
         }
-        var message = request
-        message.pageId = pageId
-        message.customerExternalId = external
-        message.customerName = name
-        message.sentAtMs = sentAt
-        return try await store.ingest(message, nowMs: nowMs)
+        let message = IncomingMessage(
+            pageId: pageId, customerExternalId: external, customerName: name, kind: request.kind, sender: request.sender, staffId: request.staffId,
+            text: request.text, postId: request.postId, sentAtMs: sentAt, referral: request.referral
+        )
+        let ingested = try await store.ingest(shop: request.shopId, message, nowMs: nowMs)
+        return IngestMessageResponse(
+            conversationId: ingested.conversationId, messageId: ingested.messageId, customerId: ingested.customerId,
+            capturedPhone: ingested.capturedPhone ?? "", capturedAddress: ingested.capturedAddress ?? "", status: ingested.status,
+            assignedStaffId: ingested.assignedStaffId
+        )
     }
 
     public func listConversations(_ request: ListConversationsRequest, context: ServerContext) async throws -> ListConversationsResponse {
@@ -223,7 +227,8 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
             }
             filter.after = cursor
         }
-        return try await store.listConversations(shop: request.shopId, filter: filter)
+        let page = try await store.listConversations(shop: request.shopId, filter: filter)
+        return ListConversationsResponse(conversations: page.items, nextPageToken: page.nextPageToken)
     }
 
     public func getConversation(_ request: GetConversationRequest, context: ServerContext) async throws -> Conversation {
@@ -242,10 +247,11 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         if !request.pageToken.isEmpty && ConversationCursor(token: request.pageToken) == nil {
             throw RPCError.invalidArgument("page_token is not a token this service returned")
         }
-        return try await store.listMessages(
+        let page = try await store.listMessages(
             shop: request.shopId, conversationId: conversationId, pageSize: try InputRules.pageSize(request.pageSize),
             after: request.pageToken.isEmpty ? nil : request.pageToken
         )
+        return ListMessagesResponse(messages: page.items, nextPageToken: page.nextPageToken)
     }
 
     public func assignConversation(_ request: AssignConversationRequest, context: ServerContext) async throws -> Conversation {
@@ -259,10 +265,9 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         default:
             throw RPCError.invalidArgument("mode must be AUTO or MANUAL")
         }
-        return try await store.assign(
-            shop: request.shopId, conversationId: conversationId, staffId: request.staffId.isEmpty ? nil : request.staffId, mode: request.mode,
-            nowMs: now()
-        )
+        let staff = request.staffId.isEmpty ? nil : request.staffId
+        let assignment: Assignment = request.mode == .auto ? .automatic(staffId: staff) : .manual(staffId: request.staffId)
+        return try await store.assign(shop: request.shopId, conversationId: conversationId, assignment, nowMs: now())
     }
 
     public func setStaffPresence(_ request: SetStaffPresenceRequest, context: ServerContext) async throws -> Empty {
@@ -338,9 +343,10 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
 
     public func listNotes(_ request: ListNotesRequest, context: ServerContext) async throws -> ListNotesResponse {
         let customerId = try InputRules.id(request.customerId, "customer_id")
-        return try await store.listNotes(
+        let page = try await store.listNotes(
             shop: request.shopId, customerId: customerId, pageSize: try InputRules.pageSize(request.pageSize), after: try InputRules.idToken(request.pageToken)
         )
+        return ListNotesResponse(notes: page.items, nextPageToken: page.nextPageToken)
     }
 
     public func deleteNote(_ request: DeleteNoteRequest, context: ServerContext) async throws -> Empty {
@@ -384,7 +390,8 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         if filter.toMs != 0 && filter.toMs <= filter.fromMs { throw RPCError.invalidArgument("to_ms must be after from_ms") }
         filter.pageSize = try InputRules.pageSize(request.pageSize)
         filter.after = try InputRules.idToken(request.pageToken)
-        return try await store.listActivity(shop: request.shopId, filter: filter)
+        let page = try await store.listActivity(shop: request.shopId, filter: filter)
+        return ListActivityResponse(entries: page.items, nextPageToken: page.nextPageToken)
     }
 
     public func getStaffConversationStats(_ request: GetStaffConversationStatsRequest, context: ServerContext) async throws -> GetStaffConversationStatsResponse {

@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import MeshRPC
+import MeshStore
 import VietnamCommerce
 
 /// conversation-svc's storage: what the handlers ask of it, in domain terms.
@@ -24,15 +25,15 @@ public protocol ConversationStore: Sendable {
 
     // Conversations and messages (R-CONV-1..3, R-CONV-5, R-CONV-8, R-TAG-5)
     /// `message` has been checked, its names trimmed and `sent_at_ms` set.
-    func ingest(_ message: IngestMessageRequest, nowMs: Int64) async throws -> IngestMessageResponse
-    func listConversations(shop: String, filter: ConversationFilter) async throws -> ListConversationsResponse
+    func ingest(shop: String, _ message: IncomingMessage, nowMs: Int64) async throws -> IngestedMessage
+    func listConversations(shop: String, filter: ConversationFilter) async throws -> ResultPage<Conversation>
     func conversation(shop: String, id: String) async throws -> Conversation
     /// R-PANEL-4: the list rows of these conversations (those that exist), with their tags.
     func conversations(shop: String, ids: [String]) async throws -> [Conversation]
     /// NOT_FOUND unless the page is connected.
     func requirePage(shop: String, pageId: String) async throws
-    func listMessages(shop: String, conversationId: String, pageSize: Int, after: String?) async throws -> ListMessagesResponse
-    func assign(shop: String, conversationId: String, staffId: String?, mode: AssignConversationRequest.Mode, nowMs: Int64) async throws -> Conversation
+    func listMessages(shop: String, conversationId: String, pageSize: Int, after: String?) async throws -> ResultPage<ChatMessage>
+    func assign(shop: String, conversationId: String, _ assignment: Assignment, nowMs: Int64) async throws -> Conversation
     func setPresence(shop: String, pageId: String, staffId: String, online: Bool) async throws
     func setStatus(shop: String, conversationId: String, open: Bool, staffId: String, nowMs: Int64) async throws -> Conversation
 
@@ -42,14 +43,14 @@ public protocol ConversationStore: Sendable {
     func updateCustomer(shop: String, id: String, changes: CustomerChanges) async throws -> Customer
     func setBlocked(shop: String, customerId: String, blocked: Bool, staffId: String, nowMs: Int64) async throws -> Customer
     func addNote(shop: String, customerId: String, text: String, staffId: String, nowMs: Int64) async throws -> Note
-    func listNotes(shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ListNotesResponse
+    func listNotes(shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ResultPage<Note>
     func deleteNote(shop: String, customerId: String, noteId: String) async throws
     func defineCustomField(shop: String, field: CustomField) async throws -> CustomField
     func listCustomFields(shop: String) async throws -> [CustomField]
     func setCustomFieldValue(shop: String, customerId: String, key: String, value: String) async throws -> Customer
 
     // History (R-ACT-1..2, R-REP-1)
-    func listActivity(shop: String, filter: ActivityFilter) async throws -> ListActivityResponse
+    func listActivity(shop: String, filter: ActivityFilter) async throws -> ResultPage<ActivityEntry>
     /// Deletes tag history older than the retention of R-ACT-2, in every shop; returns how many entries went.
     func purgeExpiredActivity(nowMs: Int64) async throws -> Int
     /// The message and assignment history R-REP-1 is computed from: every event of

@@ -108,3 +108,52 @@ public enum MessageIngest {
         return outcome
     }
 }
+
+/// A message as a platform delivers it to conversation-svc (IngestMessage, checked).
+public struct IncomingMessage: Sendable, Hashable {
+    public var pageId: String
+    /// The platform's id of the customer (a page-scoped id, a Zalo user id).
+    public var customerExternalId: String
+    public var customerName: String
+    public var kind: ChatMessage.Kind
+    public var sender: ChatMessage.Sender
+    /// Who wrote it, for a staff message.
+    public var staffId: String
+    public var text: String
+    /// The post a comment is under.
+    public var postId: String
+    public var sentAtMs: Int64
+    /// Where a first message came from (R-CONV-5).
+    public var referral: Referral?
+}
+
+/// What ingesting a message made of it: where it went and what the rules did.
+public struct IngestedMessage: Sendable, Hashable {
+    public var conversationId: String
+    public var messageId: String
+    public var customerId: String
+    public var status: Conversation.Status
+    public var assignedStaffId: String
+    /// A phone or address read from the message that now stands on the customer (R-CONV-3).
+    public var capturedPhone: String?
+    public var capturedAddress: String?
+}
+
+/// R-CONV-1: who a conversation goes to.
+public enum Assignment: Sendable, Hashable {
+    /// Chosen by staff.
+    case manual(staffId: String)
+    /// The page's rota: whose turn it is among those online, unless a caller already picked (`staffId`).
+    case automatic(staffId: String?)
+
+    var staffId: String? {
+        switch self {
+        case .manual(let staff): staff
+        case .automatic(let staff): staff
+        }
+    }
+
+    var isAutomatic: Bool {
+        if case .automatic = self { true } else { false }
+    }
+}

@@ -13,8 +13,7 @@ extension SQLConversationStore {
     /// statement, `MessageIngest` decides, and the message, the customer and
     /// conversation rows, the rota's turn, the outbox events and the change-log
     /// entries are written in the same transaction.
-    public func ingest(_ message: IngestMessageRequest, nowMs: Int64) async throws -> IngestMessageResponse {
-        let shop = message.shopId
+    public func ingest(shop: String, _ message: IncomingMessage, nowMs: Int64) async throws -> IngestedMessage {
         // Capture is pure text work: done before the transaction so the writer is held for SQL only.
         let incoming = MessageIngest.Message(
             sender: message.sender, customerName: message.customerName, sentAtMs: message.sentAtMs,
@@ -125,13 +124,10 @@ extension SQLConversationStore {
             if outcome.profileChanged { changes.append(ChangeLog.Entry(shopId: shop, kind: .customer, pageId: message.pageId, customerId: customerId)) }
             try await ChangeLog.record(db, changes, nowMs: nowMs)
 
-            var response = IngestMessageResponse(
+            return IngestedMessage(
                 conversationId: conversationId, messageId: messageId, customerId: customerId, status: outcome.thread.status,
-                assignedStaffId: outcome.thread.assignedStaffId
+                assignedStaffId: outcome.thread.assignedStaffId, capturedPhone: outcome.capturedPhone, capturedAddress: outcome.capturedAddress
             )
-            response.capturedPhone = outcome.capturedPhone ?? ""
-            response.capturedAddress = outcome.capturedAddress ?? ""
-            return response
         }
     }
 
@@ -207,7 +203,7 @@ extension SQLConversationStore {
             """).run()
     }
 
-    public func listConversations(shop: String, filter: ConversationFilter) async throws -> ListConversationsResponse {
+    public func listConversations(shop: String, filter: ConversationFilter) async throws -> ResultPage<Conversation> {
         try await db.read { db in
             _ = try await Self.requirePage(db, shop: shop, pageId: filter.pageId)
             let sql = Self.listQuery(shop: shop, filter: filter)
@@ -217,11 +213,11 @@ extension SQLConversationStore {
             for i in conversations.indices {
                 conversations[i].tags = tags[conversations[i].conversationId] ?? []
             }
-            var response = ListConversationsResponse(conversations: conversations)
+            var page = ResultPage(items: conversations)
             if rows.count > filter.pageSize, let last = conversations.last {
-                response.nextPageToken = ConversationCursor(lastMessageAtMs: last.lastMessageAtMs, conversationId: last.conversationId).token
+                page.nextPageToken = ConversationCursor(lastMessageAtMs: last.lastMessageAtMs, conversationId: last.conversationId).token
             }
-            return response
+            return page
         }
     }
 
@@ -312,7 +308,7 @@ extension SQLConversationStore {
         _ = try await db.read { db in try await Self.requirePage(db, shop: shop, pageId: pageId) }
     }
 
-    public func listMessages(shop: String, conversationId: String, pageSize: Int, after: String?) async throws -> ListMessagesResponse {
+    public func listMessages(shop: String, conversationId: String, pageSize: Int, after: String?) async throws -> ResultPage<ChatMessage> {
         try await db.read { db in
             _ = try await Self.requireConversation(db, shop: shop, id: conversationId)
             var sql: SQLQueryString = "SELECT * FROM messages WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)"
@@ -328,20 +324,21 @@ extension SQLConversationStore {
                     staffId: try row.string("staff_id"), text: try row.string("text"), postId: try row.string("post_id"), sentAtMs: try row.int64("sent_at_ms")
                 )
             }
-            var response = ListMessagesResponse(messages: messages)
+            var page = ResultPage(items: messages)
             if rows.count > pageSize, let last = messages.last {
-                response.nextPageToken = ConversationCursor(lastMessageAtMs: last.sentAtMs, conversationId: last.messageId).token
+                page.nextPageToken = ConversationCursor(lastMessageAtMs: last.sentAtMs, conversationId: last.messageId).token
             }
-            return response
+            return page
         }
     }
 
-    public func assign(shop: String, conversationId: String, staffId: String?, mode: AssignConversationRequest.Mode, nowMs: Int64) async throws -> Conversation {
+    /// R-CONV-1: a conversation given to a staff member, or to the page's rota.
+    public func assign(shop: String, conversationId: String, _ assignment: Assignment, nowMs: Int64) async throws -> Conversation {
         return try await write { db in
             let current = try await Self.requireConversation(db, shop: shop, id: conversationId)
             let staff: String
-            if let staffId {
-                staff = staffId
+            if let chosen = assignment.staffId {
+                staff = chosen
             } else {
                 guard let next = try await Self.nextOnlineStaff(db, shop: shop, pageId: current.pageId) else {
                     throw ConversationError.nobodyOnline(page: current.pageId)
@@ -353,7 +350,7 @@ extension SQLConversationStore {
                     UPDATE conversations SET assigned_staff_id = \(bind: staff) WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
                     """).run()
                 try await Self.recordEvent(
-                    db, shop: shop, conversationId: conversationId, pageId: current.pageId, kind: mode == .auto ? .assignedAuto : .assignedManual,
+                    db, shop: shop, conversationId: conversationId, pageId: current.pageId, kind: assignment.isAutomatic ? .assignedAuto : .assignedManual,
                     staffId: staff, atMs: nowMs
                 )
                 try await Self.changed(db, shop: shop, .conversation, current, nowMs: nowMs)

@@ -25,7 +25,7 @@ extension SQLConversationStore {
             filter.conversationId = conversationId
             filter.pageSize = activity
             let entries = try await Self.activity(db, shop: shop, filter: filter)
-            return ConversationContext(conversation: conversation, customer: customer, tags: tags, notes: notes.notes, activity: entries.entries)
+            return ConversationContext(conversation: conversation, customer: customer, tags: tags, notes: notes.items, activity: entries.items)
         }
     }
 
@@ -96,16 +96,16 @@ extension SQLConversationStore {
         }
     }
 
-    public func listNotes(shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ListNotesResponse {
+    public func listNotes(shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ResultPage<Note> {
         try await db.read { db in
             let page = try await Self.notes(db, shop: shop, customerId: customerId, pageSize: pageSize, after: after)
             // Customers are never deleted: one with notes exists, so only an empty answer needs the check.
-            if page.notes.isEmpty { try await Self.requireCustomer(db, shop: shop, id: customerId) }
+            if page.items.isEmpty { try await Self.requireCustomer(db, shop: shop, id: customerId) }
             return page
         }
     }
 
-    static func notes(_ db: any SQLDatabase, shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ListNotesResponse {
+    static func notes(_ db: any SQLDatabase, shop: String, customerId: String, pageSize: Int, after: String?) async throws -> ResultPage<Note> {
         var sql: SQLQueryString = "SELECT * FROM notes WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)"
         if let after { sql += " AND note_id < \(bind: after)" }
         sql += " ORDER BY note_id DESC LIMIT \(literal: pageSize + 1)"
@@ -116,7 +116,7 @@ extension SQLConversationStore {
                 createdAtMs: try row.int64("created_at_ms")
             )
         }
-        return ListNotesResponse(notes: notes, nextPageToken: rows.count > pageSize ? notes.last?.noteId ?? "" : "")
+        return ResultPage(items: notes, nextPageToken: rows.count > pageSize ? notes.last?.noteId ?? "" : "")
     }
 
     public func deleteNote(shop: String, customerId: String, noteId: String) async throws {

@@ -20,16 +20,16 @@ extension SQLConversationStore {
             """).run()
     }
 
-    public func listActivity(shop: String, filter: ActivityFilter) async throws -> ListActivityResponse {
+    public func listActivity(shop: String, filter: ActivityFilter) async throws -> ResultPage<ActivityEntry> {
         try await db.read { db in
             let page = try await Self.activity(db, shop: shop, filter: filter)
             // As for notes: entries prove their page exists, only an empty answer needs the check.
-            if page.entries.isEmpty { _ = try await Self.requirePage(db, shop: shop, pageId: filter.pageId) }
+            if page.items.isEmpty { _ = try await Self.requirePage(db, shop: shop, pageId: filter.pageId) }
             return page
         }
     }
 
-    static func activity(_ db: any SQLDatabase, shop: String, filter: ActivityFilter) async throws -> ListActivityResponse {
+    static func activity(_ db: any SQLDatabase, shop: String, filter: ActivityFilter) async throws -> ResultPage<ActivityEntry> {
         var sql: SQLQueryString = "SELECT * FROM activity WHERE shop_id = \(bind: shop) AND page_id = \(bind: filter.pageId)"
         if !filter.conversationId.isEmpty { sql += " AND conversation_id = \(bind: filter.conversationId)" }
         if !filter.actions.isEmpty {
@@ -47,7 +47,7 @@ extension SQLConversationStore {
                 tagName: try row.string("tag_name"), atMs: try row.int64("at_ms")
             )
         }
-        return ListActivityResponse(entries: entries, nextPageToken: rows.count > filter.pageSize ? entries.last?.entryId ?? "" : "")
+        return ResultPage(items: entries, nextPageToken: rows.count > filter.pageSize ? entries.last?.entryId ?? "" : "")
     }
 
     public func purgeExpiredActivity(nowMs: Int64) async throws -> Int {

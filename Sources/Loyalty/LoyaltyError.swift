@@ -10,7 +10,6 @@ public enum LoyaltyError: Error, Sendable, Hashable {
     case points(PointsAccount.Refusal)
     /// An order's events name one customer for good.
     case orderOfAnotherCustomer(String)
-    case unknownOrderEventKind
 
     // R-REF-1: referrals and their vouchers.
     case orderAlreadyReferred(order: String, friendPhone: String)

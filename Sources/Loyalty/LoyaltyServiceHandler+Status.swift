@@ -13,7 +13,6 @@ extension LoyaltyError: RPCErrorConvertible {
         case .points(.insufficient(let balance)): .failedPrecondition("points: the member has \(balance) points to spend (R-PTS-3)")
         case .points(.notPositive): .invalidArgument("points must be positive")
         case .orderOfAnotherCustomer(let order): .failedPrecondition("customer_id: order \(order) belongs to another customer")
-        case .unknownOrderEventKind: .invalidArgument("kind must be PAID, CANCELLED or REFUNDED")
         case .orderAlreadyReferred(let order, let phone): .alreadyExists("order_id: order \(order) already referred \(phone) (one referral per order)")
         case .orderNotPaid(let order): .failedPrecondition("order_id: order \(order) is not paid (loyalty-svc has no PAID event for it)")
         case .orderReversed(let order): .failedPrecondition("order_id: order \(order) was cancelled or refunded")

@@ -176,9 +176,14 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         let customer = try Self.id(request.customerId, "customer_id")
         if request.subtotalVnd < 0 { throw RPCError.invalidArgument("subtotal_vnd must not be negative") }
         if request.redeemPoints < 0 { throw RPCError.invalidArgument("redeem_points must not be negative") }
-        return try await store.preview(
+        let preview = try await store.preview(
             shop: request.shopId, customerId: customer, subtotalVnd: request.subtotalVnd, hasPromotion: request.hasPromotion,
             redeemPoints: request.redeemPoints, nowMs: now()
+        )
+        let quote = preview.quote
+        return PreviewOrderResponse(
+            tierDiscountVnd: quote.tierDiscountVnd, pointsDiscountVnd: quote.pointsDiscountVnd, pointsToEarn: quote.pointsToEarn,
+            tierId: preview.tierId, pointsRedeemed: quote.pointsRedeemed
         )
     }
 
@@ -186,26 +191,29 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         let event = try Self.id(request.eventId, "event_id")
         let order = try Self.id(request.orderId, "order_id")
         let customer = try Self.id(request.customerId, "customer_id")
+        let kind: LoyaltyStore.OrderEvent.Kind
         switch request.kind {
         case .paid:
             if request.amountVnd <= 0 { throw RPCError.invalidArgument("amount_vnd must be positive for a paid order") }
-        case .cancelled, .refunded:
-            break
+            kind = .paid
+        case .cancelled: kind = .cancelled
+        case .refunded: kind = .refunded
         default:
             throw RPCError.invalidArgument("kind must be PAID, CANCELLED or REFUNDED")
         }
         if request.amountVnd < 0 { throw RPCError.invalidArgument("amount_vnd must not be negative") }
         if request.district.count > 100 || request.province.count > 100 { throw RPCError.invalidArgument("district and province are at most 100 characters") }
         if request.atMs < 0 { throw RPCError.invalidArgument("at_ms must not be negative") }
-        return try await store.recordOrderEvent(
+        let outcome = try await store.recordOrderEvent(
             shop: request.shopId,
             LoyaltyStore.OrderEvent(
-                eventId: event, orderId: order, customerId: customer, kind: request.kind, amountVnd: request.amountVnd, channel: request.channel,
+                eventId: event, orderId: order, customerId: customer, kind: kind, amountVnd: request.amountVnd, channel: request.channel,
                 district: request.district.trimmingCharacters(in: .whitespaces), province: request.province.trimmingCharacters(in: .whitespaces),
                 usedOffer: request.usedOffer, atMs: request.atMs == 0 ? now() : request.atMs
             ),
             nowMs: now()
         )
+        return RecordOrderEventResponse(applied: outcome.applied, pointsDelta: outcome.pointsDelta, member: outcome.member)
     }
 
     public func redeemPoints(_ request: RedeemPointsRequest, context: ServerContext) async throws -> Member {

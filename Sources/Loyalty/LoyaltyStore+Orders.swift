@@ -12,43 +12,50 @@ extension LoyaltyStore {
 
     /// An order event from order-svc (R-PTS-1, R-LOY-3), as the store applies it.
     public struct OrderEvent: Sendable {
+        public enum Kind: Sendable, Hashable {
+            /// Earns points and counts toward the tier.
+            case paid
+            /// Both reverse what PAID did, and give back points redeemed on the order.
+            case cancelled, refunded
+        }
+
         public var eventId: String
         public var orderId: String
         public var customerId: String
-        public var kind: RecordOrderEventRequest.Kind
+        public var kind: Kind
         public var amountVnd: Int64
         public var channel: Order.Channel
         public var district: String
         public var province: String
         public var usedOffer: Bool
         public var atMs: Int64
+    }
 
-        public init(eventId: String, orderId: String, customerId: String, kind: RecordOrderEventRequest.Kind, amountVnd: Int64, channel: Order.Channel,
-                    district: String, province: String, usedOffer: Bool, atMs: Int64) {
-            self.eventId = eventId
-            self.orderId = orderId
-            self.customerId = customerId
-            self.kind = kind
-            self.amountVnd = amountVnd
-            self.channel = channel
-            self.district = district
-            self.province = province
-            self.usedOffer = usedOffer
-            self.atMs = atMs
-        }
+    /// What an order event did: applied (the first time its id was seen), the points it moved, the member after.
+    public struct OrderEventOutcome: Sendable {
+        public var applied: Bool
+        public var pointsDelta: Int64
+        public var member: Member
+    }
+
+    /// What a checkout would get (PreviewOrder): the quote, at the member's tier.
+    public struct CheckoutPreview: Sendable {
+        public var quote: CheckoutQuote
+        /// The member's tier ("" for none).
+        public var tierId: String
     }
 
     /// Applies an order event once by its id: PAID earns points (at the member's tier
     /// before this order) and counts toward the tier; CANCELLED or REFUNDED reverses
     /// both. The same channel rules for every channel (R-LOY-3).
-    public func recordOrderEvent(shop: String, _ event: OrderEvent, nowMs: Int64) async throws -> RecordOrderEventResponse {
+    public func recordOrderEvent(shop: String, _ event: OrderEvent, nowMs: Int64) async throws -> OrderEventOutcome {
         return try await write { db in
             let first = try await db.raw("""
                 INSERT INTO seen_events (shop_id, event_id, at_ms) VALUES (\(bind: shop), \(bind: event.eventId), \(bind: nowMs))
                 ON CONFLICT (shop_id, event_id) DO NOTHING RETURNING event_id
                 """).all()
             guard !first.isEmpty else {
-                return RecordOrderEventResponse(applied: false, pointsDelta: 0, member: try await Self.member(db, shop: shop, customerId: event.customerId) ?? Member())
+                return OrderEventOutcome(applied: false, pointsDelta: 0, member: try await Self.member(db, shop: shop, customerId: event.customerId) ?? Member())
             }
             let program = try await Self.program(db, shop: shop)
             let existing = try await db.raw("""
@@ -109,17 +116,15 @@ extension LoyaltyStore {
                     account.reverseOrder(event.orderId, atMs: event.atMs, reason: reason)
                 }
                 try await Self.rerank(db, shop: shop, customerId: event.customerId, program: program, nowMs: nowMs)
-            default:
-                throw LoyaltyError.unknownOrderEventKind
             }
-            return RecordOrderEventResponse(
+            return OrderEventOutcome(
                 applied: true, pointsDelta: delta, member: try await Self.member(db, shop: shop, customerId: event.customerId) ?? Member()
             )
         }
     }
 
     /// R-LOY-4, R-PTS-1, R-PTS-3: what an order would get; writes nothing.
-    public func preview(shop: String, customerId: String, subtotalVnd: Int64, hasPromotion: Bool, redeemPoints: Int64, nowMs: Int64) async throws -> PreviewOrderResponse {
+    public func preview(shop: String, customerId: String, subtotalVnd: Int64, hasPromotion: Bool, redeemPoints: Int64, nowMs: Int64) async throws -> CheckoutPreview {
         try await db.read { db in
             let program = try await Self.program(db, shop: shop)
             let member = try await db.raw("SELECT tier_id FROM members WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)").first()
@@ -131,10 +136,7 @@ extension LoyaltyStore {
                   AND remaining > 0 AND (expires_at_ms = 0 OR expires_at_ms > \(bind: nowMs))
                 """).first()!.int64("n")
             let quote = program.quote(subtotalVnd: subtotalVnd, hasPromotion: hasPromotion, tier: tier, balance: balance, redeemPoints: redeemPoints)
-            return PreviewOrderResponse(
-                tierDiscountVnd: quote.tierDiscountVnd, pointsDiscountVnd: quote.pointsDiscountVnd, pointsToEarn: quote.pointsToEarn,
-                tierId: tier?.tierId ?? "", pointsRedeemed: quote.pointsRedeemed
-            )
+            return CheckoutPreview(quote: quote, tierId: tier?.tierId ?? "")
         }
     }
 

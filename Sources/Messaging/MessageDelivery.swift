@@ -13,6 +13,14 @@ public enum MessageDelivery {
         case failed = "FAILED"
     }
 
+    /// A message as sent (or as its idempotency key sent it before): what SendMessage answers.
+    public struct Sent: Sendable, Hashable {
+        public var messageId: String
+        public var status: Status
+        /// What it cost the shop's balance (0 when it did not go).
+        public var costVnd: Int64
+    }
+
     /// What a provider's answer makes of a message.
     public struct Settlement: Sendable, Hashable {
         public var status: Status

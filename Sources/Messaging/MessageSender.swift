@@ -36,20 +36,16 @@ public struct MessageSender: Sendable {
     public func send(
         shop: String, template: Template, recipient: String, params: [String: String], idempotencyKey: String, customerId: String,
         humanAgent: Bool = false
-    ) async throws -> SendMessageResponse {
+    ) async throws -> MessageDelivery.Sent {
         let channel = template.channel
-        guard template.enabled else {
-            throw RPCError.failedPrecondition("template_id: template \(template.templateId) is disabled (poor ZNS quality, R-ZNS-2)")
-        }
+        guard template.enabled else { throw MessagingError.templateDisabled(template.templateId) }
         let body: String
         do {
             body = try TemplateText.render(template.body, params: params)
         } catch let missing as TemplateText.MissingParameters {
-            throw RPCError.invalidArgument("params: no value for \(missing.names.map { "{{\($0)}}" }.joined(separator: ", "))")
+            throw MessagingError.missingParameters(missing.names)
         }
-        guard let adapter = adapters[channel] else {
-            throw RPCError.failedPrecondition("channel: no provider is configured for \(channel.protoName)")
-        }
+        guard let adapter = adapters[channel] else { throw MessagingError.noProvider(channel) }
         let price = prices.price(channel)
         if price > 0, let topUps {
             try await topUps.ensure(shop: shop, needVnd: price)

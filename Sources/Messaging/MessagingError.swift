@@ -6,6 +6,11 @@ public enum MessagingError: Error, Sendable, Hashable {
     case noTemplate(String)
     case noBroadcast(String)
     case noMessage(String)
+    /// R-ZNS-2: a template disabled for poor quality sends nothing.
+    case templateDisabled(String)
+    /// Placeholders of the template the send gave no value for.
+    case missingParameters([String])
+    case noProvider(Template.Channel)
     /// A payment reference names one top-up, of one amount (R-MSG-3).
     case topUpAmountDiffers(paymentRef: String)
     /// R-ZNS-3: the OA's quality level allows only some purposes.

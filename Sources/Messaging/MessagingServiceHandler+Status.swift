@@ -9,6 +9,9 @@ extension MessagingError: RPCErrorConvertible {
         case .noTemplate(let id): .notFound("template_id: no template \(id)")
         case .noBroadcast(let id): .notFound("broadcast_id: no broadcast \(id)")
         case .noMessage(let id): .notFound("message_id: no message \(id)")
+        case .templateDisabled(let id): .failedPrecondition("template_id: template \(id) is disabled (poor ZNS quality, R-ZNS-2)")
+        case .missingParameters(let names): .invalidArgument("params: no value for \(names.map { "{{\($0)}}" }.joined(separator: ", "))")
+        case .noProvider(let channel): .failedPrecondition("channel: no provider is configured for \(channel.protoName)")
         case .topUpAmountDiffers(let ref): .failedPrecondition("payment_ref: \(ref) already topped up a different amount")
         case .purposeNotAllowed(let purpose, let allowed):
             .failedPrecondition(

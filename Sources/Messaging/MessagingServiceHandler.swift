@@ -103,10 +103,11 @@ public struct MessagingServiceHandler: MessagingService.Handler {
             case .refused(let reason): throw RPCError.failedPrecondition("recipient: \(reason)")
             }
         }
-        return try await sender.send(
+        let sent = try await sender.send(
             shop: request.shopId, template: template, recipient: recipient, params: request.params, idempotencyKey: key,
             customerId: request.customerId, humanAgent: humanAgent
         )
+        return Self.answer(sent)
     }
 
     // MARK: ZNS quality (R-ZNS-1..3)
@@ -114,9 +115,13 @@ public struct MessagingServiceHandler: MessagingService.Handler {
     public func recordDeliveryReport(_ request: DeliveryReportRequest, context: ServerContext) async throws -> SendMessageResponse {
         if request.messageId.isEmpty { throw RPCError.invalidArgument("message_id is required") }
         if request.reason.utf8.count > 1_000 { throw RPCError.invalidArgument("reason is longer than 1000 bytes") }
-        return try await store.report(
+        return Self.answer(try await store.report(
             shop: request.shopId, messageId: request.messageId, delivered: request.delivered, reason: request.reason, nowMs: now()
-        )
+        ))
+    }
+
+    static func answer(_ sent: MessageDelivery.Sent) -> SendMessageResponse {
+        SendMessageResponse(messageId: sent.messageId, status: sent.status.rawValue, costVnd: sent.costVnd)
     }
 
     public func recordFeedback(_ request: RecordFeedbackRequest, context: ServerContext) async throws -> Empty {

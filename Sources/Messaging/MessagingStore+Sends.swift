@@ -12,7 +12,7 @@ extension MessagingStore {
     /// What reserving a send did: a new message with its price held, or the message the idempotency key made before.
     public enum Reservation: Sendable {
         /// The idempotency key was used before: this is what that send answered.
-        case existing(SendMessageResponse)
+        case existing(MessageDelivery.Sent)
         case reserved(messageId: String)
     }
 
@@ -31,7 +31,7 @@ extension MessagingStore {
             if let row = try await db.raw("""
                 SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND idempotency_key = \(bind: idempotencyKey)
                 """).first() {
-                return .existing(try Self.response(row))
+                return .existing(try Self.sent(row))
             }
             if let zns {
                 let state = try await Self.znsState(db, shop: shop, today: day, policy: zns)
@@ -67,7 +67,7 @@ extension MessagingStore {
     /// `provider` is nil for a delivery report (R-ZNS-2), which is not another attempt.
     public func settle(
         shop: String, messageId: String, outcome: DeliveryOutcome, provider: String?, nowMs: Int64, reported: Bool = false
-    ) async throws -> SendMessageResponse {
+    ) async throws -> MessageDelivery.Sent {
         try await db.write { db in
             let settlement = MessageDelivery.settle(outcome)
             var costUpdate: SQLQueryString = ""
@@ -106,13 +106,13 @@ extension MessagingStore {
                     delivered: 1, negative: 0
                 )
             }
-            return try Self.response(row)
+            return try Self.sent(row)
         }
     }
 
     /// R-ZNS-2: a provider's report on a SENT message. Delivered keeps the price;
     /// not delivered gives it back (and moves a broadcast's counters with it).
-    public func report(shop: String, messageId: String, delivered: Bool, reason: String, nowMs: Int64) async throws -> SendMessageResponse {
+    public func report(shop: String, messageId: String, delivered: Bool, reason: String, nowMs: Int64) async throws -> MessageDelivery.Sent {
         let stored = try await db.read { db in
             try await db.raw("SELECT status FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()?.string("status")
         }
@@ -125,7 +125,7 @@ extension MessagingStore {
             return try await settle(shop: shop, messageId: messageId, outcome: outcome, provider: nil, nowMs: nowMs, reported: true)
         case .unchanged:
             return try await db.read { db in
-                try Self.response(try await db.raw("SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()!)
+                try Self.sent(try await db.raw("SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()!)
             }
         case .notSentYet:
             throw MessagingError.messageNotSentYet(messageId)
@@ -158,4 +158,14 @@ extension MessagingStore {
             }
         }
     }
+
+    /// A message row as its sender sees it.
+    static func sent(_ row: any SQLRow) throws -> MessageDelivery.Sent {
+        let stored = try row.string("status")
+        guard let status = MessageDelivery.Status(rawValue: stored) else {
+            throw MessagingError.unknownStatus(what: "message \(try row.string("message_id"))", stored: stored)
+        }
+        return MessageDelivery.Sent(messageId: try row.string("message_id"), status: status, costVnd: try row.int64("cost_vnd"))
+    }
+
 }

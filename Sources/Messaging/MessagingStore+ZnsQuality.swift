@@ -128,11 +128,4 @@ extension MessagingStore {
             )
         }
     }
-
-    static func response(_ row: any SQLRow) throws -> SendMessageResponse {
-        SendMessageResponse(
-            messageId: try row.string("message_id"), status: try row.string("status"),
-            costVnd: try row.int64("cost_vnd")
-        )
-    }
 }

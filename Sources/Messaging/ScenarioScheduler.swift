@@ -49,7 +49,7 @@ public struct ScenarioScheduler: Sendable {
                 params: ["customer_id": step.customerId, "page_id": step.pageId, "tag_name": step.tagName],
                 idempotencyKey: "step:" + step.stepId, customerId: step.customerId
             )
-            return (answer.status == MessageDelivery.Status.failed.rawValue ? .failed : .sent, "", answer.messageId)
+            return (answer.status == .failed ? .failed : .sent, "", answer.messageId)
         } catch {
             // Refusals (balance, quota, a template disabled or deleted) end the step with the reason; faults of our own propagate.
             let status = RPCError(answering: error)
