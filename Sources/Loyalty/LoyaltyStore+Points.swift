@@ -108,7 +108,7 @@ extension LoyaltyStore {
             // An order redeems once: a retried call (order-svc after a time-out) changes nothing.
             if !orderId.isEmpty, try await db.raw("""
                 SELECT entry_id FROM points_ledger WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId) AND order_id = \(bind: orderId)
-                  AND kind = 'redeem' LIMIT 1
+                  AND kind = \(bind: PointsAccount.EntryKind.redeem.rawValue) LIMIT 1
                 """).first() != nil {
                 return try await Self.member(db, shop: shop, customerId: customerId)!
             }
