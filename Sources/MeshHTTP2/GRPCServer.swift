@@ -74,7 +74,7 @@ public final class GRPCServer: Service, Sendable {
         }
 
         /// "host:port", as in CHATMESH_LISTEN.
-        public init(listen: String) throws(RPCError) {
+        public init(listen: String) throws(ConfigurationError) {
             let address = try HostPort(listen)
             self.init(host: address.host.isEmpty ? "0.0.0.0" : address.host, port: address.port)
         }

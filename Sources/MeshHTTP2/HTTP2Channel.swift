@@ -41,8 +41,8 @@ public final class HTTP2Channel: RPCChannel {
     private let callIDs = Atomic<UInt64>(0)
 
     /// `targets` are "host:port" addresses of the replicas of one service (CHATMESH_<SERVICE>_ADDRS).
-    public init(targets: [String], config: Config = Config(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws(RPCError) {
-        guard !targets.isEmpty else { throw .invalidArgument("no addresses to connect to") }
+    public init(targets: [String], config: Config = Config(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws(ConfigurationError) {
+        guard !targets.isEmpty else { throw ConfigurationError("no addresses to connect to") }
         var subs: [Subchannel] = []
         for target in targets {
             let address = try HostPort(target)
@@ -53,7 +53,7 @@ public final class HTTP2Channel: RPCChannel {
     }
 
     /// "a:1,b:2" as in the environment.
-    public convenience init(addresses: String, config: Config = Config()) throws(RPCError) {
+    public convenience init(addresses: String, config: Config = Config()) throws(ConfigurationError) {
         try self.init(targets: addresses.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }, config: config)
     }
 

@@ -5,9 +5,9 @@ struct HostPort {
     let host: String
     let port: Int
 
-    init(_ text: String) throws(RPCError) {
+    init(_ text: String) throws(ConfigurationError) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
-            throw .invalidArgument("address '\(text)' is not host:port")
+            throw ConfigurationError("address '\(text)' is not host:port")
         }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
