@@ -163,7 +163,8 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
             }
             attachments.append(.init(customerExternalId: customer, fbLabelIds: attachment.fbLabelIds))
         }
-        return try await store.syncFacebookLabels(shop: request.shopId, pageId: pageId, labels: labels, attachments: attachments, nowMs: now())
+        let outcome = try await store.syncFacebookLabels(shop: request.shopId, pageId: pageId, labels: labels, attachments: attachments, nowMs: now())
+        return SyncFacebookLabelsResponse(synced: Int32(outcome.synced), skipped: Int32(outcome.skipped), skippedReasons: outcome.skippedReasons)
     }
 
     // MARK: Conversations

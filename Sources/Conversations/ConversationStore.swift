@@ -21,7 +21,7 @@ public protocol ConversationStore: Sendable {
     func setFacebookLabelSync(shop: String, pageId: String, enabled: Bool) async throws -> Page
     func syncFacebookLabels(
         shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], nowMs: Int64
-    ) async throws -> SyncFacebookLabelsResponse
+    ) async throws -> FacebookLabelSync.Outcome
 
     // Conversations and messages (R-CONV-1..3, R-CONV-5, R-CONV-8, R-TAG-5)
     /// `message` has been checked, its names trimmed and `sent_at_ms` set.

@@ -45,6 +45,13 @@ public enum FacebookLabelSync {
         public let fbLabelId: String
     }
 
+    /// What a sync did: labels and attachments applied, and what was skipped and why.
+    public struct Outcome: Sendable, Hashable {
+        public var synced: Int
+        public var skipped: Int
+        public var skippedReasons: [String]
+    }
+
     public struct Plan: Sendable, Hashable {
         /// Labels to create as hidden tags in the "Facebook" folder (new ones only).
         public var newLabels: [Label] = []

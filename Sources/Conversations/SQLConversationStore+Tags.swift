@@ -243,7 +243,7 @@ extension SQLConversationStore {
 
     public func syncFacebookLabels(
         shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], nowMs: Int64
-    ) async throws -> SyncFacebookLabelsResponse {
+    ) async throws -> FacebookLabelSync.Outcome {
         return try await write { db in
             guard let pageRow = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() else {
                 throw ConversationError.pageNotConnected(pageId)
@@ -345,9 +345,7 @@ extension SQLConversationStore {
             if mode == .backfill {
                 try await db.raw("UPDATE pages SET fb_backfill_pending = 0 WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").run()
             }
-            return SyncFacebookLabelsResponse(
-                synced: Int32(plan.newLabels.count + attachedCount), skipped: Int32(plan.skipped), skippedReasons: plan.reasons
-            )
+            return FacebookLabelSync.Outcome(synced: plan.newLabels.count + attachedCount, skipped: plan.skipped, skippedReasons: plan.reasons)
         }
     }
 

@@ -6,6 +6,8 @@ public enum LoyaltyError: Error, Sendable, Hashable {
     case notAMember(String)
     case noVoucher(String)
     case noSegment(String)
+    /// A segment's match or conditions as given cannot be a rule; the text names the field.
+    case invalidSegment(String)
     /// R-PTS-3, R-PTS-4: what the points account refused.
     case points(PointsAccount.Refusal)
     /// An order's events name one customer for good.

@@ -10,6 +10,7 @@ extension LoyaltyError: RPCErrorConvertible {
         case .notAMember(let customer): .notFound("customer_id: \(customer) is not a member")
         case .noVoucher(let code): .notFound("code: no voucher \(code)")
         case .noSegment(let id): .notFound("segment_id: no segment \(id)")
+        case .invalidSegment(let why): .invalidArgument(why)
         case .points(.insufficient(let balance)): .failedPrecondition("points: the member has \(balance) points to spend (R-PTS-3)")
         case .points(.notPositive): .invalidArgument("points must be positive")
         case .orderOfAnotherCustomer(let order): .failedPrecondition("customer_id: order \(order) belongs to another customer")

@@ -253,7 +253,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
         if name.isEmpty { throw RPCError.invalidArgument("name is required") }
         if name.count > 200 { throw RPCError.invalidArgument("name is longer than 200 characters") }
-        _ = try LoyaltyStore.rule(request.match, request.conditions)
+        _ = try SegmentRule.checking(request.match, request.conditions)
         return try await store.createSegment(shop: request.shopId, name: name, match: request.match, conditions: request.conditions, nowMs: now())
     }
 

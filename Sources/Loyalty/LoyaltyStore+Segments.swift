@@ -61,51 +61,7 @@ extension LoyaltyStore {
             }
             return try Self.segment(row)
         }
-        return try Self.rule(segment.match, segment.conditions)
-    }
-
-    /// Checks conditions as a request gives them and turns them into the rule; errors name `conditions[i].field`.
-    public static func rule(_ match: Segment.Match, _ conditions: [SegmentCondition]) throws(RPCError) -> SegmentRule {
-        let match: SegmentRule.Match = switch match {
-        case .all: .all
-        case .any: .any
-        default: throw .invalidArgument("match must be ALL or ANY")
-        }
-        if conditions.isEmpty { throw .invalidArgument("conditions: a segment needs at least one condition") }
-        if conditions.count > 20 { throw .invalidArgument("conditions: at most 20") }
-        var rules: [SegmentRule.Condition] = []
-        for (index, c) in conditions.enumerated() {
-            let field = "conditions[\(index)]"
-            func range() throws(RPCError) -> DayRange {
-                if c.fromMs <= 0 || c.toMs <= 0 { throw .invalidArgument("\(field).from_ms and to_ms are required for \(c.kind.protoName)") }
-                guard let range = DayRange(fromMs: c.fromMs, toMs: c.toMs) else {
-                    throw .invalidArgument("\(field).to_ms is before from_ms")
-                }
-                return range
-            }
-            switch c.kind {
-            case .purchasedBetween: rules.append(.purchasedBetween(try range()))
-            case .notPurchasedBetween: rules.append(.notPurchasedBetween(try range()))
-            case .birthdayInMonth:
-                guard (1...12).contains(c.month) else { throw .invalidArgument("\(field).month must be 1 to 12") }
-                rules.append(.birthdayInMonth(Int(c.month)))
-            case .birthdayBetween: rules.append(.birthdayBetween(try range()))
-            case .memberSinceBetween: rules.append(.memberSinceBetween(try range()))
-            case .usedOfferBetween: rules.append(.usedOfferBetween(try range()))
-            case .hasTag:
-                if let problem = TagName.validate(c.tag) { throw .invalidArgument("\(field).tag: \(problem)") }
-                rules.append(.hasTag(TagName.key(c.tag)))
-            case .tierIs:
-                if c.tierId.isEmpty { throw .invalidArgument("\(field).tier_id is required") }
-                rules.append(.tierIs(c.tierId))
-            case .pointsAtLeast:
-                if c.points < 0 { throw .invalidArgument("\(field).points must not be negative") }
-                rules.append(.pointsAtLeast(c.points))
-            default:
-                throw .invalidArgument("\(field).kind is required")
-            }
-        }
-        return SegmentRule(match: match, conditions: rules)
+        return try SegmentRule.checking(segment.match, segment.conditions)
     }
 
     /// The rule as a WHERE clause over `members m`.

@@ -1,3 +1,4 @@
+import ChatMeshAPI
 import MeshRPC
 import VietnamCommerce
 
@@ -151,5 +152,51 @@ public struct CustomerFacts: Sendable, Hashable {
     public func hash(into hasher: inout Hasher) {
         hasher.combine(customerId)
         hasher.combine(points)
+    }
+}
+
+extension SegmentRule {
+    /// Checks conditions as a request gives them and turns them into the rule; a refusal names `match`, `conditions` or `conditions[i].field`.
+    public static func checking(_ match: Segment.Match, _ conditions: [SegmentCondition]) throws(LoyaltyError) -> SegmentRule {
+        let match: SegmentRule.Match = switch match {
+        case .all: .all
+        case .any: .any
+        default: throw .invalidSegment("match must be ALL or ANY")
+        }
+        if conditions.isEmpty { throw .invalidSegment("conditions: a segment needs at least one condition") }
+        if conditions.count > 20 { throw .invalidSegment("conditions: at most 20") }
+        var rules: [SegmentRule.Condition] = []
+        for (index, c) in conditions.enumerated() {
+            let field = "conditions[\(index)]"
+            func range() throws(LoyaltyError) -> DayRange {
+                if c.fromMs <= 0 || c.toMs <= 0 { throw .invalidSegment("\(field).from_ms and to_ms are required for \(c.kind.protoName)") }
+                guard let range = DayRange(fromMs: c.fromMs, toMs: c.toMs) else {
+                    throw .invalidSegment("\(field).to_ms is before from_ms")
+                }
+                return range
+            }
+            switch c.kind {
+            case .purchasedBetween: rules.append(.purchasedBetween(try range()))
+            case .notPurchasedBetween: rules.append(.notPurchasedBetween(try range()))
+            case .birthdayInMonth:
+                guard (1...12).contains(c.month) else { throw .invalidSegment("\(field).month must be 1 to 12") }
+                rules.append(.birthdayInMonth(Int(c.month)))
+            case .birthdayBetween: rules.append(.birthdayBetween(try range()))
+            case .memberSinceBetween: rules.append(.memberSinceBetween(try range()))
+            case .usedOfferBetween: rules.append(.usedOfferBetween(try range()))
+            case .hasTag:
+                if let problem = TagName.validate(c.tag) { throw .invalidSegment("\(field).tag: \(problem)") }
+                rules.append(.hasTag(TagName.key(c.tag)))
+            case .tierIs:
+                if c.tierId.isEmpty { throw .invalidSegment("\(field).tier_id is required") }
+                rules.append(.tierIs(c.tierId))
+            case .pointsAtLeast:
+                if c.points < 0 { throw .invalidSegment("\(field).points must not be negative") }
+                rules.append(.pointsAtLeast(c.points))
+            default:
+                throw .invalidSegment("\(field).kind is required")
+            }
+        }
+        return SegmentRule(match: match, conditions: rules)
     }
 }

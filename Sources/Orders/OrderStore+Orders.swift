@@ -224,7 +224,7 @@ extension OrderStore {
             try await Self.changed(db, shop: shop, [.orders], customers: [order.customerId], nowMs: nowMs)
             let changed = try await Self.order(db, shop: shop, id: id)
             if let event = change.event {
-                try await Self.recordEvent(db, shop: shop, order: changed, kind: event == .paid ? .paid : .cancelled, atMs: nowMs)
+                try await Self.recordEvent(db, shop: shop, order: changed, event, atMs: nowMs)
             }
             return changed
         }
@@ -269,11 +269,11 @@ extension OrderStore {
 
     /// The event loyalty-svc will receive through the outbox; its id is stable per
     /// order and kind, so an event is written once however often the change is retried.
-    static func recordEvent(_ db: any SQLDatabase, shop: String, order: Order, kind: RecordOrderEventRequest.Kind, atMs: Int64) async throws {
-        let name = switch kind {
-        case .paid: "paid"
-        case .cancelled: "cancelled"
-        default: "refunded"
+    static func recordEvent(_ db: any SQLDatabase, shop: String, order: Order, _ lifecycleEvent: OrderLifecycle.Event, atMs: Int64) async throws {
+        // The wire's kind; order-svc records no refunds (they are the back office's).
+        let (name, kind): (String, RecordOrderEventRequest.Kind) = switch lifecycleEvent {
+        case .paid: ("paid", .paid)
+        case .cancelled: ("cancelled", .cancelled)
         }
         let a = order.shipping?.address ?? Address()
         let event = RecordOrderEventRequest(

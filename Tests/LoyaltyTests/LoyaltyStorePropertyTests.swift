@@ -176,7 +176,7 @@ import VietnamCommerce
             func check(_ segments: [Segment]) async throws {
                 try await refreshStoredFacts()
                 for segment in segments {
-                    let rule = try LoyaltyStore.rule(segment.match, segment.conditions)
+                    let rule = try SegmentRule.checking(segment.match, segment.conditions)
                     let expected = facts.values.filter { rule.matches($0) }.map(\.customerId).sorted()
                     let count = try await h.client.countSegment(SegmentRequest(shopId: Self.shop, segmentId: segment.segmentId)).count
                     var listed: [String] = []
