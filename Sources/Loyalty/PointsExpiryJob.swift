@@ -24,8 +24,8 @@ public actor PointsExpiryJob {
     /// One round at `nowMs` over every shop with a program.
     public func run(nowMs: Int64) async throws -> Round {
         let today = VietnamTime.dayNumber(atMs: nowMs)
-        // Claimed before the round: a round that fails half-way is not re-ranked again until tomorrow,
-        // as a re-rank that failed would be retried on the same data and fail alike.
+        // Claimed before the round, as loyalty-svc always has: a round that fails half-way leaves the
+        // re-rank to tomorrow's first round rather than repeating a whole-shop re-rank every hour.
         let rankToday = today != rankedDay
         rankedDay = today
         var round = Round()

@@ -20,14 +20,7 @@ public struct OrderDraft: Sendable, Hashable {
     public var quoteId: String
     public var subtotalVnd: Int64 { lines.reduce(0) { $0 + $1.quantity * $1.priceVnd } }
 
-    /// A cart the request names, as loaded (open: the store refused closed ones).
-    public struct CartLines: Sendable, Hashable {
-        public var cartId: String
-        public var customerId: String
-        public var items: [CartItem]
-    }
-
-    /// A variant in the catalog, with its product's name and what is in stock.
+    /// A variant in the catalog, with its product's name and what is in stock, as orders copy them.
     public struct CatalogEntry: Sendable, Hashable {
         public var productName: String
         public var title: String
@@ -37,15 +30,15 @@ public struct OrderDraft: Sendable, Hashable {
 
     /// A shipping quote as stored (R-SHIP-1).
     public struct Quote: Sendable, Hashable {
-        public var quoteId: String
         public var feeVnd: Int64
         public var expiresAtMs: Int64
         /// The order that used it ("" while unused).
         public var usedByOrderId: String
     }
 
-    /// The variants a request asks for, in order, each with the request field that asked.
-    public static func wanted(items: [OrderLifecycle.StockLine], carts: [CartLines], customerId: String) throws(OrderError) -> [Wanted] {
+    /// The variants a request asks for, in order, each with the request field that asked; `carts`
+    /// are the open carts the request names, as loaded (the store refused closed ones).
+    public static func wanted(items: [OrderLifecycle.StockLine], carts: [Cart], customerId: String) throws(OrderError) -> [Wanted] {
         var wanted = items.enumerated().map { index, item in
             Wanted(variantId: item.variantId, quantity: item.quantity, priceVnd: nil, field: "items[\(index)]")
         }

@@ -60,8 +60,9 @@ public struct OrderPlacement: Sendable {
     /// CreateOrder: the order placed once per idempotency key, or refused with nothing written.
     public func place(shop: String, _ request: CreateOrderRequest, staffId: String, nowMs: Int64) async throws -> Order {
         if let existing = try await store.order(shop: shop, idempotencyKey: request.idempotencyKey) { return existing }
+        let items = request.items.map { OrderLifecycle.StockLine(variantId: $0.variantId, quantity: Int64($0.quantity)) }
         let draft = try await store.draft(
-            shop: shop, customerId: request.customerId, items: request.items.map { OrderLifecycle.StockLine(variantId: $0.variantId, quantity: Int64($0.quantity)) }, cartIds: request.cartIds, quoteId: request.shippingQuoteId, nowMs: nowMs
+            shop: shop, customerId: request.customerId, items: items, cartIds: request.cartIds, quoteId: request.shippingQuoteId, nowMs: nowMs
         )
         let quote: PreviewOrderResponse
         do {

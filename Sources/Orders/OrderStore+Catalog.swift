@@ -84,28 +84,17 @@ extension OrderStore {
         }
     }
 
-    /// A variant with its product's name, as orders copy them.
-    struct CatalogEntry: Sendable {
-        var variantId: String
-        var productName: String
-        var title: String
-        var priceVnd: Int64
-        var stock: Int64
-        var weightG: Int64
-    }
-
-    static func catalog(_ db: any SQLDatabase, shop: String, variants ids: [String]) async throws -> [String: CatalogEntry] {
+    /// The variants of `ids` the shop sells, by id.
+    static func catalog(_ db: any SQLDatabase, shop: String, variants ids: [String]) async throws -> [String: OrderDraft.CatalogEntry] {
         guard !ids.isEmpty else { return [:] }
-        var out: [String: CatalogEntry] = [:]
+        var out: [String: OrderDraft.CatalogEntry] = [:]
         for row in try await db.raw("""
-            SELECT v.variant_id, v.title, v.price_vnd, v.stock, v.weight_g, p.name FROM variants v
+            SELECT v.variant_id, v.title, v.price_vnd, v.stock, p.name FROM variants v
             JOIN products p ON p.shop_id = v.shop_id AND p.product_id = v.product_id
             WHERE v.shop_id = \(bind: shop) AND v.variant_id IN (\(binds: Array(Set(ids))))
             """).all() {
-            let id = try row.string("variant_id")
-            out[id] = CatalogEntry(
-                variantId: id, productName: try row.string("name"), title: try row.string("title"), priceVnd: try row.int64("price_vnd"),
-                stock: try row.int64("stock"), weightG: try row.int64("weight_g")
+            out[try row.string("variant_id")] = OrderDraft.CatalogEntry(
+                productName: try row.string("name"), title: try row.string("title"), priceVnd: try row.int64("price_vnd"), stock: try row.int64("stock")
             )
         }
         return out

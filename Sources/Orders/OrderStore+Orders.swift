@@ -15,22 +15,18 @@ extension OrderStore {
         shop: String, customerId: String, items: [OrderLifecycle.StockLine], cartIds: [String], quoteId: String, nowMs: Int64
     ) async throws -> OrderDraft {
         try await db.read { db in
-            var carts: [OrderDraft.CartLines] = []
+            var carts: [Cart] = []
             for (index, cartId) in cartIds.enumerated() {
-                let cart = try await Self.cart(db, shop: shop, id: cartId, field: "cart_ids[\(index)]")
-                carts.append(OrderDraft.CartLines(cartId: cartId, customerId: cart.customerId, items: cart.items))
+                carts.append(try await Self.cart(db, shop: shop, id: cartId, field: "cart_ids[\(index)]"))
             }
             let wanted = try OrderDraft.wanted(items: items, carts: carts, customerId: customerId)
-            let catalog = try await Self.catalog(db, shop: shop, variants: wanted.map(\.variantId)).mapValues {
-                OrderDraft.CatalogEntry(productName: $0.productName, title: $0.title, priceVnd: $0.priceVnd, stock: $0.stock)
-            }
+            let catalog = try await Self.catalog(db, shop: shop, variants: wanted.map(\.variantId))
             var quote: OrderDraft.Quote?
             if !quoteId.isEmpty, let row = try await db.raw("""
                 SELECT * FROM shipping_quotes WHERE shop_id = \(bind: shop) AND quote_id = \(bind: quoteId)
                 """).first() {
                 quote = OrderDraft.Quote(
-                    quoteId: quoteId, feeVnd: try row.int64("fee_vnd"), expiresAtMs: try row.int64("expires_at_ms"),
-                    usedByOrderId: try row.string("used_by_order_id")
+                    feeVnd: try row.int64("fee_vnd"), expiresAtMs: try row.int64("expires_at_ms"), usedByOrderId: try row.string("used_by_order_id")
                 )
             }
             return try OrderDraft.decide(

@@ -10,10 +10,10 @@ import Testing
         "shirt-m": D.CatalogEntry(productName: "Áo sơ mi", title: "Size M", priceVnd: 250_000, stock: 3),
         "bag": D.CatalogEntry(productName: "Túi", title: "Đỏ", priceVnd: 400_000, stock: 0),
     ]
-    static let lanCart = D.CartLines(cartId: "cart1", customerId: "lan", items: [CartItem(variantId: "shirt-m", quantity: 2, priceVnd: 199_000)])
+    static let lanCart = Cart(cartId: "cart1", customerId: "lan", items: [CartItem(variantId: "shirt-m", quantity: 2, priceVnd: 199_000)])
 
     static func draft(
-        items: [OrderLifecycle.StockLine] = [], carts: [D.CartLines] = [], quoteId: String = "", quote: D.Quote? = nil
+        items: [OrderLifecycle.StockLine] = [], carts: [Cart] = [], quoteId: String = "", quote: D.Quote? = nil
     ) -> Result<D, OrderError> {
         Result { () throws(OrderError) -> D in
             let wanted = try D.wanted(items: items, carts: carts, customerId: "lan")
@@ -26,7 +26,7 @@ import Testing
     @Test func itemsAtCatalogPricesCartsAtTheirOwnAndAQuoteForItsFee() throws {
         let fromItems = try Self.draft(items: [.init(variantId: "shirt-m", quantity: 2)]).get()
         #expect(fromItems.subtotalVnd == 500_000 && fromItems.shippingFeeVnd == 0)
-        let quote = D.Quote(quoteId: "q1", feeVnd: 30_000, expiresAtMs: Self.now + 1, usedByOrderId: "")
+        let quote = D.Quote(feeVnd: 30_000, expiresAtMs: Self.now + 1, usedByOrderId: "")
         let fromCart = try Self.draft(carts: [Self.lanCart], quoteId: "q1", quote: quote).get()
         #expect(fromCart.lines.map(\.priceVnd) == [199_000] && fromCart.subtotalVnd == 398_000 && fromCart.shippingFeeVnd == 30_000)
         #expect(fromCart.lines.first?.productName == "Áo sơ mi" && fromCart.cartIds == ["cart1"])
@@ -35,8 +35,8 @@ import Testing
     @Test func refusalsNameTheFieldThatAskedForIt() {
         let table: [(Result<D, OrderError>, OrderError)] = [
             (Self.draft(), .noItems),
-            (Self.draft(carts: [D.CartLines(cartId: "c2", customerId: "minh", items: Self.lanCart.items)]), .anotherCustomersCart(field: "cart_ids[0]", cart: "c2")),
-            (Self.draft(carts: [D.CartLines(cartId: "c3", customerId: "lan", items: [])]), .emptyCart(field: "cart_ids[0]", cart: "c3")),
+            (Self.draft(carts: [Cart(cartId: "c2", customerId: "minh", items: Self.lanCart.items)]), .anotherCustomersCart(field: "cart_ids[0]", cart: "c2")),
+            (Self.draft(carts: [Cart(cartId: "c3", customerId: "lan", items: [])]), .emptyCart(field: "cart_ids[0]", cart: "c3")),
             // R-CART-3: a variant once, whichever way it was asked for.
             (Self.draft(items: [.init(variantId: "shirt-m", quantity: 1)], carts: [Self.lanCart]),
              .variantListedTwice(field: "cart_ids[0]", variant: "shirt-m", firstField: "items[0]")),
@@ -45,9 +45,9 @@ import Testing
             (Self.draft(items: [.init(variantId: "bag", quantity: 1)]), .outOfStock(field: "items[0]", left: 0, product: "Túi", variant: "Đỏ")),
             (Self.draft(items: [.init(variantId: "shirt-m", quantity: 1)], quoteId: "q9"), .noQuote("q9")),
             (Self.draft(items: [.init(variantId: "shirt-m", quantity: 1)], quoteId: "q1",
-                        quote: D.Quote(quoteId: "q1", feeVnd: 1, expiresAtMs: Self.now + 1, usedByOrderId: "ord_1")), .quoteUsed(quote: "q1", byOrder: "ord_1")),
+                        quote: D.Quote(feeVnd: 1, expiresAtMs: Self.now + 1, usedByOrderId: "ord_1")), .quoteUsed(quote: "q1", byOrder: "ord_1")),
             (Self.draft(items: [.init(variantId: "shirt-m", quantity: 1)], quoteId: "q1",
-                        quote: D.Quote(quoteId: "q1", feeVnd: 1, expiresAtMs: Self.now, usedByOrderId: "")), .quoteExpired("q1")),
+                        quote: D.Quote(feeVnd: 1, expiresAtMs: Self.now, usedByOrderId: "")), .quoteExpired("q1")),
         ]
         for (index, (result, expected)) in table.enumerated() {
             #expect(result == .failure(expected), "row \(index)")
