@@ -279,10 +279,17 @@ public struct ChatMessage: RPCMessage, Hashable {
     public var text: String = ""
     public var postId: String = ""
     public var sentAtMs: Int64 = 0
+    public var delivery: ChatMessage.Delivery = .init(rawValue: 0)
+    /// The message's id on the platform: a customer message's or comment's as ingested, a reply's once SENT.
+    public var platformMessageId: String = ""
+    public var failureReason: String = ""
+    public var target: ChatMessage.Target = .init(rawValue: 0)
+    /// A reply to a comment: that comment's message_id.
+    public var replyToMessageId: String = ""
 
     public init() {}
 
-    public init(messageId: String = "", conversationId: String = "", kind: ChatMessage.Kind = .init(rawValue: 0), sender: ChatMessage.Sender = .init(rawValue: 0), staffId: String = "", text: String = "", postId: String = "", sentAtMs: Int64 = 0) {
+    public init(messageId: String = "", conversationId: String = "", kind: ChatMessage.Kind = .init(rawValue: 0), sender: ChatMessage.Sender = .init(rawValue: 0), staffId: String = "", text: String = "", postId: String = "", sentAtMs: Int64 = 0, delivery: ChatMessage.Delivery = .init(rawValue: 0), platformMessageId: String = "", failureReason: String = "", target: ChatMessage.Target = .init(rawValue: 0), replyToMessageId: String = "") {
         self.messageId = messageId
         self.conversationId = conversationId
         self.kind = kind
@@ -291,6 +298,11 @@ public struct ChatMessage: RPCMessage, Hashable {
         self.text = text
         self.postId = postId
         self.sentAtMs = sentAtMs
+        self.delivery = delivery
+        self.platformMessageId = platformMessageId
+        self.failureReason = failureReason
+        self.target = target
+        self.replyToMessageId = replyToMessageId
     }
 
     public enum Kind: RawRepresentable, Sendable, Hashable, CaseIterable {
@@ -372,6 +384,100 @@ public struct ChatMessage: RPCMessage, Hashable {
             }
         }
     }
+
+    /// R-CONV-9: where a staff reply sent with SendReply goes, and how far it got.
+    /// DELIVERY_UNSPECIFIED: not a reply that ChatMesh sends (a customer's message,
+    /// or a staff message recorded with IngestMessage after it was sent elsewhere).
+    public enum Delivery: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case deliveryUnspecified
+        /// Recorded; being delivered through the page (messaging-svc talks to the platform).
+        case pending
+        /// The platform took it: `platform_message_id` is its id there.
+        case sent
+        /// The platform refused it, or it could not be sent: `failure_reason` says why in plain
+        /// words. RetryReply sends it again.
+        case failed
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.deliveryUnspecified, .pending, .sent, .failed]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .deliveryUnspecified
+            case 1: self = .pending
+            case 2: self = .sent
+            case 3: self = .failed
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .deliveryUnspecified: 0
+            case .pending: 1
+            case .sent: 2
+            case .failed: 3
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .deliveryUnspecified: "DELIVERY_UNSPECIFIED"
+            case .pending: "PENDING"
+            case .sent: "SENT"
+            case .failed: "FAILED"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+
+    public enum Target: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case targetUnspecified
+        /// The customer's inbox: Messenger (R-MSG-5's window, HUMAN_AGENT tag) or Zalo OA (consultation message).
+        case inbox
+        /// A public reply under the customer's comment (`reply_to_message_id`).
+        case commentPublic
+        /// A private reply to the commenter's inbox: one per comment, within 7 days of it.
+        case commentPrivate
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.targetUnspecified, .inbox, .commentPublic, .commentPrivate]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .targetUnspecified
+            case 1: self = .inbox
+            case 2: self = .commentPublic
+            case 3: self = .commentPrivate
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .targetUnspecified: 0
+            case .inbox: 1
+            case .commentPublic: 2
+            case .commentPrivate: 3
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .targetUnspecified: "TARGET_UNSPECIFIED"
+            case .inbox: "INBOX"
+            case .commentPublic: "COMMENT_PUBLIC"
+            case .commentPrivate: "COMMENT_PRIVATE"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
 }
 
 extension ChatMessage {
@@ -381,6 +487,9 @@ extension ChatMessage {
         .init(number: 5, name: "chatmesh.v1.ChatMessage.staff_id", kind: .string),
         .init(number: 6, name: "chatmesh.v1.ChatMessage.text", kind: .string),
         .init(number: 7, name: "chatmesh.v1.ChatMessage.post_id", kind: .string),
+        .init(number: 10, name: "chatmesh.v1.ChatMessage.platform_message_id", kind: .string),
+        .init(number: 11, name: "chatmesh.v1.ChatMessage.failure_reason", kind: .string),
+        .init(number: 13, name: "chatmesh.v1.ChatMessage.reply_to_message_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ChatMessage>) {
@@ -394,6 +503,11 @@ extension ChatMessage {
         self.text = _PB.string(c.text)
         self.postId = _PB.string(c.post_id)
         self.sentAtMs = c.sent_at_ms
+        self.delivery = ChatMessage.Delivery(rawValue: Int32(truncatingIfNeeded: c.delivery.rawValue))
+        self.platformMessageId = _PB.string(c.platform_message_id)
+        self.failureReason = _PB.string(c.failure_reason)
+        self.target = ChatMessage.Target(rawValue: Int32(truncatingIfNeeded: c.target.rawValue))
+        self.replyToMessageId = _PB.string(c.reply_to_message_id)
     }
 
     static func _encodeC(_ v: ChatMessage, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ChatMessage> {
@@ -407,6 +521,11 @@ extension ChatMessage {
         if !v.text.isEmpty { p.pointee.text = try a.string(v.text, field: "chatmesh.v1.ChatMessage.text") }
         if !v.postId.isEmpty { p.pointee.post_id = try a.string(v.postId, field: "chatmesh.v1.ChatMessage.post_id") }
         p.pointee.sent_at_ms = v.sentAtMs
+        p.pointee.delivery = Chatmesh__V1__ChatMessage__Delivery(rawValue: .init(truncatingIfNeeded: v.delivery.rawValue))
+        if !v.platformMessageId.isEmpty { p.pointee.platform_message_id = try a.string(v.platformMessageId, field: "chatmesh.v1.ChatMessage.platform_message_id") }
+        if !v.failureReason.isEmpty { p.pointee.failure_reason = try a.string(v.failureReason, field: "chatmesh.v1.ChatMessage.failure_reason") }
+        p.pointee.target = Chatmesh__V1__ChatMessage__Target(rawValue: .init(truncatingIfNeeded: v.target.rawValue))
+        if !v.replyToMessageId.isEmpty { p.pointee.reply_to_message_id = try a.string(v.replyToMessageId, field: "chatmesh.v1.ChatMessage.reply_to_message_id") }
         return p
     }
 
@@ -609,10 +728,13 @@ public struct Customer: RPCMessage, Hashable {
     /// Whether phone / address were captured from messages (R-CONV-3) rather than typed by staff.
     public var phoneCaptured: Bool = false
     public var addressCaptured: Bool = false
+    /// R-CONV-10: typed by staff or captured from a customer message (typed wins, as for the phone).
+    public var email: String = ""
+    public var emailCaptured: Bool = false
 
     public init() {}
 
-    public init(customerId: String = "", pageId: String = "", externalId: String = "", name: String = "", birthday: String = "", phone: String = "", address: String = "", blocked: Bool = false, referral: Referral? = nil, customFields: [CustomFieldValue] = [], phoneCaptured: Bool = false, addressCaptured: Bool = false) {
+    public init(customerId: String = "", pageId: String = "", externalId: String = "", name: String = "", birthday: String = "", phone: String = "", address: String = "", blocked: Bool = false, referral: Referral? = nil, customFields: [CustomFieldValue] = [], phoneCaptured: Bool = false, addressCaptured: Bool = false, email: String = "", emailCaptured: Bool = false) {
         self.customerId = customerId
         self.pageId = pageId
         self.externalId = externalId
@@ -625,6 +747,8 @@ public struct Customer: RPCMessage, Hashable {
         self.customFields = customFields
         self.phoneCaptured = phoneCaptured
         self.addressCaptured = addressCaptured
+        self.email = email
+        self.emailCaptured = emailCaptured
     }
 }
 
@@ -639,6 +763,7 @@ extension Customer {
         .init(number: 7, name: "chatmesh.v1.Customer.address", kind: .string),
         .init(number: 9, name: "chatmesh.v1.Customer.referral", kind: .message(Referral._pbSchema)),
         .init(number: 10, name: "chatmesh.v1.Customer.custom_fields", kind: .message(CustomFieldValue._pbSchema)),
+        .init(number: 13, name: "chatmesh.v1.Customer.email", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__Customer>) {
@@ -656,6 +781,8 @@ extension Customer {
         self.customFields = _PB.messages(c.n_custom_fields, c.custom_fields) { CustomFieldValue(_c: $0) }
         self.phoneCaptured = (c.phone_captured != 0)
         self.addressCaptured = (c.address_captured != 0)
+        self.email = _PB.string(c.email)
+        self.emailCaptured = (c.email_captured != 0)
     }
 
     static func _encodeC(_ v: Customer, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Customer> {
@@ -678,6 +805,8 @@ extension Customer {
         }
         p.pointee.phone_captured = (v.phoneCaptured ? 1 : 0)
         p.pointee.address_captured = (v.addressCaptured ? 1 : 0)
+        if !v.email.isEmpty { p.pointee.email = try a.string(v.email, field: "chatmesh.v1.Customer.email") }
+        p.pointee.email_captured = (v.emailCaptured ? 1 : 0)
         return p
     }
 
@@ -1743,10 +1872,13 @@ public struct IngestMessageRequest: RPCMessage, Hashable, ShopScoped {
     public var postId: String = ""
     public var sentAtMs: Int64 = 0
     public var referral: Referral? = nil
+    /// The message's or comment's id on the platform (Messenger mid, Facebook comment id, Zalo msg_id).
+    /// A comment needs it to be replied to (R-CONV-9); at most 200 characters.
+    public var platformMessageId: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", pageId: String = "", customerExternalId: String = "", customerName: String = "", kind: ChatMessage.Kind = .init(rawValue: 0), sender: ChatMessage.Sender = .init(rawValue: 0), staffId: String = "", text: String = "", postId: String = "", sentAtMs: Int64 = 0, referral: Referral? = nil) {
+    public init(shopId: String = "", pageId: String = "", customerExternalId: String = "", customerName: String = "", kind: ChatMessage.Kind = .init(rawValue: 0), sender: ChatMessage.Sender = .init(rawValue: 0), staffId: String = "", text: String = "", postId: String = "", sentAtMs: Int64 = 0, referral: Referral? = nil, platformMessageId: String = "") {
         self.shopId = shopId
         self.pageId = pageId
         self.customerExternalId = customerExternalId
@@ -1758,6 +1890,7 @@ public struct IngestMessageRequest: RPCMessage, Hashable, ShopScoped {
         self.postId = postId
         self.sentAtMs = sentAtMs
         self.referral = referral
+        self.platformMessageId = platformMessageId
     }
 }
 
@@ -1771,6 +1904,7 @@ extension IngestMessageRequest {
         .init(number: 8, name: "chatmesh.v1.IngestMessageRequest.text", kind: .string),
         .init(number: 9, name: "chatmesh.v1.IngestMessageRequest.post_id", kind: .string),
         .init(number: 11, name: "chatmesh.v1.IngestMessageRequest.referral", kind: .message(Referral._pbSchema)),
+        .init(number: 12, name: "chatmesh.v1.IngestMessageRequest.platform_message_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__IngestMessageRequest>) {
@@ -1787,6 +1921,7 @@ extension IngestMessageRequest {
         self.postId = _PB.string(c.post_id)
         self.sentAtMs = c.sent_at_ms
         self.referral = c.referral.map { Referral(_c: $0) }
+        self.platformMessageId = _PB.string(c.platform_message_id)
     }
 
     static func _encodeC(_ v: IngestMessageRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestMessageRequest> {
@@ -1803,6 +1938,7 @@ extension IngestMessageRequest {
         if !v.postId.isEmpty { p.pointee.post_id = try a.string(v.postId, field: "chatmesh.v1.IngestMessageRequest.post_id") }
         p.pointee.sent_at_ms = v.sentAtMs
         if let m = v.referral { p.pointee.referral = try Referral._encodeC(m, &a) }
+        if !v.platformMessageId.isEmpty { p.pointee.platform_message_id = try a.string(v.platformMessageId, field: "chatmesh.v1.IngestMessageRequest.platform_message_id") }
         return p
     }
 
@@ -1828,10 +1964,12 @@ public struct IngestMessageResponse: RPCMessage, Hashable {
     /// the customer is blocked (R-CONV-1, R-CONV-8), assigned round-robin when it had no assignee.
     public var status: Conversation.Status = .init(rawValue: 0)
     public var assignedStaffId: String = ""
+    /// R-CONV-10: an e-mail address captured from this message and saved (empty when nothing).
+    public var capturedEmail: String = ""
 
     public init() {}
 
-    public init(conversationId: String = "", messageId: String = "", customerId: String = "", capturedPhone: String = "", capturedAddress: String = "", status: Conversation.Status = .init(rawValue: 0), assignedStaffId: String = "") {
+    public init(conversationId: String = "", messageId: String = "", customerId: String = "", capturedPhone: String = "", capturedAddress: String = "", status: Conversation.Status = .init(rawValue: 0), assignedStaffId: String = "", capturedEmail: String = "") {
         self.conversationId = conversationId
         self.messageId = messageId
         self.customerId = customerId
@@ -1839,6 +1977,7 @@ public struct IngestMessageResponse: RPCMessage, Hashable {
         self.capturedAddress = capturedAddress
         self.status = status
         self.assignedStaffId = assignedStaffId
+        self.capturedEmail = capturedEmail
     }
 }
 
@@ -1850,6 +1989,7 @@ extension IngestMessageResponse {
         .init(number: 4, name: "chatmesh.v1.IngestMessageResponse.captured_phone", kind: .string),
         .init(number: 5, name: "chatmesh.v1.IngestMessageResponse.captured_address", kind: .string),
         .init(number: 7, name: "chatmesh.v1.IngestMessageResponse.assigned_staff_id", kind: .string),
+        .init(number: 8, name: "chatmesh.v1.IngestMessageResponse.captured_email", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__IngestMessageResponse>) {
@@ -1862,6 +2002,7 @@ extension IngestMessageResponse {
         self.capturedAddress = _PB.string(c.captured_address)
         self.status = Conversation.Status(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
         self.assignedStaffId = _PB.string(c.assigned_staff_id)
+        self.capturedEmail = _PB.string(c.captured_email)
     }
 
     static func _encodeC(_ v: IngestMessageResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__IngestMessageResponse> {
@@ -1874,6 +2015,7 @@ extension IngestMessageResponse {
         if !v.capturedAddress.isEmpty { p.pointee.captured_address = try a.string(v.capturedAddress, field: "chatmesh.v1.IngestMessageResponse.captured_address") }
         p.pointee.status = Chatmesh__V1__Conversation__Status(rawValue: .init(truncatingIfNeeded: v.status.rawValue))
         if !v.assignedStaffId.isEmpty { p.pointee.assigned_staff_id = try a.string(v.assignedStaffId, field: "chatmesh.v1.IngestMessageResponse.assigned_staff_id") }
+        if !v.capturedEmail.isEmpty { p.pointee.captured_email = try a.string(v.capturedEmail, field: "chatmesh.v1.IngestMessageResponse.captured_email") }
         return p
     }
 
@@ -1883,6 +2025,131 @@ extension IngestMessageResponse {
 
     public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
         try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__ingest_message_response__get_packed_size, pack: chatmesh__v1__ingest_message_response__pack)
+    }
+}
+
+/// R-CONV-9: a staff reply, sent to the customer through the page. Recorded PENDING
+/// and delivered once through conversation-svc's outbox and messaging-svc; the
+/// outcome (SENT or FAILED) shows on the message and on the live panel.
+public struct SendReplyRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.SendReplyRequest"
+
+    public var shopId: String = ""
+    public var conversationId: String = ""
+    public var staffId: String = ""
+    /// 1..2000 characters (Messenger's limit, the smallest of the platforms').
+    public var text: String = ""
+    /// INBOX when unspecified.
+    public var target: ChatMessage.Target = .init(rawValue: 0)
+    /// COMMENT_PUBLIC and COMMENT_PRIVATE: the customer's comment in this conversation.
+    public var commentMessageId: String = ""
+    /// The same key sends once: a repeated call answers the reply it recorded (at most 100 characters).
+    public var idempotencyKey: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", conversationId: String = "", staffId: String = "", text: String = "", target: ChatMessage.Target = .init(rawValue: 0), commentMessageId: String = "", idempotencyKey: String = "") {
+        self.shopId = shopId
+        self.conversationId = conversationId
+        self.staffId = staffId
+        self.text = text
+        self.target = target
+        self.commentMessageId = commentMessageId
+        self.idempotencyKey = idempotencyKey
+    }
+}
+
+extension SendReplyRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.SendReplyRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.SendReplyRequest.conversation_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.SendReplyRequest.staff_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.SendReplyRequest.text", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.SendReplyRequest.comment_message_id", kind: .string),
+        .init(number: 7, name: "chatmesh.v1.SendReplyRequest.idempotency_key", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__SendReplyRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.conversationId = _PB.string(c.conversation_id)
+        self.staffId = _PB.string(c.staff_id)
+        self.text = _PB.string(c.text)
+        self.target = ChatMessage.Target(rawValue: Int32(truncatingIfNeeded: c.target.rawValue))
+        self.commentMessageId = _PB.string(c.comment_message_id)
+        self.idempotencyKey = _PB.string(c.idempotency_key)
+    }
+
+    static func _encodeC(_ v: SendReplyRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SendReplyRequest> {
+        let p = a.allocate(Chatmesh__V1__SendReplyRequest.self, count: 1)
+        chatmesh__v1__send_reply_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SendReplyRequest.shop_id") }
+        if !v.conversationId.isEmpty { p.pointee.conversation_id = try a.string(v.conversationId, field: "chatmesh.v1.SendReplyRequest.conversation_id") }
+        if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.SendReplyRequest.staff_id") }
+        if !v.text.isEmpty { p.pointee.text = try a.string(v.text, field: "chatmesh.v1.SendReplyRequest.text") }
+        p.pointee.target = Chatmesh__V1__ChatMessage__Target(rawValue: .init(truncatingIfNeeded: v.target.rawValue))
+        if !v.commentMessageId.isEmpty { p.pointee.comment_message_id = try a.string(v.commentMessageId, field: "chatmesh.v1.SendReplyRequest.comment_message_id") }
+        if !v.idempotencyKey.isEmpty { p.pointee.idempotency_key = try a.string(v.idempotencyKey, field: "chatmesh.v1.SendReplyRequest.idempotency_key") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__send_reply_request__unpack, free: chatmesh__v1__send_reply_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__send_reply_request__get_packed_size, pack: chatmesh__v1__send_reply_request__pack)
+    }
+}
+
+/// R-CONV-9: a FAILED reply sent again (same message, a fresh attempt).
+public struct RetryReplyRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.RetryReplyRequest"
+
+    public var shopId: String = ""
+    public var messageId: String = ""
+    public var staffId: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", messageId: String = "", staffId: String = "") {
+        self.shopId = shopId
+        self.messageId = messageId
+        self.staffId = staffId
+    }
+}
+
+extension RetryReplyRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.RetryReplyRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.RetryReplyRequest.message_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.RetryReplyRequest.staff_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__RetryReplyRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.messageId = _PB.string(c.message_id)
+        self.staffId = _PB.string(c.staff_id)
+    }
+
+    static func _encodeC(_ v: RetryReplyRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RetryReplyRequest> {
+        let p = a.allocate(Chatmesh__V1__RetryReplyRequest.self, count: 1)
+        chatmesh__v1__retry_reply_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.RetryReplyRequest.shop_id") }
+        if !v.messageId.isEmpty { p.pointee.message_id = try a.string(v.messageId, field: "chatmesh.v1.RetryReplyRequest.message_id") }
+        if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.RetryReplyRequest.staff_id") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__retry_reply_request__unpack, free: chatmesh__v1__retry_reply_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__retry_reply_request__get_packed_size, pack: chatmesh__v1__retry_reply_request__pack)
     }
 }
 
@@ -2077,14 +2344,21 @@ public struct GetConversationContextRequest: RPCMessage, Hashable, ShopScoped {
     public var notesLimit: Int32 = 0
     /// How many of the conversation's newest activity entries: as notes_limit.
     public var activityLimit: Int32 = 0
+    /// How many of the conversation's newest messages: as notes_limit.
+    public var messagesLimit: Int32 = 0
+    /// Only the conversation and its messages (what a new message or a reply's delivery changes):
+    /// the live panel's cheapest read.
+    public var messagesOnly: Bool = false
 
     public init() {}
 
-    public init(shopId: String = "", conversationId: String = "", notesLimit: Int32 = 0, activityLimit: Int32 = 0) {
+    public init(shopId: String = "", conversationId: String = "", notesLimit: Int32 = 0, activityLimit: Int32 = 0, messagesLimit: Int32 = 0, messagesOnly: Bool = false) {
         self.shopId = shopId
         self.conversationId = conversationId
         self.notesLimit = notesLimit
         self.activityLimit = activityLimit
+        self.messagesLimit = messagesLimit
+        self.messagesOnly = messagesOnly
     }
 }
 
@@ -2101,6 +2375,8 @@ extension GetConversationContextRequest {
         self.conversationId = _PB.string(c.conversation_id)
         self.notesLimit = c.notes_limit
         self.activityLimit = c.activity_limit
+        self.messagesLimit = c.messages_limit
+        self.messagesOnly = (c.messages_only != 0)
     }
 
     static func _encodeC(_ v: GetConversationContextRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetConversationContextRequest> {
@@ -2110,6 +2386,8 @@ extension GetConversationContextRequest {
         if !v.conversationId.isEmpty { p.pointee.conversation_id = try a.string(v.conversationId, field: "chatmesh.v1.GetConversationContextRequest.conversation_id") }
         p.pointee.notes_limit = v.notesLimit
         p.pointee.activity_limit = v.activityLimit
+        p.pointee.messages_limit = v.messagesLimit
+        p.pointee.messages_only = (v.messagesOnly ? 1 : 0)
         return p
     }
 
@@ -2135,15 +2413,18 @@ public struct ConversationContext: RPCMessage, Hashable {
     public var notes: [Note] = []
     /// Newest first.
     public var activity: [ActivityEntry] = []
+    /// The newest messages, oldest first as a chat shows them; each staff reply with its delivery (R-CONV-9).
+    public var messages: [ChatMessage] = []
 
     public init() {}
 
-    public init(conversation: Conversation? = nil, customer: Customer? = nil, tags: TagList? = nil, notes: [Note] = [], activity: [ActivityEntry] = []) {
+    public init(conversation: Conversation? = nil, customer: Customer? = nil, tags: TagList? = nil, notes: [Note] = [], activity: [ActivityEntry] = [], messages: [ChatMessage] = []) {
         self.conversation = conversation
         self.customer = customer
         self.tags = tags
         self.notes = notes
         self.activity = activity
+        self.messages = messages
     }
 }
 
@@ -2154,6 +2435,7 @@ extension ConversationContext {
         .init(number: 3, name: "chatmesh.v1.ConversationContext.tags", kind: .message(TagList._pbSchema)),
         .init(number: 4, name: "chatmesh.v1.ConversationContext.notes", kind: .message(Note._pbSchema)),
         .init(number: 5, name: "chatmesh.v1.ConversationContext.activity", kind: .message(ActivityEntry._pbSchema)),
+        .init(number: 6, name: "chatmesh.v1.ConversationContext.messages", kind: .message(ChatMessage._pbSchema)),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ConversationContext>) {
@@ -2164,6 +2446,7 @@ extension ConversationContext {
         self.tags = c.tags.map { TagList(_c: $0) }
         self.notes = _PB.messages(c.n_notes, c.notes) { Note(_c: $0) }
         self.activity = _PB.messages(c.n_activity, c.activity) { ActivityEntry(_c: $0) }
+        self.messages = _PB.messages(c.n_messages, c.messages) { ChatMessage(_c: $0) }
     }
 
     static func _encodeC(_ v: ConversationContext, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ConversationContext> {
@@ -2183,6 +2466,12 @@ extension ConversationContext {
             for (i, item) in v.activity.enumerated() { items[i] = try ActivityEntry._encodeC(item, &a) }
             p.pointee.n_activity = v.activity.count
             p.pointee.activity = items
+        }
+        if !v.messages.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ChatMessage>?.self, count: v.messages.count)
+            for (i, item) in v.messages.enumerated() { items[i] = try ChatMessage._encodeC(item, &a) }
+            p.pointee.n_messages = v.messages.count
+            p.pointee.messages = items
         }
         return p
     }
@@ -2588,7 +2877,7 @@ extension GetCustomerRequest {
 }
 
 /// R-CONV-4: staff edit customer info. Only the fields named in `update_fields`
-/// ("name", "birthday", "phone", "address") change; referral info is read-only (R-CONV-5).
+/// ("name", "birthday", "phone", "address", "email") change; referral info is read-only (R-CONV-5).
 public struct UpdateCustomerRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.UpdateCustomerRequest"
 
@@ -2600,10 +2889,12 @@ public struct UpdateCustomerRequest: RPCMessage, Hashable, ShopScoped {
     public var address: String = ""
     public var updateFields: [String] = []
     public var staffId: String = ""
+    /// R-CONV-10: an e-mail address (at most 254 characters), or empty to clear it.
+    public var email: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", customerId: String = "", name: String = "", birthday: String = "", phone: String = "", address: String = "", updateFields: [String] = [], staffId: String = "") {
+    public init(shopId: String = "", customerId: String = "", name: String = "", birthday: String = "", phone: String = "", address: String = "", updateFields: [String] = [], staffId: String = "", email: String = "") {
         self.shopId = shopId
         self.customerId = customerId
         self.name = name
@@ -2612,6 +2903,7 @@ public struct UpdateCustomerRequest: RPCMessage, Hashable, ShopScoped {
         self.address = address
         self.updateFields = updateFields
         self.staffId = staffId
+        self.email = email
     }
 }
 
@@ -2625,6 +2917,7 @@ extension UpdateCustomerRequest {
         .init(number: 6, name: "chatmesh.v1.UpdateCustomerRequest.address", kind: .string),
         .init(number: 7, name: "chatmesh.v1.UpdateCustomerRequest.update_fields", kind: .string),
         .init(number: 8, name: "chatmesh.v1.UpdateCustomerRequest.staff_id", kind: .string),
+        .init(number: 9, name: "chatmesh.v1.UpdateCustomerRequest.email", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__UpdateCustomerRequest>) {
@@ -2638,6 +2931,7 @@ extension UpdateCustomerRequest {
         self.address = _PB.string(c.address)
         self.updateFields = _PB.array(c.n_update_fields, c.update_fields) { _PB.string($0) }
         self.staffId = _PB.string(c.staff_id)
+        self.email = _PB.string(c.email)
     }
 
     static func _encodeC(_ v: UpdateCustomerRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpdateCustomerRequest> {
@@ -2656,6 +2950,7 @@ extension UpdateCustomerRequest {
             p.pointee.update_fields = items
         }
         if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.UpdateCustomerRequest.staff_id") }
+        if !v.email.isEmpty { p.pointee.email = try a.string(v.email, field: "chatmesh.v1.UpdateCustomerRequest.email") }
         return p
     }
 
@@ -3655,6 +3950,8 @@ public enum ConversationService {
         public static let setFacebookLabelSync = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetFacebookLabelSync")
         public static let syncFacebookLabels = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SyncFacebookLabels")
         public static let ingestMessage = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "IngestMessage")
+        public static let sendReply = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SendReply")
+        public static let retryReply = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "RetryReply")
         public static let listConversations = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListConversations")
         public static let getConversation = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetConversation")
         public static let getConversationContext = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetConversationContext")
@@ -3677,7 +3974,7 @@ public enum ConversationService {
         public static let getStaffConversationStats = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "GetStaffConversationStats")
         public static let watchChanges = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "WatchChanges")
         public static let watchInbox = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "WatchInbox")
-        public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, listConversations, getConversation, getConversationContext, listMessages, assignConversation, setStaffPresence, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats, watchChanges, watchInbox]
+        public static let all: [MethodDescriptor] = [connectPage, installDefaultTags, listTags, createTagFolder, createTag, updateTag, deleteTag, attachTag, detachTag, setFacebookLabelSync, syncFacebookLabels, ingestMessage, sendReply, retryReply, listConversations, getConversation, getConversationContext, listMessages, assignConversation, setStaffPresence, closeConversation, reopenConversation, getCustomer, updateCustomer, blockCustomer, unblockCustomer, addNote, listNotes, deleteNote, defineCustomField, listCustomFields, setCustomFieldValue, listActivity, getStaffConversationStats, watchChanges, watchInbox]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -3707,6 +4004,15 @@ public enum ConversationService {
         func syncFacebookLabels(_ request: SyncFacebookLabelsRequest, context: ServerContext) async throws -> SyncFacebookLabelsResponse
         /// R-CONV-1..3, R-CONV-5, R-CONV-8, R-REP-1.
         func ingestMessage(_ request: IngestMessageRequest, context: ServerContext) async throws -> IngestMessageResponse
+        /// R-CONV-9: a staff reply recorded PENDING and sent through the page; the answer is the
+        /// message as recorded (a repeated idempotency_key answers the first reply). INVALID_ARGUMENT
+        /// names the field; FAILED_PRECONDITION when the conversation cannot be replied to that way
+        /// (a blocked customer, a comment without its platform id, a second private reply to a comment).
+        /// The platform's own rules (R-MSG-5's window, Zalo's reply window, 7 days for a private reply)
+        /// are applied when it is delivered: a reply outside them turns FAILED with the rule.
+        func sendReply(_ request: SendReplyRequest, context: ServerContext) async throws -> ChatMessage
+        /// R-CONV-9: a FAILED reply sent again; FAILED_PRECONDITION when it is not FAILED.
+        func retryReply(_ request: RetryReplyRequest, context: ServerContext) async throws -> ChatMessage
         /// R-TAG-5.
         func listConversations(_ request: ListConversationsRequest, context: ServerContext) async throws -> ListConversationsResponse
         /// R-CONV-1, R-TAG-1: status, assignee and attached tags of one conversation.
@@ -3825,6 +4131,21 @@ public enum ConversationService {
         /// R-CONV-1..3, R-CONV-5, R-CONV-8, R-REP-1.
         public func ingestMessage(_ request: IngestMessageRequest, options: CallOptions? = nil) async throws(RPCError) -> IngestMessageResponse {
             try await channel.unary(Method.ingestMessage, request, options: options ?? defaultOptions)
+        }
+
+        /// R-CONV-9: a staff reply recorded PENDING and sent through the page; the answer is the
+        /// message as recorded (a repeated idempotency_key answers the first reply). INVALID_ARGUMENT
+        /// names the field; FAILED_PRECONDITION when the conversation cannot be replied to that way
+        /// (a blocked customer, a comment without its platform id, a second private reply to a comment).
+        /// The platform's own rules (R-MSG-5's window, Zalo's reply window, 7 days for a private reply)
+        /// are applied when it is delivered: a reply outside them turns FAILED with the rule.
+        public func sendReply(_ request: SendReplyRequest, options: CallOptions? = nil) async throws(RPCError) -> ChatMessage {
+            try await channel.unary(Method.sendReply, request, options: options ?? defaultOptions)
+        }
+
+        /// R-CONV-9: a FAILED reply sent again; FAILED_PRECONDITION when it is not FAILED.
+        public func retryReply(_ request: RetryReplyRequest, options: CallOptions? = nil) async throws(RPCError) -> ChatMessage {
+            try await channel.unary(Method.retryReply, request, options: options ?? defaultOptions)
         }
 
         /// R-TAG-5.
@@ -3957,6 +4278,8 @@ extension ConversationService.Handler {
             RPCRoute.unary(ConversationService.Method.setFacebookLabelSync) { (request: SetFacebookLabelSyncRequest, context) in try await self.setFacebookLabelSync(request, context: context) },
             RPCRoute.unary(ConversationService.Method.syncFacebookLabels) { (request: SyncFacebookLabelsRequest, context) in try await self.syncFacebookLabels(request, context: context) },
             RPCRoute.unary(ConversationService.Method.ingestMessage) { (request: IngestMessageRequest, context) in try await self.ingestMessage(request, context: context) },
+            RPCRoute.unary(ConversationService.Method.sendReply) { (request: SendReplyRequest, context) in try await self.sendReply(request, context: context) },
+            RPCRoute.unary(ConversationService.Method.retryReply) { (request: RetryReplyRequest, context) in try await self.retryReply(request, context: context) },
             RPCRoute.unary(ConversationService.Method.listConversations) { (request: ListConversationsRequest, context) in try await self.listConversations(request, context: context) },
             RPCRoute.unary(ConversationService.Method.getConversation) { (request: GetConversationRequest, context) in try await self.getConversation(request, context: context) },
             RPCRoute.unary(ConversationService.Method.getConversationContext) { (request: GetConversationContextRequest, context) in try await self.getConversationContext(request, context: context) },

@@ -1639,6 +1639,198 @@ extension OnCustomerMessageRequest {
     }
 }
 
+/// R-CONV-9: a staff reply to deliver through the page, from conversation-svc's
+/// outbox (service tokens only). messaging-svc applies the platform's window,
+/// calls the platform once per `delivery_key` and remembers the answer, so a
+/// redelivered request answers what happened rather than sending again.
+public struct DeliverReplyRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.DeliverReplyRequest"
+
+    public var shopId: String = ""
+    /// The reply's message id and attempt ("msg_…#1"): one platform call per key.
+    public var deliveryKey: String = ""
+    public var pageId: String = ""
+    public var platform: Page.Platform = .init(rawValue: 0)
+    public var target: ChatMessage.Target = .init(rawValue: 0)
+    /// INBOX: the customer's page-scoped (Messenger) or Zalo user id.
+    public var recipient: String = ""
+    /// COMMENT_*: the comment's platform id.
+    public var commentId: String = ""
+    public var text: String = ""
+    /// INBOX: when the customer last wrote to the page's inbox (0: never). R-MSG-5, Zalo's window.
+    public var lastCustomerMessageAtMs: Int64 = 0
+    /// COMMENT_PRIVATE: when the comment was written (one private reply within 7 days).
+    public var commentAtMs: Int64 = 0
+    public var customerId: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", deliveryKey: String = "", pageId: String = "", platform: Page.Platform = .init(rawValue: 0), target: ChatMessage.Target = .init(rawValue: 0), recipient: String = "", commentId: String = "", text: String = "", lastCustomerMessageAtMs: Int64 = 0, commentAtMs: Int64 = 0, customerId: String = "") {
+        self.shopId = shopId
+        self.deliveryKey = deliveryKey
+        self.pageId = pageId
+        self.platform = platform
+        self.target = target
+        self.recipient = recipient
+        self.commentId = commentId
+        self.text = text
+        self.lastCustomerMessageAtMs = lastCustomerMessageAtMs
+        self.commentAtMs = commentAtMs
+        self.customerId = customerId
+    }
+}
+
+extension DeliverReplyRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.DeliverReplyRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.DeliverReplyRequest.delivery_key", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.DeliverReplyRequest.page_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.DeliverReplyRequest.recipient", kind: .string),
+        .init(number: 7, name: "chatmesh.v1.DeliverReplyRequest.comment_id", kind: .string),
+        .init(number: 8, name: "chatmesh.v1.DeliverReplyRequest.text", kind: .string),
+        .init(number: 11, name: "chatmesh.v1.DeliverReplyRequest.customer_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__DeliverReplyRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.deliveryKey = _PB.string(c.delivery_key)
+        self.pageId = _PB.string(c.page_id)
+        self.platform = Page.Platform(rawValue: Int32(truncatingIfNeeded: c.platform.rawValue))
+        self.target = ChatMessage.Target(rawValue: Int32(truncatingIfNeeded: c.target.rawValue))
+        self.recipient = _PB.string(c.recipient)
+        self.commentId = _PB.string(c.comment_id)
+        self.text = _PB.string(c.text)
+        self.lastCustomerMessageAtMs = c.last_customer_message_at_ms
+        self.commentAtMs = c.comment_at_ms
+        self.customerId = _PB.string(c.customer_id)
+    }
+
+    static func _encodeC(_ v: DeliverReplyRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeliverReplyRequest> {
+        let p = a.allocate(Chatmesh__V1__DeliverReplyRequest.self, count: 1)
+        chatmesh__v1__deliver_reply_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.DeliverReplyRequest.shop_id") }
+        if !v.deliveryKey.isEmpty { p.pointee.delivery_key = try a.string(v.deliveryKey, field: "chatmesh.v1.DeliverReplyRequest.delivery_key") }
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.DeliverReplyRequest.page_id") }
+        p.pointee.platform = Chatmesh__V1__Page__Platform(rawValue: .init(truncatingIfNeeded: v.platform.rawValue))
+        p.pointee.target = Chatmesh__V1__ChatMessage__Target(rawValue: .init(truncatingIfNeeded: v.target.rawValue))
+        if !v.recipient.isEmpty { p.pointee.recipient = try a.string(v.recipient, field: "chatmesh.v1.DeliverReplyRequest.recipient") }
+        if !v.commentId.isEmpty { p.pointee.comment_id = try a.string(v.commentId, field: "chatmesh.v1.DeliverReplyRequest.comment_id") }
+        if !v.text.isEmpty { p.pointee.text = try a.string(v.text, field: "chatmesh.v1.DeliverReplyRequest.text") }
+        p.pointee.last_customer_message_at_ms = v.lastCustomerMessageAtMs
+        p.pointee.comment_at_ms = v.commentAtMs
+        if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.DeliverReplyRequest.customer_id") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__deliver_reply_request__unpack, free: chatmesh__v1__deliver_reply_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__deliver_reply_request__get_packed_size, pack: chatmesh__v1__deliver_reply_request__pack)
+    }
+}
+
+public struct DeliverReplyResponse: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.DeliverReplyResponse"
+
+    public var outcome: DeliverReplyResponse.Outcome = .init(rawValue: 0)
+    public var platformMessageId: String = ""
+    public var reason: String = ""
+    public var retryAfterMs: Int64 = 0
+
+    public init() {}
+
+    public init(outcome: DeliverReplyResponse.Outcome = .init(rawValue: 0), platformMessageId: String = "", reason: String = "", retryAfterMs: Int64 = 0) {
+        self.outcome = outcome
+        self.platformMessageId = platformMessageId
+        self.reason = reason
+        self.retryAfterMs = retryAfterMs
+    }
+
+    public enum Outcome: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case outcomeUnspecified
+        /// The platform took it.
+        case sent
+        /// Refused for good (a rule, the platform's refusal, or an interrupted attempt that may
+        /// already have reached the customer): `reason` says which in words staff understand.
+        case failed
+        /// Not sent this time (rate limit, time-out, platform down): ask again after `retry_after_ms`.
+        case retry
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.outcomeUnspecified, .sent, .failed, .retry]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .outcomeUnspecified
+            case 1: self = .sent
+            case 2: self = .failed
+            case 3: self = .retry
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .outcomeUnspecified: 0
+            case .sent: 1
+            case .failed: 2
+            case .retry: 3
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .outcomeUnspecified: "OUTCOME_UNSPECIFIED"
+            case .sent: "SENT"
+            case .failed: "FAILED"
+            case .retry: "RETRY"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension DeliverReplyResponse {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 2, name: "chatmesh.v1.DeliverReplyResponse.platform_message_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.DeliverReplyResponse.reason", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__DeliverReplyResponse>) {
+        self.init()
+        let c = p.pointee
+        self.outcome = DeliverReplyResponse.Outcome(rawValue: Int32(truncatingIfNeeded: c.outcome.rawValue))
+        self.platformMessageId = _PB.string(c.platform_message_id)
+        self.reason = _PB.string(c.reason)
+        self.retryAfterMs = c.retry_after_ms
+    }
+
+    static func _encodeC(_ v: DeliverReplyResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeliverReplyResponse> {
+        let p = a.allocate(Chatmesh__V1__DeliverReplyResponse.self, count: 1)
+        chatmesh__v1__deliver_reply_response__init(p)
+        p.pointee.outcome = Chatmesh__V1__DeliverReplyResponse__Outcome(rawValue: .init(truncatingIfNeeded: v.outcome.rawValue))
+        if !v.platformMessageId.isEmpty { p.pointee.platform_message_id = try a.string(v.platformMessageId, field: "chatmesh.v1.DeliverReplyResponse.platform_message_id") }
+        if !v.reason.isEmpty { p.pointee.reason = try a.string(v.reason, field: "chatmesh.v1.DeliverReplyResponse.reason") }
+        p.pointee.retry_after_ms = v.retryAfterMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__deliver_reply_response__unpack, free: chatmesh__v1__deliver_reply_response__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__deliver_reply_response__get_packed_size, pack: chatmesh__v1__deliver_reply_response__pack)
+    }
+}
+
 public struct CancelledStepsResponse: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.CancelledStepsResponse"
 
@@ -1699,7 +1891,8 @@ public enum MessagingService {
         public static let onTagAttached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagAttached")
         public static let onTagDetached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagDetached")
         public static let onCustomerMessage = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnCustomerMessage")
-        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage]
+        public static let deliverReply = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "DeliverReply")
+        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage, deliverReply]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -1739,6 +1932,8 @@ public enum MessagingService {
         func onTagDetached(_ request: OnTagDetachedRequest, context: ServerContext) async throws -> CancelledStepsResponse
         /// R-MSG-5, R-BOT-1.
         func onCustomerMessage(_ request: OnCustomerMessageRequest, context: ServerContext) async throws -> CancelledStepsResponse
+        /// R-CONV-9: conversation-svc's outbox delivers staff replies through it (service tokens only).
+        func deliverReply(_ request: DeliverReplyRequest, context: ServerContext) async throws -> DeliverReplyResponse
     }
 
     /// A typed client: one method per RPC, over any `RPCChannel`. A streaming method runs
@@ -1836,6 +2031,11 @@ public enum MessagingService {
         public func onCustomerMessage(_ request: OnCustomerMessageRequest, options: CallOptions? = nil) async throws(RPCError) -> CancelledStepsResponse {
             try await channel.unary(Method.onCustomerMessage, request, options: options ?? defaultOptions)
         }
+
+        /// R-CONV-9: conversation-svc's outbox delivers staff replies through it (service tokens only).
+        public func deliverReply(_ request: DeliverReplyRequest, options: CallOptions? = nil) async throws(RPCError) -> DeliverReplyResponse {
+            try await channel.unary(Method.deliverReply, request, options: options ?? defaultOptions)
+        }
     }
 }
 
@@ -1859,6 +2059,7 @@ extension MessagingService.Handler {
             RPCRoute.unary(MessagingService.Method.onTagAttached) { (request: OnTagAttachedRequest, context) in try await self.onTagAttached(request, context: context) },
             RPCRoute.unary(MessagingService.Method.onTagDetached) { (request: OnTagDetachedRequest, context) in try await self.onTagDetached(request, context: context) },
             RPCRoute.unary(MessagingService.Method.onCustomerMessage) { (request: OnCustomerMessageRequest, context) in try await self.onCustomerMessage(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.deliverReply) { (request: DeliverReplyRequest, context) in try await self.deliverReply(request, context: context) },
         ]
     }
 }

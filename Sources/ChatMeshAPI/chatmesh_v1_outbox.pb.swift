@@ -47,7 +47,7 @@ extension GetOutboxStatusRequest {
 public struct OutboxQueueStatus: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.OutboxQueueStatus"
 
-    /// "loyalty", "loyalty-profile", "messaging".
+    /// "loyalty", "loyalty-profile", "messaging", "replies".
     public var subscriber: String = ""
     /// Events not delivered yet (retrying ones included; dead ones not).
     public var pending: Int64 = 0

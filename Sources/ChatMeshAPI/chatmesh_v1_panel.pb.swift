@@ -175,10 +175,13 @@ public struct Panel: RPCMessage, Hashable {
     public var activity: [ActivityEntry] = []
     public var member: Member? = nil
     public var unavailableSections: [UnavailableSection] = []
+    /// The conversation's newest messages, oldest first, each staff reply with its delivery
+    /// state (PENDING, SENT, FAILED and why: R-CONV-9).
+    public var messages: [ChatMessage] = []
 
     public init() {}
 
-    public init(conversation: Conversation? = nil, customer: Customer? = nil, tags: PanelTags? = nil, carts: [Cart] = [], orderSummary: OrderSummary? = nil, notes: [Note] = [], referral: Referral? = nil, customFields: [CustomFieldValue] = [], activity: [ActivityEntry] = [], member: Member? = nil, unavailableSections: [UnavailableSection] = []) {
+    public init(conversation: Conversation? = nil, customer: Customer? = nil, tags: PanelTags? = nil, carts: [Cart] = [], orderSummary: OrderSummary? = nil, notes: [Note] = [], referral: Referral? = nil, customFields: [CustomFieldValue] = [], activity: [ActivityEntry] = [], member: Member? = nil, unavailableSections: [UnavailableSection] = [], messages: [ChatMessage] = []) {
         self.conversation = conversation
         self.customer = customer
         self.tags = tags
@@ -190,6 +193,7 @@ public struct Panel: RPCMessage, Hashable {
         self.activity = activity
         self.member = member
         self.unavailableSections = unavailableSections
+        self.messages = messages
     }
 }
 
@@ -206,6 +210,7 @@ extension Panel {
         .init(number: 9, name: "chatmesh.v1.Panel.activity", kind: .message(ActivityEntry._pbSchema)),
         .init(number: 10, name: "chatmesh.v1.Panel.member", kind: .message(Member._pbSchema)),
         .init(number: 11, name: "chatmesh.v1.Panel.unavailable_sections", kind: .message(UnavailableSection._pbSchema)),
+        .init(number: 12, name: "chatmesh.v1.Panel.messages", kind: .message(ChatMessage._pbSchema)),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__Panel>) {
@@ -222,6 +227,7 @@ extension Panel {
         self.activity = _PB.messages(c.n_activity, c.activity) { ActivityEntry(_c: $0) }
         self.member = c.member.map { Member(_c: $0) }
         self.unavailableSections = _PB.messages(c.n_unavailable_sections, c.unavailable_sections) { UnavailableSection(_c: $0) }
+        self.messages = _PB.messages(c.n_messages, c.messages) { ChatMessage(_c: $0) }
     }
 
     static func _encodeC(_ v: Panel, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Panel> {
@@ -262,6 +268,12 @@ extension Panel {
             for (i, item) in v.unavailableSections.enumerated() { items[i] = try UnavailableSection._encodeC(item, &a) }
             p.pointee.n_unavailable_sections = v.unavailableSections.count
             p.pointee.unavailable_sections = items
+        }
+        if !v.messages.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__ChatMessage>?.self, count: v.messages.count)
+            for (i, item) in v.messages.enumerated() { items[i] = try ChatMessage._encodeC(item, &a) }
+            p.pointee.n_messages = v.messages.count
+            p.pointee.messages = items
         }
         return p
     }

@@ -24,4 +24,16 @@ public enum ConversationError: Error, Sendable, Hashable {
     case customFieldTypeFixed(key: String, type: CustomField.FieldType)
     /// A custom field's value that its type refuses (`CustomFieldRules`).
     case customFieldValue(String)
+
+    // R-CONV-9: staff replies (`StaffReply`).
+    case noMessage(conversation: String, message: String)
+    case replyToBlockedCustomer(conversation: String)
+    case replyTargetNotOnPlatform(target: ChatMessage.Target, platform: Page.Platform)
+    case notACustomerComment(String)
+    case commentWithoutPlatformId(String)
+    case commentAlreadyRepliedPrivately(String)
+    case notAReply(String)
+    case replyNotFailed(message: String, delivery: ChatMessage.Delivery)
+    /// An idempotency key used before for a different reply.
+    case idempotencyKeyReused(String)
 }

@@ -15,15 +15,20 @@ import VietnamCommerce
 /// - `messaging`: a tag attached or detached (R-BOT-1 chatbot scenarios) and a
 ///   customer's message (R-MSG-5 Messenger window; a reply stops a scenario) →
 ///   messaging-svc OnTagAttached, OnTagDetached, OnCustomerMessage.
+/// - `replies`: a staff reply to deliver (R-CONV-9) → messaging-svc DeliverReply, whose
+///   answer (SENT, FAILED, or try again later) is written on the reply. The row names
+///   the reply's attempt only; what is sent is read when it is delivered.
 public enum ConversationEvents {
     public static let profileSubscriber = "loyalty-profile"
     public static let messagingSubscriber = "messaging"
+    public static let replySubscriber = "replies"
 
     enum Kind: String {
         case profile = "UpsertCustomerProfile"
         case tagAttached = "OnTagAttached"
         case tagDetached = "OnTagDetached"
         case customerMessage = "OnCustomerMessage"
+        case deliverReply = "DeliverReply"
     }
 
     /// Who the customer is to messaging-svc: the page-scoped id on Facebook pages
@@ -101,6 +106,13 @@ public enum ConversationEvents {
         )
     }
 
+    static func replyToDeliver(shop: String, messageId: String, attempt: Int64, customerId: String) -> Outbox.Event {
+        Outbox.Event(
+            subscriber: replySubscriber, shopId: shop, eventId: StaffReply.deliveryKey(messageId: messageId, attempt: attempt), key: customerId,
+            kind: Kind.deliverReply.rawValue
+        )
+    }
+
     // MARK: Delivery
 
     /// loyalty-svc's copy of a customer's profile, read now. Values loyalty-svc
@@ -108,7 +120,7 @@ public enum ConversationEvents {
     /// are left out rather than let one customer's profile fail for ever.
     static func profile(_ db: any SQLDatabase, shop: String, customerId: String, eventId: String, nowMs: Int64) async throws -> UpsertCustomerProfileRequest? {
         guard let row = try await db.raw("""
-            SELECT name, phone, birthday FROM customers WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
+            SELECT name, phone, email, birthday FROM customers WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
             """).first() else { return nil }
         let tags = try await db.raw("""
             SELECT DISTINCT t.name FROM conversations c
@@ -121,7 +133,8 @@ public enum ConversationEvents {
         return UpsertCustomerProfileRequest(
             shopId: shop, customerId: customerId, phone: VietnamPhone.normalize(try row.string("phone")) ?? "",
             name: String(try row.string("name").trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)),
-            birthday: VietnamTime.parseDate(birthday) != nil ? birthday : "", tags: Array(tags.prefix(200)), email: "", eventId: eventId, atMs: nowMs
+            birthday: VietnamTime.parseDate(birthday) != nil ? birthday : "", tags: Array(tags.prefix(200)),
+            email: ContactCapture.normalizeEmail(try row.string("email")) ?? "", eventId: eventId, atMs: nowMs
         )
     }
 
@@ -153,6 +166,40 @@ public enum ConversationEvents {
                 _ = try await client.onCustomerMessage(try OnCustomerMessageRequest(serializedBytes: delivery.payload), options: options)
             default:
                 throw RPCError.internal("no messaging event of kind \(delivery.kind)")
+            }
+        }
+    }
+
+    /// The `replies` subscriber: each reply attempt to messaging-svc, and its answer onto the reply.
+    /// A platform that keeps asking for time (rate limit, outage) is tried again with back-off and
+    /// the reply turns FAILED with the platform's last reason at `giveUpAfterAttempts`, before the
+    /// outbox would give the row up as dead and leave the reply PENDING.
+    public static func replySubscriber(
+        store: SQLConversationStore, messaging: any RPCChannel, token: @escaping @Sendable (_ shop: String) -> String, giveUpAfterAttempts: Int64
+    ) -> Outbox.Subscriber {
+        let client = MessagingService.Client(channel: messaging)
+        return Outbox.Subscriber(name: replySubscriber) { delivery in
+            guard let (messageId, attempt) = StaffReply.parseDeliveryKey(delivery.eventId) else {
+                throw RPCError.internal("reply event \(delivery.eventId) does not name a reply attempt")
+            }
+            guard let request = try await store.replyDelivery(shop: delivery.shopId, messageId: messageId, attempt: attempt) else {
+                return  // settled already, or retried since under a newer attempt
+            }
+            // The platform call has its own time-out (10 s); this one covers messaging-svc's bookkeeping too.
+            let answer = try await client.deliverReply(request, options: .bearer(token(delivery.shopId), timeout: .seconds(30)))
+            let nowMs = WallClock.nowMs()
+            switch answer.outcome {
+            case .sent:
+                try await store.settleReply(shop: delivery.shopId, messageId: messageId, attempt: attempt, .sent(platformMessageId: answer.platformMessageId), nowMs: nowMs)
+            case .failed:
+                try await store.settleReply(shop: delivery.shopId, messageId: messageId, attempt: attempt, .failed(reason: answer.reason), nowMs: nowMs)
+            case .retry where delivery.attempts + 1 >= giveUpAfterAttempts:
+                let reason = "\(answer.reason) (gave up after \(delivery.attempts + 1) attempts; retry the reply later)"
+                try await store.settleReply(shop: delivery.shopId, messageId: messageId, attempt: attempt, .failed(reason: reason), nowMs: nowMs)
+            case .retry:
+                throw OutboxAttempt.RetryLater(reason: answer.reason, afterMs: answer.retryAfterMs)
+            default:
+                throw RPCError.internal("messaging-svc answered DeliverReply with no outcome")
             }
         }
     }

@@ -125,5 +125,22 @@ public enum ConversationSchema {
         Migration(version: 4, name: "unread count", statements: [
             "ALTER TABLE conversations ADD COLUMN unread_count BIGINT NOT NULL DEFAULT 0",
         ]),
+        // R-CONV-9: staff replies sent through the page (StaffReply), and the platform ids they answer.
+        // R-CONV-10: the customer's e-mail address, typed or captured.
+        Migration(version: 5, name: "replies and e-mail", statements: [
+            "ALTER TABLE messages ADD COLUMN platform_message_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE messages ADD COLUMN delivery BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE messages ADD COLUMN target BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE messages ADD COLUMN reply_to_message_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE messages ADD COLUMN failure_reason TEXT NOT NULL DEFAULT ''",
+            // Each RetryReply is a new attempt, delivered under its own key.
+            "ALTER TABLE messages ADD COLUMN delivery_attempt BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE messages ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT ''",
+            "CREATE UNIQUE INDEX messages_by_idempotency_key ON messages (shop_id, idempotency_key) WHERE idempotency_key <> ''",
+            // One private reply per comment: the replies to a comment are found by it.
+            "CREATE INDEX messages_by_reply_to ON messages (shop_id, reply_to_message_id) WHERE reply_to_message_id <> ''",
+            "ALTER TABLE customers ADD COLUMN email TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE customers ADD COLUMN email_source BIGINT NOT NULL DEFAULT 0",
+        ]),
     ]
 }

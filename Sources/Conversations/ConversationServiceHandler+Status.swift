@@ -23,6 +23,21 @@ extension ConversationError: RPCErrorConvertible {
         case .customFieldTypeFixed(let key, let type):
             .failedPrecondition("type: field \(key) is already defined as \(type.protoName); its type cannot change")
         case .customFieldValue(let problem): .invalidArgument("value: \(problem)")
+        case .noMessage(let conversation, let message): .notFound("comment_message_id: conversation \(conversation) has no message \(message)")
+        case .replyToBlockedCustomer(let conversation):
+            .failedPrecondition("conversation_id: the customer of conversation \(conversation) is blocked (R-CONV-8); unblock them to reply")
+        case .replyTargetNotOnPlatform(let target, let platform):
+            .failedPrecondition("target: a \(target.protoName) reply is not possible on a \(platform.protoName) page (R-CONV-9)")
+        case .notACustomerComment(let message): .failedPrecondition("comment_message_id: message \(message) is not a customer's comment")
+        case .commentWithoutPlatformId(let message):
+            .failedPrecondition("comment_message_id: comment \(message) was ingested without its platform_message_id, so the platform cannot be told which comment to answer")
+        case .commentAlreadyRepliedPrivately(let message):
+            .failedPrecondition("comment_message_id: comment \(message) already has its private reply; a comment gets one (R-CONV-9)")
+        case .notAReply(let message): .failedPrecondition("message_id: message \(message) is not a reply sent with SendReply")
+        case .replyNotFailed(let message, let delivery):
+            .failedPrecondition("message_id: reply \(message) is \(delivery.protoName); only a FAILED reply is sent again")
+        case .idempotencyKeyReused(let key):
+            .failedPrecondition("idempotency_key: \"\(key)\" was used for a different reply (another conversation, target or text)")
         }
     }
 }

@@ -186,6 +186,7 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         }
         try InputRules.optionalId(request.postId, "post_id")
         if request.kind == .comment && request.postId.isEmpty { throw RPCError.invalidArgument("post_id is required for a COMMENT") }
+        let platformMessageId = try InputRules.text(request.platformMessageId, "platform_message_id", max: 200, required: false)
         let nowMs = now()
         var sentAt = try InputRules.time(request.sentAtMs, "sent_at_ms")
         if sentAt == 0 { sentAt = nowMs }
@@ -196,14 +197,41 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         }
         let message = IncomingMessage(
             pageId: pageId, customerExternalId: external, customerName: name, kind: request.kind, sender: request.sender, staffId: request.staffId,
-            text: request.text, postId: request.postId, sentAtMs: sentAt, referral: request.referral
+            text: request.text, postId: request.postId, sentAtMs: sentAt, referral: request.referral, platformMessageId: platformMessageId
         )
         let ingested = try await store.ingest(shop: request.shopId, message, nowMs: nowMs)
         return IngestMessageResponse(
             conversationId: ingested.conversationId, messageId: ingested.messageId, customerId: ingested.customerId,
             capturedPhone: ingested.capturedPhone ?? "", capturedAddress: ingested.capturedAddress ?? "", status: ingested.status,
-            assignedStaffId: ingested.assignedStaffId
+            assignedStaffId: ingested.assignedStaffId, capturedEmail: ingested.capturedEmail ?? ""
         )
+    }
+
+    public func sendReply(_ request: SendReplyRequest, context: ServerContext) async throws -> ChatMessage {
+        let conversationId = try InputRules.id(request.conversationId, "conversation_id")
+        let staff = try Self.actingStaff(request.staffId, context)
+        let text = try InputRules.text(request.text, "text", max: StaffReply.maxTextLength, required: true)
+        let target: ChatMessage.Target = request.target == .targetUnspecified ? .inbox : request.target
+        switch target {
+        case .inbox:
+            if !request.commentMessageId.isEmpty { throw RPCError.invalidArgument("comment_message_id is only for COMMENT_PUBLIC and COMMENT_PRIVATE replies") }
+        case .commentPublic, .commentPrivate:
+            _ = try InputRules.id(request.commentMessageId, "comment_message_id")
+        default:
+            throw RPCError.invalidArgument("target must be INBOX, COMMENT_PUBLIC or COMMENT_PRIVATE")
+        }
+        let key = try InputRules.text(request.idempotencyKey, "idempotency_key", max: 100, required: false)
+        try InputRules.optionalId(key, "idempotency_key")
+        let reply = OutgoingReply(
+            conversationId: conversationId, staffId: staff, text: text, target: target, commentMessageId: request.commentMessageId, idempotencyKey: key
+        )
+        return try await store.sendReply(shop: request.shopId, reply, nowMs: now())
+    }
+
+    public func retryReply(_ request: RetryReplyRequest, context: ServerContext) async throws -> ChatMessage {
+        let messageId = try InputRules.id(request.messageId, "message_id")
+        _ = try Self.actingStaff(request.staffId, context)
+        return try await store.retryReply(shop: request.shopId, messageId: messageId, nowMs: now())
     }
 
     public func listConversations(_ request: ListConversationsRequest, context: ServerContext) async throws -> ListConversationsResponse {
@@ -240,7 +268,10 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         let conversationId = try InputRules.id(request.conversationId, "conversation_id")
         let notes = try FieldCheck.pageSize(request.notesLimit, default: 20, max: 100, field: "notes_limit")
         let activity = try FieldCheck.pageSize(request.activityLimit, default: 20, max: 100, field: "activity_limit")
-        return try await store.conversationContext(shop: request.shopId, conversationId: conversationId, notes: notes, activity: activity)
+        let messages = try FieldCheck.pageSize(request.messagesLimit, default: 20, max: 100, field: "messages_limit")
+        return try await store.conversationContext(
+            shop: request.shopId, conversationId: conversationId, notes: notes, activity: activity, messages: messages, messagesOnly: request.messagesOnly
+        )
     }
 
     public func listMessages(_ request: ListMessagesRequest, context: ServerContext) async throws -> ListMessagesResponse {
@@ -299,7 +330,7 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
     public func updateCustomer(_ request: UpdateCustomerRequest, context: ServerContext) async throws -> Customer {
         let customerId = try InputRules.id(request.customerId, "customer_id")
         if request.updateFields.isEmpty {
-            throw RPCError.invalidArgument("update_fields names no field (name, birthday, phone, address)")
+            throw RPCError.invalidArgument("update_fields names no field (name, birthday, phone, address, email)")
         }
         var changes = CustomerChanges()
         for field in request.updateFields {
@@ -316,8 +347,17 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
                     changes.phone = phone
                 }
             case "address": changes.address = try InputRules.text(request.address, "address", max: InputRules.maxAddressLength, required: false)
+            case "email":
+                if request.email.isEmpty {
+                    changes.email = ""
+                } else {
+                    guard let email = ContactCapture.normalizeEmail(request.email) else {
+                        throw RPCError.invalidArgument("email must be an e-mail address (name@domain.vn), not \"\(request.email.prefix(254))\"")
+                    }
+                    changes.email = email
+                }
             case "referral": throw RPCError.invalidArgument("update_fields: referral is read-only (R-CONV-5)")
-            default: throw RPCError.invalidArgument("update_fields: unknown field \"\(field)\" (name, birthday, phone, address)")
+            default: throw RPCError.invalidArgument("update_fields: unknown field \"\(field)\" (name, birthday, phone, address, email)")
             }
         }
         return try await store.updateCustomer(shop: request.shopId, id: customerId, changes: changes)

@@ -37,9 +37,16 @@ public protocol ConversationStore: Sendable {
     func setPresence(shop: String, pageId: String, staffId: String, online: Bool) async throws
     func setStatus(shop: String, conversationId: String, open: Bool, staffId: String, nowMs: Int64) async throws -> Conversation
 
+    // Staff replies (R-CONV-9)
+    /// Recorded PENDING with its delivery owed through the outbox; a repeated idempotency key answers the first reply.
+    func sendReply(shop: String, _ reply: OutgoingReply, nowMs: Int64) async throws -> ChatMessage
+    /// A FAILED reply, PENDING again as its next attempt.
+    func retryReply(shop: String, messageId: String, nowMs: Int64) async throws -> ChatMessage
+
     // Customers (R-CONV-4..8)
     func customer(shop: String, id: String) async throws -> Customer
-    func conversationContext(shop: String, conversationId: String, notes: Int, activity: Int) async throws -> ConversationContext
+    /// - Parameter messagesOnly: the conversation and its newest messages alone.
+    func conversationContext(shop: String, conversationId: String, notes: Int, activity: Int, messages: Int, messagesOnly: Bool) async throws -> ConversationContext
     func updateCustomer(shop: String, id: String, changes: CustomerChanges) async throws -> Customer
     func setBlocked(shop: String, customerId: String, blocked: Bool, staffId: String, nowMs: Int64) async throws -> Customer
     func addNote(shop: String, customerId: String, text: String, staffId: String, nowMs: Int64) async throws -> Note
@@ -110,12 +117,15 @@ public struct CustomerChanges: Sendable {
     /// Normalised already ("0" + 9 digits), or "" to clear.
     public var phone: String?
     public var address: String?
+    /// Normalised already (`ContactCapture.normalizeEmail`), or "" to clear (R-CONV-10).
+    public var email: String?
 
-    public init(name: String? = nil, birthday: String? = nil, phone: String? = nil, address: String? = nil) {
+    public init(name: String? = nil, birthday: String? = nil, phone: String? = nil, address: String? = nil, email: String? = nil) {
         self.name = name
         self.birthday = birthday
         self.phone = phone
         self.address = address
+        self.email = email
     }
 }
 

@@ -20,6 +20,8 @@ public enum MessageIngest {
         public var phoneSource = ContactSource.none
         public var address = ""
         public var addressSource = ContactSource.none
+        public var email = ""
+        public var emailSource = ContactSource.none
         public var blocked = false
     }
 
@@ -37,6 +39,7 @@ public enum MessageIngest {
         public var sentAtMs: Int64
         public var capturedPhone: String?
         public var capturedAddress: String?
+        public var capturedEmail: String? = nil
     }
 
     public struct Outcome: Sendable, Hashable {
@@ -51,6 +54,7 @@ public enum MessageIngest {
         /// Set when the message gave a phone or an address that now stands on the customer.
         public var capturedPhone: String?
         public var capturedAddress: String?
+        public var capturedEmail: String?
         public var thread: Thread
         /// A closed conversation opened again by the customer (R-CONV-8).
         public var reopened = false
@@ -89,6 +93,13 @@ public enum MessageIngest {
                 outcome.customerRowChanged = true
                 outcome.capturedAddress = address
             }
+            // R-CONV-10: an e-mail address follows the phone's precedence.
+            if let email = message.capturedEmail, customer.emailSource != .staff, customer.email != email {
+                customer.email = email
+                customer.emailSource = .captured
+                outcome.customerRowChanged = true
+                outcome.capturedEmail = email
+            }
         }
         // A new conversation shows its customer's name in the inbox.
         outcome.profileChanged = outcome.customerRowChanged || outcome.newConversation
@@ -125,6 +136,8 @@ public struct IncomingMessage: Sendable, Hashable {
     public var sentAtMs: Int64
     /// Where a first message came from (R-CONV-5).
     public var referral: Referral?
+    /// The message's id on the platform (a comment needs it to be replied to, R-CONV-9).
+    public var platformMessageId: String = ""
 }
 
 /// What ingesting a message made of it: where it went and what the rules did.
@@ -137,6 +150,7 @@ public struct IngestedMessage: Sendable, Hashable {
     /// A phone or address read from the message that now stands on the customer (R-CONV-3).
     public var capturedPhone: String?
     public var capturedAddress: String?
+    public var capturedEmail: String? = nil
 }
 
 /// R-CONV-1: who a conversation goes to.

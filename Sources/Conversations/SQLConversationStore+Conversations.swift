@@ -18,12 +18,14 @@ extension SQLConversationStore {
         let incoming = MessageIngest.Message(
             sender: message.sender, customerName: message.customerName, sentAtMs: message.sentAtMs,
             capturedPhone: message.sender == .customer ? ContactCapture.phone(in: message.text) : nil,
-            capturedAddress: message.sender == .customer ? ContactCapture.address(in: message.text) : nil
+            capturedAddress: message.sender == .customer ? ContactCapture.address(in: message.text) : nil,
+            capturedEmail: message.sender == .customer ? ContactCapture.email(in: message.text) : nil
         )
         return try await write { db in
             // One read finds the page, the customer and their conversation (each may be missing).
             guard let known = try await db.raw("""
-                SELECT p.page_id, p.platform, cu.customer_id, cu.name, cu.phone, cu.phone_source, cu.address, cu.address_source, cu.blocked,
+                SELECT p.page_id, p.platform, cu.customer_id, cu.name, cu.phone, cu.phone_source, cu.address, cu.address_source,
+                       cu.email, cu.email_source, cu.blocked,
                        c.conversation_id, c.status, c.assigned_staff_id, c.last_message_at_ms
                 FROM pages p
                 LEFT JOIN customers cu ON cu.shop_id = p.shop_id AND cu.page_id = p.page_id AND cu.external_id = \(bind: message.customerExternalId)
@@ -59,7 +61,8 @@ extension SQLConversationStore {
             if outcome.customerRowChanged {
                 try await db.raw("""
                     UPDATE customers SET name = \(bind: customer.name), phone = \(bind: customer.phone), phone_source = \(bind: customer.phoneSource.rawValue),
-                           address = \(bind: customer.address), address_source = \(bind: customer.addressSource.rawValue)
+                           address = \(bind: customer.address), address_source = \(bind: customer.addressSource.rawValue),
+                           email = \(bind: customer.email), email_source = \(bind: customer.emailSource.rawValue)
                     WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
                     """).run()
             }
@@ -73,10 +76,10 @@ extension SQLConversationStore {
             }
             let messageId = SortableID.make("msg_")
             try await db.raw("""
-                INSERT INTO messages (shop_id, message_id, conversation_id, page_id, kind, sender, staff_id, text, post_id, sent_at_ms)
+                INSERT INTO messages (shop_id, message_id, conversation_id, page_id, kind, sender, staff_id, text, post_id, sent_at_ms, platform_message_id)
                 VALUES (\(bind: shop), \(bind: messageId), \(bind: conversationId), \(bind: message.pageId), \(bind: Int64(message.kind.rawValue)),
                         \(bind: Int64(message.sender.rawValue)), \(bind: message.staffId), \(bind: message.text), \(bind: message.postId),
-                        \(bind: message.sentAtMs))
+                        \(bind: message.sentAtMs), \(bind: message.platformMessageId))
                 """).run()
             if outcome.reopened {
                 try await Self.recordEvent(db, shop: shop, conversationId: conversationId, pageId: message.pageId, kind: .reopened, staffId: "", atMs: message.sentAtMs)
@@ -126,7 +129,8 @@ extension SQLConversationStore {
 
             return IngestedMessage(
                 conversationId: conversationId, messageId: messageId, customerId: customerId, status: outcome.thread.status,
-                assignedStaffId: outcome.thread.assignedStaffId, capturedPhone: outcome.capturedPhone, capturedAddress: outcome.capturedAddress
+                assignedStaffId: outcome.thread.assignedStaffId, capturedPhone: outcome.capturedPhone, capturedAddress: outcome.capturedAddress,
+                capturedEmail: outcome.capturedEmail
             )
         }
     }
@@ -135,7 +139,8 @@ extension SQLConversationStore {
         MessageIngest.Customer(
             name: try row.string("name"), phone: try row.string("phone"),
             phoneSource: ContactSource(rawValue: try row.int64("phone_source")) ?? .none, address: try row.string("address"),
-            addressSource: ContactSource(rawValue: try row.int64("address_source")) ?? .none, blocked: try row.int64("blocked") != 0
+            addressSource: ContactSource(rawValue: try row.int64("address_source")) ?? .none, email: try row.string("email"),
+            emailSource: ContactSource(rawValue: try row.int64("email_source")) ?? .none, blocked: try row.int64("blocked") != 0
         )
     }
 
@@ -317,13 +322,7 @@ extension SQLConversationStore {
             }
             sql += " ORDER BY sent_at_ms, message_id LIMIT \(literal: pageSize + 1)"
             let rows = try await db.raw(sql).all()
-            let messages = try rows.prefix(pageSize).map { row in
-                ChatMessage(
-                    messageId: try row.string("message_id"), conversationId: conversationId,
-                    kind: .init(rawValue: Int32(try row.int64("kind"))), sender: .init(rawValue: Int32(try row.int64("sender"))),
-                    staffId: try row.string("staff_id"), text: try row.string("text"), postId: try row.string("post_id"), sentAtMs: try row.int64("sent_at_ms")
-                )
-            }
+            let messages = try rows.prefix(pageSize).map { try Self.chatMessage($0) }
             var page = ResultPage(items: messages)
             if rows.count > pageSize, let last = messages.last {
                 page.nextPageToken = ConversationCursor(lastMessageAtMs: last.sentAtMs, conversationId: last.messageId).token

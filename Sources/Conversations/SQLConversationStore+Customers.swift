@@ -15,9 +15,16 @@ extension SQLConversationStore {
 
     /// R-PANEL-1: one read for the five answers a panel needs from this service. The conversation
     /// found proves its customer and page exist, so no existence checks are repeated.
-    public func conversationContext(shop: String, conversationId: String, notes: Int, activity: Int) async throws -> ConversationContext {
+    public func conversationContext(
+        shop: String, conversationId: String, notes: Int, activity: Int, messages: Int, messagesOnly: Bool
+    ) async throws -> ConversationContext {
         try await db.read { db in
             let conversation = try await Self.conversationView(db, shop: shop, id: conversationId)
+            let recent = try await db.raw("""
+                SELECT * FROM messages WHERE shop_id = \(bind: shop) AND conversation_id = \(bind: conversationId)
+                ORDER BY sent_at_ms DESC, message_id DESC LIMIT \(literal: messages)
+                """).all().reversed().map { try Self.chatMessage($0) }
+            if messagesOnly { return ConversationContext(conversation: conversation, messages: recent) }
             let customer = try await Self.customerView(db, shop: shop, id: conversation.customerId)
             let tags = try await Self.tagList(db, shop: shop, pageId: conversation.pageId, includeHidden: false)
             let notes = try await Self.notes(db, shop: shop, customerId: conversation.customerId, pageSize: notes, after: nil)
@@ -25,7 +32,9 @@ extension SQLConversationStore {
             filter.conversationId = conversationId
             filter.pageSize = activity
             let entries = try await Self.activity(db, shop: shop, filter: filter)
-            return ConversationContext(conversation: conversation, customer: customer, tags: tags, notes: notes.items, activity: entries.items)
+            return ConversationContext(
+                conversation: conversation, customer: customer, tags: tags, notes: notes.items, activity: entries.items, messages: recent
+            )
         }
     }
 
@@ -46,6 +55,9 @@ extension SQLConversationStore {
             if let address = changes.address {
                 sql += ", address = \(bind: address), address_source = \(bind: (address.isEmpty ? ContactSource.none : ContactSource.staff).rawValue)"
             }
+            if let email = changes.email {
+                sql += ", email = \(bind: email), email_source = \(bind: (email.isEmpty ? ContactSource.none : ContactSource.staff).rawValue)"
+            }
             sql += " WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)"
             try await db.raw(sql).run()
             if changes.name != nil || changes.phone != nil {
@@ -54,7 +66,7 @@ extension SQLConversationStore {
                     WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)
                     """).run()
             }
-            if changes.name != nil || changes.phone != nil || changes.birthday != nil {
+            if changes.name != nil || changes.phone != nil || changes.birthday != nil || changes.email != nil {
                 let now = WallClock.nowMs()
                 try await Outbox.enqueue(db, ConversationEvents.profileChanged(shop: shop, customerIds: [id], nowMs: now), nowMs: now)
             }

@@ -65,6 +65,10 @@ extension SQLConversationStore {
         }
     }
 
+    /// R-CONV-9 / R-REP-1: messages that happened: everything ingested, and the replies the platform took
+    /// (a pending or failed reply reached nobody).
+    static let countedDeliveries = [Int64(ChatMessage.Delivery.deliveryUnspecified.rawValue), Int64(ChatMessage.Delivery.sent.rawValue)]
+
     public func staffHistory(shop: String, pageId: String, fromMs: Int64, toMs: Int64) async throws -> [StaffConversationStatsCalculator.Event] {
         try await db.read { db in
             _ = try await Self.requirePage(db, shop: shop, pageId: pageId)
@@ -72,10 +76,10 @@ extension SQLConversationStore {
             // A reply in range may answer a wait that began before it: its conversation's earlier messages are read too.
             let messageRows = try await db.raw("""
                 SELECT conversation_id, kind, sender, staff_id, sent_at_ms FROM messages
-                WHERE shop_id = \(bind: shop) AND sent_at_ms < \(bind: toMs) AND conversation_id IN (
+                WHERE shop_id = \(bind: shop) AND sent_at_ms < \(bind: toMs) AND delivery IN (\(binds: Self.countedDeliveries)) AND conversation_id IN (
                     SELECT DISTINCT conversation_id FROM messages
                     WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId) AND sent_at_ms >= \(bind: fromMs) AND sent_at_ms < \(bind: toMs)
-                      AND sender = \(bind: Int64(ChatMessage.Sender.staff.rawValue)))
+                      AND sender = \(bind: Int64(ChatMessage.Sender.staff.rawValue)) AND delivery IN (\(binds: Self.countedDeliveries)))
                 ORDER BY sent_at_ms, message_id
                 """).all()
             for row in messageRows {

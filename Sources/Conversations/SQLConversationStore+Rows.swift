@@ -114,7 +114,20 @@ extension SQLConversationStore {
             ),
             customFields: values,
             phoneCaptured: try row.int64("phone_source") == ContactSource.captured.rawValue,
-            addressCaptured: try row.int64("address_source") == ContactSource.captured.rawValue
+            addressCaptured: try row.int64("address_source") == ContactSource.captured.rawValue,
+            email: try row.string("email"), emailCaptured: try row.int64("email_source") == ContactSource.captured.rawValue
+        )
+    }
+
+    /// A `messages` row as ListMessages and the panel show it (a reply with its delivery).
+    static func chatMessage(_ row: any SQLRow) throws -> ChatMessage {
+        ChatMessage(
+            messageId: try row.string("message_id"), conversationId: try row.string("conversation_id"),
+            kind: .init(rawValue: Int32(try row.int64("kind"))), sender: .init(rawValue: Int32(try row.int64("sender"))),
+            staffId: try row.string("staff_id"), text: try row.string("text"), postId: try row.string("post_id"), sentAtMs: try row.int64("sent_at_ms"),
+            delivery: .init(rawValue: Int32(try row.int64("delivery"))), platformMessageId: try row.string("platform_message_id"),
+            failureReason: try row.string("failure_reason"), target: .init(rawValue: Int32(try row.int64("target"))),
+            replyToMessageId: try row.string("reply_to_message_id")
         )
     }
 

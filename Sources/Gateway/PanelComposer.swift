@@ -39,6 +39,7 @@ public struct PanelComposer: Sendable {
     /// How many items of the lists a panel shows.
     static let notes: Int32 = 20
     static let activity: Int32 = 20
+    static let messages: Int32 = 20
     static let recentOrders: Int32 = 5
 
     enum Section: Sendable {
@@ -55,7 +56,9 @@ public struct PanelComposer: Sendable {
         // than an optional section — up to the caller's deadline, at most `conversationTimeout`: a burst
         // queued at conversation-svc is served late rather than refused at the section deadline.
         let context = try await clients.conversation.getConversationContext(
-            GetConversationContextRequest(shopId: shop, conversationId: conversationId, notesLimit: Self.notes, activityLimit: Self.activity),
+            GetConversationContextRequest(
+                shopId: shop, conversationId: conversationId, notesLimit: Self.notes, activityLimit: Self.activity, messagesLimit: Self.messages
+            ),
             options: CallOptions(timeout: Self.timeAmount(sectionTimeout * Self.conversationTimeoutFactor))
         )
         timings?.record("conversation", milliseconds: Self.milliseconds(since: started))
@@ -79,8 +82,8 @@ public struct PanelComposer: Sendable {
             let started = ContinuousClock.now
             do throws(RPCError) {
                 let context: ConversationContext
-                // A message changes the conversation alone, the most frequent change: its row is all that is
-                // read then, not the page's tags, the notes and the activity besides.
+                // A message changes the conversation and its messages alone, the most frequent change: they are
+                // all that is read then (`messages_only`), not the page's tags, the notes and the activity besides.
                 if fromConversation == [.conversation] {
                     let conversation = try await clients.conversation.getConversation(
                         GetConversationRequest(shopId: shop, conversationId: conversationId), options: options
@@ -88,7 +91,10 @@ public struct PanelComposer: Sendable {
                     context = ConversationContext(conversation: conversation)
                 } else {
                     context = try await clients.conversation.getConversationContext(
-                        GetConversationContextRequest(shopId: shop, conversationId: conversationId, notesLimit: Self.notes, activityLimit: Self.activity),
+                        GetConversationContextRequest(
+                            shopId: shop, conversationId: conversationId, notesLimit: Self.notes, activityLimit: Self.activity, messagesLimit: Self.messages,
+                            messagesOnly: fromConversation.isSubset(of: [.conversation, .messages])
+                        ),
                         options: options
                     )
                 }
@@ -131,6 +137,7 @@ public struct PanelComposer: Sendable {
         }
         if wanted.contains(.notes) { panel.notes = context.notes }
         if wanted.contains(.activity) { panel.activity = context.activity }
+        if wanted.contains(.messages) { panel.messages = context.messages }
     }
 
     /// order-svc's and loyalty-svc's sections of `wanted`, asked for at once under one deadline.

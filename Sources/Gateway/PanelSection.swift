@@ -8,6 +8,8 @@ public enum PanelSection: String, CaseIterable, Sendable, Hashable, Comparable {
     case notes, referral
     case customFields = "custom_fields"
     case activity, member
+    /// Added last: resume tokens carry sections as bits of their position.
+    case messages
 
     public static func < (a: PanelSection, b: PanelSection) -> Bool { a.rawValue < b.rawValue }
 
@@ -25,7 +27,8 @@ public enum PanelSection: String, CaseIterable, Sendable, Hashable, Comparable {
     /// The sections a change makes stale.
     static func stale(after kind: Change.Kind) -> Set<PanelSection> {
         switch kind {
-        case .message, .newConversation, .conversation, .replyDelivery: [.conversation]
+        case .message, .newConversation, .replyDelivery: [.conversation, .messages]
+        case .conversation: [.conversation]
         case .tags: [.tags, .conversation, .activity]
         case .notes: [.notes]
         case .customer: [.customer, .referral, .customFields, .conversation]

@@ -16,6 +16,20 @@ public enum OutboxAttempt {
         case stopping
     }
 
+    /// A subscriber's answer that the event could not be handled yet and should be tried again
+    /// no sooner than `afterMs` from now (a platform's Retry-After); an attempt is counted.
+    public struct RetryLater: Error, Sendable, Hashable, CustomStringConvertible {
+        public var reason: String
+        public var afterMs: Int64
+
+        public init(reason: String, afterMs: Int64) {
+            self.reason = reason
+            self.afterMs = afterMs
+        }
+
+        public var description: String { reason }
+    }
+
     /// What a subscriber's thrown error means for the row.
     public static func outcome(of error: any Error) -> Outcome {
         switch error {
@@ -43,15 +57,17 @@ public enum OutboxAttempt {
         case untouched
     }
 
-    /// - Parameter attempts: the attempts the row had before this one.
-    public static func decide(_ outcome: Outcome, attempts: Int64, nowMs: Int64, policy: OutboxDispatcher.Configuration) -> Decision {
+    /// - Parameters:
+    ///   - attempts: the attempts the row had before this one.
+    ///   - notBeforeMs: the subscriber asked for no retry sooner than this after now (`RetryLater`).
+    public static func decide(_ outcome: Outcome, attempts: Int64, nowMs: Int64, policy: OutboxDispatcher.Configuration, notBeforeMs: Int64 = 0) -> Decision {
         switch outcome {
         case .delivered: return .delete
         case .unreachable, .stopping: return .untouched
         case .refused:
             let made = attempts + 1
             if made >= policy.maxAttempts { return .dead(attempts: made) }
-            return .retry(attempts: made, atMs: nowMs + policy.retryDelayMs(afterAttempt: made))
+            return .retry(attempts: made, atMs: nowMs + max(policy.retryDelayMs(afterAttempt: made), notBeforeMs))
         }
     }
 }

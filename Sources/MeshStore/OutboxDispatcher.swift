@@ -227,7 +227,7 @@ public final class OutboxDispatcher: Sendable {
 
     struct Results: Sendable {
         var delivered: [String] = []
-        var failed: [(delivery: Outbox.Delivery, error: String)] = []
+        var failed: [(delivery: Outbox.Delivery, error: String, notBeforeMs: Int64)] = []
         var unreachable: String?
     }
 
@@ -269,7 +269,8 @@ public final class OutboxDispatcher: Sendable {
                     box.results.withLock { $0.unreachable = $0.unreachable ?? "the dispatcher is stopping" }
                 case .refused(let why):
                     // Later events of this partition wait behind it.
-                    box.results.withLock { $0.failed.append((delivery, why)) }
+                    let notBefore = (error as? OutboxAttempt.RetryLater)?.afterMs ?? 0
+                    box.results.withLock { $0.failed.append((delivery, why, notBefore)) }
                 case .delivered:
                     break
                 }
@@ -294,9 +295,9 @@ public final class OutboxDispatcher: Sendable {
                 start += chunk.count
             }
             var dead: [(Outbox.Delivery, String)] = []
-            for (delivery, error) in results.failed {
+            for (delivery, error, notBefore) in results.failed {
                 let (attempts, nextAt, state): (Int64, Int64, Outbox.State)
-                switch OutboxAttempt.decide(.refused(error), attempts: delivery.attempts, nowMs: nowMs, policy: configuration) {
+                switch OutboxAttempt.decide(.refused(error), attempts: delivery.attempts, nowMs: nowMs, policy: configuration, notBeforeMs: notBefore) {
                 case .retry(let made, let at): (attempts, nextAt, state) = (made, at, .pending)
                 case .dead(let made): (attempts, nextAt, state) = (made, Outbox.never, .dead)
                 case .delete, .untouched: continue
@@ -310,7 +311,7 @@ public final class OutboxDispatcher: Sendable {
             }
             return dead
         }
-        for (delivery, error) in results.failed where !dead.contains(where: { $0.0.seq == delivery.seq }) {
+        for (delivery, error, _) in results.failed where !dead.contains(where: { $0.0.seq == delivery.seq }) {
             logger.warning("outbox event refused, will retry", metadata: [
                 "subscriber": "\(subscriber)", "shop": "\(delivery.shopId)", "event_id": "\(delivery.eventId)",
                 "attempt": "\(delivery.attempts + 1)", "error": "\(error)",

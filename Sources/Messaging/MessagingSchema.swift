@@ -115,5 +115,14 @@ public enum MessagingSchema {
             """,
             "CREATE INDEX messenger_contacts_by_customer ON messenger_contacts (shop_id, customer_id, last_customer_message_at_ms)",
         ]),
+        // R-CONV-9: staff replies delivered for conversation-svc, one platform call per delivery key.
+        Migration(version: 3, name: "reply deliveries", statements: [
+            """
+            CREATE TABLE reply_deliveries (
+                shop_id TEXT NOT NULL, delivery_key TEXT NOT NULL, state BIGINT NOT NULL,
+                platform_message_id TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', updated_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, delivery_key))
+            """,
+        ]),
     ]
 }

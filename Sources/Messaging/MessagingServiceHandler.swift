@@ -10,12 +10,15 @@ import VietnamCommerce
 public struct MessagingServiceHandler: MessagingService.Handler {
     let store: MessagingStore
     let sender: MessageSender
+    let replies: ReplySender
     var zns: ZnsQualityPolicy { sender.zns }
     var now: @Sendable () -> Int64 { sender.now }
 
-    public init(store: MessagingStore, sender: MessageSender) {
+    /// - Parameter replies: how staff replies reach the platforms; the sandbox (nothing leaves) when nil.
+    public init(store: MessagingStore, sender: MessageSender, replies: ReplySender? = nil) {
         self.store = store
         self.sender = sender
+        self.replies = replies ?? ReplySender(store: store, adapters: .sandbox, now: sender.now)
     }
 
     // MARK: Templates (R-MSG-1, R-ZNS-3)
@@ -250,5 +253,31 @@ public struct MessagingServiceHandler: MessagingService.Handler {
             atMs: request.atMs, nowMs: now()
         )
         return CancelledStepsResponse(cancelledSteps: Int32(cancelled))
+    }
+
+    // MARK: Staff replies (R-CONV-9)
+
+    public func deliverReply(_ request: DeliverReplyRequest, context: ServerContext) async throws -> DeliverReplyResponse {
+        if let principal = context.principal, principal.role != .service {
+            throw RPCError.permissionDenied("DeliverReply is conversation-svc's: it needs a service token")
+        }
+        _ = try FieldCheck.id(request.deliveryKey, "delivery_key")
+        _ = try FieldCheck.id(request.pageId, "page_id")
+        guard request.platform == .facebook || request.platform == .zalo else { throw RPCError.invalidArgument("platform must be FACEBOOK or ZALO") }
+        switch request.target {
+        case .inbox: _ = try FieldCheck.id(request.recipient, "recipient")
+        case .commentPublic, .commentPrivate: _ = try FieldCheck.text(request.commentId, "comment_id", max: 200, required: true)
+        default: throw RPCError.invalidArgument("target must be INBOX, COMMENT_PUBLIC or COMMENT_PRIVATE")
+        }
+        _ = try FieldCheck.text(request.text, "text", max: 8_000, required: true)
+        for (value, field) in [(request.lastCustomerMessageAtMs, "last_customer_message_at_ms"), (request.commentAtMs, "comment_at_ms")]
+        where value < 0 || value > 253_402_300_799_999 {
+            throw RPCError.invalidArgument("\(field) is not a time in milliseconds")
+        }
+        switch try await replies.deliver(request) {
+        case .sent(let id): return DeliverReplyResponse(outcome: .sent, platformMessageId: id)
+        case .failed(let reason): return DeliverReplyResponse(outcome: .failed, reason: reason)
+        case .retry(let reason, let afterMs): return DeliverReplyResponse(outcome: .retry, reason: reason, retryAfterMs: afterMs)
+        }
     }
 }

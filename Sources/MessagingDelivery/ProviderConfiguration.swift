@@ -67,6 +67,58 @@ public enum ProviderConfiguration {
         return adapters
     }
 
+    /// How staff replies reach the platforms (R-CONV-9). `CHATMESH_REPLY_PROVIDERS` is `sandbox`
+    /// (nothing leaves: the local demo) or a list of `facebook=graph` (Messenger Send API and
+    /// comment replies) and `zalo=oa` (Zalo OA consultation messages); a platform left out has
+    /// no provider and its replies turn FAILED saying so. Real providers need
+    /// CHATMESH_PAGE_TOKENS_FILE (`PageTokens`); CHATMESH_FACEBOOK_GRAPH_URL and CHATMESH_ZALO_OA_URL
+    /// point them elsewhere (tests, a proxy).
+    public static func replyAdapters(_ env: [String: String], client: HTTP1Client = HTTP1Client()) throws(ConfigurationError) -> ReplyAdapters {
+        let spec = (env["CHATMESH_REPLY_PROVIDERS"] ?? "sandbox").trimmingCharacters(in: .whitespaces)
+        if spec == "sandbox" { return .sandbox }
+        var adapters = ReplyAdapters()
+        var tokens: PageTokens?
+        func pageTokens() throws(ConfigurationError) -> PageTokens {
+            if let tokens { return tokens }
+            let path = try required(env, "CHATMESH_PAGE_TOKENS_FILE")
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError("CHATMESH_PAGE_TOKENS_FILE=\(path): cannot be read")
+            }
+            let parsed = try PageTokens.parse(text, source: "CHATMESH_PAGE_TOKENS_FILE")
+            tokens = parsed
+            return parsed
+        }
+        for item in spec.split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            switch (parts.first, parts.count == 2 ? parts[1] : nil) {
+            case ("facebook", "graph"):
+                let graph = try url(env, "CHATMESH_FACEBOOK_GRAPH_URL", default: "https://graph.facebook.com/v19.0")
+                let connection = PlatformConnection(endpoint: graph, tokens: try pageTokens(), client: client)
+                adapters.messenger = MessengerReplyAdapter(connection)
+                adapters.facebookComments = FacebookCommentReplyAdapter(connection)
+            case ("facebook", "sandbox"):
+                adapters.messenger = SandboxReplyAdapter()
+                adapters.facebookComments = SandboxReplyAdapter()
+            case ("zalo", "oa"):
+                adapters.zalo = ZaloOAReplyAdapter(PlatformConnection(
+                    endpoint: try url(env, "CHATMESH_ZALO_OA_URL", default: "https://openapi.zalo.me/v3.0"), tokens: try pageTokens(), client: client
+                ))
+            case ("zalo", "sandbox"):
+                adapters.zalo = SandboxReplyAdapter()
+            default:
+                throw ConfigurationError("CHATMESH_REPLY_PROVIDERS: \"\(item)\" is not facebook=graph, facebook=sandbox, zalo=oa or zalo=sandbox")
+            }
+        }
+        return adapters
+    }
+
+    /// Zalo's reply window (R-CONV-9): CHATMESH_ZALO_REPLY_WINDOW_DAYS, 7 by default.
+    public static func zaloReplyWindowMs(_ env: [String: String]) throws(ConfigurationError) -> Int64 {
+        guard let text = env["CHATMESH_ZALO_REPLY_WINDOW_DAYS"], !text.isEmpty else { return ReplyDelivery.defaultZaloWindowMs }
+        guard let days = Int64(text), (1...365).contains(days) else { throw ConfigurationError("CHATMESH_ZALO_REPLY_WINDOW_DAYS=\(text): expected 1..365 days") }
+        return days * 86_400_000
+    }
+
     /// The payment gateway for automatic top-ups: `sandbox` (approves everything), `http` or `none`.
     public static func paymentGateway(_ env: [String: String], client: HTTP1Client = HTTP1Client()) throws(ConfigurationError) -> (any PaymentGateway)? {
         switch env["CHATMESH_PAYMENT_GATEWAY"] ?? "sandbox" {

@@ -26,7 +26,7 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(help: "Only this producing service: order or conversation (default: both).")
     var service: Producer?
 
-    @Option(help: "Only this subscriber's queue (loyalty, loyalty-profile, messaging).")
+    @Option(help: "Only this subscriber's queue (loyalty, loyalty-profile, messaging, replies).")
     var subscriber: String?
 
     @Flag(help: "List the dead events.")

@@ -170,6 +170,7 @@ struct PanelWatcher {
             case "custom_fields": panel.customFields = new.customFields
             case "activity": panel.activity = new.activity
             case "member": panel.member = new.member
+            case "messages": panel.messages = new.messages
             default: break
             }
         }
@@ -191,6 +192,7 @@ struct PanelText {
             ["Điện thoại", customer.phone.isEmpty ? "-" : customer.phone + (customer.phoneCaptured ? printer.dim(" (tự nhận)") : "")],
             ["Địa chỉ", customer.address.isEmpty ? "-" : customer.address],
             ["Sinh nhật", customer.birthday.isEmpty ? "-" : customer.birthday],
+            ["E-mail", customer.email.isEmpty ? "-" : customer.email + (customer.emailCaptured ? printer.dim(" (tự nhận)") : "")],
             ["Hội thoại", "\(conversation.conversationId)  \(conversation.status.protoName)  \(conversation.assignedStaffId.isEmpty ? "chưa giao" : conversation.assignedStaffId)"],
         ] + (panel.referral.map { $0.sourceLink.isEmpty && $0.campaign.isEmpty ? [] : [["Nguồn", [$0.channel, $0.campaign, $0.sourceLink].filter { !$0.isEmpty }.joined(separator: " · ")]] } ?? [])))
         if let member = panel.member {
@@ -229,6 +231,13 @@ struct PanelText {
             out.append(printer.heading("Thông tin thêm"))
             out.append(Printer.table(panel.customFields.map { [$0.key, $0.value] }))
         }
+        if !panel.messages.isEmpty {
+            out.append(printer.heading("Tin nhắn"))
+            out.append(Printer.table(panel.messages.suffix(10).map { message in
+                let who = message.sender == .staff ? message.staffId : message.sender == .bot ? "bot" : "khách"
+                return [Printer.date(message.sentAtMs), who, String(message.text.prefix(60)), ReplyCommand.deliveryText(message)]
+            }))
+        }
         if !panel.activity.isEmpty {
             out.append(printer.heading("Lịch sử"))
             out.append(Printer.table(panel.activity.prefix(10).map { [Printer.date($0.atMs), $0.action.protoName.lowercased(), $0.staffId, $0.tagName] }))
@@ -262,6 +271,10 @@ enum PanelJSON {
             "notes": panel.notes.map { ["text": $0.text, "staff_id": $0.staffId, "created_at_ms": $0.createdAtMs] as [String: Any] },
             "custom_fields": Dictionary(panel.customFields.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a }),
             "activity": panel.activity.map { ["action": $0.action.protoName, "staff_id": $0.staffId, "tag_name": $0.tagName, "at_ms": $0.atMs] as [String: Any] },
+            "messages": panel.messages.map {
+                ["message_id": $0.messageId, "sender": $0.sender.protoName, "staff_id": $0.staffId, "text": $0.text, "sent_at_ms": $0.sentAtMs,
+                 "delivery": $0.delivery.protoName, "platform_message_id": $0.platformMessageId, "failure_reason": $0.failureReason] as [String: Any]
+            },
             "unavailable_sections": panel.unavailableSections.map { ["section": $0.section, "code": $0.code, "reason": $0.reason] },
         ]
         if let summary = panel.orderSummary {

@@ -123,6 +123,14 @@ def test_each_change_reaches_the_watcher(mesh):
         update = watch.until(lambda u: "conversation" in u.changed_sections and u.panel.conversation.last_message_text == "Shop ơi còn size M không ạ?")
         assert update.panel.conversation.unread_count >= 1
         assert "order_summary" not in update.changed_sections and not update.HasField("panel") or not update.panel.HasField("order_summary")
+        assert update.panel.messages[-1].text == "Shop ơi còn size M không ạ?"
+
+        # A staff reply: shown PENDING, then its delivery outcome (R-CONV-9; the mesh's sandbox platform takes it).
+        reply = mesh.stub("conversation").SendReply(cv.SendReplyRequest(
+            shop_id=SHOP, conversation_id=hoa.conversation_id, staff_id="lan", text="Dạ còn ạ"), metadata=md())
+        update = watch.until(lambda u: "messages" in u.changed_sections and any(
+            m.message_id == reply.message_id and m.delivery == cv.ChatMessage.SENT for m in u.panel.messages))
+        assert next(m for m in update.panel.messages if m.message_id == reply.message_id).platform_message_id.startswith("sandbox-")
 
         # A tag a colleague attached: tags (and the activity entry R-ACT-1 writes).
         tags = mesh.stub("conversation").ListTags(cv.ListTagsRequest(shop_id=SHOP, page_id=PAGE), metadata=md())

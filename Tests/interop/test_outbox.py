@@ -210,6 +210,6 @@ def test_a_tag_attached_in_conversation_svc_joins_a_has_tag_segment_and_starts_i
         status = events_cli(mesh, "--service", "conversation")[0]
         assert status["service"] == "conversation-svc"
         assert {q["subscriber"]: (q["pending"], q["dead"], q["reachable"]) for q in status["queues"]} == \
-            {"loyalty-profile": (0, 0, True), "messaging": (0, 0, True)}
+            {"loyalty-profile": (0, 0, True), "messaging": (0, 0, True), "replies": (0, 0, True)}
     finally:
         mesh.close()

@@ -15,7 +15,7 @@ import MeshStore
 // fields, activity history and the staff conversation report (DOMAIN.md §1).
 // Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL,
 // CHATMESH_LOYALTY_ADDRS (customer profiles for segments), CHATMESH_MESSAGING_ADDRS (tag and
-// customer-message events for chatbot scenarios and the Messenger window), CHATMESH_OUTBOX_MAX_ATTEMPTS
+// customer-message events for chatbot scenarios and the Messenger window; staff replies to deliver), CHATMESH_OUTBOX_MAX_ATTEMPTS
 // and CHATMESH_OUTBOX_RETRY_MS (the outbox: attempts before an event is dead, first retry delay).
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
@@ -30,14 +30,18 @@ do {
     try await database.closing {
         let store = try await SQLConversationStore.open(database)
         let changes = try await ChangeFeed.open(database, bell: store.commitBell, logger: logger)
-        // Profiles go to loyalty-svc and tag / message events to messaging-svc through the
-        // outbox, each call with a service token for the event's shop.
+        // Profiles go to loyalty-svc, and tag / message events and staff replies (R-CONV-9: messaging-svc
+        // talks to the platforms) to messaging-svc through the outbox, each call with a service token
+        // for the event's shop.
         let tokens = ServiceTokens(service: "conversation-svc", environment: env)
         let outbox = ServiceOutbox(
             service: "conversation-svc", listen: env.listen(service: "conversation"), database: database,
             subscribers: [
                 ConversationEvents.profileSubscriber(store: store, loyalty: loyalty, token: tokens.perShop),
                 ConversationEvents.messagingSubscriber(messaging: messaging, token: tokens.perShop),
+                ConversationEvents.replySubscriber(
+                    store: store, messaging: messaging, token: tokens.perShop, giveUpAfterAttempts: max(1, outboxConfiguration.maxAttempts - 1)
+                ),
             ],
             bell: store.commitBell, configuration: outboxConfiguration, logger: logger
         )

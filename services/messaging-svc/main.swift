@@ -15,7 +15,9 @@ import MessagingDelivery
 // Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL,
 // CHATMESH_MESSAGING_PROVIDERS and each provider's variables (ProviderConfiguration),
 // CHATMESH_PRICE_ZNS_VND, CHATMESH_PRICE_SMS_VND, CHATMESH_PAYMENT_GATEWAY, CHATMESH_LOYALTY_ADDRS
-// (broadcast audiences), CHATMESH_BROADCAST_BATCH, CHATMESH_BROADCAST_CONCURRENCY.
+// (broadcast audiences), CHATMESH_BROADCAST_BATCH, CHATMESH_BROADCAST_CONCURRENCY; staff replies (R-CONV-9):
+// CHATMESH_REPLY_PROVIDERS, CHATMESH_PAGE_TOKENS_FILE, CHATMESH_FACEBOOK_GRAPH_URL, CHATMESH_ZALO_OA_URL,
+// CHATMESH_ZALO_REPLY_WINDOW_DAYS.
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
 let logger = Logger(label: "messaging-svc")
@@ -32,6 +34,8 @@ do {
     // Every setting is read before the database opens: a wrong one stops the service here, naming it.
     let adapters = try ProviderConfiguration.adapters(env.values)
     let gateway = try ProviderConfiguration.paymentGateway(env.values)
+    let replyAdapters = try ProviderConfiguration.replyAdapters(env.values)
+    let zaloReplyWindowMs = try ProviderConfiguration.zaloReplyWindowMs(env.values)
     let config = try GRPCServer.Config(listen: env.listen(service: "messaging"))
     let loyalty = try HTTP2Channel(addresses: env.addresses(of: "loyalty"))
     let location = try StoreLocation.resolve(service: "messaging", databaseURL: env.databaseURL, dataDirectory: env.dataDirectory)
@@ -45,6 +49,10 @@ do {
             let sandbox = adapter.name == "sandbox" ? ": nothing leaves this machine; sent messages are rows in messaging.sqlite" : ""
             logger.notice("\(channel.protoName) delivered by \(adapter.name)\(sandbox)")
         }
+        for (kind, adapter) in [("Facebook inbox replies", replyAdapters.messenger), ("Facebook comment replies", replyAdapters.facebookComments), ("Zalo OA replies", replyAdapters.zalo)] {
+            logger.notice("\(kind) delivered by \(adapter?.platformName ?? "nobody (CHATMESH_REPLY_PROVIDERS): they fail saying so")")
+        }
+        let replies = ReplySender(store: store, adapters: replyAdapters, zaloWindowMs: zaloReplyWindowMs)
         // Broadcast audiences come from loyalty-svc, called with a service token that acts for every shop.
         let tokens = ServiceTokens(service: "messaging-svc", environment: env)
         let runner = BroadcastRunner(
@@ -66,7 +74,7 @@ do {
         }
         try await MeshProcess.serve(
             name: "messaging-svc", config: config,
-            services: ReflectionService.adding(to: [MessagingServiceHandler(store: store, sender: sender), HealthService(services: [MessagingService.name])]),
+            services: ReflectionService.adding(to: [MessagingServiceHandler(store: store, sender: sender, replies: replies), HealthService(services: [MessagingService.name])]),
             env: env, jobs: [redelivery, broadcasts, scenarios], logger: logger
         )
     }

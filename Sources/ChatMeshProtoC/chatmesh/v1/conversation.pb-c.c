@@ -1222,6 +1222,96 @@ void   chatmesh__v1__ingest_message_response__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__ingest_message_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__send_reply_request__init
+                     (Chatmesh__V1__SendReplyRequest         *message)
+{
+  static const Chatmesh__V1__SendReplyRequest init_value = CHATMESH__V1__SEND_REPLY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__send_reply_request__get_packed_size
+                     (const Chatmesh__V1__SendReplyRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__send_reply_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__send_reply_request__pack
+                     (const Chatmesh__V1__SendReplyRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__send_reply_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__send_reply_request__pack_to_buffer
+                     (const Chatmesh__V1__SendReplyRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__send_reply_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__SendReplyRequest *
+       chatmesh__v1__send_reply_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__SendReplyRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__send_reply_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__send_reply_request__free_unpacked
+                     (Chatmesh__V1__SendReplyRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__send_reply_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__retry_reply_request__init
+                     (Chatmesh__V1__RetryReplyRequest         *message)
+{
+  static const Chatmesh__V1__RetryReplyRequest init_value = CHATMESH__V1__RETRY_REPLY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__retry_reply_request__get_packed_size
+                     (const Chatmesh__V1__RetryReplyRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__retry_reply_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__retry_reply_request__pack
+                     (const Chatmesh__V1__RetryReplyRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__retry_reply_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__retry_reply_request__pack_to_buffer
+                     (const Chatmesh__V1__RetryReplyRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__retry_reply_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__RetryReplyRequest *
+       chatmesh__v1__retry_reply_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__RetryReplyRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__retry_reply_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__retry_reply_request__free_unpacked
+                     (Chatmesh__V1__RetryReplyRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__retry_reply_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__list_conversations_request__init
                      (Chatmesh__V1__ListConversationsRequest         *message)
 {
@@ -2972,7 +3062,71 @@ const ProtobufCEnumDescriptor chatmesh__v1__chat_message__sender__descriptor =
   chatmesh__v1__chat_message__sender__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__chat_message__field_descriptors[8] =
+static const ProtobufCEnumValue chatmesh__v1__chat_message__delivery__enum_values_by_number[4] =
+{
+  { "DELIVERY_UNSPECIFIED", "CHATMESH__V1__CHAT_MESSAGE__DELIVERY__DELIVERY_UNSPECIFIED", 0 },
+  { "PENDING", "CHATMESH__V1__CHAT_MESSAGE__DELIVERY__PENDING", 1 },
+  { "SENT", "CHATMESH__V1__CHAT_MESSAGE__DELIVERY__SENT", 2 },
+  { "FAILED", "CHATMESH__V1__CHAT_MESSAGE__DELIVERY__FAILED", 3 },
+};
+static const ProtobufCIntRange chatmesh__v1__chat_message__delivery__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__chat_message__delivery__enum_values_by_name[4] =
+{
+  { "DELIVERY_UNSPECIFIED", 0 },
+  { "FAILED", 3 },
+  { "PENDING", 1 },
+  { "SENT", 2 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__chat_message__delivery__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ChatMessage.Delivery",
+  "Delivery",
+  "Chatmesh__V1__ChatMessage__Delivery",
+  "chatmesh.v1",
+  4,
+  chatmesh__v1__chat_message__delivery__enum_values_by_number,
+  4,
+  chatmesh__v1__chat_message__delivery__enum_values_by_name,
+  1,
+  chatmesh__v1__chat_message__delivery__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue chatmesh__v1__chat_message__target__enum_values_by_number[4] =
+{
+  { "TARGET_UNSPECIFIED", "CHATMESH__V1__CHAT_MESSAGE__TARGET__TARGET_UNSPECIFIED", 0 },
+  { "INBOX", "CHATMESH__V1__CHAT_MESSAGE__TARGET__INBOX", 1 },
+  { "COMMENT_PUBLIC", "CHATMESH__V1__CHAT_MESSAGE__TARGET__COMMENT_PUBLIC", 2 },
+  { "COMMENT_PRIVATE", "CHATMESH__V1__CHAT_MESSAGE__TARGET__COMMENT_PRIVATE", 3 },
+};
+static const ProtobufCIntRange chatmesh__v1__chat_message__target__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__chat_message__target__enum_values_by_name[4] =
+{
+  { "COMMENT_PRIVATE", 3 },
+  { "COMMENT_PUBLIC", 2 },
+  { "INBOX", 1 },
+  { "TARGET_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__chat_message__target__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ChatMessage.Target",
+  "Target",
+  "Chatmesh__V1__ChatMessage__Target",
+  "chatmesh.v1",
+  4,
+  chatmesh__v1__chat_message__target__enum_values_by_number,
+  4,
+  chatmesh__v1__chat_message__target__enum_values_by_name,
+  1,
+  chatmesh__v1__chat_message__target__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__chat_message__field_descriptors[13] =
 {
   {
     "message_id",
@@ -3070,21 +3224,86 @@ static const ProtobufCFieldDescriptor chatmesh__v1__chat_message__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "delivery",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ChatMessage, delivery),
+    &chatmesh__v1__chat_message__delivery__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "platform_message_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ChatMessage, platform_message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failure_reason",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ChatMessage, failure_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ChatMessage, target),
+    &chatmesh__v1__chat_message__target__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reply_to_message_id",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ChatMessage, reply_to_message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__chat_message__field_indices_by_name[] = {
   1,   /* field[1] = conversation_id */
+  8,   /* field[8] = delivery */
+  10,   /* field[10] = failure_reason */
   2,   /* field[2] = kind */
   0,   /* field[0] = message_id */
+  9,   /* field[9] = platform_message_id */
   6,   /* field[6] = post_id */
+  12,   /* field[12] = reply_to_message_id */
   3,   /* field[3] = sender */
   7,   /* field[7] = sent_at_ms */
   4,   /* field[4] = staff_id */
+  11,   /* field[11] = target */
   5,   /* field[5] = text */
 };
 static const ProtobufCIntRange chatmesh__v1__chat_message__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__chat_message__descriptor =
 {
@@ -3094,7 +3313,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__chat_message__descriptor =
   "Chatmesh__V1__ChatMessage",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ChatMessage),
-  8,
+  13,
   chatmesh__v1__chat_message__field_descriptors,
   chatmesh__v1__chat_message__field_indices_by_name,
   1,  chatmesh__v1__chat_message__number_ranges,
@@ -3337,7 +3556,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__custom_field_value__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__custom_field_value__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__customer__field_descriptors[12] =
+static const ProtobufCFieldDescriptor chatmesh__v1__customer__field_descriptors[14] =
 {
   {
     "customer_id",
@@ -3483,6 +3702,30 @@ static const ProtobufCFieldDescriptor chatmesh__v1__customer__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "email",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Customer, email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "email_captured",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Customer, email_captured),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__customer__field_indices_by_name[] = {
   6,   /* field[6] = address */
@@ -3491,6 +3734,8 @@ static const unsigned chatmesh__v1__customer__field_indices_by_name[] = {
   7,   /* field[7] = blocked */
   9,   /* field[9] = custom_fields */
   0,   /* field[0] = customer_id */
+  12,   /* field[12] = email */
+  13,   /* field[13] = email_captured */
   2,   /* field[2] = external_id */
   3,   /* field[3] = name */
   1,   /* field[1] = page_id */
@@ -3501,7 +3746,7 @@ static const unsigned chatmesh__v1__customer__field_indices_by_name[] = {
 static const ProtobufCIntRange chatmesh__v1__customer__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__customer__descriptor =
 {
@@ -3511,7 +3756,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__customer__descriptor =
   "Chatmesh__V1__Customer",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__Customer),
-  12,
+  14,
   chatmesh__v1__customer__field_descriptors,
   chatmesh__v1__customer__field_indices_by_name,
   1,  chatmesh__v1__customer__number_ranges,
@@ -4895,7 +5140,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__sync_facebook_labels_response__de
   (ProtobufCMessageInit) chatmesh__v1__sync_facebook_labels_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_request__field_descriptors[11] =
+static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_request__field_descriptors[12] =
 {
   {
     "shop_id",
@@ -5029,12 +5274,25 @@ static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_request__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "platform_message_id",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__IngestMessageRequest, platform_message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__ingest_message_request__field_indices_by_name[] = {
   2,   /* field[2] = customer_external_id */
   3,   /* field[3] = customer_name */
   4,   /* field[4] = kind */
   1,   /* field[1] = page_id */
+  11,   /* field[11] = platform_message_id */
   8,   /* field[8] = post_id */
   10,   /* field[10] = referral */
   5,   /* field[5] = sender */
@@ -5046,7 +5304,7 @@ static const unsigned chatmesh__v1__ingest_message_request__field_indices_by_nam
 static const ProtobufCIntRange chatmesh__v1__ingest_message_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_request__descriptor =
 {
@@ -5056,14 +5314,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_request__descripto
   "Chatmesh__V1__IngestMessageRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__IngestMessageRequest),
-  11,
+  12,
   chatmesh__v1__ingest_message_request__field_descriptors,
   chatmesh__v1__ingest_message_request__field_indices_by_name,
   1,  chatmesh__v1__ingest_message_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__ingest_message_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_response__field_descriptors[7] =
+static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_response__field_descriptors[8] =
 {
   {
     "conversation_id",
@@ -5149,10 +5407,23 @@ static const ProtobufCFieldDescriptor chatmesh__v1__ingest_message_response__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "captured_email",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__IngestMessageResponse, captured_email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__ingest_message_response__field_indices_by_name[] = {
   6,   /* field[6] = assigned_staff_id */
   4,   /* field[4] = captured_address */
+  7,   /* field[7] = captured_email */
   3,   /* field[3] = captured_phone */
   0,   /* field[0] = conversation_id */
   2,   /* field[2] = customer_id */
@@ -5162,7 +5433,7 @@ static const unsigned chatmesh__v1__ingest_message_response__field_indices_by_na
 static const ProtobufCIntRange chatmesh__v1__ingest_message_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_response__descriptor =
 {
@@ -5172,11 +5443,191 @@ const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_response__descript
   "Chatmesh__V1__IngestMessageResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__IngestMessageResponse),
-  7,
+  8,
   chatmesh__v1__ingest_message_response__field_descriptors,
   chatmesh__v1__ingest_message_response__field_indices_by_name,
   1,  chatmesh__v1__ingest_message_response__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__ingest_message_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__send_reply_request__field_descriptors[7] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendReplyRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conversation_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendReplyRequest, conversation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "staff_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendReplyRequest, staff_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendReplyRequest, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendReplyRequest, target),
+    &chatmesh__v1__chat_message__target__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "comment_message_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendReplyRequest, comment_message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "idempotency_key",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SendReplyRequest, idempotency_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__send_reply_request__field_indices_by_name[] = {
+  5,   /* field[5] = comment_message_id */
+  1,   /* field[1] = conversation_id */
+  6,   /* field[6] = idempotency_key */
+  0,   /* field[0] = shop_id */
+  2,   /* field[2] = staff_id */
+  4,   /* field[4] = target */
+  3,   /* field[3] = text */
+};
+static const ProtobufCIntRange chatmesh__v1__send_reply_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__send_reply_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.SendReplyRequest",
+  "SendReplyRequest",
+  "Chatmesh__V1__SendReplyRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__SendReplyRequest),
+  7,
+  chatmesh__v1__send_reply_request__field_descriptors,
+  chatmesh__v1__send_reply_request__field_indices_by_name,
+  1,  chatmesh__v1__send_reply_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__send_reply_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__retry_reply_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__RetryReplyRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__RetryReplyRequest, message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "staff_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__RetryReplyRequest, staff_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__retry_reply_request__field_indices_by_name[] = {
+  1,   /* field[1] = message_id */
+  0,   /* field[0] = shop_id */
+  2,   /* field[2] = staff_id */
+};
+static const ProtobufCIntRange chatmesh__v1__retry_reply_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__retry_reply_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.RetryReplyRequest",
+  "RetryReplyRequest",
+  "Chatmesh__V1__RetryReplyRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__RetryReplyRequest),
+  3,
+  chatmesh__v1__retry_reply_request__field_descriptors,
+  chatmesh__v1__retry_reply_request__field_indices_by_name,
+  1,  chatmesh__v1__retry_reply_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__retry_reply_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor chatmesh__v1__list_conversations_request__field_descriptors[9] =
@@ -5423,7 +5874,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_conversation_request__descrip
   (ProtobufCMessageInit) chatmesh__v1__get_conversation_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__get_conversation_context_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor chatmesh__v1__get_conversation_context_request__field_descriptors[6] =
 {
   {
     "shop_id",
@@ -5473,17 +5924,43 @@ static const ProtobufCFieldDescriptor chatmesh__v1__get_conversation_context_req
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "messages_limit",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetConversationContextRequest, messages_limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "messages_only",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetConversationContextRequest, messages_only),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__get_conversation_context_request__field_indices_by_name[] = {
   3,   /* field[3] = activity_limit */
   1,   /* field[1] = conversation_id */
+  4,   /* field[4] = messages_limit */
+  5,   /* field[5] = messages_only */
   2,   /* field[2] = notes_limit */
   0,   /* field[0] = shop_id */
 };
 static const ProtobufCIntRange chatmesh__v1__get_conversation_context_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__get_conversation_context_request__descriptor =
 {
@@ -5493,14 +5970,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_conversation_context_request_
   "Chatmesh__V1__GetConversationContextRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__GetConversationContextRequest),
-  4,
+  6,
   chatmesh__v1__get_conversation_context_request__field_descriptors,
   chatmesh__v1__get_conversation_context_request__field_indices_by_name,
   1,  chatmesh__v1__get_conversation_context_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__get_conversation_context_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__conversation_context__field_descriptors[5] =
+static const ProtobufCFieldDescriptor chatmesh__v1__conversation_context__field_descriptors[6] =
 {
   {
     "conversation",
@@ -5562,18 +6039,31 @@ static const ProtobufCFieldDescriptor chatmesh__v1__conversation_context__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "messages",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__ConversationContext, n_messages),
+    offsetof(Chatmesh__V1__ConversationContext, messages),
+    &chatmesh__v1__chat_message__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__conversation_context__field_indices_by_name[] = {
   4,   /* field[4] = activity */
   0,   /* field[0] = conversation */
   1,   /* field[1] = customer */
+  5,   /* field[5] = messages */
   3,   /* field[3] = notes */
   2,   /* field[2] = tags */
 };
 static const ProtobufCIntRange chatmesh__v1__conversation_context__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__conversation_context__descriptor =
 {
@@ -5583,7 +6073,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__conversation_context__descriptor 
   "Chatmesh__V1__ConversationContext",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ConversationContext),
-  5,
+  6,
   chatmesh__v1__conversation_context__field_descriptors,
   chatmesh__v1__conversation_context__field_indices_by_name,
   1,  chatmesh__v1__conversation_context__number_ranges,
@@ -6081,7 +6571,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_customer_request__descriptor 
   (ProtobufCMessageInit) chatmesh__v1__get_customer_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__update_customer_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor chatmesh__v1__update_customer_request__field_descriptors[9] =
 {
   {
     "shop_id",
@@ -6179,11 +6669,24 @@ static const ProtobufCFieldDescriptor chatmesh__v1__update_customer_request__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "email",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpdateCustomerRequest, email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__update_customer_request__field_indices_by_name[] = {
   5,   /* field[5] = address */
   3,   /* field[3] = birthday */
   1,   /* field[1] = customer_id */
+  8,   /* field[8] = email */
   2,   /* field[2] = name */
   4,   /* field[4] = phone */
   0,   /* field[0] = shop_id */
@@ -6193,7 +6696,7 @@ static const unsigned chatmesh__v1__update_customer_request__field_indices_by_na
 static const ProtobufCIntRange chatmesh__v1__update_customer_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__update_customer_request__descriptor =
 {
@@ -6203,7 +6706,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__update_customer_request__descript
   "Chatmesh__V1__UpdateCustomerRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__UpdateCustomerRequest),
-  8,
+  9,
   chatmesh__v1__update_customer_request__field_descriptors,
   chatmesh__v1__update_customer_request__field_indices_by_name,
   1,  chatmesh__v1__update_customer_request__number_ranges,
@@ -7477,7 +7980,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__inbox_event__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__inbox_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__method_descriptors[34] =
+static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__method_descriptors[36] =
 {
   { "ConnectPage", &chatmesh__v1__connect_page_request__descriptor, &chatmesh__v1__page__descriptor },
   { "InstallDefaultTags", &chatmesh__v1__install_default_tags_request__descriptor, &chatmesh__v1__tag_list__descriptor },
@@ -7491,6 +7994,8 @@ static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__metho
   { "SetFacebookLabelSync", &chatmesh__v1__set_facebook_label_sync_request__descriptor, &chatmesh__v1__page__descriptor },
   { "SyncFacebookLabels", &chatmesh__v1__sync_facebook_labels_request__descriptor, &chatmesh__v1__sync_facebook_labels_response__descriptor },
   { "IngestMessage", &chatmesh__v1__ingest_message_request__descriptor, &chatmesh__v1__ingest_message_response__descriptor },
+  { "SendReply", &chatmesh__v1__send_reply_request__descriptor, &chatmesh__v1__chat_message__descriptor },
+  { "RetryReply", &chatmesh__v1__retry_reply_request__descriptor, &chatmesh__v1__chat_message__descriptor },
   { "ListConversations", &chatmesh__v1__list_conversations_request__descriptor, &chatmesh__v1__list_conversations_response__descriptor },
   { "GetConversation", &chatmesh__v1__get_conversation_request__descriptor, &chatmesh__v1__conversation__descriptor },
   { "GetConversationContext", &chatmesh__v1__get_conversation_context_request__descriptor, &chatmesh__v1__conversation_context__descriptor },
@@ -7515,40 +8020,42 @@ static const ProtobufCMethodDescriptor chatmesh__v1__conversation_service__metho
   { "WatchInbox", &chatmesh__v1__watch_inbox_request__descriptor, &chatmesh__v1__inbox_event__descriptor },
 };
 const unsigned chatmesh__v1__conversation_service__method_indices_by_name[] = {
-  24,        /* AddNote */
-  16,        /* AssignConversation */
+  26,        /* AddNote */
+  18,        /* AssignConversation */
   7,        /* AttachTag */
-  22,        /* BlockCustomer */
-  18,        /* CloseConversation */
+  24,        /* BlockCustomer */
+  20,        /* CloseConversation */
   0,        /* ConnectPage */
   4,        /* CreateTag */
   3,        /* CreateTagFolder */
-  27,        /* DefineCustomField */
-  26,        /* DeleteNote */
+  29,        /* DefineCustomField */
+  28,        /* DeleteNote */
   6,        /* DeleteTag */
   8,        /* DetachTag */
-  13,        /* GetConversation */
-  14,        /* GetConversationContext */
-  20,        /* GetCustomer */
-  31,        /* GetStaffConversationStats */
+  15,        /* GetConversation */
+  16,        /* GetConversationContext */
+  22,        /* GetCustomer */
+  33,        /* GetStaffConversationStats */
   11,        /* IngestMessage */
   1,        /* InstallDefaultTags */
-  30,        /* ListActivity */
-  12,        /* ListConversations */
-  28,        /* ListCustomFields */
-  15,        /* ListMessages */
-  25,        /* ListNotes */
+  32,        /* ListActivity */
+  14,        /* ListConversations */
+  30,        /* ListCustomFields */
+  17,        /* ListMessages */
+  27,        /* ListNotes */
   2,        /* ListTags */
-  19,        /* ReopenConversation */
-  29,        /* SetCustomFieldValue */
+  21,        /* ReopenConversation */
+  13,        /* RetryReply */
+  12,        /* SendReply */
+  31,        /* SetCustomFieldValue */
   9,        /* SetFacebookLabelSync */
-  17,        /* SetStaffPresence */
+  19,        /* SetStaffPresence */
   10,        /* SyncFacebookLabels */
-  23,        /* UnblockCustomer */
-  21,        /* UpdateCustomer */
+  25,        /* UnblockCustomer */
+  23,        /* UpdateCustomer */
   5,        /* UpdateTag */
-  32,        /* WatchChanges */
-  33         /* WatchInbox */
+  34,        /* WatchChanges */
+  35         /* WatchInbox */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor =
 {
@@ -7557,7 +8064,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__conversation_service__descriptor 
   "ConversationService",
   "Chatmesh__V1__ConversationService",
   "chatmesh.v1",
-  34,
+  36,
   chatmesh__v1__conversation_service__method_descriptors,
   chatmesh__v1__conversation_service__method_indices_by_name
 };
@@ -7657,13 +8164,29 @@ void chatmesh__v1__conversation_service__ingest_message(ProtobufCService *servic
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
   service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__conversation_service__send_reply(ProtobufCService *service,
+                                                    const Chatmesh__V1__SendReplyRequest *input,
+                                                    Chatmesh__V1__ChatMessage_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__conversation_service__retry_reply(ProtobufCService *service,
+                                                     const Chatmesh__V1__RetryReplyRequest *input,
+                                                     Chatmesh__V1__ChatMessage_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__conversation_service__list_conversations(ProtobufCService *service,
                                                             const Chatmesh__V1__ListConversationsRequest *input,
                                                             Chatmesh__V1__ListConversationsResponse_Closure closure,
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__get_conversation(ProtobufCService *service,
                                                           const Chatmesh__V1__GetConversationRequest *input,
@@ -7671,7 +8194,7 @@ void chatmesh__v1__conversation_service__get_conversation(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__get_conversation_context(ProtobufCService *service,
                                                                   const Chatmesh__V1__GetConversationContextRequest *input,
@@ -7679,7 +8202,7 @@ void chatmesh__v1__conversation_service__get_conversation_context(ProtobufCServi
                                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_messages(ProtobufCService *service,
                                                        const Chatmesh__V1__ListMessagesRequest *input,
@@ -7687,7 +8210,7 @@ void chatmesh__v1__conversation_service__list_messages(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__assign_conversation(ProtobufCService *service,
                                                              const Chatmesh__V1__AssignConversationRequest *input,
@@ -7695,7 +8218,7 @@ void chatmesh__v1__conversation_service__assign_conversation(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__set_staff_presence(ProtobufCService *service,
                                                             const Chatmesh__V1__SetStaffPresenceRequest *input,
@@ -7703,7 +8226,7 @@ void chatmesh__v1__conversation_service__set_staff_presence(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__close_conversation(ProtobufCService *service,
                                                             const Chatmesh__V1__CloseConversationRequest *input,
@@ -7711,7 +8234,7 @@ void chatmesh__v1__conversation_service__close_conversation(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__reopen_conversation(ProtobufCService *service,
                                                              const Chatmesh__V1__ReopenConversationRequest *input,
@@ -7719,7 +8242,7 @@ void chatmesh__v1__conversation_service__reopen_conversation(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__get_customer(ProtobufCService *service,
                                                       const Chatmesh__V1__GetCustomerRequest *input,
@@ -7727,7 +8250,7 @@ void chatmesh__v1__conversation_service__get_customer(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__update_customer(ProtobufCService *service,
                                                          const Chatmesh__V1__UpdateCustomerRequest *input,
@@ -7735,7 +8258,7 @@ void chatmesh__v1__conversation_service__update_customer(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__block_customer(ProtobufCService *service,
                                                         const Chatmesh__V1__BlockCustomerRequest *input,
@@ -7743,7 +8266,7 @@ void chatmesh__v1__conversation_service__block_customer(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__unblock_customer(ProtobufCService *service,
                                                           const Chatmesh__V1__UnblockCustomerRequest *input,
@@ -7751,7 +8274,7 @@ void chatmesh__v1__conversation_service__unblock_customer(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__add_note(ProtobufCService *service,
                                                   const Chatmesh__V1__AddNoteRequest *input,
@@ -7759,7 +8282,7 @@ void chatmesh__v1__conversation_service__add_note(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_notes(ProtobufCService *service,
                                                     const Chatmesh__V1__ListNotesRequest *input,
@@ -7767,7 +8290,7 @@ void chatmesh__v1__conversation_service__list_notes(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__delete_note(ProtobufCService *service,
                                                      const Chatmesh__V1__DeleteNoteRequest *input,
@@ -7775,7 +8298,7 @@ void chatmesh__v1__conversation_service__delete_note(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__define_custom_field(ProtobufCService *service,
                                                              const Chatmesh__V1__DefineCustomFieldRequest *input,
@@ -7783,7 +8306,7 @@ void chatmesh__v1__conversation_service__define_custom_field(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_custom_fields(ProtobufCService *service,
                                                             const Chatmesh__V1__ListCustomFieldsRequest *input,
@@ -7791,7 +8314,7 @@ void chatmesh__v1__conversation_service__list_custom_fields(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__set_custom_field_value(ProtobufCService *service,
                                                                 const Chatmesh__V1__SetCustomFieldValueRequest *input,
@@ -7799,7 +8322,7 @@ void chatmesh__v1__conversation_service__set_custom_field_value(ProtobufCService
                                                                 void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__list_activity(ProtobufCService *service,
                                                        const Chatmesh__V1__ListActivityRequest *input,
@@ -7807,7 +8330,7 @@ void chatmesh__v1__conversation_service__list_activity(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__get_staff_conversation_stats(ProtobufCService *service,
                                                                       const Chatmesh__V1__GetStaffConversationStatsRequest *input,
@@ -7815,7 +8338,7 @@ void chatmesh__v1__conversation_service__get_staff_conversation_stats(ProtobufCS
                                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__watch_changes(ProtobufCService *service,
                                                        const Chatmesh__V1__WatchChangesRequest *input,
@@ -7823,7 +8346,7 @@ void chatmesh__v1__conversation_service__watch_changes(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 34, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__watch_inbox(ProtobufCService *service,
                                                      const Chatmesh__V1__WatchInboxRequest *input,
@@ -7831,7 +8354,7 @@ void chatmesh__v1__conversation_service__watch_inbox(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__conversation_service__descriptor);
-  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 35, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService_Service *service,
                                                Chatmesh__V1__ConversationService_ServiceDestroy destroy)

@@ -1144,6 +1144,96 @@ void   chatmesh__v1__on_customer_message_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__on_customer_message_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__deliver_reply_request__init
+                     (Chatmesh__V1__DeliverReplyRequest         *message)
+{
+  static const Chatmesh__V1__DeliverReplyRequest init_value = CHATMESH__V1__DELIVER_REPLY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__deliver_reply_request__get_packed_size
+                     (const Chatmesh__V1__DeliverReplyRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__deliver_reply_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__deliver_reply_request__pack
+                     (const Chatmesh__V1__DeliverReplyRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__deliver_reply_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__deliver_reply_request__pack_to_buffer
+                     (const Chatmesh__V1__DeliverReplyRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__deliver_reply_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__DeliverReplyRequest *
+       chatmesh__v1__deliver_reply_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__DeliverReplyRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__deliver_reply_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__deliver_reply_request__free_unpacked
+                     (Chatmesh__V1__DeliverReplyRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__deliver_reply_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__deliver_reply_response__init
+                     (Chatmesh__V1__DeliverReplyResponse         *message)
+{
+  static const Chatmesh__V1__DeliverReplyResponse init_value = CHATMESH__V1__DELIVER_REPLY_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__deliver_reply_response__get_packed_size
+                     (const Chatmesh__V1__DeliverReplyResponse *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__deliver_reply_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__deliver_reply_response__pack
+                     (const Chatmesh__V1__DeliverReplyResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__deliver_reply_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__deliver_reply_response__pack_to_buffer
+                     (const Chatmesh__V1__DeliverReplyResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__deliver_reply_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__DeliverReplyResponse *
+       chatmesh__v1__deliver_reply_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__DeliverReplyResponse *)
+     protobuf_c_message_unpack (&chatmesh__v1__deliver_reply_response__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__deliver_reply_response__free_unpacked
+                     (Chatmesh__V1__DeliverReplyResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__deliver_reply_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__cancelled_steps_response__init
                      (Chatmesh__V1__CancelledStepsResponse         *message)
 {
@@ -3432,6 +3522,283 @@ const ProtobufCMessageDescriptor chatmesh__v1__on_customer_message_request__desc
   (ProtobufCMessageInit) chatmesh__v1__on_customer_message_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor chatmesh__v1__deliver_reply_request__field_descriptors[11] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivery_key",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, delivery_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "platform",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, platform),
+    &chatmesh__v1__page__platform__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, target),
+    &chatmesh__v1__chat_message__target__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipient",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, recipient),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "comment_id",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, comment_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_customer_message_at_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, last_customer_message_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "comment_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, comment_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "customer_id",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyRequest, customer_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__deliver_reply_request__field_indices_by_name[] = {
+  9,   /* field[9] = comment_at_ms */
+  6,   /* field[6] = comment_id */
+  10,   /* field[10] = customer_id */
+  1,   /* field[1] = delivery_key */
+  8,   /* field[8] = last_customer_message_at_ms */
+  2,   /* field[2] = page_id */
+  3,   /* field[3] = platform */
+  5,   /* field[5] = recipient */
+  0,   /* field[0] = shop_id */
+  4,   /* field[4] = target */
+  7,   /* field[7] = text */
+};
+static const ProtobufCIntRange chatmesh__v1__deliver_reply_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__deliver_reply_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.DeliverReplyRequest",
+  "DeliverReplyRequest",
+  "Chatmesh__V1__DeliverReplyRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__DeliverReplyRequest),
+  11,
+  chatmesh__v1__deliver_reply_request__field_descriptors,
+  chatmesh__v1__deliver_reply_request__field_indices_by_name,
+  1,  chatmesh__v1__deliver_reply_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__deliver_reply_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__deliver_reply_response__outcome__enum_values_by_number[4] =
+{
+  { "OUTCOME_UNSPECIFIED", "CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__OUTCOME_UNSPECIFIED", 0 },
+  { "SENT", "CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__SENT", 1 },
+  { "FAILED", "CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__FAILED", 2 },
+  { "RETRY", "CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__RETRY", 3 },
+};
+static const ProtobufCIntRange chatmesh__v1__deliver_reply_response__outcome__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__deliver_reply_response__outcome__enum_values_by_name[4] =
+{
+  { "FAILED", 2 },
+  { "OUTCOME_UNSPECIFIED", 0 },
+  { "RETRY", 3 },
+  { "SENT", 1 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__deliver_reply_response__outcome__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.DeliverReplyResponse.Outcome",
+  "Outcome",
+  "Chatmesh__V1__DeliverReplyResponse__Outcome",
+  "chatmesh.v1",
+  4,
+  chatmesh__v1__deliver_reply_response__outcome__enum_values_by_number,
+  4,
+  chatmesh__v1__deliver_reply_response__outcome__enum_values_by_name,
+  1,
+  chatmesh__v1__deliver_reply_response__outcome__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__deliver_reply_response__field_descriptors[4] =
+{
+  {
+    "outcome",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyResponse, outcome),
+    &chatmesh__v1__deliver_reply_response__outcome__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "platform_message_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyResponse, platform_message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyResponse, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "retry_after_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeliverReplyResponse, retry_after_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__deliver_reply_response__field_indices_by_name[] = {
+  0,   /* field[0] = outcome */
+  1,   /* field[1] = platform_message_id */
+  2,   /* field[2] = reason */
+  3,   /* field[3] = retry_after_ms */
+};
+static const ProtobufCIntRange chatmesh__v1__deliver_reply_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__deliver_reply_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.DeliverReplyResponse",
+  "DeliverReplyResponse",
+  "Chatmesh__V1__DeliverReplyResponse",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__DeliverReplyResponse),
+  4,
+  chatmesh__v1__deliver_reply_response__field_descriptors,
+  chatmesh__v1__deliver_reply_response__field_indices_by_name,
+  1,  chatmesh__v1__deliver_reply_response__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__deliver_reply_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor chatmesh__v1__cancelled_steps_response__field_descriptors[1] =
 {
   {
@@ -3470,7 +3837,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__cancelled_steps_response__descrip
   (ProtobufCMessageInit) chatmesh__v1__cancelled_steps_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[17] =
+static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[18] =
 {
   { "CreateTemplate", &chatmesh__v1__create_template_request__descriptor, &chatmesh__v1__template__descriptor },
   { "ListTemplates", &chatmesh__v1__list_templates_request__descriptor, &chatmesh__v1__list_templates_response__descriptor },
@@ -3489,12 +3856,14 @@ static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_d
   { "OnTagAttached", &chatmesh__v1__on_tag_attached_request__descriptor, &chatmesh__v1__on_tag_attached_response__descriptor },
   { "OnTagDetached", &chatmesh__v1__on_tag_detached_request__descriptor, &chatmesh__v1__cancelled_steps_response__descriptor },
   { "OnCustomerMessage", &chatmesh__v1__on_customer_message_request__descriptor, &chatmesh__v1__cancelled_steps_response__descriptor },
+  { "DeliverReply", &chatmesh__v1__deliver_reply_request__descriptor, &chatmesh__v1__deliver_reply_response__descriptor },
 };
 const unsigned chatmesh__v1__messaging_service__method_indices_by_name[] = {
   8,        /* CancelBroadcast */
   6,        /* CreateBroadcast */
   12,        /* CreateScenario */
   0,        /* CreateTemplate */
+  17,        /* DeliverReply */
   2,        /* GetBalance */
   7,        /* GetBroadcast */
   11,        /* GetZnsQuality */
@@ -3516,7 +3885,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__messaging_service__descriptor =
   "MessagingService",
   "Chatmesh__V1__MessagingService",
   "chatmesh.v1",
-  17,
+  18,
   chatmesh__v1__messaging_service__method_descriptors,
   chatmesh__v1__messaging_service__method_indices_by_name
 };
@@ -3655,6 +4024,14 @@ void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *serv
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
   service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__messaging_service__deliver_reply(ProtobufCService *service,
+                                                    const Chatmesh__V1__DeliverReplyRequest *input,
+                                                    Chatmesh__V1__DeliverReplyResponse_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Service *service,
                                             Chatmesh__V1__MessagingService_ServiceDestroy destroy)

@@ -591,7 +591,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__unavailable_section__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__unavailable_section__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__panel__field_descriptors[11] =
+static const ProtobufCFieldDescriptor chatmesh__v1__panel__field_descriptors[12] =
 {
   {
     "conversation",
@@ -725,6 +725,18 @@ static const ProtobufCFieldDescriptor chatmesh__v1__panel__field_descriptors[11]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "messages",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__Panel, n_messages),
+    offsetof(Chatmesh__V1__Panel, messages),
+    &chatmesh__v1__chat_message__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__panel__field_indices_by_name[] = {
   8,   /* field[8] = activity */
@@ -733,6 +745,7 @@ static const unsigned chatmesh__v1__panel__field_indices_by_name[] = {
   7,   /* field[7] = custom_fields */
   1,   /* field[1] = customer */
   9,   /* field[9] = member */
+  11,   /* field[11] = messages */
   5,   /* field[5] = notes */
   4,   /* field[4] = order_summary */
   6,   /* field[6] = referral */
@@ -742,7 +755,7 @@ static const unsigned chatmesh__v1__panel__field_indices_by_name[] = {
 static const ProtobufCIntRange chatmesh__v1__panel__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__panel__descriptor =
 {
@@ -752,7 +765,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__panel__descriptor =
   "Chatmesh__V1__Panel",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__Panel),
-  11,
+  12,
   chatmesh__v1__panel__field_descriptors,
   chatmesh__v1__panel__field_indices_by_name,
   1,  chatmesh__v1__panel__number_ranges,

@@ -43,6 +43,8 @@ typedef struct Chatmesh__V1__SyncFacebookLabelsRequest Chatmesh__V1__SyncFaceboo
 typedef struct Chatmesh__V1__SyncFacebookLabelsResponse Chatmesh__V1__SyncFacebookLabelsResponse;
 typedef struct Chatmesh__V1__IngestMessageRequest Chatmesh__V1__IngestMessageRequest;
 typedef struct Chatmesh__V1__IngestMessageResponse Chatmesh__V1__IngestMessageResponse;
+typedef struct Chatmesh__V1__SendReplyRequest Chatmesh__V1__SendReplyRequest;
+typedef struct Chatmesh__V1__RetryReplyRequest Chatmesh__V1__RetryReplyRequest;
 typedef struct Chatmesh__V1__ListConversationsRequest Chatmesh__V1__ListConversationsRequest;
 typedef struct Chatmesh__V1__ListConversationsResponse Chatmesh__V1__ListConversationsResponse;
 typedef struct Chatmesh__V1__GetConversationRequest Chatmesh__V1__GetConversationRequest;
@@ -96,6 +98,44 @@ typedef enum _Chatmesh__V1__ChatMessage__Sender {
   CHATMESH__V1__CHAT_MESSAGE__SENDER__BOT = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__CHAT_MESSAGE__SENDER)
 } Chatmesh__V1__ChatMessage__Sender;
+/*
+ * R-CONV-9: where a staff reply sent with SendReply goes, and how far it got.
+ * DELIVERY_UNSPECIFIED: not a reply that ChatMesh sends (a customer's message,
+ * or a staff message recorded with IngestMessage after it was sent elsewhere).
+ */
+typedef enum _Chatmesh__V1__ChatMessage__Delivery {
+  CHATMESH__V1__CHAT_MESSAGE__DELIVERY__DELIVERY_UNSPECIFIED = 0,
+  /*
+   * Recorded; being delivered through the page (messaging-svc talks to the platform).
+   */
+  CHATMESH__V1__CHAT_MESSAGE__DELIVERY__PENDING = 1,
+  /*
+   * The platform took it: `platform_message_id` is its id there.
+   */
+  CHATMESH__V1__CHAT_MESSAGE__DELIVERY__SENT = 2,
+  /*
+   * The platform refused it, or it could not be sent: `failure_reason` says why in plain
+   * words. RetryReply sends it again.
+   */
+  CHATMESH__V1__CHAT_MESSAGE__DELIVERY__FAILED = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__CHAT_MESSAGE__DELIVERY)
+} Chatmesh__V1__ChatMessage__Delivery;
+typedef enum _Chatmesh__V1__ChatMessage__Target {
+  CHATMESH__V1__CHAT_MESSAGE__TARGET__TARGET_UNSPECIFIED = 0,
+  /*
+   * The customer's inbox: Messenger (R-MSG-5's window, HUMAN_AGENT tag) or Zalo OA (consultation message).
+   */
+  CHATMESH__V1__CHAT_MESSAGE__TARGET__INBOX = 1,
+  /*
+   * A public reply under the customer's comment (`reply_to_message_id`).
+   */
+  CHATMESH__V1__CHAT_MESSAGE__TARGET__COMMENT_PUBLIC = 2,
+  /*
+   * A private reply to the commenter's inbox: one per comment, within 7 days of it.
+   */
+  CHATMESH__V1__CHAT_MESSAGE__TARGET__COMMENT_PRIVATE = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__CHAT_MESSAGE__TARGET)
+} Chatmesh__V1__ChatMessage__Target;
 typedef enum _Chatmesh__V1__Conversation__Status {
   CHATMESH__V1__CONVERSATION__STATUS__STATUS_UNSPECIFIED = 0,
   CHATMESH__V1__CONVERSATION__STATUS__OPEN = 1,
@@ -232,10 +272,21 @@ struct  Chatmesh__V1__ChatMessage
   char *text;
   char *post_id;
   int64_t sent_at_ms;
+  Chatmesh__V1__ChatMessage__Delivery delivery;
+  /*
+   * The message's id on the platform: a customer message's or comment's as ingested, a reply's once SENT.
+   */
+  char *platform_message_id;
+  char *failure_reason;
+  Chatmesh__V1__ChatMessage__Target target;
+  /*
+   * A reply to a comment: that comment's message_id.
+   */
+  char *reply_to_message_id;
 };
 #define CHATMESH__V1__CHAT_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__chat_message__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CHAT_MESSAGE__KIND__KIND_UNSPECIFIED, CHATMESH__V1__CHAT_MESSAGE__SENDER__SENDER_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CHAT_MESSAGE__KIND__KIND_UNSPECIFIED, CHATMESH__V1__CHAT_MESSAGE__SENDER__SENDER_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, CHATMESH__V1__CHAT_MESSAGE__DELIVERY__DELIVERY_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CHAT_MESSAGE__TARGET__TARGET_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -306,10 +357,15 @@ struct  Chatmesh__V1__Customer
    */
   protobuf_c_boolean phone_captured;
   protobuf_c_boolean address_captured;
+  /*
+   * R-CONV-10: typed by staff or captured from a customer message (typed wins, as for the phone).
+   */
+  char *email;
+  protobuf_c_boolean email_captured;
 };
 #define CHATMESH__V1__CUSTOMER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__customer__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, 0,NULL, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -596,10 +652,15 @@ struct  Chatmesh__V1__IngestMessageRequest
   char *post_id;
   int64_t sent_at_ms;
   Chatmesh__V1__Referral *referral;
+  /*
+   * The message's or comment's id on the platform (Messenger mid, Facebook comment id, Zalo msg_id).
+   * A comment needs it to be replied to (R-CONV-9); at most 200 characters.
+   */
+  char *platform_message_id;
 };
 #define CHATMESH__V1__INGEST_MESSAGE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__ingest_message_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CHAT_MESSAGE__KIND__KIND_UNSPECIFIED, CHATMESH__V1__CHAT_MESSAGE__SENDER__SENDER_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CHAT_MESSAGE__KIND__KIND_UNSPECIFIED, CHATMESH__V1__CHAT_MESSAGE__SENDER__SENDER_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__IngestMessageResponse
@@ -619,10 +680,62 @@ struct  Chatmesh__V1__IngestMessageResponse
    */
   Chatmesh__V1__Conversation__Status status;
   char *assigned_staff_id;
+  /*
+   * R-CONV-10: an e-mail address captured from this message and saved (empty when nothing).
+   */
+  char *captured_email;
 };
 #define CHATMESH__V1__INGEST_MESSAGE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__ingest_message_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CONVERSATION__STATUS__STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CONVERSATION__STATUS__STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * R-CONV-9: a staff reply, sent to the customer through the page. Recorded PENDING
+ * and delivered once through conversation-svc's outbox and messaging-svc; the
+ * outcome (SENT or FAILED) shows on the message and on the live panel.
+ */
+struct  Chatmesh__V1__SendReplyRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *conversation_id;
+  char *staff_id;
+  /*
+   * 1..2000 characters (Messenger's limit, the smallest of the platforms').
+   */
+  char *text;
+  /*
+   * INBOX when unspecified.
+   */
+  Chatmesh__V1__ChatMessage__Target target;
+  /*
+   * COMMENT_PUBLIC and COMMENT_PRIVATE: the customer's comment in this conversation.
+   */
+  char *comment_message_id;
+  /*
+   * The same key sends once: a repeated call answers the reply it recorded (at most 100 characters).
+   */
+  char *idempotency_key;
+};
+#define CHATMESH__V1__SEND_REPLY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__send_reply_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CHAT_MESSAGE__TARGET__TARGET_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * R-CONV-9: a FAILED reply sent again (same message, a fresh attempt).
+ */
+struct  Chatmesh__V1__RetryReplyRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *message_id;
+  char *staff_id;
+};
+#define CHATMESH__V1__RETRY_REPLY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__retry_reply_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -687,10 +800,19 @@ struct  Chatmesh__V1__GetConversationContextRequest
    * How many of the conversation's newest activity entries: as notes_limit.
    */
   int32_t activity_limit;
+  /*
+   * How many of the conversation's newest messages: as notes_limit.
+   */
+  int32_t messages_limit;
+  /*
+   * Only the conversation and its messages (what a new message or a reply's delivery changes):
+   * the live panel's cheapest read.
+   */
+  protobuf_c_boolean messages_only;
 };
 #define CHATMESH__V1__GET_CONVERSATION_CONTEXT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__get_conversation_context_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*
@@ -714,10 +836,15 @@ struct  Chatmesh__V1__ConversationContext
    */
   size_t n_activity;
   Chatmesh__V1__ActivityEntry **activity;
+  /*
+   * The newest messages, oldest first as a chat shows them; each staff reply with its delivery (R-CONV-9).
+   */
+  size_t n_messages;
+  Chatmesh__V1__ChatMessage **messages;
 };
 #define CHATMESH__V1__CONVERSATION_CONTEXT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__conversation_context__descriptor) \
-    , NULL, NULL, NULL, 0,NULL, 0,NULL }
+    , NULL, NULL, NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 struct  Chatmesh__V1__ListMessagesRequest
@@ -817,7 +944,7 @@ struct  Chatmesh__V1__GetCustomerRequest
 
 /*
  * R-CONV-4: staff edit customer info. Only the fields named in `update_fields`
- * ("name", "birthday", "phone", "address") change; referral info is read-only (R-CONV-5).
+ * ("name", "birthday", "phone", "address", "email") change; referral info is read-only (R-CONV-5).
  */
 struct  Chatmesh__V1__UpdateCustomerRequest
 {
@@ -831,10 +958,14 @@ struct  Chatmesh__V1__UpdateCustomerRequest
   size_t n_update_fields;
   char **update_fields;
   char *staff_id;
+  /*
+   * R-CONV-10: an e-mail address (at most 254 characters), or empty to clear it.
+   */
+  char *email;
 };
 #define CHATMESH__V1__UPDATE_CUSTOMER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__update_customer_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1607,6 +1738,44 @@ Chatmesh__V1__IngestMessageResponse *
 void   chatmesh__v1__ingest_message_response__free_unpacked
                      (Chatmesh__V1__IngestMessageResponse *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__SendReplyRequest methods */
+void   chatmesh__v1__send_reply_request__init
+                     (Chatmesh__V1__SendReplyRequest         *message);
+size_t chatmesh__v1__send_reply_request__get_packed_size
+                     (const Chatmesh__V1__SendReplyRequest   *message);
+size_t chatmesh__v1__send_reply_request__pack
+                     (const Chatmesh__V1__SendReplyRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__send_reply_request__pack_to_buffer
+                     (const Chatmesh__V1__SendReplyRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__SendReplyRequest *
+       chatmesh__v1__send_reply_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__send_reply_request__free_unpacked
+                     (Chatmesh__V1__SendReplyRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__RetryReplyRequest methods */
+void   chatmesh__v1__retry_reply_request__init
+                     (Chatmesh__V1__RetryReplyRequest         *message);
+size_t chatmesh__v1__retry_reply_request__get_packed_size
+                     (const Chatmesh__V1__RetryReplyRequest   *message);
+size_t chatmesh__v1__retry_reply_request__pack
+                     (const Chatmesh__V1__RetryReplyRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__retry_reply_request__pack_to_buffer
+                     (const Chatmesh__V1__RetryReplyRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__RetryReplyRequest *
+       chatmesh__v1__retry_reply_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__retry_reply_request__free_unpacked
+                     (Chatmesh__V1__RetryReplyRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__ListConversationsRequest methods */
 void   chatmesh__v1__list_conversations_request__init
                      (Chatmesh__V1__ListConversationsRequest         *message);
@@ -2260,6 +2429,12 @@ typedef void (*Chatmesh__V1__IngestMessageRequest_Closure)
 typedef void (*Chatmesh__V1__IngestMessageResponse_Closure)
                  (const Chatmesh__V1__IngestMessageResponse *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__SendReplyRequest_Closure)
+                 (const Chatmesh__V1__SendReplyRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__RetryReplyRequest_Closure)
+                 (const Chatmesh__V1__RetryReplyRequest *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__ListConversationsRequest_Closure)
                  (const Chatmesh__V1__ListConversationsRequest *message,
                   void *closure_data);
@@ -2405,6 +2580,14 @@ struct Chatmesh__V1__ConversationService_Service
                          const Chatmesh__V1__IngestMessageRequest *input,
                          Chatmesh__V1__IngestMessageResponse_Closure closure,
                          void *closure_data);
+  void (*send_reply)(Chatmesh__V1__ConversationService_Service *service,
+                     const Chatmesh__V1__SendReplyRequest *input,
+                     Chatmesh__V1__ChatMessage_Closure closure,
+                     void *closure_data);
+  void (*retry_reply)(Chatmesh__V1__ConversationService_Service *service,
+                      const Chatmesh__V1__RetryReplyRequest *input,
+                      Chatmesh__V1__ChatMessage_Closure closure,
+                      void *closure_data);
   void (*list_conversations)(Chatmesh__V1__ConversationService_Service *service,
                              const Chatmesh__V1__ListConversationsRequest *input,
                              Chatmesh__V1__ListConversationsResponse_Closure closure,
@@ -2513,6 +2696,8 @@ void chatmesh__v1__conversation_service__init (Chatmesh__V1__ConversationService
       function_prefix__ ## set_facebook_label_sync,\
       function_prefix__ ## sync_facebook_labels,\
       function_prefix__ ## ingest_message,\
+      function_prefix__ ## send_reply,\
+      function_prefix__ ## retry_reply,\
       function_prefix__ ## list_conversations,\
       function_prefix__ ## get_conversation,\
       function_prefix__ ## get_conversation_context,\
@@ -2583,6 +2768,14 @@ void chatmesh__v1__conversation_service__ingest_message(ProtobufCService *servic
                                                         const Chatmesh__V1__IngestMessageRequest *input,
                                                         Chatmesh__V1__IngestMessageResponse_Closure closure,
                                                         void *closure_data);
+void chatmesh__v1__conversation_service__send_reply(ProtobufCService *service,
+                                                    const Chatmesh__V1__SendReplyRequest *input,
+                                                    Chatmesh__V1__ChatMessage_Closure closure,
+                                                    void *closure_data);
+void chatmesh__v1__conversation_service__retry_reply(ProtobufCService *service,
+                                                     const Chatmesh__V1__RetryReplyRequest *input,
+                                                     Chatmesh__V1__ChatMessage_Closure closure,
+                                                     void *closure_data);
 void chatmesh__v1__conversation_service__list_conversations(ProtobufCService *service,
                                                             const Chatmesh__V1__ListConversationsRequest *input,
                                                             Chatmesh__V1__ListConversationsResponse_Closure closure,
@@ -2682,6 +2875,8 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__tag_list__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__chat_message__descriptor;
 extern const ProtobufCEnumDescriptor    chatmesh__v1__chat_message__kind__descriptor;
 extern const ProtobufCEnumDescriptor    chatmesh__v1__chat_message__sender__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__chat_message__delivery__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__chat_message__target__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__conversation__descriptor;
 extern const ProtobufCEnumDescriptor    chatmesh__v1__conversation__status__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__custom_field_value__descriptor;
@@ -2707,6 +2902,8 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__sync_facebook_labels_reque
 extern const ProtobufCMessageDescriptor chatmesh__v1__sync_facebook_labels_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__ingest_message_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__send_reply_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__retry_reply_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_conversations_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_conversations_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_conversation_request__descriptor;

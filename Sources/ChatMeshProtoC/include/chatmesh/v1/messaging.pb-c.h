@@ -15,6 +15,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 #include "chatmesh/v1/common.pb-c.h"
+#include "chatmesh/v1/conversation.pb-c.h"
 
 typedef struct Chatmesh__V1__Template Chatmesh__V1__Template;
 typedef struct Chatmesh__V1__CreateTemplateRequest Chatmesh__V1__CreateTemplateRequest;
@@ -43,6 +44,8 @@ typedef struct Chatmesh__V1__OnTagAttachedRequest Chatmesh__V1__OnTagAttachedReq
 typedef struct Chatmesh__V1__OnTagAttachedResponse Chatmesh__V1__OnTagAttachedResponse;
 typedef struct Chatmesh__V1__OnTagDetachedRequest Chatmesh__V1__OnTagDetachedRequest;
 typedef struct Chatmesh__V1__OnCustomerMessageRequest Chatmesh__V1__OnCustomerMessageRequest;
+typedef struct Chatmesh__V1__DeliverReplyRequest Chatmesh__V1__DeliverReplyRequest;
+typedef struct Chatmesh__V1__DeliverReplyResponse Chatmesh__V1__DeliverReplyResponse;
 typedef struct Chatmesh__V1__CancelledStepsResponse Chatmesh__V1__CancelledStepsResponse;
 
 
@@ -81,6 +84,23 @@ typedef enum _Chatmesh__V1__ZnsQuality__Level {
   CHATMESH__V1__ZNS_QUALITY__LEVEL__POOR = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__ZNS_QUALITY__LEVEL)
 } Chatmesh__V1__ZnsQuality__Level;
+typedef enum _Chatmesh__V1__DeliverReplyResponse__Outcome {
+  CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__OUTCOME_UNSPECIFIED = 0,
+  /*
+   * The platform took it.
+   */
+  CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__SENT = 1,
+  /*
+   * Refused for good (a rule, the platform's refusal, or an interrupted attempt that may
+   * already have reached the customer): `reason` says which in words staff understand.
+   */
+  CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__FAILED = 2,
+  /*
+   * Not sent this time (rate limit, time-out, platform down): ask again after `retry_after_ms`.
+   */
+  CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__RETRY = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME)
+} Chatmesh__V1__DeliverReplyResponse__Outcome;
 
 /* --- messages --- */
 
@@ -537,6 +557,60 @@ struct  Chatmesh__V1__OnCustomerMessageRequest
 #define CHATMESH__V1__ON_CUSTOMER_MESSAGE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__on_customer_message_request__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * R-CONV-9: a staff reply to deliver through the page, from conversation-svc's
+ * outbox (service tokens only). messaging-svc applies the platform's window,
+ * calls the platform once per `delivery_key` and remembers the answer, so a
+ * redelivered request answers what happened rather than sending again.
+ */
+struct  Chatmesh__V1__DeliverReplyRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  /*
+   * The reply's message id and attempt ("msg_…#1"): one platform call per key.
+   */
+  char *delivery_key;
+  char *page_id;
+  Chatmesh__V1__Page__Platform platform;
+  Chatmesh__V1__ChatMessage__Target target;
+  /*
+   * INBOX: the customer's page-scoped (Messenger) or Zalo user id.
+   */
+  char *recipient;
+  /*
+   * COMMENT_*: the comment's platform id.
+   */
+  char *comment_id;
+  char *text;
+  /*
+   * INBOX: when the customer last wrote to the page's inbox (0: never). R-MSG-5, Zalo's window.
+   */
+  int64_t last_customer_message_at_ms;
+  /*
+   * COMMENT_PRIVATE: when the comment was written (one private reply within 7 days).
+   */
+  int64_t comment_at_ms;
+  char *customer_id;
+};
+#define CHATMESH__V1__DELIVER_REPLY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__deliver_reply_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__PAGE__PLATFORM__PLATFORM_UNSPECIFIED, CHATMESH__V1__CHAT_MESSAGE__TARGET__TARGET_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Chatmesh__V1__DeliverReplyResponse
+{
+  ProtobufCMessage base;
+  Chatmesh__V1__DeliverReplyResponse__Outcome outcome;
+  char *platform_message_id;
+  char *reason;
+  int64_t retry_after_ms;
+};
+#define CHATMESH__V1__DELIVER_REPLY_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__deliver_reply_response__descriptor) \
+    , CHATMESH__V1__DELIVER_REPLY_RESPONSE__OUTCOME__OUTCOME_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Chatmesh__V1__CancelledStepsResponse
@@ -1033,6 +1107,44 @@ Chatmesh__V1__OnCustomerMessageRequest *
 void   chatmesh__v1__on_customer_message_request__free_unpacked
                      (Chatmesh__V1__OnCustomerMessageRequest *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__DeliverReplyRequest methods */
+void   chatmesh__v1__deliver_reply_request__init
+                     (Chatmesh__V1__DeliverReplyRequest         *message);
+size_t chatmesh__v1__deliver_reply_request__get_packed_size
+                     (const Chatmesh__V1__DeliverReplyRequest   *message);
+size_t chatmesh__v1__deliver_reply_request__pack
+                     (const Chatmesh__V1__DeliverReplyRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__deliver_reply_request__pack_to_buffer
+                     (const Chatmesh__V1__DeliverReplyRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__DeliverReplyRequest *
+       chatmesh__v1__deliver_reply_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__deliver_reply_request__free_unpacked
+                     (Chatmesh__V1__DeliverReplyRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__DeliverReplyResponse methods */
+void   chatmesh__v1__deliver_reply_response__init
+                     (Chatmesh__V1__DeliverReplyResponse         *message);
+size_t chatmesh__v1__deliver_reply_response__get_packed_size
+                     (const Chatmesh__V1__DeliverReplyResponse   *message);
+size_t chatmesh__v1__deliver_reply_response__pack
+                     (const Chatmesh__V1__DeliverReplyResponse   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__deliver_reply_response__pack_to_buffer
+                     (const Chatmesh__V1__DeliverReplyResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__DeliverReplyResponse *
+       chatmesh__v1__deliver_reply_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__deliver_reply_response__free_unpacked
+                     (Chatmesh__V1__DeliverReplyResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__CancelledStepsResponse methods */
 void   chatmesh__v1__cancelled_steps_response__init
                      (Chatmesh__V1__CancelledStepsResponse         *message);
@@ -1135,6 +1247,12 @@ typedef void (*Chatmesh__V1__OnTagDetachedRequest_Closure)
 typedef void (*Chatmesh__V1__OnCustomerMessageRequest_Closure)
                  (const Chatmesh__V1__OnCustomerMessageRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__DeliverReplyRequest_Closure)
+                 (const Chatmesh__V1__DeliverReplyRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__DeliverReplyResponse_Closure)
+                 (const Chatmesh__V1__DeliverReplyResponse *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__CancelledStepsResponse_Closure)
                  (const Chatmesh__V1__CancelledStepsResponse *message,
                   void *closure_data);
@@ -1213,6 +1331,10 @@ struct Chatmesh__V1__MessagingService_Service
                               const Chatmesh__V1__OnCustomerMessageRequest *input,
                               Chatmesh__V1__CancelledStepsResponse_Closure closure,
                               void *closure_data);
+  void (*deliver_reply)(Chatmesh__V1__MessagingService_Service *service,
+                        const Chatmesh__V1__DeliverReplyRequest *input,
+                        Chatmesh__V1__DeliverReplyResponse_Closure closure,
+                        void *closure_data);
 };
 typedef void (*Chatmesh__V1__MessagingService_ServiceDestroy)(Chatmesh__V1__MessagingService_Service *);
 void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Service *service,
@@ -1237,7 +1359,8 @@ void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Servi
       function_prefix__ ## list_scenarios,\
       function_prefix__ ## on_tag_attached,\
       function_prefix__ ## on_tag_detached,\
-      function_prefix__ ## on_customer_message  }
+      function_prefix__ ## on_customer_message,\
+      function_prefix__ ## deliver_reply  }
 void chatmesh__v1__messaging_service__create_template(ProtobufCService *service,
                                                       const Chatmesh__V1__CreateTemplateRequest *input,
                                                       Chatmesh__V1__Template_Closure closure,
@@ -1306,6 +1429,10 @@ void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *serv
                                                           const Chatmesh__V1__OnCustomerMessageRequest *input,
                                                           Chatmesh__V1__CancelledStepsResponse_Closure closure,
                                                           void *closure_data);
+void chatmesh__v1__messaging_service__deliver_reply(ProtobufCService *service,
+                                                    const Chatmesh__V1__DeliverReplyRequest *input,
+                                                    Chatmesh__V1__DeliverReplyResponse_Closure closure,
+                                                    void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1340,6 +1467,9 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__on_tag_attached_request__d
 extern const ProtobufCMessageDescriptor chatmesh__v1__on_tag_attached_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__on_tag_detached_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__on_customer_message_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__deliver_reply_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__deliver_reply_response__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__deliver_reply_response__outcome__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__cancelled_steps_response__descriptor;
 extern const ProtobufCServiceDescriptor chatmesh__v1__messaging_service__descriptor;
 

@@ -47,7 +47,7 @@ struct  Chatmesh__V1__OutboxQueueStatus
 {
   ProtobufCMessage base;
   /*
-   * "loyalty", "loyalty-profile", "messaging".
+   * "loyalty", "loyalty-profile", "messaging", "replies".
    */
   char *subscriber;
   /*

@@ -106,10 +106,16 @@ struct  Chatmesh__V1__Panel
   Chatmesh__V1__Member *member;
   size_t n_unavailable_sections;
   Chatmesh__V1__UnavailableSection **unavailable_sections;
+  /*
+   * The conversation's newest messages, oldest first, each staff reply with its delivery
+   * state (PENDING, SENT, FAILED and why: R-CONV-9).
+   */
+  size_t n_messages;
+  Chatmesh__V1__ChatMessage **messages;
 };
 #define CHATMESH__V1__PANEL__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__panel__descriptor) \
-    , NULL, NULL, NULL, 0,NULL, NULL, 0,NULL, NULL, 0,NULL, 0,NULL, NULL, 0,NULL }
+    , NULL, NULL, NULL, 0,NULL, NULL, 0,NULL, NULL, 0,NULL, 0,NULL, NULL, 0,NULL, 0,NULL }
 
 
 /*
