@@ -105,7 +105,10 @@ let package = Package(
             dependencies: ["MeshRPC", "VietnamCommerce", "MeshStore", "MeshChanges", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")]
         ),
         // loyalty-svc: the rules of DOMAIN.md §3 (points lots, program, tiers, segments).
-        .target(name: "Loyalty", dependencies: ["MeshRPC", "VietnamCommerce", "MeshStore", "MeshChanges", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        .target(
+            name: "Loyalty",
+            dependencies: ["MeshRPC", "VietnamCommerce", "MeshStore", "MeshChanges", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // order-svc: the rules of DOMAIN.md §2 (comment parsing, carrier tracking pages, shipping rates), its store and handler.
         .target(
             name: "Orders",
@@ -115,17 +118,31 @@ let package = Package(
         .target(name: "Gateway", dependencies: ["MeshRPC", "ChatMeshAPI", .product(name: "NIOCore", package: "swift-nio")]),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
         .target(name: "Messaging", dependencies: ["MeshRPC", "VietnamCommerce", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
-        // messaging-svc's providers, each speaking its real protocol (HTTP/1.1 + TLS clients); wired by the executable.
+        // The HTTP/1.1 client (TLS for https) that the platforms' APIs are called with.
         .target(
-            name: "MessagingDelivery",
+            name: "MeshHTTPClient",
             dependencies: [
-                "Messaging", "MeshRPC", "ChatMeshAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // messaging-svc's providers, each speaking its real protocol; wired by the executable.
+        .target(
+            name: "MessagingDelivery",
+            dependencies: [
+                "Messaging", "MeshHTTPClient", "MeshRPC", "ChatMeshAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+        // loyalty-svc's Facebook Marketing API client: segments synced to custom audiences (R-SEG-3).
+        .target(
+            name: "LoyaltyAudiences",
+            dependencies: ["Loyalty", "MeshHTTPClient", "MeshRPC", "ChatMeshAPI", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         // gRPC server reflection (v1 and v1alpha) over the descriptors embedded in ChatMeshAPI.
         .target(name: "MeshReflection", dependencies: ["MeshRPC", "ChatMeshAPI", .product(name: "NIOCore", package: "swift-nio")]),
@@ -173,7 +190,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "loyalty-svc",
-            dependencies: ["Loyalty", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Loyalty", "LoyaltyAudiences", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/loyalty-svc",
             exclude: ["README.md"]
         ),
@@ -259,14 +276,18 @@ let package = Package(
         // Helpers shared by the service tests (status expectations, scratch databases).
         .target(
             name: "MeshTestSupport",
-            dependencies: ["MeshRPC", "MeshStore", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "MeshRPC", "MeshStore", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             path: "Tests/MeshTestSupport"
         ),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "VietnamCommerce", "ChatMeshAPI", "MeshRPC", "MeshStore", "MeshTestSupport"]),
         .testTarget(
             name: "MessagingDeliveryTests",
             dependencies: [
-                "MessagingDelivery", "Messaging", "MeshRPC", "ChatMeshAPI",
+                "MessagingDelivery", "Messaging", "MeshRPC", "ChatMeshAPI", "MeshTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -282,7 +303,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OrdersTests", dependencies: ["Orders", "VietnamCommerce", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
-        .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "VietnamCommerce", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
+        .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "LoyaltyAudiences", "VietnamCommerce", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshChanges", "MeshTestSupport", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "VietnamCommerce", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),

@@ -20,7 +20,7 @@ struct BenchLoyalty: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-loyalty",
         abstract: "Seed and load loyalty-svc.",
-        subcommands: [Seed.self, Load.self]
+        subcommands: [Seed.self, Load.self, Audience.self]
     )
 
     static let shop = "bench-shop"
@@ -180,6 +180,45 @@ struct BenchLoyalty: AsyncParsableCommand {
             let seconds = LatencyRun.milliseconds(ContinuousClock.now - t0) / 1000
             if expired == 0 { throw RPCError.internal("nothing expired: the seed is not what the benchmark expects") }
             print(String(format: "ExpirePoints: %d points expired in %.1f s (target < 30 s): %@", expired, seconds, seconds < 30 ? "PASS" : "FAIL"))
+            await channel.close()
+        }
+    }
+
+    /// R-SEG-3 at scale: every member in one segment, synced to a custom audience through the
+    /// running loyalty-svc (whose CHATMESH_MARKETING_API_URL is a stand-in Marketing API), timed
+    /// from SyncSegmentAudience to SYNCED; then again with nothing changed.
+    struct Audience: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Sync a segment of every member to a custom audience and time it.")
+
+        @Option(help: "host:port of loyalty-svc.")
+        var target: String
+
+        @Option(help: "Members the seeded shop has.")
+        var members = 200_000
+
+        func run() async throws {
+            let token = TokenSigner(key: MeshEnvironment().authKey).mint(shopId: shop, staffId: "bench-owner", role: .owner, validFor: 3600)
+            let channel = try HTTP2Channel(addresses: target)
+            let client = LoyaltyService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(60)))
+            _ = try await client.linkAdAccount(LinkAdAccountRequest(shopId: shop, adAccountId: "1234567890", accessToken: "bench-token"))
+            let segment = try await client.createSegment(CreateSegmentRequest(
+                shopId: shop, name: "Mọi thành viên", match: .all, conditions: [SegmentCondition(kind: .pointsAtLeast, points: 0)]
+            ))
+            for round in ["first run (everyone uploaded)", "second run (nothing changed)"] {
+                let started = ContinuousClock.now
+                _ = try await client.syncSegmentAudience(SyncSegmentAudienceRequest(shopId: shop, segmentId: segment.segmentId, schedule: .off))
+                var sync = AudienceSync()
+                repeat {
+                    try await Task.sleep(for: .milliseconds(50))
+                    sync = try await client.getAudienceSync(SegmentRequest(shopId: shop, segmentId: segment.segmentId))
+                } while sync.status == .pending || sync.status == .running
+                let seconds = LatencyRun.milliseconds(ContinuousClock.now - started) / 1000
+                print(String(
+                    format: "audience sync, %@: %@ in %.1f s: %lld uploaded, %lld removed, %lld skipped, audience of %lld",
+                    round, sync.status.protoName, seconds, sync.uploaded, sync.removed, sync.skipped, sync.audienceSize
+                ))
+                if sync.status != .synced || sync.audienceSize != Int64(members) { throw RPCError.internal("the audience does not hold every member: \(sync.error)") }
+            }
             await channel.close()
         }
     }

@@ -1899,6 +1899,329 @@ extension CountSegmentResponse {
     }
 }
 
+/// R-SEG-3: the shop's Facebook ad account, where segments become custom audiences.
+/// The access token (a system user's, with ads_management) is kept encrypted at rest
+/// (AES-GCM under a key derived from CHATMESH_AUTH_KEY) and is never answered back.
+public struct LinkAdAccountRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.LinkAdAccountRequest"
+
+    public var shopId: String = ""
+    /// The ad account's id, digits ("act_" in front is accepted and dropped).
+    public var adAccountId: String = ""
+    public var accessToken: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", adAccountId: String = "", accessToken: String = "") {
+        self.shopId = shopId
+        self.adAccountId = adAccountId
+        self.accessToken = accessToken
+    }
+}
+
+extension LinkAdAccountRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.LinkAdAccountRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.LinkAdAccountRequest.ad_account_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.LinkAdAccountRequest.access_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__LinkAdAccountRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.adAccountId = _PB.string(c.ad_account_id)
+        self.accessToken = _PB.string(c.access_token)
+    }
+
+    static func _encodeC(_ v: LinkAdAccountRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__LinkAdAccountRequest> {
+        let p = a.allocate(Chatmesh__V1__LinkAdAccountRequest.self, count: 1)
+        chatmesh__v1__link_ad_account_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.LinkAdAccountRequest.shop_id") }
+        if !v.adAccountId.isEmpty { p.pointee.ad_account_id = try a.string(v.adAccountId, field: "chatmesh.v1.LinkAdAccountRequest.ad_account_id") }
+        if !v.accessToken.isEmpty { p.pointee.access_token = try a.string(v.accessToken, field: "chatmesh.v1.LinkAdAccountRequest.access_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__link_ad_account_request__unpack, free: chatmesh__v1__link_ad_account_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__link_ad_account_request__get_packed_size, pack: chatmesh__v1__link_ad_account_request__pack)
+    }
+}
+
+public struct AdAccount: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.AdAccount"
+
+    public var adAccountId: String = ""
+    public var linkedAtMs: Int64 = 0
+
+    public init() {}
+
+    public init(adAccountId: String = "", linkedAtMs: Int64 = 0) {
+        self.adAccountId = adAccountId
+        self.linkedAtMs = linkedAtMs
+    }
+}
+
+extension AdAccount {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.AdAccount.ad_account_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__AdAccount>) {
+        self.init()
+        let c = p.pointee
+        self.adAccountId = _PB.string(c.ad_account_id)
+        self.linkedAtMs = c.linked_at_ms
+    }
+
+    static func _encodeC(_ v: AdAccount, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AdAccount> {
+        let p = a.allocate(Chatmesh__V1__AdAccount.self, count: 1)
+        chatmesh__v1__ad_account__init(p)
+        if !v.adAccountId.isEmpty { p.pointee.ad_account_id = try a.string(v.adAccountId, field: "chatmesh.v1.AdAccount.ad_account_id") }
+        p.pointee.linked_at_ms = v.linkedAtMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__ad_account__unpack, free: chatmesh__v1__ad_account__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__ad_account__get_packed_size, pack: chatmesh__v1__ad_account__pack)
+    }
+}
+
+/// R-SEG-3: sync a segment to its custom audience now, and on `schedule` from then on.
+public struct SyncSegmentAudienceRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.SyncSegmentAudienceRequest"
+
+    public var shopId: String = ""
+    public var segmentId: String = ""
+    public var schedule: SyncSegmentAudienceRequest.Schedule = .init(rawValue: 0)
+
+    public init() {}
+
+    public init(shopId: String = "", segmentId: String = "", schedule: SyncSegmentAudienceRequest.Schedule = .init(rawValue: 0)) {
+        self.shopId = shopId
+        self.segmentId = segmentId
+        self.schedule = schedule
+    }
+
+    public enum Schedule: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case scheduleUnspecified
+        /// Once a day after each run (the default).
+        case daily
+        /// Only when asked.
+        case off
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.scheduleUnspecified, .daily, .off]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .scheduleUnspecified
+            case 1: self = .daily
+            case 2: self = .off
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .scheduleUnspecified: 0
+            case .daily: 1
+            case .off: 2
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .scheduleUnspecified: "SCHEDULE_UNSPECIFIED"
+            case .daily: "DAILY"
+            case .off: "OFF"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension SyncSegmentAudienceRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.SyncSegmentAudienceRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.SyncSegmentAudienceRequest.segment_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__SyncSegmentAudienceRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.segmentId = _PB.string(c.segment_id)
+        self.schedule = SyncSegmentAudienceRequest.Schedule(rawValue: Int32(truncatingIfNeeded: c.schedule.rawValue))
+    }
+
+    static func _encodeC(_ v: SyncSegmentAudienceRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SyncSegmentAudienceRequest> {
+        let p = a.allocate(Chatmesh__V1__SyncSegmentAudienceRequest.self, count: 1)
+        chatmesh__v1__sync_segment_audience_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SyncSegmentAudienceRequest.shop_id") }
+        if !v.segmentId.isEmpty { p.pointee.segment_id = try a.string(v.segmentId, field: "chatmesh.v1.SyncSegmentAudienceRequest.segment_id") }
+        p.pointee.schedule = Chatmesh__V1__SyncSegmentAudienceRequest__Schedule(rawValue: .init(truncatingIfNeeded: v.schedule.rawValue))
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__sync_segment_audience_request__unpack, free: chatmesh__v1__sync_segment_audience_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__sync_segment_audience_request__get_packed_size, pack: chatmesh__v1__sync_segment_audience_request__pack)
+    }
+}
+
+/// R-SEG-3: how a segment's audience stands. Phones (84…) and e-mails (trimmed, lower case)
+/// are SHA-256 hashed in loyalty-svc before anything is sent; after the first run only who
+/// joined and who left the segment is sent, in batches of at most 10,000.
+public struct AudienceSync: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.AudienceSync"
+
+    public var segmentId: String = ""
+    /// The custom audience on Facebook (empty until the first run made it).
+    public var audienceId: String = ""
+    public var lastRunAtMs: Int64 = 0
+    /// The last run: members added (joined, or whose phone / e-mail changed) and removed (left).
+    public var uploaded: Int64 = 0
+    public var removed: Int64 = 0
+    /// Members with neither a phone nor an e-mail address: nothing to match them by.
+    public var skipped: Int64 = 0
+    public var status: AudienceSync.Status = .init(rawValue: 0)
+    public var error: String = ""
+    public var schedule: SyncSegmentAudienceRequest.Schedule = .init(rawValue: 0)
+    /// When it runs next on its own (0: only when asked).
+    public var nextRunAtMs: Int64 = 0
+    /// Members the audience holds after the last run.
+    public var audienceSize: Int64 = 0
+
+    public init() {}
+
+    public init(segmentId: String = "", audienceId: String = "", lastRunAtMs: Int64 = 0, uploaded: Int64 = 0, removed: Int64 = 0, skipped: Int64 = 0, status: AudienceSync.Status = .init(rawValue: 0), error: String = "", schedule: SyncSegmentAudienceRequest.Schedule = .init(rawValue: 0), nextRunAtMs: Int64 = 0, audienceSize: Int64 = 0) {
+        self.segmentId = segmentId
+        self.audienceId = audienceId
+        self.lastRunAtMs = lastRunAtMs
+        self.uploaded = uploaded
+        self.removed = removed
+        self.skipped = skipped
+        self.status = status
+        self.error = error
+        self.schedule = schedule
+        self.nextRunAtMs = nextRunAtMs
+        self.audienceSize = audienceSize
+    }
+
+    public enum Status: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case statusUnspecified
+        /// Asked for (or due on its schedule) and about to run.
+        case pending
+        case running
+        /// The last run finished: the audience holds the segment's members.
+        case synced
+        /// The last run stopped: `error` says why in plain words; the next run resumes.
+        case failed
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.statusUnspecified, .pending, .running, .synced, .failed]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .statusUnspecified
+            case 1: self = .pending
+            case 2: self = .running
+            case 3: self = .synced
+            case 4: self = .failed
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .statusUnspecified: 0
+            case .pending: 1
+            case .running: 2
+            case .synced: 3
+            case .failed: 4
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .statusUnspecified: "STATUS_UNSPECIFIED"
+            case .pending: "PENDING"
+            case .running: "RUNNING"
+            case .synced: "SYNCED"
+            case .failed: "FAILED"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension AudienceSync {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.AudienceSync.segment_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.AudienceSync.audience_id", kind: .string),
+        .init(number: 8, name: "chatmesh.v1.AudienceSync.error", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__AudienceSync>) {
+        self.init()
+        let c = p.pointee
+        self.segmentId = _PB.string(c.segment_id)
+        self.audienceId = _PB.string(c.audience_id)
+        self.lastRunAtMs = c.last_run_at_ms
+        self.uploaded = c.uploaded
+        self.removed = c.removed
+        self.skipped = c.skipped
+        self.status = AudienceSync.Status(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
+        self.error = _PB.string(c.error)
+        self.schedule = SyncSegmentAudienceRequest.Schedule(rawValue: Int32(truncatingIfNeeded: c.schedule.rawValue))
+        self.nextRunAtMs = c.next_run_at_ms
+        self.audienceSize = c.audience_size
+    }
+
+    static func _encodeC(_ v: AudienceSync, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AudienceSync> {
+        let p = a.allocate(Chatmesh__V1__AudienceSync.self, count: 1)
+        chatmesh__v1__audience_sync__init(p)
+        if !v.segmentId.isEmpty { p.pointee.segment_id = try a.string(v.segmentId, field: "chatmesh.v1.AudienceSync.segment_id") }
+        if !v.audienceId.isEmpty { p.pointee.audience_id = try a.string(v.audienceId, field: "chatmesh.v1.AudienceSync.audience_id") }
+        p.pointee.last_run_at_ms = v.lastRunAtMs
+        p.pointee.uploaded = v.uploaded
+        p.pointee.removed = v.removed
+        p.pointee.skipped = v.skipped
+        p.pointee.status = Chatmesh__V1__AudienceSync__Status(rawValue: .init(truncatingIfNeeded: v.status.rawValue))
+        if !v.error.isEmpty { p.pointee.error = try a.string(v.error, field: "chatmesh.v1.AudienceSync.error") }
+        p.pointee.schedule = Chatmesh__V1__SyncSegmentAudienceRequest__Schedule(rawValue: .init(truncatingIfNeeded: v.schedule.rawValue))
+        p.pointee.next_run_at_ms = v.nextRunAtMs
+        p.pointee.audience_size = v.audienceSize
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__audience_sync__unpack, free: chatmesh__v1__audience_sync__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__audience_sync__get_packed_size, pack: chatmesh__v1__audience_sync__pack)
+    }
+}
+
 /// R-REF-1: the shopping offer a referred friend receives.
 public struct ReferralOffer: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ReferralOffer"
@@ -2450,12 +2773,15 @@ public enum LoyaltyService {
         public static let listSegments = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListSegments")
         public static let listSegmentMembers = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListSegmentMembers")
         public static let countSegment = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "CountSegment")
+        public static let linkAdAccount = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "LinkAdAccount")
+        public static let syncSegmentAudience = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "SyncSegmentAudience")
+        public static let getAudienceSync = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "GetAudienceSync")
         public static let createReferralCampaign = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "CreateReferralCampaign")
         public static let submitReferral = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "SubmitReferral")
         public static let redeemVoucher = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "RedeemVoucher")
         public static let getOfferRevenueByDistrict = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "GetOfferRevenueByDistrict")
         public static let watchChanges = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "WatchChanges")
-        public static let all: [MethodDescriptor] = [configureProgram, getProgram, upsertTier, listTiers, deleteTier, getMember, listMembers, upsertCustomerProfile, previewOrder, recordOrderEvent, redeemPoints, adjustPoints, expirePoints, createSegment, listSegments, listSegmentMembers, countSegment, createReferralCampaign, submitReferral, redeemVoucher, getOfferRevenueByDistrict, watchChanges]
+        public static let all: [MethodDescriptor] = [configureProgram, getProgram, upsertTier, listTiers, deleteTier, getMember, listMembers, upsertCustomerProfile, previewOrder, recordOrderEvent, redeemPoints, adjustPoints, expirePoints, createSegment, listSegments, listSegmentMembers, countSegment, linkAdAccount, syncSegmentAudience, getAudienceSync, createReferralCampaign, submitReferral, redeemVoucher, getOfferRevenueByDistrict, watchChanges]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -2497,6 +2823,13 @@ public enum LoyaltyService {
         func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse
         /// R-SEG-1: agrees with ListSegmentMembers.
         func countSegment(_ request: SegmentRequest, context: ServerContext) async throws -> CountSegmentResponse
+        /// R-SEG-3: owners and admins.
+        func linkAdAccount(_ request: LinkAdAccountRequest, context: ServerContext) async throws -> AdAccount
+        /// R-SEG-3: owners and admins; FAILED_PRECONDITION without a linked ad account. The run happens
+        /// in the background: the answer is PENDING (GetAudienceSync follows it).
+        func syncSegmentAudience(_ request: SyncSegmentAudienceRequest, context: ServerContext) async throws -> AudienceSync
+        /// R-SEG-3: NOT_FOUND when the segment was never synced.
+        func getAudienceSync(_ request: SegmentRequest, context: ServerContext) async throws -> AudienceSync
         /// R-REF-1.
         func createReferralCampaign(_ request: CreateReferralCampaignRequest, context: ServerContext) async throws -> ReferralCampaign
         /// R-REF-1: the voucher goes to the friend through MessagingService.SendMessage.
@@ -2608,6 +2941,22 @@ public enum LoyaltyService {
             try await channel.unary(Method.countSegment, request, options: options ?? defaultOptions)
         }
 
+        /// R-SEG-3: owners and admins.
+        public func linkAdAccount(_ request: LinkAdAccountRequest, options: CallOptions? = nil) async throws(RPCError) -> AdAccount {
+            try await channel.unary(Method.linkAdAccount, request, options: options ?? defaultOptions)
+        }
+
+        /// R-SEG-3: owners and admins; FAILED_PRECONDITION without a linked ad account. The run happens
+        /// in the background: the answer is PENDING (GetAudienceSync follows it).
+        public func syncSegmentAudience(_ request: SyncSegmentAudienceRequest, options: CallOptions? = nil) async throws(RPCError) -> AudienceSync {
+            try await channel.unary(Method.syncSegmentAudience, request, options: options ?? defaultOptions)
+        }
+
+        /// R-SEG-3: NOT_FOUND when the segment was never synced.
+        public func getAudienceSync(_ request: SegmentRequest, options: CallOptions? = nil) async throws(RPCError) -> AudienceSync {
+            try await channel.unary(Method.getAudienceSync, request, options: options ?? defaultOptions)
+        }
+
         /// R-REF-1.
         public func createReferralCampaign(_ request: CreateReferralCampaignRequest, options: CallOptions? = nil) async throws(RPCError) -> ReferralCampaign {
             try await channel.unary(Method.createReferralCampaign, request, options: options ?? defaultOptions)
@@ -2656,6 +3005,9 @@ extension LoyaltyService.Handler {
             RPCRoute.unary(LoyaltyService.Method.listSegments) { (request: ShopRequest, context) in try await self.listSegments(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.listSegmentMembers) { (request: ListSegmentMembersRequest, context) in try await self.listSegmentMembers(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.countSegment) { (request: SegmentRequest, context) in try await self.countSegment(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.linkAdAccount) { (request: LinkAdAccountRequest, context) in try await self.linkAdAccount(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.syncSegmentAudience) { (request: SyncSegmentAudienceRequest, context) in try await self.syncSegmentAudience(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.getAudienceSync) { (request: SegmentRequest, context) in try await self.getAudienceSync(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.createReferralCampaign) { (request: CreateReferralCampaignRequest, context) in try await self.createReferralCampaign(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.submitReferral) { (request: SubmitReferralRequest, context) in try await self.submitReferral(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.redeemVoucher) { (request: RedeemVoucherRequest, context) in try await self.redeemVoucher(request, context: context) },

@@ -23,4 +23,8 @@ public enum LoyaltyError: Error, Sendable, Hashable {
     case voucherExpired(code: String, onDay: String)
     /// Two orders took the voucher at the same moment; this one lost.
     case voucherRace(String)
+
+    // R-SEG-3: audiences.
+    case noAdAccount
+    case noAudienceSync(String)
 }

@@ -106,5 +106,26 @@ public enum LoyaltySchema {
         ]),
         // R-PANEL-4: members changed, in order, for the live panel (ChangeLog).
         Migration(version: 5, name: "change log", statements: ChangeLog.schema),
+        // R-SEG-3: the shop's ad account, each synced segment's audience and what it was sent.
+        Migration(version: 6, name: "audiences", statements: [
+            """
+            CREATE TABLE ad_accounts (
+                shop_id TEXT NOT NULL PRIMARY KEY, ad_account_id TEXT NOT NULL, sealed_token TEXT NOT NULL, linked_at_ms BIGINT NOT NULL)
+            """,
+            """
+            CREATE TABLE audience_syncs (
+                shop_id TEXT NOT NULL, segment_id TEXT NOT NULL, audience_id TEXT NOT NULL DEFAULT '', schedule BIGINT NOT NULL,
+                status BIGINT NOT NULL, next_run_at_ms BIGINT NOT NULL, claimed_until_ms BIGINT NOT NULL DEFAULT 0,
+                last_run_at_ms BIGINT NOT NULL DEFAULT 0, uploaded BIGINT NOT NULL DEFAULT 0, removed BIGINT NOT NULL DEFAULT 0,
+                skipped BIGINT NOT NULL DEFAULT 0, audience_size BIGINT NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '',
+                PRIMARY KEY (shop_id, segment_id))
+            """,
+            "CREATE INDEX audience_syncs_due ON audience_syncs (next_run_at_ms)",
+            """
+            CREATE TABLE audience_members (
+                shop_id TEXT NOT NULL, segment_id TEXT NOT NULL, customer_id TEXT NOT NULL, phone_hash TEXT NOT NULL, email_hash TEXT NOT NULL,
+                PRIMARY KEY (shop_id, segment_id, customer_id))
+            """,
+        ]),
     ]
 }

@@ -22,6 +22,8 @@ extension LoyaltyError: RPCErrorConvertible {
         case .voucherRedeemed(let code, let order): .failedPrecondition("code: voucher \(code) was already redeemed by order \(order)")
         case .voucherExpired(let code, let day): .failedPrecondition("code: voucher \(code) expired on \(day)")
         case .voucherRace(let code): RPCError(.aborted, "code: voucher \(code) was redeemed at the same moment; try again")
+        case .noAdAccount: .failedPrecondition("segment_id: the shop has linked no ad account yet (LinkAdAccount, R-SEG-3)")
+        case .noAudienceSync(let segment): .notFound("segment_id: segment \(segment) has never been synced to an audience")
         }
     }
 }

@@ -13,13 +13,17 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     /// The change feed (WatchChanges); nil where nothing watches (unit tests).
     let changes: ChangeFeed?
     let stallLimit: Duration
+    /// Seals ad account tokens at rest (R-SEG-3); nil where no token may be kept (unit tests).
+    let sealer: AdTokenSealer?
     let now: @Sendable () -> Int64
 
     public init(
-        store: LoyaltyStore, vouchers: VoucherDelivery?, changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60), now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }
+        store: LoyaltyStore, vouchers: VoucherDelivery?, changes: ChangeFeed? = nil, stallLimit: Duration = .seconds(60), sealer: AdTokenSealer? = nil,
+        now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }
     ) {
         self.store = store
         self.vouchers = vouchers
+        self.sealer = sealer
         self.changes = changes
         self.stallLimit = stallLimit
         self.now = now
@@ -272,6 +276,47 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     public func countSegment(_ request: SegmentRequest, context: ServerContext) async throws -> CountSegmentResponse {
         let rule = try await store.segmentRule(shop: request.shopId, segmentId: try Self.id(request.segmentId, "segment_id"))
         return CountSegmentResponse(count: try await store.countSegment(shop: request.shopId, rule: rule))
+    }
+
+    // MARK: Audiences (R-SEG-3)
+
+    public func linkAdAccount(_ request: LinkAdAccountRequest, context: ServerContext) async throws -> AdAccount {
+        try Self.requireManager(context, "linking an ad account")
+        var account = request.adAccountId.trimmingCharacters(in: .whitespaces)
+        if account.hasPrefix("act_") { account.removeFirst(4) }
+        guard !account.isEmpty, account.count <= 32, account.allSatisfy(\.isASCII), account.allSatisfy(\.isNumber) else {
+            throw RPCError.invalidArgument("ad_account_id must be the ad account's number (act_ in front is fine), not \"\(request.adAccountId.prefix(64))\"")
+        }
+        let token = request.accessToken.trimmingCharacters(in: .whitespaces)
+        guard !token.isEmpty else { throw RPCError.invalidArgument("access_token is required") }
+        guard token.utf8.count <= 1_000, token.unicodeScalars.allSatisfy({ $0.isASCII && $0.properties.generalCategory != .control && $0 != " " }) else {
+            throw RPCError.invalidArgument("access_token is not a Facebook access token (at most 1,000 printable characters, no spaces)")
+        }
+        guard let sealer else { throw RPCError.unimplemented("this loyalty-svc keeps no ad account tokens") }
+        return try await store.linkAdAccount(shop: request.shopId, adAccountId: account, sealedToken: try sealer.seal(token, shop: request.shopId), nowMs: now())
+    }
+
+    public func syncSegmentAudience(_ request: SyncSegmentAudienceRequest, context: ServerContext) async throws -> AudienceSync {
+        try Self.requireManager(context, "syncing a segment to an audience")
+        let segment = try Self.id(request.segmentId, "segment_id")
+        let schedule: SyncSegmentAudienceRequest.Schedule
+        switch request.schedule {
+        case .scheduleUnspecified, .daily: schedule = .daily
+        case .off: schedule = .off
+        default: throw RPCError.invalidArgument("schedule must be DAILY or OFF")
+        }
+        return try await store.requestAudienceSync(shop: request.shopId, segmentId: segment, schedule: schedule, nowMs: now())
+    }
+
+    public func getAudienceSync(_ request: SegmentRequest, context: ServerContext) async throws -> AudienceSync {
+        try await store.audienceSync(shop: request.shopId, segmentId: try Self.id(request.segmentId, "segment_id"))
+    }
+
+    /// Ad accounts and what is sent to them are for owners and admins (and the mesh's services).
+    static func requireManager(_ context: ServerContext, _ what: String) throws(RPCError) {
+        if let principal = context.principal, principal.role == .agent {
+            throw .permissionDenied("\(what) is for the shop's owner or admins, not agents")
+        }
     }
 
     // MARK: Offer dashboard (R-LOY-5)

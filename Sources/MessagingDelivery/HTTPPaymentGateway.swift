@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeshHTTPClient
 import Messaging
 import NIOCore
 

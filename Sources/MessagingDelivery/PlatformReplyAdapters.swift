@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import Foundation
+import MeshHTTPClient
 import Messaging
 import MeshRPC
 import NIOCore

@@ -1,6 +1,7 @@
 import ChatMeshAPI
 import Foundation
 import MeshRPC
+import MeshHTTPClient
 import Messaging
 import NIOCore
 import NIOHTTP1

@@ -41,7 +41,10 @@ struct LoyaltyHarness {
         store = try await LoyaltyStore.open(database)
         vouchers = VoucherDelivery(store: store, messenger: messenger)
         let clock = self.clock
-        router = RPCRouter(services: [LoyaltyServiceHandler(store: store, vouchers: vouchers, now: { clock.now })], verifier: TokenVerifier(key: Self.key))
+        router = RPCRouter(
+            services: [LoyaltyServiceHandler(store: store, vouchers: vouchers, sealer: AdTokenSealer(authKey: Self.key), now: { clock.now })],
+            verifier: TokenVerifier(key: Self.key)
+        )
         client = Self.client(router, shop: Self.shop)
     }
 

@@ -4,6 +4,7 @@ import Foundation
 import Messaging
 @testable import MessagingDelivery
 import MeshRPC
+import MeshTestSupport
 import Testing
 
 @Suite struct ProviderConfigurationTests {

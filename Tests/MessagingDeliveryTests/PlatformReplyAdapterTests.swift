@@ -4,6 +4,7 @@ import MeshRPC
 import Messaging
 @testable import MessagingDelivery
 import NIOCore
+import MeshTestSupport
 import Testing
 
 /// R-CONV-9: each reply adapter against a local server speaking its platform's request

@@ -4,6 +4,7 @@ import MeshRPC
 import Messaging
 @testable import MessagingDelivery
 import NIOCore
+import MeshTestSupport
 import Testing
 
 /// Each adapter against a local server speaking its provider's protocol: what

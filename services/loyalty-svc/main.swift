@@ -2,6 +2,7 @@ import ChatMeshAPI
 import Foundation
 import Logging
 import Loyalty
+import LoyaltyAudiences
 import MeshHTTP2
 import MeshChanges
 import MeshHealth
@@ -14,7 +15,8 @@ import MeshStore
 // expiry, segments, referral vouchers and the offer dashboard (DOMAIN.md §3).
 // Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL,
 // CHATMESH_MESSAGING_ADDRS (where referral vouchers are sent), CHATMESH_EXPIRY_INTERVAL (seconds between
-// runs of the expiry and re-ranking job, 3600 by default; 0 leaves it to an outside scheduler calling ExpirePoints).
+// runs of the expiry and re-ranking job, 3600 by default; 0 leaves it to an outside scheduler calling ExpirePoints),
+// CHATMESH_ADS_PROVIDER and CHATMESH_MARKETING_API_URL (R-SEG-3 audiences: sandbox or facebook).
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
 let logger = Logger(label: "loyalty-svc")
@@ -25,6 +27,7 @@ do {
         expiryInterval = value
     }
     let config = try GRPCServer.Config(listen: env.listen(service: "loyalty"))
+    let audiencePlatform = try AudienceConfiguration.platform(env.values)
     let messaging = try HTTP2Channel(addresses: env.addresses(of: "messaging"))
     let location = try StoreLocation.resolve(service: "loyalty", databaseURL: env.databaseURL, dataDirectory: env.dataDirectory)
     let database = try await location.open(logger: logger)
@@ -41,6 +44,12 @@ do {
                 logger.info("voucher retry", metadata: ["sent": "\(counts.sent)", "still_unsent": "\(counts.deferred)"])
             }
         }
+        // R-SEG-3: segments synced to Facebook custom audiences when asked and each day after.
+        let sealer = AdTokenSealer(authKey: env.authKey)
+        let audienceRunner = AudienceSyncRunner(store: store, platform: audiencePlatform, sealer: sealer)
+        let audiences = MeshProcess.PeriodicJob(name: "audience-sync", every: .seconds(1)) {
+            try await audienceRunner.runDue()
+        }
         let expiry = PointsExpiryJob(store: store)
         let nightly = MeshProcess.PeriodicJob(name: "expiry-and-ranking", every: .seconds(max(expiryInterval, 1))) {
             let round = try await expiry.run(nowMs: WallClock.nowMs())
@@ -50,8 +59,8 @@ do {
         }
         try await MeshProcess.serve(
             name: "loyalty-svc", config: config,
-            services: ReflectionService.adding(to: [LoyaltyServiceHandler(store: store, vouchers: vouchers, changes: changes, stallLimit: env.watchStallLimit), HealthService(services: [LoyaltyService.name])]),
-            env: env, jobs: expiryInterval > 0 ? [nightly, voucherRetry] : [voucherRetry],
+            services: ReflectionService.adding(to: [LoyaltyServiceHandler(store: store, vouchers: vouchers, changes: changes, stallLimit: env.watchStallLimit, sealer: sealer), HealthService(services: [LoyaltyService.name])]),
+            env: env, jobs: expiryInterval > 0 ? [nightly, voucherRetry, audiences] : [voucherRetry, audiences],
             workers: [changes.worker], logger: logger
         )
     }

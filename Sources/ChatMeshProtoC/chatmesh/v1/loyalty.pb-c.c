@@ -1357,6 +1357,186 @@ void   chatmesh__v1__count_segment_response__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__count_segment_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__link_ad_account_request__init
+                     (Chatmesh__V1__LinkAdAccountRequest         *message)
+{
+  static const Chatmesh__V1__LinkAdAccountRequest init_value = CHATMESH__V1__LINK_AD_ACCOUNT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__link_ad_account_request__get_packed_size
+                     (const Chatmesh__V1__LinkAdAccountRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__link_ad_account_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__link_ad_account_request__pack
+                     (const Chatmesh__V1__LinkAdAccountRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__link_ad_account_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__link_ad_account_request__pack_to_buffer
+                     (const Chatmesh__V1__LinkAdAccountRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__link_ad_account_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__LinkAdAccountRequest *
+       chatmesh__v1__link_ad_account_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__LinkAdAccountRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__link_ad_account_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__link_ad_account_request__free_unpacked
+                     (Chatmesh__V1__LinkAdAccountRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__link_ad_account_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__ad_account__init
+                     (Chatmesh__V1__AdAccount         *message)
+{
+  static const Chatmesh__V1__AdAccount init_value = CHATMESH__V1__AD_ACCOUNT__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__ad_account__get_packed_size
+                     (const Chatmesh__V1__AdAccount *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__ad_account__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__ad_account__pack
+                     (const Chatmesh__V1__AdAccount *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__ad_account__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__ad_account__pack_to_buffer
+                     (const Chatmesh__V1__AdAccount *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__ad_account__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__AdAccount *
+       chatmesh__v1__ad_account__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__AdAccount *)
+     protobuf_c_message_unpack (&chatmesh__v1__ad_account__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__ad_account__free_unpacked
+                     (Chatmesh__V1__AdAccount *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__ad_account__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__sync_segment_audience_request__init
+                     (Chatmesh__V1__SyncSegmentAudienceRequest         *message)
+{
+  static const Chatmesh__V1__SyncSegmentAudienceRequest init_value = CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__sync_segment_audience_request__get_packed_size
+                     (const Chatmesh__V1__SyncSegmentAudienceRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__sync_segment_audience_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__sync_segment_audience_request__pack
+                     (const Chatmesh__V1__SyncSegmentAudienceRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__sync_segment_audience_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__sync_segment_audience_request__pack_to_buffer
+                     (const Chatmesh__V1__SyncSegmentAudienceRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__sync_segment_audience_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__SyncSegmentAudienceRequest *
+       chatmesh__v1__sync_segment_audience_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__SyncSegmentAudienceRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__sync_segment_audience_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__sync_segment_audience_request__free_unpacked
+                     (Chatmesh__V1__SyncSegmentAudienceRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__sync_segment_audience_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__audience_sync__init
+                     (Chatmesh__V1__AudienceSync         *message)
+{
+  static const Chatmesh__V1__AudienceSync init_value = CHATMESH__V1__AUDIENCE_SYNC__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__audience_sync__get_packed_size
+                     (const Chatmesh__V1__AudienceSync *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__audience_sync__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__audience_sync__pack
+                     (const Chatmesh__V1__AudienceSync *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__audience_sync__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__audience_sync__pack_to_buffer
+                     (const Chatmesh__V1__AudienceSync *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__audience_sync__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__AudienceSync *
+       chatmesh__v1__audience_sync__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__AudienceSync *)
+     protobuf_c_message_unpack (&chatmesh__v1__audience_sync__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__audience_sync__free_unpacked
+                     (Chatmesh__V1__AudienceSync *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__audience_sync__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__referral_offer__init
                      (Chatmesh__V1__ReferralOffer         *message)
 {
@@ -4333,6 +4513,417 @@ const ProtobufCMessageDescriptor chatmesh__v1__count_segment_response__descripto
   (ProtobufCMessageInit) chatmesh__v1__count_segment_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor chatmesh__v1__link_ad_account_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__LinkAdAccountRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ad_account_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__LinkAdAccountRequest, ad_account_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "access_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__LinkAdAccountRequest, access_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__link_ad_account_request__field_indices_by_name[] = {
+  2,   /* field[2] = access_token */
+  1,   /* field[1] = ad_account_id */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__link_ad_account_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__link_ad_account_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.LinkAdAccountRequest",
+  "LinkAdAccountRequest",
+  "Chatmesh__V1__LinkAdAccountRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__LinkAdAccountRequest),
+  3,
+  chatmesh__v1__link_ad_account_request__field_descriptors,
+  chatmesh__v1__link_ad_account_request__field_indices_by_name,
+  1,  chatmesh__v1__link_ad_account_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__link_ad_account_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__ad_account__field_descriptors[2] =
+{
+  {
+    "ad_account_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdAccount, ad_account_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "linked_at_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdAccount, linked_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__ad_account__field_indices_by_name[] = {
+  0,   /* field[0] = ad_account_id */
+  1,   /* field[1] = linked_at_ms */
+};
+static const ProtobufCIntRange chatmesh__v1__ad_account__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__ad_account__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.AdAccount",
+  "AdAccount",
+  "Chatmesh__V1__AdAccount",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__AdAccount),
+  2,
+  chatmesh__v1__ad_account__field_descriptors,
+  chatmesh__v1__ad_account__field_indices_by_name,
+  1,  chatmesh__v1__ad_account__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__ad_account__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__sync_segment_audience_request__schedule__enum_values_by_number[3] =
+{
+  { "SCHEDULE_UNSPECIFIED", "CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE__SCHEDULE_UNSPECIFIED", 0 },
+  { "DAILY", "CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE__DAILY", 1 },
+  { "OFF", "CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE__OFF", 2 },
+};
+static const ProtobufCIntRange chatmesh__v1__sync_segment_audience_request__schedule__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__sync_segment_audience_request__schedule__enum_values_by_name[3] =
+{
+  { "DAILY", 1 },
+  { "OFF", 2 },
+  { "SCHEDULE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__sync_segment_audience_request__schedule__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.SyncSegmentAudienceRequest.Schedule",
+  "Schedule",
+  "Chatmesh__V1__SyncSegmentAudienceRequest__Schedule",
+  "chatmesh.v1",
+  3,
+  chatmesh__v1__sync_segment_audience_request__schedule__enum_values_by_number,
+  3,
+  chatmesh__v1__sync_segment_audience_request__schedule__enum_values_by_name,
+  1,
+  chatmesh__v1__sync_segment_audience_request__schedule__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__sync_segment_audience_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SyncSegmentAudienceRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "segment_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SyncSegmentAudienceRequest, segment_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "schedule",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SyncSegmentAudienceRequest, schedule),
+    &chatmesh__v1__sync_segment_audience_request__schedule__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__sync_segment_audience_request__field_indices_by_name[] = {
+  2,   /* field[2] = schedule */
+  1,   /* field[1] = segment_id */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__sync_segment_audience_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__sync_segment_audience_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.SyncSegmentAudienceRequest",
+  "SyncSegmentAudienceRequest",
+  "Chatmesh__V1__SyncSegmentAudienceRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__SyncSegmentAudienceRequest),
+  3,
+  chatmesh__v1__sync_segment_audience_request__field_descriptors,
+  chatmesh__v1__sync_segment_audience_request__field_indices_by_name,
+  1,  chatmesh__v1__sync_segment_audience_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__sync_segment_audience_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__audience_sync__status__enum_values_by_number[5] =
+{
+  { "STATUS_UNSPECIFIED", "CHATMESH__V1__AUDIENCE_SYNC__STATUS__STATUS_UNSPECIFIED", 0 },
+  { "PENDING", "CHATMESH__V1__AUDIENCE_SYNC__STATUS__PENDING", 1 },
+  { "RUNNING", "CHATMESH__V1__AUDIENCE_SYNC__STATUS__RUNNING", 2 },
+  { "SYNCED", "CHATMESH__V1__AUDIENCE_SYNC__STATUS__SYNCED", 3 },
+  { "FAILED", "CHATMESH__V1__AUDIENCE_SYNC__STATUS__FAILED", 4 },
+};
+static const ProtobufCIntRange chatmesh__v1__audience_sync__status__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__audience_sync__status__enum_values_by_name[5] =
+{
+  { "FAILED", 4 },
+  { "PENDING", 1 },
+  { "RUNNING", 2 },
+  { "STATUS_UNSPECIFIED", 0 },
+  { "SYNCED", 3 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__audience_sync__status__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.AudienceSync.Status",
+  "Status",
+  "Chatmesh__V1__AudienceSync__Status",
+  "chatmesh.v1",
+  5,
+  chatmesh__v1__audience_sync__status__enum_values_by_number,
+  5,
+  chatmesh__v1__audience_sync__status__enum_values_by_name,
+  1,
+  chatmesh__v1__audience_sync__status__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__audience_sync__field_descriptors[11] =
+{
+  {
+    "segment_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, segment_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "audience_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, audience_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_run_at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, last_run_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "uploaded",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, uploaded),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "removed",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, removed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "skipped",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, skipped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, status),
+    &chatmesh__v1__audience_sync__status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "schedule",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, schedule),
+    &chatmesh__v1__sync_segment_audience_request__schedule__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_run_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, next_run_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "audience_size",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AudienceSync, audience_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__audience_sync__field_indices_by_name[] = {
+  1,   /* field[1] = audience_id */
+  10,   /* field[10] = audience_size */
+  7,   /* field[7] = error */
+  2,   /* field[2] = last_run_at_ms */
+  9,   /* field[9] = next_run_at_ms */
+  4,   /* field[4] = removed */
+  8,   /* field[8] = schedule */
+  0,   /* field[0] = segment_id */
+  5,   /* field[5] = skipped */
+  6,   /* field[6] = status */
+  3,   /* field[3] = uploaded */
+};
+static const ProtobufCIntRange chatmesh__v1__audience_sync__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__audience_sync__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.AudienceSync",
+  "AudienceSync",
+  "Chatmesh__V1__AudienceSync",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__AudienceSync),
+  11,
+  chatmesh__v1__audience_sync__field_descriptors,
+  chatmesh__v1__audience_sync__field_indices_by_name,
+  1,  chatmesh__v1__audience_sync__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__audience_sync__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor chatmesh__v1__referral_offer__field_descriptors[3] =
 {
   {
@@ -5104,7 +5695,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_offer_revenue_by_district_res
   (ProtobufCMessageInit) chatmesh__v1__get_offer_revenue_by_district_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_descriptors[22] =
+static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_descriptors[25] =
 {
   { "ConfigureProgram", &chatmesh__v1__configure_program_request__descriptor, &chatmesh__v1__program__descriptor },
   { "GetProgram", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__program__descriptor },
@@ -5123,6 +5714,9 @@ static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_des
   { "ListSegments", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__list_segments_response__descriptor },
   { "ListSegmentMembers", &chatmesh__v1__list_segment_members_request__descriptor, &chatmesh__v1__list_segment_members_response__descriptor },
   { "CountSegment", &chatmesh__v1__segment_request__descriptor, &chatmesh__v1__count_segment_response__descriptor },
+  { "LinkAdAccount", &chatmesh__v1__link_ad_account_request__descriptor, &chatmesh__v1__ad_account__descriptor },
+  { "SyncSegmentAudience", &chatmesh__v1__sync_segment_audience_request__descriptor, &chatmesh__v1__audience_sync__descriptor },
+  { "GetAudienceSync", &chatmesh__v1__segment_request__descriptor, &chatmesh__v1__audience_sync__descriptor },
   { "CreateReferralCampaign", &chatmesh__v1__create_referral_campaign_request__descriptor, &chatmesh__v1__referral_campaign__descriptor },
   { "SubmitReferral", &chatmesh__v1__submit_referral_request__descriptor, &chatmesh__v1__voucher__descriptor },
   { "RedeemVoucher", &chatmesh__v1__redeem_voucher_request__descriptor, &chatmesh__v1__voucher__descriptor },
@@ -5133,13 +5727,15 @@ const unsigned chatmesh__v1__loyalty_service__method_indices_by_name[] = {
   11,        /* AdjustPoints */
   0,        /* ConfigureProgram */
   16,        /* CountSegment */
-  17,        /* CreateReferralCampaign */
+  20,        /* CreateReferralCampaign */
   13,        /* CreateSegment */
   4,        /* DeleteTier */
   12,        /* ExpirePoints */
+  19,        /* GetAudienceSync */
   5,        /* GetMember */
-  20,        /* GetOfferRevenueByDistrict */
+  23,        /* GetOfferRevenueByDistrict */
   1,        /* GetProgram */
+  17,        /* LinkAdAccount */
   6,        /* ListMembers */
   15,        /* ListSegmentMembers */
   14,        /* ListSegments */
@@ -5147,11 +5743,12 @@ const unsigned chatmesh__v1__loyalty_service__method_indices_by_name[] = {
   8,        /* PreviewOrder */
   9,        /* RecordOrderEvent */
   10,        /* RedeemPoints */
-  19,        /* RedeemVoucher */
-  18,        /* SubmitReferral */
+  22,        /* RedeemVoucher */
+  21,        /* SubmitReferral */
+  18,        /* SyncSegmentAudience */
   7,        /* UpsertCustomerProfile */
   2,        /* UpsertTier */
-  21         /* WatchChanges */
+  24         /* WatchChanges */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__loyalty_service__descriptor =
 {
@@ -5160,7 +5757,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__loyalty_service__descriptor =
   "LoyaltyService",
   "Chatmesh__V1__LoyaltyService",
   "chatmesh.v1",
-  22,
+  25,
   chatmesh__v1__loyalty_service__method_descriptors,
   chatmesh__v1__loyalty_service__method_indices_by_name
 };
@@ -5300,13 +5897,37 @@ void chatmesh__v1__loyalty_service__count_segment(ProtobufCService *service,
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
   service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__loyalty_service__link_ad_account(ProtobufCService *service,
+                                                    const Chatmesh__V1__LinkAdAccountRequest *input,
+                                                    Chatmesh__V1__AdAccount_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__loyalty_service__sync_segment_audience(ProtobufCService *service,
+                                                          const Chatmesh__V1__SyncSegmentAudienceRequest *input,
+                                                          Chatmesh__V1__AudienceSync_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__loyalty_service__get_audience_sync(ProtobufCService *service,
+                                                      const Chatmesh__V1__SegmentRequest *input,
+                                                      Chatmesh__V1__AudienceSync_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__loyalty_service__create_referral_campaign(ProtobufCService *service,
                                                              const Chatmesh__V1__CreateReferralCampaignRequest *input,
                                                              Chatmesh__V1__ReferralCampaign_Closure closure,
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__submit_referral(ProtobufCService *service,
                                                     const Chatmesh__V1__SubmitReferralRequest *input,
@@ -5314,7 +5935,7 @@ void chatmesh__v1__loyalty_service__submit_referral(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__redeem_voucher(ProtobufCService *service,
                                                    const Chatmesh__V1__RedeemVoucherRequest *input,
@@ -5322,7 +5943,7 @@ void chatmesh__v1__loyalty_service__redeem_voucher(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__get_offer_revenue_by_district(ProtobufCService *service,
                                                                   const Chatmesh__V1__GetOfferRevenueByDistrictRequest *input,
@@ -5330,7 +5951,7 @@ void chatmesh__v1__loyalty_service__get_offer_revenue_by_district(ProtobufCServi
                                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__watch_changes(ProtobufCService *service,
                                                   const Chatmesh__V1__WatchChangesRequest *input,
@@ -5338,7 +5959,7 @@ void chatmesh__v1__loyalty_service__watch_changes(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__init (Chatmesh__V1__LoyaltyService_Service *service,
                                           Chatmesh__V1__LoyaltyService_ServiceDestroy destroy)

@@ -48,6 +48,10 @@ typedef struct Chatmesh__V1__ListSegmentMembersRequest Chatmesh__V1__ListSegment
 typedef struct Chatmesh__V1__SegmentMember Chatmesh__V1__SegmentMember;
 typedef struct Chatmesh__V1__ListSegmentMembersResponse Chatmesh__V1__ListSegmentMembersResponse;
 typedef struct Chatmesh__V1__CountSegmentResponse Chatmesh__V1__CountSegmentResponse;
+typedef struct Chatmesh__V1__LinkAdAccountRequest Chatmesh__V1__LinkAdAccountRequest;
+typedef struct Chatmesh__V1__AdAccount Chatmesh__V1__AdAccount;
+typedef struct Chatmesh__V1__SyncSegmentAudienceRequest Chatmesh__V1__SyncSegmentAudienceRequest;
+typedef struct Chatmesh__V1__AudienceSync Chatmesh__V1__AudienceSync;
 typedef struct Chatmesh__V1__ReferralOffer Chatmesh__V1__ReferralOffer;
 typedef struct Chatmesh__V1__ReferralCampaign Chatmesh__V1__ReferralCampaign;
 typedef struct Chatmesh__V1__CreateReferralCampaignRequest Chatmesh__V1__CreateReferralCampaignRequest;
@@ -101,6 +105,35 @@ typedef enum _Chatmesh__V1__Segment__Match {
   CHATMESH__V1__SEGMENT__MATCH__ANY = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__SEGMENT__MATCH)
 } Chatmesh__V1__Segment__Match;
+typedef enum _Chatmesh__V1__SyncSegmentAudienceRequest__Schedule {
+  CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE__SCHEDULE_UNSPECIFIED = 0,
+  /*
+   * Once a day after each run (the default).
+   */
+  CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE__DAILY = 1,
+  /*
+   * Only when asked.
+   */
+  CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE__OFF = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE)
+} Chatmesh__V1__SyncSegmentAudienceRequest__Schedule;
+typedef enum _Chatmesh__V1__AudienceSync__Status {
+  CHATMESH__V1__AUDIENCE_SYNC__STATUS__STATUS_UNSPECIFIED = 0,
+  /*
+   * Asked for (or due on its schedule) and about to run.
+   */
+  CHATMESH__V1__AUDIENCE_SYNC__STATUS__PENDING = 1,
+  CHATMESH__V1__AUDIENCE_SYNC__STATUS__RUNNING = 2,
+  /*
+   * The last run finished: the audience holds the segment's members.
+   */
+  CHATMESH__V1__AUDIENCE_SYNC__STATUS__SYNCED = 3,
+  /*
+   * The last run stopped: `error` says why in plain words; the next run resumes.
+   */
+  CHATMESH__V1__AUDIENCE_SYNC__STATUS__FAILED = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__AUDIENCE_SYNC__STATUS)
+} Chatmesh__V1__AudienceSync__Status;
 
 /* --- messages --- */
 
@@ -585,6 +618,92 @@ struct  Chatmesh__V1__CountSegmentResponse
 #define CHATMESH__V1__COUNT_SEGMENT_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__count_segment_response__descriptor) \
     , 0 }
+
+
+/*
+ * R-SEG-3: the shop's Facebook ad account, where segments become custom audiences.
+ * The access token (a system user's, with ads_management) is kept encrypted at rest
+ * (AES-GCM under a key derived from CHATMESH_AUTH_KEY) and is never answered back.
+ */
+struct  Chatmesh__V1__LinkAdAccountRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  /*
+   * The ad account's id, digits ("act_" in front is accepted and dropped).
+   */
+  char *ad_account_id;
+  char *access_token;
+};
+#define CHATMESH__V1__LINK_AD_ACCOUNT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__link_ad_account_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Chatmesh__V1__AdAccount
+{
+  ProtobufCMessage base;
+  char *ad_account_id;
+  int64_t linked_at_ms;
+};
+#define CHATMESH__V1__AD_ACCOUNT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__ad_account__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * R-SEG-3: sync a segment to its custom audience now, and on `schedule` from then on.
+ */
+struct  Chatmesh__V1__SyncSegmentAudienceRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *segment_id;
+  Chatmesh__V1__SyncSegmentAudienceRequest__Schedule schedule;
+};
+#define CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__sync_segment_audience_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE__SCHEDULE_UNSPECIFIED }
+
+
+/*
+ * R-SEG-3: how a segment's audience stands. Phones (84…) and e-mails (trimmed, lower case)
+ * are SHA-256 hashed in loyalty-svc before anything is sent; after the first run only who
+ * joined and who left the segment is sent, in batches of at most 10,000.
+ */
+struct  Chatmesh__V1__AudienceSync
+{
+  ProtobufCMessage base;
+  char *segment_id;
+  /*
+   * The custom audience on Facebook (empty until the first run made it).
+   */
+  char *audience_id;
+  int64_t last_run_at_ms;
+  /*
+   * The last run: members added (joined, or whose phone / e-mail changed) and removed (left).
+   */
+  int64_t uploaded;
+  int64_t removed;
+  /*
+   * Members with neither a phone nor an e-mail address: nothing to match them by.
+   */
+  int64_t skipped;
+  Chatmesh__V1__AudienceSync__Status status;
+  char *error;
+  Chatmesh__V1__SyncSegmentAudienceRequest__Schedule schedule;
+  /*
+   * When it runs next on its own (0: only when asked).
+   */
+  int64_t next_run_at_ms;
+  /*
+   * Members the audience holds after the last run.
+   */
+  int64_t audience_size;
+};
+#define CHATMESH__V1__AUDIENCE_SYNC__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__audience_sync__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, CHATMESH__V1__AUDIENCE_SYNC__STATUS__STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, CHATMESH__V1__SYNC_SEGMENT_AUDIENCE_REQUEST__SCHEDULE__SCHEDULE_UNSPECIFIED, 0, 0 }
 
 
 /*
@@ -1331,6 +1450,82 @@ Chatmesh__V1__CountSegmentResponse *
 void   chatmesh__v1__count_segment_response__free_unpacked
                      (Chatmesh__V1__CountSegmentResponse *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__LinkAdAccountRequest methods */
+void   chatmesh__v1__link_ad_account_request__init
+                     (Chatmesh__V1__LinkAdAccountRequest         *message);
+size_t chatmesh__v1__link_ad_account_request__get_packed_size
+                     (const Chatmesh__V1__LinkAdAccountRequest   *message);
+size_t chatmesh__v1__link_ad_account_request__pack
+                     (const Chatmesh__V1__LinkAdAccountRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__link_ad_account_request__pack_to_buffer
+                     (const Chatmesh__V1__LinkAdAccountRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__LinkAdAccountRequest *
+       chatmesh__v1__link_ad_account_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__link_ad_account_request__free_unpacked
+                     (Chatmesh__V1__LinkAdAccountRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__AdAccount methods */
+void   chatmesh__v1__ad_account__init
+                     (Chatmesh__V1__AdAccount         *message);
+size_t chatmesh__v1__ad_account__get_packed_size
+                     (const Chatmesh__V1__AdAccount   *message);
+size_t chatmesh__v1__ad_account__pack
+                     (const Chatmesh__V1__AdAccount   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__ad_account__pack_to_buffer
+                     (const Chatmesh__V1__AdAccount   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__AdAccount *
+       chatmesh__v1__ad_account__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__ad_account__free_unpacked
+                     (Chatmesh__V1__AdAccount *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__SyncSegmentAudienceRequest methods */
+void   chatmesh__v1__sync_segment_audience_request__init
+                     (Chatmesh__V1__SyncSegmentAudienceRequest         *message);
+size_t chatmesh__v1__sync_segment_audience_request__get_packed_size
+                     (const Chatmesh__V1__SyncSegmentAudienceRequest   *message);
+size_t chatmesh__v1__sync_segment_audience_request__pack
+                     (const Chatmesh__V1__SyncSegmentAudienceRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__sync_segment_audience_request__pack_to_buffer
+                     (const Chatmesh__V1__SyncSegmentAudienceRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__SyncSegmentAudienceRequest *
+       chatmesh__v1__sync_segment_audience_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__sync_segment_audience_request__free_unpacked
+                     (Chatmesh__V1__SyncSegmentAudienceRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__AudienceSync methods */
+void   chatmesh__v1__audience_sync__init
+                     (Chatmesh__V1__AudienceSync         *message);
+size_t chatmesh__v1__audience_sync__get_packed_size
+                     (const Chatmesh__V1__AudienceSync   *message);
+size_t chatmesh__v1__audience_sync__pack
+                     (const Chatmesh__V1__AudienceSync   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__audience_sync__pack_to_buffer
+                     (const Chatmesh__V1__AudienceSync   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__AudienceSync *
+       chatmesh__v1__audience_sync__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__audience_sync__free_unpacked
+                     (Chatmesh__V1__AudienceSync *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__ReferralOffer methods */
 void   chatmesh__v1__referral_offer__init
                      (Chatmesh__V1__ReferralOffer         *message);
@@ -1594,6 +1789,18 @@ typedef void (*Chatmesh__V1__ListSegmentMembersResponse_Closure)
 typedef void (*Chatmesh__V1__CountSegmentResponse_Closure)
                  (const Chatmesh__V1__CountSegmentResponse *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__LinkAdAccountRequest_Closure)
+                 (const Chatmesh__V1__LinkAdAccountRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__AdAccount_Closure)
+                 (const Chatmesh__V1__AdAccount *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__SyncSegmentAudienceRequest_Closure)
+                 (const Chatmesh__V1__SyncSegmentAudienceRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__AudienceSync_Closure)
+                 (const Chatmesh__V1__AudienceSync *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__ReferralOffer_Closure)
                  (const Chatmesh__V1__ReferralOffer *message,
                   void *closure_data);
@@ -1696,6 +1903,18 @@ struct Chatmesh__V1__LoyaltyService_Service
                         const Chatmesh__V1__SegmentRequest *input,
                         Chatmesh__V1__CountSegmentResponse_Closure closure,
                         void *closure_data);
+  void (*link_ad_account)(Chatmesh__V1__LoyaltyService_Service *service,
+                          const Chatmesh__V1__LinkAdAccountRequest *input,
+                          Chatmesh__V1__AdAccount_Closure closure,
+                          void *closure_data);
+  void (*sync_segment_audience)(Chatmesh__V1__LoyaltyService_Service *service,
+                                const Chatmesh__V1__SyncSegmentAudienceRequest *input,
+                                Chatmesh__V1__AudienceSync_Closure closure,
+                                void *closure_data);
+  void (*get_audience_sync)(Chatmesh__V1__LoyaltyService_Service *service,
+                            const Chatmesh__V1__SegmentRequest *input,
+                            Chatmesh__V1__AudienceSync_Closure closure,
+                            void *closure_data);
   void (*create_referral_campaign)(Chatmesh__V1__LoyaltyService_Service *service,
                                    const Chatmesh__V1__CreateReferralCampaignRequest *input,
                                    Chatmesh__V1__ReferralCampaign_Closure closure,
@@ -1741,6 +1960,9 @@ void chatmesh__v1__loyalty_service__init (Chatmesh__V1__LoyaltyService_Service *
       function_prefix__ ## list_segments,\
       function_prefix__ ## list_segment_members,\
       function_prefix__ ## count_segment,\
+      function_prefix__ ## link_ad_account,\
+      function_prefix__ ## sync_segment_audience,\
+      function_prefix__ ## get_audience_sync,\
       function_prefix__ ## create_referral_campaign,\
       function_prefix__ ## submit_referral,\
       function_prefix__ ## redeem_voucher,\
@@ -1814,6 +2036,18 @@ void chatmesh__v1__loyalty_service__count_segment(ProtobufCService *service,
                                                   const Chatmesh__V1__SegmentRequest *input,
                                                   Chatmesh__V1__CountSegmentResponse_Closure closure,
                                                   void *closure_data);
+void chatmesh__v1__loyalty_service__link_ad_account(ProtobufCService *service,
+                                                    const Chatmesh__V1__LinkAdAccountRequest *input,
+                                                    Chatmesh__V1__AdAccount_Closure closure,
+                                                    void *closure_data);
+void chatmesh__v1__loyalty_service__sync_segment_audience(ProtobufCService *service,
+                                                          const Chatmesh__V1__SyncSegmentAudienceRequest *input,
+                                                          Chatmesh__V1__AudienceSync_Closure closure,
+                                                          void *closure_data);
+void chatmesh__v1__loyalty_service__get_audience_sync(ProtobufCService *service,
+                                                      const Chatmesh__V1__SegmentRequest *input,
+                                                      Chatmesh__V1__AudienceSync_Closure closure,
+                                                      void *closure_data);
 void chatmesh__v1__loyalty_service__create_referral_campaign(ProtobufCService *service,
                                                              const Chatmesh__V1__CreateReferralCampaignRequest *input,
                                                              Chatmesh__V1__ReferralCampaign_Closure closure,
@@ -1872,6 +2106,12 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__list_segment_members_reque
 extern const ProtobufCMessageDescriptor chatmesh__v1__segment_member__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_segment_members_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__count_segment_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__link_ad_account_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__ad_account__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__sync_segment_audience_request__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__sync_segment_audience_request__schedule__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__audience_sync__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__audience_sync__status__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__referral_offer__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__referral_campaign__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__create_referral_campaign_request__descriptor;

@@ -6,18 +6,18 @@ import NIOPosix
 
 /// A provider's HTTP endpoint on 127.0.0.1 for tests: records every request
 /// and answers from a script (status, headers, body), or not at all.
-final class ScriptedHTTPServer: Sendable {
-    struct Recorded: Sendable {
-        let method: String
-        let uri: String
-        let headers: [(String, String)]
-        let body: [UInt8]
+public final class ScriptedHTTPServer: Sendable {
+    public struct Recorded: Sendable {
+        public let method: String
+        public let uri: String
+        public let headers: [(String, String)]
+        public let body: [UInt8]
 
-        func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
-        var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]) ?? [:] }
+        public func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+        public var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]) ?? [:] }
     }
 
-    enum Answer: Sendable {
+    public enum Answer: Sendable {
         case reply(status: Int, headers: [(String, String)], body: String)
         /// Never answers: the client's time-out must fire.
         case silence
@@ -25,9 +25,9 @@ final class ScriptedHTTPServer: Sendable {
 
     private let state = NIOLockedValueBox<(requests: [Recorded], script: [Answer])>(([], []))
     private let channel: any Channel
-    let port: Int
+    public let port: Int
 
-    static func start() async throws -> ScriptedHTTPServer {
+    public static func start() async throws -> ScriptedHTTPServer {
         let box = NIOLockedValueBox<ScriptedHTTPServer?>(nil)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -48,14 +48,14 @@ final class ScriptedHTTPServer: Sendable {
         self.port = channel.localAddress!.port!
     }
 
-    var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
-    var requests: [Recorded] { state.withLockedValue { $0.requests } }
+    public var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
+    public var requests: [Recorded] { state.withLockedValue { $0.requests } }
 
-    func answer(_ answers: Answer...) {
+    public func answer(_ answers: Answer...) {
         state.withLockedValue { $0.script += answers }
     }
 
-    func json(_ status: Int = 200, _ body: String, headers: [(String, String)] = []) {
+    public func json(_ status: Int = 200, _ body: String, headers: [(String, String)] = []) {
         answer(.reply(status: status, headers: [("Content-Type", "application/json")] + headers, body: body))
     }
 
@@ -66,7 +66,7 @@ final class ScriptedHTTPServer: Sendable {
         }
     }
 
-    func stop() async throws {
+    public func stop() async throws {
         try await channel.close()
     }
 
