@@ -2344,7 +2344,7 @@ public struct CreateReferralCampaignRequest: RPCMessage, Hashable, ShopScoped {
     public var shopId: String = ""
     public var name: String = ""
     public var offer: ReferralOffer? = nil
-    /// ZNS or SMS.
+    /// ZNS or SMS (the voucher goes to the friend's phone) or EMAIL (to their e-mail address, R-CONV-10).
     public var channel: Template.Channel = .init(rawValue: 0)
     public var templateId: String = ""
 
@@ -2398,10 +2398,11 @@ extension CreateReferralCampaignRequest {
 }
 
 /// R-REF-1: after a paid order (loyalty-svc has its PAID event and no reversal),
-/// one referral per order, never to the buyer's own phone. friend_phone is
-/// normalised (0912…, +84912…, 84912…) and must be a Vietnamese mobile number.
-/// Submitting the same order and phone again returns the same voucher (and sends it
-/// if it had not gone); another phone for the same order is ALREADY_EXISTS.
+/// one referral per order, never to the buyer's own phone or e-mail address. friend_phone is
+/// normalised (0912…, +84912…, 84912…) and must be a Vietnamese mobile number; it is
+/// required by ZNS and SMS campaigns, friend_email by EMAIL ones.
+/// Submitting the same order and contact again returns the same voucher (and sends it
+/// if it had not gone); another contact for the same order is ALREADY_EXISTS.
 public struct SubmitReferralRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.SubmitReferralRequest"
 
@@ -2411,15 +2412,18 @@ public struct SubmitReferralRequest: RPCMessage, Hashable, ShopScoped {
     /// Optional: when set, it must be the order's customer.
     public var customerId: String = ""
     public var staffId: String = ""
+    /// EMAIL campaigns: the friend's address (trimmed, lower-cased).
+    public var friendEmail: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", orderId: String = "", friendPhone: String = "", customerId: String = "", staffId: String = "") {
+    public init(shopId: String = "", orderId: String = "", friendPhone: String = "", customerId: String = "", staffId: String = "", friendEmail: String = "") {
         self.shopId = shopId
         self.orderId = orderId
         self.friendPhone = friendPhone
         self.customerId = customerId
         self.staffId = staffId
+        self.friendEmail = friendEmail
     }
 }
 
@@ -2430,6 +2434,7 @@ extension SubmitReferralRequest {
         .init(number: 3, name: "chatmesh.v1.SubmitReferralRequest.friend_phone", kind: .string),
         .init(number: 4, name: "chatmesh.v1.SubmitReferralRequest.customer_id", kind: .string),
         .init(number: 5, name: "chatmesh.v1.SubmitReferralRequest.staff_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.SubmitReferralRequest.friend_email", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__SubmitReferralRequest>) {
@@ -2440,6 +2445,7 @@ extension SubmitReferralRequest {
         self.friendPhone = _PB.string(c.friend_phone)
         self.customerId = _PB.string(c.customer_id)
         self.staffId = _PB.string(c.staff_id)
+        self.friendEmail = _PB.string(c.friend_email)
     }
 
     static func _encodeC(_ v: SubmitReferralRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SubmitReferralRequest> {
@@ -2450,6 +2456,7 @@ extension SubmitReferralRequest {
         if !v.friendPhone.isEmpty { p.pointee.friend_phone = try a.string(v.friendPhone, field: "chatmesh.v1.SubmitReferralRequest.friend_phone") }
         if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.SubmitReferralRequest.customer_id") }
         if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.SubmitReferralRequest.staff_id") }
+        if !v.friendEmail.isEmpty { p.pointee.friend_email = try a.string(v.friendEmail, field: "chatmesh.v1.SubmitReferralRequest.friend_email") }
         return p
     }
 
@@ -2482,10 +2489,12 @@ public struct Voucher: RPCMessage, Hashable {
     /// The order that redeemed the voucher.
     public var redeemedOrderId: String = ""
     public var campaignId: String = ""
+    /// EMAIL campaigns: where the voucher went.
+    public var friendEmail: String = ""
 
     public init() {}
 
-    public init(code: String = "", friendPhone: String = "", discountPercent: Int32 = 0, discountVnd: Int64 = 0, expiresAtMs: Int64 = 0, redeemed: Bool = false, referrerCustomerId: String = "", orderId: String = "", sent: Bool = false, messageId: String = "", redeemedOrderId: String = "", campaignId: String = "") {
+    public init(code: String = "", friendPhone: String = "", discountPercent: Int32 = 0, discountVnd: Int64 = 0, expiresAtMs: Int64 = 0, redeemed: Bool = false, referrerCustomerId: String = "", orderId: String = "", sent: Bool = false, messageId: String = "", redeemedOrderId: String = "", campaignId: String = "", friendEmail: String = "") {
         self.code = code
         self.friendPhone = friendPhone
         self.discountPercent = discountPercent
@@ -2498,6 +2507,7 @@ public struct Voucher: RPCMessage, Hashable {
         self.messageId = messageId
         self.redeemedOrderId = redeemedOrderId
         self.campaignId = campaignId
+        self.friendEmail = friendEmail
     }
 }
 
@@ -2510,6 +2520,7 @@ extension Voucher {
         .init(number: 10, name: "chatmesh.v1.Voucher.message_id", kind: .string),
         .init(number: 11, name: "chatmesh.v1.Voucher.redeemed_order_id", kind: .string),
         .init(number: 12, name: "chatmesh.v1.Voucher.campaign_id", kind: .string),
+        .init(number: 13, name: "chatmesh.v1.Voucher.friend_email", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__Voucher>) {
@@ -2527,6 +2538,7 @@ extension Voucher {
         self.messageId = _PB.string(c.message_id)
         self.redeemedOrderId = _PB.string(c.redeemed_order_id)
         self.campaignId = _PB.string(c.campaign_id)
+        self.friendEmail = _PB.string(c.friend_email)
     }
 
     static func _encodeC(_ v: Voucher, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Voucher> {
@@ -2544,6 +2556,7 @@ extension Voucher {
         if !v.messageId.isEmpty { p.pointee.message_id = try a.string(v.messageId, field: "chatmesh.v1.Voucher.message_id") }
         if !v.redeemedOrderId.isEmpty { p.pointee.redeemed_order_id = try a.string(v.redeemedOrderId, field: "chatmesh.v1.Voucher.redeemed_order_id") }
         if !v.campaignId.isEmpty { p.pointee.campaign_id = try a.string(v.campaignId, field: "chatmesh.v1.Voucher.campaign_id") }
+        if !v.friendEmail.isEmpty { p.pointee.friend_email = try a.string(v.friendEmail, field: "chatmesh.v1.Voucher.friend_email") }
         return p
     }
 

@@ -116,7 +116,7 @@ public struct AudienceSyncRunner: Sendable {
 
     /// One side of the walk, read a page at a time.
     struct Pager {
-        static let page = 2_000
+        static let page = 10_000
         let read: (_ after: String, _ limit: Int) async throws -> [AudienceRules.Member]
         var buffer: [AudienceRules.Member] = []
         var index = 0

@@ -1,3 +1,5 @@
+import ChatMeshAPI
+
 /// Why loyalty-svc refuses a command, as its rules and store see it; how each is
 /// answered over gRPC is said once, in `LoyaltyServiceHandler+Status.swift`.
 public enum LoyaltyError: Error, Sendable, Hashable {
@@ -14,10 +16,13 @@ public enum LoyaltyError: Error, Sendable, Hashable {
     case orderOfAnotherCustomer(String)
 
     // R-REF-1: referrals and their vouchers.
-    case orderAlreadyReferred(order: String, friendPhone: String)
+    case orderAlreadyReferred(order: String, friend: String)
     case orderNotPaid(String)
     case orderReversed(String)
     case referringOwnPhone(String)
+    case referringOwnEmail(String)
+    /// The active campaign sends by `channel`, which needs `field`.
+    case referralContactMissing(field: String, channel: Template.Channel)
     case noReferralCampaign
     case voucherRedeemed(code: String, byOrder: String)
     case voucherExpired(code: String, onDay: String)

@@ -127,5 +127,9 @@ public enum LoyaltySchema {
                 PRIMARY KEY (shop_id, segment_id, customer_id))
             """,
         ]),
+        // R-REF-1 / R-CONV-10: an EMAIL campaign's voucher goes to the friend's e-mail address.
+        Migration(version: 7, name: "voucher e-mail", statements: [
+            "ALTER TABLE vouchers ADD COLUMN friend_email TEXT NOT NULL DEFAULT ''",
+        ]),
     ]
 }

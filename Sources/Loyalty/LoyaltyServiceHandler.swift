@@ -346,8 +346,8 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         default: throw RPCError.invalidArgument("offer: discount_percent and discount_vnd cannot both be set")
         }
         guard (1...365).contains(offer.validDays) else { throw RPCError.invalidArgument("offer.valid_days must be 1 to 365") }
-        guard request.channel == .zns || request.channel == .sms else {
-            throw RPCError.invalidArgument("channel must be ZNS or SMS (the voucher goes to a phone)")
+        guard request.channel == .zns || request.channel == .sms || request.channel == .email else {
+            throw RPCError.invalidArgument("channel must be ZNS or SMS (the voucher goes to the friend's phone) or EMAIL (to their e-mail address)")
         }
         let template = try Self.id(request.templateId, "template_id")
         return try await store.createReferralCampaign(
@@ -359,14 +359,22 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
 
     public func submitReferral(_ request: SubmitReferralRequest, context: ServerContext) async throws -> Voucher {
         let order = try Self.id(request.orderId, "order_id")
-        if request.friendPhone.isEmpty { throw RPCError.invalidArgument("friend_phone is required") }
-        guard let phone = VietnamPhone.normalize(request.friendPhone) else {
-            throw RPCError.invalidArgument("friend_phone must be a Vietnamese mobile number, not \"\(request.friendPhone)\"")
+        if request.friendPhone.isEmpty && request.friendEmail.isEmpty { throw RPCError.invalidArgument("friend_phone is required (friend_email for an EMAIL campaign)") }
+        var phone = ""
+        if !request.friendPhone.isEmpty {
+            guard let normalized = VietnamPhone.normalize(request.friendPhone) else {
+                throw RPCError.invalidArgument("friend_phone must be a Vietnamese mobile number, not \"\(request.friendPhone)\"")
+            }
+            phone = normalized
+        }
+        let email = request.friendEmail.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        if !email.isEmpty && (email.utf8.count > 254 || email.split(separator: "@", omittingEmptySubsequences: false).count != 2 || !email.contains(".")) {
+            throw RPCError.invalidArgument("friend_email must be an e-mail address, not \"\(request.friendEmail.prefix(254))\"")
         }
         try FieldCheck.optionalId(request.customerId, "customer_id")
         guard let vouchers else { throw RPCError.unavailable("referrals need messaging-svc, which this loyalty-svc is not configured to reach") }
         let pending = try await store.submitReferral(
-            shop: request.shopId, orderId: order, friendPhone: phone, customerId: request.customerId,
+            shop: request.shopId, orderId: order, friendPhone: phone, friendEmail: email, customerId: request.customerId,
             staffId: request.staffId.isEmpty ? context.staffId : request.staffId, nowMs: now()
         )
         switch try await vouchers.deliver(pending) {

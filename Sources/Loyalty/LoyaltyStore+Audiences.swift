@@ -75,11 +75,14 @@ extension LoyaltyStore {
     }
 
     public func claimDueAudienceSync(nowMs: Int64, leaseMs: Int64) async throws -> AudienceRun? {
-        try await write { db in
-            guard let row = try await db.raw("""
-                SELECT shop_id, segment_id FROM audience_syncs WHERE next_run_at_ms <= \(bind: nowMs) AND claimed_until_ms < \(bind: nowMs)
-                ORDER BY next_run_at_ms LIMIT 1
-                """).first() else { return nil }
+        // Asked every second: a read finds nothing due without taking the writer.
+        let due: SQLQueryString = """
+            SELECT shop_id, segment_id FROM audience_syncs WHERE next_run_at_ms <= \(bind: nowMs) AND claimed_until_ms < \(bind: nowMs)
+            ORDER BY next_run_at_ms LIMIT 1
+            """
+        guard try await db.read({ db in try await db.raw(due).first() }) != nil else { return nil }
+        return try await write { db in
+            guard let row = try await db.raw(due).first() else { return nil }
             let (shop, segment) = (try row.string("shop_id"), try row.string("segment_id"))
             guard let claimed = try await db.raw("""
                 UPDATE audience_syncs SET claimed_until_ms = \(bind: nowMs + leaseMs), status = \(bind: Int64(AudienceSync.Status.running.rawValue))

@@ -35,15 +35,18 @@ extension LoyaltyStore {
     }
 
     /// Makes the voucher for a paid order's referral, or finds the one it already
-    /// has (same phone: a retry; another phone: ALREADY_EXISTS).
+    /// has (same contact: a retry; another: ALREADY_EXISTS). `friendPhone` is normalised
+    /// or empty, `friendEmail` trimmed and lower-cased or empty; the active campaign's
+    /// channel says which one it needs.
     public func submitReferral(
-        shop: String, orderId: String, friendPhone: String, customerId: String, staffId: String, nowMs: Int64
+        shop: String, orderId: String, friendPhone: String, friendEmail: String = "", customerId: String, staffId: String, nowMs: Int64
     ) async throws -> PendingVoucher {
         return try await write { db in
             if let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND order_id = \(bind: orderId)").first() {
                 let existing = try Self.pending(row, shop: shop)
-                guard existing.voucher.friendPhone == friendPhone else {
-                    throw LoyaltyError.orderAlreadyReferred(order: orderId, friendPhone: existing.voucher.friendPhone)
+                let known = existing.channel == .email ? existing.voucher.friendEmail : existing.voucher.friendPhone
+                guard known == (existing.channel == .email ? friendEmail : friendPhone) else {
+                    throw LoyaltyError.orderAlreadyReferred(order: orderId, friend: known)
                 }
                 if !customerId.isEmpty && existing.voucher.referrerCustomerId != customerId {
                     throw LoyaltyError.orderOfAnotherCustomer(orderId)
@@ -62,41 +65,49 @@ extension LoyaltyStore {
             if try order.int64("reversed") != 0 {
                 throw LoyaltyError.orderReversed(orderId)
             }
-            let profile = try await db.raw("SELECT phone, name FROM members WHERE shop_id = \(bind: shop) AND customer_id = \(bind: buyer)").first()
-            if let profile, try profile.string("phone") == friendPhone {
-                throw LoyaltyError.referringOwnPhone(friendPhone)
-            }
             guard let campaign = try await db.raw("""
                 SELECT * FROM referral_campaigns WHERE shop_id = \(bind: shop) AND active = 1
                 """).first() else {
                 throw LoyaltyError.noReferralCampaign
             }
+            let channel = Template.Channel(rawValue: Int32(try campaign.int64("channel")))
+            let byEmail = channel == .email
+            if byEmail ? friendEmail.isEmpty : friendPhone.isEmpty {
+                throw LoyaltyError.referralContactMissing(field: byEmail ? "friend_email" : "friend_phone", channel: channel)
+            }
+            // R-REF-1: never to the buyer's own contact (R-CONV-10: their e-mail address as well as their phone).
+            let profile = try await db.raw("SELECT phone, email, name FROM members WHERE shop_id = \(bind: shop) AND customer_id = \(bind: buyer)").first()
+            if let profile, !friendPhone.isEmpty, try profile.string("phone") == friendPhone {
+                throw LoyaltyError.referringOwnPhone(friendPhone)
+            }
+            if let profile, !friendEmail.isEmpty, try profile.string("email").trimmingCharacters(in: .whitespaces).lowercased() == friendEmail {
+                throw LoyaltyError.referringOwnEmail(friendEmail)
+            }
             let today = VietnamTime.dayNumber(atMs: nowMs)
             let last = VietnamTime.civil(dayNumber: today + (try campaign.int64("valid_days")))
             var voucher = Voucher(
-                code: "", friendPhone: friendPhone, discountPercent: Int32(try campaign.int64("discount_percent")),
+                code: "", friendPhone: byEmail ? "" : friendPhone, discountPercent: Int32(try campaign.int64("discount_percent")),
                 discountVnd: try campaign.int64("discount_vnd"),
                 expiresAtMs: VietnamTime.day(year: last.year, month: last.month, day: last.day).upperBound - 1,
-                referrerCustomerId: buyer, orderId: orderId, campaignId: try campaign.string("campaign_id")
+                referrerCustomerId: buyer, orderId: orderId, campaignId: try campaign.string("campaign_id"), friendEmail: byEmail ? friendEmail : ""
             )
             let name = try profile?.string("name") ?? ""
-            let channel = try campaign.int64("channel")
             let template = try campaign.string("template_id")
             // A clash of random codes is rare; a new draw settles it.
             while voucher.code.isEmpty {
                 let code = VoucherCode.random()
                 let inserted = try await db.raw("""
-                    INSERT INTO vouchers (shop_id, code, campaign_id, order_id, referrer_customer_id, referrer_name, friend_phone, discount_percent,
-                                          discount_vnd, expires_at_ms, channel, template_id, staff_id, created_at_ms)
-                    VALUES (\(bind: shop), \(bind: code), \(bind: voucher.campaignId), \(bind: orderId), \(bind: buyer), \(bind: name), \(bind: friendPhone),
-                            \(bind: Int64(voucher.discountPercent)), \(bind: voucher.discountVnd), \(bind: voucher.expiresAtMs), \(bind: channel),
-                            \(bind: template), \(bind: staffId), \(bind: nowMs))
+                    INSERT INTO vouchers (shop_id, code, campaign_id, order_id, referrer_customer_id, referrer_name, friend_phone, friend_email,
+                                          discount_percent, discount_vnd, expires_at_ms, channel, template_id, staff_id, created_at_ms)
+                    VALUES (\(bind: shop), \(bind: code), \(bind: voucher.campaignId), \(bind: orderId), \(bind: buyer), \(bind: name),
+                            \(bind: voucher.friendPhone), \(bind: voucher.friendEmail), \(bind: Int64(voucher.discountPercent)), \(bind: voucher.discountVnd),
+                            \(bind: voucher.expiresAtMs), \(bind: Int64(channel.rawValue)), \(bind: template), \(bind: staffId), \(bind: nowMs))
                     ON CONFLICT (shop_id, code) DO NOTHING RETURNING code
                     """).all()
                 if !inserted.isEmpty { voucher.code = code }
             }
             return PendingVoucher(
-                shop: shop, voucher: voucher, channel: Template.Channel(rawValue: Int32(channel)), templateId: template, referrerName: name
+                shop: shop, voucher: voucher, channel: channel, templateId: template, referrerName: name
             )
         }
     }
@@ -107,7 +118,7 @@ extension LoyaltyStore {
             discountVnd: try row.int64("discount_vnd"), expiresAtMs: try row.int64("expires_at_ms"),
             redeemed: !(try row.string("redeemed_order_id")).isEmpty, referrerCustomerId: try row.string("referrer_customer_id"),
             orderId: try row.string("order_id"), sent: try row.int64("sent") != 0, messageId: try row.string("message_id"),
-            redeemedOrderId: try row.string("redeemed_order_id"), campaignId: try row.string("campaign_id")
+            redeemedOrderId: try row.string("redeemed_order_id"), campaignId: try row.string("campaign_id"), friendEmail: try row.string("friend_email")
         )
         return PendingVoucher(
             shop: shop, voucher: voucher, channel: Template.Channel(rawValue: Int32(try row.int64("channel"))),

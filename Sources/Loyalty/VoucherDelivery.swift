@@ -56,7 +56,8 @@ public struct VoucherDelivery: Sendable {
         var voucher = pending.voucher
         if voucher.sent { return .sent(voucher) }
         let request = SendMessageRequest(
-            shopId: pending.shop, channel: pending.channel, recipient: voucher.friendPhone, templateId: pending.templateId,
+            shopId: pending.shop, channel: pending.channel, recipient: pending.channel == .email ? voucher.friendEmail : voucher.friendPhone,
+            templateId: pending.templateId,
             params: Self.params(pending), idempotencyKey: "voucher:" + voucher.code, customerId: ""
         )
         let response: SendMessageResponse

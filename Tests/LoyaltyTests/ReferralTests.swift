@@ -64,6 +64,40 @@ import VietnamCommerce
         }
     }
 
+    @Test func anEmailCampaignSendsToTheFriendsAddressNeverTheBuyersOwn() async throws {
+        try await LoyaltyHarness.run { h in
+            _ = try await h.client.configureProgram(ConfigureProgramRequest(shopId: Self.shop, earnVndPerPoint: 10_000))
+            _ = try await h.client.createReferralCampaign(CreateReferralCampaignRequest(
+                shopId: Self.shop, name: "Bạn mới giảm 50k", offer: ReferralOffer(discountVnd: 50_000, validDays: 30), channel: .email, templateId: "tpl-mail"
+            ))
+            _ = try await h.client.upsertCustomerProfile(UpsertCustomerProfileRequest(
+                shopId: Self.shop, customerId: "lan", phone: "0912 345 678", name: "Nguyễn Thị Lan", email: "lan@shop.vn"
+            ))
+            try await h.paid("lan", "o1", vnd: 450_000)
+            await expectStatus(.invalidArgument, naming: "friend_email") {
+                _ = try await h.client.submitReferral(SubmitReferralRequest(shopId: Self.shop, orderId: "o1", friendPhone: "0987654321"))
+            }
+            await expectStatus(.invalidArgument, naming: "friend_email") {
+                _ = try await h.client.submitReferral(SubmitReferralRequest(shopId: Self.shop, orderId: "o1", friendEmail: " LAN@shop.vn "))  // her own
+            }
+            #expect(h.messenger.requests.withLock { $0.isEmpty })
+            let voucher = try await h.client.submitReferral(SubmitReferralRequest(shopId: Self.shop, orderId: "o1", friendEmail: "Hoa@Gmail.com"))
+            #expect(voucher.friendEmail == "hoa@gmail.com" && voucher.friendPhone.isEmpty && voucher.sent)
+            let sent = h.messenger.requests.withLock { $0 }
+            #expect(sent.map(\.channel) == [.email] && sent.map(\.recipient) == ["hoa@gmail.com"] && sent[0].templateId == "tpl-mail")
+            // The same referral again is the same voucher; another address is another referral, refused.
+            #expect(try await h.client.submitReferral(SubmitReferralRequest(shopId: Self.shop, orderId: "o1", friendEmail: "hoa@gmail.com")).code == voucher.code)
+            await expectStatus(.alreadyExists, naming: "order_id") {
+                _ = try await h.client.submitReferral(SubmitReferralRequest(shopId: Self.shop, orderId: "o1", friendEmail: "minh@gmail.com"))
+            }
+            // A profile without an e-mail address keeps the one loyalty-svc has (R-CONV-10).
+            _ = try await h.client.upsertCustomerProfile(UpsertCustomerProfileRequest(shopId: Self.shop, customerId: "lan", phone: "0912 345 678", name: "Lan"))
+            #expect(try await h.store.segmentMembers(
+                shop: Self.shop, rule: SegmentRule.checking(.all, [SegmentCondition(kind: .pointsAtLeast, points: 0)]), after: "", limit: 10
+            ).first { $0.customerId == "lan" }?.email == "lan@shop.vn")
+        }
+    }
+
     @Test func refusalsNameTheFieldAndWriteNothing() async throws {
         try await LoyaltyHarness.run { h in
             try await Self.referralShop(h)
@@ -87,7 +121,7 @@ import VietnamCommerce
             }
             await expectStatus(.invalidArgument, naming: "channel") {
                 _ = try await h.client.createReferralCampaign(CreateReferralCampaignRequest(
-                    shopId: Self.shop, name: "Sai", offer: ReferralOffer(discountVnd: 50_000, validDays: 30), channel: .email, templateId: "t"
+                    shopId: Self.shop, name: "Sai", offer: ReferralOffer(discountVnd: 50_000, validDays: 30), channel: .messenger, templateId: "t"
                 ))
             }
             // messaging-svc refuses the template for good: the voucher is taken back.

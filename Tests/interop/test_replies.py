@@ -21,6 +21,7 @@ SHOP = "shop-replies"
 PAGE = "page-replies"
 TOKEN = "EAAB-never-in-a-log"
 DAY = 86_400_000
+CUSTOMERS = set()  # every customer id the test made: none may be in an info-level log
 
 
 class Graph(BaseHTTPRequestHandler):
@@ -52,6 +53,7 @@ class Graph(BaseHTTPRequestHandler):
 @pytest.fixture
 def mesh():
     Graph.requests, Graph.script, Graph.hold = [], [], None
+    CUSTOMERS.clear()
     http = ThreadingHTTPServer(("127.0.0.1", 0), Graph)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="replies-") as root:
@@ -77,6 +79,7 @@ def mesh():
             for name, log in logs.items():
                 assert TOKEN not in log, f"{name} logged a page token"
                 assert "Dạ còn size M" not in log, f"{name} logged a reply's text"
+                assert not any(customer in log for customer in CUSTOMERS), f"{name} logged a customer id"
 
 
 def md():
@@ -90,6 +93,7 @@ def conversation_with(mesh, psid, last_message_at_ms=None):
     said = stub.IngestMessage(cv.IngestMessageRequest(
         shop_id=SHOP, page_id=PAGE, customer_external_id=psid, customer_name="Nguyễn Thị Hoa", kind=cv.ChatMessage.MESSAGE,
         sender=cv.ChatMessage.CUSTOMER, text="áo này còn size M không shop?", sent_at_ms=last_message_at_ms or 0), metadata=md())
+    CUSTOMERS.add(said.customer_id)
     return said.conversation_id
 
 

@@ -5181,7 +5181,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__create_referral_campaign_request_
   (ProtobufCMessageInit) chatmesh__v1__create_referral_campaign_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__submit_referral_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor chatmesh__v1__submit_referral_request__field_descriptors[6] =
 {
   {
     "shop_id",
@@ -5243,9 +5243,22 @@ static const ProtobufCFieldDescriptor chatmesh__v1__submit_referral_request__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "friend_email",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SubmitReferralRequest, friend_email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__submit_referral_request__field_indices_by_name[] = {
   3,   /* field[3] = customer_id */
+  5,   /* field[5] = friend_email */
   2,   /* field[2] = friend_phone */
   1,   /* field[1] = order_id */
   0,   /* field[0] = shop_id */
@@ -5254,7 +5267,7 @@ static const unsigned chatmesh__v1__submit_referral_request__field_indices_by_na
 static const ProtobufCIntRange chatmesh__v1__submit_referral_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__submit_referral_request__descriptor =
 {
@@ -5264,14 +5277,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__submit_referral_request__descript
   "Chatmesh__V1__SubmitReferralRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__SubmitReferralRequest),
-  5,
+  6,
   chatmesh__v1__submit_referral_request__field_descriptors,
   chatmesh__v1__submit_referral_request__field_indices_by_name,
   1,  chatmesh__v1__submit_referral_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__submit_referral_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__voucher__field_descriptors[12] =
+static const ProtobufCFieldDescriptor chatmesh__v1__voucher__field_descriptors[13] =
 {
   {
     "code",
@@ -5417,6 +5430,18 @@ static const ProtobufCFieldDescriptor chatmesh__v1__voucher__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "friend_email",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Voucher, friend_email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__voucher__field_indices_by_name[] = {
   11,   /* field[11] = campaign_id */
@@ -5424,6 +5449,7 @@ static const unsigned chatmesh__v1__voucher__field_indices_by_name[] = {
   2,   /* field[2] = discount_percent */
   3,   /* field[3] = discount_vnd */
   4,   /* field[4] = expires_at_ms */
+  12,   /* field[12] = friend_email */
   1,   /* field[1] = friend_phone */
   9,   /* field[9] = message_id */
   7,   /* field[7] = order_id */
@@ -5435,7 +5461,7 @@ static const unsigned chatmesh__v1__voucher__field_indices_by_name[] = {
 static const ProtobufCIntRange chatmesh__v1__voucher__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__voucher__descriptor =
 {
@@ -5445,7 +5471,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__voucher__descriptor =
   "Chatmesh__V1__Voucher",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__Voucher),
-  12,
+  13,
   chatmesh__v1__voucher__field_descriptors,
   chatmesh__v1__voucher__field_indices_by_name,
   1,  chatmesh__v1__voucher__number_ranges,

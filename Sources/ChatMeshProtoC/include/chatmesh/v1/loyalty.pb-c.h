@@ -759,7 +759,7 @@ struct  Chatmesh__V1__CreateReferralCampaignRequest
   char *name;
   Chatmesh__V1__ReferralOffer *offer;
   /*
-   * ZNS or SMS.
+   * ZNS or SMS (the voucher goes to the friend's phone) or EMAIL (to their e-mail address, R-CONV-10).
    */
   Chatmesh__V1__Template__Channel channel;
   char *template_id;
@@ -771,10 +771,11 @@ struct  Chatmesh__V1__CreateReferralCampaignRequest
 
 /*
  * R-REF-1: after a paid order (loyalty-svc has its PAID event and no reversal),
- * one referral per order, never to the buyer's own phone. friend_phone is
- * normalised (0912…, +84912…, 84912…) and must be a Vietnamese mobile number.
- * Submitting the same order and phone again returns the same voucher (and sends it
- * if it had not gone); another phone for the same order is ALREADY_EXISTS.
+ * one referral per order, never to the buyer's own phone or e-mail address. friend_phone is
+ * normalised (0912…, +84912…, 84912…) and must be a Vietnamese mobile number; it is
+ * required by ZNS and SMS campaigns, friend_email by EMAIL ones.
+ * Submitting the same order and contact again returns the same voucher (and sends it
+ * if it had not gone); another contact for the same order is ALREADY_EXISTS.
  */
 struct  Chatmesh__V1__SubmitReferralRequest
 {
@@ -787,10 +788,14 @@ struct  Chatmesh__V1__SubmitReferralRequest
    */
   char *customer_id;
   char *staff_id;
+  /*
+   * EMAIL campaigns: the friend's address (trimmed, lower-cased).
+   */
+  char *friend_email;
 };
 #define CHATMESH__V1__SUBMIT_REFERRAL_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__submit_referral_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__Voucher
@@ -819,10 +824,14 @@ struct  Chatmesh__V1__Voucher
    */
   char *redeemed_order_id;
   char *campaign_id;
+  /*
+   * EMAIL campaigns: where the voucher went.
+   */
+  char *friend_email;
 };
 #define CHATMESH__V1__VOUCHER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__voucher__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
