@@ -64,7 +64,7 @@ public struct MarketingAPIAudiences: AudiencePlatform {
 
     /// The Graph API's error, in words a shop understands.
     static func failure(_ response: HTTP1Client.Response, json: [String: Any]?) -> AudiencePlatformError {
-        let retry = retryAfterMs(response)
+        let retry = response.retryAfterMs
         guard let error = json?["error"] as? [String: Any], let code = error["code"] as? Int else {
             if response.status == 429 || response.status >= 500 { return .temporary("Facebook is unavailable (HTTP \(response.status))", retryAfterMs: retry) }
             return .refused("Facebook answered HTTP \(response.status) without saying why")
@@ -84,19 +84,6 @@ public struct MarketingAPIAudiences: AudiencePlatform {
         default:
             return .refused("Facebook refused the audience update (error \(code))\(said)")
         }
-    }
-
-    /// Retry-After (seconds), else `estimated_time_to_regain_access` (minutes) in X-Business-Use-Case-Usage.
-    static func retryAfterMs(_ response: HTTP1Client.Response) -> Int64 {
-        if let text = response.header("Retry-After"), let seconds = Int64(text.trimmingCharacters(in: .whitespaces)), seconds >= 0 {
-            return min(seconds, 86_400) * 1000
-        }
-        if let usage = response.header("X-Business-Use-Case-Usage"),
-           let json = (try? JSONSerialization.jsonObject(with: Data(usage.utf8))) as? [String: Any] {
-            let minutes = json.values.compactMap { $0 as? [[String: Any]] }.joined().compactMap { $0["estimated_time_to_regain_access"] as? Int }.max() ?? 0
-            return Int64(min(minutes, 1440)) * 60_000
-        }
-        return 0
     }
 }
 

@@ -18,6 +18,21 @@ public struct HTTP1Client: Sendable {
         public func header(_ name: String) -> String? {
             headers.first { $0.0.lowercased() == name.lowercased() }?.1
         }
+
+        /// How long the API asked to be left alone: Retry-After (seconds), else the Facebook Graph
+        /// API's `estimated_time_to_regain_access` (minutes) in X-Business-Use-Case-Usage; 0 when
+        /// neither says. Capped at a day.
+        public var retryAfterMs: Int64 {
+            if let text = header("Retry-After"), let seconds = Int64(text.trimmingCharacters(in: .whitespaces)), seconds >= 0 {
+                return min(seconds, 86_400) * 1000
+            }
+            if let usage = header("X-Business-Use-Case-Usage"),
+               let json = (try? JSONSerialization.jsonObject(with: Data(usage.utf8))) as? [String: Any] {
+                let minutes = json.values.compactMap { $0 as? [[String: Any]] }.joined().compactMap { $0["estimated_time_to_regain_access"] as? Int }.max() ?? 0
+                return Int64(min(minutes, 1440)) * 60_000
+            }
+            return 0
+        }
     }
 
     /// Why no response came.

@@ -79,7 +79,7 @@ enum GraphAnswer {
         }
         guard let error = json?["error"] as? [String: Any], let code = error["code"] as? Int else {
             if response.status == 429 || response.status >= 500 {
-                return .temporary(reason: "\(platform) is unavailable (HTTP \(response.status))", afterMs: retryAfterMs(response))
+                return .temporary(reason: "\(platform) is unavailable (HTTP \(response.status))", afterMs: response.retryAfterMs)
             }
             return .refused(reason: "\(platform) answered HTTP \(response.status) without saying why")
         }
@@ -87,9 +87,9 @@ enum GraphAnswer {
         let said = (error["message"] as? String).map { " (\(platform): \($0))" } ?? ""
         switch (code, subcode) {
         case (4, _), (17, _), (32, _), (613, _), (80001...80014, _):
-            return .temporary(reason: "rate limited: \(platform) is limiting the page's sends for now\(said)", afterMs: retryAfterMs(response))
+            return .temporary(reason: "rate limited: \(platform) is limiting the page's sends for now\(said)", afterMs: response.retryAfterMs)
         case (1, _), (2, _):
-            return .temporary(reason: "\(platform) had a temporary problem\(said)", afterMs: retryAfterMs(response))
+            return .temporary(reason: "\(platform) had a temporary problem\(said)", afterMs: response.retryAfterMs)
         case (190, _), (102, _):
             return .refused(reason: "the page's access token has expired or was revoked: reconnect the page\(said)")
         case (10, 2018278), (10, 2018065), (10, 2018108):
@@ -107,20 +107,6 @@ enum GraphAnswer {
         default:
             return .refused(reason: "\(platform) refused the reply (error \(code))\(said)")
         }
-    }
-
-    /// Retry-After (seconds), else the Graph API's `estimated_time_to_regain_access` (minutes) in
-    /// X-Business-Use-Case-Usage; 0 when neither says.
-    static func retryAfterMs(_ response: HTTP1Client.Response) -> Int64 {
-        if let text = response.header("Retry-After"), let seconds = Int64(text.trimmingCharacters(in: .whitespaces)), seconds >= 0 {
-            return min(seconds, 86_400) * 1000
-        }
-        if let usage = response.header("X-Business-Use-Case-Usage"),
-           let json = (try? JSONSerialization.jsonObject(with: Data(usage.utf8))) as? [String: Any] {
-            let minutes = json.values.compactMap { $0 as? [[String: Any]] }.joined().compactMap { $0["estimated_time_to_regain_access"] as? Int }.max() ?? 0
-            return Int64(min(minutes, 1440)) * 60_000
-        }
-        return 0
     }
 }
 
@@ -198,7 +184,7 @@ public struct ZaloOAReplyAdapter: ReplyAdapter {
         do {
             let response = try await platform.post(["oa", "message", "cs"], payload, token: token, tokenInHeader: true)
             if response.status == 429 || response.status >= 500 {
-                return .temporary(reason: "Zalo is unavailable (HTTP \(response.status))", afterMs: GraphAnswer.retryAfterMs(response))
+                return .temporary(reason: "Zalo is unavailable (HTTP \(response.status))", afterMs: response.retryAfterMs)
             }
             guard let json = HTTPOutcome.json(response), let error = json["error"] as? Int else {
                 return .temporary(reason: "Zalo answered something that is not its JSON (HTTP \(response.status))", afterMs: 0)
@@ -215,7 +201,7 @@ public struct ZaloOAReplyAdapter: ReplyAdapter {
             case -230, -232:
                 return .refused(reason: "window closed: Zalo no longer allows a consultation message to this customer\(said)")
             case -32, -240:
-                return .temporary(reason: "rate limited: Zalo is limiting the official account's sends for now\(said)", afterMs: GraphAnswer.retryAfterMs(response))
+                return .temporary(reason: "rate limited: Zalo is limiting the official account's sends for now\(said)", afterMs: response.retryAfterMs)
             case -211:
                 return .refused(reason: "the official account has used its Zalo message quota\(said)")
             default:
