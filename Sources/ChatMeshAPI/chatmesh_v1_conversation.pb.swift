@@ -2043,7 +2043,7 @@ public struct SendReplyRequest: RPCMessage, Hashable, ShopScoped {
     public var target: ChatMessage.Target = .init(rawValue: 0)
     /// COMMENT_PUBLIC and COMMENT_PRIVATE: the customer's comment in this conversation.
     public var commentMessageId: String = ""
-    /// The same key sends once: a repeated call answers the reply it recorded (at most 100 characters).
+    /// The same key sends once: a repeated call answers the reply it recorded (an id: at most 128 bytes, no spaces).
     public var idempotencyKey: String = ""
 
     public init() {}

@@ -21,40 +21,14 @@ public enum ContactCapture {
 
     // MARK: E-mail
 
-    /// R-CONV-10 / R-SEG-3: an address as staff type it or a message gives it, trimmed and
-    /// lower-cased; nil unless it is a plain internet address (local@domain.tld).
-    public static func normalizeEmail(_ raw: String) -> String? {
-        let value = raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        guard value.utf8.count <= 254 else { return nil }
-        let parts = value.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { return nil }
-        let (local, domain) = (parts[0].utf8, parts[1])
-        let localSymbols = Set("!#$%&'*+/=?^_`{|}~.-".utf8)
-        guard !local.isEmpty, local.count <= 64, local.first != UInt8(ascii: "."), local.last != UInt8(ascii: "."),
-              !parts[0].contains(".."), local.allSatisfy({ Self.isASCIIAlphanumeric($0) || localSymbols.contains($0) })
-        else { return nil }
-        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
-        guard labels.count >= 2, let top = labels.last, top.utf8.count >= 2, top.utf8.allSatisfy({ $0 >= 0x61 && $0 <= 0x7A }),
-              labels.allSatisfy({ label in
-                  !label.isEmpty && label.utf8.count <= 63 && label.first != "-" && label.last != "-"
-                      && label.utf8.allSatisfy { Self.isASCIIAlphanumeric($0) || $0 == UInt8(ascii: "-") }
-              })
-        else { return nil }
-        return value
-    }
-
     /// The first e-mail address written in `text` ("gửi hoá đơn về lan.nguyen@gmail.com nha"), normalised.
     public static func email(in text: String) -> String? {
         let separators = Set(" \t\r\n,;:<>()[]{}\"'")
         for word in text.split(whereSeparator: { separators.contains($0) || $0.isWhitespace }) where word.contains("@") {
             // A sentence's full stop or a "!" after the address is not part of it.
-            if let email = normalizeEmail(String(word).trimmingCharacters(in: CharacterSet(charactersIn: ".!?"))) { return email }
+            if let email = EmailAddress.normalize(String(word).trimmingCharacters(in: CharacterSet(charactersIn: ".!?"))) { return email }
         }
         return nil
-    }
-
-    static func isASCIIAlphanumeric(_ byte: UInt8) -> Bool {
-        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A)
     }
 
     // MARK: Address

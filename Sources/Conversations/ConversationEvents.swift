@@ -134,7 +134,7 @@ public enum ConversationEvents {
             shopId: shop, customerId: customerId, phone: VietnamPhone.normalize(try row.string("phone")) ?? "",
             name: String(try row.string("name").trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)),
             birthday: VietnamTime.parseDate(birthday) != nil ? birthday : "", tags: Array(tags.prefix(200)),
-            email: ContactCapture.normalizeEmail(try row.string("email")) ?? "", eventId: eventId, atMs: nowMs
+            email: EmailAddress.normalize(try row.string("email")) ?? "", eventId: eventId, atMs: nowMs
         )
     }
 

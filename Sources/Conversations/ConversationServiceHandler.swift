@@ -220,8 +220,7 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         default:
             throw RPCError.invalidArgument("target must be INBOX, COMMENT_PUBLIC or COMMENT_PRIVATE")
         }
-        let key = try InputRules.text(request.idempotencyKey, "idempotency_key", max: 100, required: false)
-        try InputRules.optionalId(key, "idempotency_key")
+        let key = try FieldCheck.optionalId(request.idempotencyKey, "idempotency_key")
         let reply = OutgoingReply(
             conversationId: conversationId, staffId: staff, text: text, target: target, commentMessageId: request.commentMessageId, idempotencyKey: key
         )
@@ -351,7 +350,7 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
                 if request.email.isEmpty {
                     changes.email = ""
                 } else {
-                    guard let email = ContactCapture.normalizeEmail(request.email) else {
+                    guard let email = EmailAddress.normalize(request.email) else {
                         throw RPCError.invalidArgument("email must be an e-mail address (name@domain.vn), not \"\(request.email.prefix(254))\"")
                     }
                     changes.email = email

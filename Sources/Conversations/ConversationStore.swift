@@ -117,7 +117,7 @@ public struct CustomerChanges: Sendable {
     /// Normalised already ("0" + 9 digits), or "" to clear.
     public var phone: String?
     public var address: String?
-    /// Normalised already (`ContactCapture.normalizeEmail`), or "" to clear (R-CONV-10).
+    /// Normalised already (`EmailAddress.normalize`), or "" to clear (R-CONV-10).
     public var email: String?
 
     public init(name: String? = nil, birthday: String? = nil, phone: String? = nil, address: String? = nil, email: String? = nil) {

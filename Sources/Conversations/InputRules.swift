@@ -65,10 +65,7 @@ public enum InputRules {
     }
 
     public static func time(_ value: Int64, _ field: String) throws(RPCError) -> Int64 {
-        if value < 0 { throw .invalidArgument("\(field) must not be negative") }
-        // Past year 9999 is a unit mistake (µs or ns sent as ms).
-        if value > 253_402_300_799_999 { throw .invalidArgument("\(field) is not a time in milliseconds") }
-        return value
+        try FieldCheck.time(value, field)
     }
 }
 

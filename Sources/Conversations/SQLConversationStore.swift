@@ -45,9 +45,3 @@ public struct SQLConversationStore: ConversationStore {
     /// Colours of the default tags, by folder: sales blue, operations orange, customer groups purple.
     static let defaultFolderColors = ["#1e88e5", "#fb8c00", "#8e24aa"]
 }
-
-extension Array {
-    func chunked(_ size: Int) -> [ArraySlice<Element>] {
-        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
-    }
-}

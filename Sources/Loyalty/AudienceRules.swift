@@ -25,10 +25,9 @@ public enum AudienceRules {
         /// nil when the member has neither a phone nor an e-mail address: nothing to match them by.
         public init?(phone: String, email: String) {
             let phone = VietnamPhone.normalize(phone).map { "84" + $0.dropFirst() }
-            let email = email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-            let hasEmail = email.contains("@")
-            if phone == nil && !hasEmail { return nil }
-            self.init(phoneHash: phone.map(AudienceRules.sha256) ?? "", emailHash: hasEmail ? AudienceRules.sha256(email) : "")
+            let email = EmailAddress.normalize(email)
+            if phone == nil && email == nil { return nil }
+            self.init(phoneHash: phone.map(AudienceRules.sha256) ?? "", emailHash: email.map(AudienceRules.sha256) ?? "")
         }
     }
 

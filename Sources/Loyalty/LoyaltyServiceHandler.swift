@@ -367,9 +367,12 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
             }
             phone = normalized
         }
-        let email = request.friendEmail.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        if !email.isEmpty && (email.utf8.count > 254 || email.split(separator: "@", omittingEmptySubsequences: false).count != 2 || !email.contains(".")) {
-            throw RPCError.invalidArgument("friend_email must be an e-mail address, not \"\(request.friendEmail.prefix(254))\"")
+        var email = ""
+        if !request.friendEmail.isEmpty {
+            guard let normalized = EmailAddress.normalize(request.friendEmail) else {
+                throw RPCError.invalidArgument("friend_email must be an e-mail address, not \"\(request.friendEmail.prefix(254))\"")
+            }
+            email = normalized
         }
         try FieldCheck.optionalId(request.customerId, "customer_id")
         guard let vouchers else { throw RPCError.unavailable("referrals need messaging-svc, which this loyalty-svc is not configured to reach") }

@@ -80,7 +80,7 @@ extension LoyaltyStore {
             if let profile, !friendPhone.isEmpty, try profile.string("phone") == friendPhone {
                 throw LoyaltyError.referringOwnPhone(friendPhone)
             }
-            if let profile, !friendEmail.isEmpty, try profile.string("email").trimmingCharacters(in: .whitespaces).lowercased() == friendEmail {
+            if let profile, !friendEmail.isEmpty, EmailAddress.normalize(try profile.string("email")) == friendEmail {
                 throw LoyaltyError.referringOwnEmail(friendEmail)
             }
             let today = VietnamTime.dayNumber(atMs: nowMs)

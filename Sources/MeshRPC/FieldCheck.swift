@@ -32,6 +32,14 @@ public enum FieldCheck {
         return trimmed
     }
 
+    /// A time in milliseconds since 1970 (0 allowed: "not given").
+    public static func time(_ value: Int64, _ field: String) throws(RPCError) -> Int64 {
+        if value < 0 { throw .invalidArgument("\(field) must not be negative") }
+        // Past year 9999 is a unit mistake (µs or ns sent as ms).
+        if value > 253_402_300_799_999 { throw .invalidArgument("\(field) is not a time in milliseconds") }
+        return value
+    }
+
     /// 0 asks for the list's default size; more than `max` gets `max`.
     public static func pageSize(_ value: Int32, default fallback: Int, max: Int, field: String = "page_size") throws(RPCError) -> Int {
         if value < 0 { throw .invalidArgument("\(field) must not be negative") }

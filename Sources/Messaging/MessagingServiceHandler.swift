@@ -270,10 +270,8 @@ public struct MessagingServiceHandler: MessagingService.Handler {
         default: throw RPCError.invalidArgument("target must be INBOX, COMMENT_PUBLIC or COMMENT_PRIVATE")
         }
         _ = try FieldCheck.text(request.text, "text", max: 8_000, required: true)
-        for (value, field) in [(request.lastCustomerMessageAtMs, "last_customer_message_at_ms"), (request.commentAtMs, "comment_at_ms")]
-        where value < 0 || value > 253_402_300_799_999 {
-            throw RPCError.invalidArgument("\(field) is not a time in milliseconds")
-        }
+        _ = try FieldCheck.time(request.lastCustomerMessageAtMs, "last_customer_message_at_ms")
+        _ = try FieldCheck.time(request.commentAtMs, "comment_at_ms")
         switch try await replies.deliver(request) {
         case .sent(let id): return DeliverReplyResponse(outcome: .sent, platformMessageId: id)
         case .failed(let reason): return DeliverReplyResponse(outcome: .failed, reason: reason)

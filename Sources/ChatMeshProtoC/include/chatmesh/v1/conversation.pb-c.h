@@ -714,7 +714,7 @@ struct  Chatmesh__V1__SendReplyRequest
    */
   char *comment_message_id;
   /*
-   * The same key sends once: a repeated call answers the reply it recorded (at most 100 characters).
+   * The same key sends once: a repeated call answers the reply it recorded (an id: at most 128 bytes, no spaces).
    */
   char *idempotency_key;
 };
