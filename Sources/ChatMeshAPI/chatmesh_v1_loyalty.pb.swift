@@ -9,7 +9,10 @@ public struct PointsExpiry: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.PointsExpiry"
 
     public var kind: PointsExpiry.Kind = .init(rawValue: 0)
-    /// FIXED_DATE: YYYY-MM-DD, Vietnam time; every point expires at the end of that day.
+    /// FIXED_DATE: YYYY-MM-DD, Vietnam time: points expire at the end of that day of the year
+    /// (month and day; the year given is the first occurrence). A point expires at the first
+    /// such day end after it was earned, so points earned after this year's date live until
+    /// next year's (29 February falls back to 28 February in other years).
     public var date: String = ""
     /// AFTER_MONTHS: points expire this many months after they were earned.
     public var months: Int32 = 0
@@ -831,24 +834,86 @@ extension UpsertCustomerProfileRequest {
     }
 }
 
-/// R-LOY-4, R-PTS-1, R-PTS-3: what an order would get; changes nothing.
+public struct PreviewItem: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.PreviewItem"
+
+    public var variantId: String = ""
+    public var quantity: Int32 = 0
+    /// The unit price the order would charge before any promotion.
+    public var priceVnd: Int64 = 0
+
+    public init() {}
+
+    public init(variantId: String = "", quantity: Int32 = 0, priceVnd: Int64 = 0) {
+        self.variantId = variantId
+        self.quantity = quantity
+        self.priceVnd = priceVnd
+    }
+}
+
+extension PreviewItem {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.PreviewItem.variant_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__PreviewItem>) {
+        self.init()
+        let c = p.pointee
+        self.variantId = _PB.string(c.variant_id)
+        self.quantity = c.quantity
+        self.priceVnd = c.price_vnd
+    }
+
+    static func _encodeC(_ v: PreviewItem, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PreviewItem> {
+        let p = a.allocate(Chatmesh__V1__PreviewItem.self, count: 1)
+        chatmesh__v1__preview_item__init(p)
+        if !v.variantId.isEmpty { p.pointee.variant_id = try a.string(v.variantId, field: "chatmesh.v1.PreviewItem.variant_id") }
+        p.pointee.quantity = v.quantity
+        p.pointee.price_vnd = v.priceVnd
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__preview_item__unpack, free: chatmesh__v1__preview_item__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__preview_item__get_packed_size, pack: chatmesh__v1__preview_item__pack)
+    }
+}
+
+/// R-LOY-4, R-PTS-1, R-PTS-3, R-SEG-4, R-ORD-7: what an order would get; changes nothing.
+/// The discounts apply in this order: the best promotion (R-SEG-4) on the subtotal, the
+/// voucher (R-ORD-7) on what is left, the tier discount (R-LOY-4) on what is left (only
+/// where the tier combines, when a promotion or voucher applied), then points (R-PTS-3).
 public struct PreviewOrderRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.PreviewOrderRequest"
 
     public var shopId: String = ""
     public var customerId: String = ""
+    /// The sum of items (when items are given, it must agree with them).
     public var subtotalVnd: Int64 = 0
+    /// The order carries a promotion from elsewhere (R-LOY-4).
     public var hasPromotion: Bool = false
     public var redeemPoints: Int64 = 0
+    /// The order's lines, for PRICE_LIST promotions (R-SEG-4).
+    public var items: [PreviewItem] = []
+    /// R-ORD-7: a referral voucher to apply: this shop's, unexpired, unused (or used by order_id).
+    public var voucherCode: String = ""
+    /// The order this checkout will be (a retried CreateOrder prices its own voucher again).
+    public var orderId: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", customerId: String = "", subtotalVnd: Int64 = 0, hasPromotion: Bool = false, redeemPoints: Int64 = 0) {
+    public init(shopId: String = "", customerId: String = "", subtotalVnd: Int64 = 0, hasPromotion: Bool = false, redeemPoints: Int64 = 0, items: [PreviewItem] = [], voucherCode: String = "", orderId: String = "") {
         self.shopId = shopId
         self.customerId = customerId
         self.subtotalVnd = subtotalVnd
         self.hasPromotion = hasPromotion
         self.redeemPoints = redeemPoints
+        self.items = items
+        self.voucherCode = voucherCode
+        self.orderId = orderId
     }
 }
 
@@ -856,6 +921,9 @@ extension PreviewOrderRequest {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.PreviewOrderRequest.shop_id", kind: .string),
         .init(number: 2, name: "chatmesh.v1.PreviewOrderRequest.customer_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.PreviewOrderRequest.items", kind: .message(PreviewItem._pbSchema)),
+        .init(number: 7, name: "chatmesh.v1.PreviewOrderRequest.voucher_code", kind: .string),
+        .init(number: 8, name: "chatmesh.v1.PreviewOrderRequest.order_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__PreviewOrderRequest>) {
@@ -866,6 +934,9 @@ extension PreviewOrderRequest {
         self.subtotalVnd = c.subtotal_vnd
         self.hasPromotion = (c.has_promotion != 0)
         self.redeemPoints = c.redeem_points
+        self.items = _PB.messages(c.n_items, c.items) { PreviewItem(_c: $0) }
+        self.voucherCode = _PB.string(c.voucher_code)
+        self.orderId = _PB.string(c.order_id)
     }
 
     static func _encodeC(_ v: PreviewOrderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PreviewOrderRequest> {
@@ -876,6 +947,14 @@ extension PreviewOrderRequest {
         p.pointee.subtotal_vnd = v.subtotalVnd
         p.pointee.has_promotion = (v.hasPromotion ? 1 : 0)
         p.pointee.redeem_points = v.redeemPoints
+        if !v.items.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__PreviewItem>?.self, count: v.items.count)
+            for (i, item) in v.items.enumerated() { items[i] = try PreviewItem._encodeC(item, &a) }
+            p.pointee.n_items = v.items.count
+            p.pointee.items = items
+        }
+        if !v.voucherCode.isEmpty { p.pointee.voucher_code = try a.string(v.voucherCode, field: "chatmesh.v1.PreviewOrderRequest.voucher_code") }
+        if !v.orderId.isEmpty { p.pointee.order_id = try a.string(v.orderId, field: "chatmesh.v1.PreviewOrderRequest.order_id") }
         return p
     }
 
@@ -897,21 +976,37 @@ public struct PreviewOrderResponse: RPCMessage, Hashable {
     public var tierId: String = ""
     /// The points that would actually be redeemed (capped by balance and order value).
     public var pointsRedeemed: Int64 = 0
+    /// R-SEG-4: the promotion applied ("" for none) and what it takes off.
+    public var promotionId: String = ""
+    public var promotionDiscountVnd: Int64 = 0
+    public var promotionName: String = ""
+    /// R-ORD-7: what the voucher takes off (0 without voucher_code).
+    public var voucherDiscountVnd: Int64 = 0
+    /// The voucher as normalised (upper case), to redeem.
+    public var voucherCode: String = ""
 
     public init() {}
 
-    public init(tierDiscountVnd: Int64 = 0, pointsDiscountVnd: Int64 = 0, pointsToEarn: Int64 = 0, tierId: String = "", pointsRedeemed: Int64 = 0) {
+    public init(tierDiscountVnd: Int64 = 0, pointsDiscountVnd: Int64 = 0, pointsToEarn: Int64 = 0, tierId: String = "", pointsRedeemed: Int64 = 0, promotionId: String = "", promotionDiscountVnd: Int64 = 0, promotionName: String = "", voucherDiscountVnd: Int64 = 0, voucherCode: String = "") {
         self.tierDiscountVnd = tierDiscountVnd
         self.pointsDiscountVnd = pointsDiscountVnd
         self.pointsToEarn = pointsToEarn
         self.tierId = tierId
         self.pointsRedeemed = pointsRedeemed
+        self.promotionId = promotionId
+        self.promotionDiscountVnd = promotionDiscountVnd
+        self.promotionName = promotionName
+        self.voucherDiscountVnd = voucherDiscountVnd
+        self.voucherCode = voucherCode
     }
 }
 
 extension PreviewOrderResponse {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 4, name: "chatmesh.v1.PreviewOrderResponse.tier_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.PreviewOrderResponse.promotion_id", kind: .string),
+        .init(number: 8, name: "chatmesh.v1.PreviewOrderResponse.promotion_name", kind: .string),
+        .init(number: 10, name: "chatmesh.v1.PreviewOrderResponse.voucher_code", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__PreviewOrderResponse>) {
@@ -922,6 +1017,11 @@ extension PreviewOrderResponse {
         self.pointsToEarn = c.points_to_earn
         self.tierId = _PB.string(c.tier_id)
         self.pointsRedeemed = c.points_redeemed
+        self.promotionId = _PB.string(c.promotion_id)
+        self.promotionDiscountVnd = c.promotion_discount_vnd
+        self.promotionName = _PB.string(c.promotion_name)
+        self.voucherDiscountVnd = c.voucher_discount_vnd
+        self.voucherCode = _PB.string(c.voucher_code)
     }
 
     static func _encodeC(_ v: PreviewOrderResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PreviewOrderResponse> {
@@ -932,6 +1032,11 @@ extension PreviewOrderResponse {
         p.pointee.points_to_earn = v.pointsToEarn
         if !v.tierId.isEmpty { p.pointee.tier_id = try a.string(v.tierId, field: "chatmesh.v1.PreviewOrderResponse.tier_id") }
         p.pointee.points_redeemed = v.pointsRedeemed
+        if !v.promotionId.isEmpty { p.pointee.promotion_id = try a.string(v.promotionId, field: "chatmesh.v1.PreviewOrderResponse.promotion_id") }
+        p.pointee.promotion_discount_vnd = v.promotionDiscountVnd
+        if !v.promotionName.isEmpty { p.pointee.promotion_name = try a.string(v.promotionName, field: "chatmesh.v1.PreviewOrderResponse.promotion_name") }
+        p.pointee.voucher_discount_vnd = v.voucherDiscountVnd
+        if !v.voucherCode.isEmpty { p.pointee.voucher_code = try a.string(v.voucherCode, field: "chatmesh.v1.PreviewOrderResponse.voucher_code") }
         return p
     }
 
@@ -959,10 +1064,12 @@ public struct RecordOrderEventRequest: RPCMessage, Hashable, ShopScoped {
     public var province: String = ""
     public var usedOffer: Bool = false
     public var atMs: Int64 = 0
+    /// The order's shipping phone (R-REF-1: a referral never goes to it).
+    public var phone: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", eventId: String = "", orderId: String = "", customerId: String = "", kind: RecordOrderEventRequest.Kind = .init(rawValue: 0), amountVnd: Int64 = 0, channel: Order.Channel = .init(rawValue: 0), district: String = "", province: String = "", usedOffer: Bool = false, atMs: Int64 = 0) {
+    public init(shopId: String = "", eventId: String = "", orderId: String = "", customerId: String = "", kind: RecordOrderEventRequest.Kind = .init(rawValue: 0), amountVnd: Int64 = 0, channel: Order.Channel = .init(rawValue: 0), district: String = "", province: String = "", usedOffer: Bool = false, atMs: Int64 = 0, phone: String = "") {
         self.shopId = shopId
         self.eventId = eventId
         self.orderId = orderId
@@ -974,6 +1081,7 @@ public struct RecordOrderEventRequest: RPCMessage, Hashable, ShopScoped {
         self.province = province
         self.usedOffer = usedOffer
         self.atMs = atMs
+        self.phone = phone
     }
 
     public enum Kind: RawRepresentable, Sendable, Hashable, CaseIterable {
@@ -1027,6 +1135,7 @@ extension RecordOrderEventRequest {
         .init(number: 4, name: "chatmesh.v1.RecordOrderEventRequest.customer_id", kind: .string),
         .init(number: 8, name: "chatmesh.v1.RecordOrderEventRequest.district", kind: .string),
         .init(number: 9, name: "chatmesh.v1.RecordOrderEventRequest.province", kind: .string),
+        .init(number: 12, name: "chatmesh.v1.RecordOrderEventRequest.phone", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__RecordOrderEventRequest>) {
@@ -1043,6 +1152,7 @@ extension RecordOrderEventRequest {
         self.province = _PB.string(c.province)
         self.usedOffer = (c.used_offer != 0)
         self.atMs = c.at_ms
+        self.phone = _PB.string(c.phone)
     }
 
     static func _encodeC(_ v: RecordOrderEventRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__RecordOrderEventRequest> {
@@ -1059,6 +1169,7 @@ extension RecordOrderEventRequest {
         if !v.province.isEmpty { p.pointee.province = try a.string(v.province, field: "chatmesh.v1.RecordOrderEventRequest.province") }
         p.pointee.used_offer = (v.usedOffer ? 1 : 0)
         p.pointee.at_ms = v.atMs
+        if !v.phone.isEmpty { p.pointee.phone = try a.string(v.phone, field: "chatmesh.v1.RecordOrderEventRequest.phone") }
         return p
     }
 
@@ -1244,6 +1355,787 @@ extension AdjustPointsRequest {
 
     public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
         try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__adjust_points_request__get_packed_size, pack: chatmesh__v1__adjust_points_request__pack)
+    }
+}
+
+/// R-PTS-5: one ledger entry per member of the segment (as it is when the call is
+/// made), once per idempotency_key: the same key again adjusts nobody twice and answers
+/// the same count. Removing takes at most a member's spendable balance (never below zero).
+public struct AdjustSegmentPointsRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.AdjustSegmentPointsRequest"
+
+    public var shopId: String = ""
+    public var segmentId: String = ""
+    /// Positive adds, negative removes.
+    public var points: Int64 = 0
+    public var reason: String = ""
+    public var staffId: String = ""
+    public var idempotencyKey: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", segmentId: String = "", points: Int64 = 0, reason: String = "", staffId: String = "", idempotencyKey: String = "") {
+        self.shopId = shopId
+        self.segmentId = segmentId
+        self.points = points
+        self.reason = reason
+        self.staffId = staffId
+        self.idempotencyKey = idempotencyKey
+    }
+}
+
+extension AdjustSegmentPointsRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.AdjustSegmentPointsRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.AdjustSegmentPointsRequest.segment_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.AdjustSegmentPointsRequest.reason", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.AdjustSegmentPointsRequest.staff_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.AdjustSegmentPointsRequest.idempotency_key", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__AdjustSegmentPointsRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.segmentId = _PB.string(c.segment_id)
+        self.points = c.points
+        self.reason = _PB.string(c.reason)
+        self.staffId = _PB.string(c.staff_id)
+        self.idempotencyKey = _PB.string(c.idempotency_key)
+    }
+
+    static func _encodeC(_ v: AdjustSegmentPointsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AdjustSegmentPointsRequest> {
+        let p = a.allocate(Chatmesh__V1__AdjustSegmentPointsRequest.self, count: 1)
+        chatmesh__v1__adjust_segment_points_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.AdjustSegmentPointsRequest.shop_id") }
+        if !v.segmentId.isEmpty { p.pointee.segment_id = try a.string(v.segmentId, field: "chatmesh.v1.AdjustSegmentPointsRequest.segment_id") }
+        p.pointee.points = v.points
+        if !v.reason.isEmpty { p.pointee.reason = try a.string(v.reason, field: "chatmesh.v1.AdjustSegmentPointsRequest.reason") }
+        if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.AdjustSegmentPointsRequest.staff_id") }
+        if !v.idempotencyKey.isEmpty { p.pointee.idempotency_key = try a.string(v.idempotencyKey, field: "chatmesh.v1.AdjustSegmentPointsRequest.idempotency_key") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__adjust_segment_points_request__unpack, free: chatmesh__v1__adjust_segment_points_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__adjust_segment_points_request__get_packed_size, pack: chatmesh__v1__adjust_segment_points_request__pack)
+    }
+}
+
+public struct AdjustSegmentPointsResponse: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.AdjustSegmentPointsResponse"
+
+    /// Members whose balance the request changed (a removal from an empty balance changes none).
+    public var membersAdjusted: Int64 = 0
+    /// The segment's members when the request was applied.
+    public var members: Int64 = 0
+    /// The sum of what was added or removed (signed).
+    public var pointsTotal: Int64 = 0
+
+    public init() {}
+
+    public init(membersAdjusted: Int64 = 0, members: Int64 = 0, pointsTotal: Int64 = 0) {
+        self.membersAdjusted = membersAdjusted
+        self.members = members
+        self.pointsTotal = pointsTotal
+    }
+}
+
+extension AdjustSegmentPointsResponse {
+    static let _pbSchema = _PBSchema(fields: [])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__AdjustSegmentPointsResponse>) {
+        self.init()
+        let c = p.pointee
+        self.membersAdjusted = c.members_adjusted
+        self.members = c.members
+        self.pointsTotal = c.points_total
+    }
+
+    static func _encodeC(_ v: AdjustSegmentPointsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__AdjustSegmentPointsResponse> {
+        let p = a.allocate(Chatmesh__V1__AdjustSegmentPointsResponse.self, count: 1)
+        chatmesh__v1__adjust_segment_points_response__init(p)
+        p.pointee.members_adjusted = v.membersAdjusted
+        p.pointee.members = v.members
+        p.pointee.points_total = v.pointsTotal
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__adjust_segment_points_response__unpack, free: chatmesh__v1__adjust_segment_points_response__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__adjust_segment_points_response__get_packed_size, pack: chatmesh__v1__adjust_segment_points_response__pack)
+    }
+}
+
+/// R-PTS-6: newest first, paged.
+public struct ListPointsHistoryRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.ListPointsHistoryRequest"
+
+    public var shopId: String = ""
+    public var customerId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", customerId: String = "", pageSize: Int32 = 0, pageToken: String = "") {
+        self.shopId = shopId
+        self.customerId = customerId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
+    }
+}
+
+extension ListPointsHistoryRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListPointsHistoryRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.ListPointsHistoryRequest.customer_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.ListPointsHistoryRequest.page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListPointsHistoryRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.customerId = _PB.string(c.customer_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
+    }
+
+    static func _encodeC(_ v: ListPointsHistoryRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListPointsHistoryRequest> {
+        let p = a.allocate(Chatmesh__V1__ListPointsHistoryRequest.self, count: 1)
+        chatmesh__v1__list_points_history_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListPointsHistoryRequest.shop_id") }
+        if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.ListPointsHistoryRequest.customer_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListPointsHistoryRequest.page_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_points_history_request__unpack, free: chatmesh__v1__list_points_history_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_points_history_request__get_packed_size, pack: chatmesh__v1__list_points_history_request__pack)
+    }
+}
+
+public struct PointsHistoryEntry: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.PointsHistoryEntry"
+
+    public var entryId: String = ""
+    public var kind: PointsHistoryEntry.Kind = .init(rawValue: 0)
+    /// Signed: what the entry did to the balance.
+    public var points: Int64 = 0
+    public var orderId: String = ""
+    public var staffId: String = ""
+    public var reason: String = ""
+    public var atMs: Int64 = 0
+    /// Points added (EARNED, ADJUSTED up): when they expire (0: never).
+    public var expiresAtMs: Int64 = 0
+
+    public init() {}
+
+    public init(entryId: String = "", kind: PointsHistoryEntry.Kind = .init(rawValue: 0), points: Int64 = 0, orderId: String = "", staffId: String = "", reason: String = "", atMs: Int64 = 0, expiresAtMs: Int64 = 0) {
+        self.entryId = entryId
+        self.kind = kind
+        self.points = points
+        self.orderId = orderId
+        self.staffId = staffId
+        self.reason = reason
+        self.atMs = atMs
+        self.expiresAtMs = expiresAtMs
+    }
+
+    public enum Kind: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case kindUnspecified
+        case earned
+        case redeemed
+        case expired
+        case adjusted
+        case reversed
+        /// Points redeemed on an order that was then cancelled or refunded, given back.
+        case restored
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.kindUnspecified, .earned, .redeemed, .expired, .adjusted, .reversed, .restored]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .kindUnspecified
+            case 1: self = .earned
+            case 2: self = .redeemed
+            case 3: self = .expired
+            case 4: self = .adjusted
+            case 5: self = .reversed
+            case 6: self = .restored
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .kindUnspecified: 0
+            case .earned: 1
+            case .redeemed: 2
+            case .expired: 3
+            case .adjusted: 4
+            case .reversed: 5
+            case .restored: 6
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .kindUnspecified: "KIND_UNSPECIFIED"
+            case .earned: "EARNED"
+            case .redeemed: "REDEEMED"
+            case .expired: "EXPIRED"
+            case .adjusted: "ADJUSTED"
+            case .reversed: "REVERSED"
+            case .restored: "RESTORED"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension PointsHistoryEntry {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.PointsHistoryEntry.entry_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.PointsHistoryEntry.order_id", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.PointsHistoryEntry.staff_id", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.PointsHistoryEntry.reason", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__PointsHistoryEntry>) {
+        self.init()
+        let c = p.pointee
+        self.entryId = _PB.string(c.entry_id)
+        self.kind = PointsHistoryEntry.Kind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
+        self.points = c.points
+        self.orderId = _PB.string(c.order_id)
+        self.staffId = _PB.string(c.staff_id)
+        self.reason = _PB.string(c.reason)
+        self.atMs = c.at_ms
+        self.expiresAtMs = c.expires_at_ms
+    }
+
+    static func _encodeC(_ v: PointsHistoryEntry, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PointsHistoryEntry> {
+        let p = a.allocate(Chatmesh__V1__PointsHistoryEntry.self, count: 1)
+        chatmesh__v1__points_history_entry__init(p)
+        if !v.entryId.isEmpty { p.pointee.entry_id = try a.string(v.entryId, field: "chatmesh.v1.PointsHistoryEntry.entry_id") }
+        p.pointee.kind = Chatmesh__V1__PointsHistoryEntry__Kind(rawValue: .init(truncatingIfNeeded: v.kind.rawValue))
+        p.pointee.points = v.points
+        if !v.orderId.isEmpty { p.pointee.order_id = try a.string(v.orderId, field: "chatmesh.v1.PointsHistoryEntry.order_id") }
+        if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.PointsHistoryEntry.staff_id") }
+        if !v.reason.isEmpty { p.pointee.reason = try a.string(v.reason, field: "chatmesh.v1.PointsHistoryEntry.reason") }
+        p.pointee.at_ms = v.atMs
+        p.pointee.expires_at_ms = v.expiresAtMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__points_history_entry__unpack, free: chatmesh__v1__points_history_entry__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__points_history_entry__get_packed_size, pack: chatmesh__v1__points_history_entry__pack)
+    }
+}
+
+public struct ListPointsHistoryResponse: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.ListPointsHistoryResponse"
+
+    public var entries: [PointsHistoryEntry] = []
+    public var nextPageToken: String = ""
+
+    public init() {}
+
+    public init(entries: [PointsHistoryEntry] = [], nextPageToken: String = "") {
+        self.entries = entries
+        self.nextPageToken = nextPageToken
+    }
+}
+
+extension ListPointsHistoryResponse {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListPointsHistoryResponse.entries", kind: .message(PointsHistoryEntry._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListPointsHistoryResponse.next_page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListPointsHistoryResponse>) {
+        self.init()
+        let c = p.pointee
+        self.entries = _PB.messages(c.n_entries, c.entries) { PointsHistoryEntry(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
+    }
+
+    static func _encodeC(_ v: ListPointsHistoryResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListPointsHistoryResponse> {
+        let p = a.allocate(Chatmesh__V1__ListPointsHistoryResponse.self, count: 1)
+        chatmesh__v1__list_points_history_response__init(p)
+        if !v.entries.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__PointsHistoryEntry>?.self, count: v.entries.count)
+            for (i, item) in v.entries.enumerated() { items[i] = try PointsHistoryEntry._encodeC(item, &a) }
+            p.pointee.n_entries = v.entries.count
+            p.pointee.entries = items
+        }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListPointsHistoryResponse.next_page_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_points_history_response__unpack, free: chatmesh__v1__list_points_history_response__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_points_history_response__get_packed_size, pack: chatmesh__v1__list_points_history_response__pack)
+    }
+}
+
+/// R-SEG-4: a PRICE_LIST promotion's price for one variant.
+public struct PromotionPrice: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.PromotionPrice"
+
+    public var variantId: String = ""
+    public var priceVnd: Int64 = 0
+
+    public init() {}
+
+    public init(variantId: String = "", priceVnd: Int64 = 0) {
+        self.variantId = variantId
+        self.priceVnd = priceVnd
+    }
+}
+
+extension PromotionPrice {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.PromotionPrice.variant_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__PromotionPrice>) {
+        self.init()
+        let c = p.pointee
+        self.variantId = _PB.string(c.variant_id)
+        self.priceVnd = c.price_vnd
+    }
+
+    static func _encodeC(_ v: PromotionPrice, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__PromotionPrice> {
+        let p = a.allocate(Chatmesh__V1__PromotionPrice.self, count: 1)
+        chatmesh__v1__promotion_price__init(p)
+        if !v.variantId.isEmpty { p.pointee.variant_id = try a.string(v.variantId, field: "chatmesh.v1.PromotionPrice.variant_id") }
+        p.pointee.price_vnd = v.priceVnd
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__promotion_price__unpack, free: chatmesh__v1__promotion_price__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__promotion_price__get_packed_size, pack: chatmesh__v1__promotion_price__pack)
+    }
+}
+
+/// R-SEG-4: a promotion for segments and/or tiers, for a time window.
+public struct Promotion: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.Promotion"
+
+    public var promotionId: String = ""
+    public var name: String = ""
+    public var kind: Promotion.Kind = .init(rawValue: 0)
+    public var percent: Int32 = 0
+    public var amountVnd: Int64 = 0
+    public var prices: [PromotionPrice] = []
+    /// Who it is for: a customer in any of these segments or tiers (at least one is required).
+    public var segmentIds: [String] = []
+    public var tierIds: [String] = []
+    /// When it applies: from_ms inclusive, to_ms exclusive (0: open-ended).
+    public var fromMs: Int64 = 0
+    public var toMs: Int64 = 0
+    public var updatedAtMs: Int64 = 0
+
+    public init() {}
+
+    public init(promotionId: String = "", name: String = "", kind: Promotion.Kind = .init(rawValue: 0), percent: Int32 = 0, amountVnd: Int64 = 0, prices: [PromotionPrice] = [], segmentIds: [String] = [], tierIds: [String] = [], fromMs: Int64 = 0, toMs: Int64 = 0, updatedAtMs: Int64 = 0) {
+        self.promotionId = promotionId
+        self.name = name
+        self.kind = kind
+        self.percent = percent
+        self.amountVnd = amountVnd
+        self.prices = prices
+        self.segmentIds = segmentIds
+        self.tierIds = tierIds
+        self.fromMs = fromMs
+        self.toMs = toMs
+        self.updatedAtMs = updatedAtMs
+    }
+
+    public enum Kind: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case kindUnspecified
+        /// percent off the order's subtotal.
+        case percent
+        /// amount_vnd off the order (never more than the subtotal).
+        case amount
+        /// prices: these variants cost price_vnd (a price above the order's is ignored).
+        case priceList
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.kindUnspecified, .percent, .amount, .priceList]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .kindUnspecified
+            case 1: self = .percent
+            case 2: self = .amount
+            case 3: self = .priceList
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .kindUnspecified: 0
+            case .percent: 1
+            case .amount: 2
+            case .priceList: 3
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .kindUnspecified: "KIND_UNSPECIFIED"
+            case .percent: "PERCENT"
+            case .amount: "AMOUNT"
+            case .priceList: "PRICE_LIST"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension Promotion {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.Promotion.promotion_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.Promotion.name", kind: .string),
+        .init(number: 6, name: "chatmesh.v1.Promotion.prices", kind: .message(PromotionPrice._pbSchema)),
+        .init(number: 7, name: "chatmesh.v1.Promotion.segment_ids", kind: .string),
+        .init(number: 8, name: "chatmesh.v1.Promotion.tier_ids", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__Promotion>) {
+        self.init()
+        let c = p.pointee
+        self.promotionId = _PB.string(c.promotion_id)
+        self.name = _PB.string(c.name)
+        self.kind = Promotion.Kind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
+        self.percent = c.percent
+        self.amountVnd = c.amount_vnd
+        self.prices = _PB.messages(c.n_prices, c.prices) { PromotionPrice(_c: $0) }
+        self.segmentIds = _PB.array(c.n_segment_ids, c.segment_ids) { _PB.string($0) }
+        self.tierIds = _PB.array(c.n_tier_ids, c.tier_ids) { _PB.string($0) }
+        self.fromMs = c.from_ms
+        self.toMs = c.to_ms
+        self.updatedAtMs = c.updated_at_ms
+    }
+
+    static func _encodeC(_ v: Promotion, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Promotion> {
+        let p = a.allocate(Chatmesh__V1__Promotion.self, count: 1)
+        chatmesh__v1__promotion__init(p)
+        if !v.promotionId.isEmpty { p.pointee.promotion_id = try a.string(v.promotionId, field: "chatmesh.v1.Promotion.promotion_id") }
+        if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.Promotion.name") }
+        p.pointee.kind = Chatmesh__V1__Promotion__Kind(rawValue: .init(truncatingIfNeeded: v.kind.rawValue))
+        p.pointee.percent = v.percent
+        p.pointee.amount_vnd = v.amountVnd
+        if !v.prices.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__PromotionPrice>?.self, count: v.prices.count)
+            for (i, item) in v.prices.enumerated() { items[i] = try PromotionPrice._encodeC(item, &a) }
+            p.pointee.n_prices = v.prices.count
+            p.pointee.prices = items
+        }
+        if !v.segmentIds.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<CChar>?.self, count: v.segmentIds.count)
+            for (i, item) in v.segmentIds.enumerated() { items[i] = try a.string(item, field: "chatmesh.v1.Promotion.segment_ids") }
+            p.pointee.n_segment_ids = v.segmentIds.count
+            p.pointee.segment_ids = items
+        }
+        if !v.tierIds.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<CChar>?.self, count: v.tierIds.count)
+            for (i, item) in v.tierIds.enumerated() { items[i] = try a.string(item, field: "chatmesh.v1.Promotion.tier_ids") }
+            p.pointee.n_tier_ids = v.tierIds.count
+            p.pointee.tier_ids = items
+        }
+        p.pointee.from_ms = v.fromMs
+        p.pointee.to_ms = v.toMs
+        p.pointee.updated_at_ms = v.updatedAtMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__promotion__unpack, free: chatmesh__v1__promotion__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__promotion__get_packed_size, pack: chatmesh__v1__promotion__pack)
+    }
+}
+
+public struct UpsertPromotionRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.UpsertPromotionRequest"
+
+    public var shopId: String = ""
+    /// Empty: a new promotion.
+    public var promotionId: String = ""
+    public var name: String = ""
+    public var kind: Promotion.Kind = .init(rawValue: 0)
+    public var percent: Int32 = 0
+    public var amountVnd: Int64 = 0
+    public var prices: [PromotionPrice] = []
+    public var segmentIds: [String] = []
+    public var tierIds: [String] = []
+    public var fromMs: Int64 = 0
+    public var toMs: Int64 = 0
+
+    public init() {}
+
+    public init(shopId: String = "", promotionId: String = "", name: String = "", kind: Promotion.Kind = .init(rawValue: 0), percent: Int32 = 0, amountVnd: Int64 = 0, prices: [PromotionPrice] = [], segmentIds: [String] = [], tierIds: [String] = [], fromMs: Int64 = 0, toMs: Int64 = 0) {
+        self.shopId = shopId
+        self.promotionId = promotionId
+        self.name = name
+        self.kind = kind
+        self.percent = percent
+        self.amountVnd = amountVnd
+        self.prices = prices
+        self.segmentIds = segmentIds
+        self.tierIds = tierIds
+        self.fromMs = fromMs
+        self.toMs = toMs
+    }
+}
+
+extension UpsertPromotionRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.UpsertPromotionRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.UpsertPromotionRequest.promotion_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.UpsertPromotionRequest.name", kind: .string),
+        .init(number: 7, name: "chatmesh.v1.UpsertPromotionRequest.prices", kind: .message(PromotionPrice._pbSchema)),
+        .init(number: 8, name: "chatmesh.v1.UpsertPromotionRequest.segment_ids", kind: .string),
+        .init(number: 9, name: "chatmesh.v1.UpsertPromotionRequest.tier_ids", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__UpsertPromotionRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.promotionId = _PB.string(c.promotion_id)
+        self.name = _PB.string(c.name)
+        self.kind = Promotion.Kind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
+        self.percent = c.percent
+        self.amountVnd = c.amount_vnd
+        self.prices = _PB.messages(c.n_prices, c.prices) { PromotionPrice(_c: $0) }
+        self.segmentIds = _PB.array(c.n_segment_ids, c.segment_ids) { _PB.string($0) }
+        self.tierIds = _PB.array(c.n_tier_ids, c.tier_ids) { _PB.string($0) }
+        self.fromMs = c.from_ms
+        self.toMs = c.to_ms
+    }
+
+    static func _encodeC(_ v: UpsertPromotionRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__UpsertPromotionRequest> {
+        let p = a.allocate(Chatmesh__V1__UpsertPromotionRequest.self, count: 1)
+        chatmesh__v1__upsert_promotion_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.UpsertPromotionRequest.shop_id") }
+        if !v.promotionId.isEmpty { p.pointee.promotion_id = try a.string(v.promotionId, field: "chatmesh.v1.UpsertPromotionRequest.promotion_id") }
+        if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.UpsertPromotionRequest.name") }
+        p.pointee.kind = Chatmesh__V1__Promotion__Kind(rawValue: .init(truncatingIfNeeded: v.kind.rawValue))
+        p.pointee.percent = v.percent
+        p.pointee.amount_vnd = v.amountVnd
+        if !v.prices.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__PromotionPrice>?.self, count: v.prices.count)
+            for (i, item) in v.prices.enumerated() { items[i] = try PromotionPrice._encodeC(item, &a) }
+            p.pointee.n_prices = v.prices.count
+            p.pointee.prices = items
+        }
+        if !v.segmentIds.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<CChar>?.self, count: v.segmentIds.count)
+            for (i, item) in v.segmentIds.enumerated() { items[i] = try a.string(item, field: "chatmesh.v1.UpsertPromotionRequest.segment_ids") }
+            p.pointee.n_segment_ids = v.segmentIds.count
+            p.pointee.segment_ids = items
+        }
+        if !v.tierIds.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<CChar>?.self, count: v.tierIds.count)
+            for (i, item) in v.tierIds.enumerated() { items[i] = try a.string(item, field: "chatmesh.v1.UpsertPromotionRequest.tier_ids") }
+            p.pointee.n_tier_ids = v.tierIds.count
+            p.pointee.tier_ids = items
+        }
+        p.pointee.from_ms = v.fromMs
+        p.pointee.to_ms = v.toMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__upsert_promotion_request__unpack, free: chatmesh__v1__upsert_promotion_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__upsert_promotion_request__get_packed_size, pack: chatmesh__v1__upsert_promotion_request__pack)
+    }
+}
+
+public struct ListPromotionsRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.ListPromotionsRequest"
+
+    public var shopId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
+    /// Only those applying at this time (0: all).
+    public var activeAtMs: Int64 = 0
+
+    public init() {}
+
+    public init(shopId: String = "", pageSize: Int32 = 0, pageToken: String = "", activeAtMs: Int64 = 0) {
+        self.shopId = shopId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
+        self.activeAtMs = activeAtMs
+    }
+}
+
+extension ListPromotionsRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListPromotionsRequest.shop_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.ListPromotionsRequest.page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListPromotionsRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
+        self.activeAtMs = c.active_at_ms
+    }
+
+    static func _encodeC(_ v: ListPromotionsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListPromotionsRequest> {
+        let p = a.allocate(Chatmesh__V1__ListPromotionsRequest.self, count: 1)
+        chatmesh__v1__list_promotions_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListPromotionsRequest.shop_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListPromotionsRequest.page_token") }
+        p.pointee.active_at_ms = v.activeAtMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_promotions_request__unpack, free: chatmesh__v1__list_promotions_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_promotions_request__get_packed_size, pack: chatmesh__v1__list_promotions_request__pack)
+    }
+}
+
+public struct ListPromotionsResponse: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.ListPromotionsResponse"
+
+    public var promotions: [Promotion] = []
+    public var nextPageToken: String = ""
+
+    public init() {}
+
+    public init(promotions: [Promotion] = [], nextPageToken: String = "") {
+        self.promotions = promotions
+        self.nextPageToken = nextPageToken
+    }
+}
+
+extension ListPromotionsResponse {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListPromotionsResponse.promotions", kind: .message(Promotion._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListPromotionsResponse.next_page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListPromotionsResponse>) {
+        self.init()
+        let c = p.pointee
+        self.promotions = _PB.messages(c.n_promotions, c.promotions) { Promotion(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
+    }
+
+    static func _encodeC(_ v: ListPromotionsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListPromotionsResponse> {
+        let p = a.allocate(Chatmesh__V1__ListPromotionsResponse.self, count: 1)
+        chatmesh__v1__list_promotions_response__init(p)
+        if !v.promotions.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Promotion>?.self, count: v.promotions.count)
+            for (i, item) in v.promotions.enumerated() { items[i] = try Promotion._encodeC(item, &a) }
+            p.pointee.n_promotions = v.promotions.count
+            p.pointee.promotions = items
+        }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListPromotionsResponse.next_page_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_promotions_response__unpack, free: chatmesh__v1__list_promotions_response__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_promotions_response__get_packed_size, pack: chatmesh__v1__list_promotions_response__pack)
+    }
+}
+
+public struct DeletePromotionRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.DeletePromotionRequest"
+
+    public var shopId: String = ""
+    public var promotionId: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", promotionId: String = "") {
+        self.shopId = shopId
+        self.promotionId = promotionId
+    }
+}
+
+extension DeletePromotionRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.DeletePromotionRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.DeletePromotionRequest.promotion_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__DeletePromotionRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.promotionId = _PB.string(c.promotion_id)
+    }
+
+    static func _encodeC(_ v: DeletePromotionRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DeletePromotionRequest> {
+        let p = a.allocate(Chatmesh__V1__DeletePromotionRequest.self, count: 1)
+        chatmesh__v1__delete_promotion_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.DeletePromotionRequest.shop_id") }
+        if !v.promotionId.isEmpty { p.pointee.promotion_id = try a.string(v.promotionId, field: "chatmesh.v1.DeletePromotionRequest.promotion_id") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__delete_promotion_request__unpack, free: chatmesh__v1__delete_promotion_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__delete_promotion_request__get_packed_size, pack: chatmesh__v1__delete_promotion_request__pack)
     }
 }
 
@@ -2781,11 +3673,16 @@ public enum LoyaltyService {
         public static let recordOrderEvent = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "RecordOrderEvent")
         public static let redeemPoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "RedeemPoints")
         public static let adjustPoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "AdjustPoints")
+        public static let adjustSegmentPoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "AdjustSegmentPoints")
+        public static let listPointsHistory = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListPointsHistory")
         public static let expirePoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ExpirePoints")
         public static let createSegment = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "CreateSegment")
         public static let listSegments = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListSegments")
         public static let listSegmentMembers = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListSegmentMembers")
         public static let countSegment = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "CountSegment")
+        public static let upsertPromotion = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "UpsertPromotion")
+        public static let listPromotions = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListPromotions")
+        public static let deletePromotion = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "DeletePromotion")
         public static let linkAdAccount = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "LinkAdAccount")
         public static let syncSegmentAudience = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "SyncSegmentAudience")
         public static let getAudienceSync = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "GetAudienceSync")
@@ -2794,7 +3691,7 @@ public enum LoyaltyService {
         public static let redeemVoucher = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "RedeemVoucher")
         public static let getOfferRevenueByDistrict = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "GetOfferRevenueByDistrict")
         public static let watchChanges = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "WatchChanges")
-        public static let all: [MethodDescriptor] = [configureProgram, getProgram, upsertTier, listTiers, deleteTier, getMember, listMembers, upsertCustomerProfile, previewOrder, recordOrderEvent, redeemPoints, adjustPoints, expirePoints, createSegment, listSegments, listSegmentMembers, countSegment, linkAdAccount, syncSegmentAudience, getAudienceSync, createReferralCampaign, submitReferral, redeemVoucher, getOfferRevenueByDistrict, watchChanges]
+        public static let all: [MethodDescriptor] = [configureProgram, getProgram, upsertTier, listTiers, deleteTier, getMember, listMembers, upsertCustomerProfile, previewOrder, recordOrderEvent, redeemPoints, adjustPoints, adjustSegmentPoints, listPointsHistory, expirePoints, createSegment, listSegments, listSegmentMembers, countSegment, upsertPromotion, listPromotions, deletePromotion, linkAdAccount, syncSegmentAudience, getAudienceSync, createReferralCampaign, submitReferral, redeemVoucher, getOfferRevenueByDistrict, watchChanges]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -2816,16 +3713,21 @@ public enum LoyaltyService {
         func listMembers(_ request: ListMembersRequest, context: ServerContext) async throws -> ListMembersResponse
         /// R-SEG-1.
         func upsertCustomerProfile(_ request: UpsertCustomerProfileRequest, context: ServerContext) async throws -> Empty
-        /// R-LOY-4, R-PTS-1, R-PTS-3.
+        /// R-LOY-4, R-PTS-1, R-PTS-3, R-SEG-4, R-ORD-7.
         func previewOrder(_ request: PreviewOrderRequest, context: ServerContext) async throws -> PreviewOrderResponse
         /// R-PTS-1, R-LOY-3: idempotent by event_id; cancelled / refunded orders reverse their points,
         /// and give back the points redeemed on them (also for an order that was never paid).
+        /// R-ORD-7: an order cancelled before it was paid gives its voucher back.
         func recordOrderEvent(_ request: RecordOrderEventRequest, context: ServerContext) async throws -> RecordOrderEventResponse
         /// R-PTS-3: FAILED_PRECONDITION beyond the spendable balance. With an order_id, an order
         /// redeems once: the same call again returns the member unchanged.
         func redeemPoints(_ request: RedeemPointsRequest, context: ServerContext) async throws -> Member
         /// R-PTS-4.
         func adjustPoints(_ request: AdjustPointsRequest, context: ServerContext) async throws -> Member
+        /// R-PTS-5: owners and admins; once per idempotency_key.
+        func adjustSegmentPoints(_ request: AdjustSegmentPointsRequest, context: ServerContext) async throws -> AdjustSegmentPointsResponse
+        /// R-PTS-6: every ledger entry, newest first.
+        func listPointsHistory(_ request: ListPointsHistoryRequest, context: ServerContext) async throws -> ListPointsHistoryResponse
         /// R-PTS-2.
         func expirePoints(_ request: ExpirePointsRequest, context: ServerContext) async throws -> ExpirePointsResponse
         /// R-SEG-1.
@@ -2836,6 +3738,12 @@ public enum LoyaltyService {
         func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse
         /// R-SEG-1: agrees with ListSegmentMembers.
         func countSegment(_ request: SegmentRequest, context: ServerContext) async throws -> CountSegmentResponse
+        /// R-SEG-4: owners and admins; applied by PreviewOrder (and so CreateOrder).
+        func upsertPromotion(_ request: UpsertPromotionRequest, context: ServerContext) async throws -> Promotion
+        /// R-SEG-4: newest change first.
+        func listPromotions(_ request: ListPromotionsRequest, context: ServerContext) async throws -> ListPromotionsResponse
+        /// R-SEG-4: orders already priced keep what they got.
+        func deletePromotion(_ request: DeletePromotionRequest, context: ServerContext) async throws -> Empty
         /// R-SEG-3: owners and admins.
         func linkAdAccount(_ request: LinkAdAccountRequest, context: ServerContext) async throws -> AdAccount
         /// R-SEG-3: owners and admins; FAILED_PRECONDITION without a linked ad account. The run happens
@@ -2907,13 +3815,14 @@ public enum LoyaltyService {
             try await channel.unary(Method.upsertCustomerProfile, request, options: options ?? defaultOptions)
         }
 
-        /// R-LOY-4, R-PTS-1, R-PTS-3.
+        /// R-LOY-4, R-PTS-1, R-PTS-3, R-SEG-4, R-ORD-7.
         public func previewOrder(_ request: PreviewOrderRequest, options: CallOptions? = nil) async throws(RPCError) -> PreviewOrderResponse {
             try await channel.unary(Method.previewOrder, request, options: options ?? defaultOptions)
         }
 
         /// R-PTS-1, R-LOY-3: idempotent by event_id; cancelled / refunded orders reverse their points,
         /// and give back the points redeemed on them (also for an order that was never paid).
+        /// R-ORD-7: an order cancelled before it was paid gives its voucher back.
         public func recordOrderEvent(_ request: RecordOrderEventRequest, options: CallOptions? = nil) async throws(RPCError) -> RecordOrderEventResponse {
             try await channel.unary(Method.recordOrderEvent, request, options: options ?? defaultOptions)
         }
@@ -2927,6 +3836,16 @@ public enum LoyaltyService {
         /// R-PTS-4.
         public func adjustPoints(_ request: AdjustPointsRequest, options: CallOptions? = nil) async throws(RPCError) -> Member {
             try await channel.unary(Method.adjustPoints, request, options: options ?? defaultOptions)
+        }
+
+        /// R-PTS-5: owners and admins; once per idempotency_key.
+        public func adjustSegmentPoints(_ request: AdjustSegmentPointsRequest, options: CallOptions? = nil) async throws(RPCError) -> AdjustSegmentPointsResponse {
+            try await channel.unary(Method.adjustSegmentPoints, request, options: options ?? defaultOptions)
+        }
+
+        /// R-PTS-6: every ledger entry, newest first.
+        public func listPointsHistory(_ request: ListPointsHistoryRequest, options: CallOptions? = nil) async throws(RPCError) -> ListPointsHistoryResponse {
+            try await channel.unary(Method.listPointsHistory, request, options: options ?? defaultOptions)
         }
 
         /// R-PTS-2.
@@ -2952,6 +3871,21 @@ public enum LoyaltyService {
         /// R-SEG-1: agrees with ListSegmentMembers.
         public func countSegment(_ request: SegmentRequest, options: CallOptions? = nil) async throws(RPCError) -> CountSegmentResponse {
             try await channel.unary(Method.countSegment, request, options: options ?? defaultOptions)
+        }
+
+        /// R-SEG-4: owners and admins; applied by PreviewOrder (and so CreateOrder).
+        public func upsertPromotion(_ request: UpsertPromotionRequest, options: CallOptions? = nil) async throws(RPCError) -> Promotion {
+            try await channel.unary(Method.upsertPromotion, request, options: options ?? defaultOptions)
+        }
+
+        /// R-SEG-4: newest change first.
+        public func listPromotions(_ request: ListPromotionsRequest, options: CallOptions? = nil) async throws(RPCError) -> ListPromotionsResponse {
+            try await channel.unary(Method.listPromotions, request, options: options ?? defaultOptions)
+        }
+
+        /// R-SEG-4: orders already priced keep what they got.
+        public func deletePromotion(_ request: DeletePromotionRequest, options: CallOptions? = nil) async throws(RPCError) -> Empty {
+            try await channel.unary(Method.deletePromotion, request, options: options ?? defaultOptions)
         }
 
         /// R-SEG-3: owners and admins.
@@ -3013,11 +3947,16 @@ extension LoyaltyService.Handler {
             RPCRoute.unary(LoyaltyService.Method.recordOrderEvent) { (request: RecordOrderEventRequest, context) in try await self.recordOrderEvent(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.redeemPoints) { (request: RedeemPointsRequest, context) in try await self.redeemPoints(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.adjustPoints) { (request: AdjustPointsRequest, context) in try await self.adjustPoints(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.adjustSegmentPoints) { (request: AdjustSegmentPointsRequest, context) in try await self.adjustSegmentPoints(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.listPointsHistory) { (request: ListPointsHistoryRequest, context) in try await self.listPointsHistory(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.expirePoints) { (request: ExpirePointsRequest, context) in try await self.expirePoints(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.createSegment) { (request: CreateSegmentRequest, context) in try await self.createSegment(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.listSegments) { (request: ShopRequest, context) in try await self.listSegments(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.listSegmentMembers) { (request: ListSegmentMembersRequest, context) in try await self.listSegmentMembers(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.countSegment) { (request: SegmentRequest, context) in try await self.countSegment(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.upsertPromotion) { (request: UpsertPromotionRequest, context) in try await self.upsertPromotion(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.listPromotions) { (request: ListPromotionsRequest, context) in try await self.listPromotions(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.deletePromotion) { (request: DeletePromotionRequest, context) in try await self.deletePromotion(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.linkAdAccount) { (request: LinkAdAccountRequest, context) in try await self.linkAdAccount(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.syncSegmentAudience) { (request: SyncSegmentAudienceRequest, context) in try await self.syncSegmentAudience(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.getAudienceSync) { (request: SegmentRequest, context) in try await self.getAudienceSync(request, context: context) },

@@ -504,10 +504,14 @@ public struct Cart: RPCMessage, Hashable {
     public var updatedByStaffId: String = ""
     public var totalVnd: Int64 = 0
     public var updatedAtMs: Int64 = 0
+    /// R-CART-3: a cart staff put together (CombineCarts) has no campaign; it is named after them.
+    public var name: String = ""
+    /// The cart's page for the customer, as a cart reminder's {{link}} sends it.
+    public var cartLink: String = ""
 
     public init() {}
 
-    public init(cartId: String = "", customerId: String = "", campaignId: String = "", campaignName: String = "", items: [CartItem] = [], updatedByStaffId: String = "", totalVnd: Int64 = 0, updatedAtMs: Int64 = 0) {
+    public init(cartId: String = "", customerId: String = "", campaignId: String = "", campaignName: String = "", items: [CartItem] = [], updatedByStaffId: String = "", totalVnd: Int64 = 0, updatedAtMs: Int64 = 0, name: String = "", cartLink: String = "") {
         self.cartId = cartId
         self.customerId = customerId
         self.campaignId = campaignId
@@ -516,6 +520,8 @@ public struct Cart: RPCMessage, Hashable {
         self.updatedByStaffId = updatedByStaffId
         self.totalVnd = totalVnd
         self.updatedAtMs = updatedAtMs
+        self.name = name
+        self.cartLink = cartLink
     }
 }
 
@@ -527,6 +533,8 @@ extension Cart {
         .init(number: 4, name: "chatmesh.v1.Cart.campaign_name", kind: .string),
         .init(number: 5, name: "chatmesh.v1.Cart.items", kind: .message(CartItem._pbSchema)),
         .init(number: 6, name: "chatmesh.v1.Cart.updated_by_staff_id", kind: .string),
+        .init(number: 9, name: "chatmesh.v1.Cart.name", kind: .string),
+        .init(number: 10, name: "chatmesh.v1.Cart.cart_link", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__Cart>) {
@@ -540,6 +548,8 @@ extension Cart {
         self.updatedByStaffId = _PB.string(c.updated_by_staff_id)
         self.totalVnd = c.total_vnd
         self.updatedAtMs = c.updated_at_ms
+        self.name = _PB.string(c.name)
+        self.cartLink = _PB.string(c.cart_link)
     }
 
     static func _encodeC(_ v: Cart, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Cart> {
@@ -558,6 +568,8 @@ extension Cart {
         if !v.updatedByStaffId.isEmpty { p.pointee.updated_by_staff_id = try a.string(v.updatedByStaffId, field: "chatmesh.v1.Cart.updated_by_staff_id") }
         p.pointee.total_vnd = v.totalVnd
         p.pointee.updated_at_ms = v.updatedAtMs
+        if !v.name.isEmpty { p.pointee.name = try a.string(v.name, field: "chatmesh.v1.Cart.name") }
+        if !v.cartLink.isEmpty { p.pointee.cart_link = try a.string(v.cartLink, field: "chatmesh.v1.Cart.cart_link") }
         return p
     }
 
@@ -758,10 +770,18 @@ public struct Order: RPCMessage, Hashable {
     public var cancelReason: String = ""
     public var createdAtMs: Int64 = 0
     public var redeemedPoints: Int64 = 0
+    /// R-SEG-4: the promotion applied ("" for none) and what it took off.
+    public var promotionId: String = ""
+    public var promotionDiscountVnd: Int64 = 0
+    /// R-ORD-7: the voucher used by this order ("" for none) and what it took off.
+    public var voucherCode: String = ""
+    public var voucherDiscountVnd: Int64 = 0
+    /// R-REP-2: the page whose chat the order was created from ("" when not known).
+    public var pageId: String = ""
 
     public init() {}
 
-    public init(orderId: String = "", customerId: String = "", status: Order.Status = .init(rawValue: 0), items: [OrderItem] = [], subtotalVnd: Int64 = 0, tierDiscountVnd: Int64 = 0, pointsDiscountVnd: Int64 = 0, shippingFeeVnd: Int64 = 0, totalVnd: Int64 = 0, pointsEarned: Int64 = 0, paymentMethod: Order.PaymentMethod = .init(rawValue: 0), channel: Order.Channel = .init(rawValue: 0), shipping: ShippingInfo? = nil, shipment: Shipment? = nil, createdByStaffId: String = "", cancelledByStaffId: String = "", cancelReason: String = "", createdAtMs: Int64 = 0, redeemedPoints: Int64 = 0) {
+    public init(orderId: String = "", customerId: String = "", status: Order.Status = .init(rawValue: 0), items: [OrderItem] = [], subtotalVnd: Int64 = 0, tierDiscountVnd: Int64 = 0, pointsDiscountVnd: Int64 = 0, shippingFeeVnd: Int64 = 0, totalVnd: Int64 = 0, pointsEarned: Int64 = 0, paymentMethod: Order.PaymentMethod = .init(rawValue: 0), channel: Order.Channel = .init(rawValue: 0), shipping: ShippingInfo? = nil, shipment: Shipment? = nil, createdByStaffId: String = "", cancelledByStaffId: String = "", cancelReason: String = "", createdAtMs: Int64 = 0, redeemedPoints: Int64 = 0, promotionId: String = "", promotionDiscountVnd: Int64 = 0, voucherCode: String = "", voucherDiscountVnd: Int64 = 0, pageId: String = "") {
         self.orderId = orderId
         self.customerId = customerId
         self.status = status
@@ -781,6 +801,11 @@ public struct Order: RPCMessage, Hashable {
         self.cancelReason = cancelReason
         self.createdAtMs = createdAtMs
         self.redeemedPoints = redeemedPoints
+        self.promotionId = promotionId
+        self.promotionDiscountVnd = promotionDiscountVnd
+        self.voucherCode = voucherCode
+        self.voucherDiscountVnd = voucherDiscountVnd
+        self.pageId = pageId
     }
 
     public enum Status: RawRepresentable, Sendable, Hashable, CaseIterable {
@@ -945,6 +970,9 @@ extension Order {
         .init(number: 15, name: "chatmesh.v1.Order.created_by_staff_id", kind: .string),
         .init(number: 16, name: "chatmesh.v1.Order.cancelled_by_staff_id", kind: .string),
         .init(number: 17, name: "chatmesh.v1.Order.cancel_reason", kind: .string),
+        .init(number: 20, name: "chatmesh.v1.Order.promotion_id", kind: .string),
+        .init(number: 22, name: "chatmesh.v1.Order.voucher_code", kind: .string),
+        .init(number: 24, name: "chatmesh.v1.Order.page_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__Order>) {
@@ -969,6 +997,11 @@ extension Order {
         self.cancelReason = _PB.string(c.cancel_reason)
         self.createdAtMs = c.created_at_ms
         self.redeemedPoints = c.redeemed_points
+        self.promotionId = _PB.string(c.promotion_id)
+        self.promotionDiscountVnd = c.promotion_discount_vnd
+        self.voucherCode = _PB.string(c.voucher_code)
+        self.voucherDiscountVnd = c.voucher_discount_vnd
+        self.pageId = _PB.string(c.page_id)
     }
 
     static func _encodeC(_ v: Order, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Order> {
@@ -998,6 +1031,11 @@ extension Order {
         if !v.cancelReason.isEmpty { p.pointee.cancel_reason = try a.string(v.cancelReason, field: "chatmesh.v1.Order.cancel_reason") }
         p.pointee.created_at_ms = v.createdAtMs
         p.pointee.redeemed_points = v.redeemedPoints
+        if !v.promotionId.isEmpty { p.pointee.promotion_id = try a.string(v.promotionId, field: "chatmesh.v1.Order.promotion_id") }
+        p.pointee.promotion_discount_vnd = v.promotionDiscountVnd
+        if !v.voucherCode.isEmpty { p.pointee.voucher_code = try a.string(v.voucherCode, field: "chatmesh.v1.Order.voucher_code") }
+        p.pointee.voucher_discount_vnd = v.voucherDiscountVnd
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.Order.page_id") }
         return p
     }
 
@@ -1698,6 +1736,118 @@ extension IngestCommentResponse {
     }
 }
 
+/// R-CAMP-3: the live status, set when the stream starts and cleared when it ends.
+public struct SetCampaignLiveRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.SetCampaignLiveRequest"
+
+    public var shopId: String = ""
+    public var campaignId: String = ""
+    public var live: Bool = false
+
+    public init() {}
+
+    public init(shopId: String = "", campaignId: String = "", live: Bool = false) {
+        self.shopId = shopId
+        self.campaignId = campaignId
+        self.live = live
+    }
+}
+
+extension SetCampaignLiveRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.SetCampaignLiveRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.SetCampaignLiveRequest.campaign_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__SetCampaignLiveRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.campaignId = _PB.string(c.campaign_id)
+        self.live = (c.live != 0)
+    }
+
+    static func _encodeC(_ v: SetCampaignLiveRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetCampaignLiveRequest> {
+        let p = a.allocate(Chatmesh__V1__SetCampaignLiveRequest.self, count: 1)
+        chatmesh__v1__set_campaign_live_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SetCampaignLiveRequest.shop_id") }
+        if !v.campaignId.isEmpty { p.pointee.campaign_id = try a.string(v.campaignId, field: "chatmesh.v1.SetCampaignLiveRequest.campaign_id") }
+        p.pointee.live = (v.live ? 1 : 0)
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__set_campaign_live_request__unpack, free: chatmesh__v1__set_campaign_live_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__set_campaign_live_request__get_packed_size, pack: chatmesh__v1__set_campaign_live_request__pack)
+    }
+}
+
+/// R-CART-3: the carts' items in one new cart, named after the staff member; the carts
+/// combined are closed. One customer's open carts only; the same variant in two of them
+/// is INVALID_ARGUMENT naming both.
+public struct CombineCartsRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.CombineCartsRequest"
+
+    public var shopId: String = ""
+    public var cartIds: [String] = []
+    public var staffId: String = ""
+    /// The same key returns the same cart.
+    public var idempotencyKey: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", cartIds: [String] = [], staffId: String = "", idempotencyKey: String = "") {
+        self.shopId = shopId
+        self.cartIds = cartIds
+        self.staffId = staffId
+        self.idempotencyKey = idempotencyKey
+    }
+}
+
+extension CombineCartsRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.CombineCartsRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.CombineCartsRequest.cart_ids", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.CombineCartsRequest.staff_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.CombineCartsRequest.idempotency_key", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__CombineCartsRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.cartIds = _PB.array(c.n_cart_ids, c.cart_ids) { _PB.string($0) }
+        self.staffId = _PB.string(c.staff_id)
+        self.idempotencyKey = _PB.string(c.idempotency_key)
+    }
+
+    static func _encodeC(_ v: CombineCartsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CombineCartsRequest> {
+        let p = a.allocate(Chatmesh__V1__CombineCartsRequest.self, count: 1)
+        chatmesh__v1__combine_carts_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.CombineCartsRequest.shop_id") }
+        if !v.cartIds.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<CChar>?.self, count: v.cartIds.count)
+            for (i, item) in v.cartIds.enumerated() { items[i] = try a.string(item, field: "chatmesh.v1.CombineCartsRequest.cart_ids") }
+            p.pointee.n_cart_ids = v.cartIds.count
+            p.pointee.cart_ids = items
+        }
+        if !v.staffId.isEmpty { p.pointee.staff_id = try a.string(v.staffId, field: "chatmesh.v1.CombineCartsRequest.staff_id") }
+        if !v.idempotencyKey.isEmpty { p.pointee.idempotency_key = try a.string(v.idempotencyKey, field: "chatmesh.v1.CombineCartsRequest.idempotency_key") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__combine_carts_request__unpack, free: chatmesh__v1__combine_carts_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__combine_carts_request__get_packed_size, pack: chatmesh__v1__combine_carts_request__pack)
+    }
+}
+
 public struct ListCartsRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.ListCartsRequest"
 
@@ -1981,10 +2131,15 @@ public struct CreateOrderRequest: RPCMessage, Hashable, ShopScoped {
     public var idempotencyKey: String = ""
     /// The order already carries another promotion (R-LOY-4: non-combinable tiers give no discount).
     public var hasPromotion: Bool = false
+    /// R-ORD-7: a referral voucher (R-REF-1), used once, by this order; given back if the order
+    /// is cancelled before it is paid. Unknown, expired or used: FAILED_PRECONDITION naming it.
+    public var voucherCode: String = ""
+    /// R-REP-2: the page whose chat the order comes from (default: the carts' campaign's page).
+    public var pageId: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", customerId: String = "", items: [OrderItemRequest] = [], cartIds: [String] = [], shipping: ShippingInfo? = nil, paymentMethod: Order.PaymentMethod = .init(rawValue: 0), shippingQuoteId: String = "", redeemPoints: Int64 = 0, staffId: String = "", channel: Order.Channel = .init(rawValue: 0), idempotencyKey: String = "", hasPromotion: Bool = false) {
+    public init(shopId: String = "", customerId: String = "", items: [OrderItemRequest] = [], cartIds: [String] = [], shipping: ShippingInfo? = nil, paymentMethod: Order.PaymentMethod = .init(rawValue: 0), shippingQuoteId: String = "", redeemPoints: Int64 = 0, staffId: String = "", channel: Order.Channel = .init(rawValue: 0), idempotencyKey: String = "", hasPromotion: Bool = false, voucherCode: String = "", pageId: String = "") {
         self.shopId = shopId
         self.customerId = customerId
         self.items = items
@@ -1997,6 +2152,8 @@ public struct CreateOrderRequest: RPCMessage, Hashable, ShopScoped {
         self.channel = channel
         self.idempotencyKey = idempotencyKey
         self.hasPromotion = hasPromotion
+        self.voucherCode = voucherCode
+        self.pageId = pageId
     }
 }
 
@@ -2010,6 +2167,8 @@ extension CreateOrderRequest {
         .init(number: 7, name: "chatmesh.v1.CreateOrderRequest.shipping_quote_id", kind: .string),
         .init(number: 9, name: "chatmesh.v1.CreateOrderRequest.staff_id", kind: .string),
         .init(number: 11, name: "chatmesh.v1.CreateOrderRequest.idempotency_key", kind: .string),
+        .init(number: 13, name: "chatmesh.v1.CreateOrderRequest.voucher_code", kind: .string),
+        .init(number: 14, name: "chatmesh.v1.CreateOrderRequest.page_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__CreateOrderRequest>) {
@@ -2027,6 +2186,8 @@ extension CreateOrderRequest {
         self.channel = Order.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
         self.idempotencyKey = _PB.string(c.idempotency_key)
         self.hasPromotion = (c.has_promotion != 0)
+        self.voucherCode = _PB.string(c.voucher_code)
+        self.pageId = _PB.string(c.page_id)
     }
 
     static func _encodeC(_ v: CreateOrderRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateOrderRequest> {
@@ -2054,6 +2215,8 @@ extension CreateOrderRequest {
         p.pointee.channel = Chatmesh__V1__Order__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
         if !v.idempotencyKey.isEmpty { p.pointee.idempotency_key = try a.string(v.idempotencyKey, field: "chatmesh.v1.CreateOrderRequest.idempotency_key") }
         p.pointee.has_promotion = (v.hasPromotion ? 1 : 0)
+        if !v.voucherCode.isEmpty { p.pointee.voucher_code = try a.string(v.voucherCode, field: "chatmesh.v1.CreateOrderRequest.voucher_code") }
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.CreateOrderRequest.page_id") }
         return p
     }
 
@@ -2875,19 +3038,23 @@ public struct GetStaffSalesStatsRequest: RPCMessage, Hashable, ShopScoped {
     public var shopId: String = ""
     public var fromMs: Int64 = 0
     public var toMs: Int64 = 0
+    /// Only orders created from this page's chats (empty: the whole shop).
+    public var pageId: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", fromMs: Int64 = 0, toMs: Int64 = 0) {
+    public init(shopId: String = "", fromMs: Int64 = 0, toMs: Int64 = 0, pageId: String = "") {
         self.shopId = shopId
         self.fromMs = fromMs
         self.toMs = toMs
+        self.pageId = pageId
     }
 }
 
 extension GetStaffSalesStatsRequest {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.GetStaffSalesStatsRequest.shop_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.GetStaffSalesStatsRequest.page_id", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__GetStaffSalesStatsRequest>) {
@@ -2896,6 +3063,7 @@ extension GetStaffSalesStatsRequest {
         self.shopId = _PB.string(c.shop_id)
         self.fromMs = c.from_ms
         self.toMs = c.to_ms
+        self.pageId = _PB.string(c.page_id)
     }
 
     static func _encodeC(_ v: GetStaffSalesStatsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetStaffSalesStatsRequest> {
@@ -2904,6 +3072,7 @@ extension GetStaffSalesStatsRequest {
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetStaffSalesStatsRequest.shop_id") }
         p.pointee.from_ms = v.fromMs
         p.pointee.to_ms = v.toMs
+        if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.GetStaffSalesStatsRequest.page_id") }
         return p
     }
 
@@ -3029,6 +3198,8 @@ public enum OrderService {
         public static let listCampaigns = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "ListCampaigns")
         public static let updateCampaignItemPrice = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "UpdateCampaignItemPrice")
         public static let ingestComment = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "IngestComment")
+        public static let setCampaignLive = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "SetCampaignLive")
+        public static let combineCarts = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "CombineCarts")
         public static let listCarts = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "ListCarts")
         public static let updateCart = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "UpdateCart")
         public static let sendCartReminder = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "SendCartReminder")
@@ -3044,7 +3215,7 @@ public enum OrderService {
         public static let estimateShipping = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "EstimateShipping")
         public static let getStaffSalesStats = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "GetStaffSalesStats")
         public static let watchChanges = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "WatchChanges")
-        public static let all: [MethodDescriptor] = [upsertProduct, listProducts, upsertWarehouse, listWarehouses, createCampaign, getCampaign, listCampaigns, updateCampaignItemPrice, ingestComment, listCarts, updateCart, sendCartReminder, createOrder, getOrderSummary, getOrder, markOrderPaid, completeOrder, shipOrder, sendOrderConfirmation, cancelOrder, resendPaymentLink, estimateShipping, getStaffSalesStats, watchChanges]
+        public static let all: [MethodDescriptor] = [upsertProduct, listProducts, upsertWarehouse, listWarehouses, createCampaign, getCampaign, listCampaigns, updateCampaignItemPrice, ingestComment, setCampaignLive, combineCarts, listCarts, updateCart, sendCartReminder, createOrder, getOrderSummary, getOrder, markOrderPaid, completeOrder, shipOrder, sendOrderConfirmation, cancelOrder, resendPaymentLink, estimateShipping, getStaffSalesStats, watchChanges]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -3068,13 +3239,18 @@ public enum OrderService {
         func updateCampaignItemPrice(_ request: UpdateCampaignItemPriceRequest, context: ServerContext) async throws -> Campaign
         /// R-CAMP-2, R-CONV-3.
         func ingestComment(_ request: IngestCommentRequest, context: ServerContext) async throws -> IngestCommentResponse
+        /// R-CAMP-3: only LIVESTREAM campaigns go live.
+        func setCampaignLive(_ request: SetCampaignLiveRequest, context: ServerContext) async throws -> Campaign
+        /// R-CART-3.
+        func combineCarts(_ request: CombineCartsRequest, context: ServerContext) async throws -> Cart
         /// R-CART-1.
         func listCarts(_ request: ListCartsRequest, context: ServerContext) async throws -> ListCartsResponse
         /// R-CART-1..2.
         func updateCart(_ request: UpdateCartRequest, context: ServerContext) async throws -> Cart
         /// R-CART-2, R-MSG-4: sent through MessagingService.SendMessage.
         func sendCartReminder(_ request: SendCartReminderRequest, context: ServerContext) async throws -> SendResult
-        /// R-ORD-6, R-CART-3, R-LOY-4, R-PTS-3: UNAVAILABLE (and nothing created) when loyalty-svc cannot be reached.
+        /// R-ORD-6, R-CART-3, R-LOY-4, R-PTS-3, R-SEG-4, R-ORD-7: UNAVAILABLE (and nothing created) when
+        /// loyalty-svc cannot be reached.
         func createOrder(_ request: CreateOrderRequest, context: ServerContext) async throws -> Order
         /// R-ORD-1.
         func getOrderSummary(_ request: GetOrderSummaryRequest, context: ServerContext) async throws -> OrderSummary
@@ -3094,7 +3270,7 @@ public enum OrderService {
         func resendPaymentLink(_ request: ResendPaymentLinkRequest, context: ServerContext) async throws -> SendResult
         /// R-SHIP-1.
         func estimateShipping(_ request: EstimateShippingRequest, context: ServerContext) async throws -> EstimateShippingResponse
-        /// R-REP-2.
+        /// R-REP-2: per page when page_id is given.
         func getStaffSalesStats(_ request: GetStaffSalesStatsRequest, context: ServerContext) async throws -> GetStaffSalesStatsResponse
         /// R-PANEL-4: what order-svc commits, in order, as it commits (Change). A subscriber that
         /// comes back with its last position gets what it missed; past the retained window, reset.
@@ -3157,6 +3333,16 @@ public enum OrderService {
             try await channel.unary(Method.ingestComment, request, options: options ?? defaultOptions)
         }
 
+        /// R-CAMP-3: only LIVESTREAM campaigns go live.
+        public func setCampaignLive(_ request: SetCampaignLiveRequest, options: CallOptions? = nil) async throws(RPCError) -> Campaign {
+            try await channel.unary(Method.setCampaignLive, request, options: options ?? defaultOptions)
+        }
+
+        /// R-CART-3.
+        public func combineCarts(_ request: CombineCartsRequest, options: CallOptions? = nil) async throws(RPCError) -> Cart {
+            try await channel.unary(Method.combineCarts, request, options: options ?? defaultOptions)
+        }
+
         /// R-CART-1.
         public func listCarts(_ request: ListCartsRequest, options: CallOptions? = nil) async throws(RPCError) -> ListCartsResponse {
             try await channel.unary(Method.listCarts, request, options: options ?? defaultOptions)
@@ -3172,7 +3358,8 @@ public enum OrderService {
             try await channel.unary(Method.sendCartReminder, request, options: options ?? defaultOptions)
         }
 
-        /// R-ORD-6, R-CART-3, R-LOY-4, R-PTS-3: UNAVAILABLE (and nothing created) when loyalty-svc cannot be reached.
+        /// R-ORD-6, R-CART-3, R-LOY-4, R-PTS-3, R-SEG-4, R-ORD-7: UNAVAILABLE (and nothing created) when
+        /// loyalty-svc cannot be reached.
         public func createOrder(_ request: CreateOrderRequest, options: CallOptions? = nil) async throws(RPCError) -> Order {
             try await channel.unary(Method.createOrder, request, options: options ?? defaultOptions)
         }
@@ -3222,7 +3409,7 @@ public enum OrderService {
             try await channel.unary(Method.estimateShipping, request, options: options ?? defaultOptions)
         }
 
-        /// R-REP-2.
+        /// R-REP-2: per page when page_id is given.
         public func getStaffSalesStats(_ request: GetStaffSalesStatsRequest, options: CallOptions? = nil) async throws(RPCError) -> GetStaffSalesStatsResponse {
             try await channel.unary(Method.getStaffSalesStats, request, options: options ?? defaultOptions)
         }
@@ -3247,6 +3434,8 @@ extension OrderService.Handler {
             RPCRoute.unary(OrderService.Method.listCampaigns) { (request: ListCampaignsRequest, context) in try await self.listCampaigns(request, context: context) },
             RPCRoute.unary(OrderService.Method.updateCampaignItemPrice) { (request: UpdateCampaignItemPriceRequest, context) in try await self.updateCampaignItemPrice(request, context: context) },
             RPCRoute.unary(OrderService.Method.ingestComment) { (request: IngestCommentRequest, context) in try await self.ingestComment(request, context: context) },
+            RPCRoute.unary(OrderService.Method.setCampaignLive) { (request: SetCampaignLiveRequest, context) in try await self.setCampaignLive(request, context: context) },
+            RPCRoute.unary(OrderService.Method.combineCarts) { (request: CombineCartsRequest, context) in try await self.combineCarts(request, context: context) },
             RPCRoute.unary(OrderService.Method.listCarts) { (request: ListCartsRequest, context) in try await self.listCarts(request, context: context) },
             RPCRoute.unary(OrderService.Method.updateCart) { (request: UpdateCartRequest, context) in try await self.updateCart(request, context: context) },
             RPCRoute.unary(OrderService.Method.sendCartReminder) { (request: SendCartReminderRequest, context) in try await self.sendCartReminder(request, context: context) },

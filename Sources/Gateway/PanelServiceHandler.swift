@@ -50,7 +50,7 @@ public struct PanelServiceHandler: PanelService.Handler, DrainingService {
         }
         async let sales = PanelComposer.within(.seconds(10), section: "sales") { () throws(RPCError) in
             try await clients.order.getStaffSalesStats(
-                GetStaffSalesStatsRequest(shopId: request.shopId, fromMs: request.fromMs, toMs: request.toMs), options: CallOptions(timeout: .seconds(10))
+                GetStaffSalesStatsRequest(shopId: request.shopId, fromMs: request.fromMs, toMs: request.toMs, pageId: request.pageId), options: CallOptions(timeout: .seconds(10))
             ).staff
         }
         let (c, s) = await (conversation, sales)

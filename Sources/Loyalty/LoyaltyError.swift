@@ -29,6 +29,17 @@ public enum LoyaltyError: Error, Sendable, Hashable {
     /// Two orders took the voucher at the same moment; this one lost.
     case voucherRace(String)
 
+    /// R-ORD-7: a voucher an order cannot use; `problem` says why.
+    case voucherAtCheckout(code: String, problem: String)
+
+    // R-SEG-4: promotions.
+    case noPromotion(String)
+    /// A segment or tier a promotion targets does not exist; `field` names it (segment_ids[1]).
+    case noAudience(field: String, id: String)
+
+    // R-PTS-5: the same key was used for another adjustment.
+    case adjustmentKeyReused(key: String, segment: String, points: Int64)
+
     // R-SEG-3: audiences.
     case noAdAccount
     case noAudienceSync(String)

@@ -131,5 +131,32 @@ public enum LoyaltySchema {
         Migration(version: 7, name: "voucher e-mail", statements: [
             "ALTER TABLE vouchers ADD COLUMN friend_email TEXT NOT NULL DEFAULT ''",
         ]),
+        // R-PTS-6: when the points an entry added expire; R-SEG-4 promotions; R-PTS-5 segment adjustments,
+        // each member once per key (a run interrupted part-way resumes with the members left);
+        // R-REF-1: the order's shipping phone, which a referral may not go to.
+        Migration(version: 8, name: "promotions, history, segment points", statements: [
+            "ALTER TABLE points_ledger ADD COLUMN expires_at_ms BIGINT NOT NULL DEFAULT 0",
+            // prices, segment_ids, tier_ids as JSON arrays.
+            """
+            CREATE TABLE promotions (
+                shop_id TEXT NOT NULL, promotion_id TEXT NOT NULL, name TEXT NOT NULL, kind BIGINT NOT NULL, percent BIGINT NOT NULL,
+                amount_vnd BIGINT NOT NULL, prices TEXT NOT NULL, segment_ids TEXT NOT NULL, tier_ids TEXT NOT NULL, from_ms BIGINT NOT NULL,
+                to_ms BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (shop_id, promotion_id))
+            """,
+            """
+            CREATE TABLE segment_adjustments (
+                shop_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, segment_id TEXT NOT NULL, points BIGINT NOT NULL, reason TEXT NOT NULL,
+                staff_id TEXT NOT NULL, members BIGINT NOT NULL, adjusted BIGINT NOT NULL DEFAULT 0, points_total BIGINT NOT NULL DEFAULT 0,
+                created_at_ms BIGINT NOT NULL, done BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, idempotency_key))
+            """,
+            """
+            CREATE TABLE segment_adjustment_members (
+                shop_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, customer_id TEXT NOT NULL, done BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, idempotency_key, customer_id))
+            """,
+            "ALTER TABLE orders ADD COLUMN phone TEXT NOT NULL DEFAULT ''",
+        ]),
     ]
 }

@@ -25,6 +25,11 @@ extension LoyaltyError: RPCErrorConvertible {
         case .voucherRedeemed(let code, let order): .failedPrecondition("code: voucher \(code) was already redeemed by order \(order)")
         case .voucherExpired(let code, let day): .failedPrecondition("code: voucher \(code) expired on \(day)")
         case .voucherRace(let code): RPCError(.aborted, "code: voucher \(code) was redeemed at the same moment; try again")
+        case .voucherAtCheckout(let code, let problem): .failedPrecondition("voucher_code: voucher \(code) \(problem) (R-ORD-7)")
+        case .noPromotion(let id): .notFound("promotion_id: no promotion \(id)")
+        case .noAudience(let field, let id): .notFound("\(field): no \(field.hasPrefix("tier") ? "tier" : "segment") \(id)")
+        case .adjustmentKeyReused(let key, let segment, let points):
+            .alreadyExists("idempotency_key: \(key) already adjusted segment \(segment) by \(points) points")
         case .noAdAccount: .failedPrecondition("segment_id: the shop has linked no ad account yet (LinkAdAccount, R-SEG-3)")
         case .noAudienceSync(let segment): .notFound("segment_id: segment \(segment) has never been synced to an audience")
         }

@@ -180,14 +180,33 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         let customer = try Self.id(request.customerId, "customer_id")
         if request.subtotalVnd < 0 { throw RPCError.invalidArgument("subtotal_vnd must not be negative") }
         if request.redeemPoints < 0 { throw RPCError.invalidArgument("redeem_points must not be negative") }
+        if request.items.count > 500 { throw RPCError.invalidArgument("items: at most 500") }
+        var lines: [PromotionOffer.Line] = []
+        for (index, item) in request.items.enumerated() {
+            let variant = try Self.id(item.variantId, "items[\(index)].variant_id")
+            guard item.quantity > 0 else { throw RPCError.invalidArgument("items[\(index)].quantity must be positive") }
+            guard item.priceVnd >= 0 else { throw RPCError.invalidArgument("items[\(index)].price_vnd must not be negative") }
+            lines.append(PromotionOffer.Line(variantId: variant, quantity: Int64(item.quantity), priceVnd: item.priceVnd))
+        }
+        if !lines.isEmpty, lines.reduce(0, { $0 + $1.quantity * $1.priceVnd }) != request.subtotalVnd {
+            throw RPCError.invalidArgument("subtotal_vnd must be the sum of items (quantity × price_vnd)")
+        }
+        let voucher = request.voucherCode.isEmpty ? "" : try Self.id(VoucherCode.normalize(request.voucherCode), "voucher_code")
+        try FieldCheck.optionalId(request.orderId, "order_id")
         let preview = try await store.preview(
-            shop: request.shopId, customerId: customer, subtotalVnd: request.subtotalVnd, hasPromotion: request.hasPromotion,
-            redeemPoints: request.redeemPoints, nowMs: now()
+            shop: request.shopId,
+            LoyaltyStore.Checkout(
+                customerId: customer, subtotalVnd: request.subtotalVnd, lines: lines, hasPromotion: request.hasPromotion, redeemPoints: request.redeemPoints,
+                voucherCode: voucher, orderId: request.orderId
+            ),
+            nowMs: now()
         )
         let quote = preview.quote
         return PreviewOrderResponse(
             tierDiscountVnd: quote.tierDiscountVnd, pointsDiscountVnd: quote.pointsDiscountVnd, pointsToEarn: quote.pointsToEarn,
-            tierId: preview.tierId, pointsRedeemed: quote.pointsRedeemed
+            tierId: preview.tierId, pointsRedeemed: quote.pointsRedeemed, promotionId: preview.promotion?.promotionId ?? "",
+            promotionDiscountVnd: preview.promotionDiscountVnd, promotionName: preview.promotion?.name ?? "",
+            voucherDiscountVnd: preview.voucherDiscountVnd, voucherCode: voucher
         )
     }
 
@@ -213,7 +232,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
             LoyaltyStore.OrderEvent(
                 eventId: event, orderId: order, customerId: customer, kind: kind, amountVnd: request.amountVnd, channel: request.channel,
                 district: request.district.trimmingCharacters(in: .whitespaces), province: request.province.trimmingCharacters(in: .whitespaces),
-                usedOffer: request.usedOffer, atMs: request.atMs == 0 ? now() : request.atMs
+                usedOffer: request.usedOffer, atMs: request.atMs == 0 ? now() : request.atMs, phone: VietnamPhone.normalize(request.phone) ?? ""
             ),
             nowMs: now()
         )
@@ -242,6 +261,32 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         return try await store.adjust(
             shop: request.shopId, customerId: customer, points: request.points, orderId: request.orderId, reason: reason, staffId: staff, nowMs: now()
         )
+    }
+
+    public func adjustSegmentPoints(_ request: AdjustSegmentPointsRequest, context: ServerContext) async throws -> AdjustSegmentPointsResponse {
+        try Self.requireManager(context, "adjusting a whole segment's points")
+        let segment = try Self.id(request.segmentId, "segment_id")
+        if request.points == 0 { throw RPCError.invalidArgument("points must not be zero (positive adds, negative removes)") }
+        if abs(request.points) > 100_000_000 { throw RPCError.invalidArgument("points is over 100,000,000 for one adjustment") }
+        let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        if reason.isEmpty { throw RPCError.invalidArgument("reason is required for an adjustment (R-PTS-5)") }
+        if reason.count > 500 { throw RPCError.invalidArgument("reason is longer than 500 characters") }
+        let staff = request.staffId.isEmpty ? context.staffId : request.staffId
+        if staff.isEmpty { throw RPCError.invalidArgument("staff_id is required for an adjustment (R-PTS-5)") }
+        let key = try Self.id(request.idempotencyKey, "idempotency_key")
+        let rule = try await store.segmentRule(shop: request.shopId, segmentId: segment)
+        let done = try await store.adjustSegment(
+            shop: request.shopId, segmentId: segment, rule: rule, points: request.points, reason: reason, staffId: staff, key: key, nowMs: now()
+        )
+        return AdjustSegmentPointsResponse(membersAdjusted: done.adjusted, members: done.members, pointsTotal: done.pointsTotal)
+    }
+
+    public func listPointsHistory(_ request: ListPointsHistoryRequest, context: ServerContext) async throws -> ListPointsHistoryResponse {
+        let customer = try Self.id(request.customerId, "customer_id")
+        let size = try FieldCheck.pageSize(request.pageSize, default: 50, max: 500)
+        try FieldCheck.optionalId(request.pageToken, "page_token")
+        let entries = try await store.history(shop: request.shopId, customerId: customer, before: request.pageToken, limit: size)
+        return ListPointsHistoryResponse(entries: entries, nextPageToken: entries.count == size ? entries.last!.entryId : "")
     }
 
     public func expirePoints(_ request: ExpirePointsRequest, context: ServerContext) async throws -> ExpirePointsResponse {
@@ -276,6 +321,65 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     public func countSegment(_ request: SegmentRequest, context: ServerContext) async throws -> CountSegmentResponse {
         let rule = try await store.segmentRule(shop: request.shopId, segmentId: try Self.id(request.segmentId, "segment_id"))
         return CountSegmentResponse(count: try await store.countSegment(shop: request.shopId, rule: rule))
+    }
+
+    // MARK: Promotions (R-SEG-4)
+
+    public func upsertPromotion(_ request: UpsertPromotionRequest, context: ServerContext) async throws -> Promotion {
+        try Self.requireManager(context, "setting up a promotion")
+        try FieldCheck.optionalId(request.promotionId, "promotion_id")
+        let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        if name.isEmpty { throw RPCError.invalidArgument("name is required") }
+        if name.count > 200 { throw RPCError.invalidArgument("name is longer than 200 characters") }
+        var promotion = Promotion(promotionId: request.promotionId, name: name, kind: request.kind, fromMs: request.fromMs, toMs: request.toMs)
+        switch request.kind {
+        case .percent:
+            guard (1...100).contains(request.percent) else { throw RPCError.invalidArgument("percent must be 1 to 100 for a PERCENT promotion") }
+            promotion.percent = request.percent
+        case .amount:
+            guard (1...1_000_000_000).contains(request.amountVnd) else {
+                throw RPCError.invalidArgument("amount_vnd must be 1 to 1,000,000,000 for an AMOUNT promotion")
+            }
+            promotion.amountVnd = request.amountVnd
+        case .priceList:
+            if request.prices.isEmpty { throw RPCError.invalidArgument("prices: a PRICE_LIST promotion needs at least one price") }
+            if request.prices.count > 1_000 { throw RPCError.invalidArgument("prices: at most 1,000") }
+            var seen: Set<String> = []
+            for (index, price) in request.prices.enumerated() {
+                let variant = try Self.id(price.variantId, "prices[\(index)].variant_id")
+                guard seen.insert(variant).inserted else { throw RPCError.invalidArgument("prices[\(index)].variant_id: \(variant) is listed twice") }
+                guard (0...1_000_000_000).contains(price.priceVnd) else { throw RPCError.invalidArgument("prices[\(index)].price_vnd must be 0 to 1,000,000,000") }
+            }
+            promotion.prices = request.prices
+        default:
+            throw RPCError.invalidArgument("kind must be PERCENT, AMOUNT or PRICE_LIST")
+        }
+        if request.segmentIds.isEmpty && request.tierIds.isEmpty {
+            throw RPCError.invalidArgument("segment_ids or tier_ids: a promotion is for segments and/or tiers (R-SEG-4)")
+        }
+        if request.segmentIds.count + request.tierIds.count > 50 { throw RPCError.invalidArgument("segment_ids and tier_ids: at most 50 in all") }
+        for (index, id) in request.segmentIds.enumerated() { _ = try Self.id(id, "segment_ids[\(index)]") }
+        for (index, id) in request.tierIds.enumerated() { _ = try Self.id(id, "tier_ids[\(index)]") }
+        var seenSegments: Set<String> = [], seenTiers: Set<String> = []
+        promotion.segmentIds = request.segmentIds.filter { seenSegments.insert($0).inserted }
+        promotion.tierIds = request.tierIds.filter { seenTiers.insert($0).inserted }
+        if request.fromMs < 0 || request.toMs < 0 { throw RPCError.invalidArgument("from_ms and to_ms must not be negative") }
+        if request.toMs != 0 && request.toMs <= request.fromMs { throw RPCError.invalidArgument("to_ms must be after from_ms (0: open-ended)") }
+        return try await store.upsertPromotion(shop: request.shopId, promotion, nowMs: now())
+    }
+
+    public func listPromotions(_ request: ListPromotionsRequest, context: ServerContext) async throws -> ListPromotionsResponse {
+        let size = try FieldCheck.pageSize(request.pageSize, default: 50, max: 500)
+        try FieldCheck.optionalId(request.pageToken, "page_token")
+        if request.activeAtMs < 0 { throw RPCError.invalidArgument("active_at_ms must not be negative") }
+        let promotions = try await store.promotions(shop: request.shopId, activeAtMs: request.activeAtMs, after: request.pageToken, limit: size)
+        return ListPromotionsResponse(promotions: promotions, nextPageToken: promotions.count == size ? promotions.last!.promotionId : "")
+    }
+
+    public func deletePromotion(_ request: DeletePromotionRequest, context: ServerContext) async throws -> Empty {
+        try Self.requireManager(context, "deleting a promotion")
+        try await store.deletePromotion(shop: request.shopId, promotionId: try Self.id(request.promotionId, "promotion_id"))
+        return Empty()
     }
 
     // MARK: Audiences (R-SEG-3)

@@ -89,11 +89,12 @@ extension LoyaltyStore {
                 """).first(), try row.int64("profile_at_ms") > atMs {
                 return false
             }
-            // R-CONV-10: a profile without an e-mail address (from a page that never learnt it) keeps
-            // the one loyalty-svc has; it is never blanked by omission.
+            // R-CONV-10, R-REF-1: a profile without a phone or an e-mail address (from a page that never
+            // learnt it) keeps the one loyalty-svc has; neither is blanked by omission.
             let emailUpdate: SQLQueryString = email.isEmpty ? "" : "email = \(bind: email),"
+            let phoneUpdate: SQLQueryString = phone.isEmpty ? "" : "phone = \(bind: phone),"
             try await db.raw("""
-                UPDATE members SET phone = \(bind: phone), name = \(bind: name), \(emailUpdate) birthday = \(bind: birthdayText),
+                UPDATE members SET \(phoneUpdate) name = \(bind: name), \(emailUpdate) birthday = \(bind: birthdayText),
                     birthday_month = \(bind: Int64(birthday?.month ?? 0)), birthday_md = \(bind: Int64(birthday.map { $0.month * 100 + $0.day } ?? 0)),
                     profile_at_ms = CASE WHEN profile_at_ms > \(bind: atMs) THEN profile_at_ms ELSE \(bind: atMs) END
                 WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)

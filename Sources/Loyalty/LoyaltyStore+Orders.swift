@@ -29,6 +29,8 @@ extension LoyaltyStore {
         public var province: String
         public var usedOffer: Bool
         public var atMs: Int64
+        /// The order's shipping phone, normalised or empty (R-REF-1).
+        public var phone: String = ""
     }
 
     /// What an order event did: applied (the first time its id was seen), the points it moved, the member after.
@@ -38,11 +40,42 @@ extension LoyaltyStore {
         public var member: Member
     }
 
+    /// What a checkout asks to be priced (PreviewOrder).
+    public struct Checkout: Sendable {
+        public var customerId: String
+        public var subtotalVnd: Int64
+        /// The order's lines (PRICE_LIST promotions need them).
+        public var lines: [PromotionOffer.Line] = []
+        /// The order carries a promotion from elsewhere.
+        public var hasPromotion: Bool = false
+        public var redeemPoints: Int64 = 0
+        /// R-ORD-7: normalised, or empty.
+        public var voucherCode: String = ""
+        /// The order being priced: a voucher it already took still prices for it.
+        public var orderId: String = ""
+
+        public init(customerId: String, subtotalVnd: Int64, lines: [PromotionOffer.Line] = [], hasPromotion: Bool = false, redeemPoints: Int64 = 0,
+                    voucherCode: String = "", orderId: String = "") {
+            self.customerId = customerId
+            self.subtotalVnd = subtotalVnd
+            self.lines = lines
+            self.hasPromotion = hasPromotion
+            self.redeemPoints = redeemPoints
+            self.voucherCode = voucherCode
+            self.orderId = orderId
+        }
+    }
+
     /// What a checkout would get (PreviewOrder): the quote, at the member's tier.
     public struct CheckoutPreview: Sendable {
         public var quote: CheckoutQuote
         /// The member's tier ("" for none).
         public var tierId: String
+        /// R-SEG-4: the promotion applied, and what it takes off.
+        public var promotion: PromotionOffer?
+        public var promotionDiscountVnd: Int64 = 0
+        /// R-ORD-7.
+        public var voucherDiscountVnd: Int64 = 0
     }
 
     /// Applies an order event once by its id: PAID earns points (at the member's tier
@@ -73,10 +106,10 @@ extension LoyaltyStore {
                     .first()!.string("tier_id")
                 let multiplier = Self.rules(try await Self.tiers(db, shop: shop)).first { $0.tierId == tierId }?.pointsMultiplier ?? 1
                 try await db.raw("""
-                    INSERT INTO orders (shop_id, order_id, customer_id, amount_vnd, channel, district, province, province_key, used_offer, paid_at_ms)
+                    INSERT INTO orders (shop_id, order_id, customer_id, amount_vnd, channel, district, province, province_key, used_offer, paid_at_ms, phone)
                     VALUES (\(bind: shop), \(bind: event.orderId), \(bind: event.customerId), \(bind: event.amountVnd), \(bind: Int64(event.channel.rawValue)),
                             \(bind: event.district), \(bind: event.province), \(bind: TagName.key(event.province)), \(bind: event.usedOffer ? 1 : 0 as Int64),
-                            \(bind: event.atMs))
+                            \(bind: event.atMs), \(bind: event.phone))
                     """).run()
                 try await db.raw("""
                     UPDATE members SET order_count = order_count + 1, total_spent_vnd = total_spent_vnd + \(bind: event.amountVnd)
@@ -92,6 +125,11 @@ extension LoyaltyStore {
                 try await Self.rerank(db, shop: shop, customerId: event.customerId, program: program, nowMs: nowMs)
             case .cancelled, .refunded:
                 guard let existing else {
+                    // R-ORD-7: an order cancelled before it was paid gives its voucher back.
+                    try await db.raw("""
+                        UPDATE vouchers SET redeemed_order_id = '', redeemed_at_ms = 0
+                        WHERE shop_id = \(bind: shop) AND redeemed_order_id = \(bind: event.orderId)
+                        """).run()
                     // An order that was never paid (order-svc voids one it could not create) still
                     // gives back the points redeemed on it.
                     if try await Self.member(db, shop: shop, customerId: event.customerId) != nil {
@@ -123,9 +161,11 @@ extension LoyaltyStore {
         }
     }
 
-    /// R-LOY-4, R-PTS-1, R-PTS-3: what an order would get; writes nothing.
-    public func preview(shop: String, customerId: String, subtotalVnd: Int64, hasPromotion: Bool, redeemPoints: Int64, nowMs: Int64) async throws -> CheckoutPreview {
-        try await db.read { db in
+    /// R-LOY-4, R-PTS-1, R-PTS-3, R-SEG-4, R-ORD-7: what an order would get; writes nothing.
+    public func preview(shop: String, _ checkout: Checkout, nowMs: Int64) async throws -> CheckoutPreview {
+        let customerId = checkout.customerId
+        let subtotalVnd = checkout.subtotalVnd
+        return try await db.read { db in
             let program = try await Self.program(db, shop: shop)
             let member = try await db.raw("SELECT tier_id FROM members WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)").first()
             let tierId = try member?.string("tier_id") ?? ""
@@ -135,9 +175,38 @@ extension LoyaltyStore {
                 SELECT COALESCE(SUM(remaining), 0) AS n FROM points_lots WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)
                   AND remaining > 0 AND (expires_at_ms = 0 OR expires_at_ms > \(bind: nowMs))
                 """).first()!.int64("n")
-            let quote = program.quote(subtotalVnd: subtotalVnd, hasPromotion: hasPromotion, tier: tier, balance: balance, redeemPoints: redeemPoints)
-            return CheckoutPreview(quote: quote, tierId: tier?.tierId ?? "")
+            let offers = try await Self.applicablePromotions(db, shop: shop, customerId: customerId, tierId: tierId, nowMs: nowMs)
+            let best = PromotionOffer.best(of: offers, subtotalVnd: subtotalVnd, lines: checkout.lines)
+            let promotionDiscount = best?.discountVnd ?? 0
+            var voucherDiscount: Int64 = 0
+            if !checkout.voucherCode.isEmpty {
+                voucherDiscount = try await Self.voucherDiscount(
+                    db, shop: shop, code: checkout.voucherCode, orderId: checkout.orderId, baseVnd: subtotalVnd - promotionDiscount, nowMs: nowMs
+                )
+            }
+            let quote = program.quote(
+                subtotalVnd: subtotalVnd, hasPromotion: checkout.hasPromotion || !checkout.voucherCode.isEmpty, tier: tier, balance: balance,
+                redeemPoints: checkout.redeemPoints, promotionsVnd: promotionDiscount + voucherDiscount
+            )
+            return CheckoutPreview(
+                quote: quote, tierId: tier?.tierId ?? "", promotion: best?.offer, promotionDiscountVnd: promotionDiscount, voucherDiscountVnd: voucherDiscount
+            )
         }
+    }
+
+    /// R-ORD-7: what the voucher takes off `baseVnd`, or why the order cannot use it.
+    static func voucherDiscount(_ db: any SQLDatabase, shop: String, code: String, orderId: String, baseVnd: Int64, nowMs: Int64) async throws -> Int64 {
+        guard let row = try await db.raw("SELECT * FROM vouchers WHERE shop_id = \(bind: shop) AND code = \(bind: code)").first() else {
+            throw LoyaltyError.voucherAtCheckout(code: code, problem: "is not one of this shop's vouchers")
+        }
+        let voucher = try pending(row, shop: shop).voucher
+        if voucher.redeemed && (orderId.isEmpty || voucher.redeemedOrderId != orderId) {
+            throw LoyaltyError.voucherAtCheckout(code: code, problem: "was already used by order \(voucher.redeemedOrderId)")
+        }
+        if nowMs > voucher.expiresAtMs {
+            throw LoyaltyError.voucherAtCheckout(code: code, problem: "expired on \(VietnamTime.dateString(atMs: voucher.expiresAtMs))")
+        }
+        return PromotionOffer.voucherDiscount(percent: Int(voucher.discountPercent), amountVnd: voucher.discountVnd, ofVnd: baseVnd)
     }
 
     // MARK: Offer dashboard (R-LOY-5)

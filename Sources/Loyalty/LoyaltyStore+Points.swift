@@ -60,9 +60,9 @@ extension LoyaltyStore {
         }
         for entry in account.entries {
             try await db.raw("""
-                INSERT INTO points_ledger (shop_id, entry_id, customer_id, kind, points, at_ms, order_id, reason, staff_id)
+                INSERT INTO points_ledger (shop_id, entry_id, customer_id, kind, points, at_ms, order_id, reason, staff_id, expires_at_ms)
                 VALUES (\(bind: shop), \(bind: SortableID.make("pts_", nowMs: nowMs)), \(bind: customerId), \(bind: entry.kind.rawValue), \(bind: entry.points),
-                        \(bind: entry.atMs), \(bind: entry.orderId), \(bind: entry.reason), \(bind: entry.staffId))
+                        \(bind: entry.atMs), \(bind: entry.orderId), \(bind: entry.reason), \(bind: entry.staffId), \(bind: entry.expiresAtMs ?? 0))
                 """).run()
         }
         if !order.isEmpty {
@@ -138,6 +138,30 @@ extension LoyaltyStore {
             }
             if let refused { throw LoyaltyError.points(refused) }
             return try await Self.member(db, shop: shop, customerId: customerId)!
+        }
+    }
+
+    /// R-PTS-6: a page of the member's ledger, newest first, before `before` (an entry id; empty: from the newest).
+    public func history(shop: String, customerId: String, before: String, limit: Int) async throws -> [PointsHistoryEntry] {
+        try await db.read { db in
+            var sql: SQLQueryString = "SELECT * FROM points_ledger WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customerId)"
+            if !before.isEmpty { sql += " AND entry_id < \(bind: before)" }
+            return try await db.raw(sql + " ORDER BY entry_id DESC LIMIT \(literal: limit)").all().map { row in
+                let kind: PointsHistoryEntry.Kind = switch PointsAccount.EntryKind(rawValue: try row.string("kind")) {
+                case .earn: .earned
+                case .redeem: .redeemed
+                case .adjust: .adjusted
+                case .expire: .expired
+                case .reverse: .reversed
+                case .restore: .restored
+                case nil: .kindUnspecified
+                }
+                return PointsHistoryEntry(
+                    entryId: try row.string("entry_id"), kind: kind, points: try row.int64("points"), orderId: try row.string("order_id"),
+                    staffId: try row.string("staff_id"), reason: try row.string("reason"), atMs: try row.int64("at_ms"),
+                    expiresAtMs: try row.int64("expires_at_ms")
+                )
+            }
         }
     }
 

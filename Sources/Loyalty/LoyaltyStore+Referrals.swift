@@ -54,7 +54,7 @@ extension LoyaltyStore {
                 return existing
             }
             guard let order = try await db.raw("""
-                SELECT customer_id, reversed FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: orderId)
+                SELECT customer_id, reversed, phone FROM orders WHERE shop_id = \(bind: shop) AND order_id = \(bind: orderId)
                 """).first() else {
                 throw LoyaltyError.orderNotPaid(orderId)
             }
@@ -77,6 +77,10 @@ extension LoyaltyStore {
             }
             // R-REF-1: never to the buyer's own contact (R-CONV-10: their e-mail address as well as their phone).
             let profile = try await db.raw("SELECT phone, email, name FROM members WHERE shop_id = \(bind: shop) AND customer_id = \(bind: buyer)").first()
+            // The phone the order ships to is the buyer's too, whatever the profile says.
+            if !friendPhone.isEmpty, try order.string("phone") == friendPhone {
+                throw LoyaltyError.referringOwnPhone(friendPhone)
+            }
             if let profile, !friendPhone.isEmpty, try profile.string("phone") == friendPhone {
                 throw LoyaltyError.referringOwnPhone(friendPhone)
             }

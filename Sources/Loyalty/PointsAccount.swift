@@ -54,6 +54,8 @@ public struct PointsAccount: Sendable, Hashable {
         public let orderId: String
         public let reason: String
         public let staffId: String
+        /// Points added: when their lot expires (R-PTS-6 shows it; nil: never, or not an addition).
+        public var expiresAtMs: Int64? = nil
     }
 
     /// Why a change is refused; the account is then left as it was.
@@ -103,7 +105,7 @@ public struct PointsAccount: Sendable, Hashable {
     ) throws(Refusal) {
         guard points > 0 else { throw .notPositive }
         lots.append(Lot(lotId: (lots.map(\.lotId).max() ?? -1) + 1, earnedAtMs: atMs, expiresAtMs: expiresAtMs, points: points, remaining: points, orderId: orderId))
-        entries.append(Entry(kind: kind, points: points, atMs: atMs, orderId: orderId, reason: reason, staffId: staffId))
+        entries.append(Entry(kind: kind, points: points, atMs: atMs, orderId: orderId, reason: reason, staffId: staffId, expiresAtMs: expiresAtMs))
     }
 
     /// Spends `points` oldest first: a redemption at checkout (`.redeem`, with the order) or a staff removal (`.adjust`).

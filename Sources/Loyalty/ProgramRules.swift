@@ -6,7 +6,9 @@ public struct ProgramRules: Sendable, Hashable {
     /// R-PTS-2: when earned points expire.
     public enum Expiry: Sendable, Hashable {
         case never
-        /// Every point expires at the end of this Vietnam day.
+        /// Points expire at the end of this Vietnam day of the year: each point at the first
+        /// such day end after it was earned, from `year` on (points earned after this year's
+        /// date live until next year's, rather than expiring as they are earned).
         case fixedDate(year: Int, month: Int, day: Int)
         /// A point expires at the end of the Vietnam day `months` calendar months after the day it was earned.
         case afterMonths(Int)
@@ -48,7 +50,13 @@ public struct ProgramRules: Sendable, Hashable {
         case .never:
             return nil
         case .fixedDate(let year, let month, let day):
-            return VietnamTime.day(year: year, month: month, day: day).upperBound
+            var y = max(year, VietnamTime.civil(dayNumber: VietnamTime.dayNumber(atMs: earnedAtMs)).year)
+            while true {
+                // 29 February stands for 28 February in a year without it.
+                let end = VietnamTime.day(year: y, month: month, day: min(day, VietnamTime.daysInMonth(year: y, month: month))).upperBound
+                if end > earnedAtMs { return end }
+                y += 1
+            }
         case .afterMonths(let months):
             let (year, month, day) = VietnamTime.civil(dayNumber: VietnamTime.dayNumber(atMs: earnedAtMs))
             let total = year * 12 + (month - 1) + months
@@ -74,13 +82,16 @@ public struct ProgramRules: Sendable, Hashable {
         return max(cycleFrom, cycleStartMs)
     }
 
-    /// R-LOY-4, R-PTS-3, R-PTS-1: what an order of `subtotalVnd` gets.
-    public func quote(subtotalVnd: Int64, hasPromotion: Bool, tier: TierRule?, balance: Int64, redeemPoints: Int64) -> CheckoutQuote {
+    /// R-LOY-4, R-PTS-3, R-PTS-1: what an order of `subtotalVnd` gets once promotions and a
+    /// voucher (R-SEG-4, R-ORD-7) took `promotionsVnd` off: any of those counts as a promotion,
+    /// so a tier that does not combine then gives nothing; the tier discount is on what is left.
+    public func quote(subtotalVnd: Int64, hasPromotion: Bool, tier: TierRule?, balance: Int64, redeemPoints: Int64, promotionsVnd: Int64 = 0) -> CheckoutQuote {
+        let base = max(0, subtotalVnd - promotionsVnd)
         var tierDiscount: Int64 = 0
-        if let tier, tier.discountPercent > 0, !hasPromotion || tier.combinable {
-            tierDiscount = subtotalVnd * Int64(tier.discountPercent) / 100
+        if let tier, tier.discountPercent > 0, !(hasPromotion || promotionsVnd > 0) || tier.combinable {
+            tierDiscount = base * Int64(tier.discountPercent) / 100
         }
-        let afterTier = subtotalVnd - tierDiscount
+        let afterTier = base - tierDiscount
         let byValue = redeemVndPerPoint > 0 ? afterTier / redeemVndPerPoint : 0
         let redeemed = max(0, min(redeemPoints, balance, byValue))
         let pointsDiscount = redeemed * redeemVndPerPoint

@@ -18,6 +18,8 @@ public struct OrderDraft: Sendable, Hashable {
     public var cartIds: [String]
     public var shippingFeeVnd: Int64
     public var quoteId: String
+    /// R-REP-2: the page of the carts' campaign ("" when no cart came from one).
+    public var pageId: String = ""
     public var subtotalVnd: Int64 { lines.reduce(0) { $0 + $1.quantity * $1.priceVnd } }
 
     /// A variant in the catalog, with its product's name and what is in stock, as orders copy them.

@@ -19,6 +19,10 @@ public enum OrderError: Error, Sendable, Hashable {
 
     // The state of things does not allow it (now).
     case cartBecameOrder(field: String, cart: String, order: String)
+    /// R-CART-3: the cart's items went into another cart.
+    case cartCombined(field: String, cart: String, into: String)
+    /// R-CAMP-3: only a livestream goes live.
+    case notALivestream(campaign: String, kind: String)
     case emptyCart(field: String, cart: String)
     /// What the draft saw in stock was not enough.
     case outOfStock(field: String, left: Int64, product: String, variant: String)

@@ -9,7 +9,9 @@ import MeshStore
 public protocol LoyaltyCheckout: Sendable {
     func preview(_ request: PreviewOrderRequest) async throws(RPCError) -> PreviewOrderResponse
     func redeem(_ request: RedeemPointsRequest) async throws(RPCError)
-    /// Gives back what `redeem` took for an order that could not be written.
+    /// R-ORD-7: the voucher used by the order, once (another order racing for it: one wins).
+    func redeemVoucher(_ request: RedeemVoucherRequest) async throws(RPCError)
+    /// Gives back what `redeem` and `redeemVoucher` took for an order that could not be written.
     func void(shop: String, customerId: String, orderId: String) async throws(RPCError)
 }
 
@@ -29,6 +31,10 @@ public struct LoyaltyServiceCheckout: LoyaltyCheckout {
         _ = try await client.redeemPoints(request)
     }
 
+    public func redeemVoucher(_ request: RedeemVoucherRequest) async throws(RPCError) {
+        _ = try await client.redeemVoucher(request)
+    }
+
     public func void(shop: String, customerId: String, orderId: String) async throws(RPCError) {
         _ = try await client.recordOrderEvent(RecordOrderEventRequest(
             shopId: shop, eventId: "\(orderId):void", orderId: orderId, customerId: customerId, kind: .cancelled
@@ -36,9 +42,9 @@ public struct LoyaltyServiceCheckout: LoyaltyCheckout {
     }
 }
 
-/// CreateOrder (R-ORD-6, R-CART-3, R-LOY-4, R-PTS-3): drafted from the store, priced
-/// by loyalty-svc, points redeemed under an order id the idempotency key fixes, then
-/// written in one transaction. loyalty-svc unreachable: UNAVAILABLE and nothing
+/// CreateOrder (R-ORD-6, R-CART-3, R-LOY-4, R-PTS-3, R-SEG-4, R-ORD-7): drafted from the
+/// store, priced by loyalty-svc (promotion, voucher, tier, points), the voucher and points
+/// taken under an order id the idempotency key fixes, then written in one transaction. loyalty-svc unreachable: UNAVAILABLE and nothing
 /// written, never an order without its discount. The write refused after points were
 /// redeemed (the last unit sold meanwhile): the redemption is voided.
 public struct OrderPlacement: Sendable {
@@ -64,41 +70,61 @@ public struct OrderPlacement: Sendable {
         let draft = try await store.draft(
             shop: shop, customerId: request.customerId, items: items, cartIds: request.cartIds, quoteId: request.shippingQuoteId, nowMs: nowMs
         )
+        let orderId = Self.orderId(shop: shop, idempotencyKey: request.idempotencyKey, nowMs: nowMs)
         let quote: PreviewOrderResponse
         do {
             quote = try await loyalty.preview(PreviewOrderRequest(
                 shopId: shop, customerId: request.customerId, subtotalVnd: draft.subtotalVnd, hasPromotion: request.hasPromotion,
-                redeemPoints: request.redeemPoints
+                redeemPoints: request.redeemPoints,
+                items: draft.lines.map { PreviewItem(variantId: $0.variantId, quantity: Int32($0.quantity), priceVnd: $0.priceVnd) },
+                voucherCode: request.voucherCode, orderId: orderId
             ))
         } catch {
             throw Self.loyaltyRefusal(error)
         }
-        let orderId = Self.orderId(shop: shop, idempotencyKey: request.idempotencyKey, nowMs: nowMs)
+        if !request.voucherCode.isEmpty {
+            do {
+                try await loyalty.redeemVoucher(RedeemVoucherRequest(shopId: shop, code: quote.voucherCode.isEmpty ? request.voucherCode : quote.voucherCode, orderId: orderId))
+            } catch {
+                throw Self.voucherRefusal(Self.loyaltyRefusal(error))
+            }
+        }
         if quote.pointsRedeemed > 0 {
             do {
                 try await loyalty.redeem(RedeemPointsRequest(
                     shopId: shop, customerId: request.customerId, points: quote.pointsRedeemed, reason: "order \(orderId)", staffId: staffId, orderId: orderId
                 ))
             } catch {
+                if !request.voucherCode.isEmpty { try? await loyalty.void(shop: shop, customerId: request.customerId, orderId: orderId) }
                 throw Self.loyaltyRefusal(error)
             }
         }
-        let placement = OrderStore.Placement(
+        var placement = OrderStore.Placement(
             orderId: orderId, draft: draft, tierDiscountVnd: quote.tierDiscountVnd, pointsDiscountVnd: quote.pointsDiscountVnd,
             redeemedPoints: quote.pointsRedeemed, pointsToEarn: quote.pointsToEarn, shipping: request.shipping ?? ShippingInfo(),
             paymentMethod: request.paymentMethod, channel: request.channel, hasPromotion: request.hasPromotion, staffId: staffId,
-            idempotencyKey: request.idempotencyKey
+            idempotencyKey: request.idempotencyKey, pageId: request.pageId.isEmpty ? draft.pageId : request.pageId
         )
+        placement.promotionId = quote.promotionId
+        placement.promotionDiscountVnd = quote.promotionDiscountVnd
+        placement.voucherCode = request.voucherCode.isEmpty ? "" : quote.voucherCode
+        placement.voucherDiscountVnd = quote.voucherDiscountVnd
         do {
             return try await store.place(shop: shop, placement, nowMs: nowMs)
         } catch {
-            if quote.pointsRedeemed > 0 {
+            if quote.pointsRedeemed > 0 || !request.voucherCode.isEmpty {
                 // Best effort now; a failed void leaves the points with an order id no order has,
                 // which the same key's retry reuses rather than redeeming again.
                 try? await loyalty.void(shop: shop, customerId: request.customerId, orderId: orderId)
             }
             throw error
         }
+    }
+
+    /// A voucher RedeemVoucher refused names its field as CreateOrder knows it.
+    static func voucherRefusal(_ error: RPCError) -> RPCError {
+        guard error.message.hasPrefix("code:") else { return error }
+        return RPCError(error.code, "voucher_code:" + error.message.dropFirst("code:".count))
     }
 
     /// loyalty-svc's own refusals (too many points) pass through; being unreachable is UNAVAILABLE.

@@ -122,5 +122,17 @@ public enum OrderSchema {
         ]),
         // R-PANEL-4: carts and orders changed, in order, for the live panel (ChangeLog).
         Migration(version: 5, name: "change log", statements: ChangeLog.schema),
+        // R-SEG-4, R-ORD-7: the promotion and voucher an order got; R-REP-2: the page whose chat made it;
+        // R-CART-3: a cart combined into another is closed with it, and a combined cart remembers its key.
+        Migration(version: 6, name: "promotions, vouchers, pages, combined carts", statements: [
+            "ALTER TABLE orders ADD COLUMN promotion_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE orders ADD COLUMN promotion_discount_vnd BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE orders ADD COLUMN voucher_code TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE orders ADD COLUMN voucher_discount_vnd BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE orders ADD COLUMN page_id TEXT NOT NULL DEFAULT ''",
+            "CREATE INDEX orders_by_page ON orders (shop_id, page_id, created_at_ms)",
+            "ALTER TABLE carts ADD COLUMN combined_into TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE carts ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT ''",
+        ]),
     ]
 }

@@ -20,6 +20,8 @@ extension OrderError: RPCErrorConvertible {
             .invalidArgument("\(field): variant \(variant) is already in the order (\(first)); change its quantity instead")
         case .anotherCustomersCart(let field, let cart): .invalidArgument("\(field): cart \(cart) is another customer's")
         case .cartBecameOrder(let field, let cart, let order): .failedPrecondition("\(field): cart \(cart) became order \(order)")
+        case .cartCombined(let field, let cart, let into): .failedPrecondition("\(field): cart \(cart) was combined into cart \(into) (R-CART-3)")
+        case .notALivestream(let campaign, let kind): .failedPrecondition("campaign_id: campaign \(campaign) is a \(kind) campaign; only a LIVESTREAM goes live (R-CAMP-3)")
         case .emptyCart(let field, let cart): .failedPrecondition("\(field): cart \(cart) is empty")
         case .outOfStock(let field, let left, let product, let variant):
             .failedPrecondition("\(field): only \(max(0, left)) of \(product) \(variant) left")

@@ -182,8 +182,36 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
 
     // MARK: Carts (R-CART-1..3)
 
+    public func setCampaignLive(_ request: SetCampaignLiveRequest, context: ServerContext) async throws -> Campaign {
+        try await store.setCampaignLive(shop: request.shopId, id: try Self.id(request.campaignId, "campaign_id"), live: request.live)
+    }
+
+    public func combineCarts(_ request: CombineCartsRequest, context: ServerContext) async throws -> Cart {
+        guard request.cartIds.count >= 2 else { throw RPCError.invalidArgument("cart_ids: at least two carts to combine (R-CART-3)") }
+        if request.cartIds.count > 20 { throw RPCError.invalidArgument("cart_ids: at most 20") }
+        for (index, cart) in request.cartIds.enumerated() { _ = try Self.id(cart, "cart_ids[\(index)]") }
+        if Set(request.cartIds).count != request.cartIds.count { throw RPCError.invalidArgument("cart_ids: a cart is listed twice") }
+        let staffId = try staff(request.staffId, context)
+        if staffId.isEmpty { throw RPCError.invalidArgument("staff_id is required (R-CART-3: the new cart is named after its staff member)") }
+        _ = try Self.optionalId(request.idempotencyKey, "idempotency_key")
+        let cart = try await store.combineCarts(
+            shop: request.shopId, ids: request.cartIds, name: Self.staffCartName(staffId), staffId: staffId, idempotencyKey: request.idempotencyKey, nowMs: now()
+        )
+        return withLink(cart)
+    }
+
+    /// R-CART-3: what a cart staff put together is called.
+    static func staffCartName(_ staffId: String) -> String { "Giỏ hàng của \(staffId)" }
+
+    /// A cart with the link its reminder sends.
+    func withLink(_ cart: Cart) -> Cart {
+        var cart = cart
+        cart.cartLink = links.base + "c/" + cart.cartId
+        return cart
+    }
+
     public func listCarts(_ request: ListCartsRequest, context: ServerContext) async throws -> ListCartsResponse {
-        ListCartsResponse(carts: try await store.carts(shop: request.shopId, customer: try Self.id(request.customerId, "customer_id")))
+        ListCartsResponse(carts: try await store.carts(shop: request.shopId, customer: try Self.id(request.customerId, "customer_id")).map(withLink))
     }
 
     public func updateCart(_ request: UpdateCartRequest, context: ServerContext) async throws -> Cart {
@@ -199,7 +227,7 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
         }
         let staffId = try staff(request.staffId, context)
         if staffId.isEmpty { throw RPCError.invalidArgument("staff_id is required (R-CART-1 records who changed a cart)") }
-        return try await store.updateCart(shop: request.shopId, id: cart, items: request.items, staffId: staffId, nowMs: now())
+        return withLink(try await store.updateCart(shop: request.shopId, id: cart, items: request.items, staffId: staffId, nowMs: now()))
     }
 
     public func sendCartReminder(_ request: SendCartReminderRequest, context: ServerContext) async throws -> SendResult {
@@ -217,7 +245,7 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
         let key = request.idempotencyKey.isEmpty ? "cart:\(cart.cartId):reminder:\(cart.updatedAtMs)" : "cart:\(cart.cartId):" + request.idempotencyKey
         return try await send(
             request.shopId, channel: request.channel, templateId: request.templateId, recipient: recipient, customer: cart.customerId,
-            params: OrderMessageParams.cart(cart, names: names, link: links.base + "c/" + cart.cartId), key: key
+            params: OrderMessageParams.cart(cart, names: names, link: withLink(cart).cartLink), key: key
         )
     }
 
@@ -267,6 +295,10 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
         if request.redeemPoints < 0 { throw RPCError.invalidArgument("redeem_points must not be negative") }
         _ = try Self.optionalId(request.shippingQuoteId, "shipping_quote_id")
         _ = try Self.optionalId(request.idempotencyKey, "idempotency_key")
+        _ = try Self.optionalId(request.pageId, "page_id")
+        if !request.voucherCode.isEmpty {
+            request.voucherCode = try Self.id(request.voucherCode.trimmingCharacters(in: .whitespaces).uppercased(), "voucher_code")
+        }
         return try await placement.place(shop: request.shopId, request, staffId: try staff(request.staffId, context), nowMs: now())
     }
 
@@ -378,6 +410,9 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
     public func getStaffSalesStats(_ request: GetStaffSalesStatsRequest, context: ServerContext) async throws -> GetStaffSalesStatsResponse {
         guard request.fromMs >= 0, request.toMs > request.fromMs else { throw RPCError.invalidArgument("to_ms must be after from_ms") }
         if request.toMs - request.fromMs > 366 * 86_400_000 { throw RPCError.invalidArgument("to_ms: at most 366 days at a time") }
-        return GetStaffSalesStatsResponse(staff: try await store.staffSales(shop: request.shopId, fromMs: request.fromMs, toMs: request.toMs))
+        try FieldCheck.optionalId(request.pageId, "page_id")
+        return GetStaffSalesStatsResponse(
+            staff: try await store.staffSales(shop: request.shopId, pageId: request.pageId, fromMs: request.fromMs, toMs: request.toMs)
+        )
     }
 }

@@ -49,6 +49,20 @@ extension OrderStore {
         return campaign
     }
 
+    /// R-CAMP-3: a livestream goes live when the stream starts and stops being live when it ends.
+    public func setCampaignLive(shop: String, id: String, live: Bool) async throws -> Campaign {
+        return try await write { db in
+            let campaign = try await Self.campaign(db, shop: shop, id: id)
+            if campaign.kind != .livestream { throw OrderError.notALivestream(campaign: id, kind: campaign.kind.protoName) }
+            try await db.raw("""
+                UPDATE campaigns SET live = \(bind: live ? 1 : 0 as Int64) WHERE shop_id = \(bind: shop) AND campaign_id = \(bind: id)
+                """).run()
+            var updated = campaign
+            updated.live = live
+            return updated
+        }
+    }
+
     static func campaignRow(_ row: any SQLRow) throws -> Campaign {
         Campaign(
             campaignId: try row.string("campaign_id"), pageId: try row.string("page_id"), kind: Campaign.Kind(rawValue: Int32(try row.int64("kind"))),

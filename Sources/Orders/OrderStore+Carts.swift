@@ -25,7 +25,8 @@ extension OrderStore {
         var carts: [Cart] = try rows.map { row in
             Cart(
                 cartId: try row.string("cart_id"), customerId: try row.string("customer_id"), campaignId: try row.string("campaign_id"),
-                campaignName: try row.string("name"), updatedByStaffId: try row.string("updated_by_staff_id"), updatedAtMs: try row.int64("updated_at_ms")
+                campaignName: try row.string("name"), updatedByStaffId: try row.string("updated_by_staff_id"), updatedAtMs: try row.int64("updated_at_ms"),
+                name: try row.string("name")
             )
         }
         guard !carts.isEmpty else { return [] }
@@ -50,8 +51,48 @@ extension OrderStore {
             throw OrderError.noCart(field: field, id: id)
         }
         let order = try row.string("order_id")
+        let combined = try row.string("combined_into")
+        if !combined.isEmpty { throw OrderError.cartCombined(field: field, cart: id, into: combined) }
         if !order.isEmpty { throw OrderError.cartBecameOrder(field: field, cart: id, order: order) }
         return try await carts(db, shop: shop, rows: [row]).first!
+    }
+
+    /// R-CART-3: one customer's open carts combined into a new cart named after the staff
+    /// member (`name`), each variant once at the price its cart had; the carts combined are
+    /// closed in the same transaction. The same key returns the cart it made.
+    public func combineCarts(shop: String, ids: [String], name: String, staffId: String, idempotencyKey: String, nowMs: Int64) async throws -> Cart {
+        return try await write { db in
+            if !idempotencyKey.isEmpty, let row = try await db.raw("""
+                SELECT * FROM carts WHERE shop_id = \(bind: shop) AND idempotency_key = \(bind: idempotencyKey) AND campaign_id = ''
+                """).first() {
+                return try await Self.carts(db, shop: shop, rows: [row]).first!
+            }
+            var carts: [Cart] = []
+            for (index, id) in ids.enumerated() {
+                carts.append(try await Self.cart(db, shop: shop, id: id, field: "cart_ids[\(index)]"))
+            }
+            let customer = carts[0].customerId
+            // R-CART-3: one customer, each variant once; the draft's rule says both.
+            let wanted = try OrderDraft.wanted(items: [], carts: carts, customerId: customer)
+            let id = SortableID.make("cart_", nowMs: nowMs)
+            try await db.raw("""
+                INSERT INTO carts (shop_id, cart_id, customer_id, campaign_id, name, updated_by_staff_id, updated_at_ms, idempotency_key)
+                VALUES (\(bind: shop), \(bind: id), \(bind: customer), '', \(bind: name), \(bind: staffId), \(bind: nowMs), \(bind: idempotencyKey))
+                """).run()
+            for line in wanted {
+                try await db.raw("""
+                    INSERT INTO cart_items (shop_id, cart_id, variant_id, quantity, price_vnd)
+                    VALUES (\(bind: shop), \(bind: id), \(bind: line.variantId), \(bind: line.quantity), \(bind: line.priceVnd ?? 0))
+                    """).run()
+            }
+            let closed = try await db.raw("""
+                UPDATE carts SET combined_into = \(bind: id), order_id = \(bind: id), updated_by_staff_id = \(bind: staffId), updated_at_ms = \(bind: nowMs)
+                WHERE shop_id = \(bind: shop) AND cart_id IN (\(binds: ids)) AND order_id = '' RETURNING cart_id
+                """).all()
+            if closed.count != ids.count { throw OrderError.cartTakenMeanwhile }
+            try await Self.changed(db, shop: shop, [.carts], customers: [customer], nowMs: nowMs)
+            return try await Self.cart(db, shop: shop, id: id)
+        }
     }
 
     /// An open cart; a cart that became an order is refused.

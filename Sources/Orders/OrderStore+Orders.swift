@@ -29,9 +29,16 @@ extension OrderStore {
                     feeVnd: try row.int64("fee_vnd"), expiresAtMs: try row.int64("expires_at_ms"), usedByOrderId: try row.string("used_by_order_id")
                 )
             }
-            return try OrderDraft.decide(
+            var draft = try OrderDraft.decide(
                 customerId: customerId, wanted: wanted, cartIds: cartIds, catalog: catalog, quoteId: quoteId, quote: quote, nowMs: nowMs
             )
+            let campaigns = carts.map(\.campaignId).filter { !$0.isEmpty }
+            if !campaigns.isEmpty, let row = try await db.raw("""
+                SELECT page_id FROM campaigns WHERE shop_id = \(bind: shop) AND campaign_id IN (\(binds: campaigns)) ORDER BY campaign_id LIMIT 1
+                """).first() {
+                draft.pageId = try row.string("page_id")
+            }
+            return draft
         }
     }
 
@@ -52,6 +59,11 @@ extension OrderStore {
         public var draft: OrderDraft
         public var tierDiscountVnd: Int64
         public var pointsDiscountVnd: Int64
+        /// R-SEG-4, R-ORD-7.
+        public var promotionId: String = ""
+        public var promotionDiscountVnd: Int64 = 0
+        public var voucherCode: String = ""
+        public var voucherDiscountVnd: Int64 = 0
         public var redeemedPoints: Int64
         public var pointsToEarn: Int64
         public var shipping: ShippingInfo
@@ -60,6 +72,8 @@ extension OrderStore {
         public var hasPromotion: Bool
         public var staffId: String
         public var idempotencyKey: String
+        /// R-REP-2.
+        public var pageId: String = ""
     }
 
     /// Writes the order in one transaction: stock taken (never below zero), the
@@ -93,17 +107,19 @@ extension OrderStore {
                 if closed.count != Set(p.draft.cartIds).count { throw OrderError.cartTakenMeanwhile }
             }
             let subtotal = p.draft.subtotalVnd
-            let total = subtotal - p.tierDiscountVnd - p.pointsDiscountVnd + p.draft.shippingFeeVnd
+            let total = subtotal - p.promotionDiscountVnd - p.voucherDiscountVnd - p.tierDiscountVnd - p.pointsDiscountVnd + p.draft.shippingFeeVnd
             let a = p.shipping.address ?? Address()
             try await db.raw("""
                 INSERT INTO orders (shop_id, order_id, customer_id, status, subtotal_vnd, tier_discount_vnd, points_discount_vnd, redeemed_points,
                     shipping_fee_vnd, total_vnd, points_earned, payment_method, channel, has_promotion, ship_name, ship_phone, street, ward, district,
-                    province, quote_id, created_by_staff_id, idempotency_key, created_at_ms)
+                    province, quote_id, created_by_staff_id, idempotency_key, created_at_ms, promotion_id, promotion_discount_vnd, voucher_code,
+                    voucher_discount_vnd, page_id)
                 VALUES (\(bind: shop), \(bind: p.orderId), \(bind: p.draft.customerId), \(bind: Int64(Order.Status.pending.rawValue)), \(bind: subtotal),
                     \(bind: p.tierDiscountVnd), \(bind: p.pointsDiscountVnd), \(bind: p.redeemedPoints), \(bind: p.draft.shippingFeeVnd), \(bind: total),
                     \(bind: p.pointsToEarn), \(bind: Int64(p.paymentMethod.rawValue)), \(bind: Int64(p.channel.rawValue)), \(bind: p.hasPromotion ? 1 : 0 as Int64),
                     \(bind: p.shipping.name), \(bind: p.shipping.phone), \(bind: a.street), \(bind: a.ward), \(bind: a.district), \(bind: a.province),
-                    \(bind: p.draft.quoteId), \(bind: p.staffId), \(bind: p.idempotencyKey.isEmpty ? p.orderId : p.idempotencyKey), \(bind: nowMs))
+                    \(bind: p.draft.quoteId), \(bind: p.staffId), \(bind: p.idempotencyKey.isEmpty ? p.orderId : p.idempotencyKey), \(bind: nowMs),
+                    \(bind: p.promotionId), \(bind: p.promotionDiscountVnd), \(bind: p.voucherCode), \(bind: p.voucherDiscountVnd), \(bind: p.pageId))
                 """).run()
             for (index, line) in p.draft.lines.enumerated() {
                 try await db.raw("""
@@ -144,7 +160,9 @@ extension OrderStore {
                     address: Address(street: try row.string("street"), ward: try row.string("ward"), district: try row.string("district"), province: try row.string("province"))
                 ),
                 createdByStaffId: try row.string("created_by_staff_id"), cancelledByStaffId: try row.string("cancelled_by_staff_id"),
-                cancelReason: try row.string("cancel_reason"), createdAtMs: try row.int64("created_at_ms"), redeemedPoints: try row.int64("redeemed_points")
+                cancelReason: try row.string("cancel_reason"), createdAtMs: try row.int64("created_at_ms"), redeemedPoints: try row.int64("redeemed_points"),
+                promotionId: try row.string("promotion_id"), promotionDiscountVnd: try row.int64("promotion_discount_vnd"),
+                voucherCode: try row.string("voucher_code"), voucherDiscountVnd: try row.int64("voucher_discount_vnd"), pageId: try row.string("page_id")
             )
             let carrier = try row.string("carrier")
             if !carrier.isEmpty {
@@ -275,7 +293,8 @@ extension OrderStore {
         let event = RecordOrderEventRequest(
             shopId: shop, eventId: "\(order.orderId):\(name)", orderId: order.orderId, customerId: order.customerId, kind: kind,
             amountVnd: order.totalVnd - order.shippingFeeVnd, channel: order.channel, district: a.district, province: a.province,
-            usedOffer: order.tierDiscountVnd > 0 || order.pointsDiscountVnd > 0, atMs: atMs
+            usedOffer: order.tierDiscountVnd > 0 || order.pointsDiscountVnd > 0 || order.promotionDiscountVnd > 0 || order.voucherDiscountVnd > 0,
+            atMs: atMs, phone: order.shipping?.phone ?? ""
         )
         try await Outbox.enqueue(db, [try OrderEvents.outboxEvent(event)], nowMs: atMs)
     }
@@ -345,8 +364,9 @@ extension OrderStore {
     // MARK: Staff sales (R-REP-2)
 
     /// Orders staff created in [from, to), not cancelled: count, products sold, revenue, distinct customers.
-    public func staffSales(shop: String, fromMs: Int64, toMs: Int64) async throws -> [StaffSalesStats] {
-        try await db.read { db in
+    public func staffSales(shop: String, pageId: String = "", fromMs: Int64, toMs: Int64) async throws -> [StaffSalesStats] {
+        let page: SQLQueryString = pageId.isEmpty ? "" : " AND o.page_id = \(bind: pageId)"
+        return try await db.read { db in
             var out: [StaffSalesStats] = []
             for row in try await db.raw("""
                 SELECT o.created_by_staff_id AS staff, COUNT(*) AS orders, COALESCE(SUM(o.total_vnd), 0) AS revenue,
@@ -355,6 +375,7 @@ extension OrderStore {
                 FROM orders o
                 WHERE o.shop_id = \(bind: shop) AND o.created_at_ms >= \(bind: fromMs) AND o.created_at_ms < \(bind: toMs)
                   AND o.created_by_staff_id <> '' AND o.status <> \(bind: Int64(Order.Status.cancelled.rawValue))
+                """ + page + """
                 GROUP BY o.created_by_staff_id ORDER BY revenue DESC, staff
                 """).all() {
                 out.append(StaffSalesStats(

@@ -28,6 +28,49 @@ import VietnamCommerce
         #expect(ProgramRules(expiry: .afterMonths(12)).expiresAt(earnedAtMs: lateUTC) == VietnamTime.ms(year: 2027, month: 2, day: 2))
     }
 
+    /// R-PTS-2: a fixed date is a day of the year; points earned after this year's expire at next year's,
+    /// never as they are earned (before, a point earned on 2 January 2027 expired on 31 December 2026).
+    @Test func aFixedDateIsTheNextOccurrenceOfThatDay() {
+        let yearEnd = ProgramRules(expiry: .fixedDate(year: 2026, month: 12, day: 31))
+        let afterIt = VietnamTime.ms(year: 2027, month: 1, day: 2, hour: 9)
+        #expect(yearEnd.expiresAt(earnedAtMs: afterIt) == VietnamTime.ms(year: 2028, month: 1, day: 1))
+        // Earned on the day itself: that day's end.
+        #expect(yearEnd.expiresAt(earnedAtMs: VietnamTime.ms(year: 2027, month: 12, day: 31, hour: 23)) == VietnamTime.ms(year: 2028, month: 1, day: 1))
+        // Never before the first occurrence the shop chose.
+        #expect(yearEnd.expiresAt(earnedAtMs: VietnamTime.ms(year: 2025, month: 3, day: 1)) == VietnamTime.ms(year: 2027, month: 1, day: 1))
+        // 29 February stands for 28 February in other years.
+        let leapDay = ProgramRules(expiry: .fixedDate(year: 2028, month: 2, day: 29))
+        #expect(leapDay.expiresAt(earnedAtMs: VietnamTime.ms(year: 2028, month: 3, day: 5)) == VietnamTime.ms(year: 2029, month: 3, day: 1))
+        for earned in stride(from: VietnamTime.ms(year: 2026, month: 1, day: 1), to: VietnamTime.ms(year: 2030, month: 1, day: 1), by: Int(7 * VietnamTime.dayMs)) {
+            let expires = yearEnd.expiresAt(earnedAtMs: earned)!
+            #expect(expires > earned && expires - earned <= 366 * VietnamTime.dayMs + VietnamTime.dayMs)
+        }
+    }
+
+    /// R-SEG-4: what each kind of promotion takes off, and which one an order gets.
+    @Test func theBestPromotionWinsOnePerOrder() {
+        let lines = [PromotionOffer.Line(variantId: "v1", quantity: 2, priceVnd: 200_000), PromotionOffer.Line(variantId: "v2", quantity: 1, priceVnd: 100_000)]
+        let percent = PromotionOffer(promotionId: "p1", name: "10%", benefit: .percent(10))
+        let amount = PromotionOffer(promotionId: "p2", name: "60k", benefit: .amount(60_000))
+        let prices = PromotionOffer(promotionId: "p3", name: "list", benefit: .priceList(["v1": 170_000, "v2": 120_000]))
+        #expect(percent.discount(subtotalVnd: 500_000, lines: lines) == 50_000)
+        #expect(amount.discount(subtotalVnd: 500_000, lines: lines) == 60_000)
+        #expect(amount.discount(subtotalVnd: 40_000, lines: []) == 40_000)   // never more than the order
+        // v1 two at 30,000 off each; v2's list price is above the order's, so ignored.
+        #expect(prices.discount(subtotalVnd: 500_000, lines: lines) == 60_000)
+        let best = PromotionOffer.best(of: [percent, prices, amount], subtotalVnd: 500_000, lines: lines)
+        // A tie goes to the lower id, whatever the order they came in.
+        #expect(best?.offer.promotionId == "p2" && best?.discountVnd == 60_000)
+        #expect(PromotionOffer.best(of: [amount, prices, percent], subtotalVnd: 500_000, lines: lines)?.offer.promotionId == "p2")
+        #expect(PromotionOffer.best(of: [prices], subtotalVnd: 100_000, lines: [lines[1]]) == nil)
+        // The tier joins a promotion only where it combines, on what the promotion left.
+        let program = ProgramRules(earnVndPerPoint: 10_000)
+        let gold = TierRule(tierId: "gold", minSpendVnd: 0, discountPercent: 10, combinable: false)
+        #expect(program.quote(subtotalVnd: 500_000, hasPromotion: false, tier: gold, balance: 0, redeemPoints: 0, promotionsVnd: 60_000).tierDiscountVnd == 0)
+        let silver = TierRule(tierId: "silver", minSpendVnd: 0, discountPercent: 10, combinable: true)
+        #expect(program.quote(subtotalVnd: 500_000, hasPromotion: false, tier: silver, balance: 0, redeemPoints: 0, promotionsVnd: 60_000).tierDiscountVnd == 44_000)
+    }
+
     @Test func spendWindowsPerCycle() {
         let now = VietnamTime.ms(year: 2026, month: 11, day: 25, hour: 10)
         #expect(ProgramRules(cycle: .lifetime).spendWindowStart(nowMs: now) == 0)

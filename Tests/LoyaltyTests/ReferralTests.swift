@@ -139,6 +139,26 @@ import VietnamCommerce
         }
     }
 
+    /// R-REF-1: the phone the order shipped to is the buyer's own too, and a chat profile
+    /// without a phone (a page that never learnt it) does not blank the one loyalty-svc has.
+    @Test func neitherTheShippingPhoneNorAProfileSyncedWithoutAPhoneLetsABuyerReferThemself() async throws {
+        try await LoyaltyHarness.run { h in
+            try await Self.referralShop(h)
+            _ = try await h.client.recordOrderEvent(RecordOrderEventRequest(
+                shopId: Self.shop, eventId: "paid-o2", orderId: "o2", customerId: "lan", kind: .paid, amountVnd: 300_000, channel: .social,
+                atMs: h.clock.now, phone: "+84 977 000 111"
+            ))
+            await expectStatus(.invalidArgument, naming: "friend_phone") {
+                _ = try await h.client.submitReferral(SubmitReferralRequest(shopId: Self.shop, orderId: "o2", friendPhone: "0977000111"))
+            }
+            // The chat profile arrives without a phone: Lan's 0912 345 678 is still hers.
+            _ = try await h.client.upsertCustomerProfile(UpsertCustomerProfileRequest(shopId: Self.shop, customerId: "lan", name: "Nguyễn Thị Lan", atMs: h.clock.now))
+            await expectStatus(.invalidArgument, naming: "friend_phone") {
+                _ = try await h.client.submitReferral(SubmitReferralRequest(shopId: Self.shop, orderId: "o1", friendPhone: "0912345678"))
+            }
+        }
+    }
+
     @Test func aVoucherMadeWhileMessagingIsDownIsSentLaterOnce() async throws {
         try await LoyaltyHarness.run { h in
             try await Self.referralShop(h)

@@ -18,6 +18,8 @@ final class ScriptedLoyalty: LoyaltyCheckout {
         var balances: [String: Int64] = [:]
         var redeemed: [String: Int64] = [:]
         var voided: [String] = []
+        /// R-ORD-7: voucher code → (amount off, the order that used it).
+        var vouchers: [String: (discountVnd: Int64, usedBy: String)] = [:]
         var down = false
         var previews = 0
     }
@@ -29,10 +31,20 @@ final class ScriptedLoyalty: LoyaltyCheckout {
         try state.withLock { s throws(RPCError) in
             if s.down { throw RPCError.unavailable("connection refused") }
             s.previews += 1
-            let tier = !request.hasPromotion || s.combinable ? request.subtotalVnd * s.discountPercent / 100 : 0
-            let points = min(request.redeemPoints, s.balances[request.customerId] ?? 0, (request.subtotalVnd - tier) / 1_000)
-            let paid = request.subtotalVnd - tier - points * 1_000
-            return PreviewOrderResponse(tierDiscountVnd: tier, pointsDiscountVnd: points * 1_000, pointsToEarn: paid / 10_000, pointsRedeemed: points)
+            var voucher: Int64 = 0
+            if !request.voucherCode.isEmpty {
+                guard let known = s.vouchers[request.voucherCode] else { throw RPCError.failedPrecondition("voucher_code: no such voucher") }
+                if !known.usedBy.isEmpty && known.usedBy != request.orderId { throw RPCError.failedPrecondition("voucher_code: already used") }
+                voucher = min(known.discountVnd, request.subtotalVnd)
+            }
+            let promoted = request.hasPromotion || voucher > 0
+            let tier = !promoted || s.combinable ? (request.subtotalVnd - voucher) * s.discountPercent / 100 : 0
+            let points = min(request.redeemPoints, s.balances[request.customerId] ?? 0, (request.subtotalVnd - voucher - tier) / 1_000)
+            let paid = request.subtotalVnd - voucher - tier - points * 1_000
+            return PreviewOrderResponse(
+                tierDiscountVnd: tier, pointsDiscountVnd: points * 1_000, pointsToEarn: paid / 10_000, pointsRedeemed: points,
+                voucherDiscountVnd: voucher, voucherCode: request.voucherCode
+            )
         }
     }
 
@@ -47,9 +59,20 @@ final class ScriptedLoyalty: LoyaltyCheckout {
         if let hook = onRedeem.withLock({ $0 }) { await hook() }
     }
 
+    func redeemVoucher(_ request: RedeemVoucherRequest) async throws(RPCError) {
+        try state.withLock { s throws(RPCError) in
+            if s.down { throw RPCError.unavailable("connection refused") }
+            guard let known = s.vouchers[request.code] else { throw RPCError.notFound("code: no voucher") }
+            if known.usedBy == request.orderId { return }
+            guard known.usedBy.isEmpty else { throw RPCError.failedPrecondition("code: voucher \(request.code) was already redeemed by order \(known.usedBy)") }
+            s.vouchers[request.code]!.usedBy = request.orderId
+        }
+    }
+
     func void(shop: String, customerId: String, orderId: String) async throws(RPCError) {
         state.withLock { s in
             if let points = s.redeemed.removeValue(forKey: orderId) { s.balances[customerId, default: 0] += points }
+            for (code, known) in s.vouchers where known.usedBy == orderId { s.vouchers[code]!.usedBy = "" }
             s.voided.append(orderId)
         }
     }

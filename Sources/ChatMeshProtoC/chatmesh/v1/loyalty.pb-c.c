@@ -592,6 +592,51 @@ void   chatmesh__v1__upsert_customer_profile_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__upsert_customer_profile_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__preview_item__init
+                     (Chatmesh__V1__PreviewItem         *message)
+{
+  static const Chatmesh__V1__PreviewItem init_value = CHATMESH__V1__PREVIEW_ITEM__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__preview_item__get_packed_size
+                     (const Chatmesh__V1__PreviewItem *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__preview_item__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__preview_item__pack
+                     (const Chatmesh__V1__PreviewItem *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__preview_item__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__preview_item__pack_to_buffer
+                     (const Chatmesh__V1__PreviewItem *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__preview_item__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__PreviewItem *
+       chatmesh__v1__preview_item__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__PreviewItem *)
+     protobuf_c_message_unpack (&chatmesh__v1__preview_item__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__preview_item__free_unpacked
+                     (Chatmesh__V1__PreviewItem *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__preview_item__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__preview_order_request__init
                      (Chatmesh__V1__PreviewOrderRequest         *message)
 {
@@ -860,6 +905,501 @@ void   chatmesh__v1__adjust_points_request__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &chatmesh__v1__adjust_points_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__adjust_segment_points_request__init
+                     (Chatmesh__V1__AdjustSegmentPointsRequest         *message)
+{
+  static const Chatmesh__V1__AdjustSegmentPointsRequest init_value = CHATMESH__V1__ADJUST_SEGMENT_POINTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__adjust_segment_points_request__get_packed_size
+                     (const Chatmesh__V1__AdjustSegmentPointsRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__adjust_segment_points_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__adjust_segment_points_request__pack
+                     (const Chatmesh__V1__AdjustSegmentPointsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__adjust_segment_points_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__adjust_segment_points_request__pack_to_buffer
+                     (const Chatmesh__V1__AdjustSegmentPointsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__adjust_segment_points_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__AdjustSegmentPointsRequest *
+       chatmesh__v1__adjust_segment_points_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__AdjustSegmentPointsRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__adjust_segment_points_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__adjust_segment_points_request__free_unpacked
+                     (Chatmesh__V1__AdjustSegmentPointsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__adjust_segment_points_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__adjust_segment_points_response__init
+                     (Chatmesh__V1__AdjustSegmentPointsResponse         *message)
+{
+  static const Chatmesh__V1__AdjustSegmentPointsResponse init_value = CHATMESH__V1__ADJUST_SEGMENT_POINTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__adjust_segment_points_response__get_packed_size
+                     (const Chatmesh__V1__AdjustSegmentPointsResponse *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__adjust_segment_points_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__adjust_segment_points_response__pack
+                     (const Chatmesh__V1__AdjustSegmentPointsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__adjust_segment_points_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__adjust_segment_points_response__pack_to_buffer
+                     (const Chatmesh__V1__AdjustSegmentPointsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__adjust_segment_points_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__AdjustSegmentPointsResponse *
+       chatmesh__v1__adjust_segment_points_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__AdjustSegmentPointsResponse *)
+     protobuf_c_message_unpack (&chatmesh__v1__adjust_segment_points_response__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__adjust_segment_points_response__free_unpacked
+                     (Chatmesh__V1__AdjustSegmentPointsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__adjust_segment_points_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__list_points_history_request__init
+                     (Chatmesh__V1__ListPointsHistoryRequest         *message)
+{
+  static const Chatmesh__V1__ListPointsHistoryRequest init_value = CHATMESH__V1__LIST_POINTS_HISTORY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_points_history_request__get_packed_size
+                     (const Chatmesh__V1__ListPointsHistoryRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_points_history_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_points_history_request__pack
+                     (const Chatmesh__V1__ListPointsHistoryRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_points_history_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_points_history_request__pack_to_buffer
+                     (const Chatmesh__V1__ListPointsHistoryRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_points_history_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListPointsHistoryRequest *
+       chatmesh__v1__list_points_history_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListPointsHistoryRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_points_history_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_points_history_request__free_unpacked
+                     (Chatmesh__V1__ListPointsHistoryRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_points_history_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__points_history_entry__init
+                     (Chatmesh__V1__PointsHistoryEntry         *message)
+{
+  static const Chatmesh__V1__PointsHistoryEntry init_value = CHATMESH__V1__POINTS_HISTORY_ENTRY__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__points_history_entry__get_packed_size
+                     (const Chatmesh__V1__PointsHistoryEntry *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__points_history_entry__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__points_history_entry__pack
+                     (const Chatmesh__V1__PointsHistoryEntry *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__points_history_entry__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__points_history_entry__pack_to_buffer
+                     (const Chatmesh__V1__PointsHistoryEntry *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__points_history_entry__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__PointsHistoryEntry *
+       chatmesh__v1__points_history_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__PointsHistoryEntry *)
+     protobuf_c_message_unpack (&chatmesh__v1__points_history_entry__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__points_history_entry__free_unpacked
+                     (Chatmesh__V1__PointsHistoryEntry *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__points_history_entry__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__list_points_history_response__init
+                     (Chatmesh__V1__ListPointsHistoryResponse         *message)
+{
+  static const Chatmesh__V1__ListPointsHistoryResponse init_value = CHATMESH__V1__LIST_POINTS_HISTORY_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_points_history_response__get_packed_size
+                     (const Chatmesh__V1__ListPointsHistoryResponse *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_points_history_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_points_history_response__pack
+                     (const Chatmesh__V1__ListPointsHistoryResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_points_history_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_points_history_response__pack_to_buffer
+                     (const Chatmesh__V1__ListPointsHistoryResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_points_history_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListPointsHistoryResponse *
+       chatmesh__v1__list_points_history_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListPointsHistoryResponse *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_points_history_response__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_points_history_response__free_unpacked
+                     (Chatmesh__V1__ListPointsHistoryResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_points_history_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__promotion_price__init
+                     (Chatmesh__V1__PromotionPrice         *message)
+{
+  static const Chatmesh__V1__PromotionPrice init_value = CHATMESH__V1__PROMOTION_PRICE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__promotion_price__get_packed_size
+                     (const Chatmesh__V1__PromotionPrice *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__promotion_price__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__promotion_price__pack
+                     (const Chatmesh__V1__PromotionPrice *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__promotion_price__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__promotion_price__pack_to_buffer
+                     (const Chatmesh__V1__PromotionPrice *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__promotion_price__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__PromotionPrice *
+       chatmesh__v1__promotion_price__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__PromotionPrice *)
+     protobuf_c_message_unpack (&chatmesh__v1__promotion_price__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__promotion_price__free_unpacked
+                     (Chatmesh__V1__PromotionPrice *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__promotion_price__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__promotion__init
+                     (Chatmesh__V1__Promotion         *message)
+{
+  static const Chatmesh__V1__Promotion init_value = CHATMESH__V1__PROMOTION__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__promotion__get_packed_size
+                     (const Chatmesh__V1__Promotion *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__promotion__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__promotion__pack
+                     (const Chatmesh__V1__Promotion *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__promotion__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__promotion__pack_to_buffer
+                     (const Chatmesh__V1__Promotion *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__promotion__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__Promotion *
+       chatmesh__v1__promotion__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__Promotion *)
+     protobuf_c_message_unpack (&chatmesh__v1__promotion__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__promotion__free_unpacked
+                     (Chatmesh__V1__Promotion *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__promotion__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__upsert_promotion_request__init
+                     (Chatmesh__V1__UpsertPromotionRequest         *message)
+{
+  static const Chatmesh__V1__UpsertPromotionRequest init_value = CHATMESH__V1__UPSERT_PROMOTION_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__upsert_promotion_request__get_packed_size
+                     (const Chatmesh__V1__UpsertPromotionRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__upsert_promotion_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__upsert_promotion_request__pack
+                     (const Chatmesh__V1__UpsertPromotionRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__upsert_promotion_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__upsert_promotion_request__pack_to_buffer
+                     (const Chatmesh__V1__UpsertPromotionRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__upsert_promotion_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__UpsertPromotionRequest *
+       chatmesh__v1__upsert_promotion_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__UpsertPromotionRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__upsert_promotion_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__upsert_promotion_request__free_unpacked
+                     (Chatmesh__V1__UpsertPromotionRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__upsert_promotion_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__list_promotions_request__init
+                     (Chatmesh__V1__ListPromotionsRequest         *message)
+{
+  static const Chatmesh__V1__ListPromotionsRequest init_value = CHATMESH__V1__LIST_PROMOTIONS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_promotions_request__get_packed_size
+                     (const Chatmesh__V1__ListPromotionsRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_promotions_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_promotions_request__pack
+                     (const Chatmesh__V1__ListPromotionsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_promotions_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_promotions_request__pack_to_buffer
+                     (const Chatmesh__V1__ListPromotionsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_promotions_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListPromotionsRequest *
+       chatmesh__v1__list_promotions_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListPromotionsRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_promotions_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_promotions_request__free_unpacked
+                     (Chatmesh__V1__ListPromotionsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_promotions_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__list_promotions_response__init
+                     (Chatmesh__V1__ListPromotionsResponse         *message)
+{
+  static const Chatmesh__V1__ListPromotionsResponse init_value = CHATMESH__V1__LIST_PROMOTIONS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_promotions_response__get_packed_size
+                     (const Chatmesh__V1__ListPromotionsResponse *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_promotions_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_promotions_response__pack
+                     (const Chatmesh__V1__ListPromotionsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_promotions_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_promotions_response__pack_to_buffer
+                     (const Chatmesh__V1__ListPromotionsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_promotions_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListPromotionsResponse *
+       chatmesh__v1__list_promotions_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListPromotionsResponse *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_promotions_response__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_promotions_response__free_unpacked
+                     (Chatmesh__V1__ListPromotionsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_promotions_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__delete_promotion_request__init
+                     (Chatmesh__V1__DeletePromotionRequest         *message)
+{
+  static const Chatmesh__V1__DeletePromotionRequest init_value = CHATMESH__V1__DELETE_PROMOTION_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__delete_promotion_request__get_packed_size
+                     (const Chatmesh__V1__DeletePromotionRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__delete_promotion_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__delete_promotion_request__pack
+                     (const Chatmesh__V1__DeletePromotionRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__delete_promotion_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__delete_promotion_request__pack_to_buffer
+                     (const Chatmesh__V1__DeletePromotionRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__delete_promotion_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__DeletePromotionRequest *
+       chatmesh__v1__delete_promotion_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__DeletePromotionRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__delete_promotion_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__delete_promotion_request__free_unpacked
+                     (Chatmesh__V1__DeletePromotionRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__delete_promotion_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   chatmesh__v1__expire_points_request__init
@@ -3085,7 +3625,71 @@ const ProtobufCMessageDescriptor chatmesh__v1__upsert_customer_profile_request__
   (ProtobufCMessageInit) chatmesh__v1__upsert_customer_profile_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__preview_order_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor chatmesh__v1__preview_item__field_descriptors[3] =
+{
+  {
+    "variant_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewItem, variant_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "quantity",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewItem, quantity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "price_vnd",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewItem, price_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__preview_item__field_indices_by_name[] = {
+  2,   /* field[2] = price_vnd */
+  1,   /* field[1] = quantity */
+  0,   /* field[0] = variant_id */
+};
+static const ProtobufCIntRange chatmesh__v1__preview_item__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__preview_item__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.PreviewItem",
+  "PreviewItem",
+  "Chatmesh__V1__PreviewItem",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__PreviewItem),
+  3,
+  chatmesh__v1__preview_item__field_descriptors,
+  chatmesh__v1__preview_item__field_indices_by_name,
+  1,  chatmesh__v1__preview_item__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__preview_item__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__preview_order_request__field_descriptors[8] =
 {
   {
     "shop_id",
@@ -3147,18 +3751,57 @@ static const ProtobufCFieldDescriptor chatmesh__v1__preview_order_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "items",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__PreviewOrderRequest, n_items),
+    offsetof(Chatmesh__V1__PreviewOrderRequest, items),
+    &chatmesh__v1__preview_item__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "voucher_code",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewOrderRequest, voucher_code),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "order_id",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewOrderRequest, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__preview_order_request__field_indices_by_name[] = {
   1,   /* field[1] = customer_id */
   3,   /* field[3] = has_promotion */
+  5,   /* field[5] = items */
+  7,   /* field[7] = order_id */
   4,   /* field[4] = redeem_points */
   0,   /* field[0] = shop_id */
   2,   /* field[2] = subtotal_vnd */
+  6,   /* field[6] = voucher_code */
 };
 static const ProtobufCIntRange chatmesh__v1__preview_order_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__preview_order_request__descriptor =
 {
@@ -3168,14 +3811,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__preview_order_request__descriptor
   "Chatmesh__V1__PreviewOrderRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__PreviewOrderRequest),
-  5,
+  8,
   chatmesh__v1__preview_order_request__field_descriptors,
   chatmesh__v1__preview_order_request__field_indices_by_name,
   1,  chatmesh__v1__preview_order_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__preview_order_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__preview_order_response__field_descriptors[5] =
+static const ProtobufCFieldDescriptor chatmesh__v1__preview_order_response__field_descriptors[10] =
 {
   {
     "tier_discount_vnd",
@@ -3237,18 +3880,83 @@ static const ProtobufCFieldDescriptor chatmesh__v1__preview_order_response__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "promotion_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewOrderResponse, promotion_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "promotion_discount_vnd",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewOrderResponse, promotion_discount_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "promotion_name",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewOrderResponse, promotion_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "voucher_discount_vnd",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewOrderResponse, voucher_discount_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "voucher_code",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PreviewOrderResponse, voucher_code),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__preview_order_response__field_indices_by_name[] = {
   1,   /* field[1] = points_discount_vnd */
   4,   /* field[4] = points_redeemed */
   2,   /* field[2] = points_to_earn */
+  6,   /* field[6] = promotion_discount_vnd */
+  5,   /* field[5] = promotion_id */
+  7,   /* field[7] = promotion_name */
   0,   /* field[0] = tier_discount_vnd */
   3,   /* field[3] = tier_id */
+  9,   /* field[9] = voucher_code */
+  8,   /* field[8] = voucher_discount_vnd */
 };
 static const ProtobufCIntRange chatmesh__v1__preview_order_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__preview_order_response__descriptor =
 {
@@ -3258,7 +3966,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__preview_order_response__descripto
   "Chatmesh__V1__PreviewOrderResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__PreviewOrderResponse),
-  5,
+  10,
   chatmesh__v1__preview_order_response__field_descriptors,
   chatmesh__v1__preview_order_response__field_indices_by_name,
   1,  chatmesh__v1__preview_order_response__number_ranges,
@@ -3297,7 +4005,7 @@ const ProtobufCEnumDescriptor chatmesh__v1__record_order_event_request__kind__de
   chatmesh__v1__record_order_event_request__kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__record_order_event_request__field_descriptors[11] =
+static const ProtobufCFieldDescriptor chatmesh__v1__record_order_event_request__field_descriptors[12] =
 {
   {
     "shop_id",
@@ -3431,6 +4139,18 @@ static const ProtobufCFieldDescriptor chatmesh__v1__record_order_event_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "phone",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__RecordOrderEventRequest, phone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__record_order_event_request__field_indices_by_name[] = {
   5,   /* field[5] = amount_vnd */
@@ -3441,6 +4161,7 @@ static const unsigned chatmesh__v1__record_order_event_request__field_indices_by
   1,   /* field[1] = event_id */
   4,   /* field[4] = kind */
   2,   /* field[2] = order_id */
+  11,   /* field[11] = phone */
   8,   /* field[8] = province */
   0,   /* field[0] = shop_id */
   9,   /* field[9] = used_offer */
@@ -3448,7 +4169,7 @@ static const unsigned chatmesh__v1__record_order_event_request__field_indices_by
 static const ProtobufCIntRange chatmesh__v1__record_order_event_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__record_order_event_request__descriptor =
 {
@@ -3458,7 +4179,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__record_order_event_request__descr
   "Chatmesh__V1__RecordOrderEventRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__RecordOrderEventRequest),
-  11,
+  12,
   chatmesh__v1__record_order_event_request__field_descriptors,
   chatmesh__v1__record_order_event_request__field_indices_by_name,
   1,  chatmesh__v1__record_order_event_request__number_ranges,
@@ -3733,6 +4454,1066 @@ const ProtobufCMessageDescriptor chatmesh__v1__adjust_points_request__descriptor
   chatmesh__v1__adjust_points_request__field_indices_by_name,
   1,  chatmesh__v1__adjust_points_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__adjust_points_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__adjust_segment_points_request__field_descriptors[6] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "segment_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsRequest, segment_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "points",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsRequest, points),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "staff_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsRequest, staff_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "idempotency_key",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsRequest, idempotency_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__adjust_segment_points_request__field_indices_by_name[] = {
+  5,   /* field[5] = idempotency_key */
+  2,   /* field[2] = points */
+  3,   /* field[3] = reason */
+  1,   /* field[1] = segment_id */
+  0,   /* field[0] = shop_id */
+  4,   /* field[4] = staff_id */
+};
+static const ProtobufCIntRange chatmesh__v1__adjust_segment_points_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__adjust_segment_points_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.AdjustSegmentPointsRequest",
+  "AdjustSegmentPointsRequest",
+  "Chatmesh__V1__AdjustSegmentPointsRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__AdjustSegmentPointsRequest),
+  6,
+  chatmesh__v1__adjust_segment_points_request__field_descriptors,
+  chatmesh__v1__adjust_segment_points_request__field_indices_by_name,
+  1,  chatmesh__v1__adjust_segment_points_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__adjust_segment_points_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__adjust_segment_points_response__field_descriptors[3] =
+{
+  {
+    "members_adjusted",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsResponse, members_adjusted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "members",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsResponse, members),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "points_total",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__AdjustSegmentPointsResponse, points_total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__adjust_segment_points_response__field_indices_by_name[] = {
+  1,   /* field[1] = members */
+  0,   /* field[0] = members_adjusted */
+  2,   /* field[2] = points_total */
+};
+static const ProtobufCIntRange chatmesh__v1__adjust_segment_points_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__adjust_segment_points_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.AdjustSegmentPointsResponse",
+  "AdjustSegmentPointsResponse",
+  "Chatmesh__V1__AdjustSegmentPointsResponse",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__AdjustSegmentPointsResponse),
+  3,
+  chatmesh__v1__adjust_segment_points_response__field_descriptors,
+  chatmesh__v1__adjust_segment_points_response__field_indices_by_name,
+  1,  chatmesh__v1__adjust_segment_points_response__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__adjust_segment_points_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_points_history_request__field_descriptors[4] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPointsHistoryRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "customer_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPointsHistoryRequest, customer_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPointsHistoryRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPointsHistoryRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_points_history_request__field_indices_by_name[] = {
+  1,   /* field[1] = customer_id */
+  2,   /* field[2] = page_size */
+  3,   /* field[3] = page_token */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__list_points_history_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_points_history_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListPointsHistoryRequest",
+  "ListPointsHistoryRequest",
+  "Chatmesh__V1__ListPointsHistoryRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListPointsHistoryRequest),
+  4,
+  chatmesh__v1__list_points_history_request__field_descriptors,
+  chatmesh__v1__list_points_history_request__field_indices_by_name,
+  1,  chatmesh__v1__list_points_history_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_points_history_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__points_history_entry__kind__enum_values_by_number[7] =
+{
+  { "KIND_UNSPECIFIED", "CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__KIND_UNSPECIFIED", 0 },
+  { "EARNED", "CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__EARNED", 1 },
+  { "REDEEMED", "CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__REDEEMED", 2 },
+  { "EXPIRED", "CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__EXPIRED", 3 },
+  { "ADJUSTED", "CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__ADJUSTED", 4 },
+  { "REVERSED", "CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__REVERSED", 5 },
+  { "RESTORED", "CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__RESTORED", 6 },
+};
+static const ProtobufCIntRange chatmesh__v1__points_history_entry__kind__value_ranges[] = {
+{0, 0},{0, 7}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__points_history_entry__kind__enum_values_by_name[7] =
+{
+  { "ADJUSTED", 4 },
+  { "EARNED", 1 },
+  { "EXPIRED", 3 },
+  { "KIND_UNSPECIFIED", 0 },
+  { "REDEEMED", 2 },
+  { "RESTORED", 6 },
+  { "REVERSED", 5 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__points_history_entry__kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.PointsHistoryEntry.Kind",
+  "Kind",
+  "Chatmesh__V1__PointsHistoryEntry__Kind",
+  "chatmesh.v1",
+  7,
+  chatmesh__v1__points_history_entry__kind__enum_values_by_number,
+  7,
+  chatmesh__v1__points_history_entry__kind__enum_values_by_name,
+  1,
+  chatmesh__v1__points_history_entry__kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__points_history_entry__field_descriptors[8] =
+{
+  {
+    "entry_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PointsHistoryEntry, entry_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PointsHistoryEntry, kind),
+    &chatmesh__v1__points_history_entry__kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "points",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PointsHistoryEntry, points),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "order_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PointsHistoryEntry, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "staff_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PointsHistoryEntry, staff_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PointsHistoryEntry, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PointsHistoryEntry, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expires_at_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PointsHistoryEntry, expires_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__points_history_entry__field_indices_by_name[] = {
+  6,   /* field[6] = at_ms */
+  0,   /* field[0] = entry_id */
+  7,   /* field[7] = expires_at_ms */
+  1,   /* field[1] = kind */
+  3,   /* field[3] = order_id */
+  2,   /* field[2] = points */
+  5,   /* field[5] = reason */
+  4,   /* field[4] = staff_id */
+};
+static const ProtobufCIntRange chatmesh__v1__points_history_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__points_history_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.PointsHistoryEntry",
+  "PointsHistoryEntry",
+  "Chatmesh__V1__PointsHistoryEntry",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__PointsHistoryEntry),
+  8,
+  chatmesh__v1__points_history_entry__field_descriptors,
+  chatmesh__v1__points_history_entry__field_indices_by_name,
+  1,  chatmesh__v1__points_history_entry__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__points_history_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_points_history_response__field_descriptors[2] =
+{
+  {
+    "entries",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__ListPointsHistoryResponse, n_entries),
+    offsetof(Chatmesh__V1__ListPointsHistoryResponse, entries),
+    &chatmesh__v1__points_history_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPointsHistoryResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_points_history_response__field_indices_by_name[] = {
+  0,   /* field[0] = entries */
+  1,   /* field[1] = next_page_token */
+};
+static const ProtobufCIntRange chatmesh__v1__list_points_history_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_points_history_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListPointsHistoryResponse",
+  "ListPointsHistoryResponse",
+  "Chatmesh__V1__ListPointsHistoryResponse",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListPointsHistoryResponse),
+  2,
+  chatmesh__v1__list_points_history_response__field_descriptors,
+  chatmesh__v1__list_points_history_response__field_indices_by_name,
+  1,  chatmesh__v1__list_points_history_response__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_points_history_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__promotion_price__field_descriptors[2] =
+{
+  {
+    "variant_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PromotionPrice, variant_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "price_vnd",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__PromotionPrice, price_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__promotion_price__field_indices_by_name[] = {
+  1,   /* field[1] = price_vnd */
+  0,   /* field[0] = variant_id */
+};
+static const ProtobufCIntRange chatmesh__v1__promotion_price__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__promotion_price__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.PromotionPrice",
+  "PromotionPrice",
+  "Chatmesh__V1__PromotionPrice",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__PromotionPrice),
+  2,
+  chatmesh__v1__promotion_price__field_descriptors,
+  chatmesh__v1__promotion_price__field_indices_by_name,
+  1,  chatmesh__v1__promotion_price__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__promotion_price__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__promotion__kind__enum_values_by_number[4] =
+{
+  { "KIND_UNSPECIFIED", "CHATMESH__V1__PROMOTION__KIND__KIND_UNSPECIFIED", 0 },
+  { "PERCENT", "CHATMESH__V1__PROMOTION__KIND__PERCENT", 1 },
+  { "AMOUNT", "CHATMESH__V1__PROMOTION__KIND__AMOUNT", 2 },
+  { "PRICE_LIST", "CHATMESH__V1__PROMOTION__KIND__PRICE_LIST", 3 },
+};
+static const ProtobufCIntRange chatmesh__v1__promotion__kind__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__promotion__kind__enum_values_by_name[4] =
+{
+  { "AMOUNT", 2 },
+  { "KIND_UNSPECIFIED", 0 },
+  { "PERCENT", 1 },
+  { "PRICE_LIST", 3 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__promotion__kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.Promotion.Kind",
+  "Kind",
+  "Chatmesh__V1__Promotion__Kind",
+  "chatmesh.v1",
+  4,
+  chatmesh__v1__promotion__kind__enum_values_by_number,
+  4,
+  chatmesh__v1__promotion__kind__enum_values_by_name,
+  1,
+  chatmesh__v1__promotion__kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__promotion__field_descriptors[11] =
+{
+  {
+    "promotion_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Promotion, promotion_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Promotion, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Promotion, kind),
+    &chatmesh__v1__promotion__kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "percent",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Promotion, percent),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "amount_vnd",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Promotion, amount_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prices",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__Promotion, n_prices),
+    offsetof(Chatmesh__V1__Promotion, prices),
+    &chatmesh__v1__promotion_price__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "segment_ids",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Chatmesh__V1__Promotion, n_segment_ids),
+    offsetof(Chatmesh__V1__Promotion, segment_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tier_ids",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Chatmesh__V1__Promotion, n_tier_ids),
+    offsetof(Chatmesh__V1__Promotion, tier_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Promotion, from_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Promotion, to_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updated_at_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Promotion, updated_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__promotion__field_indices_by_name[] = {
+  4,   /* field[4] = amount_vnd */
+  8,   /* field[8] = from_ms */
+  2,   /* field[2] = kind */
+  1,   /* field[1] = name */
+  3,   /* field[3] = percent */
+  5,   /* field[5] = prices */
+  0,   /* field[0] = promotion_id */
+  6,   /* field[6] = segment_ids */
+  7,   /* field[7] = tier_ids */
+  9,   /* field[9] = to_ms */
+  10,   /* field[10] = updated_at_ms */
+};
+static const ProtobufCIntRange chatmesh__v1__promotion__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__promotion__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.Promotion",
+  "Promotion",
+  "Chatmesh__V1__Promotion",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__Promotion),
+  11,
+  chatmesh__v1__promotion__field_descriptors,
+  chatmesh__v1__promotion__field_indices_by_name,
+  1,  chatmesh__v1__promotion__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__promotion__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__upsert_promotion_request__field_descriptors[11] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "promotion_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, promotion_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, kind),
+    &chatmesh__v1__promotion__kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "percent",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, percent),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "amount_vnd",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, amount_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prices",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, n_prices),
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, prices),
+    &chatmesh__v1__promotion_price__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "segment_ids",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, n_segment_ids),
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, segment_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tier_ids",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, n_tier_ids),
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, tier_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, from_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__UpsertPromotionRequest, to_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__upsert_promotion_request__field_indices_by_name[] = {
+  5,   /* field[5] = amount_vnd */
+  9,   /* field[9] = from_ms */
+  3,   /* field[3] = kind */
+  2,   /* field[2] = name */
+  4,   /* field[4] = percent */
+  6,   /* field[6] = prices */
+  1,   /* field[1] = promotion_id */
+  7,   /* field[7] = segment_ids */
+  0,   /* field[0] = shop_id */
+  8,   /* field[8] = tier_ids */
+  10,   /* field[10] = to_ms */
+};
+static const ProtobufCIntRange chatmesh__v1__upsert_promotion_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__upsert_promotion_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.UpsertPromotionRequest",
+  "UpsertPromotionRequest",
+  "Chatmesh__V1__UpsertPromotionRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__UpsertPromotionRequest),
+  11,
+  chatmesh__v1__upsert_promotion_request__field_descriptors,
+  chatmesh__v1__upsert_promotion_request__field_indices_by_name,
+  1,  chatmesh__v1__upsert_promotion_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__upsert_promotion_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_promotions_request__field_descriptors[4] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPromotionsRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPromotionsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPromotionsRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active_at_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPromotionsRequest, active_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_promotions_request__field_indices_by_name[] = {
+  3,   /* field[3] = active_at_ms */
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__list_promotions_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_promotions_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListPromotionsRequest",
+  "ListPromotionsRequest",
+  "Chatmesh__V1__ListPromotionsRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListPromotionsRequest),
+  4,
+  chatmesh__v1__list_promotions_request__field_descriptors,
+  chatmesh__v1__list_promotions_request__field_indices_by_name,
+  1,  chatmesh__v1__list_promotions_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_promotions_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_promotions_response__field_descriptors[2] =
+{
+  {
+    "promotions",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__ListPromotionsResponse, n_promotions),
+    offsetof(Chatmesh__V1__ListPromotionsResponse, promotions),
+    &chatmesh__v1__promotion__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListPromotionsResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_promotions_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
+  0,   /* field[0] = promotions */
+};
+static const ProtobufCIntRange chatmesh__v1__list_promotions_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_promotions_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListPromotionsResponse",
+  "ListPromotionsResponse",
+  "Chatmesh__V1__ListPromotionsResponse",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListPromotionsResponse),
+  2,
+  chatmesh__v1__list_promotions_response__field_descriptors,
+  chatmesh__v1__list_promotions_response__field_indices_by_name,
+  1,  chatmesh__v1__list_promotions_response__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_promotions_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__delete_promotion_request__field_descriptors[2] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeletePromotionRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "promotion_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DeletePromotionRequest, promotion_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__delete_promotion_request__field_indices_by_name[] = {
+  1,   /* field[1] = promotion_id */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__delete_promotion_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__delete_promotion_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.DeletePromotionRequest",
+  "DeletePromotionRequest",
+  "Chatmesh__V1__DeletePromotionRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__DeletePromotionRequest),
+  2,
+  chatmesh__v1__delete_promotion_request__field_descriptors,
+  chatmesh__v1__delete_promotion_request__field_indices_by_name,
+  1,  chatmesh__v1__delete_promotion_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__delete_promotion_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor chatmesh__v1__expire_points_request__field_descriptors[2] =
@@ -5721,7 +7502,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_offer_revenue_by_district_res
   (ProtobufCMessageInit) chatmesh__v1__get_offer_revenue_by_district_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_descriptors[25] =
+static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_descriptors[30] =
 {
   { "ConfigureProgram", &chatmesh__v1__configure_program_request__descriptor, &chatmesh__v1__program__descriptor },
   { "GetProgram", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__program__descriptor },
@@ -5735,11 +7516,16 @@ static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_des
   { "RecordOrderEvent", &chatmesh__v1__record_order_event_request__descriptor, &chatmesh__v1__record_order_event_response__descriptor },
   { "RedeemPoints", &chatmesh__v1__redeem_points_request__descriptor, &chatmesh__v1__member__descriptor },
   { "AdjustPoints", &chatmesh__v1__adjust_points_request__descriptor, &chatmesh__v1__member__descriptor },
+  { "AdjustSegmentPoints", &chatmesh__v1__adjust_segment_points_request__descriptor, &chatmesh__v1__adjust_segment_points_response__descriptor },
+  { "ListPointsHistory", &chatmesh__v1__list_points_history_request__descriptor, &chatmesh__v1__list_points_history_response__descriptor },
   { "ExpirePoints", &chatmesh__v1__expire_points_request__descriptor, &chatmesh__v1__expire_points_response__descriptor },
   { "CreateSegment", &chatmesh__v1__create_segment_request__descriptor, &chatmesh__v1__segment__descriptor },
   { "ListSegments", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__list_segments_response__descriptor },
   { "ListSegmentMembers", &chatmesh__v1__list_segment_members_request__descriptor, &chatmesh__v1__list_segment_members_response__descriptor },
   { "CountSegment", &chatmesh__v1__segment_request__descriptor, &chatmesh__v1__count_segment_response__descriptor },
+  { "UpsertPromotion", &chatmesh__v1__upsert_promotion_request__descriptor, &chatmesh__v1__promotion__descriptor },
+  { "ListPromotions", &chatmesh__v1__list_promotions_request__descriptor, &chatmesh__v1__list_promotions_response__descriptor },
+  { "DeletePromotion", &chatmesh__v1__delete_promotion_request__descriptor, &chatmesh__v1__empty__descriptor },
   { "LinkAdAccount", &chatmesh__v1__link_ad_account_request__descriptor, &chatmesh__v1__ad_account__descriptor },
   { "SyncSegmentAudience", &chatmesh__v1__sync_segment_audience_request__descriptor, &chatmesh__v1__audience_sync__descriptor },
   { "GetAudienceSync", &chatmesh__v1__segment_request__descriptor, &chatmesh__v1__audience_sync__descriptor },
@@ -5751,30 +7537,35 @@ static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_des
 };
 const unsigned chatmesh__v1__loyalty_service__method_indices_by_name[] = {
   11,        /* AdjustPoints */
+  12,        /* AdjustSegmentPoints */
   0,        /* ConfigureProgram */
-  16,        /* CountSegment */
-  20,        /* CreateReferralCampaign */
-  13,        /* CreateSegment */
+  18,        /* CountSegment */
+  25,        /* CreateReferralCampaign */
+  15,        /* CreateSegment */
+  21,        /* DeletePromotion */
   4,        /* DeleteTier */
-  12,        /* ExpirePoints */
-  19,        /* GetAudienceSync */
+  14,        /* ExpirePoints */
+  24,        /* GetAudienceSync */
   5,        /* GetMember */
-  23,        /* GetOfferRevenueByDistrict */
+  28,        /* GetOfferRevenueByDistrict */
   1,        /* GetProgram */
-  17,        /* LinkAdAccount */
+  22,        /* LinkAdAccount */
   6,        /* ListMembers */
-  15,        /* ListSegmentMembers */
-  14,        /* ListSegments */
+  13,        /* ListPointsHistory */
+  20,        /* ListPromotions */
+  17,        /* ListSegmentMembers */
+  16,        /* ListSegments */
   3,        /* ListTiers */
   8,        /* PreviewOrder */
   9,        /* RecordOrderEvent */
   10,        /* RedeemPoints */
-  22,        /* RedeemVoucher */
-  21,        /* SubmitReferral */
-  18,        /* SyncSegmentAudience */
+  27,        /* RedeemVoucher */
+  26,        /* SubmitReferral */
+  23,        /* SyncSegmentAudience */
   7,        /* UpsertCustomerProfile */
+  19,        /* UpsertPromotion */
   2,        /* UpsertTier */
-  24         /* WatchChanges */
+  29         /* WatchChanges */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__loyalty_service__descriptor =
 {
@@ -5783,7 +7574,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__loyalty_service__descriptor =
   "LoyaltyService",
   "Chatmesh__V1__LoyaltyService",
   "chatmesh.v1",
-  25,
+  30,
   chatmesh__v1__loyalty_service__method_descriptors,
   chatmesh__v1__loyalty_service__method_indices_by_name
 };
@@ -5883,13 +7674,29 @@ void chatmesh__v1__loyalty_service__adjust_points(ProtobufCService *service,
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
   service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__loyalty_service__adjust_segment_points(ProtobufCService *service,
+                                                          const Chatmesh__V1__AdjustSegmentPointsRequest *input,
+                                                          Chatmesh__V1__AdjustSegmentPointsResponse_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__loyalty_service__list_points_history(ProtobufCService *service,
+                                                        const Chatmesh__V1__ListPointsHistoryRequest *input,
+                                                        Chatmesh__V1__ListPointsHistoryResponse_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__loyalty_service__expire_points(ProtobufCService *service,
                                                   const Chatmesh__V1__ExpirePointsRequest *input,
                                                   Chatmesh__V1__ExpirePointsResponse_Closure closure,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__create_segment(ProtobufCService *service,
                                                    const Chatmesh__V1__CreateSegmentRequest *input,
@@ -5897,7 +7704,7 @@ void chatmesh__v1__loyalty_service__create_segment(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__list_segments(ProtobufCService *service,
                                                   const Chatmesh__V1__ShopRequest *input,
@@ -5905,7 +7712,7 @@ void chatmesh__v1__loyalty_service__list_segments(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__list_segment_members(ProtobufCService *service,
                                                          const Chatmesh__V1__ListSegmentMembersRequest *input,
@@ -5913,7 +7720,7 @@ void chatmesh__v1__loyalty_service__list_segment_members(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__count_segment(ProtobufCService *service,
                                                   const Chatmesh__V1__SegmentRequest *input,
@@ -5921,7 +7728,31 @@ void chatmesh__v1__loyalty_service__count_segment(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__loyalty_service__upsert_promotion(ProtobufCService *service,
+                                                     const Chatmesh__V1__UpsertPromotionRequest *input,
+                                                     Chatmesh__V1__Promotion_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__loyalty_service__list_promotions(ProtobufCService *service,
+                                                    const Chatmesh__V1__ListPromotionsRequest *input,
+                                                    Chatmesh__V1__ListPromotionsResponse_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__loyalty_service__delete_promotion(ProtobufCService *service,
+                                                     const Chatmesh__V1__DeletePromotionRequest *input,
+                                                     Chatmesh__V1__Empty_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__link_ad_account(ProtobufCService *service,
                                                     const Chatmesh__V1__LinkAdAccountRequest *input,
@@ -5929,7 +7760,7 @@ void chatmesh__v1__loyalty_service__link_ad_account(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__sync_segment_audience(ProtobufCService *service,
                                                           const Chatmesh__V1__SyncSegmentAudienceRequest *input,
@@ -5937,7 +7768,7 @@ void chatmesh__v1__loyalty_service__sync_segment_audience(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__get_audience_sync(ProtobufCService *service,
                                                       const Chatmesh__V1__SegmentRequest *input,
@@ -5945,7 +7776,7 @@ void chatmesh__v1__loyalty_service__get_audience_sync(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__create_referral_campaign(ProtobufCService *service,
                                                              const Chatmesh__V1__CreateReferralCampaignRequest *input,
@@ -5953,7 +7784,7 @@ void chatmesh__v1__loyalty_service__create_referral_campaign(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__submit_referral(ProtobufCService *service,
                                                     const Chatmesh__V1__SubmitReferralRequest *input,
@@ -5961,7 +7792,7 @@ void chatmesh__v1__loyalty_service__submit_referral(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__redeem_voucher(ProtobufCService *service,
                                                    const Chatmesh__V1__RedeemVoucherRequest *input,
@@ -5969,7 +7800,7 @@ void chatmesh__v1__loyalty_service__redeem_voucher(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__get_offer_revenue_by_district(ProtobufCService *service,
                                                                   const Chatmesh__V1__GetOfferRevenueByDistrictRequest *input,
@@ -5977,7 +7808,7 @@ void chatmesh__v1__loyalty_service__get_offer_revenue_by_district(ProtobufCServi
                                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__watch_changes(ProtobufCService *service,
                                                   const Chatmesh__V1__WatchChangesRequest *input,
@@ -5985,7 +7816,7 @@ void chatmesh__v1__loyalty_service__watch_changes(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__loyalty_service__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__init (Chatmesh__V1__LoyaltyService_Service *service,
                                           Chatmesh__V1__LoyaltyService_ServiceDestroy destroy)

@@ -1177,6 +1177,96 @@ void   chatmesh__v1__ingest_comment_response__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__ingest_comment_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__set_campaign_live_request__init
+                     (Chatmesh__V1__SetCampaignLiveRequest         *message)
+{
+  static const Chatmesh__V1__SetCampaignLiveRequest init_value = CHATMESH__V1__SET_CAMPAIGN_LIVE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__set_campaign_live_request__get_packed_size
+                     (const Chatmesh__V1__SetCampaignLiveRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_campaign_live_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__set_campaign_live_request__pack
+                     (const Chatmesh__V1__SetCampaignLiveRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_campaign_live_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__set_campaign_live_request__pack_to_buffer
+                     (const Chatmesh__V1__SetCampaignLiveRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_campaign_live_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__SetCampaignLiveRequest *
+       chatmesh__v1__set_campaign_live_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__SetCampaignLiveRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__set_campaign_live_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__set_campaign_live_request__free_unpacked
+                     (Chatmesh__V1__SetCampaignLiveRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__set_campaign_live_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__combine_carts_request__init
+                     (Chatmesh__V1__CombineCartsRequest         *message)
+{
+  static const Chatmesh__V1__CombineCartsRequest init_value = CHATMESH__V1__COMBINE_CARTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__combine_carts_request__get_packed_size
+                     (const Chatmesh__V1__CombineCartsRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__combine_carts_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__combine_carts_request__pack
+                     (const Chatmesh__V1__CombineCartsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__combine_carts_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__combine_carts_request__pack_to_buffer
+                     (const Chatmesh__V1__CombineCartsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__combine_carts_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__CombineCartsRequest *
+       chatmesh__v1__combine_carts_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__CombineCartsRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__combine_carts_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__combine_carts_request__free_unpacked
+                     (Chatmesh__V1__CombineCartsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__combine_carts_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__list_carts_request__init
                      (Chatmesh__V1__ListCartsRequest         *message)
 {
@@ -2931,7 +3021,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__cart_item__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__cart_item__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__cart__field_descriptors[8] =
+static const ProtobufCFieldDescriptor chatmesh__v1__cart__field_descriptors[10] =
 {
   {
     "cart_id",
@@ -3029,13 +3119,39 @@ static const ProtobufCFieldDescriptor chatmesh__v1__cart__field_descriptors[8] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "name",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Cart, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cart_link",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Cart, cart_link),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__cart__field_indices_by_name[] = {
   2,   /* field[2] = campaign_id */
   3,   /* field[3] = campaign_name */
   0,   /* field[0] = cart_id */
+  9,   /* field[9] = cart_link */
   1,   /* field[1] = customer_id */
   4,   /* field[4] = items */
+  8,   /* field[8] = name */
   6,   /* field[6] = total_vnd */
   7,   /* field[7] = updated_at_ms */
   5,   /* field[5] = updated_by_staff_id */
@@ -3043,7 +3159,7 @@ static const unsigned chatmesh__v1__cart__field_indices_by_name[] = {
 static const ProtobufCIntRange chatmesh__v1__cart__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__cart__descriptor =
 {
@@ -3053,7 +3169,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__cart__descriptor =
   "Chatmesh__V1__Cart",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__Cart),
-  8,
+  10,
   chatmesh__v1__cart__field_descriptors,
   chatmesh__v1__cart__field_indices_by_name,
   1,  chatmesh__v1__cart__number_ranges,
@@ -3412,7 +3528,7 @@ const ProtobufCEnumDescriptor chatmesh__v1__order__channel__descriptor =
   chatmesh__v1__order__channel__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__order__field_descriptors[19] =
+static const ProtobufCFieldDescriptor chatmesh__v1__order__field_descriptors[24] =
 {
   {
     "order_id",
@@ -3642,6 +3758,66 @@ static const ProtobufCFieldDescriptor chatmesh__v1__order__field_descriptors[19]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "promotion_id",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Order, promotion_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "promotion_discount_vnd",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Order, promotion_discount_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "voucher_code",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Order, voucher_code),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "voucher_discount_vnd",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Order, voucher_discount_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Order, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__order__field_indices_by_name[] = {
   16,   /* field[16] = cancel_reason */
@@ -3652,9 +3828,12 @@ static const unsigned chatmesh__v1__order__field_indices_by_name[] = {
   1,   /* field[1] = customer_id */
   3,   /* field[3] = items */
   0,   /* field[0] = order_id */
+  23,   /* field[23] = page_id */
   10,   /* field[10] = payment_method */
   6,   /* field[6] = points_discount_vnd */
   9,   /* field[9] = points_earned */
+  20,   /* field[20] = promotion_discount_vnd */
+  19,   /* field[19] = promotion_id */
   18,   /* field[18] = redeemed_points */
   13,   /* field[13] = shipment */
   12,   /* field[12] = shipping */
@@ -3663,11 +3842,13 @@ static const unsigned chatmesh__v1__order__field_indices_by_name[] = {
   4,   /* field[4] = subtotal_vnd */
   5,   /* field[5] = tier_discount_vnd */
   8,   /* field[8] = total_vnd */
+  21,   /* field[21] = voucher_code */
+  22,   /* field[22] = voucher_discount_vnd */
 };
 static const ProtobufCIntRange chatmesh__v1__order__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 19 }
+  { 0, 24 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__order__descriptor =
 {
@@ -3677,7 +3858,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__order__descriptor =
   "Chatmesh__V1__Order",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__Order),
-  19,
+  24,
   chatmesh__v1__order__field_descriptors,
   chatmesh__v1__order__field_indices_by_name,
   1,  chatmesh__v1__order__number_ranges,
@@ -4581,6 +4762,147 @@ const ProtobufCMessageDescriptor chatmesh__v1__ingest_comment_response__descript
   (ProtobufCMessageInit) chatmesh__v1__ingest_comment_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor chatmesh__v1__set_campaign_live_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetCampaignLiveRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "campaign_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetCampaignLiveRequest, campaign_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "live",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetCampaignLiveRequest, live),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__set_campaign_live_request__field_indices_by_name[] = {
+  1,   /* field[1] = campaign_id */
+  2,   /* field[2] = live */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__set_campaign_live_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__set_campaign_live_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.SetCampaignLiveRequest",
+  "SetCampaignLiveRequest",
+  "Chatmesh__V1__SetCampaignLiveRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__SetCampaignLiveRequest),
+  3,
+  chatmesh__v1__set_campaign_live_request__field_descriptors,
+  chatmesh__v1__set_campaign_live_request__field_indices_by_name,
+  1,  chatmesh__v1__set_campaign_live_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__set_campaign_live_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__combine_carts_request__field_descriptors[4] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CombineCartsRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cart_ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Chatmesh__V1__CombineCartsRequest, n_cart_ids),
+    offsetof(Chatmesh__V1__CombineCartsRequest, cart_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "staff_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CombineCartsRequest, staff_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "idempotency_key",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CombineCartsRequest, idempotency_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__combine_carts_request__field_indices_by_name[] = {
+  1,   /* field[1] = cart_ids */
+  3,   /* field[3] = idempotency_key */
+  0,   /* field[0] = shop_id */
+  2,   /* field[2] = staff_id */
+};
+static const ProtobufCIntRange chatmesh__v1__combine_carts_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__combine_carts_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.CombineCartsRequest",
+  "CombineCartsRequest",
+  "Chatmesh__V1__CombineCartsRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__CombineCartsRequest),
+  4,
+  chatmesh__v1__combine_carts_request__field_descriptors,
+  chatmesh__v1__combine_carts_request__field_indices_by_name,
+  1,  chatmesh__v1__combine_carts_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__combine_carts_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor chatmesh__v1__list_carts_request__field_descriptors[2] =
 {
   {
@@ -4914,7 +5236,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__order_item_request__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__order_item_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__create_order_request__field_descriptors[12] =
+static const ProtobufCFieldDescriptor chatmesh__v1__create_order_request__field_descriptors[14] =
 {
   {
     "shop_id",
@@ -5060,6 +5382,30 @@ static const ProtobufCFieldDescriptor chatmesh__v1__create_order_request__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "voucher_code",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CreateOrderRequest, voucher_code),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_id",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CreateOrderRequest, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__create_order_request__field_indices_by_name[] = {
   3,   /* field[3] = cart_ids */
@@ -5068,17 +5414,19 @@ static const unsigned chatmesh__v1__create_order_request__field_indices_by_name[
   11,   /* field[11] = has_promotion */
   10,   /* field[10] = idempotency_key */
   2,   /* field[2] = items */
+  13,   /* field[13] = page_id */
   5,   /* field[5] = payment_method */
   7,   /* field[7] = redeem_points */
   4,   /* field[4] = shipping */
   6,   /* field[6] = shipping_quote_id */
   0,   /* field[0] = shop_id */
   8,   /* field[8] = staff_id */
+  12,   /* field[12] = voucher_code */
 };
 static const ProtobufCIntRange chatmesh__v1__create_order_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__create_order_request__descriptor =
 {
@@ -5088,7 +5436,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__create_order_request__descriptor 
   "Chatmesh__V1__CreateOrderRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__CreateOrderRequest),
-  12,
+  14,
   chatmesh__v1__create_order_request__field_descriptors,
   chatmesh__v1__create_order_request__field_indices_by_name,
   1,  chatmesh__v1__create_order_request__number_ranges,
@@ -6185,7 +6533,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__estimate_shipping_response__descr
   (ProtobufCMessageInit) chatmesh__v1__estimate_shipping_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__get_staff_sales_stats_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor chatmesh__v1__get_staff_sales_stats_request__field_descriptors[4] =
 {
   {
     "shop_id",
@@ -6223,16 +6571,29 @@ static const ProtobufCFieldDescriptor chatmesh__v1__get_staff_sales_stats_reques
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "page_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetStaffSalesStatsRequest, page_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__get_staff_sales_stats_request__field_indices_by_name[] = {
   1,   /* field[1] = from_ms */
+  3,   /* field[3] = page_id */
   0,   /* field[0] = shop_id */
   2,   /* field[2] = to_ms */
 };
 static const ProtobufCIntRange chatmesh__v1__get_staff_sales_stats_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__get_staff_sales_stats_request__descriptor =
 {
@@ -6242,7 +6603,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_staff_sales_stats_request__de
   "Chatmesh__V1__GetStaffSalesStatsRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__GetStaffSalesStatsRequest),
-  3,
+  4,
   chatmesh__v1__get_staff_sales_stats_request__field_descriptors,
   chatmesh__v1__get_staff_sales_stats_request__field_indices_by_name,
   1,  chatmesh__v1__get_staff_sales_stats_request__number_ranges,
@@ -6377,7 +6738,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_staff_sales_stats_response__d
   (ProtobufCMessageInit) chatmesh__v1__get_staff_sales_stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descriptors[24] =
+static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descriptors[26] =
 {
   { "UpsertProduct", &chatmesh__v1__upsert_product_request__descriptor, &chatmesh__v1__product__descriptor },
   { "ListProducts", &chatmesh__v1__list_products_request__descriptor, &chatmesh__v1__list_products_response__descriptor },
@@ -6388,6 +6749,8 @@ static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descr
   { "ListCampaigns", &chatmesh__v1__list_campaigns_request__descriptor, &chatmesh__v1__list_campaigns_response__descriptor },
   { "UpdateCampaignItemPrice", &chatmesh__v1__update_campaign_item_price_request__descriptor, &chatmesh__v1__campaign__descriptor },
   { "IngestComment", &chatmesh__v1__ingest_comment_request__descriptor, &chatmesh__v1__ingest_comment_response__descriptor },
+  { "SetCampaignLive", &chatmesh__v1__set_campaign_live_request__descriptor, &chatmesh__v1__campaign__descriptor },
+  { "CombineCarts", &chatmesh__v1__combine_carts_request__descriptor, &chatmesh__v1__cart__descriptor },
   { "ListCarts", &chatmesh__v1__list_carts_request__descriptor, &chatmesh__v1__list_carts_response__descriptor },
   { "UpdateCart", &chatmesh__v1__update_cart_request__descriptor, &chatmesh__v1__cart__descriptor },
   { "SendCartReminder", &chatmesh__v1__send_cart_reminder_request__descriptor, &chatmesh__v1__send_result__descriptor },
@@ -6405,30 +6768,32 @@ static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descr
   { "WatchChanges", &chatmesh__v1__watch_changes_request__descriptor, &chatmesh__v1__watch_changes_response__descriptor },
 };
 const unsigned chatmesh__v1__order_service__method_indices_by_name[] = {
-  19,        /* CancelOrder */
-  16,        /* CompleteOrder */
+  21,        /* CancelOrder */
+  10,        /* CombineCarts */
+  18,        /* CompleteOrder */
   4,        /* CreateCampaign */
-  12,        /* CreateOrder */
-  21,        /* EstimateShipping */
+  14,        /* CreateOrder */
+  23,        /* EstimateShipping */
   5,        /* GetCampaign */
-  14,        /* GetOrder */
-  13,        /* GetOrderSummary */
-  22,        /* GetStaffSalesStats */
+  16,        /* GetOrder */
+  15,        /* GetOrderSummary */
+  24,        /* GetStaffSalesStats */
   8,        /* IngestComment */
   6,        /* ListCampaigns */
-  9,        /* ListCarts */
+  11,        /* ListCarts */
   1,        /* ListProducts */
   3,        /* ListWarehouses */
-  15,        /* MarkOrderPaid */
-  20,        /* ResendPaymentLink */
-  11,        /* SendCartReminder */
-  18,        /* SendOrderConfirmation */
-  17,        /* ShipOrder */
+  17,        /* MarkOrderPaid */
+  22,        /* ResendPaymentLink */
+  13,        /* SendCartReminder */
+  20,        /* SendOrderConfirmation */
+  9,        /* SetCampaignLive */
+  19,        /* ShipOrder */
   7,        /* UpdateCampaignItemPrice */
-  10,        /* UpdateCart */
+  12,        /* UpdateCart */
   0,        /* UpsertProduct */
   2,        /* UpsertWarehouse */
-  23         /* WatchChanges */
+  25         /* WatchChanges */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__order_service__descriptor =
 {
@@ -6437,7 +6802,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__order_service__descriptor =
   "OrderService",
   "Chatmesh__V1__OrderService",
   "chatmesh.v1",
-  24,
+  26,
   chatmesh__v1__order_service__method_descriptors,
   chatmesh__v1__order_service__method_indices_by_name
 };
@@ -6513,13 +6878,29 @@ void chatmesh__v1__order_service__ingest_comment(ProtobufCService *service,
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
   service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__order_service__set_campaign_live(ProtobufCService *service,
+                                                    const Chatmesh__V1__SetCampaignLiveRequest *input,
+                                                    Chatmesh__V1__Campaign_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__order_service__combine_carts(ProtobufCService *service,
+                                                const Chatmesh__V1__CombineCartsRequest *input,
+                                                Chatmesh__V1__Cart_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__order_service__list_carts(ProtobufCService *service,
                                              const Chatmesh__V1__ListCartsRequest *input,
                                              Chatmesh__V1__ListCartsResponse_Closure closure,
                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__update_cart(ProtobufCService *service,
                                               const Chatmesh__V1__UpdateCartRequest *input,
@@ -6527,7 +6908,7 @@ void chatmesh__v1__order_service__update_cart(ProtobufCService *service,
                                               void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__send_cart_reminder(ProtobufCService *service,
                                                      const Chatmesh__V1__SendCartReminderRequest *input,
@@ -6535,7 +6916,7 @@ void chatmesh__v1__order_service__send_cart_reminder(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__create_order(ProtobufCService *service,
                                                const Chatmesh__V1__CreateOrderRequest *input,
@@ -6543,7 +6924,7 @@ void chatmesh__v1__order_service__create_order(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__get_order_summary(ProtobufCService *service,
                                                     const Chatmesh__V1__GetOrderSummaryRequest *input,
@@ -6551,7 +6932,7 @@ void chatmesh__v1__order_service__get_order_summary(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__get_order(ProtobufCService *service,
                                             const Chatmesh__V1__GetOrderRequest *input,
@@ -6559,7 +6940,7 @@ void chatmesh__v1__order_service__get_order(ProtobufCService *service,
                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__mark_order_paid(ProtobufCService *service,
                                                   const Chatmesh__V1__MarkOrderPaidRequest *input,
@@ -6567,7 +6948,7 @@ void chatmesh__v1__order_service__mark_order_paid(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__complete_order(ProtobufCService *service,
                                                  const Chatmesh__V1__CompleteOrderRequest *input,
@@ -6575,7 +6956,7 @@ void chatmesh__v1__order_service__complete_order(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__ship_order(ProtobufCService *service,
                                              const Chatmesh__V1__ShipOrderRequest *input,
@@ -6583,7 +6964,7 @@ void chatmesh__v1__order_service__ship_order(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__send_order_confirmation(ProtobufCService *service,
                                                           const Chatmesh__V1__SendOrderConfirmationRequest *input,
@@ -6591,7 +6972,7 @@ void chatmesh__v1__order_service__send_order_confirmation(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__cancel_order(ProtobufCService *service,
                                                const Chatmesh__V1__CancelOrderRequest *input,
@@ -6599,7 +6980,7 @@ void chatmesh__v1__order_service__cancel_order(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__resend_payment_link(ProtobufCService *service,
                                                       const Chatmesh__V1__ResendPaymentLinkRequest *input,
@@ -6607,7 +6988,7 @@ void chatmesh__v1__order_service__resend_payment_link(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__estimate_shipping(ProtobufCService *service,
                                                     const Chatmesh__V1__EstimateShippingRequest *input,
@@ -6615,7 +6996,7 @@ void chatmesh__v1__order_service__estimate_shipping(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__get_staff_sales_stats(ProtobufCService *service,
                                                         const Chatmesh__V1__GetStaffSalesStatsRequest *input,
@@ -6623,7 +7004,7 @@ void chatmesh__v1__order_service__get_staff_sales_stats(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__watch_changes(ProtobufCService *service,
                                                 const Chatmesh__V1__WatchChangesRequest *input,
@@ -6631,7 +7012,7 @@ void chatmesh__v1__order_service__watch_changes(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__init (Chatmesh__V1__OrderService_Service *service,
                                         Chatmesh__V1__OrderService_ServiceDestroy destroy)

@@ -31,12 +31,24 @@ typedef struct Chatmesh__V1__GetMemberRequest Chatmesh__V1__GetMemberRequest;
 typedef struct Chatmesh__V1__ListMembersRequest Chatmesh__V1__ListMembersRequest;
 typedef struct Chatmesh__V1__ListMembersResponse Chatmesh__V1__ListMembersResponse;
 typedef struct Chatmesh__V1__UpsertCustomerProfileRequest Chatmesh__V1__UpsertCustomerProfileRequest;
+typedef struct Chatmesh__V1__PreviewItem Chatmesh__V1__PreviewItem;
 typedef struct Chatmesh__V1__PreviewOrderRequest Chatmesh__V1__PreviewOrderRequest;
 typedef struct Chatmesh__V1__PreviewOrderResponse Chatmesh__V1__PreviewOrderResponse;
 typedef struct Chatmesh__V1__RecordOrderEventRequest Chatmesh__V1__RecordOrderEventRequest;
 typedef struct Chatmesh__V1__RecordOrderEventResponse Chatmesh__V1__RecordOrderEventResponse;
 typedef struct Chatmesh__V1__RedeemPointsRequest Chatmesh__V1__RedeemPointsRequest;
 typedef struct Chatmesh__V1__AdjustPointsRequest Chatmesh__V1__AdjustPointsRequest;
+typedef struct Chatmesh__V1__AdjustSegmentPointsRequest Chatmesh__V1__AdjustSegmentPointsRequest;
+typedef struct Chatmesh__V1__AdjustSegmentPointsResponse Chatmesh__V1__AdjustSegmentPointsResponse;
+typedef struct Chatmesh__V1__ListPointsHistoryRequest Chatmesh__V1__ListPointsHistoryRequest;
+typedef struct Chatmesh__V1__PointsHistoryEntry Chatmesh__V1__PointsHistoryEntry;
+typedef struct Chatmesh__V1__ListPointsHistoryResponse Chatmesh__V1__ListPointsHistoryResponse;
+typedef struct Chatmesh__V1__PromotionPrice Chatmesh__V1__PromotionPrice;
+typedef struct Chatmesh__V1__Promotion Chatmesh__V1__Promotion;
+typedef struct Chatmesh__V1__UpsertPromotionRequest Chatmesh__V1__UpsertPromotionRequest;
+typedef struct Chatmesh__V1__ListPromotionsRequest Chatmesh__V1__ListPromotionsRequest;
+typedef struct Chatmesh__V1__ListPromotionsResponse Chatmesh__V1__ListPromotionsResponse;
+typedef struct Chatmesh__V1__DeletePromotionRequest Chatmesh__V1__DeletePromotionRequest;
 typedef struct Chatmesh__V1__ExpirePointsRequest Chatmesh__V1__ExpirePointsRequest;
 typedef struct Chatmesh__V1__ExpirePointsResponse Chatmesh__V1__ExpirePointsResponse;
 typedef struct Chatmesh__V1__SegmentCondition Chatmesh__V1__SegmentCondition;
@@ -86,6 +98,35 @@ typedef enum _Chatmesh__V1__RecordOrderEventRequest__Kind {
   CHATMESH__V1__RECORD_ORDER_EVENT_REQUEST__KIND__REFUNDED = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__RECORD_ORDER_EVENT_REQUEST__KIND)
 } Chatmesh__V1__RecordOrderEventRequest__Kind;
+typedef enum _Chatmesh__V1__PointsHistoryEntry__Kind {
+  CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__KIND_UNSPECIFIED = 0,
+  CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__EARNED = 1,
+  CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__REDEEMED = 2,
+  CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__EXPIRED = 3,
+  CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__ADJUSTED = 4,
+  CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__REVERSED = 5,
+  /*
+   * Points redeemed on an order that was then cancelled or refunded, given back.
+   */
+  CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__RESTORED = 6
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND)
+} Chatmesh__V1__PointsHistoryEntry__Kind;
+typedef enum _Chatmesh__V1__Promotion__Kind {
+  CHATMESH__V1__PROMOTION__KIND__KIND_UNSPECIFIED = 0,
+  /*
+   * percent off the order's subtotal.
+   */
+  CHATMESH__V1__PROMOTION__KIND__PERCENT = 1,
+  /*
+   * amount_vnd off the order (never more than the subtotal).
+   */
+  CHATMESH__V1__PROMOTION__KIND__AMOUNT = 2,
+  /*
+   * prices: these variants cost price_vnd (a price above the order's is ignored).
+   */
+  CHATMESH__V1__PROMOTION__KIND__PRICE_LIST = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__PROMOTION__KIND)
+} Chatmesh__V1__Promotion__Kind;
 typedef enum _Chatmesh__V1__SegmentCondition__Kind {
   CHATMESH__V1__SEGMENT_CONDITION__KIND__KIND_UNSPECIFIED = 0,
   CHATMESH__V1__SEGMENT_CONDITION__KIND__PURCHASED_BETWEEN = 1,
@@ -145,7 +186,10 @@ struct  Chatmesh__V1__PointsExpiry
   ProtobufCMessage base;
   Chatmesh__V1__PointsExpiry__Kind kind;
   /*
-   * FIXED_DATE: YYYY-MM-DD, Vietnam time; every point expires at the end of that day.
+   * FIXED_DATE: YYYY-MM-DD, Vietnam time: points expire at the end of that day of the year
+   * (month and day; the year given is the first occurrence). A point expires at the first
+   * such day end after it was earned, so points earned after this year's date live until
+   * next year's (29 February falls back to 28 February in other years).
    */
   char *date;
   /*
@@ -367,21 +411,58 @@ struct  Chatmesh__V1__UpsertCustomerProfileRequest
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
+struct  Chatmesh__V1__PreviewItem
+{
+  ProtobufCMessage base;
+  char *variant_id;
+  int32_t quantity;
+  /*
+   * The unit price the order would charge before any promotion.
+   */
+  int64_t price_vnd;
+};
+#define CHATMESH__V1__PREVIEW_ITEM__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__preview_item__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
+
+
 /*
- * R-LOY-4, R-PTS-1, R-PTS-3: what an order would get; changes nothing.
+ * R-LOY-4, R-PTS-1, R-PTS-3, R-SEG-4, R-ORD-7: what an order would get; changes nothing.
+ * The discounts apply in this order: the best promotion (R-SEG-4) on the subtotal, the
+ * voucher (R-ORD-7) on what is left, the tier discount (R-LOY-4) on what is left (only
+ * where the tier combines, when a promotion or voucher applied), then points (R-PTS-3).
  */
 struct  Chatmesh__V1__PreviewOrderRequest
 {
   ProtobufCMessage base;
   char *shop_id;
   char *customer_id;
+  /*
+   * The sum of items (when items are given, it must agree with them).
+   */
   int64_t subtotal_vnd;
+  /*
+   * The order carries a promotion from elsewhere (R-LOY-4).
+   */
   protobuf_c_boolean has_promotion;
   int64_t redeem_points;
+  /*
+   * The order's lines, for PRICE_LIST promotions (R-SEG-4).
+   */
+  size_t n_items;
+  Chatmesh__V1__PreviewItem **items;
+  /*
+   * R-ORD-7: a referral voucher to apply: this shop's, unexpired, unused (or used by order_id).
+   */
+  char *voucher_code;
+  /*
+   * The order this checkout will be (a retried CreateOrder prices its own voucher again).
+   */
+  char *order_id;
 };
 #define CHATMESH__V1__PREVIEW_ORDER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__preview_order_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__PreviewOrderResponse
@@ -395,10 +476,24 @@ struct  Chatmesh__V1__PreviewOrderResponse
    * The points that would actually be redeemed (capped by balance and order value).
    */
   int64_t points_redeemed;
+  /*
+   * R-SEG-4: the promotion applied ("" for none) and what it takes off.
+   */
+  char *promotion_id;
+  int64_t promotion_discount_vnd;
+  char *promotion_name;
+  /*
+   * R-ORD-7: what the voucher takes off (0 without voucher_code).
+   */
+  int64_t voucher_discount_vnd;
+  /*
+   * The voucher as normalised (upper case), to redeem.
+   */
+  char *voucher_code;
 };
 #define CHATMESH__V1__PREVIEW_ORDER_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__preview_order_response__descriptor) \
-    , 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -418,10 +513,14 @@ struct  Chatmesh__V1__RecordOrderEventRequest
   char *province;
   protobuf_c_boolean used_offer;
   int64_t at_ms;
+  /*
+   * The order's shipping phone (R-REF-1: a referral never goes to it).
+   */
+  char *phone;
 };
 #define CHATMESH__V1__RECORD_ORDER_EVENT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__record_order_event_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__RECORD_ORDER_EVENT_REQUEST__KIND__KIND_UNSPECIFIED, 0, CHATMESH__V1__ORDER__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__RECORD_ORDER_EVENT_REQUEST__KIND__KIND_UNSPECIFIED, 0, CHATMESH__V1__ORDER__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__RecordOrderEventResponse
@@ -473,6 +572,212 @@ struct  Chatmesh__V1__AdjustPointsRequest
 #define CHATMESH__V1__ADJUST_POINTS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__adjust_points_request__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * R-PTS-5: one ledger entry per member of the segment (as it is when the call is
+ * made), once per idempotency_key: the same key again adjusts nobody twice and answers
+ * the same count. Removing takes at most a member's spendable balance (never below zero).
+ */
+struct  Chatmesh__V1__AdjustSegmentPointsRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *segment_id;
+  /*
+   * Positive adds, negative removes.
+   */
+  int64_t points;
+  char *reason;
+  char *staff_id;
+  char *idempotency_key;
+};
+#define CHATMESH__V1__ADJUST_SEGMENT_POINTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__adjust_segment_points_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Chatmesh__V1__AdjustSegmentPointsResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Members whose balance the request changed (a removal from an empty balance changes none).
+   */
+  int64_t members_adjusted;
+  /*
+   * The segment's members when the request was applied.
+   */
+  int64_t members;
+  /*
+   * The sum of what was added or removed (signed).
+   */
+  int64_t points_total;
+};
+#define CHATMESH__V1__ADJUST_SEGMENT_POINTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__adjust_segment_points_response__descriptor) \
+    , 0, 0, 0 }
+
+
+/*
+ * R-PTS-6: newest first, paged.
+ */
+struct  Chatmesh__V1__ListPointsHistoryRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *customer_id;
+  int32_t page_size;
+  char *page_token;
+};
+#define CHATMESH__V1__LIST_POINTS_HISTORY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_points_history_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Chatmesh__V1__PointsHistoryEntry
+{
+  ProtobufCMessage base;
+  char *entry_id;
+  Chatmesh__V1__PointsHistoryEntry__Kind kind;
+  /*
+   * Signed: what the entry did to the balance.
+   */
+  int64_t points;
+  char *order_id;
+  char *staff_id;
+  char *reason;
+  int64_t at_ms;
+  /*
+   * Points added (EARNED, ADJUSTED up): when they expire (0: never).
+   */
+  int64_t expires_at_ms;
+};
+#define CHATMESH__V1__POINTS_HISTORY_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__points_history_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, CHATMESH__V1__POINTS_HISTORY_ENTRY__KIND__KIND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Chatmesh__V1__ListPointsHistoryResponse
+{
+  ProtobufCMessage base;
+  size_t n_entries;
+  Chatmesh__V1__PointsHistoryEntry **entries;
+  char *next_page_token;
+};
+#define CHATMESH__V1__LIST_POINTS_HISTORY_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_points_history_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * R-SEG-4: a PRICE_LIST promotion's price for one variant.
+ */
+struct  Chatmesh__V1__PromotionPrice
+{
+  ProtobufCMessage base;
+  char *variant_id;
+  int64_t price_vnd;
+};
+#define CHATMESH__V1__PROMOTION_PRICE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__promotion_price__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * R-SEG-4: a promotion for segments and/or tiers, for a time window.
+ */
+struct  Chatmesh__V1__Promotion
+{
+  ProtobufCMessage base;
+  char *promotion_id;
+  char *name;
+  Chatmesh__V1__Promotion__Kind kind;
+  int32_t percent;
+  int64_t amount_vnd;
+  size_t n_prices;
+  Chatmesh__V1__PromotionPrice **prices;
+  /*
+   * Who it is for: a customer in any of these segments or tiers (at least one is required).
+   */
+  size_t n_segment_ids;
+  char **segment_ids;
+  size_t n_tier_ids;
+  char **tier_ids;
+  /*
+   * When it applies: from_ms inclusive, to_ms exclusive (0: open-ended).
+   */
+  int64_t from_ms;
+  int64_t to_ms;
+  int64_t updated_at_ms;
+};
+#define CHATMESH__V1__PROMOTION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__promotion__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__PROMOTION__KIND__KIND_UNSPECIFIED, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0 }
+
+
+struct  Chatmesh__V1__UpsertPromotionRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  /*
+   * Empty: a new promotion.
+   */
+  char *promotion_id;
+  char *name;
+  Chatmesh__V1__Promotion__Kind kind;
+  int32_t percent;
+  int64_t amount_vnd;
+  size_t n_prices;
+  Chatmesh__V1__PromotionPrice **prices;
+  size_t n_segment_ids;
+  char **segment_ids;
+  size_t n_tier_ids;
+  char **tier_ids;
+  int64_t from_ms;
+  int64_t to_ms;
+};
+#define CHATMESH__V1__UPSERT_PROMOTION_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__upsert_promotion_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__PROMOTION__KIND__KIND_UNSPECIFIED, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0 }
+
+
+struct  Chatmesh__V1__ListPromotionsRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  int32_t page_size;
+  char *page_token;
+  /*
+   * Only those applying at this time (0: all).
+   */
+  int64_t active_at_ms;
+};
+#define CHATMESH__V1__LIST_PROMOTIONS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_promotions_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Chatmesh__V1__ListPromotionsResponse
+{
+  ProtobufCMessage base;
+  size_t n_promotions;
+  Chatmesh__V1__Promotion **promotions;
+  char *next_page_token;
+};
+#define CHATMESH__V1__LIST_PROMOTIONS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_promotions_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+
+struct  Chatmesh__V1__DeletePromotionRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *promotion_id;
+};
+#define CHATMESH__V1__DELETE_PROMOTION_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__delete_promotion_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1136,6 +1441,25 @@ Chatmesh__V1__UpsertCustomerProfileRequest *
 void   chatmesh__v1__upsert_customer_profile_request__free_unpacked
                      (Chatmesh__V1__UpsertCustomerProfileRequest *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__PreviewItem methods */
+void   chatmesh__v1__preview_item__init
+                     (Chatmesh__V1__PreviewItem         *message);
+size_t chatmesh__v1__preview_item__get_packed_size
+                     (const Chatmesh__V1__PreviewItem   *message);
+size_t chatmesh__v1__preview_item__pack
+                     (const Chatmesh__V1__PreviewItem   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__preview_item__pack_to_buffer
+                     (const Chatmesh__V1__PreviewItem   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__PreviewItem *
+       chatmesh__v1__preview_item__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__preview_item__free_unpacked
+                     (Chatmesh__V1__PreviewItem *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__PreviewOrderRequest methods */
 void   chatmesh__v1__preview_order_request__init
                      (Chatmesh__V1__PreviewOrderRequest         *message);
@@ -1249,6 +1573,215 @@ Chatmesh__V1__AdjustPointsRequest *
                       const uint8_t       *data);
 void   chatmesh__v1__adjust_points_request__free_unpacked
                      (Chatmesh__V1__AdjustPointsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__AdjustSegmentPointsRequest methods */
+void   chatmesh__v1__adjust_segment_points_request__init
+                     (Chatmesh__V1__AdjustSegmentPointsRequest         *message);
+size_t chatmesh__v1__adjust_segment_points_request__get_packed_size
+                     (const Chatmesh__V1__AdjustSegmentPointsRequest   *message);
+size_t chatmesh__v1__adjust_segment_points_request__pack
+                     (const Chatmesh__V1__AdjustSegmentPointsRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__adjust_segment_points_request__pack_to_buffer
+                     (const Chatmesh__V1__AdjustSegmentPointsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__AdjustSegmentPointsRequest *
+       chatmesh__v1__adjust_segment_points_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__adjust_segment_points_request__free_unpacked
+                     (Chatmesh__V1__AdjustSegmentPointsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__AdjustSegmentPointsResponse methods */
+void   chatmesh__v1__adjust_segment_points_response__init
+                     (Chatmesh__V1__AdjustSegmentPointsResponse         *message);
+size_t chatmesh__v1__adjust_segment_points_response__get_packed_size
+                     (const Chatmesh__V1__AdjustSegmentPointsResponse   *message);
+size_t chatmesh__v1__adjust_segment_points_response__pack
+                     (const Chatmesh__V1__AdjustSegmentPointsResponse   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__adjust_segment_points_response__pack_to_buffer
+                     (const Chatmesh__V1__AdjustSegmentPointsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__AdjustSegmentPointsResponse *
+       chatmesh__v1__adjust_segment_points_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__adjust_segment_points_response__free_unpacked
+                     (Chatmesh__V1__AdjustSegmentPointsResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListPointsHistoryRequest methods */
+void   chatmesh__v1__list_points_history_request__init
+                     (Chatmesh__V1__ListPointsHistoryRequest         *message);
+size_t chatmesh__v1__list_points_history_request__get_packed_size
+                     (const Chatmesh__V1__ListPointsHistoryRequest   *message);
+size_t chatmesh__v1__list_points_history_request__pack
+                     (const Chatmesh__V1__ListPointsHistoryRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_points_history_request__pack_to_buffer
+                     (const Chatmesh__V1__ListPointsHistoryRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListPointsHistoryRequest *
+       chatmesh__v1__list_points_history_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_points_history_request__free_unpacked
+                     (Chatmesh__V1__ListPointsHistoryRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__PointsHistoryEntry methods */
+void   chatmesh__v1__points_history_entry__init
+                     (Chatmesh__V1__PointsHistoryEntry         *message);
+size_t chatmesh__v1__points_history_entry__get_packed_size
+                     (const Chatmesh__V1__PointsHistoryEntry   *message);
+size_t chatmesh__v1__points_history_entry__pack
+                     (const Chatmesh__V1__PointsHistoryEntry   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__points_history_entry__pack_to_buffer
+                     (const Chatmesh__V1__PointsHistoryEntry   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__PointsHistoryEntry *
+       chatmesh__v1__points_history_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__points_history_entry__free_unpacked
+                     (Chatmesh__V1__PointsHistoryEntry *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListPointsHistoryResponse methods */
+void   chatmesh__v1__list_points_history_response__init
+                     (Chatmesh__V1__ListPointsHistoryResponse         *message);
+size_t chatmesh__v1__list_points_history_response__get_packed_size
+                     (const Chatmesh__V1__ListPointsHistoryResponse   *message);
+size_t chatmesh__v1__list_points_history_response__pack
+                     (const Chatmesh__V1__ListPointsHistoryResponse   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_points_history_response__pack_to_buffer
+                     (const Chatmesh__V1__ListPointsHistoryResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListPointsHistoryResponse *
+       chatmesh__v1__list_points_history_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_points_history_response__free_unpacked
+                     (Chatmesh__V1__ListPointsHistoryResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__PromotionPrice methods */
+void   chatmesh__v1__promotion_price__init
+                     (Chatmesh__V1__PromotionPrice         *message);
+size_t chatmesh__v1__promotion_price__get_packed_size
+                     (const Chatmesh__V1__PromotionPrice   *message);
+size_t chatmesh__v1__promotion_price__pack
+                     (const Chatmesh__V1__PromotionPrice   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__promotion_price__pack_to_buffer
+                     (const Chatmesh__V1__PromotionPrice   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__PromotionPrice *
+       chatmesh__v1__promotion_price__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__promotion_price__free_unpacked
+                     (Chatmesh__V1__PromotionPrice *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__Promotion methods */
+void   chatmesh__v1__promotion__init
+                     (Chatmesh__V1__Promotion         *message);
+size_t chatmesh__v1__promotion__get_packed_size
+                     (const Chatmesh__V1__Promotion   *message);
+size_t chatmesh__v1__promotion__pack
+                     (const Chatmesh__V1__Promotion   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__promotion__pack_to_buffer
+                     (const Chatmesh__V1__Promotion   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__Promotion *
+       chatmesh__v1__promotion__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__promotion__free_unpacked
+                     (Chatmesh__V1__Promotion *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__UpsertPromotionRequest methods */
+void   chatmesh__v1__upsert_promotion_request__init
+                     (Chatmesh__V1__UpsertPromotionRequest         *message);
+size_t chatmesh__v1__upsert_promotion_request__get_packed_size
+                     (const Chatmesh__V1__UpsertPromotionRequest   *message);
+size_t chatmesh__v1__upsert_promotion_request__pack
+                     (const Chatmesh__V1__UpsertPromotionRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__upsert_promotion_request__pack_to_buffer
+                     (const Chatmesh__V1__UpsertPromotionRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__UpsertPromotionRequest *
+       chatmesh__v1__upsert_promotion_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__upsert_promotion_request__free_unpacked
+                     (Chatmesh__V1__UpsertPromotionRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListPromotionsRequest methods */
+void   chatmesh__v1__list_promotions_request__init
+                     (Chatmesh__V1__ListPromotionsRequest         *message);
+size_t chatmesh__v1__list_promotions_request__get_packed_size
+                     (const Chatmesh__V1__ListPromotionsRequest   *message);
+size_t chatmesh__v1__list_promotions_request__pack
+                     (const Chatmesh__V1__ListPromotionsRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_promotions_request__pack_to_buffer
+                     (const Chatmesh__V1__ListPromotionsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListPromotionsRequest *
+       chatmesh__v1__list_promotions_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_promotions_request__free_unpacked
+                     (Chatmesh__V1__ListPromotionsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListPromotionsResponse methods */
+void   chatmesh__v1__list_promotions_response__init
+                     (Chatmesh__V1__ListPromotionsResponse         *message);
+size_t chatmesh__v1__list_promotions_response__get_packed_size
+                     (const Chatmesh__V1__ListPromotionsResponse   *message);
+size_t chatmesh__v1__list_promotions_response__pack
+                     (const Chatmesh__V1__ListPromotionsResponse   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_promotions_response__pack_to_buffer
+                     (const Chatmesh__V1__ListPromotionsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListPromotionsResponse *
+       chatmesh__v1__list_promotions_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_promotions_response__free_unpacked
+                     (Chatmesh__V1__ListPromotionsResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__DeletePromotionRequest methods */
+void   chatmesh__v1__delete_promotion_request__init
+                     (Chatmesh__V1__DeletePromotionRequest         *message);
+size_t chatmesh__v1__delete_promotion_request__get_packed_size
+                     (const Chatmesh__V1__DeletePromotionRequest   *message);
+size_t chatmesh__v1__delete_promotion_request__pack
+                     (const Chatmesh__V1__DeletePromotionRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__delete_promotion_request__pack_to_buffer
+                     (const Chatmesh__V1__DeletePromotionRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__DeletePromotionRequest *
+       chatmesh__v1__delete_promotion_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__delete_promotion_request__free_unpacked
+                     (Chatmesh__V1__DeletePromotionRequest *message,
                       ProtobufCAllocator *allocator);
 /* Chatmesh__V1__ExpirePointsRequest methods */
 void   chatmesh__v1__expire_points_request__init
@@ -1747,6 +2280,9 @@ typedef void (*Chatmesh__V1__ListMembersResponse_Closure)
 typedef void (*Chatmesh__V1__UpsertCustomerProfileRequest_Closure)
                  (const Chatmesh__V1__UpsertCustomerProfileRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__PreviewItem_Closure)
+                 (const Chatmesh__V1__PreviewItem *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__PreviewOrderRequest_Closure)
                  (const Chatmesh__V1__PreviewOrderRequest *message,
                   void *closure_data);
@@ -1764,6 +2300,39 @@ typedef void (*Chatmesh__V1__RedeemPointsRequest_Closure)
                   void *closure_data);
 typedef void (*Chatmesh__V1__AdjustPointsRequest_Closure)
                  (const Chatmesh__V1__AdjustPointsRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__AdjustSegmentPointsRequest_Closure)
+                 (const Chatmesh__V1__AdjustSegmentPointsRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__AdjustSegmentPointsResponse_Closure)
+                 (const Chatmesh__V1__AdjustSegmentPointsResponse *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__ListPointsHistoryRequest_Closure)
+                 (const Chatmesh__V1__ListPointsHistoryRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__PointsHistoryEntry_Closure)
+                 (const Chatmesh__V1__PointsHistoryEntry *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__ListPointsHistoryResponse_Closure)
+                 (const Chatmesh__V1__ListPointsHistoryResponse *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__PromotionPrice_Closure)
+                 (const Chatmesh__V1__PromotionPrice *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__Promotion_Closure)
+                 (const Chatmesh__V1__Promotion *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__UpsertPromotionRequest_Closure)
+                 (const Chatmesh__V1__UpsertPromotionRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__ListPromotionsRequest_Closure)
+                 (const Chatmesh__V1__ListPromotionsRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__ListPromotionsResponse_Closure)
+                 (const Chatmesh__V1__ListPromotionsResponse *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__DeletePromotionRequest_Closure)
+                 (const Chatmesh__V1__DeletePromotionRequest *message,
                   void *closure_data);
 typedef void (*Chatmesh__V1__ExpirePointsRequest_Closure)
                  (const Chatmesh__V1__ExpirePointsRequest *message,
@@ -1892,6 +2461,14 @@ struct Chatmesh__V1__LoyaltyService_Service
                         const Chatmesh__V1__AdjustPointsRequest *input,
                         Chatmesh__V1__Member_Closure closure,
                         void *closure_data);
+  void (*adjust_segment_points)(Chatmesh__V1__LoyaltyService_Service *service,
+                                const Chatmesh__V1__AdjustSegmentPointsRequest *input,
+                                Chatmesh__V1__AdjustSegmentPointsResponse_Closure closure,
+                                void *closure_data);
+  void (*list_points_history)(Chatmesh__V1__LoyaltyService_Service *service,
+                              const Chatmesh__V1__ListPointsHistoryRequest *input,
+                              Chatmesh__V1__ListPointsHistoryResponse_Closure closure,
+                              void *closure_data);
   void (*expire_points)(Chatmesh__V1__LoyaltyService_Service *service,
                         const Chatmesh__V1__ExpirePointsRequest *input,
                         Chatmesh__V1__ExpirePointsResponse_Closure closure,
@@ -1912,6 +2489,18 @@ struct Chatmesh__V1__LoyaltyService_Service
                         const Chatmesh__V1__SegmentRequest *input,
                         Chatmesh__V1__CountSegmentResponse_Closure closure,
                         void *closure_data);
+  void (*upsert_promotion)(Chatmesh__V1__LoyaltyService_Service *service,
+                           const Chatmesh__V1__UpsertPromotionRequest *input,
+                           Chatmesh__V1__Promotion_Closure closure,
+                           void *closure_data);
+  void (*list_promotions)(Chatmesh__V1__LoyaltyService_Service *service,
+                          const Chatmesh__V1__ListPromotionsRequest *input,
+                          Chatmesh__V1__ListPromotionsResponse_Closure closure,
+                          void *closure_data);
+  void (*delete_promotion)(Chatmesh__V1__LoyaltyService_Service *service,
+                           const Chatmesh__V1__DeletePromotionRequest *input,
+                           Chatmesh__V1__Empty_Closure closure,
+                           void *closure_data);
   void (*link_ad_account)(Chatmesh__V1__LoyaltyService_Service *service,
                           const Chatmesh__V1__LinkAdAccountRequest *input,
                           Chatmesh__V1__AdAccount_Closure closure,
@@ -1964,11 +2553,16 @@ void chatmesh__v1__loyalty_service__init (Chatmesh__V1__LoyaltyService_Service *
       function_prefix__ ## record_order_event,\
       function_prefix__ ## redeem_points,\
       function_prefix__ ## adjust_points,\
+      function_prefix__ ## adjust_segment_points,\
+      function_prefix__ ## list_points_history,\
       function_prefix__ ## expire_points,\
       function_prefix__ ## create_segment,\
       function_prefix__ ## list_segments,\
       function_prefix__ ## list_segment_members,\
       function_prefix__ ## count_segment,\
+      function_prefix__ ## upsert_promotion,\
+      function_prefix__ ## list_promotions,\
+      function_prefix__ ## delete_promotion,\
       function_prefix__ ## link_ad_account,\
       function_prefix__ ## sync_segment_audience,\
       function_prefix__ ## get_audience_sync,\
@@ -2025,6 +2619,14 @@ void chatmesh__v1__loyalty_service__adjust_points(ProtobufCService *service,
                                                   const Chatmesh__V1__AdjustPointsRequest *input,
                                                   Chatmesh__V1__Member_Closure closure,
                                                   void *closure_data);
+void chatmesh__v1__loyalty_service__adjust_segment_points(ProtobufCService *service,
+                                                          const Chatmesh__V1__AdjustSegmentPointsRequest *input,
+                                                          Chatmesh__V1__AdjustSegmentPointsResponse_Closure closure,
+                                                          void *closure_data);
+void chatmesh__v1__loyalty_service__list_points_history(ProtobufCService *service,
+                                                        const Chatmesh__V1__ListPointsHistoryRequest *input,
+                                                        Chatmesh__V1__ListPointsHistoryResponse_Closure closure,
+                                                        void *closure_data);
 void chatmesh__v1__loyalty_service__expire_points(ProtobufCService *service,
                                                   const Chatmesh__V1__ExpirePointsRequest *input,
                                                   Chatmesh__V1__ExpirePointsResponse_Closure closure,
@@ -2045,6 +2647,18 @@ void chatmesh__v1__loyalty_service__count_segment(ProtobufCService *service,
                                                   const Chatmesh__V1__SegmentRequest *input,
                                                   Chatmesh__V1__CountSegmentResponse_Closure closure,
                                                   void *closure_data);
+void chatmesh__v1__loyalty_service__upsert_promotion(ProtobufCService *service,
+                                                     const Chatmesh__V1__UpsertPromotionRequest *input,
+                                                     Chatmesh__V1__Promotion_Closure closure,
+                                                     void *closure_data);
+void chatmesh__v1__loyalty_service__list_promotions(ProtobufCService *service,
+                                                    const Chatmesh__V1__ListPromotionsRequest *input,
+                                                    Chatmesh__V1__ListPromotionsResponse_Closure closure,
+                                                    void *closure_data);
+void chatmesh__v1__loyalty_service__delete_promotion(ProtobufCService *service,
+                                                     const Chatmesh__V1__DeletePromotionRequest *input,
+                                                     Chatmesh__V1__Empty_Closure closure,
+                                                     void *closure_data);
 void chatmesh__v1__loyalty_service__link_ad_account(ProtobufCService *service,
                                                     const Chatmesh__V1__LinkAdAccountRequest *input,
                                                     Chatmesh__V1__AdAccount_Closure closure,
@@ -2095,6 +2709,7 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__get_member_request__descri
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_members_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_members_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__upsert_customer_profile_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__preview_item__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__preview_order_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__preview_order_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__record_order_event_request__descriptor;
@@ -2102,6 +2717,19 @@ extern const ProtobufCEnumDescriptor    chatmesh__v1__record_order_event_request
 extern const ProtobufCMessageDescriptor chatmesh__v1__record_order_event_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__redeem_points_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__adjust_points_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__adjust_segment_points_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__adjust_segment_points_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_points_history_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__points_history_entry__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__points_history_entry__kind__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_points_history_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__promotion_price__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__promotion__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__promotion__kind__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__upsert_promotion_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_promotions_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_promotions_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__delete_promotion_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__expire_points_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__expire_points_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__segment_condition__descriptor;

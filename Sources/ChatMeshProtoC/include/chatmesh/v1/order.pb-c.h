@@ -43,6 +43,8 @@ typedef struct Chatmesh__V1__ListCampaignsResponse Chatmesh__V1__ListCampaignsRe
 typedef struct Chatmesh__V1__UpdateCampaignItemPriceRequest Chatmesh__V1__UpdateCampaignItemPriceRequest;
 typedef struct Chatmesh__V1__IngestCommentRequest Chatmesh__V1__IngestCommentRequest;
 typedef struct Chatmesh__V1__IngestCommentResponse Chatmesh__V1__IngestCommentResponse;
+typedef struct Chatmesh__V1__SetCampaignLiveRequest Chatmesh__V1__SetCampaignLiveRequest;
+typedef struct Chatmesh__V1__CombineCartsRequest Chatmesh__V1__CombineCartsRequest;
 typedef struct Chatmesh__V1__ListCartsRequest Chatmesh__V1__ListCartsRequest;
 typedef struct Chatmesh__V1__ListCartsResponse Chatmesh__V1__ListCartsResponse;
 typedef struct Chatmesh__V1__UpdateCartRequest Chatmesh__V1__UpdateCartRequest;
@@ -261,10 +263,18 @@ struct  Chatmesh__V1__Cart
   char *updated_by_staff_id;
   int64_t total_vnd;
   int64_t updated_at_ms;
+  /*
+   * R-CART-3: a cart staff put together (CombineCarts) has no campaign; it is named after them.
+   */
+  char *name;
+  /*
+   * The cart's page for the customer, as a cart reminder's {{link}} sends it.
+   */
+  char *cart_link;
 };
 #define CHATMESH__V1__CART__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__cart__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__OrderItem
@@ -336,10 +346,24 @@ struct  Chatmesh__V1__Order
   char *cancel_reason;
   int64_t created_at_ms;
   int64_t redeemed_points;
+  /*
+   * R-SEG-4: the promotion applied ("" for none) and what it took off.
+   */
+  char *promotion_id;
+  int64_t promotion_discount_vnd;
+  /*
+   * R-ORD-7: the voucher used by this order ("" for none) and what it took off.
+   */
+  char *voucher_code;
+  int64_t voucher_discount_vnd;
+  /*
+   * R-REP-2: the page whose chat the order was created from ("" when not known).
+   */
+  char *page_id;
 };
 #define CHATMESH__V1__ORDER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__order__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__ORDER__STATUS__STATUS_UNSPECIFIED, 0,NULL, 0, 0, 0, 0, 0, 0, CHATMESH__V1__ORDER__PAYMENT_METHOD__PAYMENT_METHOD_UNSPECIFIED, CHATMESH__V1__ORDER__CHANNEL__CHANNEL_UNSPECIFIED, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__ORDER__STATUS__STATUS_UNSPECIFIED, 0,NULL, 0, 0, 0, 0, 0, 0, CHATMESH__V1__ORDER__PAYMENT_METHOD__PAYMENT_METHOD_UNSPECIFIED, CHATMESH__V1__ORDER__CHANNEL__CHANNEL_UNSPECIFIED, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__UpsertProductRequest
@@ -515,6 +539,43 @@ struct  Chatmesh__V1__IngestCommentResponse
     , 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+/*
+ * R-CAMP-3: the live status, set when the stream starts and cleared when it ends.
+ */
+struct  Chatmesh__V1__SetCampaignLiveRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *campaign_id;
+  protobuf_c_boolean live;
+};
+#define CHATMESH__V1__SET_CAMPAIGN_LIVE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__set_campaign_live_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * R-CART-3: the carts' items in one new cart, named after the staff member; the carts
+ * combined are closed. One customer's open carts only; the same variant in two of them
+ * is INVALID_ARGUMENT naming both.
+ */
+struct  Chatmesh__V1__CombineCartsRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  size_t n_cart_ids;
+  char **cart_ids;
+  char *staff_id;
+  /*
+   * The same key returns the same cart.
+   */
+  char *idempotency_key;
+};
+#define CHATMESH__V1__COMBINE_CARTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__combine_carts_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
 struct  Chatmesh__V1__ListCartsRequest
 {
   ProtobufCMessage base;
@@ -617,10 +678,19 @@ struct  Chatmesh__V1__CreateOrderRequest
    * The order already carries another promotion (R-LOY-4: non-combinable tiers give no discount).
    */
   protobuf_c_boolean has_promotion;
+  /*
+   * R-ORD-7: a referral voucher (R-REF-1), used once, by this order; given back if the order
+   * is cancelled before it is paid. Unknown, expired or used: FAILED_PRECONDITION naming it.
+   */
+  char *voucher_code;
+  /*
+   * R-REP-2: the page whose chat the order comes from (default: the carts' campaign's page).
+   */
+  char *page_id;
 };
 #define CHATMESH__V1__CREATE_ORDER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__create_order_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL, CHATMESH__V1__ORDER__PAYMENT_METHOD__PAYMENT_METHOD_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, CHATMESH__V1__ORDER__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL, CHATMESH__V1__ORDER__PAYMENT_METHOD__PAYMENT_METHOD_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, CHATMESH__V1__ORDER__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__GetOrderSummaryRequest
@@ -855,10 +925,14 @@ struct  Chatmesh__V1__GetStaffSalesStatsRequest
   char *shop_id;
   int64_t from_ms;
   int64_t to_ms;
+  /*
+   * Only orders created from this page's chats (empty: the whole shop).
+   */
+  char *page_id;
 };
 #define CHATMESH__V1__GET_STAFF_SALES_STATS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__get_staff_sales_stats_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__StaffSalesStats
@@ -1379,6 +1453,44 @@ Chatmesh__V1__IngestCommentResponse *
                       const uint8_t       *data);
 void   chatmesh__v1__ingest_comment_response__free_unpacked
                      (Chatmesh__V1__IngestCommentResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__SetCampaignLiveRequest methods */
+void   chatmesh__v1__set_campaign_live_request__init
+                     (Chatmesh__V1__SetCampaignLiveRequest         *message);
+size_t chatmesh__v1__set_campaign_live_request__get_packed_size
+                     (const Chatmesh__V1__SetCampaignLiveRequest   *message);
+size_t chatmesh__v1__set_campaign_live_request__pack
+                     (const Chatmesh__V1__SetCampaignLiveRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__set_campaign_live_request__pack_to_buffer
+                     (const Chatmesh__V1__SetCampaignLiveRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__SetCampaignLiveRequest *
+       chatmesh__v1__set_campaign_live_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__set_campaign_live_request__free_unpacked
+                     (Chatmesh__V1__SetCampaignLiveRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__CombineCartsRequest methods */
+void   chatmesh__v1__combine_carts_request__init
+                     (Chatmesh__V1__CombineCartsRequest         *message);
+size_t chatmesh__v1__combine_carts_request__get_packed_size
+                     (const Chatmesh__V1__CombineCartsRequest   *message);
+size_t chatmesh__v1__combine_carts_request__pack
+                     (const Chatmesh__V1__CombineCartsRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__combine_carts_request__pack_to_buffer
+                     (const Chatmesh__V1__CombineCartsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__CombineCartsRequest *
+       chatmesh__v1__combine_carts_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__combine_carts_request__free_unpacked
+                     (Chatmesh__V1__CombineCartsRequest *message,
                       ProtobufCAllocator *allocator);
 /* Chatmesh__V1__ListCartsRequest methods */
 void   chatmesh__v1__list_carts_request__init
@@ -1916,6 +2028,12 @@ typedef void (*Chatmesh__V1__IngestCommentRequest_Closure)
 typedef void (*Chatmesh__V1__IngestCommentResponse_Closure)
                  (const Chatmesh__V1__IngestCommentResponse *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__SetCampaignLiveRequest_Closure)
+                 (const Chatmesh__V1__SetCampaignLiveRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__CombineCartsRequest_Closure)
+                 (const Chatmesh__V1__CombineCartsRequest *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__ListCartsRequest_Closure)
                  (const Chatmesh__V1__ListCartsRequest *message,
                   void *closure_data);
@@ -2031,6 +2149,14 @@ struct Chatmesh__V1__OrderService_Service
                          const Chatmesh__V1__IngestCommentRequest *input,
                          Chatmesh__V1__IngestCommentResponse_Closure closure,
                          void *closure_data);
+  void (*set_campaign_live)(Chatmesh__V1__OrderService_Service *service,
+                            const Chatmesh__V1__SetCampaignLiveRequest *input,
+                            Chatmesh__V1__Campaign_Closure closure,
+                            void *closure_data);
+  void (*combine_carts)(Chatmesh__V1__OrderService_Service *service,
+                        const Chatmesh__V1__CombineCartsRequest *input,
+                        Chatmesh__V1__Cart_Closure closure,
+                        void *closure_data);
   void (*list_carts)(Chatmesh__V1__OrderService_Service *service,
                      const Chatmesh__V1__ListCartsRequest *input,
                      Chatmesh__V1__ListCartsResponse_Closure closure,
@@ -2108,6 +2234,8 @@ void chatmesh__v1__order_service__init (Chatmesh__V1__OrderService_Service *serv
       function_prefix__ ## list_campaigns,\
       function_prefix__ ## update_campaign_item_price,\
       function_prefix__ ## ingest_comment,\
+      function_prefix__ ## set_campaign_live,\
+      function_prefix__ ## combine_carts,\
       function_prefix__ ## list_carts,\
       function_prefix__ ## update_cart,\
       function_prefix__ ## send_cart_reminder,\
@@ -2159,6 +2287,14 @@ void chatmesh__v1__order_service__ingest_comment(ProtobufCService *service,
                                                  const Chatmesh__V1__IngestCommentRequest *input,
                                                  Chatmesh__V1__IngestCommentResponse_Closure closure,
                                                  void *closure_data);
+void chatmesh__v1__order_service__set_campaign_live(ProtobufCService *service,
+                                                    const Chatmesh__V1__SetCampaignLiveRequest *input,
+                                                    Chatmesh__V1__Campaign_Closure closure,
+                                                    void *closure_data);
+void chatmesh__v1__order_service__combine_carts(ProtobufCService *service,
+                                                const Chatmesh__V1__CombineCartsRequest *input,
+                                                Chatmesh__V1__Cart_Closure closure,
+                                                void *closure_data);
 void chatmesh__v1__order_service__list_carts(ProtobufCService *service,
                                              const Chatmesh__V1__ListCartsRequest *input,
                                              Chatmesh__V1__ListCartsResponse_Closure closure,
@@ -2252,6 +2388,8 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__list_campaigns_response__d
 extern const ProtobufCMessageDescriptor chatmesh__v1__update_campaign_item_price_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__ingest_comment_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__ingest_comment_response__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__set_campaign_live_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__combine_carts_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_carts_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_carts_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__update_cart_request__descriptor;
