@@ -1572,9 +1572,10 @@ extension OnTagDetachedRequest {
     }
 }
 
-/// R-MSG-5, R-BOT-1: the customer wrote to the page. It opens Messenger's
-/// 24-hour window for that page-scoped id, and a reply stops the customer's
-/// running scenarios (the sale is in a person's hands now). Idempotent by event_id.
+/// R-MSG-5, R-BOT-1: the customer wrote to the page. An inbox message opens
+/// Messenger's 24-hour window for that page-scoped id; a comment does not (R-CONV-9's
+/// private reply answers a comment). Either stops the customer's running scenarios
+/// (the sale is in a person's hands now). Idempotent by event_id.
 public struct OnCustomerMessageRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.OnCustomerMessageRequest"
 
@@ -1585,16 +1586,19 @@ public struct OnCustomerMessageRequest: RPCMessage, Hashable, ShopScoped {
     /// The customer's page-scoped id (what MESSENGER sends are addressed to).
     public var recipient: String = ""
     public var atMs: Int64 = 0
+    /// A comment under a post, not an inbox message: no window opens.
+    public var comment: Bool = false
 
     public init() {}
 
-    public init(shopId: String = "", eventId: String = "", pageId: String = "", customerId: String = "", recipient: String = "", atMs: Int64 = 0) {
+    public init(shopId: String = "", eventId: String = "", pageId: String = "", customerId: String = "", recipient: String = "", atMs: Int64 = 0, comment: Bool = false) {
         self.shopId = shopId
         self.eventId = eventId
         self.pageId = pageId
         self.customerId = customerId
         self.recipient = recipient
         self.atMs = atMs
+        self.comment = comment
     }
 }
 
@@ -1616,6 +1620,7 @@ extension OnCustomerMessageRequest {
         self.customerId = _PB.string(c.customer_id)
         self.recipient = _PB.string(c.recipient)
         self.atMs = c.at_ms
+        self.comment = (c.comment != 0)
     }
 
     static func _encodeC(_ v: OnCustomerMessageRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnCustomerMessageRequest> {
@@ -1627,6 +1632,7 @@ extension OnCustomerMessageRequest {
         if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.OnCustomerMessageRequest.customer_id") }
         if !v.recipient.isEmpty { p.pointee.recipient = try a.string(v.recipient, field: "chatmesh.v1.OnCustomerMessageRequest.recipient") }
         p.pointee.at_ms = v.atMs
+        p.pointee.comment = (v.comment ? 1 : 0)
         return p
     }
 

@@ -94,11 +94,13 @@ public enum ConversationEvents {
         )
     }
 
-    static func customerMessage(_ contact: Contact, messageId: String, atMs: Int64) throws -> Outbox.Event {
+    /// R-MSG-5: only an inbox message opens Messenger's window; a comment's sender id is
+    /// not a page-scoped id either, so it carries none.
+    static func customerMessage(_ contact: Contact, messageId: String, atMs: Int64, comment: Bool) throws -> Outbox.Event {
         let eventId = "msg:" + messageId
         let payload = try OnCustomerMessageRequest(
-            shopId: contact.shop, eventId: eventId, pageId: contact.pageId, customerId: contact.customerId, recipient: contact.messengerRecipient,
-            atMs: atMs
+            shopId: contact.shop, eventId: eventId, pageId: contact.pageId, customerId: contact.customerId,
+            recipient: comment ? "" : contact.messengerRecipient, atMs: atMs, comment: comment
         ).serializedBytes()
         return Outbox.Event(
             subscriber: messagingSubscriber, shopId: contact.shop, eventId: eventId, key: contact.customerId, kind: Kind.customerMessage.rawValue,

@@ -115,7 +115,7 @@ extension SQLConversationStore {
                     facebook: try known.int64("platform") == Int64(Page.Platform.facebook.rawValue), externalId: message.customerExternalId,
                     phone: customer.phone
                 )
-                events.append(try ConversationEvents.customerMessage(contact, messageId: messageId, atMs: message.sentAtMs))
+                events.append(try ConversationEvents.customerMessage(contact, messageId: messageId, atMs: message.sentAtMs, comment: message.kind == .comment))
             }
             if !events.isEmpty {
                 try await Outbox.enqueue(db, events, nowMs: nowMs)

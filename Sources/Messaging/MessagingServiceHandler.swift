@@ -245,7 +245,8 @@ public struct MessagingServiceHandler: MessagingService.Handler {
     public func onCustomerMessage(_ request: OnCustomerMessageRequest, context: ServerContext) async throws -> CancelledStepsResponse {
         try Self.event(request.eventId, customerId: request.customerId, atMs: request.atMs)
         var recipient = ""
-        if !request.recipient.isEmpty {
+        // R-MSG-5: a comment opens no Messenger window.
+        if !request.recipient.isEmpty && !request.comment {
             recipient = try MessageSender.recipient(request.recipient, channel: .messenger)
         }
         let cancelled = try await store.customerMessaged(

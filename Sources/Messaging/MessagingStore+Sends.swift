@@ -66,71 +66,96 @@ extension MessagingStore {
     /// a temporary failure stays QUEUED for the next attempt.
     /// `provider` is nil for a delivery report (R-ZNS-2), which is not another attempt.
     public func settle(
-        shop: String, messageId: String, outcome: DeliveryOutcome, provider: String?, nowMs: Int64, reported: Bool = false
+        shop: String, messageId: String, outcome: DeliveryOutcome, provider: String?, nowMs: Int64
     ) async throws -> MessageDelivery.Sent {
         try await db.write { db in
-            let settlement = MessageDelivery.settle(outcome)
-            var costUpdate: SQLQueryString = ""
-            if settlement.releasesHold {
-                let row = try await db.raw("""
-                    SELECT cost_vnd, broadcast_id FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
-                    """).first()
-                let held = try row?.int64("cost_vnd") ?? 0
-                if held > 0 {
-                    _ = try await Self.post(db, shop: shop, amount: held, kind: .release, ref: messageId, nowMs: nowMs)
-                }
-                costUpdate = ", cost_vnd = 0"
-                // A broadcast message reported undelivered after its batch counted it sent.
-                if reported, let broadcast = try row?.string("broadcast_id"), !broadcast.isEmpty {
-                    try await db.raw("""
-                        UPDATE broadcasts SET sent = sent - 1, failed = failed + 1, cost_vnd = cost_vnd - \(bind: held)
-                        WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: broadcast)
-                        """).run()
-                }
-            }
-            var update: SQLQueryString = """
-                UPDATE messages SET status = \(bind: settlement.status.rawValue), error = \(bind: settlement.error), updated_at_ms = \(bind: nowMs)
-                """
-            if let provider {
-                update += ", attempts = attempts + 1, provider = \(bind: provider)"
-            }
-            try await db.raw(update + costUpdate + " WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").run()
-            guard let row = try await db.raw("""
-                SELECT message_id, status, cost_vnd, channel, template_id, day FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
-                """).first() else {
+            guard let sent = try await Self.settle(db, shop: shop, messageId: messageId, outcome: outcome, provider: provider, nowMs: nowMs) else {
                 throw MessagingError.noMessage(messageId)
             }
-            if settlement.status == .delivered, try row.int64("channel") == Int64(Template.Channel.zns.rawValue) {
-                try await Self.countZns(
-                    db, shop: shop, templateId: try row.string("template_id"), day: try row.int64("day"),
-                    delivered: 1, negative: 0
-                )
-            }
-            return try Self.sent(row)
+            return sent
         }
     }
 
-    /// R-ZNS-2: a provider's report on a SENT message. Delivered keeps the price;
-    /// not delivered gives it back (and moves a broadcast's counters with it).
-    public func report(shop: String, messageId: String, delivered: Bool, reason: String, nowMs: Int64) async throws -> MessageDelivery.Sent {
-        let stored = try await db.read { db in
-            try await db.raw("SELECT status FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()?.string("status")
+    /// Moves the message to what `outcome` makes of it, only if it is still in `from` (any
+    /// status when nil); nil when it was not (another writer moved it first), with nothing
+    /// written. The status moves first, so the money and the counters follow only the
+    /// transition that happened.
+    static func settle(
+        _ db: any SQLDatabase, shop: String, messageId: String, outcome: DeliveryOutcome, provider: String?, nowMs: Int64, reported: Bool = false,
+        from: MessageDelivery.Status? = nil
+    ) async throws -> MessageDelivery.Sent? {
+        let settlement = MessageDelivery.settle(outcome)
+        guard let before = try await db.raw("""
+            SELECT cost_vnd, broadcast_id FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
+            """).first() else {
+            return nil
         }
-        guard let stored else { throw MessagingError.noMessage(messageId) }
-        guard let current = MessageDelivery.Status(rawValue: stored) else {
-            throw MessagingError.unknownStatus(what: "message \(messageId)", stored: stored)
+        var update: SQLQueryString = """
+            UPDATE messages SET status = \(bind: settlement.status.rawValue), error = \(bind: settlement.error), updated_at_ms = \(bind: nowMs)
+            """
+        if let provider {
+            update += ", attempts = attempts + 1, provider = \(bind: provider)"
         }
-        switch MessageDelivery.report(current: current, delivered: delivered, reason: reason) {
-        case .settle(let outcome):
-            return try await settle(shop: shop, messageId: messageId, outcome: outcome, provider: nil, nowMs: nowMs, reported: true)
-        case .unchanged:
-            return try await db.read { db in
-                try Self.sent(try await db.raw("SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)").first()!)
+        if settlement.releasesHold { update += ", cost_vnd = 0" }
+        update += " WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)"
+        if let from { update += " AND status = \(bind: from.rawValue)" }
+        guard try await !db.raw(update + " RETURNING message_id").all().isEmpty else { return nil }
+        if settlement.releasesHold {
+            let held = try before.int64("cost_vnd")
+            if held > 0 {
+                _ = try await Self.post(db, shop: shop, amount: held, kind: .release, ref: messageId, nowMs: nowMs)
             }
-        case .notSentYet:
-            throw MessagingError.messageNotSentYet(messageId)
-        case .alreadySettled(let status):
-            throw MessagingError.messageSettled(messageId, status)
+            // A broadcast message reported undelivered after its batch counted it sent.
+            let broadcast = try before.string("broadcast_id")
+            if reported, !broadcast.isEmpty {
+                try await db.raw("""
+                    UPDATE broadcasts SET sent = sent - 1, failed = failed + 1, cost_vnd = cost_vnd - \(bind: held)
+                    WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: broadcast)
+                    """).run()
+            }
+        }
+        let row = try await db.raw("""
+            SELECT message_id, status, cost_vnd, channel, template_id, day FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
+            """).first()!
+        if settlement.status == .delivered, try row.int64("channel") == Int64(Template.Channel.zns.rawValue) {
+            try await Self.countZns(
+                db, shop: shop, templateId: try row.string("template_id"), day: try row.int64("day"),
+                delivered: 1, negative: 0
+            )
+        }
+        return try Self.sent(row)
+    }
+
+    /// R-ZNS-2: a provider's report on a SENT message. Delivered keeps the price;
+    /// not delivered gives it back (and moves a broadcast's counters with it). The status
+    /// is read and moved in one transaction by a guarded update, so two reports racing
+    /// for one message settle it once: the loser sees what the winner wrote.
+    public func report(shop: String, messageId: String, delivered: Bool, reason: String, nowMs: Int64) async throws -> MessageDelivery.Sent {
+        try await db.write { db in
+            // Twice at most: a report that lost the race decides again on what won.
+            for _ in 0..<2 {
+                guard let row = try await db.raw("""
+                    SELECT message_id, status, cost_vnd FROM messages WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
+                    """).first() else {
+                    throw MessagingError.noMessage(messageId)
+                }
+                let current = try Self.sent(row)
+                switch MessageDelivery.report(current: current.status, delivered: delivered, reason: reason) {
+                case .settle(let outcome):
+                    if let sent = try await Self.settle(
+                        db, shop: shop, messageId: messageId, outcome: outcome, provider: nil, nowMs: nowMs, reported: true, from: current.status
+                    ) {
+                        return sent
+                    }
+                case .unchanged:
+                    return current
+                case .notSentYet:
+                    throw MessagingError.messageNotSentYet(messageId)
+                case .alreadySettled(let status):
+                    throw MessagingError.messageSettled(messageId, status)
+                }
+            }
+            throw MessagingError.noMessage(messageId)
         }
     }
 

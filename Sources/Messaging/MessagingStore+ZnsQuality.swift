@@ -43,19 +43,12 @@ extension MessagingStore {
         }
         if saved && closedThrough >= today - 1 { return state }
         if closedThrough < today - 1 {
-            let rows = try await db.raw("""
-                SELECT day, delivered, negative FROM zns_days WHERE shop_id = \(bind: shop) AND day > \(bind: closedThrough) AND day < \(bind: today)
-                """).all()
-            var days: [Int64: ZnsQualityState.Day] = [:]
-            for row in rows {
-                days[try row.int64("day")] = .init(
-                    delivered: try row.int("delivered"), negative: try row.int("negative")
-                )
-            }
             // An OA idle for years needs no more than a window and a spell of empty days to be judged.
             let first = max(closedThrough + 1, today - 400)
+            let days = try await znsDays(db, shop: shop, from: first - Int64(policy.rateWindowDays), through: today - 1)
             for day in first..<today {
-                state.close(days[day] ?? .init(delivered: 0, negative: 0), policy: policy)
+                state.refreshWindow(days.range(day - Int64(policy.rateWindowDays) + 1, day - 1), policy: policy)
+                state.close(days[day], policy: policy)
                 if state.level(policy) == .poor {
                     try await disablePoorTemplates(db, shop: shop, throughDay: day, policy: policy)
                 }
@@ -67,6 +60,26 @@ extension MessagingStore {
             ON CONFLICT (shop_id) DO UPDATE SET state = \(bind: json), closed_through_day = \(bind: today - 1)
             """).run()
         return state
+    }
+
+    /// The OA's delivered and negative counts per day in [from, through], as they stand now.
+    static func znsDays(_ db: any SQLDatabase, shop: String, from: Int64, through: Int64) async throws -> ZnsDays {
+        var days = ZnsDays()
+        for row in try await db.raw("""
+            SELECT day, delivered, negative FROM zns_days WHERE shop_id = \(bind: shop) AND day >= \(bind: from) AND day <= \(bind: through)
+            """).all() {
+            days.byDay[try row.int64("day")] = .init(delivered: try row.int("delivered"), negative: try row.int("negative"))
+        }
+        return days
+    }
+
+    /// Days with their counts; a day without a row had nothing delivered.
+    struct ZnsDays {
+        var byDay: [Int64: ZnsQualityState.Day] = [:]
+        subscript(day: Int64) -> ZnsQualityState.Day { byDay[day] ?? .init(delivered: 0, negative: 0) }
+        func range(_ from: Int64, _ through: Int64) -> [ZnsQualityState.Day] {
+            from <= through ? (from...through).map { self[$0] } : []
+        }
     }
 
     static func disablePoorTemplates(_ db: any SQLDatabase, shop: String, throughDay day: Int64, policy: ZnsQualityPolicy) async throws {
@@ -117,13 +130,17 @@ extension MessagingStore {
         }
     }
 
-    /// The OA's ZNS quality (R-ZNS-1..3): level, quota and allowed purposes today.
+    /// The OA's ZNS quality (R-ZNS-1..3): level, quota and allowed purposes today. The level
+    /// and rate are over the rolling window as it stands now, today included (R-ZNS-1); the
+    /// quota and purposes move only as whole days are closed (R-ZNS-2).
     public func znsQuality(shop: String, policy: ZnsQualityPolicy, nowMs: Int64) async throws -> ZnsQuality {
         let today = VietnamTime.dayNumber(atMs: nowMs)
         return try await db.write { db in
             let state = try await Self.znsState(db, shop: shop, today: today, policy: policy)
+            let window = try await Self.znsDays(db, shop: shop, from: today - Int64(policy.rateWindowDays) + 1, through: today)
+            let rate = ZnsQualityState.negativeRate(of: window.range(today - Int64(policy.rateWindowDays) + 1, today))
             return ZnsQuality(
-                level: state.level(policy), negativeRate: state.negativeRate(), dailyQuota: Int32(state.quota),
+                level: policy.level(negativeRate: rate), negativeRate: rate, dailyQuota: Int32(state.quota),
                 sentToday: Int32(try await Self.znsSent(db, shop: shop, day: today)), allowedPurposes: state.allowedPurposes
             )
         }

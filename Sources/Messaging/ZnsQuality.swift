@@ -80,9 +80,21 @@ public struct ZnsQualityState: Sendable, Hashable, Codable {
 
     /// Negative feedback over delivered messages in the window.
     public func negativeRate() -> Double {
-        let delivered = window.reduce(0) { $0 + $1.delivered }
-        let negative = window.reduce(0) { $0 + $1.negative }
+        Self.negativeRate(of: window)
+    }
+
+    /// Negative feedback over delivered messages in `days`.
+    public static func negativeRate(of days: some Sequence<Day>) -> Double {
+        let (delivered, negative) = days.reduce((0, 0)) { ($0.0 + $1.delivered, $0.1 + $1.negative) }
         return delivered == 0 ? 0 : Double(negative) / Double(delivered)
+    }
+
+    /// R-ZNS-1: feedback counts whenever it arrives, against the day its message was sent,
+    /// so the days before the one to close are taken as they stand now (late feedback
+    /// included), not as they stood when they were closed. `days` are the
+    /// `rateWindowDays - 1` days before it, oldest first.
+    public mutating func refreshWindow(_ days: [Day], policy: ZnsQualityPolicy) {
+        window = Array(days.suffix(max(0, policy.rateWindowDays - 1)))
     }
 
     /// The level the window's rate gives under `policy`.

@@ -34,7 +34,12 @@ import Testing
         let told = try OnCustomerMessageRequest(serializedBytes: messages[0].payload)
         #expect(told.shopId == Self.shop && told.customerId == first.customerId && told.pageId == "page-1")
         #expect(told.recipient == "24681357")  // the page-scoped id on a Facebook page
-        #expect(told.eventId == "msg:" + first.messageId)
+        #expect(told.eventId == "msg:" + first.messageId && !told.comment)
+        // R-MSG-5: a comment tells messaging-svc too (scenarios stop), as a comment, with no page-scoped id: it opens no window.
+        let comment = try await h.customerSays("A12 size M còn không", from: "24681357", kind: .comment)
+        let all = try await pending(h, ConversationEvents.messagingSubscriber)
+        let commented = try OnCustomerMessageRequest(serializedBytes: try #require(all.first { $0.eventId == "msg:" + comment.messageId }).payload)
+        #expect(commented.comment && commented.recipient.isEmpty && commented.customerId == first.customerId)
         // The profile as loyalty-svc will get it: phone normalised, read at delivery.
         let profile = try #require(try await h.store.profileForDelivery(shop: Self.shop, customerId: first.customerId, eventId: profiles[0].eventId))
         #expect(profile.phone == "0912345678" && profile.name == "Nguyễn Thị Hoa" && profile.tags.isEmpty && profile.eventId == profiles[0].eventId)

@@ -93,6 +93,45 @@ final class HookedAdapter: DeliveryAdapter {
         try await h.database.close()
     }
 
+    /// Two delivery reports racing for one broadcast message settle it once: the broadcast's
+    /// `sent` goes down by one and the price comes back once (before, each report read SENT
+    /// in its own transaction and both settled it).
+    @Test func racingUndeliveredReportsSettleABroadcastMessageOnce() async throws {
+        let h = try await MessagingHarness.make(loyalty: FakeLoyalty(["vip": Self.members(20)]))
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 100_000, paymentRef: "napas-9"))
+        let template = try await h.client.createTemplate(CreateTemplateRequest(
+            shopId: Self.shop, channel: .zns, name: "Cập nhật", body: "Đơn của {{name}} đang giao", purpose: .transactionUpdate, providerTemplateId: "z1"
+        ))
+        // Zalo takes them all; delivery reports follow.
+        for index in 0..<20 { h.zns.answer(.sent(providerId: "z\(index)")) }
+        let created = try await h.client.createBroadcast(CreateBroadcastRequest(
+            shopId: Self.shop, channel: .zns, templateId: template.templateId, segmentId: "vip", idempotencyKey: "bc-race"
+        ))
+        #expect(try await h.runner.runDue() == 1)
+        let ids = try await h.database.read { db in
+            try await db.raw("SELECT message_id FROM messages WHERE shop_id = \(bind: Self.shop) AND broadcast_id <> '' ORDER BY message_id LIMIT 20")
+                .all().map { try $0.string("message_id") }
+        }
+        #expect(ids.count == 20)
+        let client = h.client
+        let answers = await withTaskGroup(of: String.self) { group in
+            for id in ids {
+                for _ in 0..<2 {
+                    group.addTask {
+                        (try? await client.recordDeliveryReport(DeliveryReportRequest(shopId: Self.shop, messageId: id, delivered: false, reason: "unreachable")))?.status ?? "ERROR"
+                    }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(answers.count == 40 && answers.allSatisfy { $0 == "FAILED" }, "\(answers)")
+        let done = try await h.client.getBroadcast(BroadcastRequest(shopId: Self.shop, broadcastId: created.broadcastId))
+        #expect(done.sent == 0 && done.failed == 20 && done.costVnd == 0, "\(done)")
+        #expect(try await h.client.getBalance(ShopRequest(shopId: Self.shop)).balanceVnd == 100_000)
+        try await h.expectBalanceMatchesLedger()
+        try await h.database.close()
+    }
+
     @Test func znsBroadcastCountsProviderFailuresRefundsThemAndStopsAtTheQuota() async throws {
         var policy = ZnsQualityPolicy()
         policy.startQuota = 20

@@ -153,6 +153,17 @@ import Testing
         h.clock.advance(ms: 5 * 24 * Self.hour)
         await expectStatus(.failedPrecondition, naming: "recipient") { _ = try await send("k3") }
         #expect(h.messenger.deliveries.count == 2)
+        // R-MSG-5: a comment, even one that names the recipient, opens no window.
+        _ = try await h.client.onCustomerMessage(OnCustomerMessageRequest(
+            shopId: Self.shop, eventId: "m1", pageId: "p1", customerId: "c1", recipient: "777", atMs: h.clock.now, comment: true
+        ))
+        await expectStatus(.failedPrecondition, naming: "recipient") { _ = try await send("k4") }
+        // An inbox message does.
+        _ = try await h.client.onCustomerMessage(OnCustomerMessageRequest(
+            shopId: Self.shop, eventId: "m2", pageId: "p1", customerId: "c1", recipient: "777", atMs: h.clock.now
+        ))
+        _ = try await send("k5")
+        #expect(h.messenger.deliveries.count == 3)
         try await h.database.close()
     }
 

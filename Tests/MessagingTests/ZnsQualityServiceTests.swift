@@ -70,9 +70,9 @@ import Testing
         }
         h.clock.advance(ms: Self.day)
         quality = try await h.client.getZnsQuality(ShopRequest(shopId: Self.shop))
-        // Window of 7 days: 6 complaints over 6 × 3 + 6 delivered = 25 %: Poor.
+        // The rolling 7 days up to and including today: 6 complaints over 5 × 3 + 6 + 0 delivered = 28.6 %: Poor.
         #expect(quality.level == .poor)
-        #expect(abs(quality.negativeRate - 6.0 / 24.0) < 1e-9)
+        #expect(abs(quality.negativeRate - 6.0 / 21.0) < 1e-9)
         let templates = try await h.client.listTemplates(ListTemplatesRequest(shopId: Self.shop, channel: .zns)).templates
         #expect(templates.first { $0.templateId == account.templateId }?.enabled == false)
         #expect(templates.first { $0.templateId == transactional.templateId }?.enabled == true)
@@ -84,6 +84,38 @@ import Testing
             let sent = try await h.client.sendMessage(SendMessageRequest(shopId: Self.shop, channel: .email, recipient: "a@b.vn", templateId: mail.templateId, idempotencyKey: "m1"))
             _ = try await h.client.recordFeedback(RecordFeedbackRequest(shopId: Self.shop, messageId: sent.messageId, negative: true))
         }
+        try await h.database.close()
+    }
+
+    /// R-ZNS-1: feedback counts whenever it arrives, against the day its message was sent:
+    /// complaints about a day already judged still count, and today's count at once.
+    @Test func lateFeedbackCountsAgainstItsDayAndTodayIsInTheRate() async throws {
+        var policy = ZnsQualityPolicy()
+        policy.startQuota = 100
+        let h = try await MessagingHarness.make(zns: policy)
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 1_000_000, paymentRef: "r"))
+        let template = try await h.znsTemplate()
+        var first: [String] = []
+        for i in 0..<50 { first.append(try await h.send(template, key: "d0-\(i)").messageId) }
+        h.clock.advance(ms: Self.day)
+        // Day 0 is judged (Good: no feedback yet).
+        #expect(try await h.client.getZnsQuality(ShopRequest(shopId: Self.shop)).level == .good)
+        // Today's messages and complaints count at once.
+        var today: [String] = []
+        for i in 0..<50 { today.append(try await h.send(template, key: "d1-\(i)").messageId) }
+        _ = try await h.client.recordFeedback(RecordFeedbackRequest(shopId: Self.shop, messageId: today[0], negative: true))
+        var quality = try await h.client.getZnsQuality(ShopRequest(shopId: Self.shop))
+        #expect(abs(quality.negativeRate - 1.0 / 100.0) < 1e-9 && quality.level == .good)
+        // Late complaints about day 0, after it was judged: they count against day 0.
+        for id in first.prefix(4) { _ = try await h.client.recordFeedback(RecordFeedbackRequest(shopId: Self.shop, messageId: id, negative: true)) }
+        quality = try await h.client.getZnsQuality(ShopRequest(shopId: Self.shop))
+        #expect(abs(quality.negativeRate - 5.0 / 100.0) < 1e-9 && quality.level == .poor)
+        // And when day 1 is judged, its window holds them: a Poor day, which disables the template over the limit.
+        h.clock.advance(ms: Self.day)
+        quality = try await h.client.getZnsQuality(ShopRequest(shopId: Self.shop))
+        #expect(quality.level == .poor && abs(quality.negativeRate - 5.0 / 100.0) < 1e-9)
+        let templates = try await h.client.listTemplates(ListTemplatesRequest(shopId: Self.shop, channel: .zns)).templates
+        #expect(templates.first { $0.templateId == template.templateId }?.enabled == false)
         try await h.database.close()
     }
 }

@@ -3419,7 +3419,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__on_tag_detached_request__descript
   (ProtobufCMessageInit) chatmesh__v1__on_tag_detached_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__on_customer_message_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor chatmesh__v1__on_customer_message_request__field_descriptors[7] =
 {
   {
     "shop_id",
@@ -3493,9 +3493,22 @@ static const ProtobufCFieldDescriptor chatmesh__v1__on_customer_message_request_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "comment",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnCustomerMessageRequest, comment),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__on_customer_message_request__field_indices_by_name[] = {
   5,   /* field[5] = at_ms */
+  6,   /* field[6] = comment */
   3,   /* field[3] = customer_id */
   1,   /* field[1] = event_id */
   2,   /* field[2] = page_id */
@@ -3505,7 +3518,7 @@ static const unsigned chatmesh__v1__on_customer_message_request__field_indices_b
 static const ProtobufCIntRange chatmesh__v1__on_customer_message_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__on_customer_message_request__descriptor =
 {
@@ -3515,7 +3528,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__on_customer_message_request__desc
   "Chatmesh__V1__OnCustomerMessageRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__OnCustomerMessageRequest),
-  6,
+  7,
   chatmesh__v1__on_customer_message_request__field_descriptors,
   chatmesh__v1__on_customer_message_request__field_indices_by_name,
   1,  chatmesh__v1__on_customer_message_request__number_ranges,

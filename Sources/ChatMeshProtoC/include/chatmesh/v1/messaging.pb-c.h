@@ -537,9 +537,10 @@ struct  Chatmesh__V1__OnTagDetachedRequest
 
 
 /*
- * R-MSG-5, R-BOT-1: the customer wrote to the page. It opens Messenger's
- * 24-hour window for that page-scoped id, and a reply stops the customer's
- * running scenarios (the sale is in a person's hands now). Idempotent by event_id.
+ * R-MSG-5, R-BOT-1: the customer wrote to the page. An inbox message opens
+ * Messenger's 24-hour window for that page-scoped id; a comment does not (R-CONV-9's
+ * private reply answers a comment). Either stops the customer's running scenarios
+ * (the sale is in a person's hands now). Idempotent by event_id.
  */
 struct  Chatmesh__V1__OnCustomerMessageRequest
 {
@@ -553,10 +554,14 @@ struct  Chatmesh__V1__OnCustomerMessageRequest
    */
   char *recipient;
   int64_t at_ms;
+  /*
+   * A comment under a post, not an inbox message: no window opens.
+   */
+  protobuf_c_boolean comment;
 };
 #define CHATMESH__V1__ON_CUSTOMER_MESSAGE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__on_customer_message_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
