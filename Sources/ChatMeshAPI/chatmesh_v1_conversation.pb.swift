@@ -1739,7 +1739,10 @@ extension FacebookLabelAttachment {
     }
 }
 
-/// R-TAG-6: labels and attachments read from Facebook; never written back.
+/// R-TAG-6: labels and attachments read from Facebook; never written back. A page
+/// connected with sync on gets a back-fill of every label, attached or not, on its first
+/// sync; that sync may come in several calls (Facebook pages its answers): every call
+/// but the last sets more_pages, and the back-fill stays open until the last one.
 public struct SyncFacebookLabelsRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.SyncFacebookLabelsRequest"
 
@@ -1747,14 +1750,17 @@ public struct SyncFacebookLabelsRequest: RPCMessage, Hashable, ShopScoped {
     public var pageId: String = ""
     public var labels: [FacebookLabel] = []
     public var attachments: [FacebookLabelAttachment] = []
+    /// More calls of this sync follow (the back-fill is not over after this one).
+    public var morePages: Bool = false
 
     public init() {}
 
-    public init(shopId: String = "", pageId: String = "", labels: [FacebookLabel] = [], attachments: [FacebookLabelAttachment] = []) {
+    public init(shopId: String = "", pageId: String = "", labels: [FacebookLabel] = [], attachments: [FacebookLabelAttachment] = [], morePages: Bool = false) {
         self.shopId = shopId
         self.pageId = pageId
         self.labels = labels
         self.attachments = attachments
+        self.morePages = morePages
     }
 }
 
@@ -1773,6 +1779,7 @@ extension SyncFacebookLabelsRequest {
         self.pageId = _PB.string(c.page_id)
         self.labels = _PB.messages(c.n_labels, c.labels) { FacebookLabel(_c: $0) }
         self.attachments = _PB.messages(c.n_attachments, c.attachments) { FacebookLabelAttachment(_c: $0) }
+        self.morePages = (c.more_pages != 0)
     }
 
     static func _encodeC(_ v: SyncFacebookLabelsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SyncFacebookLabelsRequest> {
@@ -1792,6 +1799,7 @@ extension SyncFacebookLabelsRequest {
             p.pointee.n_attachments = v.attachments.count
             p.pointee.attachments = items
         }
+        p.pointee.more_pages = (v.morePages ? 1 : 0)
         return p
     }
 

@@ -44,24 +44,13 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         try await watch.run(shop: request.shopId, pageId: page, staffId: request.staffId.isEmpty ? nil : request.staffId, after: after, responses: responses)
     }
 
-    /// The staff member acting: the request's `staff_id`, else the token's.
-    /// Agents act as themselves only; owners, admins and services may name anyone.
+    /// The staff member acting (MeshRPC's one rule: agents act as themselves).
     static func actingStaff(_ requested: String, _ context: ServerContext, required: Bool = true) throws(RPCError) -> String {
-        try InputRules.optionalId(requested, "staff_id")
-        let tokenStaff = context.staffId
-        if let principal = context.principal, principal.role == .agent, !requested.isEmpty, requested != tokenStaff {
-            throw .permissionDenied("staff_id: an agent acts as themselves (\(tokenStaff)), not as \(requested)")
-        }
-        let staff = requested.isEmpty ? tokenStaff : requested
-        if required && staff.isEmpty { throw .invalidArgument("staff_id is required (neither the request nor the token names a staff member)") }
-        return staff
+        try context.actingStaff(requested, required: required)
     }
 
-    /// Shop-wide settings are for owners and admins (and the mesh's own services).
     static func requireManager(_ context: ServerContext, _ what: String) throws(RPCError) {
-        if let principal = context.principal, principal.role == .agent {
-            throw .permissionDenied("\(what) is for the shop's owner or admins, not agents")
-        }
+        try context.requireManager(what)
     }
 
     static func tagName(_ name: String) throws(RPCError) -> String {
@@ -163,7 +152,9 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
             }
             attachments.append(.init(customerExternalId: customer, fbLabelIds: attachment.fbLabelIds))
         }
-        let outcome = try await store.syncFacebookLabels(shop: request.shopId, pageId: pageId, labels: labels, attachments: attachments, nowMs: now())
+        let outcome = try await store.syncFacebookLabels(
+            shop: request.shopId, pageId: pageId, labels: labels, attachments: attachments, morePages: request.morePages, nowMs: now()
+        )
         return SyncFacebookLabelsResponse(synced: Int32(outcome.synced), skipped: Int32(outcome.skipped), skippedReasons: outcome.skippedReasons)
     }
 

@@ -20,7 +20,7 @@ public protocol ConversationStore: Sendable {
     func detachTag(shop: String, conversationId: String, tagId: String, staffId: String, nowMs: Int64) async throws -> Conversation
     func setFacebookLabelSync(shop: String, pageId: String, enabled: Bool) async throws -> Page
     func syncFacebookLabels(
-        shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], nowMs: Int64
+        shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], morePages: Bool, nowMs: Int64
     ) async throws -> FacebookLabelSync.Outcome
 
     // Conversations and messages (R-CONV-1..3, R-CONV-5, R-CONV-8, R-TAG-5)

@@ -242,7 +242,8 @@ extension SQLConversationStore {
     }
 
     public func syncFacebookLabels(
-        shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], nowMs: Int64
+        shop: String, pageId: String, labels: [FacebookLabelSync.Label], attachments: [FacebookLabelSync.Attachment], morePages: Bool = false,
+        nowMs: Int64
     ) async throws -> FacebookLabelSync.Outcome {
         return try await write { db in
             guard let pageRow = try await db.raw("SELECT * FROM pages WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").first() else {
@@ -342,7 +343,8 @@ extension SQLConversationStore {
                 plan.skipped += noConversation
                 plan.reasons.append("\(noConversation) attachments of customers with no conversation on this page")
             }
-            if mode == .backfill {
+            // The back-fill ends with the last call of the first sync, not its first.
+            if mode == .backfill && !morePages {
                 try await db.raw("UPDATE pages SET fb_backfill_pending = 0 WHERE shop_id = \(bind: shop) AND page_id = \(bind: pageId)").run()
             }
             return FacebookLabelSync.Outcome(synced: plan.newLabels.count + attachedCount, skipped: plan.skipped, skippedReasons: plan.reasons)

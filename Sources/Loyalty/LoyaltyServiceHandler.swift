@@ -245,7 +245,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         if request.reason.count > 500 { throw RPCError.invalidArgument("reason is longer than 500 characters") }
         return try await store.redeem(
             shop: request.shopId, customerId: customer, points: request.points, orderId: request.orderId, reason: request.reason,
-            staffId: request.staffId.isEmpty ? context.staffId : request.staffId, nowMs: now()
+            staffId: try context.actingStaff(request.staffId), nowMs: now()
         )
     }
 
@@ -256,7 +256,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         if reason.isEmpty { throw RPCError.invalidArgument("reason is required for an adjustment (R-PTS-4)") }
         if reason.count > 500 { throw RPCError.invalidArgument("reason is longer than 500 characters") }
-        let staff = request.staffId.isEmpty ? context.staffId : request.staffId
+        let staff = try context.actingStaff(request.staffId)
         if staff.isEmpty { throw RPCError.invalidArgument("staff_id is required for an adjustment (R-PTS-4)") }
         return try await store.adjust(
             shop: request.shopId, customerId: customer, points: request.points, orderId: request.orderId, reason: reason, staffId: staff, nowMs: now()
@@ -271,7 +271,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         if reason.isEmpty { throw RPCError.invalidArgument("reason is required for an adjustment (R-PTS-5)") }
         if reason.count > 500 { throw RPCError.invalidArgument("reason is longer than 500 characters") }
-        let staff = request.staffId.isEmpty ? context.staffId : request.staffId
+        let staff = try context.actingStaff(request.staffId)
         if staff.isEmpty { throw RPCError.invalidArgument("staff_id is required for an adjustment (R-PTS-5)") }
         let key = try Self.id(request.idempotencyKey, "idempotency_key")
         let rule = try await store.segmentRule(shop: request.shopId, segmentId: segment)
@@ -416,11 +416,9 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         try await store.audienceSync(shop: request.shopId, segmentId: try Self.id(request.segmentId, "segment_id"))
     }
 
-    /// Ad accounts and what is sent to them are for owners and admins (and the mesh's services).
+    /// Ad accounts, promotions and segment-wide points are for owners and admins (and the mesh's services).
     static func requireManager(_ context: ServerContext, _ what: String) throws(RPCError) {
-        if let principal = context.principal, principal.role == .agent {
-            throw .permissionDenied("\(what) is for the shop's owner or admins, not agents")
-        }
+        try context.requireManager(what)
     }
 
     // MARK: Offer dashboard (R-LOY-5)
@@ -482,7 +480,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         guard let vouchers else { throw RPCError.unavailable("referrals need messaging-svc, which this loyalty-svc is not configured to reach") }
         let pending = try await store.submitReferral(
             shop: request.shopId, orderId: order, friendPhone: phone, friendEmail: email, customerId: request.customerId,
-            staffId: request.staffId.isEmpty ? context.staffId : request.staffId, nowMs: now()
+            staffId: try context.actingStaff(request.staffId), nowMs: now()
         )
         switch try await vouchers.deliver(pending) {
         case .sent(let voucher), .deferred(let voucher, _): return voucher

@@ -58,8 +58,9 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
         try FieldCheck.text(value, field, max: max, required: required)
     }
 
+    /// The staff member acting (MeshRPC's one rule: agents act as themselves).
     func staff(_ given: String, _ context: ServerContext) throws(RPCError) -> String {
-        try Self.optionalId(given.isEmpty ? context.staffId : given, "staff_id")
+        try context.actingStaff(given)
     }
 
     // MARK: Catalog and warehouses

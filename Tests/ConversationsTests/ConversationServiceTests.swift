@@ -133,6 +133,26 @@ import VietnamCommerce
         try await h.close()
     }
 
+    /// A first sync that comes in pages back-fills the unattached labels of every page of it
+    /// (before, only the first call's: the back-fill closed after one call).
+    @Test func aFirstSyncInSeveralCallsBackFillsEveryCallsLabels() async throws {
+        let h = try await ServiceHarness.make()
+        try await h.connect(sync: true)
+        func sync(_ ids: [String], more: Bool) async throws -> SyncFacebookLabelsResponse {
+            try await h.owner.syncFacebookLabels(SyncFacebookLabelsRequest(
+                shopId: Self.shop, pageId: "page-1", labels: ids.map { FacebookLabel(fbLabelId: $0, name: "Nhãn \($0)") }, morePages: more
+            ))
+        }
+        #expect(try await sync(["P1", "P2"], more: true).synced == 2)
+        #expect(try await sync(["P3"], more: true).synced == 1)
+        #expect(try await sync(["P4"], more: false).synced == 1)
+        // After the last page, only attached labels are synced.
+        #expect(try await sync(["P5"], more: false).skipped == 1)
+        let names = Set(try await h.tags().map(\.name))
+        #expect(["Nhãn P1", "Nhãn P2", "Nhãn P3", "Nhãn P4"].allSatisfy(names.contains) && !names.contains("Nhãn P5"))
+        try await h.close()
+    }
+
     @Test func aPageThatSwitchesSyncOnLaterGetsOnlyAttachEvents() async throws {
         let h = try await ServiceHarness.make()
         try await h.connect()

@@ -198,7 +198,11 @@ import VietnamCommerce
             h.clock.advance(ms: 1_000)
             _ = try await h.client.redeemPoints(RedeemPointsRequest(shopId: Self.shop, customerId: "an", points: 10, orderId: "o2"))
             h.clock.advance(ms: 1_000)
-            _ = try await h.client.adjustPoints(AdjustPointsRequest(shopId: Self.shop, customerId: "an", points: 5, reason: "xin lỗi", staffId: "s-7"))
+            // Agents act as themselves (the harness's token is staff-1's); an owner may name anyone.
+            await expectStatus(.permissionDenied, naming: "staff_id") {
+                _ = try await h.client.adjustPoints(AdjustPointsRequest(shopId: Self.shop, customerId: "an", points: 5, reason: "xin lỗi", staffId: "s-7"))
+            }
+            _ = try await owner(h).adjustPoints(AdjustPointsRequest(shopId: Self.shop, customerId: "an", points: 5, reason: "xin lỗi", staffId: "s-7"))
             h.clock.advance(ms: 1_000)
             _ = try await h.client.recordOrderEvent(RecordOrderEventRequest(shopId: Self.shop, eventId: "c2", orderId: "o2", customerId: "an", kind: .cancelled))
             h.clock.advance(ms: 1_000)

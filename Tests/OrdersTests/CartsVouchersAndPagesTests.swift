@@ -34,6 +34,10 @@ import Testing
             }
             #expect(try await h.rowCounts() == before)
 
+            // Agents act as themselves: Lan's token cannot combine as Minh.
+            await expectStatus(.permissionDenied, naming: "staff_id") {
+                _ = try await h.client.combineCarts(CombineCartsRequest(shopId: Self.shop, cartIds: carts.map(\.cartId), staffId: "minh"))
+            }
             let request = CombineCartsRequest(shopId: Self.shop, cartIds: carts.map(\.cartId), idempotencyKey: "combine-cu1")
             let combined = try await h.client(staff: "minh").combineCarts(request)
             #expect(combined.name == "Giỏ hàng của minh" && combined.campaignId.isEmpty && combined.updatedByStaffId == "minh")

@@ -4999,7 +4999,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__facebook_label_attachment__descri
   (ProtobufCMessageInit) chatmesh__v1__facebook_label_attachment__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__sync_facebook_labels_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor chatmesh__v1__sync_facebook_labels_request__field_descriptors[5] =
 {
   {
     "shop_id",
@@ -5049,17 +5049,30 @@ static const ProtobufCFieldDescriptor chatmesh__v1__sync_facebook_labels_request
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "more_pages",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SyncFacebookLabelsRequest, more_pages),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__sync_facebook_labels_request__field_indices_by_name[] = {
   3,   /* field[3] = attachments */
   2,   /* field[2] = labels */
+  4,   /* field[4] = more_pages */
   1,   /* field[1] = page_id */
   0,   /* field[0] = shop_id */
 };
 static const ProtobufCIntRange chatmesh__v1__sync_facebook_labels_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__sync_facebook_labels_request__descriptor =
 {
@@ -5069,7 +5082,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__sync_facebook_labels_request__des
   "Chatmesh__V1__SyncFacebookLabelsRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__SyncFacebookLabelsRequest),
-  4,
+  5,
   chatmesh__v1__sync_facebook_labels_request__field_descriptors,
   chatmesh__v1__sync_facebook_labels_request__field_indices_by_name,
   1,  chatmesh__v1__sync_facebook_labels_request__number_ranges,

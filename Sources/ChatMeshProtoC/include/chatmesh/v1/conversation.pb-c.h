@@ -602,7 +602,10 @@ struct  Chatmesh__V1__FacebookLabelAttachment
 
 
 /*
- * R-TAG-6: labels and attachments read from Facebook; never written back.
+ * R-TAG-6: labels and attachments read from Facebook; never written back. A page
+ * connected with sync on gets a back-fill of every label, attached or not, on its first
+ * sync; that sync may come in several calls (Facebook pages its answers): every call
+ * but the last sets more_pages, and the back-fill stays open until the last one.
  */
 struct  Chatmesh__V1__SyncFacebookLabelsRequest
 {
@@ -613,10 +616,14 @@ struct  Chatmesh__V1__SyncFacebookLabelsRequest
   Chatmesh__V1__FacebookLabel **labels;
   size_t n_attachments;
   Chatmesh__V1__FacebookLabelAttachment **attachments;
+  /*
+   * More calls of this sync follow (the back-fill is not over after this one).
+   */
+  protobuf_c_boolean more_pages;
 };
 #define CHATMESH__V1__SYNC_FACEBOOK_LABELS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__sync_facebook_labels_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
 
 
 struct  Chatmesh__V1__SyncFacebookLabelsResponse
