@@ -672,10 +672,18 @@ public struct Broadcast: RPCMessage, Hashable {
     public var costVnd: Int64 = 0
     public var skipReasons: [SkipReason] = []
     public var remainingBalanceVnd: Int64 = 0
+    /// R-MSG-2 profit: orders the recipients paid within attribution_days after their
+    /// message was delivered (each order to the last broadcast delivered before it), their
+    /// value, and that value less the broadcast's cost. An order cancelled or refunded
+    /// after it was paid leaves the count again.
+    public var attributedOrders: Int32 = 0
+    public var attributedRevenueVnd: Int64 = 0
+    public var profitVnd: Int64 = 0
+    public var attributionDays: Int32 = 0
 
     public init() {}
 
-    public init(broadcastId: String = "", status: Broadcast.Status = .init(rawValue: 0), channel: Template.Channel = .init(rawValue: 0), templateId: String = "", segmentId: String = "", scheduleAtMs: Int64 = 0, total: Int32 = 0, sent: Int32 = 0, failed: Int32 = 0, skipped: Int32 = 0, costVnd: Int64 = 0, skipReasons: [SkipReason] = [], remainingBalanceVnd: Int64 = 0) {
+    public init(broadcastId: String = "", status: Broadcast.Status = .init(rawValue: 0), channel: Template.Channel = .init(rawValue: 0), templateId: String = "", segmentId: String = "", scheduleAtMs: Int64 = 0, total: Int32 = 0, sent: Int32 = 0, failed: Int32 = 0, skipped: Int32 = 0, costVnd: Int64 = 0, skipReasons: [SkipReason] = [], remainingBalanceVnd: Int64 = 0, attributedOrders: Int32 = 0, attributedRevenueVnd: Int64 = 0, profitVnd: Int64 = 0, attributionDays: Int32 = 0) {
         self.broadcastId = broadcastId
         self.status = status
         self.channel = channel
@@ -689,6 +697,10 @@ public struct Broadcast: RPCMessage, Hashable {
         self.costVnd = costVnd
         self.skipReasons = skipReasons
         self.remainingBalanceVnd = remainingBalanceVnd
+        self.attributedOrders = attributedOrders
+        self.attributedRevenueVnd = attributedRevenueVnd
+        self.profitVnd = profitVnd
+        self.attributionDays = attributionDays
     }
 
     public enum Status: RawRepresentable, Sendable, Hashable, CaseIterable {
@@ -766,6 +778,10 @@ extension Broadcast {
         self.costVnd = c.cost_vnd
         self.skipReasons = _PB.messages(c.n_skip_reasons, c.skip_reasons) { SkipReason(_c: $0) }
         self.remainingBalanceVnd = c.remaining_balance_vnd
+        self.attributedOrders = c.attributed_orders
+        self.attributedRevenueVnd = c.attributed_revenue_vnd
+        self.profitVnd = c.profit_vnd
+        self.attributionDays = c.attribution_days
     }
 
     static func _encodeC(_ v: Broadcast, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__Broadcast> {
@@ -789,6 +805,10 @@ extension Broadcast {
             p.pointee.skip_reasons = items
         }
         p.pointee.remaining_balance_vnd = v.remainingBalanceVnd
+        p.pointee.attributed_orders = v.attributedOrders
+        p.pointee.attributed_revenue_vnd = v.attributedRevenueVnd
+        p.pointee.profit_vnd = v.profitVnd
+        p.pointee.attribution_days = v.attributionDays
         return p
     }
 
@@ -860,10 +880,13 @@ public struct CreateBroadcastRequest: RPCMessage, Hashable, ShopScoped {
     public var scheduleAtMs: Int64 = 0
     public var params: [String: String] = [:]
     public var idempotencyKey: String = ""
+    /// R-MSG-2: how long after delivery a recipient's paid order counts for the broadcast,
+    /// 1 to 90 days (0: 7).
+    public var attributionDays: Int32 = 0
 
     public init() {}
 
-    public init(shopId: String = "", channel: Template.Channel = .init(rawValue: 0), templateId: String = "", segmentId: String = "", scheduleAtMs: Int64 = 0, params: [String: String] = [:], idempotencyKey: String = "") {
+    public init(shopId: String = "", channel: Template.Channel = .init(rawValue: 0), templateId: String = "", segmentId: String = "", scheduleAtMs: Int64 = 0, params: [String: String] = [:], idempotencyKey: String = "", attributionDays: Int32 = 0) {
         self.shopId = shopId
         self.channel = channel
         self.templateId = templateId
@@ -871,6 +894,7 @@ public struct CreateBroadcastRequest: RPCMessage, Hashable, ShopScoped {
         self.scheduleAtMs = scheduleAtMs
         self.params = params
         self.idempotencyKey = idempotencyKey
+        self.attributionDays = attributionDays
     }
 }
 
@@ -893,6 +917,7 @@ extension CreateBroadcastRequest {
         self.scheduleAtMs = c.schedule_at_ms
         self.params = _PB.map(c.n_params, c.params) { (_PB.string($0.pointee.key), _PB.string($0.pointee.value)) }
         self.idempotencyKey = _PB.string(c.idempotency_key)
+        self.attributionDays = c.attribution_days
     }
 
     static func _encodeC(_ v: CreateBroadcastRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CreateBroadcastRequest> {
@@ -917,6 +942,7 @@ extension CreateBroadcastRequest {
             p.pointee.params = items
         }
         if !v.idempotencyKey.isEmpty { p.pointee.idempotency_key = try a.string(v.idempotencyKey, field: "chatmesh.v1.CreateBroadcastRequest.idempotency_key") }
+        p.pointee.attribution_days = v.attributionDays
         return p
     }
 
@@ -926,6 +952,157 @@ extension CreateBroadcastRequest {
 
     public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
         try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__create_broadcast_request__get_packed_size, pack: chatmesh__v1__create_broadcast_request__pack)
+    }
+}
+
+/// R-MSG-2: an order paid, cancelled or refunded, from order-svc's outbox; idempotent by
+/// event_id. A paid order is attributed to the broadcast whose message reached the
+/// customer last before it, within that broadcast's attribution window.
+public struct OnOrderEventRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.OnOrderEventRequest"
+
+    public var shopId: String = ""
+    public var eventId: String = ""
+    public var orderId: String = ""
+    public var customerId: String = ""
+    public var kind: OnOrderEventRequest.Kind = .init(rawValue: 0)
+    public var amountVnd: Int64 = 0
+    public var atMs: Int64 = 0
+
+    public init() {}
+
+    public init(shopId: String = "", eventId: String = "", orderId: String = "", customerId: String = "", kind: OnOrderEventRequest.Kind = .init(rawValue: 0), amountVnd: Int64 = 0, atMs: Int64 = 0) {
+        self.shopId = shopId
+        self.eventId = eventId
+        self.orderId = orderId
+        self.customerId = customerId
+        self.kind = kind
+        self.amountVnd = amountVnd
+        self.atMs = atMs
+    }
+
+    public enum Kind: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case kindUnspecified
+        case paid
+        case cancelled
+        case refunded
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.kindUnspecified, .paid, .cancelled, .refunded]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .kindUnspecified
+            case 1: self = .paid
+            case 2: self = .cancelled
+            case 3: self = .refunded
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .kindUnspecified: 0
+            case .paid: 1
+            case .cancelled: 2
+            case .refunded: 3
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .kindUnspecified: "KIND_UNSPECIFIED"
+            case .paid: "PAID"
+            case .cancelled: "CANCELLED"
+            case .refunded: "REFUNDED"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension OnOrderEventRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.OnOrderEventRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.OnOrderEventRequest.event_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.OnOrderEventRequest.order_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.OnOrderEventRequest.customer_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__OnOrderEventRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.eventId = _PB.string(c.event_id)
+        self.orderId = _PB.string(c.order_id)
+        self.customerId = _PB.string(c.customer_id)
+        self.kind = OnOrderEventRequest.Kind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
+        self.amountVnd = c.amount_vnd
+        self.atMs = c.at_ms
+    }
+
+    static func _encodeC(_ v: OnOrderEventRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnOrderEventRequest> {
+        let p = a.allocate(Chatmesh__V1__OnOrderEventRequest.self, count: 1)
+        chatmesh__v1__on_order_event_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.OnOrderEventRequest.shop_id") }
+        if !v.eventId.isEmpty { p.pointee.event_id = try a.string(v.eventId, field: "chatmesh.v1.OnOrderEventRequest.event_id") }
+        if !v.orderId.isEmpty { p.pointee.order_id = try a.string(v.orderId, field: "chatmesh.v1.OnOrderEventRequest.order_id") }
+        if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.OnOrderEventRequest.customer_id") }
+        p.pointee.kind = Chatmesh__V1__OnOrderEventRequest__Kind(rawValue: .init(truncatingIfNeeded: v.kind.rawValue))
+        p.pointee.amount_vnd = v.amountVnd
+        p.pointee.at_ms = v.atMs
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__on_order_event_request__unpack, free: chatmesh__v1__on_order_event_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__on_order_event_request__get_packed_size, pack: chatmesh__v1__on_order_event_request__pack)
+    }
+}
+
+public struct OnOrderEventResponse: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.OnOrderEventResponse"
+
+    /// The broadcast the order counts for ("" for none).
+    public var broadcastId: String = ""
+
+    public init() {}
+
+    public init(broadcastId: String = "") {
+        self.broadcastId = broadcastId
+    }
+}
+
+extension OnOrderEventResponse {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.OnOrderEventResponse.broadcast_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__OnOrderEventResponse>) {
+        self.init()
+        let c = p.pointee
+        self.broadcastId = _PB.string(c.broadcast_id)
+    }
+
+    static func _encodeC(_ v: OnOrderEventResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__OnOrderEventResponse> {
+        let p = a.allocate(Chatmesh__V1__OnOrderEventResponse.self, count: 1)
+        chatmesh__v1__on_order_event_response__init(p)
+        if !v.broadcastId.isEmpty { p.pointee.broadcast_id = try a.string(v.broadcastId, field: "chatmesh.v1.OnOrderEventResponse.broadcast_id") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__on_order_event_response__unpack, free: chatmesh__v1__on_order_event_response__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__on_order_event_response__get_packed_size, pack: chatmesh__v1__on_order_event_response__pack)
     }
 }
 
@@ -1897,8 +2074,9 @@ public enum MessagingService {
         public static let onTagAttached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagAttached")
         public static let onTagDetached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagDetached")
         public static let onCustomerMessage = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnCustomerMessage")
+        public static let onOrderEvent = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnOrderEvent")
         public static let deliverReply = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "DeliverReply")
-        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage, deliverReply]
+        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage, onOrderEvent, deliverReply]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -1938,6 +2116,8 @@ public enum MessagingService {
         func onTagDetached(_ request: OnTagDetachedRequest, context: ServerContext) async throws -> CancelledStepsResponse
         /// R-MSG-5, R-BOT-1.
         func onCustomerMessage(_ request: OnCustomerMessageRequest, context: ServerContext) async throws -> CancelledStepsResponse
+        /// R-MSG-2: order-svc's outbox delivers order events through it (service tokens only).
+        func onOrderEvent(_ request: OnOrderEventRequest, context: ServerContext) async throws -> OnOrderEventResponse
         /// R-CONV-9: conversation-svc's outbox delivers staff replies through it (service tokens only).
         func deliverReply(_ request: DeliverReplyRequest, context: ServerContext) async throws -> DeliverReplyResponse
     }
@@ -2038,6 +2218,11 @@ public enum MessagingService {
             try await channel.unary(Method.onCustomerMessage, request, options: options ?? defaultOptions)
         }
 
+        /// R-MSG-2: order-svc's outbox delivers order events through it (service tokens only).
+        public func onOrderEvent(_ request: OnOrderEventRequest, options: CallOptions? = nil) async throws(RPCError) -> OnOrderEventResponse {
+            try await channel.unary(Method.onOrderEvent, request, options: options ?? defaultOptions)
+        }
+
         /// R-CONV-9: conversation-svc's outbox delivers staff replies through it (service tokens only).
         public func deliverReply(_ request: DeliverReplyRequest, options: CallOptions? = nil) async throws(RPCError) -> DeliverReplyResponse {
             try await channel.unary(Method.deliverReply, request, options: options ?? defaultOptions)
@@ -2065,6 +2250,7 @@ extension MessagingService.Handler {
             RPCRoute.unary(MessagingService.Method.onTagAttached) { (request: OnTagAttachedRequest, context) in try await self.onTagAttached(request, context: context) },
             RPCRoute.unary(MessagingService.Method.onTagDetached) { (request: OnTagDetachedRequest, context) in try await self.onTagDetached(request, context: context) },
             RPCRoute.unary(MessagingService.Method.onCustomerMessage) { (request: OnCustomerMessageRequest, context) in try await self.onCustomerMessage(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.onOrderEvent) { (request: OnOrderEventRequest, context) in try await self.onOrderEvent(request, context: context) },
             RPCRoute.unary(MessagingService.Method.deliverReply) { (request: DeliverReplyRequest, context) in try await self.deliverReply(request, context: context) },
         ]
     }

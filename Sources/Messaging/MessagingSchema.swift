@@ -124,5 +124,19 @@ public enum MessagingSchema {
                 PRIMARY KEY (shop_id, delivery_key))
             """,
         ]),
+        // R-MSG-2 profit: each paid order attributed to at most one broadcast, once per order.
+        Migration(version: 4, name: "broadcast attribution", statements: [
+            "ALTER TABLE broadcasts ADD COLUMN attribution_days BIGINT NOT NULL DEFAULT 7",
+            "ALTER TABLE broadcasts ADD COLUMN attributed_orders BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE broadcasts ADD COLUMN attributed_revenue_vnd BIGINT NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE order_attributions (
+                shop_id TEXT NOT NULL, order_id TEXT NOT NULL, broadcast_id TEXT NOT NULL, customer_id TEXT NOT NULL, amount_vnd BIGINT NOT NULL,
+                paid_at_ms BIGINT NOT NULL, reversed BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (shop_id, order_id))
+            """,
+            // A customer's broadcast messages by when they were last moved (delivered).
+            "CREATE INDEX messages_by_customer ON messages (shop_id, customer_id, status, updated_at_ms)",
+        ]),
     ]
 }

@@ -162,10 +162,14 @@ public struct MessagingServiceHandler: MessagingService.Handler {
         guard sender.adapters[channel] != nil else {
             throw RPCError.failedPrecondition("channel: no provider is configured for \(channel.protoName)")
         }
+        guard (0...Int32(BroadcastAttribution.maxDays)).contains(request.attributionDays) else {
+            throw RPCError.invalidArgument("attribution_days must be 1 to \(BroadcastAttribution.maxDays) (0: \(BroadcastAttribution.defaultDays))")
+        }
         let key = request.idempotencyKey.isEmpty ? SortableID.make("auto_", nowMs: now()) : request.idempotencyKey
         return try await store.createBroadcast(
             shop: request.shopId, idempotencyKey: key, channel: channel, templateId: template.templateId, segmentId: segment,
-            scheduleAtMs: request.scheduleAtMs, params: request.params, nowMs: now()
+            scheduleAtMs: request.scheduleAtMs, params: request.params,
+            attributionDays: request.attributionDays == 0 ? BroadcastAttribution.defaultDays : Int(request.attributionDays), nowMs: now()
         )
     }
 
@@ -254,6 +258,22 @@ public struct MessagingServiceHandler: MessagingService.Handler {
             atMs: request.atMs, nowMs: now()
         )
         return CancelledStepsResponse(cancelledSteps: Int32(cancelled))
+    }
+
+    /// R-MSG-2: order-svc's order events, for the broadcasts' profit.
+    public func onOrderEvent(_ request: OnOrderEventRequest, context: ServerContext) async throws -> OnOrderEventResponse {
+        if let principal = context.principal, principal.role != .service {
+            throw RPCError.permissionDenied("OnOrderEvent is order-svc's: it needs a service token")
+        }
+        try Self.event(request.eventId, customerId: request.customerId, atMs: request.atMs)
+        _ = try FieldCheck.id(request.orderId, "order_id")
+        guard [.paid, .cancelled, .refunded].contains(request.kind) else { throw RPCError.invalidArgument("kind must be PAID, CANCELLED or REFUNDED") }
+        if request.amountVnd < 0 { throw RPCError.invalidArgument("amount_vnd must not be negative") }
+        let broadcast = try await store.orderEvent(
+            shop: request.shopId, eventId: request.eventId, orderId: request.orderId, customerId: request.customerId, paid: request.kind == .paid,
+            amountVnd: request.amountVnd, atMs: request.atMs, nowMs: now()
+        )
+        return OnOrderEventResponse(broadcastId: broadcast ?? "")
     }
 
     // MARK: Staff replies (R-CONV-9)

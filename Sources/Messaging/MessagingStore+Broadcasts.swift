@@ -66,7 +66,7 @@ extension MessagingStore {
     /// Records a broadcast (R-MSG-2), scheduled or running at once.
     public func createBroadcast(
         shop: String, idempotencyKey: String, channel: Template.Channel, templateId: String, segmentId: String, scheduleAtMs: Int64,
-        params: [String: String], nowMs: Int64
+        params: [String: String], attributionDays: Int = BroadcastAttribution.defaultDays, nowMs: Int64
     ) async throws -> Broadcast {
         let paramsJSON = String(decoding: try JSONEncoder().encode(params), as: UTF8.self)
         let id = try await db.write { db -> String in
@@ -79,10 +79,10 @@ extension MessagingStore {
             let status: Broadcast.Status = scheduleAtMs > nowMs ? .scheduled : .running
             try await db.raw("""
                 INSERT INTO broadcasts (shop_id, broadcast_id, idempotency_key, channel, template_id, segment_id, schedule_at_ms, params, status,
-                                        created_at_ms, updated_at_ms)
+                                        created_at_ms, updated_at_ms, attribution_days)
                 VALUES (\(bind: shop), \(bind: id), \(bind: idempotencyKey), \(bind: Int64(channel.rawValue)), \(bind: templateId),
                         \(bind: segmentId), \(bind: max(scheduleAtMs, nowMs)), \(bind: paramsJSON), \(bind: Int64(status.rawValue)),
-                        \(bind: nowMs), \(bind: nowMs))
+                        \(bind: nowMs), \(bind: nowMs), \(bind: Int64(attributionDays)))
                 """).run()
             return id
         }
@@ -103,7 +103,10 @@ extension MessagingStore {
                 templateId: try row.string("template_id"), segmentId: try row.string("segment_id"), scheduleAtMs: try row.int64("schedule_at_ms"),
                 total: Int32(try row.int64("total")), sent: Int32(try row.int64("sent")), failed: Int32(try row.int64("failed")),
                 skipped: Int32(try row.int64("skipped")), costVnd: try row.int64("cost_vnd"), skipReasons: skips,
-                remainingBalanceVnd: try await Self.balance(db, shop: shop).balanceVnd
+                remainingBalanceVnd: try await Self.balance(db, shop: shop).balanceVnd,
+                attributedOrders: Int32(try row.int64("attributed_orders")), attributedRevenueVnd: try row.int64("attributed_revenue_vnd"),
+                profitVnd: BroadcastAttribution.profit(revenueVnd: try row.int64("attributed_revenue_vnd"), costVnd: try row.int64("cost_vnd")),
+                attributionDays: Int32(try row.int64("attribution_days"))
             )
         }
     }

@@ -296,7 +296,7 @@ extension OrderStore {
             usedOffer: order.tierDiscountVnd > 0 || order.pointsDiscountVnd > 0 || order.promotionDiscountVnd > 0 || order.voucherDiscountVnd > 0,
             atMs: atMs, phone: order.shipping?.phone ?? ""
         )
-        try await Outbox.enqueue(db, [try OrderEvents.outboxEvent(event)], nowMs: atMs)
+        try await Outbox.enqueue(db, [try OrderEvents.outboxEvent(event), try OrderEvents.messagingEvent(event)], nowMs: atMs)
     }
 
     /// The order's events not yet delivered to loyalty-svc, oldest first.

@@ -132,6 +132,64 @@ final class HookedAdapter: DeliveryAdapter {
         try await h.database.close()
     }
 
+    /// R-MSG-2 profit: an order a recipient pays within the window after their message was
+    /// delivered counts for the broadcast (the last one that reached them), once; cancelled,
+    /// it leaves again; profit is that revenue less the broadcast's cost.
+    @Test func ordersPaidAfterDeliveryAreTheBroadcastsRevenueAndProfit() async throws {
+        let h = try await MessagingHarness.make(loyalty: FakeLoyalty(["vip": Self.members(3), "two": Self.members(1, from: 1)]))
+        _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 100_000, paymentRef: "napas-1"))
+        let template = try await smsTemplate(h)
+        let first = try await h.client.createBroadcast(CreateBroadcastRequest(
+            shopId: Self.shop, channel: .sms, templateId: template.templateId, segmentId: "vip", params: ["shop": "Shop Hoa"], idempotencyKey: "p1",
+            attributionDays: 3
+        ))
+        #expect(try await h.runner.runDue() == 1)
+        let day: Int64 = 86_400_000
+        func event(_ id: String, _ order: String, _ customer: String, _ kind: OnOrderEventRequest.Kind, _ amount: Int64, at: Int64) async throws -> String {
+            try await h.client.onOrderEvent(OnOrderEventRequest(
+                shopId: Self.shop, eventId: id, orderId: order, customerId: customer, kind: kind, amountVnd: amount, atMs: at
+            )).broadcastId
+        }
+        let sentAt = h.clock.now
+        // Paid before the message was delivered: not the broadcast's.
+        #expect(try await event("e0", "o0", "c0", .paid, 999_000, at: sentAt - 60_000).isEmpty)
+        // c0 pays 2 days later: within the 3 days. Told twice: counted once.
+        #expect(try await event("e1", "o1", "c0", .paid, 300_000, at: sentAt + 2 * day) == first.broadcastId)
+        #expect(try await event("e1", "o1", "c0", .paid, 300_000, at: sentAt + 2 * day) == first.broadcastId)
+        // c1 pays after 4 days: outside the window.
+        #expect(try await event("e2", "o2", "c1", .paid, 200_000, at: sentAt + 4 * day).isEmpty)
+        // A second broadcast reaches c1 later: c1's next order is the second one's (the last touch).
+        h.clock.advance(ms: 5 * day)
+        let second = try await h.client.createBroadcast(CreateBroadcastRequest(
+            shopId: Self.shop, channel: .sms, templateId: template.templateId, segmentId: "two", params: ["shop": "Shop Hoa"], idempotencyKey: "p2"
+        ))
+        #expect(try await h.runner.runDue() == 1)
+        #expect(try await event("e3", "o3", "c1", .paid, 150_000, at: h.clock.now + day) == second.broadcastId)
+        var got = try await h.client.getBroadcast(BroadcastRequest(shopId: Self.shop, broadcastId: first.broadcastId))
+        #expect(got.attributedOrders == 1 && got.attributedRevenueVnd == 300_000 && got.attributionDays == 3)
+        #expect(got.costVnd == 3 * 800 && got.profitVnd == 300_000 - 3 * 800)
+        #expect(try await h.client.getBroadcast(BroadcastRequest(shopId: Self.shop, broadcastId: second.broadcastId)).attributionDays == 7)
+        // o1 is refunded: it leaves the broadcast's revenue (once).
+        #expect(try await event("e4", "o1", "c0", .refunded, 0, at: h.clock.now) == first.broadcastId)
+        _ = try await event("e5", "o1", "c0", .cancelled, 0, at: h.clock.now)
+        got = try await h.client.getBroadcast(BroadcastRequest(shopId: Self.shop, broadcastId: first.broadcastId))
+        #expect(got.attributedOrders == 0 && got.attributedRevenueVnd == 0 && got.profitVnd == -3 * 800)
+        // Only the mesh's services tell messaging-svc about orders.
+        let agent = TokenSigner(key: MessagingHarness.key).mint(shopId: Self.shop, staffId: "a", role: .agent)
+        let agentClient = MessagingService.Client(
+            channel: InProcessChannel(router: RPCRouter(services: [h.handler], verifier: TokenVerifier(key: MessagingHarness.key))), defaultOptions: .bearer(agent)
+        )
+        await expectStatus(.permissionDenied, naming: "service token") {
+            _ = try await agentClient.onOrderEvent(OnOrderEventRequest(shopId: Self.shop, eventId: "x", orderId: "o", customerId: "c0", kind: .paid, atMs: 1))
+        }
+        await expectStatus(.invalidArgument, naming: "attribution_days") {
+            _ = try await h.client.createBroadcast(CreateBroadcastRequest(
+                shopId: Self.shop, channel: .sms, templateId: template.templateId, segmentId: "vip", params: ["shop": "Shop Hoa"], attributionDays: 91
+            ))
+        }
+        try await h.database.close()
+    }
+
     @Test func znsBroadcastCountsProviderFailuresRefundsThemAndStopsAtTheQuota() async throws {
         var policy = ZnsQualityPolicy()
         policy.startQuota = 20

@@ -106,6 +106,10 @@ import Testing
             _ = try await h.client.markOrderPaid(MarkOrderPaidRequest(shopId: Self.shop, orderId: first.orderId))
             let events = try await h.store.pendingEvents(shop: Self.shop, order: first.orderId)
             #expect(events.last?.kind == .paid && events.last?.usedOffer == true && events.last?.phone == "0912345678")
+            // R-MSG-2: messaging-svc hears of it too, for the broadcasts' profit.
+            let told = try await h.database.read { db in try await Outbox.pending(db, shop: Self.shop, subscriber: OrderEvents.messagingQueue) }
+            let paid = try told.map { try OnOrderEventRequest(serializedBytes: $0.payload) }.filter { $0.orderId == first.orderId }
+            #expect(paid.map(\.kind) == [.paid] && paid[0].amountVnd == 200_000 && paid[0].customerId == "cu1")
 
             // A write refused after the voucher was taken (the last bag sold meanwhile) gives it back.
             h.loyalty.state.withLock { $0.vouchers["GTSECOND"] = (10_000, "") }

@@ -45,11 +45,15 @@ do {
             store: store, loyalty: LoyaltyServiceCheckout(channel: loyalty), messenger: MessagingOrderMessenger(channel: messaging), rates: rates, links: links,
             changes: changes, stallLimit: env.watchStallLimit
         )
-        // Order events reach loyalty-svc through the outbox, with a service token for each event's shop.
+        // Order events reach loyalty-svc (points) and messaging-svc (broadcast profit) through the
+        // outbox, with a service token for each event's shop.
         let tokens = ServiceTokens(service: "order-svc", environment: env)
         let outbox = ServiceOutbox(
             service: "order-svc", listen: env.listen(service: "order"), database: database,
-            subscribers: [OrderEvents.loyaltySubscriber(channel: loyalty, token: tokens.perShop)],
+            subscribers: [
+                OrderEvents.loyaltySubscriber(channel: loyalty, token: tokens.perShop),
+                OrderEvents.messagingSubscriber(channel: messaging, token: tokens.perShop),
+            ],
             bell: store.commitBell, configuration: outboxConfiguration, logger: logger
         )
         try await MeshProcess.serve(

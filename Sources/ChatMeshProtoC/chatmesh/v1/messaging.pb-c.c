@@ -604,6 +604,96 @@ void   chatmesh__v1__create_broadcast_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__create_broadcast_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__on_order_event_request__init
+                     (Chatmesh__V1__OnOrderEventRequest         *message)
+{
+  static const Chatmesh__V1__OnOrderEventRequest init_value = CHATMESH__V1__ON_ORDER_EVENT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__on_order_event_request__get_packed_size
+                     (const Chatmesh__V1__OnOrderEventRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_order_event_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__on_order_event_request__pack
+                     (const Chatmesh__V1__OnOrderEventRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_order_event_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__on_order_event_request__pack_to_buffer
+                     (const Chatmesh__V1__OnOrderEventRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_order_event_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__OnOrderEventRequest *
+       chatmesh__v1__on_order_event_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__OnOrderEventRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__on_order_event_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__on_order_event_request__free_unpacked
+                     (Chatmesh__V1__OnOrderEventRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__on_order_event_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__on_order_event_response__init
+                     (Chatmesh__V1__OnOrderEventResponse         *message)
+{
+  static const Chatmesh__V1__OnOrderEventResponse init_value = CHATMESH__V1__ON_ORDER_EVENT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__on_order_event_response__get_packed_size
+                     (const Chatmesh__V1__OnOrderEventResponse *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_order_event_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__on_order_event_response__pack
+                     (const Chatmesh__V1__OnOrderEventResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_order_event_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__on_order_event_response__pack_to_buffer
+                     (const Chatmesh__V1__OnOrderEventResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__on_order_event_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__OnOrderEventResponse *
+       chatmesh__v1__on_order_event_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__OnOrderEventResponse *)
+     protobuf_c_message_unpack (&chatmesh__v1__on_order_event_response__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__on_order_event_response__free_unpacked
+                     (Chatmesh__V1__OnOrderEventResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__on_order_event_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__broadcast_request__init
                      (Chatmesh__V1__BroadcastRequest         *message)
 {
@@ -2193,7 +2283,7 @@ const ProtobufCEnumDescriptor chatmesh__v1__broadcast__status__descriptor =
   chatmesh__v1__broadcast__status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__broadcast__field_descriptors[13] =
+static const ProtobufCFieldDescriptor chatmesh__v1__broadcast__field_descriptors[17] =
 {
   {
     "broadcast_id",
@@ -2351,12 +2441,64 @@ static const ProtobufCFieldDescriptor chatmesh__v1__broadcast__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "attributed_orders",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Broadcast, attributed_orders),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attributed_revenue_vnd",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Broadcast, attributed_revenue_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "profit_vnd",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Broadcast, profit_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attribution_days",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__Broadcast, attribution_days),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__broadcast__field_indices_by_name[] = {
+  13,   /* field[13] = attributed_orders */
+  14,   /* field[14] = attributed_revenue_vnd */
+  16,   /* field[16] = attribution_days */
   0,   /* field[0] = broadcast_id */
   2,   /* field[2] = channel */
   10,   /* field[10] = cost_vnd */
   8,   /* field[8] = failed */
+  15,   /* field[15] = profit_vnd */
   12,   /* field[12] = remaining_balance_vnd */
   5,   /* field[5] = schedule_at_ms */
   4,   /* field[4] = segment_id */
@@ -2370,7 +2512,7 @@ static const unsigned chatmesh__v1__broadcast__field_indices_by_name[] = {
 static const ProtobufCIntRange chatmesh__v1__broadcast__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__broadcast__descriptor =
 {
@@ -2380,7 +2522,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__broadcast__descriptor =
   "Chatmesh__V1__Broadcast",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__Broadcast),
-  13,
+  17,
   chatmesh__v1__broadcast__field_descriptors,
   chatmesh__v1__broadcast__field_indices_by_name,
   1,  chatmesh__v1__broadcast__number_ranges,
@@ -2489,7 +2631,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__create_broadcast_request__params_
   (ProtobufCMessageInit) chatmesh__v1__create_broadcast_request__params_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__create_broadcast_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor chatmesh__v1__create_broadcast_request__field_descriptors[8] =
 {
   {
     "shop_id",
@@ -2575,8 +2717,21 @@ static const ProtobufCFieldDescriptor chatmesh__v1__create_broadcast_request__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "attribution_days",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CreateBroadcastRequest, attribution_days),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__create_broadcast_request__field_indices_by_name[] = {
+  7,   /* field[7] = attribution_days */
   1,   /* field[1] = channel */
   6,   /* field[6] = idempotency_key */
   5,   /* field[5] = params */
@@ -2588,7 +2743,7 @@ static const unsigned chatmesh__v1__create_broadcast_request__field_indices_by_n
 static const ProtobufCIntRange chatmesh__v1__create_broadcast_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__create_broadcast_request__descriptor =
 {
@@ -2598,11 +2753,197 @@ const ProtobufCMessageDescriptor chatmesh__v1__create_broadcast_request__descrip
   "Chatmesh__V1__CreateBroadcastRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__CreateBroadcastRequest),
-  7,
+  8,
   chatmesh__v1__create_broadcast_request__field_descriptors,
   chatmesh__v1__create_broadcast_request__field_indices_by_name,
   1,  chatmesh__v1__create_broadcast_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__create_broadcast_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__on_order_event_request__kind__enum_values_by_number[4] =
+{
+  { "KIND_UNSPECIFIED", "CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__KIND_UNSPECIFIED", 0 },
+  { "PAID", "CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__PAID", 1 },
+  { "CANCELLED", "CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__CANCELLED", 2 },
+  { "REFUNDED", "CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__REFUNDED", 3 },
+};
+static const ProtobufCIntRange chatmesh__v1__on_order_event_request__kind__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__on_order_event_request__kind__enum_values_by_name[4] =
+{
+  { "CANCELLED", 2 },
+  { "KIND_UNSPECIFIED", 0 },
+  { "PAID", 1 },
+  { "REFUNDED", 3 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__on_order_event_request__kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.OnOrderEventRequest.Kind",
+  "Kind",
+  "Chatmesh__V1__OnOrderEventRequest__Kind",
+  "chatmesh.v1",
+  4,
+  chatmesh__v1__on_order_event_request__kind__enum_values_by_number,
+  4,
+  chatmesh__v1__on_order_event_request__kind__enum_values_by_name,
+  1,
+  chatmesh__v1__on_order_event_request__kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__on_order_event_request__field_descriptors[7] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnOrderEventRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnOrderEventRequest, event_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "order_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnOrderEventRequest, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "customer_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnOrderEventRequest, customer_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnOrderEventRequest, kind),
+    &chatmesh__v1__on_order_event_request__kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "amount_vnd",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnOrderEventRequest, amount_vnd),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnOrderEventRequest, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__on_order_event_request__field_indices_by_name[] = {
+  5,   /* field[5] = amount_vnd */
+  6,   /* field[6] = at_ms */
+  3,   /* field[3] = customer_id */
+  1,   /* field[1] = event_id */
+  4,   /* field[4] = kind */
+  2,   /* field[2] = order_id */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__on_order_event_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__on_order_event_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.OnOrderEventRequest",
+  "OnOrderEventRequest",
+  "Chatmesh__V1__OnOrderEventRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__OnOrderEventRequest),
+  7,
+  chatmesh__v1__on_order_event_request__field_descriptors,
+  chatmesh__v1__on_order_event_request__field_indices_by_name,
+  1,  chatmesh__v1__on_order_event_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__on_order_event_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__on_order_event_response__field_descriptors[1] =
+{
+  {
+    "broadcast_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__OnOrderEventResponse, broadcast_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__on_order_event_response__field_indices_by_name[] = {
+  0,   /* field[0] = broadcast_id */
+};
+static const ProtobufCIntRange chatmesh__v1__on_order_event_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__on_order_event_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.OnOrderEventResponse",
+  "OnOrderEventResponse",
+  "Chatmesh__V1__OnOrderEventResponse",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__OnOrderEventResponse),
+  1,
+  chatmesh__v1__on_order_event_response__field_descriptors,
+  chatmesh__v1__on_order_event_response__field_indices_by_name,
+  1,  chatmesh__v1__on_order_event_response__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__on_order_event_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor chatmesh__v1__broadcast_request__field_descriptors[2] =
@@ -3850,7 +4191,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__cancelled_steps_response__descrip
   (ProtobufCMessageInit) chatmesh__v1__cancelled_steps_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[18] =
+static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[19] =
 {
   { "CreateTemplate", &chatmesh__v1__create_template_request__descriptor, &chatmesh__v1__template__descriptor },
   { "ListTemplates", &chatmesh__v1__list_templates_request__descriptor, &chatmesh__v1__list_templates_response__descriptor },
@@ -3869,6 +4210,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_d
   { "OnTagAttached", &chatmesh__v1__on_tag_attached_request__descriptor, &chatmesh__v1__on_tag_attached_response__descriptor },
   { "OnTagDetached", &chatmesh__v1__on_tag_detached_request__descriptor, &chatmesh__v1__cancelled_steps_response__descriptor },
   { "OnCustomerMessage", &chatmesh__v1__on_customer_message_request__descriptor, &chatmesh__v1__cancelled_steps_response__descriptor },
+  { "OnOrderEvent", &chatmesh__v1__on_order_event_request__descriptor, &chatmesh__v1__on_order_event_response__descriptor },
   { "DeliverReply", &chatmesh__v1__deliver_reply_request__descriptor, &chatmesh__v1__deliver_reply_response__descriptor },
 };
 const unsigned chatmesh__v1__messaging_service__method_indices_by_name[] = {
@@ -3876,13 +4218,14 @@ const unsigned chatmesh__v1__messaging_service__method_indices_by_name[] = {
   6,        /* CreateBroadcast */
   12,        /* CreateScenario */
   0,        /* CreateTemplate */
-  17,        /* DeliverReply */
+  18,        /* DeliverReply */
   2,        /* GetBalance */
   7,        /* GetBroadcast */
   11,        /* GetZnsQuality */
   13,        /* ListScenarios */
   1,        /* ListTemplates */
   16,        /* OnCustomerMessage */
+  17,        /* OnOrderEvent */
   14,        /* OnTagAttached */
   15,        /* OnTagDetached */
   9,        /* RecordDeliveryReport */
@@ -3898,7 +4241,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__messaging_service__descriptor =
   "MessagingService",
   "Chatmesh__V1__MessagingService",
   "chatmesh.v1",
-  18,
+  19,
   chatmesh__v1__messaging_service__method_descriptors,
   chatmesh__v1__messaging_service__method_indices_by_name
 };
@@ -4038,13 +4381,21 @@ void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *serv
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
   service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__messaging_service__on_order_event(ProtobufCService *service,
+                                                     const Chatmesh__V1__OnOrderEventRequest *input,
+                                                     Chatmesh__V1__OnOrderEventResponse_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__messaging_service__deliver_reply(ProtobufCService *service,
                                                     const Chatmesh__V1__DeliverReplyRequest *input,
                                                     Chatmesh__V1__DeliverReplyResponse_Closure closure,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Service *service,
                                             Chatmesh__V1__MessagingService_ServiceDestroy destroy)

@@ -32,6 +32,8 @@ typedef struct Chatmesh__V1__Broadcast Chatmesh__V1__Broadcast;
 typedef struct Chatmesh__V1__SkipReason Chatmesh__V1__SkipReason;
 typedef struct Chatmesh__V1__CreateBroadcastRequest Chatmesh__V1__CreateBroadcastRequest;
 typedef struct Chatmesh__V1__CreateBroadcastRequest__ParamsEntry Chatmesh__V1__CreateBroadcastRequest__ParamsEntry;
+typedef struct Chatmesh__V1__OnOrderEventRequest Chatmesh__V1__OnOrderEventRequest;
+typedef struct Chatmesh__V1__OnOrderEventResponse Chatmesh__V1__OnOrderEventResponse;
 typedef struct Chatmesh__V1__BroadcastRequest Chatmesh__V1__BroadcastRequest;
 typedef struct Chatmesh__V1__DeliveryReportRequest Chatmesh__V1__DeliveryReportRequest;
 typedef struct Chatmesh__V1__RecordFeedbackRequest Chatmesh__V1__RecordFeedbackRequest;
@@ -77,6 +79,13 @@ typedef enum _Chatmesh__V1__Broadcast__Status {
   CHATMESH__V1__BROADCAST__STATUS__FAILED = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__BROADCAST__STATUS)
 } Chatmesh__V1__Broadcast__Status;
+typedef enum _Chatmesh__V1__OnOrderEventRequest__Kind {
+  CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__KIND_UNSPECIFIED = 0,
+  CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__PAID = 1,
+  CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__CANCELLED = 2,
+  CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__REFUNDED = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND)
+} Chatmesh__V1__OnOrderEventRequest__Kind;
 typedef enum _Chatmesh__V1__ZnsQuality__Level {
   CHATMESH__V1__ZNS_QUALITY__LEVEL__LEVEL_UNSPECIFIED = 0,
   CHATMESH__V1__ZNS_QUALITY__LEVEL__GOOD = 1,
@@ -302,10 +311,20 @@ struct  Chatmesh__V1__Broadcast
   size_t n_skip_reasons;
   Chatmesh__V1__SkipReason **skip_reasons;
   int64_t remaining_balance_vnd;
+  /*
+   * R-MSG-2 profit: orders the recipients paid within attribution_days after their
+   * message was delivered (each order to the last broadcast delivered before it), their
+   * value, and that value less the broadcast's cost. An order cancelled or refunded
+   * after it was paid leaves the count again.
+   */
+  int32_t attributed_orders;
+  int64_t attributed_revenue_vnd;
+  int64_t profit_vnd;
+  int32_t attribution_days;
 };
 #define CHATMESH__V1__BROADCAST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__broadcast__descriptor) \
-    , (char *)protobuf_c_empty_string, CHATMESH__V1__BROADCAST__STATUS__STATUS_UNSPECIFIED, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, CHATMESH__V1__BROADCAST__STATUS__STATUS_UNSPECIFIED, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, 0 }
 
 
 struct  Chatmesh__V1__SkipReason
@@ -351,10 +370,49 @@ struct  Chatmesh__V1__CreateBroadcastRequest
   size_t n_params;
   Chatmesh__V1__CreateBroadcastRequest__ParamsEntry **params;
   char *idempotency_key;
+  /*
+   * R-MSG-2: how long after delivery a recipient's paid order counts for the broadcast,
+   * 1 to 90 days (0: 7).
+   */
+  int32_t attribution_days;
 };
 #define CHATMESH__V1__CREATE_BROADCAST_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__create_broadcast_request__descriptor) \
-    , (char *)protobuf_c_empty_string, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * R-MSG-2: an order paid, cancelled or refunded, from order-svc's outbox; idempotent by
+ * event_id. A paid order is attributed to the broadcast whose message reached the
+ * customer last before it, within that broadcast's attribution window.
+ */
+struct  Chatmesh__V1__OnOrderEventRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *event_id;
+  char *order_id;
+  char *customer_id;
+  Chatmesh__V1__OnOrderEventRequest__Kind kind;
+  int64_t amount_vnd;
+  int64_t at_ms;
+};
+#define CHATMESH__V1__ON_ORDER_EVENT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__on_order_event_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__ON_ORDER_EVENT_REQUEST__KIND__KIND_UNSPECIFIED, 0, 0 }
+
+
+struct  Chatmesh__V1__OnOrderEventResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The broadcast the order counts for ("" for none).
+   */
+  char *broadcast_id;
+};
+#define CHATMESH__V1__ON_ORDER_EVENT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__on_order_event_response__descriptor) \
+    , (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__BroadcastRequest
@@ -884,6 +942,44 @@ Chatmesh__V1__CreateBroadcastRequest *
 void   chatmesh__v1__create_broadcast_request__free_unpacked
                      (Chatmesh__V1__CreateBroadcastRequest *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__OnOrderEventRequest methods */
+void   chatmesh__v1__on_order_event_request__init
+                     (Chatmesh__V1__OnOrderEventRequest         *message);
+size_t chatmesh__v1__on_order_event_request__get_packed_size
+                     (const Chatmesh__V1__OnOrderEventRequest   *message);
+size_t chatmesh__v1__on_order_event_request__pack
+                     (const Chatmesh__V1__OnOrderEventRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__on_order_event_request__pack_to_buffer
+                     (const Chatmesh__V1__OnOrderEventRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__OnOrderEventRequest *
+       chatmesh__v1__on_order_event_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__on_order_event_request__free_unpacked
+                     (Chatmesh__V1__OnOrderEventRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__OnOrderEventResponse methods */
+void   chatmesh__v1__on_order_event_response__init
+                     (Chatmesh__V1__OnOrderEventResponse         *message);
+size_t chatmesh__v1__on_order_event_response__get_packed_size
+                     (const Chatmesh__V1__OnOrderEventResponse   *message);
+size_t chatmesh__v1__on_order_event_response__pack
+                     (const Chatmesh__V1__OnOrderEventResponse   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__on_order_event_response__pack_to_buffer
+                     (const Chatmesh__V1__OnOrderEventResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__OnOrderEventResponse *
+       chatmesh__v1__on_order_event_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__on_order_event_response__free_unpacked
+                     (Chatmesh__V1__OnOrderEventResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__BroadcastRequest methods */
 void   chatmesh__v1__broadcast_request__init
                      (Chatmesh__V1__BroadcastRequest         *message);
@@ -1216,6 +1312,12 @@ typedef void (*Chatmesh__V1__CreateBroadcastRequest__ParamsEntry_Closure)
 typedef void (*Chatmesh__V1__CreateBroadcastRequest_Closure)
                  (const Chatmesh__V1__CreateBroadcastRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__OnOrderEventRequest_Closure)
+                 (const Chatmesh__V1__OnOrderEventRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__OnOrderEventResponse_Closure)
+                 (const Chatmesh__V1__OnOrderEventResponse *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__BroadcastRequest_Closure)
                  (const Chatmesh__V1__BroadcastRequest *message,
                   void *closure_data);
@@ -1336,6 +1438,10 @@ struct Chatmesh__V1__MessagingService_Service
                               const Chatmesh__V1__OnCustomerMessageRequest *input,
                               Chatmesh__V1__CancelledStepsResponse_Closure closure,
                               void *closure_data);
+  void (*on_order_event)(Chatmesh__V1__MessagingService_Service *service,
+                         const Chatmesh__V1__OnOrderEventRequest *input,
+                         Chatmesh__V1__OnOrderEventResponse_Closure closure,
+                         void *closure_data);
   void (*deliver_reply)(Chatmesh__V1__MessagingService_Service *service,
                         const Chatmesh__V1__DeliverReplyRequest *input,
                         Chatmesh__V1__DeliverReplyResponse_Closure closure,
@@ -1365,6 +1471,7 @@ void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Servi
       function_prefix__ ## on_tag_attached,\
       function_prefix__ ## on_tag_detached,\
       function_prefix__ ## on_customer_message,\
+      function_prefix__ ## on_order_event,\
       function_prefix__ ## deliver_reply  }
 void chatmesh__v1__messaging_service__create_template(ProtobufCService *service,
                                                       const Chatmesh__V1__CreateTemplateRequest *input,
@@ -1434,6 +1541,10 @@ void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *serv
                                                           const Chatmesh__V1__OnCustomerMessageRequest *input,
                                                           Chatmesh__V1__CancelledStepsResponse_Closure closure,
                                                           void *closure_data);
+void chatmesh__v1__messaging_service__on_order_event(ProtobufCService *service,
+                                                     const Chatmesh__V1__OnOrderEventRequest *input,
+                                                     Chatmesh__V1__OnOrderEventResponse_Closure closure,
+                                                     void *closure_data);
 void chatmesh__v1__messaging_service__deliver_reply(ProtobufCService *service,
                                                     const Chatmesh__V1__DeliverReplyRequest *input,
                                                     Chatmesh__V1__DeliverReplyResponse_Closure closure,
@@ -1459,6 +1570,9 @@ extern const ProtobufCEnumDescriptor    chatmesh__v1__broadcast__status__descrip
 extern const ProtobufCMessageDescriptor chatmesh__v1__skip_reason__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__create_broadcast_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__create_broadcast_request__params_entry__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__on_order_event_request__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__on_order_event_request__kind__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__on_order_event_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__broadcast_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__delivery_report_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__record_feedback_request__descriptor;
