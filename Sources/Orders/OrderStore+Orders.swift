@@ -376,7 +376,7 @@ extension OrderStore {
                 WHERE o.shop_id = \(bind: shop) AND o.created_at_ms >= \(bind: fromMs) AND o.created_at_ms < \(bind: toMs)
                   AND o.created_by_staff_id <> '' AND o.status <> \(bind: Int64(Order.Status.cancelled.rawValue))
                 """ + page + """
-                GROUP BY o.created_by_staff_id ORDER BY revenue DESC, staff
+                 GROUP BY o.created_by_staff_id ORDER BY revenue DESC, staff
                 """).all() {
                 out.append(StaffSalesStats(
                     staffId: try row.string("staff"), orders: Int32(try row.int64("orders")), products: Int32(try row.int64("products")),
