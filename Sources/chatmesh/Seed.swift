@@ -95,12 +95,18 @@ struct Seed: AsyncParsableCommand {
             if let messagingClient {
                 try await seedMessaging(messagingClient, seeded)
             }
-            if let loyaltyChannel {
-                try await seedLoyalty(LoyaltyService.Client(channel: loyaltyChannel, defaultOptions: .bearer(token, timeout: .seconds(10))), messagingClient, seeded)
+            let loyaltyClient = loyaltyChannel.map { LoyaltyService.Client(channel: $0, defaultOptions: .bearer(token, timeout: .seconds(10))) }
+            var loyaltyFresh = false
+            if let loyaltyClient {
+                loyaltyFresh = try await seedLoyalty(loyaltyClient, seeded)
             }
             let orderClient = orderChannel.map { OrderService.Client(channel: $0, defaultOptions: .bearer(token, timeout: .seconds(10))) }
+            var firstPaid: String?
             if let orderClient {
-                try await seedOrders(orderClient, messagingClient, seeded)
+                firstPaid = try await seedOrders(orderClient, messagingClient, loyaltyClient, seeded)
+            }
+            if let loyaltyClient, loyaltyFresh {
+                try await seedLoyaltyOffers(loyaltyClient, messagingClient, referralOrder: firstPaid)
             }
             if customers > 0 {
                 try await seedCustomers(
@@ -116,12 +122,17 @@ struct Seed: AsyncParsableCommand {
         await closeAll()
     }
 
-    /// A catalog, a warehouse, a livestream whose comments filled carts, and orders in
-    /// every state (priced by loyalty-svc when it runs, confirmed through messaging-svc).
-    func seedOrders(_ client: OrderService.Client, _ messaging: MessagingService.Client?, _ seeded: Seeded) async throws {
+    /// A catalog, a warehouse, the customers' earlier (web) orders, paid, a livestream whose
+    /// comments filled carts, and chat orders in every state (priced by loyalty-svc, confirmed
+    /// through messaging-svc). Every order is order-svc's, and loyalty-svc learns of the paid
+    /// ones through order-svc's outbox, so the panel's member and order figures agree.
+    /// Returns the first paid order (for the referral demo).
+    func seedOrders(
+        _ client: OrderService.Client, _ messaging: MessagingService.Client?, _ loyalty: LoyaltyService.Client?, _ seeded: Seeded
+    ) async throws -> String? {
         if try await !client.listProducts(ListProductsRequest(shopId: shop, pageSize: 1)).products.isEmpty {
             print("\(shop) already has its order demo: nothing to seed")
-            return
+            return nil
         }
         let shirt = try await client.upsertProduct(UpsertProductRequest(shopId: shop, name: "Áo sơ mi trắng", variants: [
             Variant(sku: "ASM-M", title: "Size M", priceVnd: 350_000, stock: 40, weightG: 300),
@@ -147,7 +158,35 @@ struct Seed: AsyncParsableCommand {
             ]
         ))
         let customers = seeded.customers.map(\.customerId)
-        guard customers.count >= 5 else { return }
+        guard customers.count >= 5 else { return nil }
+        // Their orders on the web shop before the chats: paid one after the other, each priced
+        // at the tier the ones before it earned (so loyalty-svc must have seen each before the next).
+        let (shirtM, dressS, dressM) = (shirt.variants[0].variantId, dress.variants[0].variantId, dress.variants[1].variantId)
+        let earlier: [(customer: Int, items: [(String, Int32)])] = [
+            (0, [(shirtM, 2)]), (0, [(dressM, 2), (shirtM, 1)]), (0, [(shirtM, 2)]),
+            (1, [(shirtM, 1)]),
+            (3, [(dressS, 3), (shirtM, 3)]), (3, [(dressM, 8)]), (3, [(dressS, 10)]),
+        ]
+        var firstPaid: String?
+        var paidSoFar: [String: Int32] = [:]
+        for (n, order) in earlier.enumerated() {
+            let customer = customers[order.customer]
+            let profile = Self.profiles[seeded.customers[order.customer].chat.psid]
+            let placed = try await client.createOrder(CreateOrderRequest(
+                shopId: shop, customerId: customer, items: order.items.map { OrderItemRequest(variantId: $0.0, quantity: $0.1) },
+                shipping: ShippingInfo(
+                    name: seeded.customers[order.customer].chat.name, phone: profile?.phone ?? "",
+                    address: Address(street: "12 Lý Tự Trọng", ward: "Bến Nghé", district: n % 2 == 0 ? "Quận 1" : "Quận 5", province: "Hồ Chí Minh")
+                ),
+                paymentMethod: .online, channel: .web, idempotencyKey: "demo-web-\(n)"
+            ))
+            _ = try await client.markOrderPaid(MarkOrderPaidRequest(shopId: shop, orderId: placed.orderId))
+            firstPaid = firstPaid ?? placed.orderId
+            paidSoFar[customer, default: 0] += 1
+            if let loyalty {
+                try await waitForLoyalty(loyalty, customer: customer, orders: paidSoFar[customer]!)
+            }
+        }
         let comments: [(Int, String)] = [
             (0, "A1 size L x2 😍"), (1, "V2 giá bao nhiêu shop?"), (1, "chốt V2 M"), (2, "C3 + A1 nha, sđt 0903 111 222"),
             (3, "lấy 3 cái A1 size M"), (4, "shop ơi đẹp quá"), (4, "V2 S x1"),
@@ -174,7 +213,7 @@ struct Seed: AsyncParsableCommand {
         func byHand(_ key: String, _ variant: String, _ quantity: Int32, _ method: Order.PaymentMethod) async throws -> Order {
             try await client.createOrder(CreateOrderRequest(
                 shopId: shop, customerId: customers[3], items: [OrderItemRequest(variantId: variant, quantity: quantity)], shipping: anh,
-                paymentMethod: method, staffId: "staff-minh", channel: .social, idempotencyKey: key
+                paymentMethod: method, staffId: "staff-minh", channel: .social, idempotencyKey: key, pageId: "demo-page"
             ))
         }
         let paid = try await byHand("demo-order-2", dress.variants[1].variantId, 1, .bankTransfer)
@@ -197,7 +236,22 @@ struct Seed: AsyncParsableCommand {
             ))
             confirmation = "confirmation \(sent.messageId) \(sent.status)"
         }
-        print("seeded \(shop) orders: 3 products, warehouse, livestream \"\(live.name)\" with \(comments.count) comments, 5 orders (pending, paid, shipped, completed, cancelled), \(confirmation)")
+        print(
+            "seeded \(shop) orders: 3 products, warehouse, \(earlier.count) earlier web orders (paid), livestream \"\(live.name)\" with \(comments.count) comments, "
+                + "5 chat orders (pending, paid, shipped, completed, cancelled), \(confirmation)"
+        )
+        return firstPaid
+    }
+
+    /// Waits (up to 30 s) until loyalty-svc has counted `orders` paid orders for the customer:
+    /// order-svc's outbox delivers each PAID event a moment after the order is paid.
+    func waitForLoyalty(_ loyalty: LoyaltyService.Client, customer: String, orders: Int32) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let member = try? await loyalty.getMember(GetMemberRequest(shopId: shop, customerId: customer)), member.orderCount >= orders { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw ValidationError("loyalty-svc has not seen customer \(customer)'s paid order \(orders) after 30 s: is order-svc's outbox delivering?")
     }
 
     /// Phones and birthdays the demo customers gave (the phones also appear in their chats).
@@ -209,13 +263,13 @@ struct Seed: AsyncParsableCommand {
         "24680001005": ("", ""),
     ]
 
-    /// A program, tiers, profiles, paid orders from before ChatMesh, a segment and a referral.
-    /// The profiles are sent here too (conversation-svc's outbox sends the same ones when it
-    /// runs), so that the segment counts printed below include them at once.
-    func seedLoyalty(_ client: LoyaltyService.Client, _ messaging: MessagingService.Client?, _ seeded: Seeded) async throws {
+    /// A program, tiers and the customers' profiles. The profiles are sent here too
+    /// (conversation-svc's outbox sends the same ones when it runs), so that the segment
+    /// counts printed later include them at once. False when the shop had its loyalty demo.
+    func seedLoyalty(_ client: LoyaltyService.Client, _ seeded: Seeded) async throws -> Bool {
         if try await !client.listTiers(ShopRequest(shopId: shop)).tiers.isEmpty {
             print("\(shop) already has its loyalty demo: nothing to seed")
-            return
+            return false
         }
         _ = try await client.configureProgram(ConfigureProgramRequest(
             shopId: shop, earnVndPerPoint: 10_000, redeemVndPerPoint: 1_000, expiry: PointsExpiry(kind: .afterMonths, months: 12), cycle: .rolling12Months
@@ -227,35 +281,26 @@ struct Seed: AsyncParsableCommand {
                 shopId: shop, name: name, minSpendVnd: spend, discountPercent: discount, pointsMultiplier: multiplier, combinable: combinable
             ))
         }
-        let now = WallClock.nowMs()
-        let day: Int64 = 86_400_000
-        // Paid orders over the last months: (days ago, VND, used an offer).
-        let history: [String: [(Int64, Int64, Bool)]] = [
-            "24680001001": [(120, 700_000, false), (45, 1_250_000, true), (3, 700_000, false)],
-            "24680001002": [(200, 350_000, false)],
-            "24680001004": [(90, 2_400_000, true), (30, 3_600_000, false), (1, 4_500_000, true)],
-        ]
-        var orders = 0
         for customer in seeded.customers {
             let profile = Self.profiles[customer.chat.psid] ?? ("", "")
             _ = try await client.upsertCustomerProfile(UpsertCustomerProfileRequest(
                 shopId: shop, customerId: customer.customerId, phone: profile.phone, name: customer.chat.name, birthday: profile.birthday, tags: customer.chat.tags
             ))
-            for (n, order) in (history[customer.chat.psid] ?? []).enumerated() {
-                _ = try await client.recordOrderEvent(RecordOrderEventRequest(
-                    shopId: shop, eventId: "demo-paid-\(customer.chat.psid)-\(n)", orderId: "DH\(customer.chat.psid.suffix(2))\(n)", customerId: customer.customerId,
-                    kind: .paid, amountVnd: order.1, channel: n % 2 == 0 ? .social : .livestream, district: n % 2 == 0 ? "Quận 1" : "Quận 5",
-                    province: "Hồ Chí Minh", usedOffer: order.2, atMs: now - order.0 * day
-                ))
-                orders += 1
-            }
         }
+        print("seeded \(shop) loyalty: program, 3 tiers, \(seeded.customers.count) profiles")
+        return true
+    }
+
+    /// A segment of the customers who bought lately, and a referral from the first paid order.
+    func seedLoyaltyOffers(_ client: LoyaltyService.Client, _ messaging: MessagingService.Client?, referralOrder: String?) async throws {
+        let now = WallClock.nowMs()
+        let day: Int64 = 86_400_000
         let segment = try await client.createSegment(CreateSegmentRequest(shopId: shop, name: "Khách thân thiết", match: .all, conditions: [
             SegmentCondition(kind: .purchasedBetween, fromMs: now - 180 * day, toMs: now),
             SegmentCondition(kind: .pointsAtLeast, points: 100),
         ]))
-        var referral = "no referral (messaging-svc left out)"
-        if let messaging {
+        var referral = "no referral (messaging-svc or order-svc left out)"
+        if let messaging, let referralOrder {
             let template = try await messaging.createTemplate(CreateTemplateRequest(
                 shopId: shop, channel: .sms, name: "Quà giới thiệu", body: "{{referrer}} tặng bạn mã {{code}} giảm {{discount}} tại Hoa Mai, hạn {{expires}}.",
                 purpose: .marketing
@@ -263,11 +308,11 @@ struct Seed: AsyncParsableCommand {
             _ = try await client.createReferralCampaign(CreateReferralCampaignRequest(
                 shopId: shop, name: "Bạn mới giảm 50k", offer: ReferralOffer(discountVnd: 50_000, validDays: 30), channel: .sms, templateId: template.templateId
             ))
-            let voucher = try await client.submitReferral(SubmitReferralRequest(shopId: shop, orderId: "DH012", friendPhone: "0977 123 456"))
+            let voucher = try await client.submitReferral(SubmitReferralRequest(shopId: shop, orderId: referralOrder, friendPhone: "0977 123 456"))
             referral = "voucher \(voucher.code) for 0977123456 \(voucher.sent ? "sent" : "waiting for messaging-svc")"
         }
         let members = try await client.countSegment(SegmentRequest(shopId: shop, segmentId: segment.segmentId)).count
-        print("seeded \(shop) loyalty: 3 tiers, \(seeded.customers.count) profiles, \(orders) paid orders, segment \"\(segment.name)\" (\(members) member(s)), \(referral)")
+        print("seeded \(shop) loyalty offers: segment \"\(segment.name)\" (\(members) member(s)), \(referral)")
     }
 
     /// What conversation-svc holds after seeding, as messaging-svc needs it.

@@ -44,10 +44,14 @@ def test_a_whole_panel_matches_the_seed(mesh):
     assert panel.customer.name == "Nguyễn Thị Hoa" and panel.customer.phone == "0912345678"
     assert {t.name for t in panel.tags.attached} == {"Quan tâm", "Chờ chuyển khoản"}
     assert not {t.tag_id for t in panel.tags.available} & {t.tag_id for t in panel.tags.attached}
-    # The seed's loyalty: 700,000 + 1,250,000 + 700,000 over four months in a rolling year → Bạc (from 1,000,000).
-    assert panel.member.tier_name == "Bạc" and panel.member.total_spent_vnd == 2_650_000
-    # order-svc: her livestream cart became the pending order (cart list empty), priced with Bạc's 2%.
-    assert panel.order_summary.stats.order_count == 1 and panel.order_summary.recent[0].tier_discount_vnd > 0
+    # The seed's earlier web orders, paid through order-svc: 700,000 + 1,250,000 (→ Bạc from 1,000,000), then
+    # 700,000 − Bạc 2% = 686,000.
+    assert panel.member.tier_name == "Bạc" and panel.member.total_spent_vnd == 2_636_000
+    # order-svc: those three, and her livestream cart became the pending order (cart list empty), priced with Bạc's 2%.
+    assert panel.order_summary.stats.order_count == 4 and panel.order_summary.recent[0].tier_discount_vnd > 0
+    # Every figure agrees: what loyalty-svc counts is what order-svc holds.
+    assert panel.order_summary.stats.total_spent_vnd == panel.member.total_spent_vnd
+    assert panel.member.order_count == 3
     assert [n.text for n in panel.notes] and panel.activity
 
 
@@ -60,7 +64,7 @@ def test_loyalty_killed_costs_only_the_member_section_then_recovers(mesh):
     panel = mesh.stub("gateway").GetPanel(request, metadata=metadata, timeout=5)
     assert time.time() - started < 2.0  # five section deadlines of 400 ms
     assert [(u.section, u.code) for u in panel.unavailable_sections] == [("member", "UNAVAILABLE")]
-    assert panel.customer.name == "Nguyễn Thị Hoa" and panel.order_summary.stats.order_count == 1
+    assert panel.customer.name == "Nguyễn Thị Hoa" and panel.order_summary.stats.order_count == 4
     mesh.start("loyalty")
     assert wait_until(lambda: not mesh.stub("gateway").GetPanel(request, metadata=md()).unavailable_sections, timeout=20)
     assert mesh.stub("gateway").GetPanel(request, metadata=md()).member.tier_name == "Bạc"
@@ -72,7 +76,7 @@ def test_the_staff_report_matches_the_seeded_orders(mesh):
                                                                          to_ms=now_ms + 60_000), metadata=md())
     rows = {r.staff_id: r for r in report.rows}
     assert list(report.unavailable_sections) == []
-    # The seed's orders: owner-lan made Hoa's from her livestream cart (2 × 299,000 − Bạc 2% + GHN 18,000 = 604,040);
+    # The seed's chat orders on demo-page (its earlier web orders belong to no page): owner-lan made Hoa's from her livestream cart (2 × 299,000 − Bạc 2% + GHN 18,000 = 604,040);
     # staff-minh made four for Minh Anh (Kim cương, 10%), one of them cancelled: 405,000 + 630,000 + 252,000.
     assert (rows["owner-lan"].orders, rows["owner-lan"].products, rows["owner-lan"].revenue_vnd) == (1, 2, 604_040)
     assert (rows["staff-minh"].orders, rows["staff-minh"].products, rows["staff-minh"].revenue_vnd) == (3, 4, 1_287_000)
