@@ -227,23 +227,28 @@ public struct TagList: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.TagList"
 
     public var folders: [TagFolder] = []
+    /// ListTags pages by folder.
+    public var nextPageToken: String = ""
 
     public init() {}
 
-    public init(folders: [TagFolder] = []) {
+    public init(folders: [TagFolder] = [], nextPageToken: String = "") {
         self.folders = folders
+        self.nextPageToken = nextPageToken
     }
 }
 
 extension TagList {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.TagList.folders", kind: .message(TagFolder._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.TagList.next_page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__TagList>) {
         self.init()
         let c = p.pointee
         self.folders = _PB.messages(c.n_folders, c.folders) { TagFolder(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
     }
 
     static func _encodeC(_ v: TagList, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__TagList> {
@@ -255,6 +260,7 @@ extension TagList {
             p.pointee.n_folders = v.folders.count
             p.pointee.folders = items
         }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.TagList.next_page_token") }
         return p
     }
 
@@ -665,17 +671,23 @@ extension Conversation {
     }
 }
 
+/// R-CONV-6: a customer's value of a custom field, with the field's label and type, in the
+/// order the shop chose to show its fields.
 public struct CustomFieldValue: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.CustomFieldValue"
 
     public var key: String = ""
     public var value: String = ""
+    public var label: String = ""
+    public var type: CustomField.FieldType = .init(rawValue: 0)
 
     public init() {}
 
-    public init(key: String = "", value: String = "") {
+    public init(key: String = "", value: String = "", label: String = "", type: CustomField.FieldType = .init(rawValue: 0)) {
         self.key = key
         self.value = value
+        self.label = label
+        self.type = type
     }
 }
 
@@ -683,6 +695,7 @@ extension CustomFieldValue {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.CustomFieldValue.key", kind: .string),
         .init(number: 2, name: "chatmesh.v1.CustomFieldValue.value", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.CustomFieldValue.label", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__CustomFieldValue>) {
@@ -690,6 +703,8 @@ extension CustomFieldValue {
         let c = p.pointee
         self.key = _PB.string(c.key)
         self.value = _PB.string(c.value)
+        self.label = _PB.string(c.label)
+        self.type = CustomField.FieldType(rawValue: Int32(truncatingIfNeeded: c.type.rawValue))
     }
 
     static func _encodeC(_ v: CustomFieldValue, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CustomFieldValue> {
@@ -697,6 +712,8 @@ extension CustomFieldValue {
         chatmesh__v1__custom_field_value__init(p)
         if !v.key.isEmpty { p.pointee.key = try a.string(v.key, field: "chatmesh.v1.CustomFieldValue.key") }
         if !v.value.isEmpty { p.pointee.value = try a.string(v.value, field: "chatmesh.v1.CustomFieldValue.value") }
+        if !v.label.isEmpty { p.pointee.label = try a.string(v.label, field: "chatmesh.v1.CustomFieldValue.label") }
+        p.pointee.type = Chatmesh__V1__CustomField__FieldType(rawValue: .init(truncatingIfNeeded: v.type.rawValue))
         return p
     }
 
@@ -887,14 +904,17 @@ public struct CustomField: RPCMessage, Hashable {
     public var type: CustomField.FieldType = .init(rawValue: 0)
     /// The choices of a SELECT field.
     public var options: [String] = []
+    /// R-CONV-6: where the field is shown: lower first (the fields the shop wants first), then by key.
+    public var position: Int32 = 0
 
     public init() {}
 
-    public init(key: String = "", label: String = "", type: CustomField.FieldType = .init(rawValue: 0), options: [String] = []) {
+    public init(key: String = "", label: String = "", type: CustomField.FieldType = .init(rawValue: 0), options: [String] = [], position: Int32 = 0) {
         self.key = key
         self.label = label
         self.type = type
         self.options = options
+        self.position = position
     }
 
     public enum FieldType: RawRepresentable, Sendable, Hashable, CaseIterable {
@@ -958,6 +978,7 @@ extension CustomField {
         self.label = _PB.string(c.label)
         self.type = CustomField.FieldType(rawValue: Int32(truncatingIfNeeded: c.type.rawValue))
         self.options = _PB.array(c.n_options, c.options) { _PB.string($0) }
+        self.position = c.position
     }
 
     static func _encodeC(_ v: CustomField, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CustomField> {
@@ -972,6 +993,7 @@ extension CustomField {
             p.pointee.n_options = v.options.count
             p.pointee.options = items
         }
+        p.pointee.position = v.position
         return p
     }
 
@@ -1216,13 +1238,19 @@ public struct ListTagsRequest: RPCMessage, Hashable, ShopScoped {
     public var pageId: String = ""
     /// Hidden tags are listed too when true (R-TAG-1: only visible tags show under a conversation).
     public var includeHidden: Bool = false
+    /// Every List RPC pages (API.md): page_size (0: the default; capped), page_token from
+    /// the answer before; next_page_token is empty on the last page.
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", pageId: String = "", includeHidden: Bool = false) {
+    public init(shopId: String = "", pageId: String = "", includeHidden: Bool = false, pageSize: Int32 = 0, pageToken: String = "") {
         self.shopId = shopId
         self.pageId = pageId
         self.includeHidden = includeHidden
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
@@ -1230,6 +1258,7 @@ extension ListTagsRequest {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListTagsRequest.shop_id", kind: .string),
         .init(number: 2, name: "chatmesh.v1.ListTagsRequest.page_id", kind: .string),
+        .init(number: 5, name: "chatmesh.v1.ListTagsRequest.page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListTagsRequest>) {
@@ -1238,6 +1267,8 @@ extension ListTagsRequest {
         self.shopId = _PB.string(c.shop_id)
         self.pageId = _PB.string(c.page_id)
         self.includeHidden = (c.include_hidden != 0)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
     }
 
     static func _encodeC(_ v: ListTagsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTagsRequest> {
@@ -1246,6 +1277,8 @@ extension ListTagsRequest {
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListTagsRequest.shop_id") }
         if !v.pageId.isEmpty { p.pointee.page_id = try a.string(v.pageId, field: "chatmesh.v1.ListTagsRequest.page_id") }
         p.pointee.include_hidden = (v.includeHidden ? 1 : 0)
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListTagsRequest.page_token") }
         return p
     }
 
@@ -3291,15 +3324,18 @@ public struct DefineCustomFieldRequest: RPCMessage, Hashable, ShopScoped {
     public var label: String = ""
     public var type: CustomField.FieldType = .init(rawValue: 0)
     public var options: [String] = []
+    /// Where it is shown (lower first).
+    public var position: Int32 = 0
 
     public init() {}
 
-    public init(shopId: String = "", key: String = "", label: String = "", type: CustomField.FieldType = .init(rawValue: 0), options: [String] = []) {
+    public init(shopId: String = "", key: String = "", label: String = "", type: CustomField.FieldType = .init(rawValue: 0), options: [String] = [], position: Int32 = 0) {
         self.shopId = shopId
         self.key = key
         self.label = label
         self.type = type
         self.options = options
+        self.position = position
     }
 }
 
@@ -3319,6 +3355,7 @@ extension DefineCustomFieldRequest {
         self.label = _PB.string(c.label)
         self.type = CustomField.FieldType(rawValue: Int32(truncatingIfNeeded: c.type.rawValue))
         self.options = _PB.array(c.n_options, c.options) { _PB.string($0) }
+        self.position = c.position
     }
 
     static func _encodeC(_ v: DefineCustomFieldRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__DefineCustomFieldRequest> {
@@ -3334,6 +3371,7 @@ extension DefineCustomFieldRequest {
             p.pointee.n_options = v.options.count
             p.pointee.options = items
         }
+        p.pointee.position = v.position
         return p
     }
 
@@ -3350,29 +3388,38 @@ public struct ListCustomFieldsRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.ListCustomFieldsRequest"
 
     public var shopId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
 
     public init() {}
 
-    public init(shopId: String = "") {
+    public init(shopId: String = "", pageSize: Int32 = 0, pageToken: String = "") {
         self.shopId = shopId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
 extension ListCustomFieldsRequest {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListCustomFieldsRequest.shop_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.ListCustomFieldsRequest.page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListCustomFieldsRequest>) {
         self.init()
         let c = p.pointee
         self.shopId = _PB.string(c.shop_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
     }
 
     static func _encodeC(_ v: ListCustomFieldsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCustomFieldsRequest> {
         let p = a.allocate(Chatmesh__V1__ListCustomFieldsRequest.self, count: 1)
         chatmesh__v1__list_custom_fields_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListCustomFieldsRequest.shop_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListCustomFieldsRequest.page_token") }
         return p
     }
 
@@ -3385,27 +3432,32 @@ extension ListCustomFieldsRequest {
     }
 }
 
+/// In the order they are shown.
 public struct ListCustomFieldsResponse: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ListCustomFieldsResponse"
 
     public var fields: [CustomField] = []
+    public var nextPageToken: String = ""
 
     public init() {}
 
-    public init(fields: [CustomField] = []) {
+    public init(fields: [CustomField] = [], nextPageToken: String = "") {
         self.fields = fields
+        self.nextPageToken = nextPageToken
     }
 }
 
 extension ListCustomFieldsResponse {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListCustomFieldsResponse.fields", kind: .message(CustomField._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListCustomFieldsResponse.next_page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListCustomFieldsResponse>) {
         self.init()
         let c = p.pointee
         self.fields = _PB.messages(c.n_fields, c.fields) { CustomField(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
     }
 
     static func _encodeC(_ v: ListCustomFieldsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCustomFieldsResponse> {
@@ -3417,6 +3469,7 @@ extension ListCustomFieldsResponse {
             p.pointee.n_fields = v.fields.count
             p.pointee.fields = items
         }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListCustomFieldsResponse.next_page_token") }
         return p
     }
 

@@ -504,28 +504,80 @@ extension UpsertTierRequest {
     }
 }
 
+public struct ListTiersRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.ListTiersRequest"
+
+    public var shopId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", pageSize: Int32 = 0, pageToken: String = "") {
+        self.shopId = shopId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
+    }
+}
+
+extension ListTiersRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListTiersRequest.shop_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.ListTiersRequest.page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListTiersRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
+    }
+
+    static func _encodeC(_ v: ListTiersRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTiersRequest> {
+        let p = a.allocate(Chatmesh__V1__ListTiersRequest.self, count: 1)
+        chatmesh__v1__list_tiers_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListTiersRequest.shop_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListTiersRequest.page_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_tiers_request__unpack, free: chatmesh__v1__list_tiers_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_tiers_request__get_packed_size, pack: chatmesh__v1__list_tiers_request__pack)
+    }
+}
+
 public struct ListTiersResponse: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ListTiersResponse"
 
     /// Lowest threshold first.
     public var tiers: [Tier] = []
+    public var nextPageToken: String = ""
 
     public init() {}
 
-    public init(tiers: [Tier] = []) {
+    public init(tiers: [Tier] = [], nextPageToken: String = "") {
         self.tiers = tiers
+        self.nextPageToken = nextPageToken
     }
 }
 
 extension ListTiersResponse {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListTiersResponse.tiers", kind: .message(Tier._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListTiersResponse.next_page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListTiersResponse>) {
         self.init()
         let c = p.pointee
         self.tiers = _PB.messages(c.n_tiers, c.tiers) { Tier(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
     }
 
     static func _encodeC(_ v: ListTiersResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTiersResponse> {
@@ -537,6 +589,7 @@ extension ListTiersResponse {
             p.pointee.n_tiers = v.tiers.count
             p.pointee.tiers = items
         }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListTiersResponse.next_page_token") }
         return p
     }
 
@@ -2510,27 +2563,79 @@ extension CreateSegmentRequest {
     }
 }
 
+public struct ListSegmentsRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.ListSegmentsRequest"
+
+    public var shopId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", pageSize: Int32 = 0, pageToken: String = "") {
+        self.shopId = shopId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
+    }
+}
+
+extension ListSegmentsRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListSegmentsRequest.shop_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.ListSegmentsRequest.page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListSegmentsRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
+    }
+
+    static func _encodeC(_ v: ListSegmentsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListSegmentsRequest> {
+        let p = a.allocate(Chatmesh__V1__ListSegmentsRequest.self, count: 1)
+        chatmesh__v1__list_segments_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListSegmentsRequest.shop_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListSegmentsRequest.page_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_segments_request__unpack, free: chatmesh__v1__list_segments_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_segments_request__get_packed_size, pack: chatmesh__v1__list_segments_request__pack)
+    }
+}
+
 public struct ListSegmentsResponse: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ListSegmentsResponse"
 
     public var segments: [Segment] = []
+    public var nextPageToken: String = ""
 
     public init() {}
 
-    public init(segments: [Segment] = []) {
+    public init(segments: [Segment] = [], nextPageToken: String = "") {
         self.segments = segments
+        self.nextPageToken = nextPageToken
     }
 }
 
 extension ListSegmentsResponse {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListSegmentsResponse.segments", kind: .message(Segment._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListSegmentsResponse.next_page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListSegmentsResponse>) {
         self.init()
         let c = p.pointee
         self.segments = _PB.messages(c.n_segments, c.segments) { Segment(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
     }
 
     static func _encodeC(_ v: ListSegmentsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListSegmentsResponse> {
@@ -2542,6 +2647,7 @@ extension ListSegmentsResponse {
             p.pointee.n_segments = v.segments.count
             p.pointee.segments = items
         }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListSegmentsResponse.next_page_token") }
         return p
     }
 
@@ -3704,7 +3810,7 @@ public enum LoyaltyService {
         /// R-LOY-2: members are re-ranked.
         func upsertTier(_ request: UpsertTierRequest, context: ServerContext) async throws -> Tier
         /// R-LOY-2: lowest threshold first.
-        func listTiers(_ request: ShopRequest, context: ServerContext) async throws -> ListTiersResponse
+        func listTiers(_ request: ListTiersRequest, context: ServerContext) async throws -> ListTiersResponse
         /// R-LOY-2: members are re-ranked.
         func deleteTier(_ request: DeleteTierRequest, context: ServerContext) async throws -> Empty
         /// R-LOY-1.
@@ -3733,7 +3839,7 @@ public enum LoyaltyService {
         /// R-SEG-1.
         func createSegment(_ request: CreateSegmentRequest, context: ServerContext) async throws -> Segment
         /// R-SEG-1.
-        func listSegments(_ request: ShopRequest, context: ServerContext) async throws -> ListSegmentsResponse
+        func listSegments(_ request: ListSegmentsRequest, context: ServerContext) async throws -> ListSegmentsResponse
         /// R-SEG-1, R-SEG-2: the audience of a broadcast.
         func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse
         /// R-SEG-1: agrees with ListSegmentMembers.
@@ -3791,7 +3897,7 @@ public enum LoyaltyService {
         }
 
         /// R-LOY-2: lowest threshold first.
-        public func listTiers(_ request: ShopRequest, options: CallOptions? = nil) async throws(RPCError) -> ListTiersResponse {
+        public func listTiers(_ request: ListTiersRequest, options: CallOptions? = nil) async throws(RPCError) -> ListTiersResponse {
             try await channel.unary(Method.listTiers, request, options: options ?? defaultOptions)
         }
 
@@ -3859,7 +3965,7 @@ public enum LoyaltyService {
         }
 
         /// R-SEG-1.
-        public func listSegments(_ request: ShopRequest, options: CallOptions? = nil) async throws(RPCError) -> ListSegmentsResponse {
+        public func listSegments(_ request: ListSegmentsRequest, options: CallOptions? = nil) async throws(RPCError) -> ListSegmentsResponse {
             try await channel.unary(Method.listSegments, request, options: options ?? defaultOptions)
         }
 
@@ -3938,7 +4044,7 @@ extension LoyaltyService.Handler {
             RPCRoute.unary(LoyaltyService.Method.configureProgram) { (request: ConfigureProgramRequest, context) in try await self.configureProgram(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.getProgram) { (request: ShopRequest, context) in try await self.getProgram(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.upsertTier) { (request: UpsertTierRequest, context) in try await self.upsertTier(request, context: context) },
-            RPCRoute.unary(LoyaltyService.Method.listTiers) { (request: ShopRequest, context) in try await self.listTiers(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.listTiers) { (request: ListTiersRequest, context) in try await self.listTiers(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.deleteTier) { (request: DeleteTierRequest, context) in try await self.deleteTier(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.getMember) { (request: GetMemberRequest, context) in try await self.getMember(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.listMembers) { (request: ListMembersRequest, context) in try await self.listMembers(request, context: context) },
@@ -3951,7 +4057,7 @@ extension LoyaltyService.Handler {
             RPCRoute.unary(LoyaltyService.Method.listPointsHistory) { (request: ListPointsHistoryRequest, context) in try await self.listPointsHistory(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.expirePoints) { (request: ExpirePointsRequest, context) in try await self.expirePoints(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.createSegment) { (request: CreateSegmentRequest, context) in try await self.createSegment(request, context: context) },
-            RPCRoute.unary(LoyaltyService.Method.listSegments) { (request: ShopRequest, context) in try await self.listSegments(request, context: context) },
+            RPCRoute.unary(LoyaltyService.Method.listSegments) { (request: ListSegmentsRequest, context) in try await self.listSegments(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.listSegmentMembers) { (request: ListSegmentMembersRequest, context) in try await self.listSegmentMembers(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.countSegment) { (request: SegmentRequest, context) in try await self.countSegment(request, context: context) },
             RPCRoute.unary(LoyaltyService.Method.upsertPromotion) { (request: UpsertPromotionRequest, context) in try await self.upsertPromotion(request, context: context) },

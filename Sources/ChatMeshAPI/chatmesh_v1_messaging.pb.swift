@@ -247,18 +247,23 @@ public struct ListTemplatesRequest: RPCMessage, Hashable, ShopScoped {
 
     public var shopId: String = ""
     public var channel: Template.Channel = .init(rawValue: 0)
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", channel: Template.Channel = .init(rawValue: 0)) {
+    public init(shopId: String = "", channel: Template.Channel = .init(rawValue: 0), pageSize: Int32 = 0, pageToken: String = "") {
         self.shopId = shopId
         self.channel = channel
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
 extension ListTemplatesRequest {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListTemplatesRequest.shop_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.ListTemplatesRequest.page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListTemplatesRequest>) {
@@ -266,6 +271,8 @@ extension ListTemplatesRequest {
         let c = p.pointee
         self.shopId = _PB.string(c.shop_id)
         self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
     }
 
     static func _encodeC(_ v: ListTemplatesRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTemplatesRequest> {
@@ -273,6 +280,8 @@ extension ListTemplatesRequest {
         chatmesh__v1__list_templates_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListTemplatesRequest.shop_id") }
         p.pointee.channel = Chatmesh__V1__Template__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListTemplatesRequest.page_token") }
         return p
     }
 
@@ -289,23 +298,27 @@ public struct ListTemplatesResponse: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ListTemplatesResponse"
 
     public var templates: [Template] = []
+    public var nextPageToken: String = ""
 
     public init() {}
 
-    public init(templates: [Template] = []) {
+    public init(templates: [Template] = [], nextPageToken: String = "") {
         self.templates = templates
+        self.nextPageToken = nextPageToken
     }
 }
 
 extension ListTemplatesResponse {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListTemplatesResponse.templates", kind: .message(Template._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListTemplatesResponse.next_page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListTemplatesResponse>) {
         self.init()
         let c = p.pointee
         self.templates = _PB.messages(c.n_templates, c.templates) { Template(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
     }
 
     static func _encodeC(_ v: ListTemplatesResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListTemplatesResponse> {
@@ -317,6 +330,7 @@ extension ListTemplatesResponse {
             p.pointee.n_templates = v.templates.count
             p.pointee.templates = items
         }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListTemplatesResponse.next_page_token") }
         return p
     }
 
@@ -1522,27 +1536,79 @@ extension CreateScenarioRequest {
     }
 }
 
+public struct ListScenariosRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.ListScenariosRequest"
+
+    public var shopId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", pageSize: Int32 = 0, pageToken: String = "") {
+        self.shopId = shopId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
+    }
+}
+
+extension ListScenariosRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListScenariosRequest.shop_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.ListScenariosRequest.page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListScenariosRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
+    }
+
+    static func _encodeC(_ v: ListScenariosRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListScenariosRequest> {
+        let p = a.allocate(Chatmesh__V1__ListScenariosRequest.self, count: 1)
+        chatmesh__v1__list_scenarios_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListScenariosRequest.shop_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListScenariosRequest.page_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_scenarios_request__unpack, free: chatmesh__v1__list_scenarios_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_scenarios_request__get_packed_size, pack: chatmesh__v1__list_scenarios_request__pack)
+    }
+}
+
 public struct ListScenariosResponse: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ListScenariosResponse"
 
     public var scenarios: [Scenario] = []
+    public var nextPageToken: String = ""
 
     public init() {}
 
-    public init(scenarios: [Scenario] = []) {
+    public init(scenarios: [Scenario] = [], nextPageToken: String = "") {
         self.scenarios = scenarios
+        self.nextPageToken = nextPageToken
     }
 }
 
 extension ListScenariosResponse {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListScenariosResponse.scenarios", kind: .message(Scenario._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListScenariosResponse.next_page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListScenariosResponse>) {
         self.init()
         let c = p.pointee
         self.scenarios = _PB.messages(c.n_scenarios, c.scenarios) { Scenario(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
     }
 
     static func _encodeC(_ v: ListScenariosResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListScenariosResponse> {
@@ -1554,6 +1620,7 @@ extension ListScenariosResponse {
             p.pointee.n_scenarios = v.scenarios.count
             p.pointee.scenarios = items
         }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListScenariosResponse.next_page_token") }
         return p
     }
 
@@ -2109,7 +2176,7 @@ public enum MessagingService {
         /// R-BOT-1.
         func createScenario(_ request: CreateScenarioRequest, context: ServerContext) async throws -> Scenario
         /// R-BOT-1.
-        func listScenarios(_ request: ShopRequest, context: ServerContext) async throws -> ListScenariosResponse
+        func listScenarios(_ request: ListScenariosRequest, context: ServerContext) async throws -> ListScenariosResponse
         /// R-BOT-1.
         func onTagAttached(_ request: OnTagAttachedRequest, context: ServerContext) async throws -> OnTagAttachedResponse
         /// R-BOT-1.
@@ -2199,7 +2266,7 @@ public enum MessagingService {
         }
 
         /// R-BOT-1.
-        public func listScenarios(_ request: ShopRequest, options: CallOptions? = nil) async throws(RPCError) -> ListScenariosResponse {
+        public func listScenarios(_ request: ListScenariosRequest, options: CallOptions? = nil) async throws(RPCError) -> ListScenariosResponse {
             try await channel.unary(Method.listScenarios, request, options: options ?? defaultOptions)
         }
 
@@ -2246,7 +2313,7 @@ extension MessagingService.Handler {
             RPCRoute.unary(MessagingService.Method.recordFeedback) { (request: RecordFeedbackRequest, context) in try await self.recordFeedback(request, context: context) },
             RPCRoute.unary(MessagingService.Method.getZnsQuality) { (request: ShopRequest, context) in try await self.getZnsQuality(request, context: context) },
             RPCRoute.unary(MessagingService.Method.createScenario) { (request: CreateScenarioRequest, context) in try await self.createScenario(request, context: context) },
-            RPCRoute.unary(MessagingService.Method.listScenarios) { (request: ShopRequest, context) in try await self.listScenarios(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.listScenarios) { (request: ListScenariosRequest, context) in try await self.listScenarios(request, context: context) },
             RPCRoute.unary(MessagingService.Method.onTagAttached) { (request: OnTagAttachedRequest, context) in try await self.onTagAttached(request, context: context) },
             RPCRoute.unary(MessagingService.Method.onTagDetached) { (request: OnTagDetachedRequest, context) in try await self.onTagDetached(request, context: context) },
             RPCRoute.unary(MessagingService.Method.onCustomerMessage) { (request: OnCustomerMessageRequest, context) in try await self.onCustomerMessage(request, context: context) },

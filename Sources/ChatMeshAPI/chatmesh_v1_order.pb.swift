@@ -1267,29 +1267,38 @@ public struct ListWarehousesRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.ListWarehousesRequest"
 
     public var shopId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
 
     public init() {}
 
-    public init(shopId: String = "") {
+    public init(shopId: String = "", pageSize: Int32 = 0, pageToken: String = "") {
         self.shopId = shopId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
 extension ListWarehousesRequest {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListWarehousesRequest.shop_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.ListWarehousesRequest.page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListWarehousesRequest>) {
         self.init()
         let c = p.pointee
         self.shopId = _PB.string(c.shop_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
     }
 
     static func _encodeC(_ v: ListWarehousesRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListWarehousesRequest> {
         let p = a.allocate(Chatmesh__V1__ListWarehousesRequest.self, count: 1)
         chatmesh__v1__list_warehouses_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListWarehousesRequest.shop_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListWarehousesRequest.page_token") }
         return p
     }
 
@@ -1306,23 +1315,27 @@ public struct ListWarehousesResponse: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ListWarehousesResponse"
 
     public var warehouses: [Warehouse] = []
+    public var nextPageToken: String = ""
 
     public init() {}
 
-    public init(warehouses: [Warehouse] = []) {
+    public init(warehouses: [Warehouse] = [], nextPageToken: String = "") {
         self.warehouses = warehouses
+        self.nextPageToken = nextPageToken
     }
 }
 
 extension ListWarehousesResponse {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListWarehousesResponse.warehouses", kind: .message(Warehouse._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListWarehousesResponse.next_page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListWarehousesResponse>) {
         self.init()
         let c = p.pointee
         self.warehouses = _PB.messages(c.n_warehouses, c.warehouses) { Warehouse(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
     }
 
     static func _encodeC(_ v: ListWarehousesResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListWarehousesResponse> {
@@ -1334,6 +1347,7 @@ extension ListWarehousesResponse {
             p.pointee.n_warehouses = v.warehouses.count
             p.pointee.warehouses = items
         }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListWarehousesResponse.next_page_token") }
         return p
     }
 
@@ -1853,12 +1867,16 @@ public struct ListCartsRequest: RPCMessage, Hashable, ShopScoped {
 
     public var shopId: String = ""
     public var customerId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
 
     public init() {}
 
-    public init(shopId: String = "", customerId: String = "") {
+    public init(shopId: String = "", customerId: String = "", pageSize: Int32 = 0, pageToken: String = "") {
         self.shopId = shopId
         self.customerId = customerId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 }
 
@@ -1866,6 +1884,7 @@ extension ListCartsRequest {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListCartsRequest.shop_id", kind: .string),
         .init(number: 2, name: "chatmesh.v1.ListCartsRequest.customer_id", kind: .string),
+        .init(number: 4, name: "chatmesh.v1.ListCartsRequest.page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListCartsRequest>) {
@@ -1873,6 +1892,8 @@ extension ListCartsRequest {
         let c = p.pointee
         self.shopId = _PB.string(c.shop_id)
         self.customerId = _PB.string(c.customer_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
     }
 
     static func _encodeC(_ v: ListCartsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCartsRequest> {
@@ -1880,6 +1901,8 @@ extension ListCartsRequest {
         chatmesh__v1__list_carts_request__init(p)
         if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListCartsRequest.shop_id") }
         if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.ListCartsRequest.customer_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListCartsRequest.page_token") }
         return p
     }
 
@@ -1896,23 +1919,27 @@ public struct ListCartsResponse: RPCMessage, Hashable {
     public static let protoName = "chatmesh.v1.ListCartsResponse"
 
     public var carts: [Cart] = []
+    public var nextPageToken: String = ""
 
     public init() {}
 
-    public init(carts: [Cart] = []) {
+    public init(carts: [Cart] = [], nextPageToken: String = "") {
         self.carts = carts
+        self.nextPageToken = nextPageToken
     }
 }
 
 extension ListCartsResponse {
     static let _pbSchema = _PBSchema(fields: [
         .init(number: 1, name: "chatmesh.v1.ListCartsResponse.carts", kind: .message(Cart._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListCartsResponse.next_page_token", kind: .string),
     ])
 
     init(_c p: UnsafePointer<Chatmesh__V1__ListCartsResponse>) {
         self.init()
         let c = p.pointee
         self.carts = _PB.messages(c.n_carts, c.carts) { Cart(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
     }
 
     static func _encodeC(_ v: ListCartsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListCartsResponse> {
@@ -1924,6 +1951,7 @@ extension ListCartsResponse {
             p.pointee.n_carts = v.carts.count
             p.pointee.carts = items
         }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListCartsResponse.next_page_token") }
         return p
     }
 

@@ -142,5 +142,9 @@ public enum ConversationSchema {
             "ALTER TABLE customers ADD COLUMN email TEXT NOT NULL DEFAULT ''",
             "ALTER TABLE customers ADD COLUMN email_source BIGINT NOT NULL DEFAULT 0",
         ]),
+        // R-CONV-6: where each custom field is shown (lower first).
+        Migration(version: 6, name: "custom field order", statements: [
+            "ALTER TABLE custom_fields ADD COLUMN position BIGINT NOT NULL DEFAULT 0",
+        ]),
     ]
 }

@@ -80,7 +80,9 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
     }
 
     public func listTags(_ request: ListTagsRequest, context: ServerContext) async throws -> TagList {
-        try await store.listTags(shop: request.shopId, pageId: try InputRules.id(request.pageId, "page_id"), includeHidden: request.includeHidden)
+        let all = try await store.listTags(shop: request.shopId, pageId: try InputRules.id(request.pageId, "page_id"), includeHidden: request.includeHidden)
+        let page = try ListPage.of(all.folders, size: request.pageSize, token: request.pageToken, default: 200)
+        return TagList(folders: page.items, nextPageToken: page.next)
     }
 
     public func createTagFolder(_ request: CreateTagFolderRequest, context: ServerContext) async throws -> TagFolder {
@@ -389,13 +391,15 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
     public func defineCustomField(_ request: DefineCustomFieldRequest, context: ServerContext) async throws -> CustomField {
         try Self.requireManager(context, "defining custom fields")
         let label = try InputRules.text(request.label, "label", max: 100, required: true)
-        let field = CustomField(key: request.key, label: label, type: request.type, options: request.options)
+        guard (0...1_000).contains(request.position) else { throw RPCError.invalidArgument("position must be 0 to 1000 (lower is shown first)") }
+        let field = CustomField(key: request.key, label: label, type: request.type, options: request.options, position: request.position)
         if let problem = CustomFieldRules.check(field) { throw RPCError.invalidArgument(problem) }
         return try await store.defineCustomField(shop: request.shopId, field: field)
     }
 
     public func listCustomFields(_ request: ListCustomFieldsRequest, context: ServerContext) async throws -> ListCustomFieldsResponse {
-        ListCustomFieldsResponse(fields: try await store.listCustomFields(shop: request.shopId))
+        let page = try ListPage.of(try await store.listCustomFields(shop: request.shopId), size: request.pageSize, token: request.pageToken)
+        return ListCustomFieldsResponse(fields: page.items, nextPageToken: page.next)
     }
 
     public func setCustomFieldValue(_ request: SetCustomFieldValueRequest, context: ServerContext) async throws -> Customer {

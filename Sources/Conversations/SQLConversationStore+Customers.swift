@@ -153,13 +153,15 @@ extension SQLConversationStore {
                     throw ConversationError.customFieldTypeFixed(key: field.key, type: existing.type)
                 }
                 try await db.raw("""
-                    UPDATE custom_fields SET label = \(bind: field.label), options = \(bind: field.options.joined(separator: "\n"))
+                    UPDATE custom_fields SET label = \(bind: field.label), options = \(bind: field.options.joined(separator: "\n")),
+                        position = \(bind: Int64(field.position))
                     WHERE shop_id = \(bind: shop) AND field_key = \(bind: field.key)
                     """).run()
             } else {
                 try await db.raw("""
-                    INSERT INTO custom_fields (shop_id, field_key, label, field_type, options)
-                    VALUES (\(bind: shop), \(bind: field.key), \(bind: field.label), \(bind: Int64(field.type.rawValue)), \(bind: field.options.joined(separator: "\n")))
+                    INSERT INTO custom_fields (shop_id, field_key, label, field_type, options, position)
+                    VALUES (\(bind: shop), \(bind: field.key), \(bind: field.label), \(bind: Int64(field.type.rawValue)), \(bind: field.options.joined(separator: "\n")),
+                            \(bind: Int64(field.position)))
                     """).run()
             }
             return field
@@ -168,7 +170,7 @@ extension SQLConversationStore {
 
     public func listCustomFields(shop: String) async throws -> [CustomField] {
         try await db.read { db in
-            try await db.raw("SELECT * FROM custom_fields WHERE shop_id = \(bind: shop) ORDER BY field_key").all().map(Self.customField)
+            try await db.raw("SELECT * FROM custom_fields WHERE shop_id = \(bind: shop) ORDER BY position, field_key").all().map(Self.customField)
         }
     }
 

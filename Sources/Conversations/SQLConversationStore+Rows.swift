@@ -103,9 +103,17 @@ extension SQLConversationStore {
         guard let row = try await db.raw("SELECT * FROM customers WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id)").first() else {
             throw ConversationError.noCustomer(id)
         }
+        // R-CONV-6: with each field's label and type, in the order the shop shows its fields.
         let values = try await db.raw("""
-            SELECT field_key, value FROM custom_field_values WHERE shop_id = \(bind: shop) AND customer_id = \(bind: id) ORDER BY field_key
-            """).all().map { CustomFieldValue(key: try $0.string("field_key"), value: try $0.string("value")) }
+            SELECT v.field_key, v.value, f.label, f.field_type FROM custom_field_values v
+            JOIN custom_fields f ON f.shop_id = v.shop_id AND f.field_key = v.field_key
+            WHERE v.shop_id = \(bind: shop) AND v.customer_id = \(bind: id) ORDER BY f.position, v.field_key
+            """).all().map {
+            CustomFieldValue(
+                key: try $0.string("field_key"), value: try $0.string("value"), label: try $0.string("label"),
+                type: .init(rawValue: Int32(try $0.int64("field_type")))
+            )
+        }
         return Customer(
             customerId: id, pageId: try row.string("page_id"), externalId: try row.string("external_id"), name: try row.string("name"),
             birthday: try row.string("birthday"), phone: try row.string("phone"), address: try row.string("address"), blocked: try row.int64("blocked") != 0,
@@ -135,7 +143,8 @@ extension SQLConversationStore {
         let options = try row.string("options")
         return CustomField(
             key: try row.string("field_key"), label: try row.string("label"), type: .init(rawValue: Int32(try row.int64("field_type"))),
-            options: options.isEmpty ? [] : options.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            options: options.isEmpty ? [] : options.split(separator: "\n", omittingEmptySubsequences: false).map(String.init),
+            position: Int32(try row.int64("position"))
         )
     }
 }

@@ -112,8 +112,9 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         return try await store.upsertTier(shop: request.shopId, tier, nowMs: now())
     }
 
-    public func listTiers(_ request: ShopRequest, context: ServerContext) async throws -> ListTiersResponse {
-        ListTiersResponse(tiers: try await store.tiers(shop: request.shopId))
+    public func listTiers(_ request: ListTiersRequest, context: ServerContext) async throws -> ListTiersResponse {
+        let page = try ListPage.of(try await store.tiers(shop: request.shopId), size: request.pageSize, token: request.pageToken)
+        return ListTiersResponse(tiers: page.items, nextPageToken: page.next)
     }
 
     public func deleteTier(_ request: DeleteTierRequest, context: ServerContext) async throws -> Empty {
@@ -306,8 +307,9 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         return try await store.createSegment(shop: request.shopId, name: name, match: request.match, conditions: request.conditions, nowMs: now())
     }
 
-    public func listSegments(_ request: ShopRequest, context: ServerContext) async throws -> ListSegmentsResponse {
-        ListSegmentsResponse(segments: try await store.segments(shop: request.shopId))
+    public func listSegments(_ request: ListSegmentsRequest, context: ServerContext) async throws -> ListSegmentsResponse {
+        let page = try ListPage.of(try await store.segments(shop: request.shopId), size: request.pageSize, token: request.pageToken)
+        return ListSegmentsResponse(segments: page.items, nextPageToken: page.next)
     }
 
     public func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse {

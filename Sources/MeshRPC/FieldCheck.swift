@@ -56,3 +56,25 @@ public func rpcResult<T>(_ call: () async throws(RPCError) -> T) async -> Result
         return .failure(error)
     }
 }
+
+/// Paging for the short lists a service keeps whole (tiers, templates, warehouses…): every
+/// List RPC pages (API.md), and these page by position in their fixed order. A token is the
+/// position to go on from; a list that changed between pages may repeat or skip an item,
+/// never fail.
+public enum ListPage {
+    /// The page `token` asks for and the token of the next one ("" on the last page).
+    public static func of<T>(
+        _ items: [T], size: Int32, token: String, default fallback: Int = 100, max: Int = 500
+    ) throws(RPCError) -> (items: [T], next: String) {
+        let limit = try FieldCheck.pageSize(size, default: fallback, max: max)
+        var start = 0
+        if !token.isEmpty {
+            guard token.utf8.count <= 9, let offset = Int(token), offset >= 0 else {
+                throw .invalidArgument("page_token is not a token an earlier page gave")
+            }
+            start = min(offset, items.count)
+        }
+        let end = min(start + limit, items.count)
+        return (Array(items[start..<end]), end < items.count ? String(end) : "")
+    }
+}

@@ -54,7 +54,8 @@ public struct MessagingServiceHandler: MessagingService.Handler {
 
     public func listTemplates(_ request: ListTemplatesRequest, context: ServerContext) async throws -> ListTemplatesResponse {
         let channel: Template.Channel? = request.channel == .channelUnspecified ? nil : try MessageSender.channel(request.channel)
-        return ListTemplatesResponse(templates: try await store.templates(shop: request.shopId, channel: channel))
+        let page = try ListPage.of(try await store.templates(shop: request.shopId, channel: channel), size: request.pageSize, token: request.pageToken)
+        return ListTemplatesResponse(templates: page.items, nextPageToken: page.next)
     }
 
     // MARK: Balance (R-MSG-3)
@@ -216,8 +217,9 @@ public struct MessagingServiceHandler: MessagingService.Handler {
         return try await store.createScenario(shop: request.shopId, tagName: name, channel: channel, steps: request.steps, nowMs: now())
     }
 
-    public func listScenarios(_ request: ShopRequest, context: ServerContext) async throws -> ListScenariosResponse {
-        ListScenariosResponse(scenarios: try await store.scenarios(shop: request.shopId))
+    public func listScenarios(_ request: ListScenariosRequest, context: ServerContext) async throws -> ListScenariosResponse {
+        let page = try ListPage.of(try await store.scenarios(shop: request.shopId), size: request.pageSize, token: request.pageToken)
+        return ListScenariosResponse(scenarios: page.items, nextPageToken: page.next)
     }
 
     static func event(_ eventId: String, customerId: String, atMs: Int64) throws(RPCError) {

@@ -114,7 +114,8 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
     }
 
     public func listWarehouses(_ request: ListWarehousesRequest, context: ServerContext) async throws -> ListWarehousesResponse {
-        ListWarehousesResponse(warehouses: try await store.warehouses(shop: request.shopId))
+        let page = try ListPage.of(try await store.warehouses(shop: request.shopId), size: request.pageSize, token: request.pageToken)
+        return ListWarehousesResponse(warehouses: page.items, nextPageToken: page.next)
     }
 
     // MARK: Campaigns and comments (R-CAMP-1..3)
@@ -212,7 +213,9 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
     }
 
     public func listCarts(_ request: ListCartsRequest, context: ServerContext) async throws -> ListCartsResponse {
-        ListCartsResponse(carts: try await store.carts(shop: request.shopId, customer: try Self.id(request.customerId, "customer_id")).map(withLink))
+        let carts = try await store.carts(shop: request.shopId, customer: try Self.id(request.customerId, "customer_id")).map(withLink)
+        let page = try ListPage.of(carts, size: request.pageSize, token: request.pageToken)
+        return ListCartsResponse(carts: page.items, nextPageToken: page.next)
     }
 
     public func updateCart(_ request: UpdateCartRequest, context: ServerContext) async throws -> Cart {

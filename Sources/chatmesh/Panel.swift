@@ -229,7 +229,7 @@ struct PanelText {
         }
         if !panel.customFields.isEmpty {
             out.append(printer.heading("Thông tin thêm"))
-            out.append(Printer.table(panel.customFields.map { [$0.key, $0.value] }))
+            out.append(Printer.table(panel.customFields.map { [$0.label.isEmpty ? $0.key : $0.label, $0.value] }))
         }
         if !panel.messages.isEmpty {
             out.append(printer.heading("Tin nhắn"))

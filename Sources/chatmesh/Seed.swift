@@ -267,7 +267,7 @@ struct Seed: AsyncParsableCommand {
     /// (conversation-svc's outbox sends the same ones when it runs), so that the segment
     /// counts printed later include them at once. False when the shop had its loyalty demo.
     func seedLoyalty(_ client: LoyaltyService.Client, _ seeded: Seeded) async throws -> Bool {
-        if try await !client.listTiers(ShopRequest(shopId: shop)).tiers.isEmpty {
+        if try await !client.listTiers(ListTiersRequest(shopId: shop)).tiers.isEmpty {
             print("\(shop) already has its loyalty demo: nothing to seed")
             return false
         }
@@ -324,7 +324,7 @@ struct Seed: AsyncParsableCommand {
     /// events conversation-svc's outbox will deliver (issue 8) are sent here by hand:
     /// each customer's last message (opening Messenger's window) and the tags attached.
     func seedMessaging(_ client: MessagingService.Client, _ seeded: Seeded) async throws {
-        if try await !client.listScenarios(ShopRequest(shopId: shop)).scenarios.isEmpty {
+        if try await !client.listScenarios(ListScenariosRequest(shopId: shop)).scenarios.isEmpty {
             print("\(shop) already has its messaging demo: nothing to seed")
             return
         }

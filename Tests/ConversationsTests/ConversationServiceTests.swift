@@ -372,7 +372,7 @@ import VietnamCommerce
         ))
         #expect(context.conversation == (try await h.owner.getConversation(GetConversationRequest(shopId: Self.shop, conversationId: said.conversationId))))
         #expect(context.customer == (try await h.owner.getCustomer(GetCustomerRequest(shopId: Self.shop, customerId: said.customerId))))
-        #expect(context.customer?.customFields == [CustomFieldValue(key: "size", value: "M")])
+        #expect(context.customer?.customFields == [CustomFieldValue(key: "size", value: "M", label: "Size", type: .select)])
         let tags = try await h.owner.listTags(ListTagsRequest(shopId: Self.shop, pageId: "page-1"))
         #expect(context.tags == tags)
         #expect(!(context.tags?.folders ?? []).flatMap(\.tags).contains { $0.tagId == hidden.tagId })
@@ -411,7 +411,24 @@ import VietnamCommerce
         #expect(try await h.owner.listCustomFields(ListCustomFieldsRequest(shopId: Self.shop)).fields.map(\.key) == ["height_cm", "size", "wedding"])
         _ = try await h.owner.setCustomFieldValue(SetCustomFieldValueRequest(shopId: Self.shop, customerId: customer, key: "size", value: "M"))
         let updated = try await h.owner.setCustomFieldValue(SetCustomFieldValueRequest(shopId: Self.shop, customerId: customer, key: "height_cm", value: "158"))
-        #expect(updated.customFields == [CustomFieldValue(key: "height_cm", value: "158"), CustomFieldValue(key: "size", value: "M")])
+        // R-CONV-6: each value with its field's label and type.
+        #expect(updated.customFields == [
+            CustomFieldValue(key: "height_cm", value: "158", label: "Chiều cao", type: .number), CustomFieldValue(key: "size", value: "M", label: "Size", type: .select),
+        ])
+        // The shop shows size first: the list and the customer's values follow.
+        _ = try await h.owner.defineCustomField(DefineCustomFieldRequest(shopId: Self.shop, key: "size", label: "Cỡ", type: .select, options: ["S", "M", "L"], position: 0))
+        _ = try await h.owner.defineCustomField(DefineCustomFieldRequest(shopId: Self.shop, key: "height_cm", label: "Chiều cao", type: .number, position: 5))
+        _ = try await h.owner.defineCustomField(DefineCustomFieldRequest(shopId: Self.shop, key: "wedding", label: "Ngày cưới", type: .date, position: 9))
+        #expect(try await h.owner.listCustomFields(ListCustomFieldsRequest(shopId: Self.shop)).fields.map(\.key) == ["size", "height_cm", "wedding"])
+        let reordered = try await h.owner.getCustomer(GetCustomerRequest(shopId: Self.shop, customerId: customer))
+        #expect(reordered.customFields.map(\.label) == ["Cỡ", "Chiều cao"])
+        // Paged like every list.
+        let first = try await h.owner.listCustomFields(ListCustomFieldsRequest(shopId: Self.shop, pageSize: 2))
+        let rest = try await h.owner.listCustomFields(ListCustomFieldsRequest(shopId: Self.shop, pageSize: 2, pageToken: first.nextPageToken))
+        #expect(first.fields.map(\.key) == ["size", "height_cm"] && rest.fields.map(\.key) == ["wedding"] && rest.nextPageToken.isEmpty)
+        await expectStatus(.invalidArgument, naming: "page_token") {
+            _ = try await h.owner.listCustomFields(ListCustomFieldsRequest(shopId: Self.shop, pageToken: "abc"))
+        }
         for (key, value) in [("size", "XXL"), ("height_cm", "cao"), ("wedding", "2026-02-30")] {
             await expectStatus(.invalidArgument, naming: "value") {
                 _ = try await h.owner.setCustomFieldValue(SetCustomFieldValueRequest(shopId: Self.shop, customerId: customer, key: key, value: value))

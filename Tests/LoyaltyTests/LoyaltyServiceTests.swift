@@ -47,7 +47,7 @@ import VietnamCommerce
             _ = try await h.client.deleteTier(DeleteTierRequest(shopId: Self.shop, tierId: silver.tierId))
             lan = try await h.client.getMember(GetMemberRequest(shopId: Self.shop, customerId: "lan"))
             #expect(lan.tierId == "" && lan.tierName == "")
-            let tiers = try await h.client.listTiers(ShopRequest(shopId: Self.shop)).tiers
+            let tiers = try await h.client.listTiers(ListTiersRequest(shopId: Self.shop)).tiers
             #expect(tiers.map(\.name) == ["Vàng"])
             await expectStatus(.alreadyExists, naming: "name") {
                 _ = try await h.client.upsertTier(UpsertTierRequest(shopId: Self.shop, name: "vang", minSpendVnd: 1))
@@ -244,7 +244,7 @@ import VietnamCommerce
             await expectStatus(.notFound, naming: "customer_id") {
                 _ = try await other.getMember(GetMemberRequest(shopId: "shop-other", customerId: "lan"))
             }
-            #expect(try await other.listTiers(ShopRequest(shopId: "shop-other")).tiers.isEmpty)
+            #expect(try await other.listTiers(ListTiersRequest(shopId: "shop-other")).tiers.isEmpty)
             #expect(try await other.listMembers(ListMembersRequest(shopId: "shop-other")).members.isEmpty)
             let before = try await h.rowCounts()
             await expectStatus(.permissionDenied, naming: "shop_id") {

@@ -200,7 +200,7 @@ import VietnamCommerce
                 )))
             }
             try await check(segments)
-            #expect(Set(segments.map(\.segmentId)) == Set(try await h.client.listSegments(ShopRequest(shopId: Self.shop)).segments.map(\.segmentId)))
+            #expect(Set(segments.map(\.segmentId)) == Set(try await h.client.listSegments(ListSegmentsRequest(shopId: Self.shop)).segments.map(\.segmentId)))
 
             // Membership is current: profile edits, new orders, cancellations.
             for i in stride(from: 0, to: 80, by: 9) {

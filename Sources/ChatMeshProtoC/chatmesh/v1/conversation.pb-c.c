@@ -2962,7 +2962,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__tag_folder__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__tag_folder__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__tag_list__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__tag_list__field_descriptors[2] =
 {
   {
     "folders",
@@ -2976,14 +2976,27 @@ static const ProtobufCFieldDescriptor chatmesh__v1__tag_list__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__TagList, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__tag_list__field_indices_by_name[] = {
   0,   /* field[0] = folders */
+  1,   /* field[1] = next_page_token */
 };
 static const ProtobufCIntRange chatmesh__v1__tag_list__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__tag_list__descriptor =
 {
@@ -2993,7 +3006,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__tag_list__descriptor =
   "Chatmesh__V1__TagList",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__TagList),
-  1,
+  2,
   chatmesh__v1__tag_list__field_descriptors,
   chatmesh__v1__tag_list__field_indices_by_name,
   1,  chatmesh__v1__tag_list__number_ranges,
@@ -3505,7 +3518,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__conversation__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__conversation__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__custom_field_value__field_descriptors[2] =
+static const ProtobufCFieldDescriptor chatmesh__v1__custom_field_value__field_descriptors[4] =
 {
   {
     "key",
@@ -3531,15 +3544,41 @@ static const ProtobufCFieldDescriptor chatmesh__v1__custom_field_value__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "label",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CustomFieldValue, label),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "type",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CustomFieldValue, type),
+    &chatmesh__v1__custom_field__field_type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__custom_field_value__field_indices_by_name[] = {
   0,   /* field[0] = key */
+  2,   /* field[2] = label */
+  3,   /* field[3] = type */
   1,   /* field[1] = value */
 };
 static const ProtobufCIntRange chatmesh__v1__custom_field_value__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__custom_field_value__descriptor =
 {
@@ -3549,7 +3588,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__custom_field_value__descriptor =
   "Chatmesh__V1__CustomFieldValue",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__CustomFieldValue),
-  2,
+  4,
   chatmesh__v1__custom_field_value__field_descriptors,
   chatmesh__v1__custom_field_value__field_indices_by_name,
   1,  chatmesh__v1__custom_field_value__number_ranges,
@@ -3887,7 +3926,7 @@ const ProtobufCEnumDescriptor chatmesh__v1__custom_field__field_type__descriptor
   chatmesh__v1__custom_field__field_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__custom_field__field_descriptors[4] =
+static const ProtobufCFieldDescriptor chatmesh__v1__custom_field__field_descriptors[5] =
 {
   {
     "key",
@@ -3937,17 +3976,30 @@ static const ProtobufCFieldDescriptor chatmesh__v1__custom_field__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "position",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CustomField, position),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__custom_field__field_indices_by_name[] = {
   0,   /* field[0] = key */
   1,   /* field[1] = label */
   3,   /* field[3] = options */
+  4,   /* field[4] = position */
   2,   /* field[2] = type */
 };
 static const ProtobufCIntRange chatmesh__v1__custom_field__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__custom_field__descriptor =
 {
@@ -3957,7 +4009,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__custom_field__descriptor =
   "Chatmesh__V1__CustomField",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__CustomField),
-  4,
+  5,
   chatmesh__v1__custom_field__field_descriptors,
   chatmesh__v1__custom_field__field_indices_by_name,
   1,  chatmesh__v1__custom_field__number_ranges,
@@ -4268,7 +4320,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__install_default_tags_request__des
   (ProtobufCMessageInit) chatmesh__v1__install_default_tags_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_tags_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_tags_request__field_descriptors[5] =
 {
   {
     "shop_id",
@@ -4306,16 +4358,42 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_tags_request__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "page_size",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTagsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTagsRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_tags_request__field_indices_by_name[] = {
   2,   /* field[2] = include_hidden */
   1,   /* field[1] = page_id */
+  3,   /* field[3] = page_size */
+  4,   /* field[4] = page_token */
   0,   /* field[0] = shop_id */
 };
 static const ProtobufCIntRange chatmesh__v1__list_tags_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_tags_request__descriptor =
 {
@@ -4325,7 +4403,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_tags_request__descriptor =
   "Chatmesh__V1__ListTagsRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListTagsRequest),
-  3,
+  5,
   chatmesh__v1__list_tags_request__field_descriptors,
   chatmesh__v1__list_tags_request__field_indices_by_name,
   1,  chatmesh__v1__list_tags_request__number_ranges,
@@ -7136,7 +7214,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__delete_note_request__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__delete_note_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__define_custom_field_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor chatmesh__v1__define_custom_field_request__field_descriptors[6] =
 {
   {
     "shop_id",
@@ -7198,18 +7276,31 @@ static const ProtobufCFieldDescriptor chatmesh__v1__define_custom_field_request_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "position",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__DefineCustomFieldRequest, position),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__define_custom_field_request__field_indices_by_name[] = {
   1,   /* field[1] = key */
   2,   /* field[2] = label */
   4,   /* field[4] = options */
+  5,   /* field[5] = position */
   0,   /* field[0] = shop_id */
   3,   /* field[3] = type */
 };
 static const ProtobufCIntRange chatmesh__v1__define_custom_field_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__define_custom_field_request__descriptor =
 {
@@ -7219,14 +7310,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__define_custom_field_request__desc
   "Chatmesh__V1__DefineCustomFieldRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__DefineCustomFieldRequest),
-  5,
+  6,
   chatmesh__v1__define_custom_field_request__field_descriptors,
   chatmesh__v1__define_custom_field_request__field_indices_by_name,
   1,  chatmesh__v1__define_custom_field_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__define_custom_field_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_custom_fields_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_custom_fields_request__field_descriptors[3] =
 {
   {
     "shop_id",
@@ -7240,14 +7331,40 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_custom_fields_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListCustomFieldsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListCustomFieldsRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_custom_fields_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
   0,   /* field[0] = shop_id */
 };
 static const ProtobufCIntRange chatmesh__v1__list_custom_fields_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_custom_fields_request__descriptor =
 {
@@ -7257,14 +7374,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_custom_fields_request__descr
   "Chatmesh__V1__ListCustomFieldsRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListCustomFieldsRequest),
-  1,
+  3,
   chatmesh__v1__list_custom_fields_request__field_descriptors,
   chatmesh__v1__list_custom_fields_request__field_indices_by_name,
   1,  chatmesh__v1__list_custom_fields_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__list_custom_fields_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_custom_fields_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_custom_fields_response__field_descriptors[2] =
 {
   {
     "fields",
@@ -7278,14 +7395,27 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_custom_fields_response_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListCustomFieldsResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_custom_fields_response__field_indices_by_name[] = {
   0,   /* field[0] = fields */
+  1,   /* field[1] = next_page_token */
 };
 static const ProtobufCIntRange chatmesh__v1__list_custom_fields_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_custom_fields_response__descriptor =
 {
@@ -7295,7 +7425,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_custom_fields_response__desc
   "Chatmesh__V1__ListCustomFieldsResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListCustomFieldsResponse),
-  1,
+  2,
   chatmesh__v1__list_custom_fields_response__field_descriptors,
   chatmesh__v1__list_custom_fields_response__field_indices_by_name,
   1,  chatmesh__v1__list_custom_fields_response__number_ranges,

@@ -322,6 +322,51 @@ void   chatmesh__v1__upsert_tier_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__upsert_tier_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__list_tiers_request__init
+                     (Chatmesh__V1__ListTiersRequest         *message)
+{
+  static const Chatmesh__V1__ListTiersRequest init_value = CHATMESH__V1__LIST_TIERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_tiers_request__get_packed_size
+                     (const Chatmesh__V1__ListTiersRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_tiers_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_tiers_request__pack
+                     (const Chatmesh__V1__ListTiersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_tiers_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_tiers_request__pack_to_buffer
+                     (const Chatmesh__V1__ListTiersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_tiers_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListTiersRequest *
+       chatmesh__v1__list_tiers_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListTiersRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_tiers_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_tiers_request__free_unpacked
+                     (Chatmesh__V1__ListTiersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_tiers_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__list_tiers_response__init
                      (Chatmesh__V1__ListTiersResponse         *message)
 {
@@ -1625,6 +1670,51 @@ void   chatmesh__v1__create_segment_request__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &chatmesh__v1__create_segment_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__list_segments_request__init
+                     (Chatmesh__V1__ListSegmentsRequest         *message)
+{
+  static const Chatmesh__V1__ListSegmentsRequest init_value = CHATMESH__V1__LIST_SEGMENTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_segments_request__get_packed_size
+                     (const Chatmesh__V1__ListSegmentsRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_segments_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_segments_request__pack
+                     (const Chatmesh__V1__ListSegmentsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_segments_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_segments_request__pack_to_buffer
+                     (const Chatmesh__V1__ListSegmentsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_segments_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListSegmentsRequest *
+       chatmesh__v1__list_segments_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListSegmentsRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_segments_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_segments_request__free_unpacked
+                     (Chatmesh__V1__ListSegmentsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_segments_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   chatmesh__v1__list_segments_response__init
@@ -3202,7 +3292,71 @@ const ProtobufCMessageDescriptor chatmesh__v1__upsert_tier_request__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__upsert_tier_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_tiers_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_tiers_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTiersRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTiersRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTiersRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_tiers_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__list_tiers_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_tiers_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListTiersRequest",
+  "ListTiersRequest",
+  "Chatmesh__V1__ListTiersRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListTiersRequest),
+  3,
+  chatmesh__v1__list_tiers_request__field_descriptors,
+  chatmesh__v1__list_tiers_request__field_indices_by_name,
+  1,  chatmesh__v1__list_tiers_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_tiers_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_tiers_response__field_descriptors[2] =
 {
   {
     "tiers",
@@ -3216,14 +3370,27 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_tiers_response__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTiersResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_tiers_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
   0,   /* field[0] = tiers */
 };
 static const ProtobufCIntRange chatmesh__v1__list_tiers_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_tiers_response__descriptor =
 {
@@ -3233,7 +3400,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_tiers_response__descriptor =
   "Chatmesh__V1__ListTiersResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListTiersResponse),
-  1,
+  2,
   chatmesh__v1__list_tiers_response__field_descriptors,
   chatmesh__v1__list_tiers_response__field_indices_by_name,
   1,  chatmesh__v1__list_tiers_response__number_ranges,
@@ -5962,7 +6129,71 @@ const ProtobufCMessageDescriptor chatmesh__v1__create_segment_request__descripto
   (ProtobufCMessageInit) chatmesh__v1__create_segment_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_segments_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_segments_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListSegmentsRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListSegmentsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListSegmentsRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_segments_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__list_segments_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_segments_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListSegmentsRequest",
+  "ListSegmentsRequest",
+  "Chatmesh__V1__ListSegmentsRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListSegmentsRequest),
+  3,
+  chatmesh__v1__list_segments_request__field_descriptors,
+  chatmesh__v1__list_segments_request__field_indices_by_name,
+  1,  chatmesh__v1__list_segments_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_segments_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_segments_response__field_descriptors[2] =
 {
   {
     "segments",
@@ -5976,14 +6207,27 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_segments_response__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListSegmentsResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_segments_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
   0,   /* field[0] = segments */
 };
 static const ProtobufCIntRange chatmesh__v1__list_segments_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_segments_response__descriptor =
 {
@@ -5993,7 +6237,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_segments_response__descripto
   "Chatmesh__V1__ListSegmentsResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListSegmentsResponse),
-  1,
+  2,
   chatmesh__v1__list_segments_response__field_descriptors,
   chatmesh__v1__list_segments_response__field_indices_by_name,
   1,  chatmesh__v1__list_segments_response__number_ranges,
@@ -7507,7 +7751,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_des
   { "ConfigureProgram", &chatmesh__v1__configure_program_request__descriptor, &chatmesh__v1__program__descriptor },
   { "GetProgram", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__program__descriptor },
   { "UpsertTier", &chatmesh__v1__upsert_tier_request__descriptor, &chatmesh__v1__tier__descriptor },
-  { "ListTiers", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__list_tiers_response__descriptor },
+  { "ListTiers", &chatmesh__v1__list_tiers_request__descriptor, &chatmesh__v1__list_tiers_response__descriptor },
   { "DeleteTier", &chatmesh__v1__delete_tier_request__descriptor, &chatmesh__v1__empty__descriptor },
   { "GetMember", &chatmesh__v1__get_member_request__descriptor, &chatmesh__v1__member__descriptor },
   { "ListMembers", &chatmesh__v1__list_members_request__descriptor, &chatmesh__v1__list_members_response__descriptor },
@@ -7520,7 +7764,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__loyalty_service__method_des
   { "ListPointsHistory", &chatmesh__v1__list_points_history_request__descriptor, &chatmesh__v1__list_points_history_response__descriptor },
   { "ExpirePoints", &chatmesh__v1__expire_points_request__descriptor, &chatmesh__v1__expire_points_response__descriptor },
   { "CreateSegment", &chatmesh__v1__create_segment_request__descriptor, &chatmesh__v1__segment__descriptor },
-  { "ListSegments", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__list_segments_response__descriptor },
+  { "ListSegments", &chatmesh__v1__list_segments_request__descriptor, &chatmesh__v1__list_segments_response__descriptor },
   { "ListSegmentMembers", &chatmesh__v1__list_segment_members_request__descriptor, &chatmesh__v1__list_segment_members_response__descriptor },
   { "CountSegment", &chatmesh__v1__segment_request__descriptor, &chatmesh__v1__count_segment_response__descriptor },
   { "UpsertPromotion", &chatmesh__v1__upsert_promotion_request__descriptor, &chatmesh__v1__promotion__descriptor },
@@ -7603,7 +7847,7 @@ void chatmesh__v1__loyalty_service__upsert_tier(ProtobufCService *service,
   service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__list_tiers(ProtobufCService *service,
-                                               const Chatmesh__V1__ShopRequest *input,
+                                               const Chatmesh__V1__ListTiersRequest *input,
                                                Chatmesh__V1__ListTiersResponse_Closure closure,
                                                void *closure_data)
 {
@@ -7707,7 +7951,7 @@ void chatmesh__v1__loyalty_service__create_segment(ProtobufCService *service,
   service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__loyalty_service__list_segments(ProtobufCService *service,
-                                                  const Chatmesh__V1__ShopRequest *input,
+                                                  const Chatmesh__V1__ListSegmentsRequest *input,
                                                   Chatmesh__V1__ListSegmentsResponse_Closure closure,
                                                   void *closure_data)
 {

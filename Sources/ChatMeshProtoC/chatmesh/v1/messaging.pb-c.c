@@ -1009,6 +1009,51 @@ void   chatmesh__v1__create_scenario_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__create_scenario_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__list_scenarios_request__init
+                     (Chatmesh__V1__ListScenariosRequest         *message)
+{
+  static const Chatmesh__V1__ListScenariosRequest init_value = CHATMESH__V1__LIST_SCENARIOS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_scenarios_request__get_packed_size
+                     (const Chatmesh__V1__ListScenariosRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_scenarios_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_scenarios_request__pack
+                     (const Chatmesh__V1__ListScenariosRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_scenarios_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_scenarios_request__pack_to_buffer
+                     (const Chatmesh__V1__ListScenariosRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_scenarios_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListScenariosRequest *
+       chatmesh__v1__list_scenarios_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListScenariosRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_scenarios_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_scenarios_request__free_unpacked
+                     (Chatmesh__V1__ListScenariosRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_scenarios_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__list_scenarios_response__init
                      (Chatmesh__V1__ListScenariosResponse         *message)
 {
@@ -1671,7 +1716,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__create_template_request__descript
   (ProtobufCMessageInit) chatmesh__v1__create_template_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_templates_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_templates_request__field_descriptors[4] =
 {
   {
     "shop_id",
@@ -1697,15 +1742,41 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_templates_request__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "page_size",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTemplatesRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTemplatesRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_templates_request__field_indices_by_name[] = {
   1,   /* field[1] = channel */
+  2,   /* field[2] = page_size */
+  3,   /* field[3] = page_token */
   0,   /* field[0] = shop_id */
 };
 static const ProtobufCIntRange chatmesh__v1__list_templates_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_templates_request__descriptor =
 {
@@ -1715,14 +1786,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_templates_request__descripto
   "Chatmesh__V1__ListTemplatesRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListTemplatesRequest),
-  2,
+  4,
   chatmesh__v1__list_templates_request__field_descriptors,
   chatmesh__v1__list_templates_request__field_indices_by_name,
   1,  chatmesh__v1__list_templates_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__list_templates_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_templates_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_templates_response__field_descriptors[2] =
 {
   {
     "templates",
@@ -1736,14 +1807,27 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_templates_response__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListTemplatesResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_templates_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
   0,   /* field[0] = templates */
 };
 static const ProtobufCIntRange chatmesh__v1__list_templates_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_templates_response__descriptor =
 {
@@ -1753,7 +1837,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_templates_response__descript
   "Chatmesh__V1__ListTemplatesResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListTemplatesResponse),
-  1,
+  2,
   chatmesh__v1__list_templates_response__field_descriptors,
   chatmesh__v1__list_templates_response__field_indices_by_name,
   1,  chatmesh__v1__list_templates_response__number_ranges,
@@ -3465,7 +3549,71 @@ const ProtobufCMessageDescriptor chatmesh__v1__create_scenario_request__descript
   (ProtobufCMessageInit) chatmesh__v1__create_scenario_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_scenarios_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_scenarios_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListScenariosRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListScenariosRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListScenariosRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_scenarios_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__list_scenarios_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_scenarios_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListScenariosRequest",
+  "ListScenariosRequest",
+  "Chatmesh__V1__ListScenariosRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListScenariosRequest),
+  3,
+  chatmesh__v1__list_scenarios_request__field_descriptors,
+  chatmesh__v1__list_scenarios_request__field_indices_by_name,
+  1,  chatmesh__v1__list_scenarios_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_scenarios_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_scenarios_response__field_descriptors[2] =
 {
   {
     "scenarios",
@@ -3479,14 +3627,27 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_scenarios_response__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListScenariosResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_scenarios_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
   0,   /* field[0] = scenarios */
 };
 static const ProtobufCIntRange chatmesh__v1__list_scenarios_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_scenarios_response__descriptor =
 {
@@ -3496,7 +3657,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_scenarios_response__descript
   "Chatmesh__V1__ListScenariosResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListScenariosResponse),
-  1,
+  2,
   chatmesh__v1__list_scenarios_response__field_descriptors,
   chatmesh__v1__list_scenarios_response__field_indices_by_name,
   1,  chatmesh__v1__list_scenarios_response__number_ranges,
@@ -4206,7 +4367,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_d
   { "RecordFeedback", &chatmesh__v1__record_feedback_request__descriptor, &chatmesh__v1__empty__descriptor },
   { "GetZnsQuality", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__zns_quality__descriptor },
   { "CreateScenario", &chatmesh__v1__create_scenario_request__descriptor, &chatmesh__v1__scenario__descriptor },
-  { "ListScenarios", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__list_scenarios_response__descriptor },
+  { "ListScenarios", &chatmesh__v1__list_scenarios_request__descriptor, &chatmesh__v1__list_scenarios_response__descriptor },
   { "OnTagAttached", &chatmesh__v1__on_tag_attached_request__descriptor, &chatmesh__v1__on_tag_attached_response__descriptor },
   { "OnTagDetached", &chatmesh__v1__on_tag_detached_request__descriptor, &chatmesh__v1__cancelled_steps_response__descriptor },
   { "OnCustomerMessage", &chatmesh__v1__on_customer_message_request__descriptor, &chatmesh__v1__cancelled_steps_response__descriptor },
@@ -4350,7 +4511,7 @@ void chatmesh__v1__messaging_service__create_scenario(ProtobufCService *service,
   service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__list_scenarios(ProtobufCService *service,
-                                                     const Chatmesh__V1__ShopRequest *input,
+                                                     const Chatmesh__V1__ListScenariosRequest *input,
                                                      Chatmesh__V1__ListScenariosResponse_Closure closure,
                                                      void *closure_data)
 {

@@ -4147,7 +4147,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__upsert_warehouse_request__descrip
   (ProtobufCMessageInit) chatmesh__v1__upsert_warehouse_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_warehouses_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_warehouses_request__field_descriptors[3] =
 {
   {
     "shop_id",
@@ -4161,14 +4161,40 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_warehouses_request__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListWarehousesRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListWarehousesRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_warehouses_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
   0,   /* field[0] = shop_id */
 };
 static const ProtobufCIntRange chatmesh__v1__list_warehouses_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_warehouses_request__descriptor =
 {
@@ -4178,14 +4204,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_warehouses_request__descript
   "Chatmesh__V1__ListWarehousesRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListWarehousesRequest),
-  1,
+  3,
   chatmesh__v1__list_warehouses_request__field_descriptors,
   chatmesh__v1__list_warehouses_request__field_indices_by_name,
   1,  chatmesh__v1__list_warehouses_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__list_warehouses_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_warehouses_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_warehouses_response__field_descriptors[2] =
 {
   {
     "warehouses",
@@ -4199,14 +4225,27 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_warehouses_response__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListWarehousesResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_warehouses_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
   0,   /* field[0] = warehouses */
 };
 static const ProtobufCIntRange chatmesh__v1__list_warehouses_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_warehouses_response__descriptor =
 {
@@ -4216,7 +4255,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_warehouses_response__descrip
   "Chatmesh__V1__ListWarehousesResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListWarehousesResponse),
-  1,
+  2,
   chatmesh__v1__list_warehouses_response__field_descriptors,
   chatmesh__v1__list_warehouses_response__field_indices_by_name,
   1,  chatmesh__v1__list_warehouses_response__number_ranges,
@@ -4903,7 +4942,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__combine_carts_request__descriptor
   (ProtobufCMessageInit) chatmesh__v1__combine_carts_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_carts_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_carts_request__field_descriptors[4] =
 {
   {
     "shop_id",
@@ -4929,15 +4968,41 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_carts_request__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "page_size",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListCartsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListCartsRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_carts_request__field_indices_by_name[] = {
   1,   /* field[1] = customer_id */
+  2,   /* field[2] = page_size */
+  3,   /* field[3] = page_token */
   0,   /* field[0] = shop_id */
 };
 static const ProtobufCIntRange chatmesh__v1__list_carts_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_carts_request__descriptor =
 {
@@ -4947,14 +5012,14 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_carts_request__descriptor =
   "Chatmesh__V1__ListCartsRequest",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListCartsRequest),
-  2,
+  4,
   chatmesh__v1__list_carts_request__field_descriptors,
   chatmesh__v1__list_carts_request__field_indices_by_name,
   1,  chatmesh__v1__list_carts_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__list_carts_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor chatmesh__v1__list_carts_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor chatmesh__v1__list_carts_response__field_descriptors[2] =
 {
   {
     "carts",
@@ -4968,14 +5033,27 @@ static const ProtobufCFieldDescriptor chatmesh__v1__list_carts_response__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListCartsResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned chatmesh__v1__list_carts_response__field_indices_by_name[] = {
   0,   /* field[0] = carts */
+  1,   /* field[1] = next_page_token */
 };
 static const ProtobufCIntRange chatmesh__v1__list_carts_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor chatmesh__v1__list_carts_response__descriptor =
 {
@@ -4985,7 +5063,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__list_carts_response__descriptor =
   "Chatmesh__V1__ListCartsResponse",
   "chatmesh.v1",
   sizeof(Chatmesh__V1__ListCartsResponse),
-  1,
+  2,
   chatmesh__v1__list_carts_response__field_descriptors,
   chatmesh__v1__list_carts_response__field_indices_by_name,
   1,  chatmesh__v1__list_carts_response__number_ranges,

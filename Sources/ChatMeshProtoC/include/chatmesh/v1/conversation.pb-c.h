@@ -252,10 +252,14 @@ struct  Chatmesh__V1__TagList
   ProtobufCMessage base;
   size_t n_folders;
   Chatmesh__V1__TagFolder **folders;
+  /*
+   * ListTags pages by folder.
+   */
+  char *next_page_token;
 };
 #define CHATMESH__V1__TAG_LIST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__tag_list__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -318,15 +322,21 @@ struct  Chatmesh__V1__Conversation
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CONVERSATION__STATUS__STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
+/*
+ * R-CONV-6: a customer's value of a custom field, with the field's label and type, in the
+ * order the shop chose to show its fields.
+ */
 struct  Chatmesh__V1__CustomFieldValue
 {
   ProtobufCMessage base;
   char *key;
   char *value;
+  char *label;
+  Chatmesh__V1__CustomField__FieldType type;
 };
 #define CHATMESH__V1__CUSTOM_FIELD_VALUE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__custom_field_value__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CUSTOM_FIELD__FIELD_TYPE__TYPE_UNSPECIFIED }
 
 
 /*
@@ -399,10 +409,14 @@ struct  Chatmesh__V1__CustomField
    */
   size_t n_options;
   char **options;
+  /*
+   * R-CONV-6: where the field is shown: lower first (the fields the shop wants first), then by key.
+   */
+  int32_t position;
 };
 #define CHATMESH__V1__CUSTOM_FIELD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__custom_field__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CUSTOM_FIELD__FIELD_TYPE__TYPE_UNSPECIFIED, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CUSTOM_FIELD__FIELD_TYPE__TYPE_UNSPECIFIED, 0,NULL, 0 }
 
 
 /*
@@ -470,10 +484,16 @@ struct  Chatmesh__V1__ListTagsRequest
    * Hidden tags are listed too when true (R-TAG-1: only visible tags show under a conversation).
    */
   protobuf_c_boolean include_hidden;
+  /*
+   * Every List RPC pages (API.md): page_size (0: the default; capped), page_token from
+   * the answer before; next_page_token is empty on the last page.
+   */
+  int32_t page_size;
+  char *page_token;
 };
 #define CHATMESH__V1__LIST_TAGS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_tags_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__CreateTagFolderRequest
@@ -1071,31 +1091,41 @@ struct  Chatmesh__V1__DefineCustomFieldRequest
   Chatmesh__V1__CustomField__FieldType type;
   size_t n_options;
   char **options;
+  /*
+   * Where it is shown (lower first).
+   */
+  int32_t position;
 };
 #define CHATMESH__V1__DEFINE_CUSTOM_FIELD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__define_custom_field_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CUSTOM_FIELD__FIELD_TYPE__TYPE_UNSPECIFIED, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__CUSTOM_FIELD__FIELD_TYPE__TYPE_UNSPECIFIED, 0,NULL, 0 }
 
 
 struct  Chatmesh__V1__ListCustomFieldsRequest
 {
   ProtobufCMessage base;
   char *shop_id;
+  int32_t page_size;
+  char *page_token;
 };
 #define CHATMESH__V1__LIST_CUSTOM_FIELDS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_custom_fields_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
+/*
+ * In the order they are shown.
+ */
 struct  Chatmesh__V1__ListCustomFieldsResponse
 {
   ProtobufCMessage base;
   size_t n_fields;
   Chatmesh__V1__CustomField **fields;
+  char *next_page_token;
 };
 #define CHATMESH__V1__LIST_CUSTOM_FIELDS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_custom_fields_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__SetCustomFieldValueRequest

@@ -25,6 +25,7 @@ typedef struct Chatmesh__V1__ExpiringPoints Chatmesh__V1__ExpiringPoints;
 typedef struct Chatmesh__V1__Member Chatmesh__V1__Member;
 typedef struct Chatmesh__V1__ConfigureProgramRequest Chatmesh__V1__ConfigureProgramRequest;
 typedef struct Chatmesh__V1__UpsertTierRequest Chatmesh__V1__UpsertTierRequest;
+typedef struct Chatmesh__V1__ListTiersRequest Chatmesh__V1__ListTiersRequest;
 typedef struct Chatmesh__V1__ListTiersResponse Chatmesh__V1__ListTiersResponse;
 typedef struct Chatmesh__V1__DeleteTierRequest Chatmesh__V1__DeleteTierRequest;
 typedef struct Chatmesh__V1__GetMemberRequest Chatmesh__V1__GetMemberRequest;
@@ -54,6 +55,7 @@ typedef struct Chatmesh__V1__ExpirePointsResponse Chatmesh__V1__ExpirePointsResp
 typedef struct Chatmesh__V1__SegmentCondition Chatmesh__V1__SegmentCondition;
 typedef struct Chatmesh__V1__Segment Chatmesh__V1__Segment;
 typedef struct Chatmesh__V1__CreateSegmentRequest Chatmesh__V1__CreateSegmentRequest;
+typedef struct Chatmesh__V1__ListSegmentsRequest Chatmesh__V1__ListSegmentsRequest;
 typedef struct Chatmesh__V1__ListSegmentsResponse Chatmesh__V1__ListSegmentsResponse;
 typedef struct Chatmesh__V1__SegmentRequest Chatmesh__V1__SegmentRequest;
 typedef struct Chatmesh__V1__ListSegmentMembersRequest Chatmesh__V1__ListSegmentMembersRequest;
@@ -312,6 +314,18 @@ struct  Chatmesh__V1__UpsertTierRequest
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
+struct  Chatmesh__V1__ListTiersRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  int32_t page_size;
+  char *page_token;
+};
+#define CHATMESH__V1__LIST_TIERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_tiers_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
 struct  Chatmesh__V1__ListTiersResponse
 {
   ProtobufCMessage base;
@@ -320,10 +334,11 @@ struct  Chatmesh__V1__ListTiersResponse
    */
   size_t n_tiers;
   Chatmesh__V1__Tier **tiers;
+  char *next_page_token;
 };
 #define CHATMESH__V1__LIST_TIERS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_tiers_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__DeleteTierRequest
@@ -855,15 +870,28 @@ struct  Chatmesh__V1__CreateSegmentRequest
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, CHATMESH__V1__SEGMENT__MATCH__MATCH_UNSPECIFIED, 0,NULL }
 
 
+struct  Chatmesh__V1__ListSegmentsRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  int32_t page_size;
+  char *page_token;
+};
+#define CHATMESH__V1__LIST_SEGMENTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_segments_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
 struct  Chatmesh__V1__ListSegmentsResponse
 {
   ProtobufCMessage base;
   size_t n_segments;
   Chatmesh__V1__Segment **segments;
+  char *next_page_token;
 };
 #define CHATMESH__V1__LIST_SEGMENTS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_segments_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__SegmentRequest
@@ -1326,6 +1354,25 @@ Chatmesh__V1__UpsertTierRequest *
                       const uint8_t       *data);
 void   chatmesh__v1__upsert_tier_request__free_unpacked
                      (Chatmesh__V1__UpsertTierRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListTiersRequest methods */
+void   chatmesh__v1__list_tiers_request__init
+                     (Chatmesh__V1__ListTiersRequest         *message);
+size_t chatmesh__v1__list_tiers_request__get_packed_size
+                     (const Chatmesh__V1__ListTiersRequest   *message);
+size_t chatmesh__v1__list_tiers_request__pack
+                     (const Chatmesh__V1__ListTiersRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_tiers_request__pack_to_buffer
+                     (const Chatmesh__V1__ListTiersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListTiersRequest *
+       chatmesh__v1__list_tiers_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_tiers_request__free_unpacked
+                     (Chatmesh__V1__ListTiersRequest *message,
                       ProtobufCAllocator *allocator);
 /* Chatmesh__V1__ListTiersResponse methods */
 void   chatmesh__v1__list_tiers_response__init
@@ -1878,6 +1925,25 @@ Chatmesh__V1__CreateSegmentRequest *
 void   chatmesh__v1__create_segment_request__free_unpacked
                      (Chatmesh__V1__CreateSegmentRequest *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListSegmentsRequest methods */
+void   chatmesh__v1__list_segments_request__init
+                     (Chatmesh__V1__ListSegmentsRequest         *message);
+size_t chatmesh__v1__list_segments_request__get_packed_size
+                     (const Chatmesh__V1__ListSegmentsRequest   *message);
+size_t chatmesh__v1__list_segments_request__pack
+                     (const Chatmesh__V1__ListSegmentsRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_segments_request__pack_to_buffer
+                     (const Chatmesh__V1__ListSegmentsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListSegmentsRequest *
+       chatmesh__v1__list_segments_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_segments_request__free_unpacked
+                     (Chatmesh__V1__ListSegmentsRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__ListSegmentsResponse methods */
 void   chatmesh__v1__list_segments_response__init
                      (Chatmesh__V1__ListSegmentsResponse         *message);
@@ -2262,6 +2328,9 @@ typedef void (*Chatmesh__V1__ConfigureProgramRequest_Closure)
 typedef void (*Chatmesh__V1__UpsertTierRequest_Closure)
                  (const Chatmesh__V1__UpsertTierRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__ListTiersRequest_Closure)
+                 (const Chatmesh__V1__ListTiersRequest *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__ListTiersResponse_Closure)
                  (const Chatmesh__V1__ListTiersResponse *message,
                   void *closure_data);
@@ -2349,6 +2418,9 @@ typedef void (*Chatmesh__V1__Segment_Closure)
 typedef void (*Chatmesh__V1__CreateSegmentRequest_Closure)
                  (const Chatmesh__V1__CreateSegmentRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__ListSegmentsRequest_Closure)
+                 (const Chatmesh__V1__ListSegmentsRequest *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__ListSegmentsResponse_Closure)
                  (const Chatmesh__V1__ListSegmentsResponse *message,
                   void *closure_data);
@@ -2426,7 +2498,7 @@ struct Chatmesh__V1__LoyaltyService_Service
                       Chatmesh__V1__Tier_Closure closure,
                       void *closure_data);
   void (*list_tiers)(Chatmesh__V1__LoyaltyService_Service *service,
-                     const Chatmesh__V1__ShopRequest *input,
+                     const Chatmesh__V1__ListTiersRequest *input,
                      Chatmesh__V1__ListTiersResponse_Closure closure,
                      void *closure_data);
   void (*delete_tier)(Chatmesh__V1__LoyaltyService_Service *service,
@@ -2478,7 +2550,7 @@ struct Chatmesh__V1__LoyaltyService_Service
                          Chatmesh__V1__Segment_Closure closure,
                          void *closure_data);
   void (*list_segments)(Chatmesh__V1__LoyaltyService_Service *service,
-                        const Chatmesh__V1__ShopRequest *input,
+                        const Chatmesh__V1__ListSegmentsRequest *input,
                         Chatmesh__V1__ListSegmentsResponse_Closure closure,
                         void *closure_data);
   void (*list_segment_members)(Chatmesh__V1__LoyaltyService_Service *service,
@@ -2584,7 +2656,7 @@ void chatmesh__v1__loyalty_service__upsert_tier(ProtobufCService *service,
                                                 Chatmesh__V1__Tier_Closure closure,
                                                 void *closure_data);
 void chatmesh__v1__loyalty_service__list_tiers(ProtobufCService *service,
-                                               const Chatmesh__V1__ShopRequest *input,
+                                               const Chatmesh__V1__ListTiersRequest *input,
                                                Chatmesh__V1__ListTiersResponse_Closure closure,
                                                void *closure_data);
 void chatmesh__v1__loyalty_service__delete_tier(ProtobufCService *service,
@@ -2636,7 +2708,7 @@ void chatmesh__v1__loyalty_service__create_segment(ProtobufCService *service,
                                                    Chatmesh__V1__Segment_Closure closure,
                                                    void *closure_data);
 void chatmesh__v1__loyalty_service__list_segments(ProtobufCService *service,
-                                                  const Chatmesh__V1__ShopRequest *input,
+                                                  const Chatmesh__V1__ListSegmentsRequest *input,
                                                   Chatmesh__V1__ListSegmentsResponse_Closure closure,
                                                   void *closure_data);
 void chatmesh__v1__loyalty_service__list_segment_members(ProtobufCService *service,
@@ -2703,6 +2775,7 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__expiring_points__descripto
 extern const ProtobufCMessageDescriptor chatmesh__v1__member__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__configure_program_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__upsert_tier_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_tiers_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_tiers_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__delete_tier_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_member_request__descriptor;
@@ -2737,6 +2810,7 @@ extern const ProtobufCEnumDescriptor    chatmesh__v1__segment_condition__kind__d
 extern const ProtobufCMessageDescriptor chatmesh__v1__segment__descriptor;
 extern const ProtobufCEnumDescriptor    chatmesh__v1__segment__match__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__create_segment_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_segments_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_segments_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__segment_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_segment_members_request__descriptor;

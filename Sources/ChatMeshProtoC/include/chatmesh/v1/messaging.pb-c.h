@@ -41,6 +41,7 @@ typedef struct Chatmesh__V1__ZnsQuality Chatmesh__V1__ZnsQuality;
 typedef struct Chatmesh__V1__ScenarioStep Chatmesh__V1__ScenarioStep;
 typedef struct Chatmesh__V1__Scenario Chatmesh__V1__Scenario;
 typedef struct Chatmesh__V1__CreateScenarioRequest Chatmesh__V1__CreateScenarioRequest;
+typedef struct Chatmesh__V1__ListScenariosRequest Chatmesh__V1__ListScenariosRequest;
 typedef struct Chatmesh__V1__ListScenariosResponse Chatmesh__V1__ListScenariosResponse;
 typedef struct Chatmesh__V1__OnTagAttachedRequest Chatmesh__V1__OnTagAttachedRequest;
 typedef struct Chatmesh__V1__OnTagAttachedResponse Chatmesh__V1__OnTagAttachedResponse;
@@ -163,10 +164,12 @@ struct  Chatmesh__V1__ListTemplatesRequest
   ProtobufCMessage base;
   char *shop_id;
   Chatmesh__V1__Template__Channel channel;
+  int32_t page_size;
+  char *page_token;
 };
 #define CHATMESH__V1__LIST_TEMPLATES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_templates_request__descriptor) \
-    , (char *)protobuf_c_empty_string, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED }
+    , (char *)protobuf_c_empty_string, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__ListTemplatesResponse
@@ -174,10 +177,11 @@ struct  Chatmesh__V1__ListTemplatesResponse
   ProtobufCMessage base;
   size_t n_templates;
   Chatmesh__V1__Template **templates;
+  char *next_page_token;
 };
 #define CHATMESH__V1__LIST_TEMPLATES_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_templates_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__AutoTopUp
@@ -527,15 +531,28 @@ struct  Chatmesh__V1__CreateScenarioRequest
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED }
 
 
+struct  Chatmesh__V1__ListScenariosRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  int32_t page_size;
+  char *page_token;
+};
+#define CHATMESH__V1__LIST_SCENARIOS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_scenarios_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
 struct  Chatmesh__V1__ListScenariosResponse
 {
   ProtobufCMessage base;
   size_t n_scenarios;
   Chatmesh__V1__Scenario **scenarios;
+  char *next_page_token;
 };
 #define CHATMESH__V1__LIST_SCENARIOS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_scenarios_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1113,6 +1130,25 @@ Chatmesh__V1__CreateScenarioRequest *
 void   chatmesh__v1__create_scenario_request__free_unpacked
                      (Chatmesh__V1__CreateScenarioRequest *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListScenariosRequest methods */
+void   chatmesh__v1__list_scenarios_request__init
+                     (Chatmesh__V1__ListScenariosRequest         *message);
+size_t chatmesh__v1__list_scenarios_request__get_packed_size
+                     (const Chatmesh__V1__ListScenariosRequest   *message);
+size_t chatmesh__v1__list_scenarios_request__pack
+                     (const Chatmesh__V1__ListScenariosRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_scenarios_request__pack_to_buffer
+                     (const Chatmesh__V1__ListScenariosRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListScenariosRequest *
+       chatmesh__v1__list_scenarios_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_scenarios_request__free_unpacked
+                     (Chatmesh__V1__ListScenariosRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__ListScenariosResponse methods */
 void   chatmesh__v1__list_scenarios_response__init
                      (Chatmesh__V1__ListScenariosResponse         *message);
@@ -1339,6 +1375,9 @@ typedef void (*Chatmesh__V1__Scenario_Closure)
 typedef void (*Chatmesh__V1__CreateScenarioRequest_Closure)
                  (const Chatmesh__V1__CreateScenarioRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__ListScenariosRequest_Closure)
+                 (const Chatmesh__V1__ListScenariosRequest *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__ListScenariosResponse_Closure)
                  (const Chatmesh__V1__ListScenariosResponse *message,
                   void *closure_data);
@@ -1423,7 +1462,7 @@ struct Chatmesh__V1__MessagingService_Service
                           Chatmesh__V1__Scenario_Closure closure,
                           void *closure_data);
   void (*list_scenarios)(Chatmesh__V1__MessagingService_Service *service,
-                         const Chatmesh__V1__ShopRequest *input,
+                         const Chatmesh__V1__ListScenariosRequest *input,
                          Chatmesh__V1__ListScenariosResponse_Closure closure,
                          void *closure_data);
   void (*on_tag_attached)(Chatmesh__V1__MessagingService_Service *service,
@@ -1526,7 +1565,7 @@ void chatmesh__v1__messaging_service__create_scenario(ProtobufCService *service,
                                                       Chatmesh__V1__Scenario_Closure closure,
                                                       void *closure_data);
 void chatmesh__v1__messaging_service__list_scenarios(ProtobufCService *service,
-                                                     const Chatmesh__V1__ShopRequest *input,
+                                                     const Chatmesh__V1__ListScenariosRequest *input,
                                                      Chatmesh__V1__ListScenariosResponse_Closure closure,
                                                      void *closure_data);
 void chatmesh__v1__messaging_service__on_tag_attached(ProtobufCService *service,
@@ -1581,6 +1620,7 @@ extern const ProtobufCEnumDescriptor    chatmesh__v1__zns_quality__level__descri
 extern const ProtobufCMessageDescriptor chatmesh__v1__scenario_step__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__scenario__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__create_scenario_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_scenarios_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__list_scenarios_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__on_tag_attached_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__on_tag_attached_response__descriptor;

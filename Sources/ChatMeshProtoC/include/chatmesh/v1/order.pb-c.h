@@ -422,10 +422,12 @@ struct  Chatmesh__V1__ListWarehousesRequest
 {
   ProtobufCMessage base;
   char *shop_id;
+  int32_t page_size;
+  char *page_token;
 };
 #define CHATMESH__V1__LIST_WAREHOUSES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_warehouses_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__ListWarehousesResponse
@@ -433,10 +435,11 @@ struct  Chatmesh__V1__ListWarehousesResponse
   ProtobufCMessage base;
   size_t n_warehouses;
   Chatmesh__V1__Warehouse **warehouses;
+  char *next_page_token;
 };
 #define CHATMESH__V1__LIST_WAREHOUSES_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_warehouses_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__CreateCampaignRequest
@@ -581,10 +584,12 @@ struct  Chatmesh__V1__ListCartsRequest
   ProtobufCMessage base;
   char *shop_id;
   char *customer_id;
+  int32_t page_size;
+  char *page_token;
 };
 #define CHATMESH__V1__LIST_CARTS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_carts_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Chatmesh__V1__ListCartsResponse
@@ -592,10 +597,11 @@ struct  Chatmesh__V1__ListCartsResponse
   ProtobufCMessage base;
   size_t n_carts;
   Chatmesh__V1__Cart **carts;
+  char *next_page_token;
 };
 #define CHATMESH__V1__LIST_CARTS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_carts_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*
