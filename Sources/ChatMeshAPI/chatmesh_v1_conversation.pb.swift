@@ -2918,7 +2918,9 @@ extension GetCustomerRequest {
 }
 
 /// R-CONV-4: staff edit customer info. Only the fields named in `update_fields`
-/// ("name", "birthday", "phone", "address", "email") change; referral info is read-only (R-CONV-5).
+/// ("name", "birthday", "phone", "address", "email") change, so a field can be cleared;
+/// without `update_fields`, the fields that are set (not empty) change. Referral info is
+/// read-only (R-CONV-5).
 public struct UpdateCustomerRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.UpdateCustomerRequest"
 

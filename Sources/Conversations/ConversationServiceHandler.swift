@@ -321,11 +321,15 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
 
     public func updateCustomer(_ request: UpdateCustomerRequest, context: ServerContext) async throws -> Customer {
         let customerId = try InputRules.id(request.customerId, "customer_id")
-        if request.updateFields.isEmpty {
-            throw RPCError.invalidArgument("update_fields names no field (name, birthday, phone, address, email)")
+        // Without update_fields (API.md: a field the service can default is optional), the fields set change.
+        var named = request.updateFields
+        if named.isEmpty {
+            named = [("name", request.name), ("birthday", request.birthday), ("phone", request.phone), ("address", request.address), ("email", request.email)]
+                .filter { !$0.1.isEmpty }.map(\.0)
+            if named.isEmpty { throw RPCError.invalidArgument("update_fields: nothing to update (set name, birthday, phone, address or email)") }
         }
         var changes = CustomerChanges()
-        for field in request.updateFields {
+        for field in named {
             switch field {
             case "name": changes.name = try InputRules.text(request.name, "name", max: InputRules.maxNameLength, required: true)
             case "birthday": changes.birthday = try InputRules.birthday(request.birthday, nowMs: now())
