@@ -262,6 +262,44 @@ import VietnamCommerce
 
     // MARK: R-CONV-1, R-CONV-8
 
+    @Test func staffReopenAClosedConversationAsThemselves() async throws {
+        let h = try await ServiceHarness.make()
+        try await h.connect()
+        let first = try await h.customerSays("xin chào")
+        _ = try await h.owner.assignConversation(AssignConversationRequest(shopId: Self.shop, conversationId: first.conversationId, staffId: "agent-1", mode: .manual))
+        _ = try await h.owner.closeConversation(CloseConversationRequest(shopId: Self.shop, conversationId: first.conversationId, staffId: "agent-1"))
+        #expect(try await h.owner.getConversation(GetConversationRequest(shopId: Self.shop, conversationId: first.conversationId)).status == .closed)
+        let agent = h.client(staff: "agent-2", role: .agent)
+        await expectStatus(.permissionDenied, naming: "staff_id") {
+            _ = try await agent.reopenConversation(ReopenConversationRequest(shopId: Self.shop, conversationId: first.conversationId, staffId: "agent-1"))
+        }
+        let reopened = try await agent.reopenConversation(ReopenConversationRequest(shopId: Self.shop, conversationId: first.conversationId))
+        #expect(reopened.status == .open)
+        #expect(try await h.owner.getConversation(GetConversationRequest(shopId: Self.shop, conversationId: first.conversationId)).status == .open)
+        await expectStatus(.notFound, naming: "conversation_id") {
+            _ = try await h.owner.reopenConversation(ReopenConversationRequest(shopId: Self.shop, conversationId: "conv_nope", staffId: "agent-1"))
+        }
+        try await h.close()
+    }
+
+    @Test func aTagFolderTheShopMakesHoldsItsTags() async throws {
+        let h = try await ServiceHarness.make()
+        try await h.connect()
+        let folder = try await h.owner.createTagFolder(CreateTagFolderRequest(shopId: Self.shop, pageId: "page-1", name: "  Khuyến mãi tháng 12 "))
+        #expect(folder.name == "Khuyến mãi tháng 12" && !folder.folderId.isEmpty)
+        let tag = try await h.owner.createTag(CreateTagRequest(shopId: Self.shop, pageId: "page-1", folderId: folder.folderId, name: "Săn sale", color: "#FF6600", visible: true))
+        let listed = try await h.owner.listTags(ListTagsRequest(shopId: Self.shop, pageId: "page-1"))
+        let found = try #require(listed.folders.first { $0.folderId == folder.folderId })
+        #expect(found.name == "Khuyến mãi tháng 12" && found.tags.map(\.tagId) == [tag.tagId])
+        await expectStatus(.invalidArgument, naming: "name") {
+            _ = try await h.owner.createTagFolder(CreateTagFolderRequest(shopId: Self.shop, pageId: "page-1", name: "   "))
+        }
+        await expectStatus(.invalidArgument, naming: "page_id") {
+            _ = try await h.owner.createTagFolder(CreateTagFolderRequest(shopId: Self.shop, name: "X"))
+        }
+        try await h.close()
+    }
+
     @Test func blockedCustomersMessagesAreKeptButDoNotReopen() async throws {
         let h = try await ServiceHarness.make()
         try await h.connect()

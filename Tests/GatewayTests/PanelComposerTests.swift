@@ -212,6 +212,39 @@ struct PanelMesh {
         }
     }
 
+    /// GetStaffReport through the gateway's handler: one page's conversation figures joined
+    /// with the sales of orders made from that page's chats (R-REP-2).
+    @Test func theStaffReportOfAPageThroughTheGateway() async throws {
+        try await PanelMesh.run { mesh in
+            let seeded = try await mesh.seed()
+            let shop = PanelMesh.shop
+            // Lan replies to Hoa on page-1 and makes an order from that chat; the seed's order belongs to no page.
+            _ = try await mesh.conversation.ingestMessage(IngestMessageRequest(
+                shopId: shop, pageId: "page-1", customerExternalId: "psid-1", kind: .message, sender: .staff, staffId: "lan", text: "Dạ còn ạ"
+            ))
+            let products = try await mesh.order.listProducts(ListProductsRequest(shopId: shop)).products
+            let made = try await mesh.order.createOrder(CreateOrderRequest(
+                shopId: shop, customerId: seeded.customer, items: [OrderItemRequest(variantId: products[0].variants[0].variantId, quantity: 2)],
+                shipping: ShippingInfo(name: "Hoa", phone: "0912345678", address: Address(street: "1 Lê Lợi", district: "Quận 1", province: "Hồ Chí Minh")),
+                paymentMethod: .cod, pageId: "page-1"
+            ))
+            let now = WallClock.nowMs()
+            let report = try await mesh.gateway.getStaffReport(GetStaffReportRequest(shopId: shop, pageId: "page-1", fromMs: now - 3_600_000, toMs: now + 60_000))
+            #expect(report.unavailableSections.isEmpty)
+            let lan = try #require(report.rows.first { $0.staffId == "lan" })
+            #expect(lan.orders == 1 && lan.products == 2 && lan.revenueVnd == made.totalVnd && lan.customersReplied == 1 && lan.closingEfficiency == 1)
+            // Another page: neither the reply nor the order.
+            let other = try await mesh.gateway.getStaffReport(GetStaffReportRequest(shopId: shop, pageId: "page-2", fromMs: now - 3_600_000, toMs: now + 60_000))
+            #expect(other.rows.allSatisfy { $0.orders == 0 && $0.customersReplied == 0 })
+            await expectStatus(.invalidArgument, naming: "page_id") {
+                _ = try await mesh.gateway.getStaffReport(GetStaffReportRequest(shopId: shop, fromMs: 1, toMs: 2))
+            }
+            await expectStatus(.invalidArgument, naming: "to_ms") {
+                _ = try await mesh.gateway.getStaffReport(GetStaffReportRequest(shopId: shop, pageId: "page-1", fromMs: 5, toMs: 2))
+            }
+        }
+    }
+
     @Test func theStaffReportJoinsConversationAndSalesFigures() {
         let rows = StaffReport.rows(
             conversation: [

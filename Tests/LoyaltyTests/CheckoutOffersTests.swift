@@ -189,6 +189,23 @@ import VietnamCommerce
         }
     }
 
+    @Test func theProgramReadsBackAsConfigured() async throws {
+        try await LoyaltyHarness.run { h in
+            // Before any configuration: the defaults the rules use.
+            let defaults = try await h.client.getProgram(ShopRequest(shopId: Self.shop))
+            #expect(defaults.earnVndPerPoint == 10_000 && defaults.redeemVndPerPoint == 1_000 && defaults.expiry?.kind == .never && defaults.cycle == .lifetime)
+            _ = try await h.client.configureProgram(ConfigureProgramRequest(
+                shopId: Self.shop, earnVndPerPoint: 20_000, redeemVndPerPoint: 500, expiry: PointsExpiry(kind: .fixedDate, date: "2026-12-31"),
+                cycle: .calendarYear, cycleStartMs: 1_700_000_000_000
+            ))
+            let program = try await h.client.getProgram(ShopRequest(shopId: Self.shop))
+            #expect(program.earnVndPerPoint == 20_000 && program.redeemVndPerPoint == 500 && program.cycle == .calendarYear)
+            #expect(program.expiry == PointsExpiry(kind: .fixedDate, date: "2026-12-31") && program.cycleStartMs == 1_700_000_000_000)
+            // Another shop's program is its own.
+            #expect(try await h.client(shop: "shop-other").getProgram(ShopRequest(shopId: "shop-other")).earnVndPerPoint == 10_000)
+        }
+    }
+
     @Test func pointsHistoryListsEveryEntryNewestFirstWithExpiry() async throws {
         try await LoyaltyHarness.run { h in
             _ = try await h.client.configureProgram(ConfigureProgramRequest(

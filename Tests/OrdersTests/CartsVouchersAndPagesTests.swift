@@ -62,6 +62,22 @@ import Testing
         }
     }
 
+    @Test func warehousesAreListedPagedAndOnlyTheShopsOwn() async throws {
+        try await OrderHarness.run { h in
+            let s = try await h.stockShop()
+            let second = try await h.client.upsertWarehouse(UpsertWarehouseRequest(
+                shopId: Self.shop, name: "Kho Thủ Đức", address: Address(street: "5 Võ Văn Ngân", ward: "Linh Chiểu", district: "Thủ Đức", province: "Hồ Chí Minh")
+            ))
+            let all = try await h.client.listWarehouses(ListWarehousesRequest(shopId: Self.shop))
+            #expect(Set(all.warehouses.map(\.warehouseId)) == [s.warehouse, second.warehouseId] && all.nextPageToken.isEmpty)
+            #expect(all.warehouses.first { $0.warehouseId == second.warehouseId }?.address?.district == "Thủ Đức")
+            let first = try await h.client.listWarehouses(ListWarehousesRequest(shopId: Self.shop, pageSize: 1))
+            let rest = try await h.client.listWarehouses(ListWarehousesRequest(shopId: Self.shop, pageSize: 1, pageToken: first.nextPageToken))
+            #expect(first.warehouses.count == 1 && rest.warehouses.count == 1 && first.warehouses[0] != rest.warehouses[0] && rest.nextPageToken.isEmpty)
+            #expect(try await h.client(shop: "shop-else", staff: "x").listWarehouses(ListWarehousesRequest(shopId: "shop-else")).warehouses.isEmpty)
+        }
+    }
+
     @Test func aLivestreamGoesLiveAndStopsAndOnlyALivestream() async throws {
         try await OrderHarness.run { h in
             let s = try await h.stockShop()
