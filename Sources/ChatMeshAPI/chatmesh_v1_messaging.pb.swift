@@ -538,6 +538,298 @@ extension SetAutoTopUpRequest {
 /// staff member's (R-MSG-5): within 24 hours of the customer's last message it
 /// goes as a response, within 7 days with the HUMAN_AGENT tag, later it is
 /// FAILED_PRECONDITION with the reason.
+/// The shop's default template (and so channel) for each kind of message the services
+/// send. SendCartReminder, SendOrderConfirmation, ResendPaymentLink, CreateScenario and
+/// CreateReferralCampaign use it when the caller names no template; without one they
+/// refuse, naming template_id (API.md).
+public struct MessageDefault: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.MessageDefault"
+
+    public var use: MessageDefault.Use = .init(rawValue: 0)
+    /// The template's channel.
+    public var channel: Template.Channel = .init(rawValue: 0)
+    public var templateId: String = ""
+
+    public init() {}
+
+    public init(use: MessageDefault.Use = .init(rawValue: 0), channel: Template.Channel = .init(rawValue: 0), templateId: String = "") {
+        self.use = use
+        self.channel = channel
+        self.templateId = templateId
+    }
+
+    public enum Use: RawRepresentable, Sendable, Hashable, CaseIterable {
+        case useUnspecified
+        case cartReminder
+        case orderConfirmation
+        case paymentLink
+        case scenarioStep
+        case referralOffer
+        /// A value this build does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        public static let allCases: [Self] = [.useUnspecified, .cartReminder, .orderConfirmation, .paymentLink, .scenarioStep, .referralOffer]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .useUnspecified
+            case 1: self = .cartReminder
+            case 2: self = .orderConfirmation
+            case 3: self = .paymentLink
+            case 4: self = .scenarioStep
+            case 5: self = .referralOffer
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .useUnspecified: 0
+            case .cartReminder: 1
+            case .orderConfirmation: 2
+            case .paymentLink: 3
+            case .scenarioStep: 4
+            case .referralOffer: 5
+            case .unrecognized(let value): value
+            }
+        }
+
+        /// The value's name as the proto spells it.
+        public var protoName: String {
+            switch self {
+            case .useUnspecified: "USE_UNSPECIFIED"
+            case .cartReminder: "CART_REMINDER"
+            case .orderConfirmation: "ORDER_CONFIRMATION"
+            case .paymentLink: "PAYMENT_LINK"
+            case .scenarioStep: "SCENARIO_STEP"
+            case .referralOffer: "REFERRAL_OFFER"
+            case .unrecognized(let value): String(value)
+            }
+        }
+    }
+}
+
+extension MessageDefault {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 3, name: "chatmesh.v1.MessageDefault.template_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__MessageDefault>) {
+        self.init()
+        let c = p.pointee
+        self.use = MessageDefault.Use(rawValue: Int32(truncatingIfNeeded: c.use.rawValue))
+        self.channel = Template.Channel(rawValue: Int32(truncatingIfNeeded: c.channel.rawValue))
+        self.templateId = _PB.string(c.template_id)
+    }
+
+    static func _encodeC(_ v: MessageDefault, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__MessageDefault> {
+        let p = a.allocate(Chatmesh__V1__MessageDefault.self, count: 1)
+        chatmesh__v1__message_default__init(p)
+        p.pointee.use = Chatmesh__V1__MessageDefault__Use(rawValue: .init(truncatingIfNeeded: v.use.rawValue))
+        p.pointee.channel = Chatmesh__V1__Template__Channel(rawValue: .init(truncatingIfNeeded: v.channel.rawValue))
+        if !v.templateId.isEmpty { p.pointee.template_id = try a.string(v.templateId, field: "chatmesh.v1.MessageDefault.template_id") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__message_default__unpack, free: chatmesh__v1__message_default__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__message_default__get_packed_size, pack: chatmesh__v1__message_default__pack)
+    }
+}
+
+/// Owners and admins. An empty template_id removes the default.
+public struct SetMessageDefaultRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.SetMessageDefaultRequest"
+
+    public var shopId: String = ""
+    public var use: MessageDefault.Use = .init(rawValue: 0)
+    public var templateId: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", use: MessageDefault.Use = .init(rawValue: 0), templateId: String = "") {
+        self.shopId = shopId
+        self.use = use
+        self.templateId = templateId
+    }
+}
+
+extension SetMessageDefaultRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.SetMessageDefaultRequest.shop_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.SetMessageDefaultRequest.template_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__SetMessageDefaultRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.use = MessageDefault.Use(rawValue: Int32(truncatingIfNeeded: c.use.rawValue))
+        self.templateId = _PB.string(c.template_id)
+    }
+
+    static func _encodeC(_ v: SetMessageDefaultRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__SetMessageDefaultRequest> {
+        let p = a.allocate(Chatmesh__V1__SetMessageDefaultRequest.self, count: 1)
+        chatmesh__v1__set_message_default_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.SetMessageDefaultRequest.shop_id") }
+        p.pointee.use = Chatmesh__V1__MessageDefault__Use(rawValue: .init(truncatingIfNeeded: v.use.rawValue))
+        if !v.templateId.isEmpty { p.pointee.template_id = try a.string(v.templateId, field: "chatmesh.v1.SetMessageDefaultRequest.template_id") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__set_message_default_request__unpack, free: chatmesh__v1__set_message_default_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__set_message_default_request__get_packed_size, pack: chatmesh__v1__set_message_default_request__pack)
+    }
+}
+
+/// FAILED_PRECONDITION naming template_id when the shop has none for `use`.
+public struct GetMessageDefaultRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.GetMessageDefaultRequest"
+
+    public var shopId: String = ""
+    public var use: MessageDefault.Use = .init(rawValue: 0)
+
+    public init() {}
+
+    public init(shopId: String = "", use: MessageDefault.Use = .init(rawValue: 0)) {
+        self.shopId = shopId
+        self.use = use
+    }
+}
+
+extension GetMessageDefaultRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.GetMessageDefaultRequest.shop_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__GetMessageDefaultRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.use = MessageDefault.Use(rawValue: Int32(truncatingIfNeeded: c.use.rawValue))
+    }
+
+    static func _encodeC(_ v: GetMessageDefaultRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetMessageDefaultRequest> {
+        let p = a.allocate(Chatmesh__V1__GetMessageDefaultRequest.self, count: 1)
+        chatmesh__v1__get_message_default_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetMessageDefaultRequest.shop_id") }
+        p.pointee.use = Chatmesh__V1__MessageDefault__Use(rawValue: .init(truncatingIfNeeded: v.use.rawValue))
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__get_message_default_request__unpack, free: chatmesh__v1__get_message_default_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__get_message_default_request__get_packed_size, pack: chatmesh__v1__get_message_default_request__pack)
+    }
+}
+
+public struct ListMessageDefaultsRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.ListMessageDefaultsRequest"
+
+    public var shopId: String = ""
+    public var pageSize: Int32 = 0
+    public var pageToken: String = ""
+
+    public init() {}
+
+    public init(shopId: String = "", pageSize: Int32 = 0, pageToken: String = "") {
+        self.shopId = shopId
+        self.pageSize = pageSize
+        self.pageToken = pageToken
+    }
+}
+
+extension ListMessageDefaultsRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListMessageDefaultsRequest.shop_id", kind: .string),
+        .init(number: 3, name: "chatmesh.v1.ListMessageDefaultsRequest.page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListMessageDefaultsRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.pageSize = c.page_size
+        self.pageToken = _PB.string(c.page_token)
+    }
+
+    static func _encodeC(_ v: ListMessageDefaultsRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMessageDefaultsRequest> {
+        let p = a.allocate(Chatmesh__V1__ListMessageDefaultsRequest.self, count: 1)
+        chatmesh__v1__list_message_defaults_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.ListMessageDefaultsRequest.shop_id") }
+        p.pointee.page_size = v.pageSize
+        if !v.pageToken.isEmpty { p.pointee.page_token = try a.string(v.pageToken, field: "chatmesh.v1.ListMessageDefaultsRequest.page_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_message_defaults_request__unpack, free: chatmesh__v1__list_message_defaults_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_message_defaults_request__get_packed_size, pack: chatmesh__v1__list_message_defaults_request__pack)
+    }
+}
+
+public struct ListMessageDefaultsResponse: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.ListMessageDefaultsResponse"
+
+    public var defaults: [MessageDefault] = []
+    public var nextPageToken: String = ""
+
+    public init() {}
+
+    public init(defaults: [MessageDefault] = [], nextPageToken: String = "") {
+        self.defaults = defaults
+        self.nextPageToken = nextPageToken
+    }
+}
+
+extension ListMessageDefaultsResponse {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.ListMessageDefaultsResponse.defaults", kind: .message(MessageDefault._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.ListMessageDefaultsResponse.next_page_token", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__ListMessageDefaultsResponse>) {
+        self.init()
+        let c = p.pointee
+        self.defaults = _PB.messages(c.n_defaults, c.defaults) { MessageDefault(_c: $0) }
+        self.nextPageToken = _PB.string(c.next_page_token)
+    }
+
+    static func _encodeC(_ v: ListMessageDefaultsResponse, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__ListMessageDefaultsResponse> {
+        let p = a.allocate(Chatmesh__V1__ListMessageDefaultsResponse.self, count: 1)
+        chatmesh__v1__list_message_defaults_response__init(p)
+        if !v.defaults.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__MessageDefault>?.self, count: v.defaults.count)
+            for (i, item) in v.defaults.enumerated() { items[i] = try MessageDefault._encodeC(item, &a) }
+            p.pointee.n_defaults = v.defaults.count
+            p.pointee.defaults = items
+        }
+        if !v.nextPageToken.isEmpty { p.pointee.next_page_token = try a.string(v.nextPageToken, field: "chatmesh.v1.ListMessageDefaultsResponse.next_page_token") }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__list_message_defaults_response__unpack, free: chatmesh__v1__list_message_defaults_response__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__list_message_defaults_response__get_packed_size, pack: chatmesh__v1__list_message_defaults_response__pack)
+    }
+}
+
 public struct SendMessageRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.SendMessageRequest"
 
@@ -1478,6 +1770,8 @@ extension Scenario {
     }
 }
 
+/// A step without template_id, and a scenario without channel, take the shop's
+/// SCENARIO_STEP default (MessageDefault).
 public struct CreateScenarioRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.CreateScenarioRequest"
 
@@ -2125,6 +2419,9 @@ public enum MessagingService {
     /// The descriptor of every RPC, by method.
     public enum Method {
         public static let createTemplate = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "CreateTemplate")
+        public static let setMessageDefault = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "SetMessageDefault")
+        public static let getMessageDefault = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "GetMessageDefault")
+        public static let listMessageDefaults = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "ListMessageDefaults")
         public static let listTemplates = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "ListTemplates")
         public static let getBalance = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "GetBalance")
         public static let topUp = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "TopUp")
@@ -2143,7 +2440,7 @@ public enum MessagingService {
         public static let onCustomerMessage = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnCustomerMessage")
         public static let onOrderEvent = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnOrderEvent")
         public static let deliverReply = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "DeliverReply")
-        public static let all: [MethodDescriptor] = [createTemplate, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage, onOrderEvent, deliverReply]
+        public static let all: [MethodDescriptor] = [createTemplate, setMessageDefault, getMessageDefault, listMessageDefaults, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage, onOrderEvent, deliverReply]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -2151,6 +2448,10 @@ public enum MessagingService {
     public protocol Handler: RPCService {
         /// R-MSG-1, R-ZNS-3.
         func createTemplate(_ request: CreateTemplateRequest, context: ServerContext) async throws -> Template
+        /// The shop's default templates per kind of message (owners and admins set them).
+        func setMessageDefault(_ request: SetMessageDefaultRequest, context: ServerContext) async throws -> MessageDefault
+        func getMessageDefault(_ request: GetMessageDefaultRequest, context: ServerContext) async throws -> MessageDefault
+        func listMessageDefaults(_ request: ListMessageDefaultsRequest, context: ServerContext) async throws -> ListMessageDefaultsResponse
         /// R-MSG-1.
         func listTemplates(_ request: ListTemplatesRequest, context: ServerContext) async throws -> ListTemplatesResponse
         /// R-MSG-3.
@@ -2203,6 +2504,19 @@ public enum MessagingService {
         /// R-MSG-1, R-ZNS-3.
         public func createTemplate(_ request: CreateTemplateRequest, options: CallOptions? = nil) async throws(RPCError) -> Template {
             try await channel.unary(Method.createTemplate, request, options: options ?? defaultOptions)
+        }
+
+        /// The shop's default templates per kind of message (owners and admins set them).
+        public func setMessageDefault(_ request: SetMessageDefaultRequest, options: CallOptions? = nil) async throws(RPCError) -> MessageDefault {
+            try await channel.unary(Method.setMessageDefault, request, options: options ?? defaultOptions)
+        }
+
+        public func getMessageDefault(_ request: GetMessageDefaultRequest, options: CallOptions? = nil) async throws(RPCError) -> MessageDefault {
+            try await channel.unary(Method.getMessageDefault, request, options: options ?? defaultOptions)
+        }
+
+        public func listMessageDefaults(_ request: ListMessageDefaultsRequest, options: CallOptions? = nil) async throws(RPCError) -> ListMessageDefaultsResponse {
+            try await channel.unary(Method.listMessageDefaults, request, options: options ?? defaultOptions)
         }
 
         /// R-MSG-1.
@@ -2301,6 +2615,9 @@ extension MessagingService.Handler {
     public var routes: [RPCRoute] {
         [
             RPCRoute.unary(MessagingService.Method.createTemplate) { (request: CreateTemplateRequest, context) in try await self.createTemplate(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.setMessageDefault) { (request: SetMessageDefaultRequest, context) in try await self.setMessageDefault(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.getMessageDefault) { (request: GetMessageDefaultRequest, context) in try await self.getMessageDefault(request, context: context) },
+            RPCRoute.unary(MessagingService.Method.listMessageDefaults) { (request: ListMessageDefaultsRequest, context) in try await self.listMessageDefaults(request, context: context) },
             RPCRoute.unary(MessagingService.Method.listTemplates) { (request: ListTemplatesRequest, context) in try await self.listTemplates(request, context: context) },
             RPCRoute.unary(MessagingService.Method.getBalance) { (request: ShopRequest, context) in try await self.getBalance(request, context: context) },
             RPCRoute.unary(MessagingService.Method.topUp) { (request: TopUpRequest, context) in try await self.topUp(request, context: context) },

@@ -450,6 +450,19 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
         default: throw RPCError.invalidArgument("offer: discount_percent and discount_vnd cannot both be set")
         }
         guard (1...365).contains(offer.validDays) else { throw RPCError.invalidArgument("offer.valid_days must be 1 to 365") }
+        var request = request
+        // No template named: the shop's REFERRAL_OFFER default (and its channel), from messaging-svc.
+        if request.templateId.isEmpty {
+            guard let vouchers else { throw RPCError.unavailable("referrals need messaging-svc, which this loyalty-svc is not configured to reach") }
+            let fallback = try await vouchers.messenger.messageDefault(shop: request.shopId, use: .referralOffer)
+            if request.channel != .channelUnspecified && request.channel != fallback.channel {
+                throw RPCError.failedPrecondition(
+                    "template_id: none given, and the shop's default referral offer is a \(fallback.channel.protoName) template, not \(request.channel.protoName)"
+                )
+            }
+            request.channel = fallback.channel
+            request.templateId = fallback.templateId
+        }
         guard request.channel == .zns || request.channel == .sms || request.channel == .email else {
             throw RPCError.invalidArgument("channel must be ZNS or SMS (the voucher goes to the friend's phone) or EMAIL (to their e-mail address)")
         }

@@ -6,6 +6,8 @@ import VietnamCommerce
 /// a scripted fake in tests.
 public protocol VoucherMessenger: Sendable {
     func send(_ request: SendMessageRequest) async throws(RPCError) -> SendMessageResponse
+    /// The shop's default template for `use` (FAILED_PRECONDITION naming template_id when it has none).
+    func messageDefault(shop: String, use: MessageDefault.Use) async throws(RPCError) -> MessageDefault
 }
 
 /// messaging-svc over the wire, with a service token for the voucher's shop.
@@ -21,6 +23,10 @@ public struct MessagingVoucherMessenger: VoucherMessenger {
 
     public func send(_ request: SendMessageRequest) async throws(RPCError) -> SendMessageResponse {
         try await client.sendMessage(request, options: .bearer(token(request.shopId), timeout: .seconds(10)))
+    }
+
+    public func messageDefault(shop: String, use: MessageDefault.Use) async throws(RPCError) -> MessageDefault {
+        try await client.getMessageDefault(GetMessageDefaultRequest(shopId: shop, use: use), options: .bearer(token(shop), timeout: .seconds(5)))
     }
 }
 

@@ -138,5 +138,9 @@ public enum MessagingSchema {
             // A customer's broadcast messages by when they were last moved (delivered).
             "CREATE INDEX messages_by_customer ON messages (shop_id, customer_id, status, updated_at_ms)",
         ]),
+        // The shop's default template per kind of message (MessageDefault.Use).
+        Migration(version: 5, name: "message defaults", statements: [
+            "CREATE TABLE message_defaults (shop_id TEXT NOT NULL, use BIGINT NOT NULL, template_id TEXT NOT NULL, PRIMARY KEY (shop_id, use))",
+        ]),
     ]
 }

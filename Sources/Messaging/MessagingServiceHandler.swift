@@ -58,6 +58,51 @@ public struct MessagingServiceHandler: MessagingService.Handler {
         return ListTemplatesResponse(templates: page.items, nextPageToken: page.next)
     }
 
+    // MARK: Default templates
+
+    public func setMessageDefault(_ request: SetMessageDefaultRequest, context: ServerContext) async throws -> MessageDefault {
+        try context.requireManager("choosing the shop's default templates")
+        let use = try Self.use(request.use)
+        try FieldCheck.optionalId(request.templateId, "template_id")
+        if !request.templateId.isEmpty {
+            let template: Template
+            do {
+                template = try await store.template(shop: request.shopId, id: request.templateId)
+            } catch MessagingError.noTemplate {
+                throw RPCError.notFound("template_id: no template \(request.templateId)")
+            }
+            // A referral voucher goes to the friend's phone or e-mail address (R-REF-1).
+            if use == .referralOffer && ![.zns, .sms, .email].contains(template.channel) {
+                throw RPCError.invalidArgument("template_id: a referral offer goes by ZNS, SMS or EMAIL, not \(template.channel.protoName)")
+            }
+        }
+        return try await store.setMessageDefault(shop: request.shopId, use: use, templateId: request.templateId)
+    }
+
+    public func getMessageDefault(_ request: GetMessageDefaultRequest, context: ServerContext) async throws -> MessageDefault {
+        try await messageDefault(shop: request.shopId, use: try Self.use(request.use))
+    }
+
+    public func listMessageDefaults(_ request: ListMessageDefaultsRequest, context: ServerContext) async throws -> ListMessageDefaultsResponse {
+        let page = try ListPage.of(try await store.messageDefaults(shop: request.shopId), size: request.pageSize, token: request.pageToken)
+        return ListMessageDefaultsResponse(defaults: page.items, nextPageToken: page.next)
+    }
+
+    /// The shop's default for `use`, or the refusal that names the field the caller left out.
+    func messageDefault(shop: String, use: MessageDefault.Use) async throws -> MessageDefault {
+        guard let found = try await store.messageDefault(shop: shop, use: use) else {
+            throw RPCError.failedPrecondition("template_id: none given, and the shop has no default template for \(use.protoName) (SetMessageDefault)")
+        }
+        return found
+    }
+
+    static func use(_ use: MessageDefault.Use) throws(RPCError) -> MessageDefault.Use {
+        guard [.cartReminder, .orderConfirmation, .paymentLink, .scenarioStep, .referralOffer].contains(use) else {
+            throw .invalidArgument("use must be CART_REMINDER, ORDER_CONFIRMATION, PAYMENT_LINK, SCENARIO_STEP or REFERRAL_OFFER")
+        }
+        return use
+    }
+
     // MARK: Balance (R-MSG-3)
 
     public func getBalance(_ request: ShopRequest, context: ServerContext) async throws -> Balance {
@@ -187,7 +232,19 @@ public struct MessagingServiceHandler: MessagingService.Handler {
     // MARK: Chatbot scenarios (R-BOT-1)
 
     public func createScenario(_ request: CreateScenarioRequest, context: ServerContext) async throws -> Scenario {
+        var request = request
         if let problem = TagName.validate(request.triggerTagName) { throw RPCError.invalidArgument("trigger_tag_name: \(problem)") }
+        // A scenario without a channel whose steps name their templates goes by the first one's channel.
+        if request.channel == .channelUnspecified, let first = request.steps.first?.templateId, !first.isEmpty,
+           !request.steps.contains(where: { $0.templateId.isEmpty }), let template = try? await store.template(shop: request.shopId, id: first) {
+            request.channel = template.channel
+        }
+        // A step without a template, or a scenario without a channel, takes the shop's SCENARIO_STEP default.
+        if request.channel == .channelUnspecified || request.steps.contains(where: { $0.templateId.isEmpty }) {
+            let fallback = try await messageDefault(shop: request.shopId, use: .scenarioStep)
+            if request.channel == .channelUnspecified { request.channel = fallback.channel }
+            for index in request.steps.indices where request.steps[index].templateId.isEmpty { request.steps[index].templateId = fallback.templateId }
+        }
         let channel = try MessageSender.channel(request.channel)
         if request.steps.isEmpty { throw RPCError.invalidArgument("steps: a scenario has at least one step") }
         if request.steps.count > 20 { throw RPCError.invalidArgument("steps: at most 20 steps") }
@@ -196,7 +253,6 @@ public struct MessagingServiceHandler: MessagingService.Handler {
             if step.delayMs < 0 || step.delayMs > 30 * 86_400_000 {
                 throw RPCError.invalidArgument("\(field).delay_ms must be between 0 and 30 days")
             }
-            if step.templateId.isEmpty { throw RPCError.invalidArgument("\(field).template_id is required") }
             let template: Template
             do {
                 template = try await store.template(shop: request.shopId, id: step.templateId)

@@ -58,3 +58,47 @@ extension MessagingStore {
         )
     }
 }
+
+/// The shop's default template per kind of message (MessageDefault): what the services
+/// send when a caller names no template.
+extension MessagingStore {
+    /// Sets (or, with an empty `templateId`, removes) the default for `use`; the template must be the shop's.
+    public func setMessageDefault(shop: String, use: MessageDefault.Use, templateId: String) async throws -> MessageDefault {
+        try await db.write { db in
+            guard !templateId.isEmpty else {
+                try await db.raw("DELETE FROM message_defaults WHERE shop_id = \(bind: shop) AND use = \(bind: Int64(use.rawValue))").run()
+                return MessageDefault(use: use)
+            }
+            guard let row = try await db.raw("SELECT * FROM templates WHERE shop_id = \(bind: shop) AND template_id = \(bind: templateId)").first() else {
+                throw MessagingError.noTemplate(templateId)
+            }
+            let template = try Self.template(row)
+            try await db.raw("""
+                INSERT INTO message_defaults (shop_id, use, template_id) VALUES (\(bind: shop), \(bind: Int64(use.rawValue)), \(bind: templateId))
+                ON CONFLICT (shop_id, use) DO UPDATE SET template_id = excluded.template_id
+                """).run()
+            return MessageDefault(use: use, channel: template.channel, templateId: templateId)
+        }
+    }
+
+    /// The shop's defaults whose templates still exist, by use.
+    public func messageDefaults(shop: String) async throws -> [MessageDefault] {
+        try await db.read { db in
+            try await db.raw("""
+                SELECT d.use, d.template_id, t.channel FROM message_defaults d
+                JOIN templates t ON t.shop_id = d.shop_id AND t.template_id = d.template_id
+                WHERE d.shop_id = \(bind: shop) ORDER BY d.use
+                """).all().map {
+                MessageDefault(
+                    use: .init(rawValue: Int32(try $0.int64("use"))), channel: .init(rawValue: Int32(try $0.int64("channel"))),
+                    templateId: try $0.string("template_id")
+                )
+            }
+        }
+    }
+
+    /// The default for `use`, or nil when the shop has none.
+    public func messageDefault(shop: String, use: MessageDefault.Use) async throws -> MessageDefault? {
+        try await messageDefaults(shop: shop).first { $0.use == use }
+    }
+}

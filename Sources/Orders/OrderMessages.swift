@@ -7,6 +7,8 @@ import VietnamCommerce
 /// wire, a scripted fake in tests.
 public protocol OrderMessenger: Sendable {
     func send(_ request: SendMessageRequest) async throws(RPCError) -> SendMessageResponse
+    /// The shop's default template for `use` (FAILED_PRECONDITION naming template_id when it has none).
+    func messageDefault(shop: String, use: MessageDefault.Use) async throws(RPCError) -> MessageDefault
 }
 
 /// messaging-svc over the wire, with the caller's token and a deadline inside the caller's.
@@ -15,6 +17,10 @@ public struct MessagingOrderMessenger: OrderMessenger {
 
     public init(channel: any RPCChannel) {
         client = MessagingService.Client(channel: channel, defaultOptions: CallOptions(timeout: .seconds(5)))
+    }
+
+    public func messageDefault(shop: String, use: MessageDefault.Use) async throws(RPCError) -> MessageDefault {
+        try await client.getMessageDefault(GetMessageDefaultRequest(shopId: shop, use: use))
     }
 
     public func send(_ request: SendMessageRequest) async throws(RPCError) -> SendMessageResponse {

@@ -238,8 +238,9 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
         let cart = try await store.cart(shop: request.shopId, id: try Self.id(request.cartId, "cart_id"))
         if cart.items.isEmpty { throw RPCError.failedPrecondition("cart_id: cart \(cart.cartId) is empty") }
         try FieldCheck.optionalId(request.idempotencyKey, "idempotency_key")
+        let (channel, template) = try await chosenTemplate(request.shopId, channel: request.channel, templateId: request.templateId, use: .cartReminder)
         var recipient = try Self.optionalId(request.recipient, "recipient")
-        if recipient.isEmpty && request.channel != .messenger {
+        if recipient.isEmpty && channel != .messenger {
             guard let phone = try await store.commentPhone(shop: request.shopId, customer: cart.customerId) else {
                 throw RPCError.failedPrecondition("recipient: the customer left no phone in a comment; give one")
             }
@@ -248,9 +249,24 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
         let names = try await store.variantNames(shop: request.shopId, ids: cart.items.map(\.variantId))
         let key = request.idempotencyKey.isEmpty ? "cart:\(cart.cartId):reminder:\(cart.updatedAtMs)" : "cart:\(cart.cartId):" + request.idempotencyKey
         return try await send(
-            request.shopId, channel: request.channel, templateId: request.templateId, recipient: recipient, customer: cart.customerId,
+            request.shopId, channel: channel, templateId: template, recipient: recipient, customer: cart.customerId,
             params: OrderMessageParams.cart(cart, names: names, link: withLink(cart).cartLink), key: key
         )
+    }
+
+    /// The channel and template a message goes by: the caller's, else the shop's default for
+    /// `use` (API.md: a field the service can choose is optional), refused naming template_id
+    /// when there is none.
+    func chosenTemplate(_ shop: String, channel: Template.Channel, templateId: String, use: MessageDefault.Use) async throws -> (Template.Channel, String) {
+        guard templateId.isEmpty else { return (channel, templateId) }
+        guard let messenger else { throw RPCError.unavailable("messaging-svc is not configured for this order-svc") }
+        let fallback = try await messenger.messageDefault(shop: shop, use: use)
+        if channel != .channelUnspecified && channel != fallback.channel {
+            throw RPCError.failedPrecondition(
+                "template_id: none given, and the shop's default for \(use.protoName) is a \(fallback.channel.protoName) template, not \(channel.protoName)"
+            )
+        }
+        return (fallback.channel, fallback.templateId)
     }
 
     func send(
@@ -361,9 +377,10 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
         try FieldCheck.optionalId(request.idempotencyKey, "idempotency_key")
         let recipient = try Self.optionalId(request.recipient, "recipient")
         let key = "order:\(order.orderId):confirmation" + (request.idempotencyKey.isEmpty ? "" : ":" + request.idempotencyKey)
+        let (channel, template) = try await chosenTemplate(request.shopId, channel: request.channel, templateId: request.templateId, use: .orderConfirmation)
         return try await send(
-            request.shopId, channel: request.channel, templateId: request.templateId,
-            recipient: recipient.isEmpty && request.channel != .messenger ? order.shipping?.phone ?? "" : recipient, customer: order.customerId,
+            request.shopId, channel: channel, templateId: template,
+            recipient: recipient.isEmpty && channel != .messenger ? order.shipping?.phone ?? "" : recipient, customer: order.customerId,
             params: OrderMessageParams.order(order), key: key
         )
     }
@@ -391,9 +408,10 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
         params["link"] = links.base + "o/" + order.orderId
         let minute = now() / 60_000
         let key = "order:\(order.orderId):payment-link:" + (request.idempotencyKey.isEmpty ? "\(minute)" : request.idempotencyKey)
+        let (channel, template) = try await chosenTemplate(request.shopId, channel: request.channel, templateId: request.templateId, use: .paymentLink)
         return try await send(
-            request.shopId, channel: request.channel, templateId: request.templateId,
-            recipient: recipient.isEmpty && request.channel != .messenger ? order.shipping?.phone ?? "" : recipient, customer: order.customerId,
+            request.shopId, channel: channel, templateId: template,
+            recipient: recipient.isEmpty && channel != .messenger ? order.shipping?.phone ?? "" : recipient, customer: order.customerId,
             params: params, key: key
         )
     }

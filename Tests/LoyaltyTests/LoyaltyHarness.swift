@@ -13,6 +13,13 @@ import VietnamCommerce
 final class ScriptedMessenger: VoucherMessenger {
     let requests = Mutex<[SendMessageRequest]>([])
     let failure = Mutex<RPCError?>(nil)
+    /// The shop's default templates, as messaging-svc keeps them.
+    let defaults = Mutex<[MessageDefault.Use: MessageDefault]>([:])
+
+    func messageDefault(shop: String, use: MessageDefault.Use) async throws(RPCError) -> MessageDefault {
+        guard let found = defaults.withLock({ $0[use] }) else { throw RPCError.failedPrecondition("template_id: none given, and no default for \(use.protoName)") }
+        return found
+    }
 
     func send(_ request: SendMessageRequest) async throws(RPCError) -> SendMessageResponse {
         requests.withLock { $0.append(request) }

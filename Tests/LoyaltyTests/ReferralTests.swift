@@ -159,6 +159,22 @@ import VietnamCommerce
         }
     }
 
+    /// API.md: a campaign that names no template takes the shop's REFERRAL_OFFER default, and its channel.
+    @Test func aReferralCampaignWithoutATemplateTakesTheShopsDefault() async throws {
+        try await LoyaltyHarness.run { h in
+            let offer = ReferralOffer(discountPercent: 10, validDays: 30)
+            await expectStatus(.failedPrecondition, naming: "template_id") {
+                _ = try await h.client.createReferralCampaign(CreateReferralCampaignRequest(shopId: Self.shop, name: "Bạn mới", offer: offer))
+            }
+            h.messenger.defaults.withLock { $0[.referralOffer] = MessageDefault(use: .referralOffer, channel: .zns, templateId: "tpl-zns-ref") }
+            let campaign = try await h.client.createReferralCampaign(CreateReferralCampaignRequest(shopId: Self.shop, name: "Bạn mới", offer: offer))
+            #expect(campaign.channel == .zns && campaign.templateId == "tpl-zns-ref")
+            await expectStatus(.failedPrecondition, naming: "template_id") {
+                _ = try await h.client.createReferralCampaign(CreateReferralCampaignRequest(shopId: Self.shop, name: "Bạn mới", offer: offer, channel: .email))
+            }
+        }
+    }
+
     @Test func aVoucherMadeWhileMessagingIsDownIsSentLaterOnce() async throws {
         try await LoyaltyHarness.run { h in
             try await Self.referralShop(h)

@@ -64,6 +64,48 @@ import Testing
         try await again.database.close()
     }
 
+    /// The shop's default templates: set by owners and admins, used by a scenario that names
+    /// no channel or template, and refused naming template_id while there is none.
+    @Test func aScenarioWithoutTemplatesTakesTheShopsDefault() async throws {
+        let h = try await MessagingHarness.make()
+        let steps = [ScenarioStep(delayMs: 0), ScenarioStep(delayMs: Self.hour)]
+        await expectStatus(.failedPrecondition, naming: "template_id") {
+            _ = try await h.client.createScenario(CreateScenarioRequest(shopId: Self.shop, triggerTagName: "Đang cân nhắc", steps: steps))
+        }
+        await expectStatus(.failedPrecondition, naming: "template_id") {
+            _ = try await h.client.getMessageDefault(GetMessageDefaultRequest(shopId: Self.shop, use: .scenarioStep))
+        }
+        let nudge = try await h.client.createTemplate(CreateTemplateRequest(
+            shopId: Self.shop, channel: .sms, name: "Nhắc", body: "Shop giữ hàng cho bạn nhé", purpose: .transactionUpdate
+        ))
+        let messenger = try await h.client.createTemplate(CreateTemplateRequest(shopId: Self.shop, channel: .messenger, name: "M", body: "Hi", purpose: .marketing))
+        // Agents may not choose them; a referral offer cannot go by Messenger.
+        let agent = MessagingService.Client(
+            channel: InProcessChannel(router: RPCRouter(services: [h.handler], verifier: TokenVerifier(key: MessagingHarness.key))),
+            defaultOptions: .bearer(TokenSigner(key: MessagingHarness.key).mint(shopId: Self.shop, staffId: "a", role: .agent))
+        )
+        await expectStatus(.permissionDenied, naming: "owner or admins") {
+            _ = try await agent.setMessageDefault(SetMessageDefaultRequest(shopId: Self.shop, use: .scenarioStep, templateId: nudge.templateId))
+        }
+        await expectStatus(.invalidArgument, naming: "template_id") {
+            _ = try await h.client.setMessageDefault(SetMessageDefaultRequest(shopId: Self.shop, use: .referralOffer, templateId: messenger.templateId))
+        }
+        await expectStatus(.notFound, naming: "template_id") {
+            _ = try await h.client.setMessageDefault(SetMessageDefaultRequest(shopId: Self.shop, use: .scenarioStep, templateId: "tpl_nope"))
+        }
+        let set = try await h.client.setMessageDefault(SetMessageDefaultRequest(shopId: Self.shop, use: .scenarioStep, templateId: nudge.templateId))
+        #expect(set == MessageDefault(use: .scenarioStep, channel: .sms, templateId: nudge.templateId))
+        #expect(try await h.client.listMessageDefaults(ListMessageDefaultsRequest(shopId: Self.shop)).defaults == [set])
+        let scenario = try await h.client.createScenario(CreateScenarioRequest(shopId: Self.shop, triggerTagName: "Đang cân nhắc", steps: steps))
+        #expect(scenario.channel == .sms && scenario.steps.map(\.templateId) == [nudge.templateId, nudge.templateId])
+        // Removed: refused again.
+        _ = try await h.client.setMessageDefault(SetMessageDefaultRequest(shopId: Self.shop, use: .scenarioStep))
+        await expectStatus(.failedPrecondition, naming: "template_id") {
+            _ = try await h.client.getMessageDefault(GetMessageDefaultRequest(shopId: Self.shop, use: .scenarioStep))
+        }
+        try await h.database.close()
+    }
+
     @Test func aDetachedTagOrACustomerReplyCancelsTheRemainingSteps() async throws {
         let h = try await MessagingHarness.make()
         _ = try await h.client.topUp(TopUpRequest(shopId: Self.shop, amountVnd: 10_000, paymentRef: "r"))
@@ -203,7 +245,9 @@ import Testing
             (.invalidArgument, "steps[0].template_id", { _ = try await c.createScenario(CreateScenarioRequest(shopId: s, triggerTagName: "A", steps: [ScenarioStep(templateId: sms.templateId)], channel: .sms)) }),
             (.invalidArgument, "steps[0].template_id", { _ = try await c.createScenario(CreateScenarioRequest(shopId: s, triggerTagName: "A", steps: [ScenarioStep(templateId: mail.templateId)], channel: .sms)) }),
             (.notFound, "steps[0].template_id", { _ = try await c.createScenario(CreateScenarioRequest(shopId: s, triggerTagName: "A", steps: [ScenarioStep(templateId: "tpl_x")], channel: .sms)) }),
-            (.invalidArgument, "channel", { _ = try await c.createScenario(CreateScenarioRequest(shopId: s, triggerTagName: "A", steps: [ScenarioStep(templateId: plain.templateId)])) }),
+            // No channel: the first step's template's (SMS), which the e-mail step then contradicts.
+            (.invalidArgument, "steps[1].template_id", { _ = try await c.createScenario(CreateScenarioRequest(shopId: s, triggerTagName: "A", steps: [ScenarioStep(templateId: plain.templateId), ScenarioStep(templateId: mail.templateId)])) }),
+            (.failedPrecondition, "template_id", { _ = try await c.createScenario(CreateScenarioRequest(shopId: s, triggerTagName: "A", steps: [ScenarioStep()])) }),
             (.invalidArgument, "event_id", { _ = try await c.onTagAttached(OnTagAttachedRequest(shopId: s, customerId: "c", tagName: "A", atMs: 1)) }),
             (.invalidArgument, "customer_id", { _ = try await c.onTagAttached(OnTagAttachedRequest(shopId: s, eventId: "e", tagName: "A", atMs: 1)) }),
             (.invalidArgument, "tag_name", { _ = try await c.onTagDetached(OnTagDetachedRequest(shopId: s, eventId: "e", customerId: "c", atMs: 1)) }),

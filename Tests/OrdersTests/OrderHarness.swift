@@ -81,6 +81,13 @@ final class ScriptedLoyalty: LoyaltyCheckout {
 /// messaging-svc's SendMessage as a script: records every request, answers by key.
 final class ScriptedMessenger: OrderMessenger {
     let requests = Mutex<[SendMessageRequest]>([])
+    /// The shop's default templates, as messaging-svc keeps them.
+    let defaults = Mutex<[MessageDefault.Use: MessageDefault]>([:])
+
+    func messageDefault(shop: String, use: MessageDefault.Use) async throws(RPCError) -> MessageDefault {
+        guard let found = defaults.withLock({ $0[use] }) else { throw RPCError.failedPrecondition("template_id: none given, and no default for \(use.protoName)") }
+        return found
+    }
 
     func send(_ request: SendMessageRequest) async throws(RPCError) -> SendMessageResponse {
         requests.withLock { $0.append(request) }

@@ -326,6 +326,26 @@ import Testing
             let reminder = h.messenger.requests.withLock { $0.last! }
             #expect(reminder.recipient == "0977111222" && reminder.params["items"] == "2 × Áo sơ mi trắng (Size M)")
             #expect(reminder.params["total"] == "398.000đ" && reminder.params["link"] == "https://pay.chatmesh.vn/c/" + cart)
+
+            // No template named: refused naming it while the shop has no default, the default's template and channel once it has.
+            await expectStatus(.failedPrecondition, naming: "template_id") {
+                _ = try await h.client.sendOrderConfirmation(SendOrderConfirmationRequest(shopId: Self.shop, orderId: online.orderId))
+            }
+            h.messenger.defaults.withLock {
+                $0[.orderConfirmation] = MessageDefault(use: .orderConfirmation, channel: .zns, templateId: "tpl-default-confirm")
+                $0[.paymentLink] = MessageDefault(use: .paymentLink, channel: .sms, templateId: "tpl-default-pay")
+                $0[.cartReminder] = MessageDefault(use: .cartReminder, channel: .sms, templateId: "tpl-default-cart")
+            }
+            _ = try await h.client.sendOrderConfirmation(SendOrderConfirmationRequest(shopId: Self.shop, orderId: online.orderId, idempotencyKey: "again"))
+            _ = try await h.client.resendPaymentLink(ResendPaymentLinkRequest(shopId: Self.shop, orderId: online.orderId, idempotencyKey: "k-default"))
+            _ = try await h.client.sendCartReminder(SendCartReminderRequest(shopId: Self.shop, cartId: cart, idempotencyKey: "k-default"))
+            let defaulted = h.messenger.requests.withLock { Array($0.suffix(3)) }
+            #expect(defaulted.map(\.templateId) == ["tpl-default-confirm", "tpl-default-pay", "tpl-default-cart"])
+            #expect(defaulted.map(\.channel) == [.zns, .sms, .sms] && defaulted.map(\.recipient) == ["0912345678", "0912345678", "0977111222"])
+            // A channel that is not the default's, with no template: refused naming the field.
+            await expectStatus(.failedPrecondition, naming: "template_id") {
+                _ = try await h.client.sendCartReminder(SendCartReminderRequest(shopId: Self.shop, cartId: cart, channel: .email))
+            }
         }
     }
 

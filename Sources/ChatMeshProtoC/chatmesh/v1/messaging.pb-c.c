@@ -367,6 +367,231 @@ void   chatmesh__v1__set_auto_top_up_request__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__set_auto_top_up_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__message_default__init
+                     (Chatmesh__V1__MessageDefault         *message)
+{
+  static const Chatmesh__V1__MessageDefault init_value = CHATMESH__V1__MESSAGE_DEFAULT__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__message_default__get_packed_size
+                     (const Chatmesh__V1__MessageDefault *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__message_default__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__message_default__pack
+                     (const Chatmesh__V1__MessageDefault *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__message_default__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__message_default__pack_to_buffer
+                     (const Chatmesh__V1__MessageDefault *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__message_default__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__MessageDefault *
+       chatmesh__v1__message_default__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__MessageDefault *)
+     protobuf_c_message_unpack (&chatmesh__v1__message_default__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__message_default__free_unpacked
+                     (Chatmesh__V1__MessageDefault *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__message_default__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__set_message_default_request__init
+                     (Chatmesh__V1__SetMessageDefaultRequest         *message)
+{
+  static const Chatmesh__V1__SetMessageDefaultRequest init_value = CHATMESH__V1__SET_MESSAGE_DEFAULT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__set_message_default_request__get_packed_size
+                     (const Chatmesh__V1__SetMessageDefaultRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_message_default_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__set_message_default_request__pack
+                     (const Chatmesh__V1__SetMessageDefaultRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_message_default_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__set_message_default_request__pack_to_buffer
+                     (const Chatmesh__V1__SetMessageDefaultRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__set_message_default_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__SetMessageDefaultRequest *
+       chatmesh__v1__set_message_default_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__SetMessageDefaultRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__set_message_default_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__set_message_default_request__free_unpacked
+                     (Chatmesh__V1__SetMessageDefaultRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__set_message_default_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__get_message_default_request__init
+                     (Chatmesh__V1__GetMessageDefaultRequest         *message)
+{
+  static const Chatmesh__V1__GetMessageDefaultRequest init_value = CHATMESH__V1__GET_MESSAGE_DEFAULT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__get_message_default_request__get_packed_size
+                     (const Chatmesh__V1__GetMessageDefaultRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_message_default_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__get_message_default_request__pack
+                     (const Chatmesh__V1__GetMessageDefaultRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_message_default_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__get_message_default_request__pack_to_buffer
+                     (const Chatmesh__V1__GetMessageDefaultRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_message_default_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__GetMessageDefaultRequest *
+       chatmesh__v1__get_message_default_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__GetMessageDefaultRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__get_message_default_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__get_message_default_request__free_unpacked
+                     (Chatmesh__V1__GetMessageDefaultRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__get_message_default_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__list_message_defaults_request__init
+                     (Chatmesh__V1__ListMessageDefaultsRequest         *message)
+{
+  static const Chatmesh__V1__ListMessageDefaultsRequest init_value = CHATMESH__V1__LIST_MESSAGE_DEFAULTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_message_defaults_request__get_packed_size
+                     (const Chatmesh__V1__ListMessageDefaultsRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_message_defaults_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_message_defaults_request__pack
+                     (const Chatmesh__V1__ListMessageDefaultsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_message_defaults_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_message_defaults_request__pack_to_buffer
+                     (const Chatmesh__V1__ListMessageDefaultsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_message_defaults_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListMessageDefaultsRequest *
+       chatmesh__v1__list_message_defaults_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListMessageDefaultsRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_message_defaults_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_message_defaults_request__free_unpacked
+                     (Chatmesh__V1__ListMessageDefaultsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_message_defaults_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__list_message_defaults_response__init
+                     (Chatmesh__V1__ListMessageDefaultsResponse         *message)
+{
+  static const Chatmesh__V1__ListMessageDefaultsResponse init_value = CHATMESH__V1__LIST_MESSAGE_DEFAULTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__list_message_defaults_response__get_packed_size
+                     (const Chatmesh__V1__ListMessageDefaultsResponse *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_message_defaults_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__list_message_defaults_response__pack
+                     (const Chatmesh__V1__ListMessageDefaultsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_message_defaults_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__list_message_defaults_response__pack_to_buffer
+                     (const Chatmesh__V1__ListMessageDefaultsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__list_message_defaults_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__ListMessageDefaultsResponse *
+       chatmesh__v1__list_message_defaults_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__ListMessageDefaultsResponse *)
+     protobuf_c_message_unpack (&chatmesh__v1__list_message_defaults_response__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__list_message_defaults_response__free_unpacked
+                     (Chatmesh__V1__ListMessageDefaultsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__list_message_defaults_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__send_message_request__params_entry__init
                      (Chatmesh__V1__SendMessageRequest__ParamsEntry         *message)
 {
@@ -2098,6 +2323,336 @@ const ProtobufCMessageDescriptor chatmesh__v1__set_auto_top_up_request__descript
   chatmesh__v1__set_auto_top_up_request__field_indices_by_name,
   1,  chatmesh__v1__set_auto_top_up_request__number_ranges,
   (ProtobufCMessageInit) chatmesh__v1__set_auto_top_up_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue chatmesh__v1__message_default__use__enum_values_by_number[6] =
+{
+  { "USE_UNSPECIFIED", "CHATMESH__V1__MESSAGE_DEFAULT__USE__USE_UNSPECIFIED", 0 },
+  { "CART_REMINDER", "CHATMESH__V1__MESSAGE_DEFAULT__USE__CART_REMINDER", 1 },
+  { "ORDER_CONFIRMATION", "CHATMESH__V1__MESSAGE_DEFAULT__USE__ORDER_CONFIRMATION", 2 },
+  { "PAYMENT_LINK", "CHATMESH__V1__MESSAGE_DEFAULT__USE__PAYMENT_LINK", 3 },
+  { "SCENARIO_STEP", "CHATMESH__V1__MESSAGE_DEFAULT__USE__SCENARIO_STEP", 4 },
+  { "REFERRAL_OFFER", "CHATMESH__V1__MESSAGE_DEFAULT__USE__REFERRAL_OFFER", 5 },
+};
+static const ProtobufCIntRange chatmesh__v1__message_default__use__value_ranges[] = {
+{0, 0},{0, 6}
+};
+static const ProtobufCEnumValueIndex chatmesh__v1__message_default__use__enum_values_by_name[6] =
+{
+  { "CART_REMINDER", 1 },
+  { "ORDER_CONFIRMATION", 2 },
+  { "PAYMENT_LINK", 3 },
+  { "REFERRAL_OFFER", 5 },
+  { "SCENARIO_STEP", 4 },
+  { "USE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor chatmesh__v1__message_default__use__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.MessageDefault.Use",
+  "Use",
+  "Chatmesh__V1__MessageDefault__Use",
+  "chatmesh.v1",
+  6,
+  chatmesh__v1__message_default__use__enum_values_by_number,
+  6,
+  chatmesh__v1__message_default__use__enum_values_by_name,
+  1,
+  chatmesh__v1__message_default__use__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__message_default__field_descriptors[3] =
+{
+  {
+    "use",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__MessageDefault, use),
+    &chatmesh__v1__message_default__use__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "channel",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__MessageDefault, channel),
+    &chatmesh__v1__template__channel__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "template_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__MessageDefault, template_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__message_default__field_indices_by_name[] = {
+  1,   /* field[1] = channel */
+  2,   /* field[2] = template_id */
+  0,   /* field[0] = use */
+};
+static const ProtobufCIntRange chatmesh__v1__message_default__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__message_default__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.MessageDefault",
+  "MessageDefault",
+  "Chatmesh__V1__MessageDefault",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__MessageDefault),
+  3,
+  chatmesh__v1__message_default__field_descriptors,
+  chatmesh__v1__message_default__field_indices_by_name,
+  1,  chatmesh__v1__message_default__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__message_default__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__set_message_default_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetMessageDefaultRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "use",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetMessageDefaultRequest, use),
+    &chatmesh__v1__message_default__use__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "template_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__SetMessageDefaultRequest, template_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__set_message_default_request__field_indices_by_name[] = {
+  0,   /* field[0] = shop_id */
+  2,   /* field[2] = template_id */
+  1,   /* field[1] = use */
+};
+static const ProtobufCIntRange chatmesh__v1__set_message_default_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__set_message_default_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.SetMessageDefaultRequest",
+  "SetMessageDefaultRequest",
+  "Chatmesh__V1__SetMessageDefaultRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__SetMessageDefaultRequest),
+  3,
+  chatmesh__v1__set_message_default_request__field_descriptors,
+  chatmesh__v1__set_message_default_request__field_indices_by_name,
+  1,  chatmesh__v1__set_message_default_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__set_message_default_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__get_message_default_request__field_descriptors[2] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetMessageDefaultRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "use",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetMessageDefaultRequest, use),
+    &chatmesh__v1__message_default__use__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__get_message_default_request__field_indices_by_name[] = {
+  0,   /* field[0] = shop_id */
+  1,   /* field[1] = use */
+};
+static const ProtobufCIntRange chatmesh__v1__get_message_default_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__get_message_default_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.GetMessageDefaultRequest",
+  "GetMessageDefaultRequest",
+  "Chatmesh__V1__GetMessageDefaultRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__GetMessageDefaultRequest),
+  2,
+  chatmesh__v1__get_message_default_request__field_descriptors,
+  chatmesh__v1__get_message_default_request__field_indices_by_name,
+  1,  chatmesh__v1__get_message_default_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__get_message_default_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_message_defaults_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListMessageDefaultsRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListMessageDefaultsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListMessageDefaultsRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_message_defaults_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__list_message_defaults_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_message_defaults_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListMessageDefaultsRequest",
+  "ListMessageDefaultsRequest",
+  "Chatmesh__V1__ListMessageDefaultsRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListMessageDefaultsRequest),
+  3,
+  chatmesh__v1__list_message_defaults_request__field_descriptors,
+  chatmesh__v1__list_message_defaults_request__field_indices_by_name,
+  1,  chatmesh__v1__list_message_defaults_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_message_defaults_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__list_message_defaults_response__field_descriptors[2] =
+{
+  {
+    "defaults",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__ListMessageDefaultsResponse, n_defaults),
+    offsetof(Chatmesh__V1__ListMessageDefaultsResponse, defaults),
+    &chatmesh__v1__message_default__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__ListMessageDefaultsResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__list_message_defaults_response__field_indices_by_name[] = {
+  0,   /* field[0] = defaults */
+  1,   /* field[1] = next_page_token */
+};
+static const ProtobufCIntRange chatmesh__v1__list_message_defaults_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__list_message_defaults_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.ListMessageDefaultsResponse",
+  "ListMessageDefaultsResponse",
+  "Chatmesh__V1__ListMessageDefaultsResponse",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__ListMessageDefaultsResponse),
+  2,
+  chatmesh__v1__list_message_defaults_response__field_descriptors,
+  chatmesh__v1__list_message_defaults_response__field_indices_by_name,
+  1,  chatmesh__v1__list_message_defaults_response__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__list_message_defaults_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor chatmesh__v1__send_message_request__params_entry__field_descriptors[2] =
@@ -4352,9 +4907,12 @@ const ProtobufCMessageDescriptor chatmesh__v1__cancelled_steps_response__descrip
   (ProtobufCMessageInit) chatmesh__v1__cancelled_steps_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[19] =
+static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_descriptors[22] =
 {
   { "CreateTemplate", &chatmesh__v1__create_template_request__descriptor, &chatmesh__v1__template__descriptor },
+  { "SetMessageDefault", &chatmesh__v1__set_message_default_request__descriptor, &chatmesh__v1__message_default__descriptor },
+  { "GetMessageDefault", &chatmesh__v1__get_message_default_request__descriptor, &chatmesh__v1__message_default__descriptor },
+  { "ListMessageDefaults", &chatmesh__v1__list_message_defaults_request__descriptor, &chatmesh__v1__list_message_defaults_response__descriptor },
   { "ListTemplates", &chatmesh__v1__list_templates_request__descriptor, &chatmesh__v1__list_templates_response__descriptor },
   { "GetBalance", &chatmesh__v1__shop_request__descriptor, &chatmesh__v1__balance__descriptor },
   { "TopUp", &chatmesh__v1__top_up_request__descriptor, &chatmesh__v1__balance__descriptor },
@@ -4375,25 +4933,28 @@ static const ProtobufCMethodDescriptor chatmesh__v1__messaging_service__method_d
   { "DeliverReply", &chatmesh__v1__deliver_reply_request__descriptor, &chatmesh__v1__deliver_reply_response__descriptor },
 };
 const unsigned chatmesh__v1__messaging_service__method_indices_by_name[] = {
-  8,        /* CancelBroadcast */
-  6,        /* CreateBroadcast */
-  12,        /* CreateScenario */
+  11,        /* CancelBroadcast */
+  9,        /* CreateBroadcast */
+  15,        /* CreateScenario */
   0,        /* CreateTemplate */
-  18,        /* DeliverReply */
-  2,        /* GetBalance */
-  7,        /* GetBroadcast */
-  11,        /* GetZnsQuality */
-  13,        /* ListScenarios */
-  1,        /* ListTemplates */
-  16,        /* OnCustomerMessage */
-  17,        /* OnOrderEvent */
-  14,        /* OnTagAttached */
-  15,        /* OnTagDetached */
-  9,        /* RecordDeliveryReport */
-  10,        /* RecordFeedback */
-  5,        /* SendMessage */
-  4,        /* SetAutoTopUp */
-  3         /* TopUp */
+  21,        /* DeliverReply */
+  5,        /* GetBalance */
+  10,        /* GetBroadcast */
+  2,        /* GetMessageDefault */
+  14,        /* GetZnsQuality */
+  3,        /* ListMessageDefaults */
+  16,        /* ListScenarios */
+  4,        /* ListTemplates */
+  19,        /* OnCustomerMessage */
+  20,        /* OnOrderEvent */
+  17,        /* OnTagAttached */
+  18,        /* OnTagDetached */
+  12,        /* RecordDeliveryReport */
+  13,        /* RecordFeedback */
+  8,        /* SendMessage */
+  7,        /* SetAutoTopUp */
+  1,        /* SetMessageDefault */
+  6         /* TopUp */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__messaging_service__descriptor =
 {
@@ -4402,7 +4963,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__messaging_service__descriptor =
   "MessagingService",
   "Chatmesh__V1__MessagingService",
   "chatmesh.v1",
-  19,
+  22,
   chatmesh__v1__messaging_service__method_descriptors,
   chatmesh__v1__messaging_service__method_indices_by_name
 };
@@ -4414,13 +4975,37 @@ void chatmesh__v1__messaging_service__create_template(ProtobufCService *service,
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__messaging_service__set_message_default(ProtobufCService *service,
+                                                          const Chatmesh__V1__SetMessageDefaultRequest *input,
+                                                          Chatmesh__V1__MessageDefault_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__messaging_service__get_message_default(ProtobufCService *service,
+                                                          const Chatmesh__V1__GetMessageDefaultRequest *input,
+                                                          Chatmesh__V1__MessageDefault_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void chatmesh__v1__messaging_service__list_message_defaults(ProtobufCService *service,
+                                                            const Chatmesh__V1__ListMessageDefaultsRequest *input,
+                                                            Chatmesh__V1__ListMessageDefaultsResponse_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__messaging_service__list_templates(ProtobufCService *service,
                                                      const Chatmesh__V1__ListTemplatesRequest *input,
                                                      Chatmesh__V1__ListTemplatesResponse_Closure closure,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__get_balance(ProtobufCService *service,
                                                   const Chatmesh__V1__ShopRequest *input,
@@ -4428,7 +5013,7 @@ void chatmesh__v1__messaging_service__get_balance(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__top_up(ProtobufCService *service,
                                              const Chatmesh__V1__TopUpRequest *input,
@@ -4436,7 +5021,7 @@ void chatmesh__v1__messaging_service__top_up(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__set_auto_top_up(ProtobufCService *service,
                                                       const Chatmesh__V1__SetAutoTopUpRequest *input,
@@ -4444,7 +5029,7 @@ void chatmesh__v1__messaging_service__set_auto_top_up(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__send_message(ProtobufCService *service,
                                                    const Chatmesh__V1__SendMessageRequest *input,
@@ -4452,7 +5037,7 @@ void chatmesh__v1__messaging_service__send_message(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__create_broadcast(ProtobufCService *service,
                                                        const Chatmesh__V1__CreateBroadcastRequest *input,
@@ -4460,7 +5045,7 @@ void chatmesh__v1__messaging_service__create_broadcast(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__get_broadcast(ProtobufCService *service,
                                                     const Chatmesh__V1__BroadcastRequest *input,
@@ -4468,7 +5053,7 @@ void chatmesh__v1__messaging_service__get_broadcast(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__cancel_broadcast(ProtobufCService *service,
                                                        const Chatmesh__V1__BroadcastRequest *input,
@@ -4476,7 +5061,7 @@ void chatmesh__v1__messaging_service__cancel_broadcast(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__record_delivery_report(ProtobufCService *service,
                                                              const Chatmesh__V1__DeliveryReportRequest *input,
@@ -4484,7 +5069,7 @@ void chatmesh__v1__messaging_service__record_delivery_report(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__record_feedback(ProtobufCService *service,
                                                       const Chatmesh__V1__RecordFeedbackRequest *input,
@@ -4492,7 +5077,7 @@ void chatmesh__v1__messaging_service__record_feedback(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__get_zns_quality(ProtobufCService *service,
                                                       const Chatmesh__V1__ShopRequest *input,
@@ -4500,7 +5085,7 @@ void chatmesh__v1__messaging_service__get_zns_quality(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__create_scenario(ProtobufCService *service,
                                                       const Chatmesh__V1__CreateScenarioRequest *input,
@@ -4508,7 +5093,7 @@ void chatmesh__v1__messaging_service__create_scenario(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__list_scenarios(ProtobufCService *service,
                                                      const Chatmesh__V1__ListScenariosRequest *input,
@@ -4516,7 +5101,7 @@ void chatmesh__v1__messaging_service__list_scenarios(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__on_tag_attached(ProtobufCService *service,
                                                       const Chatmesh__V1__OnTagAttachedRequest *input,
@@ -4524,7 +5109,7 @@ void chatmesh__v1__messaging_service__on_tag_attached(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__on_tag_detached(ProtobufCService *service,
                                                       const Chatmesh__V1__OnTagDetachedRequest *input,
@@ -4532,7 +5117,7 @@ void chatmesh__v1__messaging_service__on_tag_detached(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *service,
                                                           const Chatmesh__V1__OnCustomerMessageRequest *input,
@@ -4540,7 +5125,7 @@ void chatmesh__v1__messaging_service__on_customer_message(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__on_order_event(ProtobufCService *service,
                                                      const Chatmesh__V1__OnOrderEventRequest *input,
@@ -4548,7 +5133,7 @@ void chatmesh__v1__messaging_service__on_order_event(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__deliver_reply(ProtobufCService *service,
                                                     const Chatmesh__V1__DeliverReplyRequest *input,
@@ -4556,7 +5141,7 @@ void chatmesh__v1__messaging_service__deliver_reply(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__messaging_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Service *service,
                                             Chatmesh__V1__MessagingService_ServiceDestroy destroy)

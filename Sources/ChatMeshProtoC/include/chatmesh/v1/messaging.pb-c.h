@@ -25,6 +25,11 @@ typedef struct Chatmesh__V1__AutoTopUp Chatmesh__V1__AutoTopUp;
 typedef struct Chatmesh__V1__Balance Chatmesh__V1__Balance;
 typedef struct Chatmesh__V1__TopUpRequest Chatmesh__V1__TopUpRequest;
 typedef struct Chatmesh__V1__SetAutoTopUpRequest Chatmesh__V1__SetAutoTopUpRequest;
+typedef struct Chatmesh__V1__MessageDefault Chatmesh__V1__MessageDefault;
+typedef struct Chatmesh__V1__SetMessageDefaultRequest Chatmesh__V1__SetMessageDefaultRequest;
+typedef struct Chatmesh__V1__GetMessageDefaultRequest Chatmesh__V1__GetMessageDefaultRequest;
+typedef struct Chatmesh__V1__ListMessageDefaultsRequest Chatmesh__V1__ListMessageDefaultsRequest;
+typedef struct Chatmesh__V1__ListMessageDefaultsResponse Chatmesh__V1__ListMessageDefaultsResponse;
 typedef struct Chatmesh__V1__SendMessageRequest Chatmesh__V1__SendMessageRequest;
 typedef struct Chatmesh__V1__SendMessageRequest__ParamsEntry Chatmesh__V1__SendMessageRequest__ParamsEntry;
 typedef struct Chatmesh__V1__SendMessageResponse Chatmesh__V1__SendMessageResponse;
@@ -71,6 +76,15 @@ typedef enum _Chatmesh__V1__Template__Purpose {
   CHATMESH__V1__TEMPLATE__PURPOSE__MARKETING = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__TEMPLATE__PURPOSE)
 } Chatmesh__V1__Template__Purpose;
+typedef enum _Chatmesh__V1__MessageDefault__Use {
+  CHATMESH__V1__MESSAGE_DEFAULT__USE__USE_UNSPECIFIED = 0,
+  CHATMESH__V1__MESSAGE_DEFAULT__USE__CART_REMINDER = 1,
+  CHATMESH__V1__MESSAGE_DEFAULT__USE__ORDER_CONFIRMATION = 2,
+  CHATMESH__V1__MESSAGE_DEFAULT__USE__PAYMENT_LINK = 3,
+  CHATMESH__V1__MESSAGE_DEFAULT__USE__SCENARIO_STEP = 4,
+  CHATMESH__V1__MESSAGE_DEFAULT__USE__REFERRAL_OFFER = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(CHATMESH__V1__MESSAGE_DEFAULT__USE)
+} Chatmesh__V1__MessageDefault__Use;
 typedef enum _Chatmesh__V1__Broadcast__Status {
   CHATMESH__V1__BROADCAST__STATUS__STATUS_UNSPECIFIED = 0,
   CHATMESH__V1__BROADCAST__STATUS__SCHEDULED = 1,
@@ -238,6 +252,86 @@ struct  Chatmesh__V1__SetAutoTopUpRequest
     , (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
+/*
+ * R-MSG-4: a transactional message. A send the balance cannot cover is
+ * RESOURCE_EXHAUSTED and is not sent (R-MSG-3); with automatic top-up on, the
+ * balance is topped up through the payment gateway first. A MESSENGER send is a
+ * staff member's (R-MSG-5): within 24 hours of the customer's last message it
+ * goes as a response, within 7 days with the HUMAN_AGENT tag, later it is
+ * FAILED_PRECONDITION with the reason.
+ * The shop's default template (and so channel) for each kind of message the services
+ * send. SendCartReminder, SendOrderConfirmation, ResendPaymentLink, CreateScenario and
+ * CreateReferralCampaign use it when the caller names no template; without one they
+ * refuse, naming template_id (API.md).
+ */
+struct  Chatmesh__V1__MessageDefault
+{
+  ProtobufCMessage base;
+  Chatmesh__V1__MessageDefault__Use use;
+  /*
+   * The template's channel.
+   */
+  Chatmesh__V1__Template__Channel channel;
+  char *template_id;
+};
+#define CHATMESH__V1__MESSAGE_DEFAULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__message_default__descriptor) \
+    , CHATMESH__V1__MESSAGE_DEFAULT__USE__USE_UNSPECIFIED, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Owners and admins. An empty template_id removes the default.
+ */
+struct  Chatmesh__V1__SetMessageDefaultRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  Chatmesh__V1__MessageDefault__Use use;
+  char *template_id;
+};
+#define CHATMESH__V1__SET_MESSAGE_DEFAULT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__set_message_default_request__descriptor) \
+    , (char *)protobuf_c_empty_string, CHATMESH__V1__MESSAGE_DEFAULT__USE__USE_UNSPECIFIED, (char *)protobuf_c_empty_string }
+
+
+/*
+ * FAILED_PRECONDITION naming template_id when the shop has none for `use`.
+ */
+struct  Chatmesh__V1__GetMessageDefaultRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  Chatmesh__V1__MessageDefault__Use use;
+};
+#define CHATMESH__V1__GET_MESSAGE_DEFAULT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__get_message_default_request__descriptor) \
+    , (char *)protobuf_c_empty_string, CHATMESH__V1__MESSAGE_DEFAULT__USE__USE_UNSPECIFIED }
+
+
+struct  Chatmesh__V1__ListMessageDefaultsRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  int32_t page_size;
+  char *page_token;
+};
+#define CHATMESH__V1__LIST_MESSAGE_DEFAULTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_message_defaults_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Chatmesh__V1__ListMessageDefaultsResponse
+{
+  ProtobufCMessage base;
+  size_t n_defaults;
+  Chatmesh__V1__MessageDefault **defaults;
+  char *next_page_token;
+};
+#define CHATMESH__V1__LIST_MESSAGE_DEFAULTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__list_message_defaults_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+
 struct  Chatmesh__V1__SendMessageRequest__ParamsEntry
 {
   ProtobufCMessage base;
@@ -249,14 +343,6 @@ struct  Chatmesh__V1__SendMessageRequest__ParamsEntry
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
-/*
- * R-MSG-4: a transactional message. A send the balance cannot cover is
- * RESOURCE_EXHAUSTED and is not sent (R-MSG-3); with automatic top-up on, the
- * balance is topped up through the payment gateway first. A MESSENGER send is a
- * staff member's (R-MSG-5): within 24 hours of the customer's last message it
- * goes as a response, within 7 days with the HUMAN_AGENT tag, later it is
- * FAILED_PRECONDITION with the reason.
- */
 struct  Chatmesh__V1__SendMessageRequest
 {
   ProtobufCMessage base;
@@ -517,6 +603,10 @@ struct  Chatmesh__V1__Scenario
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, CHATMESH__V1__TEMPLATE__CHANNEL__CHANNEL_UNSPECIFIED }
 
 
+/*
+ * A step without template_id, and a scenario without channel, take the shop's
+ * SCENARIO_STEP default (MessageDefault).
+ */
 struct  Chatmesh__V1__CreateScenarioRequest
 {
   ProtobufCMessage base;
@@ -857,6 +947,101 @@ Chatmesh__V1__SetAutoTopUpRequest *
                       const uint8_t       *data);
 void   chatmesh__v1__set_auto_top_up_request__free_unpacked
                      (Chatmesh__V1__SetAutoTopUpRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__MessageDefault methods */
+void   chatmesh__v1__message_default__init
+                     (Chatmesh__V1__MessageDefault         *message);
+size_t chatmesh__v1__message_default__get_packed_size
+                     (const Chatmesh__V1__MessageDefault   *message);
+size_t chatmesh__v1__message_default__pack
+                     (const Chatmesh__V1__MessageDefault   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__message_default__pack_to_buffer
+                     (const Chatmesh__V1__MessageDefault   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__MessageDefault *
+       chatmesh__v1__message_default__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__message_default__free_unpacked
+                     (Chatmesh__V1__MessageDefault *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__SetMessageDefaultRequest methods */
+void   chatmesh__v1__set_message_default_request__init
+                     (Chatmesh__V1__SetMessageDefaultRequest         *message);
+size_t chatmesh__v1__set_message_default_request__get_packed_size
+                     (const Chatmesh__V1__SetMessageDefaultRequest   *message);
+size_t chatmesh__v1__set_message_default_request__pack
+                     (const Chatmesh__V1__SetMessageDefaultRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__set_message_default_request__pack_to_buffer
+                     (const Chatmesh__V1__SetMessageDefaultRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__SetMessageDefaultRequest *
+       chatmesh__v1__set_message_default_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__set_message_default_request__free_unpacked
+                     (Chatmesh__V1__SetMessageDefaultRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__GetMessageDefaultRequest methods */
+void   chatmesh__v1__get_message_default_request__init
+                     (Chatmesh__V1__GetMessageDefaultRequest         *message);
+size_t chatmesh__v1__get_message_default_request__get_packed_size
+                     (const Chatmesh__V1__GetMessageDefaultRequest   *message);
+size_t chatmesh__v1__get_message_default_request__pack
+                     (const Chatmesh__V1__GetMessageDefaultRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__get_message_default_request__pack_to_buffer
+                     (const Chatmesh__V1__GetMessageDefaultRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__GetMessageDefaultRequest *
+       chatmesh__v1__get_message_default_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__get_message_default_request__free_unpacked
+                     (Chatmesh__V1__GetMessageDefaultRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListMessageDefaultsRequest methods */
+void   chatmesh__v1__list_message_defaults_request__init
+                     (Chatmesh__V1__ListMessageDefaultsRequest         *message);
+size_t chatmesh__v1__list_message_defaults_request__get_packed_size
+                     (const Chatmesh__V1__ListMessageDefaultsRequest   *message);
+size_t chatmesh__v1__list_message_defaults_request__pack
+                     (const Chatmesh__V1__ListMessageDefaultsRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_message_defaults_request__pack_to_buffer
+                     (const Chatmesh__V1__ListMessageDefaultsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListMessageDefaultsRequest *
+       chatmesh__v1__list_message_defaults_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_message_defaults_request__free_unpacked
+                     (Chatmesh__V1__ListMessageDefaultsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__ListMessageDefaultsResponse methods */
+void   chatmesh__v1__list_message_defaults_response__init
+                     (Chatmesh__V1__ListMessageDefaultsResponse         *message);
+size_t chatmesh__v1__list_message_defaults_response__get_packed_size
+                     (const Chatmesh__V1__ListMessageDefaultsResponse   *message);
+size_t chatmesh__v1__list_message_defaults_response__pack
+                     (const Chatmesh__V1__ListMessageDefaultsResponse   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__list_message_defaults_response__pack_to_buffer
+                     (const Chatmesh__V1__ListMessageDefaultsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__ListMessageDefaultsResponse *
+       chatmesh__v1__list_message_defaults_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__list_message_defaults_response__free_unpacked
+                     (Chatmesh__V1__ListMessageDefaultsResponse *message,
                       ProtobufCAllocator *allocator);
 /* Chatmesh__V1__SendMessageRequest__ParamsEntry methods */
 void   chatmesh__v1__send_message_request__params_entry__init
@@ -1327,6 +1512,21 @@ typedef void (*Chatmesh__V1__TopUpRequest_Closure)
 typedef void (*Chatmesh__V1__SetAutoTopUpRequest_Closure)
                  (const Chatmesh__V1__SetAutoTopUpRequest *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__MessageDefault_Closure)
+                 (const Chatmesh__V1__MessageDefault *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__SetMessageDefaultRequest_Closure)
+                 (const Chatmesh__V1__SetMessageDefaultRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__GetMessageDefaultRequest_Closure)
+                 (const Chatmesh__V1__GetMessageDefaultRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__ListMessageDefaultsRequest_Closure)
+                 (const Chatmesh__V1__ListMessageDefaultsRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__ListMessageDefaultsResponse_Closure)
+                 (const Chatmesh__V1__ListMessageDefaultsResponse *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__SendMessageRequest__ParamsEntry_Closure)
                  (const Chatmesh__V1__SendMessageRequest__ParamsEntry *message,
                   void *closure_data);
@@ -1413,6 +1613,18 @@ struct Chatmesh__V1__MessagingService_Service
                           const Chatmesh__V1__CreateTemplateRequest *input,
                           Chatmesh__V1__Template_Closure closure,
                           void *closure_data);
+  void (*set_message_default)(Chatmesh__V1__MessagingService_Service *service,
+                              const Chatmesh__V1__SetMessageDefaultRequest *input,
+                              Chatmesh__V1__MessageDefault_Closure closure,
+                              void *closure_data);
+  void (*get_message_default)(Chatmesh__V1__MessagingService_Service *service,
+                              const Chatmesh__V1__GetMessageDefaultRequest *input,
+                              Chatmesh__V1__MessageDefault_Closure closure,
+                              void *closure_data);
+  void (*list_message_defaults)(Chatmesh__V1__MessagingService_Service *service,
+                                const Chatmesh__V1__ListMessageDefaultsRequest *input,
+                                Chatmesh__V1__ListMessageDefaultsResponse_Closure closure,
+                                void *closure_data);
   void (*list_templates)(Chatmesh__V1__MessagingService_Service *service,
                          const Chatmesh__V1__ListTemplatesRequest *input,
                          Chatmesh__V1__ListTemplatesResponse_Closure closure,
@@ -1494,6 +1706,9 @@ void chatmesh__v1__messaging_service__init (Chatmesh__V1__MessagingService_Servi
 #define CHATMESH__V1__MESSAGING_SERVICE__INIT(function_prefix__) \
     { CHATMESH__V1__MESSAGING_SERVICE__BASE_INIT,\
       function_prefix__ ## create_template,\
+      function_prefix__ ## set_message_default,\
+      function_prefix__ ## get_message_default,\
+      function_prefix__ ## list_message_defaults,\
       function_prefix__ ## list_templates,\
       function_prefix__ ## get_balance,\
       function_prefix__ ## top_up,\
@@ -1516,6 +1731,18 @@ void chatmesh__v1__messaging_service__create_template(ProtobufCService *service,
                                                       const Chatmesh__V1__CreateTemplateRequest *input,
                                                       Chatmesh__V1__Template_Closure closure,
                                                       void *closure_data);
+void chatmesh__v1__messaging_service__set_message_default(ProtobufCService *service,
+                                                          const Chatmesh__V1__SetMessageDefaultRequest *input,
+                                                          Chatmesh__V1__MessageDefault_Closure closure,
+                                                          void *closure_data);
+void chatmesh__v1__messaging_service__get_message_default(ProtobufCService *service,
+                                                          const Chatmesh__V1__GetMessageDefaultRequest *input,
+                                                          Chatmesh__V1__MessageDefault_Closure closure,
+                                                          void *closure_data);
+void chatmesh__v1__messaging_service__list_message_defaults(ProtobufCService *service,
+                                                            const Chatmesh__V1__ListMessageDefaultsRequest *input,
+                                                            Chatmesh__V1__ListMessageDefaultsResponse_Closure closure,
+                                                            void *closure_data);
 void chatmesh__v1__messaging_service__list_templates(ProtobufCService *service,
                                                      const Chatmesh__V1__ListTemplatesRequest *input,
                                                      Chatmesh__V1__ListTemplatesResponse_Closure closure,
@@ -1601,6 +1828,12 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__auto_top_up__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__balance__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__top_up_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__set_auto_top_up_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__message_default__descriptor;
+extern const ProtobufCEnumDescriptor    chatmesh__v1__message_default__use__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__set_message_default_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__get_message_default_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_message_defaults_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__list_message_defaults_response__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__send_message_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__send_message_request__params_entry__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__send_message_response__descriptor;
