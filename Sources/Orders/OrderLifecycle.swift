@@ -16,6 +16,8 @@ public enum OrderLifecycle {
         public var redeemedPoints: Int64
         /// What its stock lines took, to give back on a cancel.
         public var lines: [StockLine]
+        /// It used a voucher (R-ORD-7): loyalty-svc must hear of a cancel to give it back.
+        public var usedVoucher: Bool = false
     }
 
     /// A variant and quantity taken from stock.
@@ -127,8 +129,8 @@ public enum OrderLifecycle {
             change.status = .cancelled
             change.cancellation = Change.Cancellation(staffId: staffId, reason: reason, atMs: nowMs)
             change.restock = order.lines
-            // Loyalty-svc only has something to undo when points were earned or spent.
-            if order.paidAtMs > 0 || order.redeemedPoints > 0 { change.event = .cancelled }
+            // Loyalty-svc only has something to undo when points were earned or spent, or a voucher used.
+            if order.paidAtMs > 0 || order.redeemedPoints > 0 || order.usedVoucher { change.event = .cancelled }
         }
         return .success(change)
     }

@@ -226,7 +226,8 @@ extension OrderStore {
                 status: order.status, paidAtMs: try row.int64("paid_at_ms"),
                 shipment: order.shipment.map { OrderLifecycle.Handoff(carrier: $0.carrier, trackingCode: $0.trackingCode) },
                 redeemedPoints: order.redeemedPoints,
-                lines: order.items.map { OrderLifecycle.StockLine(variantId: $0.variantId, quantity: Int64($0.quantity)) }
+                lines: order.items.map { OrderLifecycle.StockLine(variantId: $0.variantId, quantity: Int64($0.quantity)) },
+                usedVoucher: !order.voucherCode.isEmpty
             )
             let change: OrderLifecycle.Change
             switch OrderLifecycle.decide(state, command, nowMs: nowMs) {

@@ -11,14 +11,15 @@ import Testing
     static let ghn = L.Handoff(carrier: "GHN", trackingCode: "GY123456", trackingUrl: "https://ghn.vn/t/GY123456", warehouseId: "wh1")
     static let lines = [L.StockLine(variantId: "v1", quantity: 2), L.StockLine(variantId: "v2", quantity: 1)]
 
-    static func state(_ status: Order.Status, paidAt: Int64 = 0, shipped: Bool = false, redeemed: Int64 = 0) -> L.State {
-        L.State(status: status, paidAtMs: paidAt, shipment: shipped ? ghn : nil, redeemedPoints: redeemed, lines: lines)
+    static func state(_ status: Order.Status, paidAt: Int64 = 0, shipped: Bool = false, redeemed: Int64 = 0, voucher: Bool = false) -> L.State {
+        L.State(status: status, paidAtMs: paidAt, shipment: shipped ? ghn : nil, redeemedPoints: redeemed, lines: lines, usedVoucher: voucher)
     }
 
     /// The orders a shop has: by status, paid or not (COD), with points redeemed or not.
     static let states: [String: L.State] = [
         "pending COD": state(.pending),
         "pending, points redeemed": state(.pending, redeemed: 50),
+        "pending, voucher used": state(.pending, voucher: true),
         "paid": state(.paid, paidAt: 500),
         "shipped COD": state(.shipped, shipped: true),
         "shipped, paid": state(.shipped, paidAt: 500, shipped: true),
@@ -50,7 +51,7 @@ import Testing
     }
     static let nothing: Result<L.Change, L.Refusal> = .success(.none)
 
-    /// (state, command) → decision, for all 32 pairs.
+    /// (state, command) → decision, for all 36 pairs.
     static let table: [(String, String, Result<L.Change, L.Refusal>)] = [
         ("pending COD", "pay", paid),
         ("pending COD", "complete", .failure(.notShipped)),
@@ -63,6 +64,12 @@ import Testing
         ("pending, points redeemed", "ship", shipped),
         // The redeemed points go back (R-PTS-3).
         ("pending, points redeemed", "cancel", cancelledTellingLoyalty),
+
+        ("pending, voucher used", "pay", paid),
+        ("pending, voucher used", "complete", .failure(.notShipped)),
+        ("pending, voucher used", "ship", shipped),
+        // The voucher goes back (R-ORD-7).
+        ("pending, voucher used", "cancel", cancelledTellingLoyalty),
 
         // Paying twice changes nothing and earns nothing twice.
         ("paid", "pay", nothing),
