@@ -20,10 +20,17 @@ struct BenchLoyalty: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-loyalty",
         abstract: "Seed and load loyalty-svc.",
-        subcommands: [Seed.self, Load.self, Audience.self]
+        subcommands: [Seed.self, Load.self, Audience.self, SegmentPoints.self]
     )
 
     static let shop = "bench-shop"
+
+    /// loyalty-svc at `target` as the bench shop's owner.
+    static func ownerClient(_ target: String, timeoutSeconds: Int64) throws -> (HTTP2Channel, LoyaltyService.Client) {
+        let token = TokenSigner(key: MeshEnvironment().authKey).mint(shopId: shop, staffId: "bench-owner", role: .owner, validFor: 3600)
+        let channel = try HTTP2Channel(addresses: target)
+        return (channel, LoyaltyService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(timeoutSeconds))))
+    }
     static let tags = ["vip", "khach si", "da mua", "hoi gia", "livestream"]
 
     static func customerId(_ i: Int) -> String { String(format: "cu_%07d", i) }
@@ -184,6 +191,38 @@ struct BenchLoyalty: AsyncParsableCommand {
         }
     }
 
+    /// R-PTS-5 at scale: points added to, then removed from, a segment of every member, each timed
+    /// from the call to its answer; the same key again adjusts nobody twice.
+    struct SegmentPoints: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "segment-points", abstract: "Adjust a whole segment's points and time it.")
+
+        @Option(help: "host:port of loyalty-svc.")
+        var target: String
+
+        @Option(help: "Members the seeded shop has.")
+        var members = 200_000
+
+        func run() async throws {
+            let (channel, client) = try ownerClient(target, timeoutSeconds: 900)
+            let segment = try await client.createSegment(CreateSegmentRequest(
+                shopId: shop, name: "Tri ân mọi thành viên", match: .all, conditions: [SegmentCondition(kind: .pointsAtLeast, points: 0)]
+            ))
+            for (label, points, key) in [("add 5 points", Int64(5), "bench-add"), ("the same key again", 5, "bench-add"), ("remove 3 points", -3, "bench-remove")] {
+                let started = ContinuousClock.now
+                let done = try await client.adjustSegmentPoints(AdjustSegmentPointsRequest(
+                    shopId: shop, segmentId: segment.segmentId, points: points, reason: "bench", idempotencyKey: key
+                ))
+                let seconds = LatencyRun.milliseconds(ContinuousClock.now - started) / 1000
+                print(String(format: "AdjustSegmentPoints, %@: %lld of %lld members adjusted (%lld points) in %.1f s",
+                             label, done.membersAdjusted, done.members, done.pointsTotal, seconds))
+                if done.members != Int64(members) || done.membersAdjusted != Int64(members) {
+                    throw RPCError.internal("AdjustSegmentPoints did not reach every member: \(done)")
+                }
+            }
+            await channel.close()
+        }
+    }
+
     /// R-SEG-3 at scale: every member in one segment, synced to a custom audience through the
     /// running loyalty-svc (whose CHATMESH_MARKETING_API_URL is a stand-in Marketing API), timed
     /// from SyncSegmentAudience to SYNCED; then again with nothing changed.
@@ -197,9 +236,7 @@ struct BenchLoyalty: AsyncParsableCommand {
         var members = 200_000
 
         func run() async throws {
-            let token = TokenSigner(key: MeshEnvironment().authKey).mint(shopId: shop, staffId: "bench-owner", role: .owner, validFor: 3600)
-            let channel = try HTTP2Channel(addresses: target)
-            let client = LoyaltyService.Client(channel: channel, defaultOptions: .bearer(token, timeout: .seconds(60)))
+            let (channel, client) = try ownerClient(target, timeoutSeconds: 60)
             _ = try await client.linkAdAccount(LinkAdAccountRequest(shopId: shop, adAccountId: "1234567890", accessToken: "bench-token"))
             let segment = try await client.createSegment(CreateSegmentRequest(
                 shopId: shop, name: "Mọi thành viên", match: .all, conditions: [SegmentCondition(kind: .pointsAtLeast, points: 0)]

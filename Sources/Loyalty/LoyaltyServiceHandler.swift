@@ -252,13 +252,7 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
 
     public func adjustPoints(_ request: AdjustPointsRequest, context: ServerContext) async throws -> Member {
         let customer = try Self.id(request.customerId, "customer_id")
-        if request.points == 0 { throw RPCError.invalidArgument("points must not be zero (positive adds, negative removes)") }
-        if abs(request.points) > 100_000_000 { throw RPCError.invalidArgument("points is over 100,000,000 for one adjustment") }
-        let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        if reason.isEmpty { throw RPCError.invalidArgument("reason is required for an adjustment (R-PTS-4)") }
-        if reason.count > 500 { throw RPCError.invalidArgument("reason is longer than 500 characters") }
-        let staff = try context.actingStaff(request.staffId)
-        if staff.isEmpty { throw RPCError.invalidArgument("staff_id is required for an adjustment (R-PTS-4)") }
+        let (reason, staff) = try Self.adjustment(request.points, reason: request.reason, staffId: request.staffId, context, rule: "R-PTS-4")
         return try await store.adjust(
             shop: request.shopId, customerId: customer, points: request.points, orderId: request.orderId, reason: reason, staffId: staff, nowMs: now()
         )
@@ -267,19 +261,25 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     public func adjustSegmentPoints(_ request: AdjustSegmentPointsRequest, context: ServerContext) async throws -> AdjustSegmentPointsResponse {
         try Self.requireManager(context, "adjusting a whole segment's points")
         let segment = try Self.id(request.segmentId, "segment_id")
-        if request.points == 0 { throw RPCError.invalidArgument("points must not be zero (positive adds, negative removes)") }
-        if abs(request.points) > 100_000_000 { throw RPCError.invalidArgument("points is over 100,000,000 for one adjustment") }
-        let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        if reason.isEmpty { throw RPCError.invalidArgument("reason is required for an adjustment (R-PTS-5)") }
-        if reason.count > 500 { throw RPCError.invalidArgument("reason is longer than 500 characters") }
-        let staff = try context.actingStaff(request.staffId)
-        if staff.isEmpty { throw RPCError.invalidArgument("staff_id is required for an adjustment (R-PTS-5)") }
+        let (reason, staff) = try Self.adjustment(request.points, reason: request.reason, staffId: request.staffId, context, rule: "R-PTS-5")
         let key = try Self.id(request.idempotencyKey, "idempotency_key")
         let rule = try await store.segmentRule(shop: request.shopId, segmentId: segment)
         let done = try await store.adjustSegment(
             shop: request.shopId, segmentId: segment, rule: rule, points: request.points, reason: reason, staffId: staff, key: key, nowMs: now()
         )
         return AdjustSegmentPointsResponse(membersAdjusted: done.adjusted, members: done.members, pointsTotal: done.pointsTotal)
+    }
+
+    /// A staff adjustment's checks (R-PTS-4, R-PTS-5): some points, a reason and who made it.
+    static func adjustment(_ points: Int64, reason: String, staffId: String, _ context: ServerContext, rule: String) throws(RPCError) -> (String, String) {
+        if points == 0 { throw .invalidArgument("points must not be zero (positive adds, negative removes)") }
+        if abs(points) > 100_000_000 { throw .invalidArgument("points is over 100,000,000 for one adjustment") }
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        if reason.isEmpty { throw .invalidArgument("reason is required for an adjustment (\(rule))") }
+        if reason.count > 500 { throw .invalidArgument("reason is longer than 500 characters") }
+        let staff = try context.actingStaff(staffId)
+        if staff.isEmpty { throw .invalidArgument("staff_id is required for an adjustment (\(rule))") }
+        return (reason, staff)
     }
 
     public func listPointsHistory(_ request: ListPointsHistoryRequest, context: ServerContext) async throws -> ListPointsHistoryResponse {
