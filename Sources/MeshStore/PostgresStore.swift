@@ -14,12 +14,15 @@ import SQLKit
 /// conflict. Optimistic SERIALIZABLE transactions were tried first: a hot row (a
 /// shop's balance, a variant's stock) made them fail and retry over and over under
 /// load. Reads run statement by statement on pooled connections, beside the writer.
+/// Every statement runs prepared, once per connection (`PostgresStatementDatabase`).
 public final class PostgresStore: SQLStore {
     public var kind: SQLStoreKind { .postgres }
 
     private let client: PostgresClient
     private let runTask: Task<Void, Never>
     private let logger: Logger
+    /// The prepared statements' names, shared by the pool's connections.
+    public let statementNames = PostgresStatementNames()
     /// Attempts of one write before a deadlock or serialization failure (neither expected
     /// with the writer's lock, but PostgreSQL may still report one) is the caller's.
     static let maxAttempts = 5
@@ -73,7 +76,7 @@ public final class PostgresStore: SQLStore {
 
     public func read<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
-            try await body(connection.sql(queryLogLevel: .trace))
+            try await body(PostgresStatementDatabase(connection: connection, names: statementNames, inTransaction: false, logger: logger))
         }
     }
 
@@ -89,6 +92,9 @@ public final class PostgresStore: SQLStore {
                     attempt += 1
                     // Apart a little, so the two that collided do not collide again.
                     try? await Task.sleep(for: .microseconds(Int.random(in: 100...(2_000 * attempt))))
+                } catch is PostgresStatementRefused where attempt < Self.maxAttempts {
+                    // Its statement runs unnamed from now on.
+                    attempt += 1
                 }
             }
         }.value
@@ -97,7 +103,7 @@ public final class PostgresStore: SQLStore {
     private func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
             try await runTransaction(
-                on: connection.sql(queryLogLevel: .trace), begin: ["BEGIN", "SELECT pg_advisory_xact_lock(\(literal: Self.writerLock))"],
+                on: PostgresStatementDatabase(connection: connection, names: statementNames, inTransaction: true, logger: logger), begin: ["BEGIN", "SELECT pg_advisory_xact_lock(\(literal: Self.writerLock))"],
                 logger: logger, body
             )
         }
