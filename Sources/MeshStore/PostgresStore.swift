@@ -1,9 +1,11 @@
 import Foundation
 import Logging
 import MeshRPC
+import NIOPosix
 import NIOSSL
 import PostgresKit
 import SQLKit
+import Synchronization
 
 /// PostgreSQL, for several replicas of a service sharing one store (DATABASE_URL=postgres://…).
 ///
@@ -15,11 +17,17 @@ import SQLKit
 /// shop's balance, a variant's stock) made them fail and retry over and over under
 /// load. Reads run statement by statement on pooled connections, beside the writer.
 /// Every statement runs prepared, once per connection (`PostgresStatementDatabase`).
+///
+/// Each event loop of the process has a pool of its own whose connections live on that loop: a handler
+/// (which runs on its connection's loop) reads and writes without a thread hop per statement. Callers
+/// off every loop take the pools in turn.
 public final class PostgresStore: SQLStore {
     public var kind: SQLStoreKind { .postgres }
 
-    private let client: PostgresClient
-    private let runTask: Task<Void, Never>
+    private let clients: [PostgresClient]
+    private let clientByLoop: [ObjectIdentifier: PostgresClient]
+    private let nextClient = Atomic<Int>(0)
+    private let runTasks: [Task<Void, Never>]
     private let logger: Logger
     /// The prepared statements' names, shared by the pool's connections.
     public let statementNames = PostgresStatementNames()
@@ -29,20 +37,40 @@ public final class PostgresStore: SQLStore {
     /// The advisory lock every write takes ("CHATMESH" in ASCII, so it is recognisable in pg_locks).
     static let writerLock: Int64 = 0x4348_4154_4D45_5348
 
-    private init(client: PostgresClient, logger: Logger) {
-        self.client = client
+    private init(configuration: PostgresClient.Configuration, maxConnections: Int, logger: Logger) {
+        let loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator())
+        var configuration = configuration
+        // The connections split between the loops, at least one each.
+        configuration.options.maximumConnections = max(1, maxConnections / loops.count)
+        var clients: [PostgresClient] = []
+        var byLoop: [ObjectIdentifier: PostgresClient] = [:]
+        for loop in loops {
+            let client = PostgresClient(configuration: configuration, eventLoopGroup: loop, backgroundLogger: logger)
+            clients.append(client)
+            byLoop[ObjectIdentifier(loop)] = client
+        }
+        self.clients = clients
+        clientByLoop = byLoop
         self.logger = logger
-        runTask = Task { await client.run() }
+        runTasks = clients.map { client in Task { await client.run() } }
+    }
+
+    /// The pool of the caller's event loop, or (off every loop) each in turn.
+    private var client: PostgresClient {
+        if let loop = MultiThreadedEventLoopGroup.currentEventLoop, let client = clientByLoop[ObjectIdentifier(loop)] {
+            return client
+        }
+        return clients[nextClient.wrappingAdd(1, ordering: .relaxed).oldValue % clients.count]
     }
 
     /// - Parameter url: `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`
     ///   (sslmode: `prefer` by default).
     public static func open(url: String, maxConnections: Int = 20, logger: Logger) async throws -> PostgresStore {
         let configuration = try configuration(url: url, maxConnections: maxConnections)
-        let store = PostgresStore(client: PostgresClient(configuration: configuration, backgroundLogger: logger), logger: logger)
+        let store = PostgresStore(configuration: configuration, maxConnections: maxConnections, logger: logger)
         do {
             // Fails here, naming the server, rather than on the first call.
-            try await store.client.withConnection { connection in
+            try await store.clients[0].withConnection { connection in
                 _ = try await connection.sql().raw("SELECT 1").all()
             }
         } catch {
@@ -116,7 +144,7 @@ public final class PostgresStore: SQLStore {
     }
 
     public func close() async throws {
-        runTask.cancel()
-        await runTask.value
+        for task in runTasks { task.cancel() }
+        for task in runTasks { await task.value }
     }
 }
