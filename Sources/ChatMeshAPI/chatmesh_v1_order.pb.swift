@@ -2448,6 +2448,106 @@ extension OrderSummary {
     }
 }
 
+/// R-PANEL-1: what order-svc gives a chat panel, read together.
+public struct GetCustomerOrderContextRequest: RPCMessage, Hashable, ShopScoped {
+    public static let protoName = "chatmesh.v1.GetCustomerOrderContextRequest"
+
+    public var shopId: String = ""
+    public var customerId: String = ""
+    /// How many of the newest orders: 5 when 0, at most 50.
+    public var recentLimit: Int32 = 0
+
+    public init() {}
+
+    public init(shopId: String = "", customerId: String = "", recentLimit: Int32 = 0) {
+        self.shopId = shopId
+        self.customerId = customerId
+        self.recentLimit = recentLimit
+    }
+}
+
+extension GetCustomerOrderContextRequest {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.GetCustomerOrderContextRequest.shop_id", kind: .string),
+        .init(number: 2, name: "chatmesh.v1.GetCustomerOrderContextRequest.customer_id", kind: .string),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__GetCustomerOrderContextRequest>) {
+        self.init()
+        let c = p.pointee
+        self.shopId = _PB.string(c.shop_id)
+        self.customerId = _PB.string(c.customer_id)
+        self.recentLimit = c.recent_limit
+    }
+
+    static func _encodeC(_ v: GetCustomerOrderContextRequest, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__GetCustomerOrderContextRequest> {
+        let p = a.allocate(Chatmesh__V1__GetCustomerOrderContextRequest.self, count: 1)
+        chatmesh__v1__get_customer_order_context_request__init(p)
+        if !v.shopId.isEmpty { p.pointee.shop_id = try a.string(v.shopId, field: "chatmesh.v1.GetCustomerOrderContextRequest.shop_id") }
+        if !v.customerId.isEmpty { p.pointee.customer_id = try a.string(v.customerId, field: "chatmesh.v1.GetCustomerOrderContextRequest.customer_id") }
+        p.pointee.recent_limit = v.recentLimit
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__get_customer_order_context_request__unpack, free: chatmesh__v1__get_customer_order_context_request__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__get_customer_order_context_request__get_packed_size, pack: chatmesh__v1__get_customer_order_context_request__pack)
+    }
+}
+
+public struct CustomerOrderContext: RPCMessage, Hashable {
+    public static let protoName = "chatmesh.v1.CustomerOrderContext"
+
+    /// The customer's open carts, newest first (ListCarts' first page).
+    public var carts: [Cart] = []
+    public var summary: OrderSummary? = nil
+
+    public init() {}
+
+    public init(carts: [Cart] = [], summary: OrderSummary? = nil) {
+        self.carts = carts
+        self.summary = summary
+    }
+}
+
+extension CustomerOrderContext {
+    static let _pbSchema = _PBSchema(fields: [
+        .init(number: 1, name: "chatmesh.v1.CustomerOrderContext.carts", kind: .message(Cart._pbSchema)),
+        .init(number: 2, name: "chatmesh.v1.CustomerOrderContext.summary", kind: .message(OrderSummary._pbSchema)),
+    ])
+
+    init(_c p: UnsafePointer<Chatmesh__V1__CustomerOrderContext>) {
+        self.init()
+        let c = p.pointee
+        self.carts = _PB.messages(c.n_carts, c.carts) { Cart(_c: $0) }
+        self.summary = c.summary.map { OrderSummary(_c: $0) }
+    }
+
+    static func _encodeC(_ v: CustomerOrderContext, _ a: inout _PBArena) throws(MessageCodingError) -> UnsafeMutablePointer<Chatmesh__V1__CustomerOrderContext> {
+        let p = a.allocate(Chatmesh__V1__CustomerOrderContext.self, count: 1)
+        chatmesh__v1__customer_order_context__init(p)
+        if !v.carts.isEmpty {
+            let items = a.allocate(UnsafeMutablePointer<Chatmesh__V1__Cart>?.self, count: v.carts.count)
+            for (i, item) in v.carts.enumerated() { items[i] = try Cart._encodeC(item, &a) }
+            p.pointee.n_carts = v.carts.count
+            p.pointee.carts = items
+        }
+        if let m = v.summary { p.pointee.summary = try OrderSummary._encodeC(m, &a) }
+        return p
+    }
+
+    public init(protobuf buffer: ByteBuffer) throws(MessageCodingError) {
+        self = try _PB.decode(buffer, schema: Self._pbSchema, unpack: chatmesh__v1__customer_order_context__unpack, free: chatmesh__v1__customer_order_context__free_unpacked, make: { Self(_c: $0) })
+    }
+
+    public func encode(into buffer: inout ByteBuffer) throws(MessageCodingError) {
+        try _PB.encode(self, into: &buffer, build: Self._encodeC, size: chatmesh__v1__customer_order_context__get_packed_size, pack: chatmesh__v1__customer_order_context__pack)
+    }
+}
+
 public struct GetOrderRequest: RPCMessage, Hashable, ShopScoped {
     public static let protoName = "chatmesh.v1.GetOrderRequest"
 
@@ -3233,6 +3333,7 @@ public enum OrderService {
         public static let sendCartReminder = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "SendCartReminder")
         public static let createOrder = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "CreateOrder")
         public static let getOrderSummary = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "GetOrderSummary")
+        public static let getCustomerOrderContext = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "GetCustomerOrderContext")
         public static let getOrder = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "GetOrder")
         public static let markOrderPaid = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "MarkOrderPaid")
         public static let completeOrder = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "CompleteOrder")
@@ -3243,7 +3344,7 @@ public enum OrderService {
         public static let estimateShipping = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "EstimateShipping")
         public static let getStaffSalesStats = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "GetStaffSalesStats")
         public static let watchChanges = MethodDescriptor(service: "chatmesh.v1.OrderService", method: "WatchChanges")
-        public static let all: [MethodDescriptor] = [upsertProduct, listProducts, upsertWarehouse, listWarehouses, createCampaign, getCampaign, listCampaigns, updateCampaignItemPrice, ingestComment, setCampaignLive, combineCarts, listCarts, updateCart, sendCartReminder, createOrder, getOrderSummary, getOrder, markOrderPaid, completeOrder, shipOrder, sendOrderConfirmation, cancelOrder, resendPaymentLink, estimateShipping, getStaffSalesStats, watchChanges]
+        public static let all: [MethodDescriptor] = [upsertProduct, listProducts, upsertWarehouse, listWarehouses, createCampaign, getCampaign, listCampaigns, updateCampaignItemPrice, ingestComment, setCampaignLive, combineCarts, listCarts, updateCart, sendCartReminder, createOrder, getOrderSummary, getCustomerOrderContext, getOrder, markOrderPaid, completeOrder, shipOrder, sendOrderConfirmation, cancelOrder, resendPaymentLink, estimateShipping, getStaffSalesStats, watchChanges]
     }
 
     /// What a server implements: one method per RPC. A streaming method reads its
@@ -3282,6 +3383,9 @@ public enum OrderService {
         func createOrder(_ request: CreateOrderRequest, context: ServerContext) async throws -> Order
         /// R-ORD-1.
         func getOrderSummary(_ request: GetOrderSummaryRequest, context: ServerContext) async throws -> OrderSummary
+        /// R-PANEL-1: ListCarts and GetOrderSummary in one call and one read (the gateway's panel asks once
+        /// instead of twice); INVALID_ARGUMENT as they give it.
+        func getCustomerOrderContext(_ request: GetCustomerOrderContextRequest, context: ServerContext) async throws -> CustomerOrderContext
         /// R-ORD-1, R-ORD-2.
         func getOrder(_ request: GetOrderRequest, context: ServerContext) async throws -> Order
         /// R-PTS-1: paid orders earn points.
@@ -3397,6 +3501,12 @@ public enum OrderService {
             try await channel.unary(Method.getOrderSummary, request, options: options ?? defaultOptions)
         }
 
+        /// R-PANEL-1: ListCarts and GetOrderSummary in one call and one read (the gateway's panel asks once
+        /// instead of twice); INVALID_ARGUMENT as they give it.
+        public func getCustomerOrderContext(_ request: GetCustomerOrderContextRequest, options: CallOptions? = nil) async throws(RPCError) -> CustomerOrderContext {
+            try await channel.unary(Method.getCustomerOrderContext, request, options: options ?? defaultOptions)
+        }
+
         /// R-ORD-1, R-ORD-2.
         public func getOrder(_ request: GetOrderRequest, options: CallOptions? = nil) async throws(RPCError) -> Order {
             try await channel.unary(Method.getOrder, request, options: options ?? defaultOptions)
@@ -3469,6 +3579,7 @@ extension OrderService.Handler {
             RPCRoute.unary(OrderService.Method.sendCartReminder) { (request: SendCartReminderRequest, context) in try await self.sendCartReminder(request, context: context) },
             RPCRoute.unary(OrderService.Method.createOrder) { (request: CreateOrderRequest, context) in try await self.createOrder(request, context: context) },
             RPCRoute.unary(OrderService.Method.getOrderSummary) { (request: GetOrderSummaryRequest, context) in try await self.getOrderSummary(request, context: context) },
+            RPCRoute.unary(OrderService.Method.getCustomerOrderContext) { (request: GetCustomerOrderContextRequest, context) in try await self.getCustomerOrderContext(request, context: context) },
             RPCRoute.unary(OrderService.Method.getOrder) { (request: GetOrderRequest, context) in try await self.getOrder(request, context: context) },
             RPCRoute.unary(OrderService.Method.markOrderPaid) { (request: MarkOrderPaidRequest, context) in try await self.markOrderPaid(request, context: context) },
             RPCRoute.unary(OrderService.Method.completeOrder) { (request: CompleteOrderRequest, context) in try await self.completeOrder(request, context: context) },

@@ -45,6 +45,7 @@ public struct PanelComposer: Sendable {
     enum Section: Sendable {
         case carts([Cart])
         case orderSummary(OrderSummary)
+        case orders([Cart], OrderSummary)
         case member(Member?)
     }
 
@@ -150,30 +151,49 @@ public struct PanelComposer: Sendable {
         let timings = self.timings
         // One deadline for the other services' sections (one timer per panel, not one per call): what has
         // not answered when it passes is DEADLINE_EXCEEDED and its call is cancelled.
-        let results = await withTaskGroup(of: (String, Result<Section, RPCError>)?.self) { group in
-            var names: [String] = []
-            func ask(_ name: String, _ call: @escaping @Sendable () async throws(RPCError) -> Section) {
-                names.append(name)
+        let results = await withTaskGroup(of: ([String], Result<Section, RPCError>)?.self) { group in
+            var asked: [[String]] = []
+            // `names`: the sections one call answers (they are timed, and unavailable, together).
+            func ask(_ names: [String], _ call: @escaping @Sendable () async throws(RPCError) -> Section) {
+                asked.append(names)
                 group.addTask {
                     let started = ContinuousClock.now
                     let result = await rpcResult(call)
                     // A section cut off at the deadline is recorded there, not again here.
-                    if !Task.isCancelled { timings?.record(name, milliseconds: Self.milliseconds(since: started)) }
-                    return (name, result)
+                    if !Task.isCancelled { for name in names { timings?.record(name, milliseconds: Self.milliseconds(since: started)) } }
+                    return (names, result)
                 }
             }
-            if wanted.contains(.carts) {
-                ask("carts") { () throws(RPCError) in .carts(try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts) }
-            }
-            if wanted.contains(.orderSummary) {
-                ask("order_summary") { () throws(RPCError) in
+            if wanted.isSuperset(of: [.carts, .orderSummary]) {
+                // Both of order-svc's sections in one call: a call between processes costs more than the
+                // reads behind it. An order-svc older than the gateway (a rolling upgrade) answers
+                // UNIMPLEMENTED, and then the two are asked for as before.
+                ask(["carts", "order_summary"]) { () throws(RPCError) in
+                    let request = GetCustomerOrderContextRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders)
+                    switch await rpcResult({ () throws(RPCError) in try await c.order.getCustomerOrderContext(request, options: options) }) {
+                    case .success(let context): return .orders(context.carts, context.summary ?? OrderSummary())
+                    case .failure(let error) where error.code == .unimplemented:
+                        async let carts = rpcResult { () throws(RPCError) in
+                            try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts
+                        }
+                        async let summary = rpcResult { () throws(RPCError) in
+                            try await c.order.getOrderSummary(GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options)
+                        }
+                        return .orders(try await carts.get(), try await summary.get())
+                    case .failure(let error): throw error
+                    }
+                }
+            } else if wanted.contains(.carts) {
+                ask(["carts"]) { () throws(RPCError) in .carts(try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts) }
+            } else if wanted.contains(.orderSummary) {
+                ask(["order_summary"]) { () throws(RPCError) in
                     .orderSummary(try await c.order.getOrderSummary(
                         GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options
                     ))
                 }
             }
             if wanted.contains(.member) {
-                ask("member") { () throws(RPCError) in
+                ask(["member"]) { () throws(RPCError) in
                     switch await rpcResult({ () throws(RPCError) in try await c.loyalty.getMember(GetMemberRequest(shopId: shop, customerId: customer), options: options) }) {
                     case .success(let member): return .member(member)
                     case .failure(let error) where error.code == .notFound: return .member(nil)   // not a member yet: nothing wrong
@@ -185,28 +205,33 @@ public struct PanelComposer: Sendable {
                 try? await Task.sleep(for: timeout)
                 return nil
             }
-            var out: [(String, Result<Section, RPCError>)] = []
+            var out: [([String], Result<Section, RPCError>)] = []
             for await answer in group {
                 guard let answer else { break }
                 out.append(answer)
-                if out.count == names.count { break }
+                if out.count == asked.count { break }
             }
             group.cancelAll()
-            for name in names where !out.contains(where: { $0.0 == name }) {
-                timings?.record(name, milliseconds: Self.milliseconds(since: started))
-                out.append((name, .failure(.deadlineExceeded("\(name): no answer within \(timeout)"))))
+            for names in asked where !out.contains(where: { $0.0 == names }) {
+                for name in names { timings?.record(name, milliseconds: Self.milliseconds(since: started)) }
+                out.append((names, .failure(.deadlineExceeded("\(names.joined(separator: ", ")): no answer within \(timeout)"))))
             }
             return out
         }
-        for (name, result) in results.sorted(by: { $0.0 < $1.0 }) {
+        var unavailable: [UnavailableSection] = []
+        for (names, result) in results {
             switch result {
             case .success(.carts(let carts)): panel.carts = carts
             case .success(.orderSummary(let summary)): panel.orderSummary = summary
+            case .success(.orders(let carts, let summary)):
+                panel.carts = carts
+                panel.orderSummary = summary
             case .success(.member(let member)): panel.member = member
             case .failure(let error):
-                panel.unavailableSections.append(UnavailableSection(section: name, code: error.code.name, reason: error.message))
+                for name in names { unavailable.append(UnavailableSection(section: name, code: error.code.name, reason: error.message)) }
             }
         }
+        panel.unavailableSections += unavailable.sorted { $0.section < $1.section }
     }
 
     var options: CallOptions {

@@ -324,8 +324,19 @@ public struct OrderServiceHandler: OrderService.Handler, DrainingService {
 
     public func getOrderSummary(_ request: GetOrderSummaryRequest, context: ServerContext) async throws -> OrderSummary {
         let customer = try Self.id(request.customerId, "customer_id")
-        if request.recentLimit < 0 { throw RPCError.invalidArgument("recent_limit must not be negative") }
-        return try await store.summary(shop: request.shopId, customer: customer, recent: request.recentLimit == 0 ? 5 : min(Int(request.recentLimit), 50))
+        return try await store.summary(shop: request.shopId, customer: customer, recent: try Self.recentLimit(request.recentLimit))
+    }
+
+    public func getCustomerOrderContext(_ request: GetCustomerOrderContextRequest, context: ServerContext) async throws -> CustomerOrderContext {
+        let customer = try Self.id(request.customerId, "customer_id")
+        let read = try await store.customerOrderContext(shop: request.shopId, customer: customer, recent: try Self.recentLimit(request.recentLimit))
+        return CustomerOrderContext(carts: read.carts.map(withLink), summary: read.summary)
+    }
+
+    /// How many recent orders a summary lists: 5 when unset, at most 50.
+    static func recentLimit(_ limit: Int32) throws(RPCError) -> Int {
+        if limit < 0 { throw RPCError.invalidArgument("recent_limit must not be negative") }
+        return limit == 0 ? 5 : min(Int(limit), 50)
     }
 
     public func getOrder(_ request: GetOrderRequest, context: ServerContext) async throws -> Order {

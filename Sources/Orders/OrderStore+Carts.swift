@@ -12,13 +12,23 @@ extension OrderStore {
 
     /// The customer's open carts, newest change first.
     public func carts(shop: String, customer: String) async throws -> [Cart] {
+        try await db.read { db in try await Self.openCarts(db, shop: shop, customer: customer) }
+    }
+
+    /// R-PANEL-1: a customer's open carts and order summary in one read.
+    public func customerOrderContext(shop: String, customer: String, recent: Int) async throws -> (carts: [Cart], summary: OrderSummary) {
         try await db.read { db in
-            let rows = try await db.raw("""
-                SELECT * FROM carts WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) AND order_id = ''
-                ORDER BY updated_at_ms DESC, cart_id DESC LIMIT 100
-                """).all()
-            return try await Self.carts(db, shop: shop, rows: rows)
+            (try await Self.openCarts(db, shop: shop, customer: customer), try await Self.summary(db, shop: shop, customer: customer, recent: recent))
         }
+    }
+
+    /// The customer's open carts, newest first, at most 100.
+    static func openCarts(_ db: any SQLDatabase, shop: String, customer: String) async throws -> [Cart] {
+        let rows = try await db.raw("""
+            SELECT * FROM carts WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) AND order_id = ''
+            ORDER BY updated_at_ms DESC, cart_id DESC LIMIT 100
+            """).all()
+        return try await carts(db, shop: shop, rows: rows)
     }
 
     static func carts(_ db: any SQLDatabase, shop: String, rows: [any SQLRow]) async throws -> [Cart] {

@@ -190,24 +190,26 @@ extension OrderStore {
     /// R-ORD-1: counts by status, the money of orders that were paid and not cancelled or
     /// refunded, and the newest orders with their products.
     public func summary(shop: String, customer: String, recent: Int) async throws -> OrderSummary {
-        try await db.read { db in
-            var stats = OrderStats()
-            for row in try await db.raw("""
-                SELECT status, COUNT(*) AS n, COALESCE(SUM(CASE WHEN paid_at_ms > 0 THEN total_vnd ELSE 0 END), 0) AS paid
-                FROM orders WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) GROUP BY status ORDER BY status
-                """).all() {
-                let status = Order.Status(rawValue: Int32(try row.int64("status")))
-                let n = Int32(try row.int64("n"))
-                stats.orderCount += n
-                stats.byStatus.append(OrderStatusCount(status: status, count: n))
-                if status != .cancelled && status != .refunded { stats.totalSpentVnd += try row.int64("paid") }
-            }
-            let rows = try await db.raw("""
-                SELECT * FROM orders WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) ORDER BY created_at_ms DESC, order_id DESC
-                LIMIT \(literal: recent)
-                """).all()
-            return OrderSummary(stats: stats, recent: try await Self.orders(db, shop: shop, rows: rows))
+        try await db.read { db in try await Self.summary(db, shop: shop, customer: customer, recent: recent) }
+    }
+
+    static func summary(_ db: any SQLDatabase, shop: String, customer: String, recent: Int) async throws -> OrderSummary {
+        var stats = OrderStats()
+        for row in try await db.raw("""
+            SELECT status, COUNT(*) AS n, COALESCE(SUM(CASE WHEN paid_at_ms > 0 THEN total_vnd ELSE 0 END), 0) AS paid
+            FROM orders WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) GROUP BY status ORDER BY status
+            """).all() {
+            let status = Order.Status(rawValue: Int32(try row.int64("status")))
+            let n = Int32(try row.int64("n"))
+            stats.orderCount += n
+            stats.byStatus.append(OrderStatusCount(status: status, count: n))
+            if status != .cancelled && status != .refunded { stats.totalSpentVnd += try row.int64("paid") }
         }
+        let rows = try await db.raw("""
+            SELECT * FROM orders WHERE shop_id = \(bind: shop) AND customer_id = \(bind: customer) ORDER BY created_at_ms DESC, order_id DESC
+            LIMIT \(literal: recent)
+            """).all()
+        return OrderSummary(stats: stats, recent: try await orders(db, shop: shop, rows: rows))
     }
 
     // MARK: Order life (R-ORD-2..5, R-PTS-1)

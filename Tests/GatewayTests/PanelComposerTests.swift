@@ -13,9 +13,15 @@ import Testing
 
 /// A channel a test can slow down or cut, in front of a real in-process service.
 final class ControllableChannel: RPCChannel {
-    enum Mode: Sendable { case normal, slow(Duration), down }
+    enum Mode: Sendable {
+        case normal, slow(Duration), down
+        /// A server built before `method` existed.
+        case without(MethodDescriptor)
+    }
     let inner: any RPCChannel
     let mode = Mutex<Mode>(.normal)
+    /// The methods called through it, in order.
+    let called = Mutex<[String]>([])
 
     init(_ inner: any RPCChannel) {
         self.inner = inner
@@ -23,8 +29,11 @@ final class ControllableChannel: RPCChannel {
 
     /// Slow as a late server is: the caller's deadline still ends the wait when it comes first.
     func unary(_ request: ClientRequest) async throws(RPCError) -> ByteBuffer {
+        called.withLock { $0.append(request.method.method) }
         switch mode.withLock({ $0 }) {
         case .normal: break
+        case .without(let method):
+            if request.method == method { throw RPCError.unimplemented("method \(method.path) not found") }
         case .slow(let delay):
             let left = request.deadline.map { Duration.nanoseconds(($0 - .now()).nanoseconds) }
             if let left, left < delay {
@@ -47,6 +56,7 @@ struct PanelMesh {
     /// What the gateway reaches conversation-svc through (the seed's client goes around it).
     let conversationChannel: ControllableChannel
     let loyaltyChannel: ControllableChannel
+    let orderChannel: ControllableChannel
     let gateway: PanelService.Client
     let conversation: ConversationService.Client
     let order: OrderService.Client
@@ -66,21 +76,23 @@ struct PanelMesh {
         let loyaltyChannel = ControllableChannel(InProcessChannel(router: RPCRouter(
             services: [LoyaltyServiceHandler(store: loyaltyStore, vouchers: nil)], verifier: verifier
         )))
-        let orderChannel = InProcessChannel(router: RPCRouter(
+        let orderServer = InProcessChannel(router: RPCRouter(
             services: [OrderServiceHandler(store: try await OrderStore.open(orderDB), loyalty: LoyaltyServiceCheckout(channel: loyaltyChannel), messenger: nil)],
             verifier: verifier
         ))
         let gatewaysConversationChannel = ControllableChannel(conversationChannel)
+        let gatewaysOrderChannel = ControllableChannel(orderServer)
         let composer = PanelComposer(
-            clients: .init(conversation: gatewaysConversationChannel, order: orderChannel, loyalty: loyaltyChannel), sectionTimeout: sectionTimeout
+            clients: .init(conversation: gatewaysConversationChannel, order: gatewaysOrderChannel, loyalty: loyaltyChannel), sectionTimeout: sectionTimeout
         )
         let gatewayChannel = InProcessChannel(router: RPCRouter(services: [PanelServiceHandler(composer: composer)], verifier: verifier))
         let options = CallOptions.bearer(token(shop))
         let mesh = PanelMesh(
             databases: [conversationDB, orderDB, loyaltyDB], conversationChannel: gatewaysConversationChannel, loyaltyChannel: loyaltyChannel,
+            orderChannel: gatewaysOrderChannel,
             gateway: PanelService.Client(channel: gatewayChannel, defaultOptions: options),
             conversation: ConversationService.Client(channel: conversationChannel, defaultOptions: options),
-            order: OrderService.Client(channel: orderChannel, defaultOptions: options),
+            order: OrderService.Client(channel: orderServer, defaultOptions: options),
             loyalty: LoyaltyService.Client(channel: loyaltyChannel, defaultOptions: options)
         )
         do {
@@ -150,6 +162,33 @@ struct PanelMesh {
             #expect(panel.customFields.map(\.value) == ["M"])
             #expect(panel.activity.count == 1)
             #expect(panel.member?.customerId == customer && panel.member?.tierName == "Bạc" && panel.member?.points == 150)
+        }
+    }
+
+    /// order-svc's two sections come from one call; an order-svc that predates it (a rolling upgrade)
+    /// gets the two calls it knows, and the panel is the same; order-svc down costs both its sections.
+    @Test func orderServicesSectionsComeFromOneCallOrTwoOnAnOlderServer() async throws {
+        try await PanelMesh.run(sectionTimeout: .seconds(5)) { mesh in
+            let (conversation, customer) = try await mesh.seed()
+            let request = GetPanelRequest(shopId: PanelMesh.shop, conversationId: conversation)
+            let panel = try await mesh.gateway.getPanel(request)
+            #expect(mesh.orderChannel.called.withLock { $0 } == ["GetCustomerOrderContext"])
+            #expect(panel.unavailableSections.isEmpty && panel.carts.count == 1 && panel.orderSummary?.stats?.orderCount == 1)
+            // The same sections as order-svc's own two RPCs answer.
+            let carts = try await mesh.order.listCarts(ListCartsRequest(shopId: PanelMesh.shop, customerId: customer)).carts
+            let summary = try await mesh.order.getOrderSummary(GetOrderSummaryRequest(shopId: PanelMesh.shop, customerId: customer, recentLimit: 5))
+            #expect(panel.carts == carts && panel.orderSummary == summary)
+
+            mesh.orderChannel.called.withLock { $0 = [] }
+            mesh.orderChannel.mode.withLock { $0 = .without(OrderService.Method.getCustomerOrderContext) }
+            let older = try await mesh.gateway.getPanel(request)
+            #expect(mesh.orderChannel.called.withLock { $0.sorted() } == ["GetCustomerOrderContext", "GetOrderSummary", "ListCarts"])
+            #expect(older.unavailableSections.isEmpty && older.carts == carts && older.orderSummary == summary)
+
+            mesh.orderChannel.mode.withLock { $0 = .down }
+            let without = try await mesh.gateway.getPanel(request)
+            #expect(without.unavailableSections.map { "\($0.section) \($0.code)" } == ["carts UNAVAILABLE", "order_summary UNAVAILABLE"])
+            #expect(without.carts.isEmpty && without.orderSummary == nil && without.member != nil && without.customer != nil)
         }
     }
 

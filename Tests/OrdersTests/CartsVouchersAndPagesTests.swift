@@ -11,6 +11,33 @@ import Testing
 @Suite struct CartsVouchersAndPagesTests {
     static let shop = OrderHarness.shop
 
+    /// R-PANEL-1: the panel's one call answers what ListCarts and GetOrderSummary answer, one customer's only.
+    @Test func theCustomerOrderContextIsListCartsAndTheSummaryTogether() async throws {
+        try await OrderHarness.run { h in
+            let s = try await h.stockShop()
+            let live = try await OrderServiceTests.livestream(h, s)
+            _ = try await OrderServiceTests.comment(h, live.campaignId, "cu1", "A12 x2 size M")
+            _ = try await OrderServiceTests.comment(h, live.campaignId, "cu2", "B3")
+            _ = try await h.client.createOrder(CreateOrderRequest(
+                shopId: Self.shop, customerId: "cu1", items: [OrderItemRequest(variantId: s.bag, quantity: 1)], shipping: OrderHarness.shipping,
+                paymentMethod: .cod, idempotencyKey: "ctx-1"
+            ))
+            let context = try await h.client.getCustomerOrderContext(GetCustomerOrderContextRequest(shopId: Self.shop, customerId: "cu1", recentLimit: 3))
+            let carts = try await h.client.listCarts(ListCartsRequest(shopId: Self.shop, customerId: "cu1")).carts
+            let summary = try await h.client.getOrderSummary(GetOrderSummaryRequest(shopId: Self.shop, customerId: "cu1", recentLimit: 3))
+            #expect(context.carts == carts && context.summary == summary)
+            #expect(carts.count == 1 && carts[0].cartLink.hasSuffix("c/" + carts[0].cartId) && summary.stats?.orderCount == 1)
+            let empty = try await h.client.getCustomerOrderContext(GetCustomerOrderContextRequest(shopId: Self.shop, customerId: "cu9"))
+            #expect(empty.carts.isEmpty && empty.summary?.stats?.orderCount == 0)
+            await expectStatus(.invalidArgument, naming: "recent_limit") {
+                _ = try await h.client.getCustomerOrderContext(GetCustomerOrderContextRequest(shopId: Self.shop, customerId: "cu1", recentLimit: -1))
+            }
+            await expectStatus(.invalidArgument, naming: "customer_id") {
+                _ = try await h.client.getCustomerOrderContext(GetCustomerOrderContextRequest(shopId: Self.shop))
+            }
+        }
+    }
+
     @Test func cartsCombineIntoOneStaffCartThatBecomesAnOrder() async throws {
         try await OrderHarness.run { h in
             let s = try await h.stockShop()

@@ -1717,6 +1717,96 @@ void   chatmesh__v1__order_summary__free_unpacked
   assert(message->base.descriptor == &chatmesh__v1__order_summary__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   chatmesh__v1__get_customer_order_context_request__init
+                     (Chatmesh__V1__GetCustomerOrderContextRequest         *message)
+{
+  static const Chatmesh__V1__GetCustomerOrderContextRequest init_value = CHATMESH__V1__GET_CUSTOMER_ORDER_CONTEXT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__get_customer_order_context_request__get_packed_size
+                     (const Chatmesh__V1__GetCustomerOrderContextRequest *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_customer_order_context_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__get_customer_order_context_request__pack
+                     (const Chatmesh__V1__GetCustomerOrderContextRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_customer_order_context_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__get_customer_order_context_request__pack_to_buffer
+                     (const Chatmesh__V1__GetCustomerOrderContextRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__get_customer_order_context_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__GetCustomerOrderContextRequest *
+       chatmesh__v1__get_customer_order_context_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__GetCustomerOrderContextRequest *)
+     protobuf_c_message_unpack (&chatmesh__v1__get_customer_order_context_request__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__get_customer_order_context_request__free_unpacked
+                     (Chatmesh__V1__GetCustomerOrderContextRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__get_customer_order_context_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   chatmesh__v1__customer_order_context__init
+                     (Chatmesh__V1__CustomerOrderContext         *message)
+{
+  static const Chatmesh__V1__CustomerOrderContext init_value = CHATMESH__V1__CUSTOMER_ORDER_CONTEXT__INIT;
+  *message = init_value;
+}
+size_t chatmesh__v1__customer_order_context__get_packed_size
+                     (const Chatmesh__V1__CustomerOrderContext *message)
+{
+  assert(message->base.descriptor == &chatmesh__v1__customer_order_context__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t chatmesh__v1__customer_order_context__pack
+                     (const Chatmesh__V1__CustomerOrderContext *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &chatmesh__v1__customer_order_context__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t chatmesh__v1__customer_order_context__pack_to_buffer
+                     (const Chatmesh__V1__CustomerOrderContext *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &chatmesh__v1__customer_order_context__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Chatmesh__V1__CustomerOrderContext *
+       chatmesh__v1__customer_order_context__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Chatmesh__V1__CustomerOrderContext *)
+     protobuf_c_message_unpack (&chatmesh__v1__customer_order_context__descriptor,
+                                allocator, len, data);
+}
+void   chatmesh__v1__customer_order_context__free_unpacked
+                     (Chatmesh__V1__CustomerOrderContext *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &chatmesh__v1__customer_order_context__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   chatmesh__v1__get_order_request__init
                      (Chatmesh__V1__GetOrderRequest         *message)
 {
@@ -5751,6 +5841,121 @@ const ProtobufCMessageDescriptor chatmesh__v1__order_summary__descriptor =
   (ProtobufCMessageInit) chatmesh__v1__order_summary__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor chatmesh__v1__get_customer_order_context_request__field_descriptors[3] =
+{
+  {
+    "shop_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetCustomerOrderContextRequest, shop_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "customer_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetCustomerOrderContextRequest, customer_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recent_limit",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__GetCustomerOrderContextRequest, recent_limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__get_customer_order_context_request__field_indices_by_name[] = {
+  1,   /* field[1] = customer_id */
+  2,   /* field[2] = recent_limit */
+  0,   /* field[0] = shop_id */
+};
+static const ProtobufCIntRange chatmesh__v1__get_customer_order_context_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__get_customer_order_context_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.GetCustomerOrderContextRequest",
+  "GetCustomerOrderContextRequest",
+  "Chatmesh__V1__GetCustomerOrderContextRequest",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__GetCustomerOrderContextRequest),
+  3,
+  chatmesh__v1__get_customer_order_context_request__field_descriptors,
+  chatmesh__v1__get_customer_order_context_request__field_indices_by_name,
+  1,  chatmesh__v1__get_customer_order_context_request__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__get_customer_order_context_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor chatmesh__v1__customer_order_context__field_descriptors[2] =
+{
+  {
+    "carts",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Chatmesh__V1__CustomerOrderContext, n_carts),
+    offsetof(Chatmesh__V1__CustomerOrderContext, carts),
+    &chatmesh__v1__cart__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "summary",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Chatmesh__V1__CustomerOrderContext, summary),
+    &chatmesh__v1__order_summary__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned chatmesh__v1__customer_order_context__field_indices_by_name[] = {
+  0,   /* field[0] = carts */
+  1,   /* field[1] = summary */
+};
+static const ProtobufCIntRange chatmesh__v1__customer_order_context__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor chatmesh__v1__customer_order_context__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "chatmesh.v1.CustomerOrderContext",
+  "CustomerOrderContext",
+  "Chatmesh__V1__CustomerOrderContext",
+  "chatmesh.v1",
+  sizeof(Chatmesh__V1__CustomerOrderContext),
+  2,
+  chatmesh__v1__customer_order_context__field_descriptors,
+  chatmesh__v1__customer_order_context__field_indices_by_name,
+  1,  chatmesh__v1__customer_order_context__number_ranges,
+  (ProtobufCMessageInit) chatmesh__v1__customer_order_context__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor chatmesh__v1__get_order_request__field_descriptors[2] =
 {
   {
@@ -6816,7 +7021,7 @@ const ProtobufCMessageDescriptor chatmesh__v1__get_staff_sales_stats_response__d
   (ProtobufCMessageInit) chatmesh__v1__get_staff_sales_stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descriptors[26] =
+static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descriptors[27] =
 {
   { "UpsertProduct", &chatmesh__v1__upsert_product_request__descriptor, &chatmesh__v1__product__descriptor },
   { "ListProducts", &chatmesh__v1__list_products_request__descriptor, &chatmesh__v1__list_products_response__descriptor },
@@ -6834,6 +7039,7 @@ static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descr
   { "SendCartReminder", &chatmesh__v1__send_cart_reminder_request__descriptor, &chatmesh__v1__send_result__descriptor },
   { "CreateOrder", &chatmesh__v1__create_order_request__descriptor, &chatmesh__v1__order__descriptor },
   { "GetOrderSummary", &chatmesh__v1__get_order_summary_request__descriptor, &chatmesh__v1__order_summary__descriptor },
+  { "GetCustomerOrderContext", &chatmesh__v1__get_customer_order_context_request__descriptor, &chatmesh__v1__customer_order_context__descriptor },
   { "GetOrder", &chatmesh__v1__get_order_request__descriptor, &chatmesh__v1__order__descriptor },
   { "MarkOrderPaid", &chatmesh__v1__mark_order_paid_request__descriptor, &chatmesh__v1__order__descriptor },
   { "CompleteOrder", &chatmesh__v1__complete_order_request__descriptor, &chatmesh__v1__order__descriptor },
@@ -6846,32 +7052,33 @@ static const ProtobufCMethodDescriptor chatmesh__v1__order_service__method_descr
   { "WatchChanges", &chatmesh__v1__watch_changes_request__descriptor, &chatmesh__v1__watch_changes_response__descriptor },
 };
 const unsigned chatmesh__v1__order_service__method_indices_by_name[] = {
-  21,        /* CancelOrder */
+  22,        /* CancelOrder */
   10,        /* CombineCarts */
-  18,        /* CompleteOrder */
+  19,        /* CompleteOrder */
   4,        /* CreateCampaign */
   14,        /* CreateOrder */
-  23,        /* EstimateShipping */
+  24,        /* EstimateShipping */
   5,        /* GetCampaign */
-  16,        /* GetOrder */
+  16,        /* GetCustomerOrderContext */
+  17,        /* GetOrder */
   15,        /* GetOrderSummary */
-  24,        /* GetStaffSalesStats */
+  25,        /* GetStaffSalesStats */
   8,        /* IngestComment */
   6,        /* ListCampaigns */
   11,        /* ListCarts */
   1,        /* ListProducts */
   3,        /* ListWarehouses */
-  17,        /* MarkOrderPaid */
-  22,        /* ResendPaymentLink */
+  18,        /* MarkOrderPaid */
+  23,        /* ResendPaymentLink */
   13,        /* SendCartReminder */
-  20,        /* SendOrderConfirmation */
+  21,        /* SendOrderConfirmation */
   9,        /* SetCampaignLive */
-  19,        /* ShipOrder */
+  20,        /* ShipOrder */
   7,        /* UpdateCampaignItemPrice */
   12,        /* UpdateCart */
   0,        /* UpsertProduct */
   2,        /* UpsertWarehouse */
-  25         /* WatchChanges */
+  26         /* WatchChanges */
 };
 const ProtobufCServiceDescriptor chatmesh__v1__order_service__descriptor =
 {
@@ -6880,7 +7087,7 @@ const ProtobufCServiceDescriptor chatmesh__v1__order_service__descriptor =
   "OrderService",
   "Chatmesh__V1__OrderService",
   "chatmesh.v1",
-  26,
+  27,
   chatmesh__v1__order_service__method_descriptors,
   chatmesh__v1__order_service__method_indices_by_name
 };
@@ -7012,13 +7219,21 @@ void chatmesh__v1__order_service__get_order_summary(ProtobufCService *service,
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
   service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void chatmesh__v1__order_service__get_customer_order_context(ProtobufCService *service,
+                                                             const Chatmesh__V1__GetCustomerOrderContextRequest *input,
+                                                             Chatmesh__V1__CustomerOrderContext_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void chatmesh__v1__order_service__get_order(ProtobufCService *service,
                                             const Chatmesh__V1__GetOrderRequest *input,
                                             Chatmesh__V1__Order_Closure closure,
                                             void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__mark_order_paid(ProtobufCService *service,
                                                   const Chatmesh__V1__MarkOrderPaidRequest *input,
@@ -7026,7 +7241,7 @@ void chatmesh__v1__order_service__mark_order_paid(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__complete_order(ProtobufCService *service,
                                                  const Chatmesh__V1__CompleteOrderRequest *input,
@@ -7034,7 +7249,7 @@ void chatmesh__v1__order_service__complete_order(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__ship_order(ProtobufCService *service,
                                              const Chatmesh__V1__ShipOrderRequest *input,
@@ -7042,7 +7257,7 @@ void chatmesh__v1__order_service__ship_order(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__send_order_confirmation(ProtobufCService *service,
                                                           const Chatmesh__V1__SendOrderConfirmationRequest *input,
@@ -7050,7 +7265,7 @@ void chatmesh__v1__order_service__send_order_confirmation(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__cancel_order(ProtobufCService *service,
                                                const Chatmesh__V1__CancelOrderRequest *input,
@@ -7058,7 +7273,7 @@ void chatmesh__v1__order_service__cancel_order(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__resend_payment_link(ProtobufCService *service,
                                                       const Chatmesh__V1__ResendPaymentLinkRequest *input,
@@ -7066,7 +7281,7 @@ void chatmesh__v1__order_service__resend_payment_link(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__estimate_shipping(ProtobufCService *service,
                                                     const Chatmesh__V1__EstimateShippingRequest *input,
@@ -7074,7 +7289,7 @@ void chatmesh__v1__order_service__estimate_shipping(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__get_staff_sales_stats(ProtobufCService *service,
                                                         const Chatmesh__V1__GetStaffSalesStatsRequest *input,
@@ -7082,7 +7297,7 @@ void chatmesh__v1__order_service__get_staff_sales_stats(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__watch_changes(ProtobufCService *service,
                                                 const Chatmesh__V1__WatchChangesRequest *input,
@@ -7090,7 +7305,7 @@ void chatmesh__v1__order_service__watch_changes(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &chatmesh__v1__order_service__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void chatmesh__v1__order_service__init (Chatmesh__V1__OrderService_Service *service,
                                         Chatmesh__V1__OrderService_ServiceDestroy destroy)

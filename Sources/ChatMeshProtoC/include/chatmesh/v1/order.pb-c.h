@@ -55,6 +55,8 @@ typedef struct Chatmesh__V1__GetOrderSummaryRequest Chatmesh__V1__GetOrderSummar
 typedef struct Chatmesh__V1__OrderStatusCount Chatmesh__V1__OrderStatusCount;
 typedef struct Chatmesh__V1__OrderStats Chatmesh__V1__OrderStats;
 typedef struct Chatmesh__V1__OrderSummary Chatmesh__V1__OrderSummary;
+typedef struct Chatmesh__V1__GetCustomerOrderContextRequest Chatmesh__V1__GetCustomerOrderContextRequest;
+typedef struct Chatmesh__V1__CustomerOrderContext Chatmesh__V1__CustomerOrderContext;
 typedef struct Chatmesh__V1__GetOrderRequest Chatmesh__V1__GetOrderRequest;
 typedef struct Chatmesh__V1__MarkOrderPaidRequest Chatmesh__V1__MarkOrderPaidRequest;
 typedef struct Chatmesh__V1__CompleteOrderRequest Chatmesh__V1__CompleteOrderRequest;
@@ -748,6 +750,39 @@ struct  Chatmesh__V1__OrderSummary
 #define CHATMESH__V1__ORDER_SUMMARY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__order_summary__descriptor) \
     , NULL, 0,NULL }
+
+
+/*
+ * R-PANEL-1: what order-svc gives a chat panel, read together.
+ */
+struct  Chatmesh__V1__GetCustomerOrderContextRequest
+{
+  ProtobufCMessage base;
+  char *shop_id;
+  char *customer_id;
+  /*
+   * How many of the newest orders: 5 when 0, at most 50.
+   */
+  int32_t recent_limit;
+};
+#define CHATMESH__V1__GET_CUSTOMER_ORDER_CONTEXT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__get_customer_order_context_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Chatmesh__V1__CustomerOrderContext
+{
+  ProtobufCMessage base;
+  /*
+   * The customer's open carts, newest first (ListCarts' first page).
+   */
+  size_t n_carts;
+  Chatmesh__V1__Cart **carts;
+  Chatmesh__V1__OrderSummary *summary;
+};
+#define CHATMESH__V1__CUSTOMER_ORDER_CONTEXT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&chatmesh__v1__customer_order_context__descriptor) \
+    , 0,NULL, NULL }
 
 
 struct  Chatmesh__V1__GetOrderRequest
@@ -1688,6 +1723,44 @@ Chatmesh__V1__OrderSummary *
 void   chatmesh__v1__order_summary__free_unpacked
                      (Chatmesh__V1__OrderSummary *message,
                       ProtobufCAllocator *allocator);
+/* Chatmesh__V1__GetCustomerOrderContextRequest methods */
+void   chatmesh__v1__get_customer_order_context_request__init
+                     (Chatmesh__V1__GetCustomerOrderContextRequest         *message);
+size_t chatmesh__v1__get_customer_order_context_request__get_packed_size
+                     (const Chatmesh__V1__GetCustomerOrderContextRequest   *message);
+size_t chatmesh__v1__get_customer_order_context_request__pack
+                     (const Chatmesh__V1__GetCustomerOrderContextRequest   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__get_customer_order_context_request__pack_to_buffer
+                     (const Chatmesh__V1__GetCustomerOrderContextRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__GetCustomerOrderContextRequest *
+       chatmesh__v1__get_customer_order_context_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__get_customer_order_context_request__free_unpacked
+                     (Chatmesh__V1__GetCustomerOrderContextRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Chatmesh__V1__CustomerOrderContext methods */
+void   chatmesh__v1__customer_order_context__init
+                     (Chatmesh__V1__CustomerOrderContext         *message);
+size_t chatmesh__v1__customer_order_context__get_packed_size
+                     (const Chatmesh__V1__CustomerOrderContext   *message);
+size_t chatmesh__v1__customer_order_context__pack
+                     (const Chatmesh__V1__CustomerOrderContext   *message,
+                      uint8_t             *out);
+size_t chatmesh__v1__customer_order_context__pack_to_buffer
+                     (const Chatmesh__V1__CustomerOrderContext   *message,
+                      ProtobufCBuffer     *buffer);
+Chatmesh__V1__CustomerOrderContext *
+       chatmesh__v1__customer_order_context__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   chatmesh__v1__customer_order_context__free_unpacked
+                     (Chatmesh__V1__CustomerOrderContext *message,
+                      ProtobufCAllocator *allocator);
 /* Chatmesh__V1__GetOrderRequest methods */
 void   chatmesh__v1__get_order_request__init
                      (Chatmesh__V1__GetOrderRequest         *message);
@@ -2070,6 +2143,12 @@ typedef void (*Chatmesh__V1__OrderStats_Closure)
 typedef void (*Chatmesh__V1__OrderSummary_Closure)
                  (const Chatmesh__V1__OrderSummary *message,
                   void *closure_data);
+typedef void (*Chatmesh__V1__GetCustomerOrderContextRequest_Closure)
+                 (const Chatmesh__V1__GetCustomerOrderContextRequest *message,
+                  void *closure_data);
+typedef void (*Chatmesh__V1__CustomerOrderContext_Closure)
+                 (const Chatmesh__V1__CustomerOrderContext *message,
+                  void *closure_data);
 typedef void (*Chatmesh__V1__GetOrderRequest_Closure)
                  (const Chatmesh__V1__GetOrderRequest *message,
                   void *closure_data);
@@ -2183,6 +2262,10 @@ struct Chatmesh__V1__OrderService_Service
                             const Chatmesh__V1__GetOrderSummaryRequest *input,
                             Chatmesh__V1__OrderSummary_Closure closure,
                             void *closure_data);
+  void (*get_customer_order_context)(Chatmesh__V1__OrderService_Service *service,
+                                     const Chatmesh__V1__GetCustomerOrderContextRequest *input,
+                                     Chatmesh__V1__CustomerOrderContext_Closure closure,
+                                     void *closure_data);
   void (*get_order)(Chatmesh__V1__OrderService_Service *service,
                     const Chatmesh__V1__GetOrderRequest *input,
                     Chatmesh__V1__Order_Closure closure,
@@ -2247,6 +2330,7 @@ void chatmesh__v1__order_service__init (Chatmesh__V1__OrderService_Service *serv
       function_prefix__ ## send_cart_reminder,\
       function_prefix__ ## create_order,\
       function_prefix__ ## get_order_summary,\
+      function_prefix__ ## get_customer_order_context,\
       function_prefix__ ## get_order,\
       function_prefix__ ## mark_order_paid,\
       function_prefix__ ## complete_order,\
@@ -2321,6 +2405,10 @@ void chatmesh__v1__order_service__get_order_summary(ProtobufCService *service,
                                                     const Chatmesh__V1__GetOrderSummaryRequest *input,
                                                     Chatmesh__V1__OrderSummary_Closure closure,
                                                     void *closure_data);
+void chatmesh__v1__order_service__get_customer_order_context(ProtobufCService *service,
+                                                             const Chatmesh__V1__GetCustomerOrderContextRequest *input,
+                                                             Chatmesh__V1__CustomerOrderContext_Closure closure,
+                                                             void *closure_data);
 void chatmesh__v1__order_service__get_order(ProtobufCService *service,
                                             const Chatmesh__V1__GetOrderRequest *input,
                                             Chatmesh__V1__Order_Closure closure,
@@ -2406,6 +2494,8 @@ extern const ProtobufCMessageDescriptor chatmesh__v1__get_order_summary_request_
 extern const ProtobufCMessageDescriptor chatmesh__v1__order_status_count__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__order_stats__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__order_summary__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__get_customer_order_context_request__descriptor;
+extern const ProtobufCMessageDescriptor chatmesh__v1__customer_order_context__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__get_order_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__mark_order_paid_request__descriptor;
 extern const ProtobufCMessageDescriptor chatmesh__v1__complete_order_request__descriptor;
