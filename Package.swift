@@ -209,7 +209,7 @@ let package = Package(
         .executableTarget(
             name: "chatmesh",
             dependencies: [
-                "MeshRPC", "MeshHTTP2", "ChatMeshAPI", "VietnamCommerce",
+                "MeshRPC", "MeshHTTP2", "MeshReflection", "ChatMeshAPI", "VietnamCommerce",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -306,6 +306,7 @@ let package = Package(
         .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "LoyaltyAudiences", "VietnamCommerce", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshChanges", "MeshTestSupport", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "VietnamCommerce", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
+        .testTarget(name: "MeshReflectionTests", dependencies: ["MeshReflection", "ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "MeshHTTP2Tests",

@@ -1,7 +1,7 @@
 import NIOCore
 
-/// Just enough of the protobuf wire format for reflection's messages, which use `oneof`
-/// (the bridge generator maps none): varints, length-delimited fields, skipping the rest.
+/// The protobuf wire format, for reflection's messages, which use `oneof` (the bridge generator
+/// maps none), and for messages known only by their descriptors (`ProtoJSON`).
 struct ProtoReader {
     private var buffer: ByteBuffer
 
@@ -12,6 +12,8 @@ struct ProtoReader {
     enum Field {
         case varint(number: Int, value: UInt64)
         case bytes(number: Int, value: ByteBuffer)
+        case fixed64(number: Int, value: UInt64)
+        case fixed32(number: Int, value: UInt32)
     }
 
     /// The next field, or nil at the end; throws on bytes that are not protobuf.
@@ -24,9 +26,8 @@ struct ProtoReader {
         case 0:
             return .varint(number: number, value: try varint())
         case 1:
-            guard buffer.readableBytes >= 8 else { throw RPCDecodeFailure("truncated fixed64") }
-            buffer.moveReaderIndex(forwardBy: 8)
-            return try next()
+            guard let value = buffer.readInteger(endianness: .little, as: UInt64.self) else { throw RPCDecodeFailure("truncated fixed64") }
+            return .fixed64(number: number, value: value)
         case 2:
             let length = try varint()
             guard length <= UInt64(buffer.readableBytes), let value = buffer.readSlice(length: Int(length)) else {
@@ -34,15 +35,28 @@ struct ProtoReader {
             }
             return .bytes(number: number, value: value)
         case 5:
-            guard buffer.readableBytes >= 4 else { throw RPCDecodeFailure("truncated fixed32") }
-            buffer.moveReaderIndex(forwardBy: 4)
-            return try next()
+            guard let value = buffer.readInteger(endianness: .little, as: UInt32.self) else { throw RPCDecodeFailure("truncated fixed32") }
+            return .fixed32(number: number, value: value)
         default:
             throw RPCDecodeFailure("wire type \(key & 7) is not supported")
         }
     }
 
-    private mutating func varint() throws(RPCDecodeFailure) -> UInt64 {
+    var isAtEnd: Bool { buffer.readableBytes == 0 }
+
+    /// A bare fixed-width value (the elements of a packed repeated field).
+    mutating func fixed64() throws(RPCDecodeFailure) -> UInt64 {
+        guard let value = buffer.readInteger(endianness: .little, as: UInt64.self) else { throw RPCDecodeFailure("truncated fixed64") }
+        return value
+    }
+
+    mutating func fixed32() throws(RPCDecodeFailure) -> UInt32 {
+        guard let value = buffer.readInteger(endianness: .little, as: UInt32.self) else { throw RPCDecodeFailure("truncated fixed32") }
+        return value
+    }
+
+    /// A bare varint (the elements of a packed repeated field).
+    mutating func varint() throws(RPCDecodeFailure) -> UInt64 {
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while let byte = buffer.readInteger(as: UInt8.self) {
@@ -81,6 +95,22 @@ struct ProtoWriter {
     mutating func message(_ number: Int, _ build: (inout ProtoWriter) -> Void) {
         var inner = ProtoWriter()
         build(&inner)
+        tag(number, 2)
+        raw(UInt64(inner.buffer.readableBytes))
+        buffer.writeImmutableBuffer(inner.buffer)
+    }
+
+    mutating func fixed64(_ number: Int, _ value: UInt64) {
+        tag(number, 1)
+        buffer.writeInteger(value, endianness: .little)
+    }
+
+    mutating func fixed32(_ number: Int, _ value: UInt32) {
+        tag(number, 5)
+        buffer.writeInteger(value, endianness: .little)
+    }
+
+    mutating func message(_ number: Int, _ inner: ProtoWriter) {
         tag(number, 2)
         raw(UInt64(inner.buffer.readableBytes))
         buffer.writeImmutableBuffer(inner.buffer)
