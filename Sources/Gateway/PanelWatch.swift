@@ -53,13 +53,32 @@ struct PanelWatch: Sendable {
             guard let token = Token(resumeToken) else { throw RPCError.invalidArgument("resume_token: not a token WatchPanel gave") }
             resume = token
         }
-        var watching = try await start(shop: shop, pageId: pageId, conversationId: conversationId, resume: resume, responses: responses)
+        let resumeFrom = resume
+        var watching = try await Self.inChildTask {
+            try await start(shop: shop, pageId: pageId, conversationId: conversationId, resume: resumeFrom, responses: responses)
+        }
         defer { hub.unregister(watching.watcher) }
         while await watching.watcher.waitForStale() {
-            try await send(&watching, responses: responses)
+            let current = watching
+            watching.unavailable = try await Self.inChildTask {
+                var next = current
+                try await send(&next, responses: responses)
+                return next.unavailable
+            }
         }
         try Task.checkCancellation()
         throw RPCError.unavailable("the gateway is shutting down: resume with the last resume_token")
+    }
+
+    /// Runs `body` in a child task, so that what its reads stack up is freed when it ends. A task keeps
+    /// every slab its async stack ever grew to until the task ends (Swift's task allocator), and reading a
+    /// panel grows it to ~15 KB of frames: done in the watcher's own task, a parked watcher kept them all
+    /// (16 KiB per idle watcher at 10,000, measured with heaptrack, against the ~4 KiB its wait needs).
+    static func inChildTask<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask(operation: body)
+            return try await group.next()!
+        }
     }
 
     /// Registers the watcher and sends the first update: the whole panel, or what changed since the
