@@ -164,6 +164,12 @@ public struct PanelComposer: Sendable {
                     return (names, result)
                 }
             }
+            let carts = { @Sendable () async throws(RPCError) -> [Cart] in
+                try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts
+            }
+            let summary = { @Sendable () async throws(RPCError) -> OrderSummary in
+                try await c.order.getOrderSummary(GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options)
+            }
             if wanted.isSuperset(of: [.carts, .orderSummary]) {
                 // Both of order-svc's sections in one call: a call between processes costs more than the
                 // reads behind it. An order-svc older than the gateway (a rolling upgrade) answers
@@ -173,24 +179,16 @@ public struct PanelComposer: Sendable {
                     switch await rpcResult({ () throws(RPCError) in try await c.order.getCustomerOrderContext(request, options: options) }) {
                     case .success(let context): return .orders(context.carts, context.summary ?? OrderSummary())
                     case .failure(let error) where error.code == .unimplemented:
-                        async let carts = rpcResult { () throws(RPCError) in
-                            try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts
-                        }
-                        async let summary = rpcResult { () throws(RPCError) in
-                            try await c.order.getOrderSummary(GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options)
-                        }
-                        return .orders(try await carts.get(), try await summary.get())
+                        async let oldCarts = rpcResult(carts)
+                        async let oldSummary = rpcResult(summary)
+                        return .orders(try await oldCarts.get(), try await oldSummary.get())
                     case .failure(let error): throw error
                     }
                 }
             } else if wanted.contains(.carts) {
-                ask(["carts"]) { () throws(RPCError) in .carts(try await c.order.listCarts(ListCartsRequest(shopId: shop, customerId: customer), options: options).carts) }
+                ask(["carts"]) { () throws(RPCError) in .carts(try await carts()) }
             } else if wanted.contains(.orderSummary) {
-                ask(["order_summary"]) { () throws(RPCError) in
-                    .orderSummary(try await c.order.getOrderSummary(
-                        GetOrderSummaryRequest(shopId: shop, customerId: customer, recentLimit: Self.recentOrders), options: options
-                    ))
-                }
+                ask(["order_summary"]) { () throws(RPCError) in .orderSummary(try await summary()) }
             }
             if wanted.contains(.member) {
                 ask(["member"]) { () throws(RPCError) in

@@ -26,8 +26,7 @@ struct ProtoReader {
         case 0:
             return .varint(number: number, value: try varint())
         case 1:
-            guard let value = buffer.readInteger(endianness: .little, as: UInt64.self) else { throw RPCDecodeFailure("truncated fixed64") }
-            return .fixed64(number: number, value: value)
+            return .fixed64(number: number, value: try fixed64())
         case 2:
             let length = try varint()
             guard length <= UInt64(buffer.readableBytes), let value = buffer.readSlice(length: Int(length)) else {
@@ -35,8 +34,7 @@ struct ProtoReader {
             }
             return .bytes(number: number, value: value)
         case 5:
-            guard let value = buffer.readInteger(endianness: .little, as: UInt32.self) else { throw RPCDecodeFailure("truncated fixed32") }
-            return .fixed32(number: number, value: value)
+            return .fixed32(number: number, value: try fixed32())
         default:
             throw RPCDecodeFailure("wire type \(key & 7) is not supported")
         }
@@ -95,9 +93,7 @@ struct ProtoWriter {
     mutating func message(_ number: Int, _ build: (inout ProtoWriter) -> Void) {
         var inner = ProtoWriter()
         build(&inner)
-        tag(number, 2)
-        raw(UInt64(inner.buffer.readableBytes))
-        buffer.writeImmutableBuffer(inner.buffer)
+        message(number, inner)
     }
 
     mutating func fixed64(_ number: Int, _ value: UInt64) {

@@ -90,7 +90,7 @@ struct CallCommand: AsyncParsableCommand {
                 throw Refusal("\(described.input): \(error)")
             }
         }
-        let options = try callOptions(shopOf: requests.first)
+        let options = try callOptions(plain, shopOf: requests.first)
         let descriptor = MethodDescriptor(service: described.service, method: described.name)
         do {
             if !described.clientStreaming && !described.serverStreaming {
@@ -111,8 +111,9 @@ struct CallCommand: AsyncParsableCommand {
         }
     }
 
-    func callOptions(shopOf request: Any?) throws -> CallOptions {
-        var options = CallOptions(timeout: .milliseconds(max(1, timeoutMs)))
+    /// `plain` with the token and the metadata.
+    func callOptions(_ plain: CallOptions, shopOf request: Any?) throws -> CallOptions {
+        var options = plain
         let object = request as? [String: Any]
         let shop = self.shop ?? (object?["shopId"] as? String) ?? (object?["shop_id"] as? String)
         if let token {
@@ -120,9 +121,9 @@ struct CallCommand: AsyncParsableCommand {
         } else {
             guard let role = Role(rawValue: role) else { throw ValidationError("--role must be one of owner, admin, agent, service") }
             // A request without a shop (reflection, health, the operators' RPCs) goes as the service role.
-            let minted = shop.map { TokenSigner(key: MeshEnvironment().authKey).mint(shopId: $0, staffId: staff, role: role) }
-                ?? TokenSigner(key: MeshEnvironment().authKey).mint(shopId: Principal.anyShop, staffId: staff, role: .service)
-            options.authorization = "Bearer " + minted
+            let signer = TokenSigner(key: MeshEnvironment().authKey)
+            options.authorization = "Bearer " + (shop.map { signer.mint(shopId: $0, staffId: staff, role: role) }
+                ?? signer.mint(shopId: Principal.anyShop, staffId: staff, role: .service))
         }
         for pair in header {
             let parts = pair.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
