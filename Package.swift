@@ -27,6 +27,12 @@ let package = Package(
         .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
         .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/apple/swift-service-context.git", from: "1.5.1"),
+        // OTLP/HTTP only: its gRPC exporter would bring grpc-swift and a second HTTP/2 stack.
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // C libraries from Debian's -dev packages (libnghttp2-dev, libprotobuf-c-dev).
@@ -58,11 +64,40 @@ let package = Package(
         ),
         // grpc.health.v1.Health/Check.
         .target(name: "MeshHealth", dependencies: ["MeshRPC", "ChatMeshAPI"]),
+        // The gRPC series of go-grpc-prometheus and the transport's own, on swift-metrics (any backend).
+        .target(
+            name: "MeshMetrics",
+            dependencies: ["MeshRPC", .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // Traces across the mesh: W3C trace context in gRPC metadata, a span per server and client call (swift-distributed-tracing).
+        .target(
+            name: "MeshTracing",
+            dependencies: [
+                "MeshRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "ServiceContextModule", package: "swift-service-context"),
+            ]
+        ),
+        // /metrics: swift-metrics bootstrapped on swift-prometheus, served over HTTP/1.1; the text format read back (chatmesh top).
+        .target(
+            name: "MeshPrometheus",
+            dependencies: [
+                "MeshMetrics",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // gRPC over libnghttp2 on SwiftNIO: server and client.
         .target(
             name: "MeshHTTP2",
             dependencies: [
-                "MeshRPC", "CNGHTTP2", "CZlib",
+                "MeshRPC", "MeshMetrics", "MeshTracing", "CNGHTTP2", "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -74,7 +109,8 @@ let package = Package(
         .target(
             name: "MeshProcess",
             dependencies: [
-                "MeshRPC", "MeshHTTP2",
+                "MeshRPC", "MeshHTTP2", "MeshMetrics", "MeshPrometheus", "MeshTracing",
+                .product(name: "OTel", package: "swift-otel"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +121,8 @@ let package = Package(
         .target(
             name: "MeshStore",
             dependencies: [
-                "MeshRPC", "CSQLite3",
+                "MeshRPC", "MeshMetrics", "MeshTracing", "CSQLite3",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -96,7 +133,13 @@ let package = Package(
             ]
         ),
         // The outbox's operator face (chatmesh.v1.OutboxService), served by every producing service.
-        .target(name: "MeshOutbox", dependencies: ["MeshRPC", "MeshStore", "MeshProcess", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "MeshOutbox",
+            dependencies: [
+                "MeshRPC", "MeshStore", "MeshProcess", "MeshMetrics", "ChatMeshAPI",
+                .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
         // A service's change feed (chatmesh.v1 WatchChanges, R-PANEL-4) served from its MeshStore ChangeLog.
         .target(name: "MeshChanges", dependencies: ["MeshRPC", "MeshStore", "MeshProcess", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")]),
         // conversation-svc: domain rules of DOMAIN.md §1, its store and its RPC handlers.
@@ -115,13 +158,23 @@ let package = Package(
             dependencies: ["MeshRPC", "VietnamCommerce", "MeshStore", "MeshChanges", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         // The gateway: the panel composed from the services' answers (R-PANEL-1..3), the staff report.
-        .target(name: "Gateway", dependencies: ["MeshRPC", "ChatMeshAPI", .product(name: "NIOCore", package: "swift-nio")]),
+        .target(
+            name: "Gateway",
+            dependencies: ["MeshRPC", "ChatMeshAPI", .product(name: "NIOCore", package: "swift-nio"), .product(name: "CoreMetrics", package: "swift-metrics")]
+        ),
         // messaging-svc: domain rules of DOMAIN.md §4 (templates, Messenger policy, ZNS quality).
-        .target(name: "Messaging", dependencies: ["MeshRPC", "VietnamCommerce", "MeshStore", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        .target(
+            name: "Messaging",
+            dependencies: [
+                "MeshRPC", "MeshMetrics", "MeshTracing", "VietnamCommerce", "MeshStore", "ChatMeshAPI",
+                .product(name: "SQLKit", package: "sql-kit"), .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
         // The HTTP/1.1 client (TLS for https) that the platforms' APIs are called with.
         .target(
             name: "MeshHTTPClient",
             dependencies: [
+                "MeshTracing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -178,38 +231,38 @@ let package = Package(
         ),
         .executableTarget(
             name: "conversation-svc",
-            dependencies: ["MeshOutbox", "Conversations", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshMetrics", "MeshOutbox", "Conversations", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/conversation-svc",
             exclude: ["README.md"]
         ),
         .executableTarget(
             name: "messaging-svc",
-            dependencies: ["Messaging", "MessagingDelivery", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshMetrics", "Messaging", "MessagingDelivery", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/messaging-svc",
             exclude: ["README.md"]
         ),
         .executableTarget(
             name: "loyalty-svc",
-            dependencies: ["Loyalty", "LoyaltyAudiences", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshMetrics", "Loyalty", "LoyaltyAudiences", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/loyalty-svc",
             exclude: ["README.md"]
         ),
         .executableTarget(
             name: "order-svc",
-            dependencies: ["MeshOutbox", "Orders", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshMetrics", "MeshOutbox", "Orders", "MeshChanges", "MeshStore", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/order-svc",
             exclude: ["README.md"]
         ),
         .executableTarget(
             name: "gateway",
-            dependencies: ["Gateway", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeshMetrics", "Gateway", "MeshHTTP2", "MeshProcess", "MeshHealth", "MeshReflection", "MeshRPC", "ChatMeshAPI", .product(name: "Logging", package: "swift-log")],
             path: "services/gateway",
             exclude: ["README.md"]
         ),
         .executableTarget(
             name: "chatmesh",
             dependencies: [
-                "MeshRPC", "MeshHTTP2", "MeshReflection", "ChatMeshAPI", "VietnamCommerce",
+                "MeshRPC", "MeshHTTP2", "MeshReflection", "MeshPrometheus", "MeshHTTPClient", "ChatMeshAPI", "VietnamCommerce",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -272,6 +325,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MeshRPCTests", dependencies: ["MeshRPC"]),
+        .testTarget(name: "MeshTracingTests", dependencies: ["MeshTracing"]),
         .testTarget(name: "VietnamCommerceTests", dependencies: ["VietnamCommerce"]),
         // Helpers shared by the service tests (status expectations, scratch databases).
         .target(
@@ -308,6 +362,17 @@ let package = Package(
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "VietnamCommerce", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "MeshReflectionTests", dependencies: ["MeshReflection", "ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(
+            name: "MeshMetricsTests",
+            dependencies: [
+                "MeshMetrics", "MeshPrometheus", "MeshHTTP2", "MeshHTTPClient", "MeshInterop", "MeshRPC", "ChatMeshAPI", "MeshStore",
+                "MeshTestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "MeshHTTP2Tests",
             dependencies: [

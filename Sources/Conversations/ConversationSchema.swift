@@ -146,5 +146,7 @@ public enum ConversationSchema {
         Migration(version: 6, name: "custom field order", statements: [
             "ALTER TABLE custom_fields ADD COLUMN position BIGINT NOT NULL DEFAULT 0",
         ]),
+        // An event's trace goes on when it is delivered (README, Observability).
+        Migration(version: 7, name: "outbox trace context", statements: Outbox.traceContextColumn),
     ]
 }

@@ -29,11 +29,14 @@ public struct PanelComposer: Sendable {
     let sectionTimeout: Duration
     /// Where each section's time is recorded, when someone wants to know.
     let timings: SectionTimings?
+    /// Sections that could not be served, counted for /metrics when metrics are on.
+    let metrics: PanelMetrics?
 
-    public init(clients: Clients, sectionTimeout: Duration = .milliseconds(500), timings: SectionTimings? = nil) {
+    public init(clients: Clients, sectionTimeout: Duration = .milliseconds(500), timings: SectionTimings? = nil, metrics: PanelMetrics? = nil) {
         self.clients = clients
         self.sectionTimeout = sectionTimeout
         self.timings = timings
+        self.metrics = metrics
     }
 
     /// How many items of the lists a panel shows.
@@ -70,6 +73,7 @@ public struct PanelComposer: Sendable {
         var panel = Panel()
         Self.apply(context, PanelSection.fromConversationService, to: &panel)
         await fill([.carts, .orderSummary, .member], shop: shop, customer: conversation.customerId, into: &panel)
+        metrics?.count(panel.unavailableSections)
         return panel
     }
 
@@ -110,6 +114,7 @@ public struct PanelComposer: Sendable {
             }
         }
         await fill(wanted.subtracting(PanelSection.fromConversationService), shop: shop, customer: customerId, into: &panel)
+        metrics?.count(panel.unavailableSections)
         return panel
     }
 

@@ -313,7 +313,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func flush() {
         guard let session, let context else { return }
-        let error = SessionOutput.drain(session, into: context)
+        var sent = 0
+        let error = SessionOutput.drain(session, into: context, sent: &sent)
         if error != 0 {
             failAll(.unavailable("HTTP/2 error to \(authority): \(NG.errorName(error))"))
             context.close(promise: nil)

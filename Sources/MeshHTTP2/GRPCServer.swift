@@ -1,4 +1,5 @@
 import Logging
+import MeshMetrics
 import MeshRPC
 import NIOCore
 import NIOPosix
@@ -50,6 +51,9 @@ public final class GRPCServer: Service, Sendable {
         /// How long a drained-for-age connection's calls get before it is closed.
         /// CHATMESH_MAX_CONNECTION_AGE_GRACE_S.
         public var maxConnectionAgeGrace: TimeAmount = .seconds(30)
+        /// The gRPC and transport series this server counts into (nil: none; MeshProcess sets them
+        /// when CHATMESH_METRICS_LISTEN is set).
+        public var metrics: ServerMetrics?
 
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
@@ -148,9 +152,15 @@ public final class GRPCServer: Service, Sendable {
             return true
         }
         if !admitted {
+            config.metrics?.transport.connectionsRefused.increment()
             logger.warning("refusing a connection", metadata: ["peer": "\(channel.remoteAddress?.description ?? "?")", "limit": "\(maxConnections)"])
             channel.close(promise: nil)
             return
+        }
+        if let transport = config.metrics?.transport {
+            transport.connectionsAccepted.increment()
+            transport.connections.add(1, ordering: .relaxed)
+            channel.closeFuture.whenComplete { _ in transport.connections.subtract(1, ordering: .relaxed) }
         }
         channel.closeFuture.whenComplete { [weak self] _ in
             _ = self?.state.withLock { $0.connections.removeValue(forKey: id) }

@@ -1,5 +1,7 @@
 import Logging
+import MeshMetrics
 import MeshRPC
+import MeshTracing
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -26,6 +28,8 @@ public final class HTTP2Channel: RPCChannel {
         public var keepaliveTimeout: TimeAmount = .seconds(20)
         /// Ping even with no call open (keeps NAT and load-balancer state alive).
         public var keepaliveWithoutCalls = false
+        /// The client series this channel counts into: the process's when metrics are on.
+        public var metrics: RPCMetrics? = ProcessMetrics.client
 
         /// Defaults, with keepalive from CHATMESH_KEEPALIVE_INTERVAL_S and CHATMESH_KEEPALIVE_TIMEOUT_S.
         public init(env: MeshEnvironment = MeshEnvironment()) {
@@ -37,6 +41,7 @@ public final class HTTP2Channel: RPCChannel {
 
     private let subchannels: [Subchannel]
     private let maxMessageBytes: Int
+    private let metrics: RPCMetrics?
     private let next = Atomic<Int>(0)
     private let callIDs = Atomic<UInt64>(0)
 
@@ -50,6 +55,7 @@ public final class HTTP2Channel: RPCChannel {
         }
         subchannels = subs
         maxMessageBytes = config.maxMessageBytes
+        metrics = config.metrics
     }
 
     /// "a:1,b:2" as in the environment.
@@ -58,8 +64,32 @@ public final class HTTP2Channel: RPCChannel {
     }
 
     public func unary(_ request: ClientRequest) async throws(RPCError) -> ByteBuffer {
-        try await withRetries(idempotent: request.idempotent) { connection, callID in
-            try await connection.call(request, callID: callID)
+        guard RPCTracing.isEnabled else { return try await counted(request) }
+        return try await RPCTracing.calling(request.method, metadata: request.metadata) { (metadata: Metadata) throws(RPCError) in
+            var request = request
+            request.metadata = metadata
+            return try await counted(request)
+        }
+    }
+
+    private func counted(_ request: ClientRequest) async throws(RPCError) -> ByteBuffer {
+        guard let metrics else {
+            return try await withRetries(idempotent: request.idempotent) { connection, callID in
+                try await connection.call(request, callID: callID)
+            }
+        }
+        let method = metrics.method(request.method, kind: .unary)
+        method.start()
+        let start = NIODeadline.now()
+        do {
+            let response = try await withRetries(idempotent: request.idempotent) { connection, callID in
+                try await connection.call(request, callID: callID)
+            }
+            method.handled(.ok, since: start)
+            return response
+        } catch {
+            method.handled(error.code, since: start)
+            throw error
         }
     }
 
@@ -89,9 +119,24 @@ public final class HTTP2Channel: RPCChannel {
     /// A streaming call: like a unary one, retried on another connection only while it
     /// cannot have reached a server; once started it is the caller's.
     public func openStream(_ head: ClientStreamHead) async throws(RPCError) -> RPCClientStream {
-        try await withRetries(idempotent: false) { connection, callID in
-            try await connection.openStream(head, callID: callID, maxMessageBytes: maxMessageBytes)
+        guard RPCTracing.isEnabled else { return try await openCounted(head) }
+        return try await RPCTracing.calling(head) { (head: ClientStreamHead) throws(RPCError) in try await openCounted(head) }
+    }
+
+    private func openCounted(_ head: ClientStreamHead) async throws(RPCError) -> RPCClientStream {
+        let method = metrics?.method(head.method, kind: head.kind)
+        method?.start()
+        let start = NIODeadline.now()
+        let stream: RPCClientStream
+        do {
+            stream = try await withRetries(idempotent: false) { connection, callID in
+                try await connection.openStream(head, callID: callID, maxMessageBytes: maxMessageBytes)
+            }
+        } catch {
+            method?.handled(error.code, since: start)
+            throw error
         }
+        return method?.counting(stream, since: start) ?? stream
     }
 
     /// Round-robin over the connected addresses; every address that is not

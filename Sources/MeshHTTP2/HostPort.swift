@@ -1,11 +1,11 @@
 import MeshRPC
 
 /// "host:port" as CHATMESH_LISTEN and CHATMESH_<SERVICE>_ADDRS write it; IPv6 hosts in brackets.
-struct HostPort {
-    let host: String
-    let port: Int
+public struct HostPort: Sendable {
+    public let host: String
+    public let port: Int
 
-    init(_ text: String) throws(ConfigurationError) {
+    public init(_ text: String) throws(ConfigurationError) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
             throw ConfigurationError("address '\(text)' is not host:port")
         }

@@ -123,13 +123,14 @@ enum SessionOutput {
     /// batched in writes of up to 64 KiB, and flushes. Never call it from
     /// inside an nghttp2 callback: mem_send is not re-entrant. Answers
     /// nghttp2's error code when the session failed, else 0.
-    static func drain(_ session: OpaquePointer, into context: ChannelHandlerContext) -> Int {
+    static func drain(_ session: OpaquePointer, into context: ChannelHandlerContext, sent: inout Int) -> Int {
         var out: ByteBuffer?
         while context.channel.isWritable {
             var chunk: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &chunk)
             if n < 0 { return n }
             if n == 0 { break }
+            sent += n
             if out == nil {
                 out = context.channel.allocator.buffer(capacity: max(n, 4096))
             }

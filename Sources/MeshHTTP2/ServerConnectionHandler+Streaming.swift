@@ -1,5 +1,6 @@
 import CNGHTTP2
 import MeshRPC
+import MeshTracing
 import NIOCore
 
 #if canImport(Glibc)
@@ -24,10 +25,7 @@ extension ServerConnectionHandler {
                 loop.execute { bound.value.requestTaken(id, bytes: taken) }
             }
         }
-        let callContext = ServerContext(
-            method: route.method, metadata: stream.metadata, deadline: stream.deadline,
-            principal: stream.principal, authorization: stream.authorization, peer: peer
-        )
+        let (callContext, recorded) = makeCallContext(stream, route)
         let call = StreamingCall(maxMessageBytes: config.maxMessageBytes, requests: requests, context: callContext)
         stream.streaming = call
         let serverStream = RPCServerStream(
@@ -43,7 +41,11 @@ extension ServerConnectionHandler {
         let task = Task.immediate(executorPreference: executor) {
             let result: Result<Void, any Error>
             do {
-                try await run(serverStream, callContext)
+                if recorded {
+                    try await RPCTracing.serving(callContext.method, metadata: callContext.metadata) { try await run(serverStream, callContext) }
+                } else {
+                    try await run(serverStream, callContext)
+                }
                 result = .success(())
             } catch {
                 result = .failure(error)
@@ -68,6 +70,7 @@ extension ServerConnectionHandler {
         if call.unreadBytes <= Self.inboundHighWater && heldBytes <= config.connectionBufferBudget {
             nghttp2_session_consume(session, stream.id, chunk.count)
         } else {
+            if call.withheldBytes == 0 { metrics?.transport.inboundStalls.increment() }
             call.withheldBytes += chunk.count
         }
         call.deframer.append(chunk)
@@ -92,6 +95,7 @@ extension ServerConnectionHandler {
                         return
                     }
                 }
+                stream.callMetrics?.messagesReceived?.increment()
                 call.requests.offer(InboundMessage(bytes: bytes, compressed: message.compressed, wireBytes: wireBytes))
             case .drop:
                 requestTaken(stream.id, bytes: wireBytes)
@@ -156,6 +160,7 @@ extension ServerConnectionHandler {
             framed = GRPCFraming.frame(bytes: message, allocator: context.channel.allocator)
         }
         let outcome = call.outbound.append(framed, session: session, streamID: stream.id)
+        stream.callMetrics?.messagesSent?.increment()
         scheduleFlush()
         return outcome
     }
@@ -165,6 +170,7 @@ extension ServerConnectionHandler {
             continuation.resume(throwing: RPCError.cancelled("the stream was closed"))
             return
         }
+        metrics?.transport.outboundStalls.increment()
         call.outbound.wait(continuation)
     }
 
@@ -234,6 +240,7 @@ extension ServerConnectionHandler {
             // follow it, so the stream is reset instead, and what is queued let go. gRPC clients read
             // ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED.
             call.outbound.discard(status)
+            stream.code = status.code
             nghttp2_submit_rst_stream(session, NG.flagNone, id, NG.enhanceYourCalm)
             scheduleFlush()
             return
@@ -268,6 +275,7 @@ extension ServerConnectionHandler {
             return
         case .sendTrailersOnly(let cancelHandler, let failRequests):
             end(stream, call, cancelHandler: cancelHandler, failRequests: failRequests)
+            stream.code = status?.code ?? .ok
             let headers = statusHeaders(status, call.context.responseTrailingMetadata, initial: call.context.responseInitialMetadata)
             sendingResponse()
             _ = headers.withNV { nva, count in
@@ -275,6 +283,7 @@ extension ServerConnectionHandler {
             }
         case .sendTrailers(let cancelHandler, let failRequests):
             end(stream, call, cancelHandler: cancelHandler, failRequests: failRequests)
+            stream.code = status?.code ?? .ok
             call.status = status
             call.statusQueued = true
             call.outbound.resume(session: session, streamID: stream.id)

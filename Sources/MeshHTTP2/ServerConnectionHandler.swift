@@ -1,6 +1,8 @@
 import CNGHTTP2
 import Logging
+import MeshMetrics
 import MeshRPC
+import MeshTracing
 import NIOCore
 
 #if canImport(Glibc)
@@ -46,6 +48,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var response: ByteBuffer?
         /// Set for calls to streaming routes (and unary routes served as streams).
         var streaming: StreamingCall?
+        /// Metrics on: the method's series, when the call was admitted, and how it ended
+        /// (a stream closed before any status was sent was cancelled by the client).
+        var callMetrics: MethodMetrics?
+        var startedAt = NIODeadline.uptimeNanoseconds(0)
+        var code = RPCError.Code.cancelled
 
         init(id: Int32) {
             self.id = id
@@ -89,6 +96,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     let router: RPCRouter
     let config: GRPCServer.Config
     let logger: Logger
+    let metrics: ServerMetrics?
+    /// The last method's series: calls on a connection tend to repeat one method.
+    private var lastMethodMetrics: (path: String, metrics: MethodMetrics)?
+    /// What this connection counted and has not reported yet, and whether a report is scheduled.
+    private var tally = ConnectionTally()
+    private var tallyReportScheduled = false
     var session: OpaquePointer?
     var context: ChannelHandlerContext?
     var streams: [Int32: Stream] = [:]
@@ -150,6 +163,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.router = router
         self.config = config
         self.logger = logger
+        self.metrics = config.metrics
         self.maxAge = config.maxConnectionAge.map { .nanoseconds(Int64(Double($0.nanoseconds) * Double.random(in: 0.9...1.1))) }
     }
 
@@ -173,6 +187,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, serverOnFrameRecv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, serverOnDataChunkRecv)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, serverOnStreamClose)
+        if metrics != nil {
+            // Only to count the GOAWAYs nghttp2 sends, its own (a protocol error, a flood) among them.
+            nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, serverOnFrameSend)
+        }
 
         var option: OpaquePointer?
         nghttp2_option_new(&option)
@@ -225,6 +243,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        if let metrics { tally.report(to: metrics.transport) }
         ageTimer?.cancel()
         ageTimer = nil
         for stream in streams.values {
@@ -256,6 +275,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session, !closing else { return }
         let buffer = unwrapInboundIn(data)
+        if metrics != nil {
+            tally.received(buffer.readableBytes)
+            tallied()
+        }
         let result = buffer.withUnsafeReadableBytes { raw in
             nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
         }
@@ -357,7 +380,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// called from inside an nghttp2 callback (mem_send is not re-entrant).
     private func flush() {
         guard let session, let context, !closing else { return }
-        let error = SessionOutput.drain(session, into: context)
+        var sent = 0
+        let error = SessionOutput.drain(session, into: context, sent: &sent)
+        if sent > 0, metrics != nil {
+            tally.sent(sent)
+            tallied()
+        }
         if error != 0 {
             logger.debug("nghttp2 send failed", metadata: ["peer": "\(peer)", "reason": "\(NG.errorName(error))"])
             closeConnection()
@@ -377,6 +405,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let id = frame.pointee.hd.stream_id
         let stream = Stream(id: id)
         streams[id] = stream
+        if metrics != nil { tally.opened() }
         receiving = stream
         streamsSinceCheck &+= 1
         // A client with calls to make may ping as it likes (gRPC resets its strikes when it sends).
@@ -449,6 +478,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 sendFinalGoaway()
             }
         }
+        if type == NG.goawayFrame {
+            metrics?.transport.goaway(.received, code: frame.pointee.goaway.error_code)
+        }
         if type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST, let stream = streams[id] {
             receiving = nil
             admit(stream)
@@ -486,6 +518,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if heldBytes <= config.connectionBufferBudget {
             nghttp2_session_consume(session, streamID, len)
         } else {
+            if deferredConsumes.isEmpty { metrics?.transport.inboundStalls.increment() }
             deferredConsumes.append((streamID, len))
         }
         // Refuse an oversize message as soon as its prefix says so, before buffering it.
@@ -518,6 +551,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     fileprivate func onStreamClose(_ streamID: Int32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+        if metrics != nil {
+            tally.end(stream.callMetrics, code: stream.code, nanoseconds: stream.callMetrics == nil ? 0 : max(0, (NIODeadline.now() - stream.startedAt).nanoseconds))
+            tallied()
+        }
         if let call = stream.streaming {
             streamClosed(stream, call)
         }
@@ -560,6 +597,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         } else {
             route = stream.path.flatMap { router.route(path: $0) }
         }
+        if let metrics { startCounting(stream, route, metrics) }
         guard let route else {
             answer(stream, error: .unimplemented("unknown method \(stream.path ?? "(none)")"))
             return
@@ -607,6 +645,40 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
+    /// Something was counted: reported at once when the batch is full, else within `ConnectionTally.delay`.
+    private func tallied() {
+        guard let metrics else { return }
+        if tally.isFull {
+            tally.report(to: metrics.transport)
+        } else if !tallyReportScheduled, let context {
+            tallyReportScheduled = true
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: ConnectionTally.delay) {
+                let handler = bound.value
+                handler.tallyReportScheduled = false
+                if let metrics = handler.metrics { handler.tally.report(to: metrics.transport) }
+            }
+        }
+    }
+
+    /// The call's method series (a path not served counts as `unknown`), and its start.
+    private func startCounting(_ stream: Stream, _ route: RPCRoute?, _ metrics: ServerMetrics) {
+        let method: MethodMetrics
+        if let route {
+            if let last = lastMethodMetrics, last.path == route.method.path {
+                method = last.metrics
+            } else {
+                method = metrics.rpc.method(route.method, kind: route.kind)
+                lastMethodMetrics = (route.method.path, method)
+            }
+        } else {
+            method = metrics.rpc.method(RPCMetrics.unknownMethod, kind: .unary)
+        }
+        tally.start(method)
+        stream.callMetrics = method
+        stream.startedAt = .now()
+    }
+
     /// The request is complete: run it.
     private func dispatch(_ stream: Stream) {
         guard let route = stream.route, let context else { return }
@@ -622,10 +694,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             answer(stream, error: .deadlineExceeded("deadline exceeded before \(stream.path ?? "") started"))
             return
         }
-        let callContext = ServerContext(
-            method: route.method, metadata: stream.metadata, deadline: stream.deadline,
-            principal: stream.principal, authorization: stream.authorization, peer: peer
-        )
+        let (callContext, recorded) = makeCallContext(stream, route)
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let id = stream.id
@@ -635,7 +704,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let task = Task.immediate(executorPreference: executor) {
             let result: Result<ByteBuffer, any Error>
             do {
-                result = .success(try await run(message, callContext))
+                if recorded {
+                    result = .success(try await RPCTracing.serving(callContext.method, metadata: callContext.metadata) { try await run(message, callContext) })
+                } else {
+                    result = .success(try await run(message, callContext))
+                }
             } catch {
                 result = .failure(error)
             }
@@ -647,6 +720,24 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         guard !stream.answered else { return }
         stream.task = task
+    }
+
+    /// What the handler sees of the call, and whether it is recorded in a span: traced, a call is
+    /// decided here, before it runs — recorded, or passed on unrecorded on its context.
+    func makeCallContext(_ stream: Stream, _ route: RPCRoute) -> (ServerContext, recorded: Bool) {
+        var recorded = false
+        var unsampled: UnsampledTraceContext?
+        if RPCTracing.isEnabled {
+            switch RPCTracing.decide(stream.metadata) {
+            case .record: recorded = true
+            case .passOn(let trace): unsampled = trace
+            }
+        }
+        let context = ServerContext(
+            method: route.method, metadata: stream.metadata, deadline: stream.deadline,
+            principal: stream.principal, authorization: stream.authorization, peer: peer, unsampledTrace: unsampled
+        )
+        return (context, recorded)
     }
 
     /// The request message of a unary call, inflated when it came compressed.
@@ -721,6 +812,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func answer(_ stream: Stream, response: ByteBuffer) {
         guard let session else { return }
         stream.answered = true
+        stream.code = .ok
         stream.response = response
         var provider = nghttp2_data_provider()
         provider.read_callback = serverReadResponse
@@ -731,6 +823,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func answer(_ stream: Stream, error: RPCError) {
         guard let session, !stream.answered else { return }
         stream.answered = true
+        stream.code = error.code
         stream.task?.cancel()
         stream.task = nil
         let headers = statusHeaders(error, Metadata(), initial: Metadata())
@@ -782,6 +875,13 @@ private let serverOnHeader: nghttp2_on_header_callback = { _, frame, name, nameL
 
 private let serverOnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData in
     handler(userData).onFrameRecv(frame!)
+}
+
+private let serverOnFrameSend: nghttp2_on_frame_send_callback = { _, frame, userData in
+    if let frame, frame.pointee.hd.type == NG.goawayFrame {
+        handler(userData).metrics?.transport.goaway(.sent, code: frame.pointee.goaway.error_code)
+    }
+    return 0
 }
 
 private let serverOnDataChunkRecv: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, len, userData in

@@ -1,4 +1,5 @@
 import Foundation
+import MeshTracing
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -79,6 +80,12 @@ public struct HTTP1Client: Sendable {
         head.headers.add(name: "Connection", value: "close")
         head.headers.add(name: "User-Agent", value: "ChatMesh/1")
         for (name, value) in headers { head.headers.add(name: name, value: value) }
+        // A traced call's context goes with it (W3C traceparent), for a provider that traces too.
+        if RPCTracing.isEnabled {
+            var trace: [(String, String)] = []
+            RPCTracing.inject(into: &trace)
+            for (name, value) in trace { head.headers.replaceOrAdd(name: name, value: value) }
+        }
         let tls = self.tls
         if secure && tls == nil { throw Failure.connection("TLS is not available on this machine") }
 

@@ -1,5 +1,7 @@
+import CoreMetrics
 import Foundation
 import Logging
+import MeshMetrics
 import MeshProcess
 import MeshRPC
 import MeshStore
@@ -10,6 +12,8 @@ import MeshStore
 public struct ServiceOutbox: Sendable {
     public let dispatcher: OutboxDispatcher
     public let operatorService: OutboxServiceHandler
+    private let database: any SQLStore
+    private let queues: [String]
 
     /// - Parameters:
     ///   - service: the executable's name ("order-svc"), as operators and logs see it.
@@ -25,6 +29,37 @@ public struct ServiceOutbox: Sendable {
             configuration: configuration, logger: logger
         )
         operatorService = OutboxServiceHandler(service: service, store: database, dispatcher: dispatcher)
+        self.database = database
+        queues = subscribers.map(\.name)
+    }
+
+    /// Each queue's backlog, retries, dead events and the age of its oldest pending event, read
+    /// per scrape (one grouped query): `chatmesh_outbox_events{queue,state="pending|retrying|dead"}`
+    /// and `chatmesh_outbox_oldest_pending_seconds{queue}`.
+    public func metricsCollector(factory: any MetricsFactory = MetricsSystem.factory) -> MetricsCollector {
+        var gauges: [String: (pending: Meter, retrying: Meter, dead: Meter, age: Meter)] = [:]
+        for queue in queues {
+            func events(_ state: String) -> Meter {
+                Meter(label: "chatmesh_outbox_events", dimensions: [("queue", queue), ("state", state)], factory: factory)
+            }
+            gauges[queue] = (events("pending"), events("retrying"), events("dead"),
+                             Meter(label: "chatmesh_outbox_oldest_pending_seconds", dimensions: [("queue", queue)], factory: factory))
+        }
+        let database = database
+        let queues = queues
+        return MetricsCollector(name: "outbox") { [gauges] in
+            let nowMs = WallClock.nowMs()
+            let statuses = try await database.read { db in
+                try await Outbox.status(db, shop: nil, subscribers: queues, nowMs: nowMs)
+            }
+            for status in statuses {
+                guard let gauge = gauges[status.subscriber] else { continue }
+                gauge.pending.set(Double(status.pending))
+                gauge.retrying.set(Double(status.retrying))
+                gauge.dead.set(Double(status.dead))
+                gauge.age.set(status.pending > 0 ? Double(max(0, nowMs - status.oldestPendingAtMs)) / 1000 : 0)
+            }
+        }
     }
 
     /// Delivers until the process shuts down.

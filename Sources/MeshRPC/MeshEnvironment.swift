@@ -28,6 +28,8 @@ public struct MeshEnvironment: Sendable {
     public var dataDirectory: String { values["CHATMESH_DATA_DIR"] ?? "./data" }
     public var databaseURL: String? { values["DATABASE_URL"] }
     public var logLevel: String { values["LOG_LEVEL"] ?? "info" }
+    /// "host:port" where /metrics is served (Prometheus text format); unset: no metrics are kept.
+    public var metricsListen: String? { values["CHATMESH_METRICS_LISTEN"].flatMap { $0.isEmpty ? nil : $0 } }
     /// CHATMESH_EVENT_LOOPS: threads serving connections; nil means one per core.
     public var eventLoops: Int? { values["CHATMESH_EVENT_LOOPS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } }
 
@@ -60,6 +62,16 @@ public struct MeshEnvironment: Sendable {
     /// CHATMESH_<SERVICE>_ADDRS, or the service's default port on this machine.
     public func addresses(of service: String) -> String {
         values["CHATMESH_\(service.uppercased())_ADDRS"] ?? Self.defaultAddress(of: service)
+    }
+
+    /// Where a service's /metrics is served by default (`chatmesh up`): its gRPC port + 1000.
+    public static func defaultMetricsAddress(of service: String) -> String {
+        "127.0.0.1:\((defaultPorts[service] ?? 0) + 1000)"
+    }
+
+    /// CHATMESH_<SERVICE>_METRICS_ADDRS (comma-separated "host:port" of its replicas' /metrics), or the default.
+    public func metricsAddresses(of service: String) -> String {
+        values["CHATMESH_\(service.uppercased())_METRICS_ADDRS"] ?? Self.defaultMetricsAddress(of: service)
     }
 }
 

@@ -120,10 +120,13 @@ extension RPCChannel {
     /// (returns before the responses ended, or throws).
     public func streaming<Request: RPCMessage, Response: RPCMessage, Result: Sendable>(
         _ method: MethodDescriptor,
+        kind: RPCRoute.Kind = .bidirectionalStreaming,
         options: CallOptions,
         _ body: (RPCStreamingCall<Request, Response>) async throws -> Result
     ) async throws -> Result {
-        let stream = try await openStream(try Self.head(method, options))
+        var head = try Self.head(method, options)
+        head.kind = kind
+        let stream = try await openStream(head)
         let call = RPCStreamingCall<Request, Response>(raw: stream)
         do {
             let result = try await body(call)
@@ -142,7 +145,7 @@ extension RPCChannel {
         options: CallOptions,
         _ body: (RPCMessageStream<Response>) async throws -> Result
     ) async throws -> Result {
-        try await streaming(method, options: options) { (call: RPCStreamingCall<Request, Response>) in
+        try await streaming(method, kind: .serverStreaming, options: options) { (call: RPCStreamingCall<Request, Response>) in
             try await call.send(request)
             call.finishSending()
             return try await body(call.responses)
@@ -155,7 +158,7 @@ extension RPCChannel {
         options: CallOptions,
         _ body: (RPCWriter<Request>) async throws -> Void
     ) async throws -> Response {
-        try await streaming(method, options: options) { (call: RPCStreamingCall<Request, Response>) in
+        try await streaming(method, kind: .clientStreaming, options: options) { (call: RPCStreamingCall<Request, Response>) in
             try await body(call.requests)
             call.finishSending()
             return try await Self.single(call.responses, method)

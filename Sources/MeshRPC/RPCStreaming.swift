@@ -136,6 +136,49 @@ public struct RPCClientStream: Sendable {
     }
 }
 
+extension RPCClientStream {
+    /// The same call, watched: each message written and read, and its end once — the responses'
+    /// end (OK, or the status thrown) or the caller's cancel, whichever comes first. What metrics
+    /// and traces of a client's streaming call hang on.
+    public func observed(
+        sent: (@Sendable () -> Void)? = nil, received: (@Sendable () -> Void)? = nil, ended: @escaping @Sendable (RPCError.Code) -> Void
+    ) -> RPCClientStream {
+        let once = Atomic<Bool>(false)
+        let end: @Sendable (RPCError.Code) -> Void = { code in
+            if !once.exchange(true, ordering: .relaxed) { ended(code) }
+        }
+        let requests = self.requests
+        let responses = self.responses
+        let cancel = self.cancel
+        return RPCClientStream(
+            requests: RPCWriter { (message: ByteBuffer) throws(RPCError) in
+                try await requests.write(message)
+                sent?()
+            },
+            finishRequests: finishRequests,
+            responses: RPCMessageStream { () throws(RPCError) -> ByteBuffer? in
+                do throws(RPCError) {
+                    guard let message = try await responses.next() else {
+                        end(.ok)
+                        return nil
+                    }
+                    received?()
+                    return message
+                } catch {
+                    end(error.code)
+                    throw error
+                }
+            },
+            initialMetadata: initialMetadata,
+            trailingMetadata: trailingMetadata,
+            cancel: {
+                end(.cancelled)
+                cancel()
+            }
+        )
+    }
+}
+
 /// A typed streaming call, as a generated client's body sees it.
 public struct RPCStreamingCall<Request: RPCMessage, Response: RPCMessage>: Sendable {
     public let raw: RPCClientStream
@@ -174,8 +217,11 @@ public struct ClientStreamHead: Sendable {
     public var metadata: Metadata
     public var deadline: NIODeadline?
     public var compression: MessageEncoding?
+    /// Which side sends more than one message: not on the wire, only for the client's metrics.
+    public var kind: RPCRoute.Kind
 
-    public init(method: MethodDescriptor, metadata: Metadata, deadline: NIODeadline?, compression: MessageEncoding? = nil) {
+    public init(method: MethodDescriptor, metadata: Metadata, deadline: NIODeadline?, compression: MessageEncoding? = nil, kind: RPCRoute.Kind = .bidirectionalStreaming) {
+        self.kind = kind
         self.method = method
         self.metadata = metadata
         self.deadline = deadline

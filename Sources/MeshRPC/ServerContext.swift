@@ -15,6 +15,9 @@ public final class ServerContext: Sendable {
     /// The raw `authorization` value, forwarded to downstream calls.
     public let authorization: String?
     public let peer: String
+    /// Set when the call is traced and was not sampled: the trace context it passes on to the calls
+    /// it makes, unrecorded (MeshTracing decides and reads it).
+    public let unsampledTrace: UnsampledTraceContext?
 
     /// What the handler adds to the response's headers and trailers. Inline, so a call that
     /// sets none costs no allocation. Sent for calls on the streaming path (streaming routes
@@ -29,7 +32,11 @@ public final class ServerContext: Sendable {
         var lastRequestCompressed = false
     }
 
-    public init(method: MethodDescriptor, metadata: Metadata = Metadata(), deadline: NIODeadline? = nil, principal: Principal? = nil, authorization: String? = nil, peer: String = "") {
+    public init(
+        method: MethodDescriptor, metadata: Metadata = Metadata(), deadline: NIODeadline? = nil, principal: Principal? = nil, authorization: String? = nil,
+        peer: String = "", unsampledTrace: UnsampledTraceContext? = nil
+    ) {
+        self.unsampledTrace = unsampledTrace
         self.method = method
         self.metadata = metadata
         self.deadline = deadline
@@ -81,4 +88,21 @@ public final class ServerContext: Sendable {
 
     /// The staff member of the token, or "" for a service token.
     public var staffId: String { principal?.staffId ?? "" }
+}
+
+/// A W3C trace context passed on without being recorded: the caller's `traceparent` as it came, or
+/// (a call that began the trace) a seed its ids are made from when a call needs them — most make none.
+public struct UnsampledTraceContext: Sendable {
+    public let inherited: String?
+    public let seed: UInt64
+
+    public init(inherited: String) {
+        self.inherited = inherited
+        self.seed = 0
+    }
+
+    public init(seed: UInt64) {
+        self.inherited = nil
+        self.seed = seed
+    }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import MeshRPC
+import MeshTracing
 import SQLKit
 import Synchronization
 
@@ -37,6 +39,13 @@ public enum Outbox {
         "CREATE INDEX outbox_by_shop ON outbox (shop_id, subscriber, state, seq)",
     ]
 
+    /// Added after `schema`: the W3C trace context of the change that wrote the event (empty when it
+    /// was not traced), continued when the event is delivered so that one trace follows an order
+    /// from its call through the outbox into the subscriber.
+    public static let traceContextColumn: [String] = [
+        "ALTER TABLE outbox ADD COLUMN trace_context TEXT NOT NULL DEFAULT ''",
+    ]
+
     /// A dead row's next attempt: never, until it is replayed. Makes "held" one range.
     static let never: Int64 = 1 << 62
 
@@ -70,19 +79,29 @@ public enum Outbox {
     /// Writes events inside the caller's transaction; an event id already written
     /// for the same subscriber and shop is kept as it was (a retried change owes nothing new).
     public static func enqueue(_ db: any SQLDatabase, _ events: [Event], nowMs: Int64) async throws {
-        // 13 binds a row; 80 rows stay far below every backend's bind limit.
+        // 14 binds a row; 80 rows stay far below every backend's bind limit.
+        let trace = encode(RPCTracing.currentContext())
         var start = 0
         while start < events.count {
             let chunk = events[start..<min(start + 80, events.count)]
-            var sql: SQLQueryString = """
+            // Untraced events leave the column to its default: a schema's early migrations write events
+            // before the column exists.
+            var sql: SQLQueryString = trace.isEmpty ? """
                 INSERT INTO outbox (seq, subscriber, shop_id, event_id, partition_key, kind, payload, created_at_ms) VALUES
+                """ : """
+                INSERT INTO outbox (seq, subscriber, shop_id, event_id, partition_key, kind, payload, created_at_ms, trace_context) VALUES
                 """
             for (index, event) in chunk.enumerated() {
                 sql += index == 0 ? " " : ", "
                 sql += """
                     (\(bind: SortableID.make("ob_", nowMs: nowMs)), \(bind: event.subscriber), \(bind: event.shopId), \(bind: event.eventId),
-                     \(bind: partition(shop: event.shopId, key: event.key)), \(bind: event.kind), \(bind: Data(event.payload).base64EncodedString()), \(bind: nowMs))
+                     \(bind: partition(shop: event.shopId, key: event.key)), \(bind: event.kind), \(bind: Data(event.payload).base64EncodedString()), \(bind: nowMs)
                     """
+                if trace.isEmpty {
+                    sql += ")"
+                } else {
+                    sql += ", \(bind: trace))"
+                }
             }
             sql += " ON CONFLICT (subscriber, shop_id, event_id) DO NOTHING"
             try await db.raw(sql).run()
@@ -91,6 +110,18 @@ public enum Outbox {
     }
 
     static func partition(shop: String, key: String) -> String { shop + "/" + key }
+
+    /// Trace context headers as the column keeps them: "name: value" lines.
+    static func encode(_ headers: Metadata) -> String {
+        headers.map { "\($0.name): \($0.value)" }.joined(separator: "\n")
+    }
+
+    static func decode(_ text: String) -> Metadata {
+        Metadata(text.split(separator: "\n").compactMap { line in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return (String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces))
+        })
+    }
 
     /// A shop's rows not yet delivered to `subscriber`, in order (dead ones included).
     public static func pending(_ db: any SQLDatabase, shop: String, subscriber: String) async throws -> [Delivery] {
@@ -105,7 +136,7 @@ public enum Outbox {
             seq: try row.string("seq"), shopId: shop, eventId: try row.string("event_id"),
             key: String(try row.string("partition_key").dropFirst(shop.count + 1)), kind: try row.string("kind"),
             payload: Array(Data(base64Encoded: try row.string("payload")) ?? Data()), attempts: try row.int64("attempts"),
-            createdAtMs: try row.int64("created_at_ms")
+            createdAtMs: try row.int64("created_at_ms"), traceContext: decode(try row.string("trace_context"))
         )
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MeshRPC
+import MeshTracing
 import SQLKit
 import Synchronization
 
@@ -17,6 +18,8 @@ extension Outbox {
         /// Attempts before this one.
         public var attempts: Int64
         public var createdAtMs: Int64
+        /// The W3C trace context of the change that wrote the event (empty: not traced).
+        public var traceContext: Metadata = Metadata()
     }
 
     /// Where one queue's rows go. `deliver` returns when the subscriber applied the
@@ -187,7 +190,7 @@ public final class OutboxDispatcher: Sendable {
         let claimUntil = now + configuration.claimMs
         let rows = try await store.write { db -> [(partition: String, delivery: Outbox.Delivery)] in
             let rows = try await db.raw("""
-                SELECT seq, shop_id, event_id, partition_key, kind, payload, attempts, created_at_ms FROM outbox
+                SELECT seq, shop_id, event_id, partition_key, kind, payload, attempts, created_at_ms, trace_context FROM outbox
                 WHERE subscriber = \(bind: name) AND state = \(bind: Outbox.State.pending.rawValue) AND next_attempt_at_ms <= \(bind: now)
                   AND (claimed_until_ms <= \(bind: now) OR claimed_by = \(bind: replica))
                   AND partition_key NOT IN (SELECT partition_key FROM outbox WHERE subscriber = \(bind: name) AND next_attempt_at_ms > \(bind: now))
@@ -259,7 +262,17 @@ public final class OutboxDispatcher: Sendable {
         for delivery in batch {
             if box.results.withLock({ $0.unreachable != nil }) { return }
             do {
-                try await subscriber.deliver(delivery)
+                if RPCTracing.isEnabled {
+                    // The change's trace goes on: this delivery, and the subscriber's call under it.
+                    try await RPCTracing.continuing(
+                        "outbox \(subscriber.name)", kind: .delivery, from: delivery.traceContext,
+                        attributes: ["messaging.system": "chatmesh-outbox", "messaging.destination.name": subscriber.name, "chatmesh.event.kind": delivery.kind]
+                    ) {
+                        try await subscriber.deliver(delivery)
+                    }
+                } else {
+                    try await subscriber.deliver(delivery)
+                }
                 box.results.withLock { $0.delivered.append(delivery.seq) }
             } catch {
                 switch OutboxAttempt.outcome(of: error) {

@@ -1,5 +1,6 @@
 import Logging
 import MeshRPC
+import MeshTracing
 import NIOConcurrencyHelpers
 import NIOPosix
 import SQLKit
@@ -53,11 +54,17 @@ final class SQLiteWriter: Sendable {
     /// or the batch's COMMIT error).
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         let outcome = Outcome<T>()
+        // The body runs on the writer, in another task: a traced caller's context goes with it (what an
+        // outbox event written there keeps, what its logs name).
+        let trace = RPCTracing.isEnabled ? RPCTracing.capture() : nil
         return try await withCheckedThrowingContinuation { continuation in
             let transaction = Transaction(
                 run: { database in
                     do {
-                        outcome.set(.success(try await SQLiteWriter.$inTransaction.withValue(true) { try await body(database) }))
+                        outcome.set(.success(try await SQLiteWriter.$inTransaction.withValue(true) {
+                            guard let trace else { return try await body(database) }
+                            return try await RPCTracing.restoring(trace) { try await body(database) }
+                        }))
                         return nil
                     } catch {
                         outcome.set(.failure(error))

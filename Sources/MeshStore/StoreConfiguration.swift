@@ -1,4 +1,5 @@
 import Foundation
+import MeshMetrics
 import MeshRPC
 import Logging
 
@@ -26,7 +27,13 @@ public enum StoreLocation: Sendable, Hashable {
     }
 
     /// - Parameter synchronous: CHATMESH_SQLITE_SYNCHRONOUS: `normal` (the default) or `full` (see `SQLiteStore.Synchronous`).
+    /// With the process's metrics on, the store is a `MeteredStore` around the engine.
     public func open(logger: Logger, synchronous: String? = ProcessInfo.processInfo.environment["CHATMESH_SQLITE_SYNCHRONOUS"]) async throws -> any SQLStore {
+        let store = try await openEngine(logger: logger, synchronous: synchronous)
+        return ProcessMetrics.isEnabled ? MeteredStore(store) : store
+    }
+
+    private func openEngine(logger: Logger, synchronous: String?) async throws -> any SQLStore {
         switch self {
         case .sqlite(let path):
             var mode = SQLiteStore.Synchronous.normal

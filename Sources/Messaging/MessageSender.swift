@@ -2,6 +2,7 @@ import ChatMeshAPI
 import Foundation
 import MeshRPC
 import MeshStore
+import MeshTracing
 import VietnamCommerce
 
 /// One message from template to provider, the same for a staff member's
@@ -15,14 +16,18 @@ public struct MessageSender: Sendable {
     let zns: ZnsQualityPolicy
     let topUps: AutomaticTopUps?
     let now: @Sendable () -> Int64
+    /// Settled sends counted for /metrics, when metrics are on.
+    let metrics: MessagingMetrics?
 
     /// - Parameters:
     ///   - adapters: the provider of each channel; a channel without one refuses sends (FAILED_PRECONDITION).
     ///   - topUps: automatic top-up (R-MSG-3); nil when no payment gateway is configured.
     public init(
         store: MessagingStore, adapters: [Template.Channel: any DeliveryAdapter], prices: MessagePrices = MessagePrices(),
-        zns: ZnsQualityPolicy = ZnsQualityPolicy(), topUps: AutomaticTopUps? = nil, now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() }
+        zns: ZnsQualityPolicy = ZnsQualityPolicy(), topUps: AutomaticTopUps? = nil, now: @escaping @Sendable () -> Int64 = { WallClock.nowMs() },
+        metrics: MessagingMetrics? = nil
     ) {
+        self.metrics = metrics
         self.store = store
         self.adapters = adapters
         self.prices = prices
@@ -66,8 +71,19 @@ public struct MessageSender: Sendable {
         )
         delivery.subject = template.name
         delivery.humanAgent = humanAgent
-        let outcome = await adapter.deliver(delivery)
-        return try await store.settle(shop: shop, messageId: messageId, outcome: outcome, provider: adapter.name, nowMs: now())
+        let outcome = await deliver(delivery, by: adapter)
+        let sent = try await store.settle(shop: shop, messageId: messageId, outcome: outcome, provider: adapter.name, nowMs: now())
+        metrics?.settled(channel, sent)
+        return sent
+    }
+
+    /// The provider's call, in a span of the trace that asked for the message (when tracing).
+    private func deliver(_ delivery: Delivery, by adapter: any DeliveryAdapter) async -> DeliveryOutcome {
+        guard RPCTracing.isEnabled else { return await adapter.deliver(delivery) }
+        let attributes = ["chatmesh.channel": delivery.channel.protoName, "chatmesh.provider": adapter.name]
+        return (try? await RPCTracing.continuing("deliver \(delivery.channel.protoName)", kind: .externalCall, from: Metadata(), attributes: attributes) {
+            await adapter.deliver(delivery)
+        }) ?? .failedTemporarily(message: "the provider's call did not run")
     }
 
     /// Delivers again what a crash or a provider's temporary failure left QUEUED
@@ -77,8 +93,9 @@ public struct MessageSender: Sendable {
         let queued = try await store.queued(beforeMs: now() - after, limit: limit)
         for (shop, delivery) in queued {
             guard let adapter = adapters[delivery.channel] else { continue }
-            let outcome = await adapter.deliver(delivery)
-            _ = try await store.settle(shop: shop, messageId: delivery.messageId, outcome: outcome, provider: adapter.name, nowMs: now())
+            let outcome = await deliver(delivery, by: adapter)
+            let sent = try await store.settle(shop: shop, messageId: delivery.messageId, outcome: outcome, provider: adapter.name, nowMs: now())
+            metrics?.settled(delivery.channel, sent)
         }
         return queued.count
     }

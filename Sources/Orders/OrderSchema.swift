@@ -134,5 +134,7 @@ public enum OrderSchema {
             "ALTER TABLE carts ADD COLUMN combined_into TEXT NOT NULL DEFAULT ''",
             "ALTER TABLE carts ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT ''",
         ]),
+        // An event's trace goes on when it is delivered (README, Observability).
+        Migration(version: 7, name: "outbox trace context", statements: Outbox.traceContextColumn),
     ]
 }

@@ -11,7 +11,7 @@ struct ChatMeshCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chatmesh",
         abstract: "Operate a ChatMesh mesh.",
-        subcommands: [Token.self, Echo.self, Seed.self, ListConversationsCommand.self, ReplyCommand.self, InboxCommand.self, PanelCommand.self, ReportCommand.self, EventsCommand.self, HealthCheckCommand.self, CallCommand.self, UpCommand.self]
+        subcommands: [Token.self, Echo.self, Seed.self, ListConversationsCommand.self, ReplyCommand.self, InboxCommand.self, PanelCommand.self, ReportCommand.self, EventsCommand.self, TopCommand.self, HealthCheckCommand.self, CallCommand.self, UpCommand.self]
     )
 
     struct Token: AsyncParsableCommand {

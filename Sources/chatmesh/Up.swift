@@ -19,6 +19,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Where the services keep their SQLite files and the mesh's key.")
     var dataDir: String = "data"
 
+    @Flag(inversion: .prefixedNo, help: "Serve each service's /metrics on its gRPC port + 1000 (chatmesh top reads them).")
+    var metrics = true
+
     /// Started in this order: each one's dependencies are up before it.
     static let services: [(name: String, executable: String, port: Int)] = ["conversation", "loyalty", "messaging", "order", "gateway"].map { name in
         (name, name == "gateway" ? name : name + "-svc", MeshEnvironment.defaultPorts[name]!)
@@ -30,10 +33,13 @@ struct UpCommand: AsyncParsableCommand {
             throw ValidationError("\(service.executable) is not beside chatmesh in \(bin.path): build it first (swift build)")
         }
         // Every port is checked before anything starts: a taken one is named with what holds it.
-        let taken = Self.services.filter { !PortHolder.canListen(host: "127.0.0.1", port: $0.port) }
+        let ports = Self.services.flatMap { service in
+            [(service.executable, service.port)] + (metrics ? [(service.executable + "'s /metrics", service.port + 1000)] : [])
+        }
+        let taken = ports.filter { !PortHolder.canListen(host: "127.0.0.1", port: $0.1) }
         if !taken.isEmpty {
-            for service in taken {
-                let text = "chatmesh up: \(service.executable) cannot start: \(PortHolder.explain(host: "127.0.0.1", port: service.port))\n"
+            for (name, port) in taken {
+                let text = "chatmesh up: \(name) cannot start: \(PortHolder.explain(host: "127.0.0.1", port: port))\n"
                 FileHandle.standardError.write(Data(text.utf8))
             }
             throw ExitCode(1)
@@ -73,6 +79,8 @@ struct UpCommand: AsyncParsableCommand {
             for service in Self.services {
                 var env = environment
                 env["CHATMESH_LISTEN"] = "127.0.0.1:\(service.port)"
+                // /metrics for chatmesh top and Prometheus, each service on its own port.
+                env["CHATMESH_METRICS_LISTEN"] = metrics ? MeshEnvironment.defaultMetricsAddress(of: service.name) : nil
                 try children.start(name: service.executable, path: bin.appendingPathComponent(service.executable), environment: env)
                 try await Self.waitHealthy(service.executable, port: service.port, key: key, children: children)
             }
@@ -89,12 +97,13 @@ struct UpCommand: AsyncParsableCommand {
         print("""
 
             ChatMesh is up, data in \(data.path):
-            \(Self.services.map { "  \($0.executable.padding(toLength: 16, withPad: " ", startingAt: 0)) 127.0.0.1:\($0.port)" }.joined(separator: "\n"))
+            \(Self.services.map { "  \($0.executable.padding(toLength: 16, withPad: " ", startingAt: 0)) 127.0.0.1:\($0.port)   metrics http://\(MeshEnvironment.defaultMetricsAddress(of: $0.name))/metrics" }.joined(separator: "\n"))
             Try, in another terminal:
               export CHATMESH_AUTH_KEY=\(key)
               \(bin.path)/chatmesh panel --customer-phone 0912345678
               \(bin.path)/chatmesh report
               \(bin.path)/chatmesh events                                         # the cross-service event queues
+              \(bin.path)/chatmesh top                                            # calls/s, errors and p99 per method, live
               \(bin.path)/chatmesh token --shop demo-shop --staff lan --role owner   # grpcurl -plaintext -H "authorization: Bearer <token>" …
             Ctrl-C stops every service.
 

@@ -42,7 +42,10 @@ final class RecordingSubscriber: Sendable {
 @Suite struct OutboxTests {
     static func open() async throws -> any SQLStore {
         let store = try await TestDatabase.open("outbox")
-        try await store.migrate([Migration(version: 1, name: "outbox", statements: Outbox.schema)])
+        try await store.migrate([
+            Migration(version: 1, name: "outbox", statements: Outbox.schema),
+            Migration(version: 2, name: "outbox trace context", statements: Outbox.traceContextColumn),
+        ])
         return store
     }
 

@@ -68,6 +68,11 @@ class ServerProcess:
             env={**os.environ, "CHATMESH_AUTH_KEY": AUTH_KEY, "LOG_LEVEL": "warning", "CHATMESH_LISTEN": "127.0.0.1:0", **(env or {})},
         )
         line = self.proc.stdout.readline()
+        # With CHATMESH_METRICS_LISTEN set, "metrics on host:port" comes first.
+        self.metrics_address = None
+        if line.startswith("metrics on "):
+            self.metrics_address = line.split()[-1]
+            line = self.proc.stdout.readline()
         if not line.startswith("listening on ") and "Address already in use" in self.log():
             self.proc.wait()
             os.unlink(self.stderr.name)

@@ -3,6 +3,7 @@ import Conversations
 import Foundation
 import Logging
 import MeshHTTP2
+import MeshMetrics
 import MeshChanges
 import MeshHealth
 import MeshProcess
@@ -57,7 +58,8 @@ do {
                 ConversationServiceHandler(store: store, changes: changes, stallLimit: env.watchStallLimit), outbox.operatorService,
                 HealthService(services: [ConversationService.name, OutboxService.name]),
             ]),
-            env: env, jobs: [retention], workers: [outbox.worker, changes.worker], logger: logger
+            env: env, jobs: [retention], workers: [outbox.worker, changes.worker],
+            collectors: database.metricsCollectors + [outbox.metricsCollector()], logger: logger
         )
     }
     await loyalty.close()

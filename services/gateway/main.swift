@@ -3,6 +3,7 @@ import Foundation
 import Gateway
 import Logging
 import MeshHTTP2
+import MeshMetrics
 import MeshHealth
 import MeshProcess
 import MeshReflection
@@ -32,7 +33,8 @@ do {
     let loyalty = try HTTP2Channel(addresses: env.addresses(of: "loyalty"))
     let timings = SectionTimings()
     let composer = PanelComposer(
-        clients: .init(conversation: conversation, order: order, loyalty: loyalty), sectionTimeout: sectionTimeout, timings: timings
+        clients: .init(conversation: conversation, order: order, loyalty: loyalty), sectionTimeout: sectionTimeout, timings: timings,
+        metrics: ProcessMetrics.isEnabled ? PanelMetrics() : nil
     )
     // R-PANEL-4: one change feed per service for the whole process (every shop, a service token),
     // however many staff watch panels through it.

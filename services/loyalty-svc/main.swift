@@ -4,6 +4,7 @@ import Logging
 import Loyalty
 import LoyaltyAudiences
 import MeshHTTP2
+import MeshMetrics
 import MeshChanges
 import MeshHealth
 import MeshProcess
@@ -61,7 +62,7 @@ do {
             name: "loyalty-svc", config: config,
             services: ReflectionService.adding(to: [LoyaltyServiceHandler(store: store, vouchers: vouchers, changes: changes, stallLimit: env.watchStallLimit, sealer: sealer), HealthService(services: [LoyaltyService.name])]),
             env: env, jobs: expiryInterval > 0 ? [nightly, voucherRetry, audiences] : [voucherRetry, audiences],
-            workers: [changes.worker], logger: logger
+            workers: [changes.worker], collectors: database.metricsCollectors, logger: logger
         )
     }
     await messaging.close()

@@ -2,6 +2,7 @@ import ChatMeshAPI
 import Foundation
 import Logging
 import MeshHTTP2
+import MeshMetrics
 import MeshHealth
 import MeshProcess
 import MeshReflection
@@ -42,8 +43,9 @@ do {
     let database = try await location.open(logger: logger)
     try await database.closing {
         let store = try await MessagingStore.open(database)
+        let metrics = ProcessMetrics.isEnabled ? MessagingMetrics() : nil
         let sender = MessageSender(
-            store: store, adapters: adapters, prices: prices, topUps: gateway.map { AutomaticTopUps(store: store, gateway: $0) }
+            store: store, adapters: adapters, prices: prices, topUps: gateway.map { AutomaticTopUps(store: store, gateway: $0) }, metrics: metrics
         )
         for (channel, adapter) in adapters.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             let sandbox = adapter.name == "sandbox" ? ": nothing leaves this machine; sent messages are rows in messaging.sqlite" : ""
@@ -75,7 +77,8 @@ do {
         try await MeshProcess.serve(
             name: "messaging-svc", config: config,
             services: ReflectionService.adding(to: [MessagingServiceHandler(store: store, sender: sender, replies: replies), HealthService(services: [MessagingService.name])]),
-            env: env, jobs: [redelivery, broadcasts, scenarios], logger: logger
+            env: env, jobs: [redelivery, broadcasts, scenarios],
+            collectors: database.metricsCollectors + (metrics.map { [$0.collector(store: store)] } ?? []), logger: logger
         )
     }
     await loyalty.close()

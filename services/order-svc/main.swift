@@ -2,6 +2,7 @@ import ChatMeshAPI
 import Foundation
 import Logging
 import MeshHTTP2
+import MeshMetrics
 import MeshChanges
 import MeshHealth
 import MeshProcess
@@ -61,7 +62,7 @@ do {
             services: ReflectionService.adding(to: [
                 handler, outbox.operatorService, HealthService(services: [OrderService.name, OutboxService.name]),
             ]),
-            env: env, workers: [outbox.worker, changes.worker], logger: logger
+            env: env, workers: [outbox.worker, changes.worker], collectors: database.metricsCollectors + [outbox.metricsCollector()], logger: logger
         )
     }
     await loyalty.close()
