@@ -552,7 +552,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     fileprivate func onStreamClose(_ streamID: Int32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         if metrics != nil {
-            tally.end(stream.callMetrics, code: stream.code, nanoseconds: stream.callMetrics == nil ? 0 : max(0, (NIODeadline.now() - stream.startedAt).nanoseconds))
+            tally.end(stream.callMetrics, code: stream.code, since: stream.startedAt)
             tallied()
         }
         if let call = stream.streaming {

@@ -21,7 +21,6 @@ public struct ConnectionTally {
         ended.reserveCapacity(Self.batch)
     }
 
-    public var isEmpty: Bool { started.isEmpty && ended.isEmpty && receivedBytes == 0 && sentBytes == 0 && streams == 0 }
     /// Past this many calls the connection reports at once.
     public var isFull: Bool { ended.count >= Self.batch }
 
@@ -33,10 +32,10 @@ public struct ConnectionTally {
         }
     }
 
-    /// A stream closed; `method` is nil for one that was never admitted as a call.
-    public mutating func end(_ method: MethodMetrics?, code: RPCError.Code, nanoseconds: Int64) {
+    /// A stream closed; `method` is nil for one that was never admitted as a call, `start` when it was.
+    public mutating func end(_ method: MethodMetrics?, code: RPCError.Code, since start: NIODeadline) {
         streams -= 1
-        if let method { ended.append((method, code, nanoseconds)) }
+        if let method { ended.append((method, code, MethodMetrics.nanoseconds(since: start))) }
     }
 
     /// A stream opened that may never become a call (its headers are refused before admission).

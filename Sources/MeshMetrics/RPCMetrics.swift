@@ -106,15 +106,14 @@ public final class MethodMetrics: Sendable {
         latency.recordNanoseconds(nanoseconds)
     }
 
-    /// The call ended with `code`, `nanoseconds` after it began.
-    public func handled(_ code: RPCError.Code, nanoseconds: Int64) {
-        handledCounter(code).increment()
-        latency.recordNanoseconds(nanoseconds)
-    }
-
     /// The call ended with `code`; it began at `start` (a `NIODeadline.now()`).
     public func handled(_ code: RPCError.Code, since start: NIODeadline) {
-        handled(code, nanoseconds: max(0, (NIODeadline.now() - start).nanoseconds))
+        handledCounter(code).increment()
+        latency.recordNanoseconds(Self.nanoseconds(since: start))
+    }
+
+    static func nanoseconds(since start: NIODeadline) -> Int64 {
+        max(0, (NIODeadline.now() - start).nanoseconds)
     }
 
     private func handledCounter(_ code: RPCError.Code) -> Counter {

@@ -89,7 +89,10 @@ struct TopCommand: AsyncParsableCommand {
             for (i, target) in targets.enumerated() {
                 group.addTask {
                     do {
-                        let response = try await client.send(method: .GET, url: URL(string: "http://\(target.address)/metrics")!, timeout: .seconds(5))
+                        guard let url = URL(string: "http://\(target.address)/metrics") else {
+                            return (i, .failure(ValidationError("\(target.address) is not host:port")))
+                        }
+                        let response = try await client.send(method: .GET, url: url, timeout: .seconds(5))
                         guard response.status == 200 else { return (i, .failure(ValidationError("HTTP \(response.status)"))) }
                         return (i, .success(try PrometheusText(String(decoding: response.body, as: UTF8.self))))
                     } catch {
