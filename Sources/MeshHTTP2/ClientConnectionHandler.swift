@@ -41,6 +41,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
 
     let authority: String
+    /// "https" over TLS.
+    let scheme: String
     let maxMessageBytes: Int
     let connectionState: ClientConnection.SharedState
     var session: OpaquePointer?
@@ -67,8 +69,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private let keepalive: Keepalive?
     private var keepaliveTimer: RepeatedTask?
 
-    init(authority: String, maxMessageBytes: Int, silenceTimeout: TimeAmount, keepalive: Keepalive? = nil, state: ClientConnection.SharedState) {
+    init(authority: String, scheme: String = "http", maxMessageBytes: Int, silenceTimeout: TimeAmount, keepalive: Keepalive? = nil, state: ClientConnection.SharedState) {
         self.authority = authority
+        self.scheme = scheme
         self.maxMessageBytes = maxMessageBytes
         self.silenceTimeout = silenceTimeout
         self.keepalive = keepalive
@@ -236,7 +239,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func requestHeaders(_ method: MethodDescriptor, deadline: NIODeadline?, extra: Int) throws(RPCError) -> HeaderList {
         var headers = HeaderList(capacity: 8 + extra)
         headers.add(":method", "POST")
-        headers.add(":scheme", "http")
+        headers.add(":scheme", scheme)
         headers.add(":path", method.path)
         headers.add(":authority", authority)
         headers.add("content-type", "application/grpc")

@@ -3,6 +3,7 @@ import MeshMetrics
 import MeshRPC
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -34,8 +35,21 @@ public final class GRPCServer: Service, Sendable {
         public var connectionBufferBudget = 32 << 20
         /// How long in-flight calls get to finish after SIGTERM before connections are closed.
         public var shutdownGracePeriod: TimeAmount = .seconds(30)
-        /// Connections beyond this are closed as they arrive: a flood of idle connections cannot exhaust descriptors.
+        /// Connections served at once (CHATMESH_MAX_CONNECTIONS). When full, a new connection takes
+        /// the place of the oldest one that has not completed its handshake; with none such it is
+        /// closed as it arrives, so a flood of connections cannot exhaust descriptors.
         public var maxConnections = 4096
+        /// Connections one host (IP address) may hold (CHATMESH_MAX_CONNECTIONS_PER_PEER; nil: a
+        /// quarter of `maxConnections`), so one attacker cannot take every slot.
+        public var maxConnectionsPerPeer: Int?
+        /// The client's preface and SETTINGS must arrive within this of the accept, and a request's
+        /// header block within this of its first frame; otherwise GOAWAY and close (slowloris).
+        /// CHATMESH_HANDSHAKE_TIMEOUT_S.
+        public var handshakeTimeout: TimeAmount = .seconds(10)
+        /// A connection whose answers wait on the client's shut flow-control window with nothing
+        /// sent for this long is closed (a zero-window peer). nil: never. CHATMESH_SEND_STALL_TIMEOUT_S
+        /// (0 or "off": never).
+        public var sendStallTimeout: TimeAmount? = .seconds(60)
         /// A client's PINGs closer together than this are strikes; past `maxPingStrikes` of them
         /// the connection gets GOAWAY ENHANCE_YOUR_CALM ("too_many_pings"), as gRPC servers answer.
         /// CHATMESH_KEEPALIVE_MIN_PING_INTERVAL_S.
@@ -51,6 +65,8 @@ public final class GRPCServer: Service, Sendable {
         /// How long a drained-for-age connection's calls get before it is closed.
         /// CHATMESH_MAX_CONNECTION_AGE_GRACE_S.
         public var maxConnectionAgeGrace: TimeAmount = .seconds(30)
+        /// TLS with ALPN h2 (nil: h2c). MeshProcess sets it from CHATMESH_TLS_CERT/_KEY/_CLIENT_CA (`MeshTLS`).
+        public var tls: NIOSSLContext?
         /// The gRPC and transport series this server counts into (nil: none; MeshProcess sets them
         /// when CHATMESH_METRICS_LISTEN is set).
         public var metrics: ServerMetrics?
@@ -63,6 +79,14 @@ public final class GRPCServer: Service, Sendable {
         /// The keepalive and connection-ageing settings the environment gives.
         public mutating func apply(_ env: MeshEnvironment) {
             func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(seconds * 1e9)) }
+            if let n = env.values["CHATMESH_MAX_CONNECTIONS"].flatMap(Int.init), n > 0 { maxConnections = n }
+            if let n = env.values["CHATMESH_MAX_CONNECTIONS_PER_PEER"].flatMap(Int.init), n > 0 { maxConnectionsPerPeer = n }
+            if case .seconds(let s) = env.seconds("CHATMESH_HANDSHAKE_TIMEOUT_S"), s > 0 { handshakeTimeout = amount(s) }
+            switch env.seconds("CHATMESH_SEND_STALL_TIMEOUT_S") {
+            case .off: sendStallTimeout = nil
+            case .seconds(let s): sendStallTimeout = amount(s)
+            case .unset: break
+            }
             if case .seconds(let s) = env.seconds("CHATMESH_KEEPALIVE_MIN_PING_INTERVAL_S") { minPingInterval = amount(s) }
             switch env.seconds("CHATMESH_MAX_CONNECTION_IDLE_S") {
             case .off: maxConnectionIdle = nil
@@ -86,9 +110,27 @@ public final class GRPCServer: Service, Sendable {
 
     private struct State {
         var listener: Channel?
-        var connections: [ObjectIdentifier: Channel] = [:]
+        var connections: [ObjectIdentifier: (channel: Channel, record: ConnectionRecord)] = [:]
+        var perPeer: [String: Int] = [:]
         var shuttingDown = false
         var accepted = 0
+
+        /// Room for a connection from `host`: made by letting go the oldest connection (of that
+        /// host, when it is the host's share that is full) that has not completed its handshake.
+        /// nil: no room; else the connection to close, if one must go.
+        mutating func makeRoom(for host: String, maxConnections: Int, maxPerPeer: Int) -> (admit: Bool, evict: Channel?) {
+            let hostFull = perPeer[host, default: 0] >= maxPerPeer
+            guard hostFull || connections.count >= maxConnections else { return (true, nil) }
+            var victim: (id: ObjectIdentifier, channel: Channel, record: ConnectionRecord)?
+            for (id, entry) in connections where !entry.record.handshaken && (!hostFull || entry.record.peerHost == host) {
+                if victim == nil || entry.record.openedAt < victim!.record.openedAt { victim = (id, entry.channel, entry.record) }
+            }
+            guard let victim else { return (false, nil) }
+            connections.removeValue(forKey: victim.id)
+            perPeer[victim.record.peerHost, default: 1] -= 1
+            if perPeer[victim.record.peerHost] == 0 { perPeer.removeValue(forKey: victim.record.peerHost) }
+            return (true, victim.channel)
+        }
     }
 
     /// Connections accepted since the server started (those refused past `maxConnections` not counted).
@@ -123,8 +165,12 @@ public final class GRPCServer: Service, Sendable {
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ServerConnectionHandler(router: router, config: config, logger: logger))
-                    self.track(channel)
+                    let record = ConnectionRecord(peerHost: channel.remoteAddress?.ipAddress ?? "")
+                    guard self.track(channel, record) else { return }
+                    if let tls = config.tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ServerConnectionHandler(router: router, config: config, logger: logger, record: record))
                 }
             }
         let listener: Channel
@@ -142,20 +188,30 @@ public final class GRPCServer: Service, Sendable {
         state.withLock { $0.listener?.localAddress }
     }
 
-    private func track(_ channel: Channel) {
+    /// Admits a new connection (making room if it must) or closes it.
+    private func track(_ channel: Channel, _ record: ConnectionRecord) -> Bool {
         let id = ObjectIdentifier(channel)
         let maxConnections = config.maxConnections
-        let admitted = state.withLock { s -> Bool in
-            if s.shuttingDown || s.connections.count >= maxConnections { return false }
-            s.connections[id] = channel
+        let maxPerPeer = config.maxConnectionsPerPeer ?? max(1, maxConnections / 4)
+        let (admitted, evicted) = state.withLock { s -> (Bool, Channel?) in
+            if s.shuttingDown { return (false, nil) }
+            let room = s.makeRoom(for: record.peerHost, maxConnections: maxConnections, maxPerPeer: maxPerPeer)
+            guard room.admit else { return (false, nil) }
+            s.connections[id] = (channel, record)
+            s.perPeer[record.peerHost, default: 0] += 1
             s.accepted += 1
-            return true
+            return (true, room.evict)
+        }
+        if let evicted {
+            logger.debug("closing a connection that has not completed its handshake to make room", metadata: ["peer": "\(evicted.remoteAddress?.description ?? "?")"])
+            config.metrics?.transport.connectionsEvicted.increment()
+            evicted.close(promise: nil)
         }
         if !admitted {
             config.metrics?.transport.connectionsRefused.increment()
-            logger.warning("refusing a connection", metadata: ["peer": "\(channel.remoteAddress?.description ?? "?")", "limit": "\(maxConnections)"])
+            logger.warning("refusing a connection", metadata: ["peer": "\(channel.remoteAddress?.description ?? "?")", "limit": "\(maxConnections)", "per_peer": "\(maxPerPeer)"])
             channel.close(promise: nil)
-            return
+            return false
         }
         if let transport = config.metrics?.transport {
             transport.connectionsAccepted.increment()
@@ -163,15 +219,21 @@ public final class GRPCServer: Service, Sendable {
             channel.closeFuture.whenComplete { _ in transport.connections.subtract(1, ordering: .relaxed) }
         }
         channel.closeFuture.whenComplete { [weak self] _ in
-            _ = self?.state.withLock { $0.connections.removeValue(forKey: id) }
+            self?.state.withLock { s in
+                // An evicted connection was taken out (and its host's count) when it was chosen.
+                guard s.connections.removeValue(forKey: id) != nil else { return }
+                s.perPeer[record.peerHost, default: 1] -= 1
+                if s.perPeer[record.peerHost] == 0 { s.perPeer.removeValue(forKey: record.peerHost) }
+            }
         }
+        return true
     }
 
     /// Stops accepting, sends GOAWAY, waits for in-flight calls (up to the grace period), closes.
     public func shutdownGracefully() async {
         let (listener, connections, first) = state.withLock { s -> (Channel?, [Channel], Bool) in
             defer { s.shuttingDown = true }
-            return (s.listener, Array(s.connections.values), !s.shuttingDown)
+            return (s.listener, s.connections.values.map(\.channel), !s.shuttingDown)
         }
         if first {
             logger.info("shutting down", metadata: ["connections": "\(connections.count)"])

@@ -4,6 +4,7 @@ import MeshRPC
 import MeshTracing
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A client channel to one service: one multiplexed HTTP/2 connection per
@@ -30,12 +31,21 @@ public final class HTTP2Channel: RPCChannel {
         public var keepaliveWithoutCalls = false
         /// The client series this channel counts into: the process's when metrics are on.
         public var metrics: RPCMetrics? = ProcessMetrics.client
+        /// TLS to the servers (nil: h2c). From CHATMESH_TLS_CA and CHATMESH_TLS_CLIENT_CERT/_KEY (`MeshTLS`).
+        public var tls: NIOSSLContext?
+        /// The environment's TLS settings could not be loaded: creating a channel throws it.
+        var tlsProblem: ConfigurationError?
 
         /// Defaults, with keepalive from CHATMESH_KEEPALIVE_INTERVAL_S and CHATMESH_KEEPALIVE_TIMEOUT_S.
         public init(env: MeshEnvironment = MeshEnvironment()) {
             func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(seconds * 1e9)) }
             if case .seconds(let s) = env.seconds("CHATMESH_KEEPALIVE_INTERVAL_S") { keepaliveInterval = amount(s) }
             if case .seconds(let s) = env.seconds("CHATMESH_KEEPALIVE_TIMEOUT_S") { keepaliveTimeout = amount(s) }
+            do {
+                tls = try MeshTLS.client(env)
+            } catch {
+                tlsProblem = error
+            }
         }
     }
 
@@ -48,6 +58,7 @@ public final class HTTP2Channel: RPCChannel {
     /// `targets` are "host:port" addresses of the replicas of one service (CHATMESH_<SERVICE>_ADDRS).
     public init(targets: [String], config: Config = Config(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws(ConfigurationError) {
         guard !targets.isEmpty else { throw ConfigurationError("no addresses to connect to") }
+        if let problem = config.tlsProblem { throw problem }
         var subs: [Subchannel] = []
         for target in targets {
             let address = try HostPort(target)
@@ -357,13 +368,21 @@ final class Subchannel: Sendable {
         let silenceTimeout = config.silenceTimeout
         let keepalive = config.keepaliveInterval.map { ClientConnectionHandler.Keepalive(interval: $0, timeout: config.keepaliveTimeout, withoutCalls: config.keepaliveWithoutCalls) }
         let shared = ClientConnection.SharedState()
+        let tls = config.tls
+        let host = self.host
         let future = ClientBootstrap(group: group)
             .connectTimeout(config.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(MeshTLS.clientHandler(tls, host: host))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
-                        ClientConnectionHandler(authority: authority, maxMessageBytes: maxMessageBytes, silenceTimeout: silenceTimeout, keepalive: keepalive, state: shared)
+                        ClientConnectionHandler(
+                            authority: authority, scheme: tls == nil ? "http" : "https", maxMessageBytes: maxMessageBytes,
+                            silenceTimeout: silenceTimeout, keepalive: keepalive, state: shared
+                        )
                     )
                 }
             }

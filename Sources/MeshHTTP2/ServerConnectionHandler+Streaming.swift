@@ -171,6 +171,7 @@ extension ServerConnectionHandler {
             return
         }
         metrics?.transport.outboundStalls.increment()
+        answersQueued()
         call.outbound.wait(continuation)
     }
 

@@ -37,6 +37,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var acceptEncoding: String?
         var metadata = Metadata()
         var headerBytes = 0
+        /// The client has sent END_STREAM: closed before that, the stream was abandoned.
+        var clientEnded = false
         var body: ByteBuffer?
         var route: RPCRoute?
         var principal: Principal?
@@ -133,6 +135,16 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var drainStartedAt: NIODeadline?
     private var lastPingAt: NIODeadline?
     private var pingStrikes = 0
+    /// What the peer must do in time and must not do too often (handshake, header blocks, stream ids, SETTINGS).
+    private var connectionGuard: ConnectionGuard
+    private var guardTicking = false
+    /// Bytes written since the guard's last tick (a stalled peer's connection writes none).
+    private var sentSinceTick = 0
+    /// Unary answers' bytes nghttp2 has not taken yet: past the connection's budget, new calls
+    /// are refused rather than answered into memory a peer that does not read would pin.
+    private var unsentAnswerBytes = 0
+    /// Shared with the server, which lets a connection that never completed its handshake go first when full.
+    let record: ConnectionRecord
 
     /// The server is sending headers or data: as gRPC servers do, a client's PINGs count as
     /// strikes only while the server sends nothing (grpc's BDP probes ping along with data).
@@ -159,11 +171,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
-    init(router: RPCRouter, config: GRPCServer.Config, logger: Logger) {
+    init(router: RPCRouter, config: GRPCServer.Config, logger: Logger, record: ConnectionRecord) {
         self.router = router
         self.config = config
         self.logger = logger
         self.metrics = config.metrics
+        self.record = record
+        connectionGuard = ConnectionGuard(
+            limits: .init(handshakeTimeout: config.handshakeTimeout, sendStallTimeout: config.sendStallTimeout), openedAt: record.openedAt
+        )
         self.maxAge = config.maxConnectionAge.map { .nanoseconds(Int64(Double($0.nanoseconds) * Double.random(in: 0.9...1.1))) }
     }
 
@@ -182,6 +198,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
         defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, serverOnBeginFrame)
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, serverOnBeginHeaders)
         nghttp2_session_callbacks_set_on_header_callback(callbacks, serverOnHeader)
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, serverOnFrameRecv)
@@ -197,6 +214,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         defer { nghttp2_option_del(option) }
         // Window updates are ours to send, so that what a peer makes us buffer stays bounded.
         nghttp2_option_set_no_auto_window_update(option, 1)
+        // The guard limits resets (and answers as gRPC servers do); nghttp2's limit is the backstop.
+        let resets = connectionGuard.limits.resets
+        nghttp2_option_set_stream_reset_rate_limit(option, UInt64(resets.burst * 2), UInt64(resets.perSecond * 2))
 
         nghttp2_session_server_new2(&session, callbacks, Unmanaged.passUnretained(self).toOpaque(), option)
         var settings = NG.settings([
@@ -215,9 +235,46 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 bound.value.checkAge()
             }
         }
+        tickGuard(after: connectionGuard.tickInterval)
         if context.channel.isActive {
             flush()
         }
+    }
+
+    /// Ticks the guard while it waits for something (the handshake, a header block begun).
+    private func tickGuard(after delay: TimeAmount) {
+        guard !guardTicking, let context else { return }
+        guardTicking = true
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: delay) {
+            let handler = bound.value
+            handler.guardTicking = false
+            guard handler.context != nil else { return }
+            let waiting = handler.answersWaiting
+            handler.act(handler.connectionGuard.tick(now: .now(), answersWaiting: waiting, sentSinceLastTick: handler.sentSinceTick > 0))
+            handler.sentSinceTick = 0
+            if handler.connectionGuard.wantsTicks || waiting { handler.tickGuard(after: handler.connectionGuard.tickInterval) }
+        }
+    }
+
+    /// Response bytes are queued for the peer (a unary answer, or a stream's messages).
+    private var answersWaiting: Bool {
+        unsentAnswerBytes > 0 || streams.values.contains { $0.streaming.map { !$0.outbound.isEmpty } ?? false }
+    }
+
+    /// Answers are queued: the guard ticks to notice a peer that never takes them.
+    func answersQueued() {
+        if config.sendStallTimeout != nil { tickGuard(after: connectionGuard.tickInterval) }
+    }
+
+    /// A guard's verdict: GOAWAY with its code and reason, then close.
+    private func act(_ action: ConnectionGuard.Action) {
+        guard case .goaway(let code, let reason) = action, let session, !closing else { return }
+        logger.debug("closing a connection", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+        let data = Array(reason.utf8)
+        nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), code, data, data.count)
+        closeAfterFlush = true
+        flush()
     }
 
     /// Idle past `maxConnectionIdle`, or older than `maxConnectionAge`: GOAWAY, calls in flight
@@ -283,11 +340,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
         }
         if result < 0 {
-            // Garbage instead of a preface, a bad frame, a flood: nghttp2 has queued
-            // a GOAWAY where it could; send it and close.
+            // Garbage instead of a preface, a bad frame, a flood: nghttp2 (or the guard) has
+            // queued a GOAWAY where it could; send it and close.
             logger.debug("closing connection", metadata: ["peer": "\(peer)", "reason": "\(NG.errorName(result))"])
+            closeAfterFlush = true
             flush()
             closeConnection()
+        } else if connectionGuard.wantsTicks {
+            // A header block stopped mid-way: it has the handshake timeout to finish.
+            tickGuard(after: connectionGuard.tickInterval)
         }
     }
 
@@ -382,6 +443,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard let session, let context, !closing else { return }
         var sent = 0
         let error = SessionOutput.drain(session, into: context, sent: &sent)
+        sentSinceTick &+= sent
         if sent > 0, metrics != nil {
             tally.sent(sent)
             tallied()
@@ -400,9 +462,23 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     // MARK: nghttp2 callbacks (called from inside mem_recv)
 
+    fileprivate func onBeginFrame(_ header: UnsafePointer<nghttp2_frame_hd>) -> Int32 {
+        let id = header.pointee.stream_id
+        let type = header.pointee.type
+        guard type == NG.headersFrame || type == NG.rstStreamFrame || type == NG.settingsFrame else { return 0 }
+        let action = connectionGuard.frameBegan(type: type, flags: header.pointee.flags, stream: id, streamIsOpen: streams[id] != nil)
+        guard case .goaway(let code, let reason) = action, let session else { return 0 }
+        logger.debug("closing a connection", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+        // Queued now, sent by the flush that follows mem_recv's failure.
+        let data = Array(reason.utf8)
+        nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), code, data, data.count)
+        return NG.callbackFailure
+    }
+
     fileprivate func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         guard frame.pointee.hd.type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
         let id = frame.pointee.hd.stream_id
+        connectionGuard.headerBlockBegan(id)
         let stream = Stream(id: id)
         streams[id] = stream
         if metrics != nil { tally.opened() }
@@ -481,9 +557,17 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if type == NG.goawayFrame {
             metrics?.transport.goaway(.received, code: frame.pointee.goaway.error_code)
         }
+        if type == NG.settingsFrame, frame.pointee.hd.flags & NG.ackFlag == 0 {
+            settingsReceived()
+        }
         if type == NG.headersFrame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST, let stream = streams[id] {
             receiving = nil
+            connectionGuard.headerBlockEnded(id)
             admit(stream)
+        }
+        if (type == NG.headersFrame || type == NG.dataFrame), frame.pointee.hd.flags & NG.endStream != 0,
+           let stream = streams[id] {
+            stream.clientEnded = true
         }
         if (type == NG.headersFrame || type == NG.dataFrame), frame.pointee.hd.flags & NG.endStream != 0,
            let stream = streams[id], !stream.answered {
@@ -549,8 +633,18 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         lastPingAt = now
     }
 
+    /// The client's SETTINGS: the first completes its handshake.
+    private func settingsReceived() {
+        guard !connectionGuard.handshaken else { return }
+        connectionGuard.settingsReceived()
+        record.markHandshaken()
+    }
+
     fileprivate func onStreamClose(_ streamID: Int32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+        if let unsent = stream.response { unsentAnswerBytes -= unsent.readableBytes }
+        connectionGuard.headerBlockEnded(streamID)
+        if !stream.clientEnded { connectionGuard.streamAbandoned(streamID) }
         if metrics != nil {
             tally.end(stream.callMetrics, code: stream.code, since: stream.startedAt)
             tallied()
@@ -569,6 +663,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         sendingResponse()
         let n = min(length, response.readableBytes)
+        unsentAnswerBytes -= n
         response.readWithUnsafeReadableBytes { raw in
             UnsafeMutableRawPointer(buf).copyMemory(from: raw.baseAddress!, byteCount: n)
             return n
@@ -687,6 +782,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             message = try unaryRequestMessage(stream)
         } catch {
             answer(stream, error: error)
+            return
+        }
+        if unsentAnswerBytes > config.connectionBufferBudget {
+            answer(stream, error: .resourceExhausted("the connection holds \(unsentAnswerBytes) bytes of answers its client has not taken"))
             return
         }
         if let deadline = stream.deadline, deadline <= .now() {
@@ -814,6 +913,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         stream.answered = true
         stream.code = .ok
         stream.response = response
+        if unsentAnswerBytes == 0 { answersQueued() }
+        unsentAnswerBytes += response.readableBytes
         var provider = nghttp2_data_provider()
         provider.read_callback = serverReadResponse
         nghttp2_submit_response(session, stream.id, StaticHeaders.responseHeaders.nva, StaticHeaders.responseHeaders.count, &provider)
@@ -863,6 +964,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 @inline(__always)
 private func handler(_ userData: UnsafeMutableRawPointer?) -> ServerConnectionHandler {
     Unmanaged<ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private let serverOnBeginFrame: nghttp2_on_begin_frame_callback = { _, header, userData in
+    handler(userData).onBeginFrame(header!)
 }
 
 private let serverOnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in

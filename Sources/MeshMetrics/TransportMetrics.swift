@@ -23,8 +23,10 @@ public final class TransportMetrics: Sendable {
     private let connectionsGauge: Meter
     private let streamsGauge: Meter
     public let connectionsAccepted: Counter
-    /// Closed as they arrived: past `maxConnections`.
+    /// Closed as they arrived: past `maxConnections` or the peer's share of it.
     public let connectionsRefused: Counter
+    /// Closed to make room for a new one, having not completed the handshake.
+    public let connectionsEvicted: Counter
     public let receivedBytes: Counter
     public let sentBytes: Counter
     /// Made on first use: most of the 2 × 15 never happen.
@@ -44,6 +46,7 @@ public final class TransportMetrics: Sendable {
         streamsGauge = Meter(label: "chatmesh_http2_streams", dimensions: [], factory: factory)
         connectionsAccepted = Counter(label: "chatmesh_http2_connections_accepted_total", dimensions: [], factory: factory)
         connectionsRefused = Counter(label: "chatmesh_http2_connections_refused_total", dimensions: [], factory: factory)
+        connectionsEvicted = Counter(label: "chatmesh_http2_connections_evicted_total", dimensions: [], factory: factory)
         receivedBytes = Counter(label: "chatmesh_http2_received_bytes_total", dimensions: [], factory: factory)
         sentBytes = Counter(label: "chatmesh_http2_sent_bytes_total", dimensions: [], factory: factory)
         self.factory = factory

@@ -117,6 +117,7 @@ public enum MeshProcess {
         let router = RPCRouter(services: services, verifier: TokenVerifier(key: env.authKey))
         var config = config
         config.apply(env)
+        if config.tls == nil { config.tls = try MeshTLS.server(env) }
         var announcement = ""
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let registry = registry.withLock({ $0 }), let listen = env.metricsListen {

@@ -22,6 +22,9 @@ struct UpCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Serve each service's /metrics on its gRPC port + 1000 (chatmesh top reads them).")
     var metrics = true
 
+    @Flag(help: "Serve and call over mutual TLS, with a throw-away CA and certificates made under <data-dir>/tls (openssl).")
+    var tls = false
+
     /// Started in this order: each one's dependencies are up before it.
     static let services: [(name: String, executable: String, port: Int)] = ["conversation", "loyalty", "messaging", "order", "gateway"].map { name in
         (name, name == "gateway" ? name : name + "-svc", MeshEnvironment.defaultPorts[name]!)
@@ -60,6 +63,12 @@ struct UpCommand: AsyncParsableCommand {
         environment["CHATMESH_AUTH_KEY"] = key
         environment["CHATMESH_DATA_DIR"] = data.path
         for service in Self.services { environment["CHATMESH_\(service.name.uppercased())_ADDRS"] = "127.0.0.1:\(service.port)" }
+        var pki: LocalPKI.Files?
+        if tls {
+            let files = try LocalPKI.make(in: data.appendingPathComponent("tls"))
+            environment.merge(files.environment) { _, new in new }
+            pki = files
+        }
         // The seeder and the health checks in this process read the same settings.
         for (name, value) in environment where name.hasPrefix("CHATMESH_") { setenv(name, value, 1) }
 
@@ -105,7 +114,11 @@ struct UpCommand: AsyncParsableCommand {
               \(bin.path)/chatmesh events                                         # the cross-service event queues
               \(bin.path)/chatmesh top                                            # calls/s, errors and p99 per method, live
               \(bin.path)/chatmesh token --shop demo-shop --staff lan --role owner   # grpcurl -plaintext -H "authorization: Bearer <token>" …
-            Ctrl-C stops every service.
+            \(pki.map { """
+              Mutual TLS is on: export \($0.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) for the commands above;
+              grpcurl -cacert \($0.ca.path) -cert \($0.clientCert.path) -key \($0.clientKey.path) 127.0.0.1:50050 list
+
+            """ } ?? "")Ctrl-C stops every service.
 
             """)
         fflush(nil)

@@ -26,8 +26,11 @@ struct MeshEchoCommand: ParsableCommand {
     @Option(help: "Largest message accepted or sent, in bytes.")
     var maxMessageBytes: Int = GRPCFraming.defaultMaxMessageBytes
 
-    @Option(help: "Connections served at once; more are closed as they arrive.")
-    var maxConnections: Int = 4096
+    @Option(help: "Connections served at once (default 4096; CHATMESH_MAX_CONNECTIONS, when set, wins).")
+    var maxConnections: Int?
+
+    @Option(help: "Connections one host may hold (default a quarter of the maximum; CHATMESH_MAX_CONNECTIONS_PER_PEER, when set, wins).")
+    var maxConnectionsPerPeer: Int?
 
     func serve() async throws {
         let env = MeshEnvironment()
@@ -38,7 +41,8 @@ struct MeshEchoCommand: ParsableCommand {
         }
         var config = try GRPCServer.Config(listen: listen ?? env.values["CHATMESH_LISTEN"] ?? "127.0.0.1:50099")
         config.maxMessageBytes = maxMessageBytes
-        config.maxConnections = maxConnections
+        if let maxConnections { config.maxConnections = maxConnections }
+        if let maxConnectionsPerPeer { config.maxConnectionsPerPeer = maxConnectionsPerPeer }
         try await MeshProcess.serve(
             name: "mesh-echo", config: config,
             services: ReflectionService.adding(to: [EchoHandler(downstream: downstream), HealthService(services: [EchoService.name])]),

@@ -1,5 +1,6 @@
 """Hostile peers: each gets a gRPC error or a closed connection; the process
-stays up, its memory stays bounded, and the next good call works."""
+stays up, its memory stays bounded, and the next good call works. The HTTP/2 attacks by name
+(floods, slow and stalled peers, protocol violations, connection exhaustion) are in test_http2_attacks.py."""
 import signal
 import socket
 import struct
@@ -116,16 +117,6 @@ def test_truncated_frame_then_hang_up(server, token):
     assert server.alive() and good_call_works(server, token)
 
 
-def test_oversized_frame(server, token):
-    sock = connect(server)
-    sock.sendall(PREFACE + frame(0x4, 0, 0, b""))
-    # A DATA frame of 1 MiB when the largest allowed is 16 KiB: FRAME_SIZE_ERROR and the connection closes.
-    sock.sendall(struct.pack(">I", 1 << 20)[1:] + bytes([0x0, 0x0]) + struct.pack(">I", 1) + b"\0" * 65536)
-    assert closed_by_server(sock)
-    sock.close()
-    assert server.alive() and good_call_works(server, token)
-
-
 def test_length_prefix_larger_than_the_body(server, token):
     sock = connect(server)
     conn = h2_client(sock)
@@ -223,28 +214,6 @@ def test_header_flood(server, token):
     assert server.rss_kib() - before < 64 * 1024
 
 
-def test_continuation_flood(server, token):
-    before = server.rss_kib()
-    sock = connect(server)
-    sock.sendall(PREFACE + frame(0x4, 0, 0, b""))
-    # HEADERS without END_HEADERS, then CONTINUATION frames that never end, each a literal header.
-    literal = b"\x40\x0ax-flood-aa" + bytes([0x7f, 0x81, 0x07]) + b"v" * 1000  # name 10 bytes, value 1000 bytes
-    sock.sendall(frame(0x1, 0x0, 1, b"\x83\x86"))
-    sent = 0
-    try:
-        for _ in range(5000):
-            sock.sendall(frame(0x9, 0x0, 1, literal))
-            sent += 1
-    except (ConnectionResetError, BrokenPipeError, socket.timeout):
-        pass
-    closed = closed_by_server(sock)
-    print(f"continuation flood: {sent} frames sent, closed={closed}")
-    assert closed or sent == 5000
-    sock.close()
-    assert server.alive() and good_call_works(server, token)
-    assert server.rss_kib() - before < 64 * 1024
-
-
 def test_peer_that_never_reads(token):
     server = EchoServer()
     try:
@@ -303,13 +272,15 @@ def test_sigterm_while_100_calls_are_in_flight(token):
 
 
 def test_connection_flood_is_capped(token):
-    server = EchoServer("--max-connections", "8")
+    server = EchoServer("--max-connections", "8", "--max-connections-per-peer", "8")
     try:
         socks = [connect(server) for _ in range(20)]
         time.sleep(0.3)
-        refused = sum(1 for s in socks if closed_by_server(s, timeout=0.3))
-        # Beyond the cap, connections are closed as they arrive; the first eight stay open.
-        assert refused == 12, refused
+        closed = [i for i, s in enumerate(socks) if closed_by_server(s, timeout=0.3)]
+        # Beyond the cap, each new connection takes the place of the oldest that has not completed its
+        # handshake (none has): eight stay open, mostly the last ones (the server's two event loops accept
+        # side by side, so not exactly); test_http2_attacks has the rest of the story.
+        assert len(closed) == 12, closed
         for s in socks:
             s.close()
 
