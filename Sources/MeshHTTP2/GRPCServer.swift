@@ -79,8 +79,8 @@ public final class GRPCServer: Service, Sendable {
         /// The keepalive and connection-ageing settings the environment gives.
         public mutating func apply(_ env: MeshEnvironment) {
             func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(seconds * 1e9)) }
-            if let n = env.values["CHATMESH_MAX_CONNECTIONS"].flatMap(Int.init), n > 0 { maxConnections = n }
-            if let n = env.values["CHATMESH_MAX_CONNECTIONS_PER_PEER"].flatMap(Int.init), n > 0 { maxConnectionsPerPeer = n }
+            if let n = env.positiveInteger("CHATMESH_MAX_CONNECTIONS") { maxConnections = n }
+            if let n = env.positiveInteger("CHATMESH_MAX_CONNECTIONS_PER_PEER") { maxConnectionsPerPeer = n }
             if case .seconds(let s) = env.seconds("CHATMESH_HANDSHAKE_TIMEOUT_S"), s > 0 { handshakeTimeout = amount(s) }
             switch env.seconds("CHATMESH_SEND_STALL_TIMEOUT_S") {
             case .off: sendStallTimeout = nil
@@ -126,10 +126,18 @@ public final class GRPCServer: Service, Sendable {
                 if victim == nil || entry.record.openedAt < victim!.record.openedAt { victim = (id, entry.channel, entry.record) }
             }
             guard let victim else { return (false, nil) }
-            connections.removeValue(forKey: victim.id)
-            perPeer[victim.record.peerHost, default: 1] -= 1
-            if perPeer[victim.record.peerHost] == 0 { perPeer.removeValue(forKey: victim.record.peerHost) }
+            forget(victim.id)
             return (true, victim.channel)
+        }
+
+        /// Takes a connection out, and out of its host's count; false if it was taken out already.
+        @discardableResult
+        mutating func forget(_ id: ObjectIdentifier) -> Bool {
+            guard let entry = connections.removeValue(forKey: id) else { return false }
+            let host = entry.record.peerHost
+            perPeer[host, default: 1] -= 1
+            if perPeer[host] == 0 { perPeer.removeValue(forKey: host) }
+            return true
         }
     }
 
@@ -219,12 +227,8 @@ public final class GRPCServer: Service, Sendable {
             channel.closeFuture.whenComplete { _ in transport.connections.subtract(1, ordering: .relaxed) }
         }
         channel.closeFuture.whenComplete { [weak self] _ in
-            self?.state.withLock { s in
-                // An evicted connection was taken out (and its host's count) when it was chosen.
-                guard s.connections.removeValue(forKey: id) != nil else { return }
-                s.perPeer[record.peerHost, default: 1] -= 1
-                if s.perPeer[record.peerHost] == 0 { s.perPeer.removeValue(forKey: record.peerHost) }
-            }
+            // An evicted connection was forgotten when it was chosen.
+            _ = self?.state.withLock { $0.forget(id) }
         }
         return true
     }

@@ -12,8 +12,8 @@ import NIOSSL
 public enum MeshTLS {
     /// The server's TLS, or nil when the environment asks for none.
     public static func server(_ env: MeshEnvironment) throws(ConfigurationError) -> NIOSSLContext? {
-        let cert = env.values["CHATMESH_TLS_CERT"].flatMap { $0.isEmpty ? nil : $0 }
-        let key = env.values["CHATMESH_TLS_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        let cert = env.value("CHATMESH_TLS_CERT")
+        let key = env.value("CHATMESH_TLS_KEY")
         guard cert != nil || key != nil else { return nil }
         guard let cert, let key else {
             throw ConfigurationError("CHATMESH_TLS_CERT and CHATMESH_TLS_KEY go together: set both or neither")
@@ -24,7 +24,7 @@ public enum MeshTLS {
         )
         tls.applicationProtocols = ["h2"]
         tls.minimumTLSVersion = .tlsv12
-        if let clientCA = env.values["CHATMESH_TLS_CLIENT_CA"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        if let clientCA = env.value("CHATMESH_TLS_CLIENT_CA") {
             tls.trustRoots = .certificates(try certificates(clientCA, "CHATMESH_TLS_CLIENT_CA"))
             // A client is a service, not a host name: its certificate must chain to the CA.
             tls.certificateVerification = .noHostnameVerification
@@ -34,13 +34,13 @@ public enum MeshTLS {
 
     /// The clients' TLS, or nil when the environment asks for none.
     public static func client(_ env: MeshEnvironment) throws(ConfigurationError) -> NIOSSLContext? {
-        guard let ca = env.values["CHATMESH_TLS_CA"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        guard let ca = env.value("CHATMESH_TLS_CA") else { return nil }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates(try certificates(ca, "CHATMESH_TLS_CA"))
         tls.applicationProtocols = ["h2"]
         tls.minimumTLSVersion = .tlsv12
-        let cert = env.values["CHATMESH_TLS_CLIENT_CERT"].flatMap { $0.isEmpty ? nil : $0 }
-        let key = env.values["CHATMESH_TLS_CLIENT_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        let cert = env.value("CHATMESH_TLS_CLIENT_CERT")
+        let key = env.value("CHATMESH_TLS_CLIENT_KEY")
         switch (cert, key) {
         case (nil, nil):
             break

@@ -267,14 +267,21 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if config.sendStallTimeout != nil { tickGuard(after: connectionGuard.tickInterval) }
     }
 
-    /// A guard's verdict: GOAWAY with its code and reason, then close.
+    /// A guard's verdict, outside mem_recv: GOAWAY with its code and reason, then close.
     private func act(_ action: ConnectionGuard.Action) {
-        guard case .goaway(let code, let reason) = action, let session, !closing else { return }
+        guard case .goaway(let code, let reason) = action else { return }
+        endConnection(code, reason)
+        flush()
+    }
+
+    /// Queues a GOAWAY that ends the connection, its reason as debug data; the next flush sends it
+    /// and closes.
+    private func endConnection(_ code: UInt32, _ reason: String) {
+        guard let session, !closing else { return }
         logger.debug("closing a connection", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
         let data = Array(reason.utf8)
         nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), code, data, data.count)
         closeAfterFlush = true
-        flush()
     }
 
     /// Idle past `maxConnectionIdle`, or older than `maxConnectionAge`: GOAWAY, calls in flight
@@ -467,11 +474,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let type = header.pointee.type
         guard type == NG.headersFrame || type == NG.rstStreamFrame || type == NG.settingsFrame else { return 0 }
         let action = connectionGuard.frameBegan(type: type, flags: header.pointee.flags, stream: id, streamIsOpen: streams[id] != nil)
-        guard case .goaway(let code, let reason) = action, let session else { return 0 }
-        logger.debug("closing a connection", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+        guard case .goaway(let code, let reason) = action else { return 0 }
         // Queued now, sent by the flush that follows mem_recv's failure.
-        let data = Array(reason.utf8)
-        nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), code, data, data.count)
+        endConnection(code, reason)
         return NG.callbackFailure
     }
 
@@ -568,9 +573,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if (type == NG.headersFrame || type == NG.dataFrame), frame.pointee.hd.flags & NG.endStream != 0,
            let stream = streams[id] {
             stream.clientEnded = true
-        }
-        if (type == NG.headersFrame || type == NG.dataFrame), frame.pointee.hd.flags & NG.endStream != 0,
-           let stream = streams[id], !stream.answered {
+            guard !stream.answered else { return 0 }
             if let call = stream.streaming {
                 streamRequestsEnded(stream, call)
             } else {
@@ -623,11 +626,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         let now = NIODeadline.now()
         if let last = lastPingAt, now - last < config.minPingInterval {
             pingStrikes += 1
-            if pingStrikes > config.maxPingStrikes, let session, !closing {
-                logger.debug("too many pings", metadata: ["peer": "\(peer)"])
-                let reason = Array("too_many_pings".utf8)
-                nghttp2_submit_goaway(session, NG.flagNone, nghttp2_session_get_last_proc_stream_id(session), NG.enhanceYourCalm, reason, reason.count)
-                closeAfterFlush = true
+            if pingStrikes > config.maxPingStrikes {
+                endConnection(NG.enhanceYourCalm, "too_many_pings")
             }
         }
         lastPingAt = now

@@ -23,15 +23,25 @@ public struct MeshEnvironment: Sendable {
         self.values = values
     }
 
-    public var authKey: String { values["CHATMESH_AUTH_KEY"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.developmentAuthKey }
+    /// The variable's value, nil when it is unset or empty (an empty value in a compose file means unset).
+    public func value(_ name: String) -> String? {
+        values[name].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The variable as a count above zero, nil when it is unset or not one.
+    public func positiveInteger(_ name: String) -> Int? {
+        values[name].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
+    }
+
+    public var authKey: String { value("CHATMESH_AUTH_KEY") ?? Self.developmentAuthKey }
     public var usesDevelopmentAuthKey: Bool { authKey == Self.developmentAuthKey }
     public var dataDirectory: String { values["CHATMESH_DATA_DIR"] ?? "./data" }
     public var databaseURL: String? { values["DATABASE_URL"] }
     public var logLevel: String { values["LOG_LEVEL"] ?? "info" }
     /// "host:port" where /metrics is served (Prometheus text format); unset: no metrics are kept.
-    public var metricsListen: String? { values["CHATMESH_METRICS_LISTEN"].flatMap { $0.isEmpty ? nil : $0 } }
+    public var metricsListen: String? { value("CHATMESH_METRICS_LISTEN") }
     /// CHATMESH_EVENT_LOOPS: threads serving connections; nil means one per core.
-    public var eventLoops: Int? { values["CHATMESH_EVENT_LOOPS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } }
+    public var eventLoops: Int? { positiveInteger("CHATMESH_EVENT_LOOPS") }
 
     /// CHATMESH_WATCH_STALL_S: a watch stream (WatchChanges, WatchInbox, WatchPanel) whose reader
     /// makes no room for an update this long is cut off; it may resume. 60 s unless set.
