@@ -359,7 +359,7 @@ let package = Package(
         ),
         .testTarget(name: "OrdersTests", dependencies: ["Orders", "VietnamCommerce", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "LoyaltyTests", dependencies: ["Loyalty", "LoyaltyAudiences", "VietnamCommerce", "MeshRPC", "MeshStore", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
-        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshChanges", "MeshTestSupport", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit")]),
+        .testTarget(name: "MeshStoreTests", dependencies: ["MeshStore", "MeshOutbox", "MeshChanges", "MeshTestSupport", "MeshRPC", "ChatMeshAPI", .product(name: "SQLKit", package: "sql-kit"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "ConversationsTests", dependencies: ["Conversations", "VietnamCommerce", "MeshStore", "MeshRPC", "ChatMeshAPI", "MeshTestSupport", .product(name: "SQLKit", package: "sql-kit")]),
         .testTarget(name: "MeshReflectionTests", dependencies: ["MeshReflection", "ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "ChatMeshAPITests", dependencies: ["ChatMeshAPI", "MeshRPC", .product(name: "NIOCore", package: "swift-nio")]),

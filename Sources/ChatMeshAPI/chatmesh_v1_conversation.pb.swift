@@ -4001,7 +4001,7 @@ public enum ConversationService {
 
     /// The descriptor of every RPC, by method.
     public enum Method {
-        public static let connectPage = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ConnectPage")
+        public static let connectPage = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ConnectPage", access: .managers)
         public static let installDefaultTags = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "InstallDefaultTags")
         public static let listTags = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListTags")
         public static let createTagFolder = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "CreateTagFolder")
@@ -4010,7 +4010,7 @@ public enum ConversationService {
         public static let deleteTag = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "DeleteTag")
         public static let attachTag = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "AttachTag")
         public static let detachTag = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "DetachTag")
-        public static let setFacebookLabelSync = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetFacebookLabelSync")
+        public static let setFacebookLabelSync = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetFacebookLabelSync", access: .managers)
         public static let syncFacebookLabels = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SyncFacebookLabels")
         public static let ingestMessage = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "IngestMessage")
         public static let sendReply = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SendReply")
@@ -4030,7 +4030,7 @@ public enum ConversationService {
         public static let addNote = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "AddNote")
         public static let listNotes = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListNotes")
         public static let deleteNote = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "DeleteNote")
-        public static let defineCustomField = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "DefineCustomField")
+        public static let defineCustomField = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "DefineCustomField", access: .managers)
         public static let listCustomFields = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListCustomFields")
         public static let setCustomFieldValue = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "SetCustomFieldValue")
         public static let listActivity = MethodDescriptor(service: "chatmesh.v1.ConversationService", method: "ListActivity")
@@ -4044,6 +4044,7 @@ public enum ConversationService {
     /// requests from an `RPCMessageStream` and/or writes its responses to an `RPCWriter`.
     public protocol Handler: RPCService {
         /// R-TAG-2: first connect creates the default folders and tags; reconnecting creates nothing.
+        /// Access: managers.
         func connectPage(_ request: ConnectPageRequest, context: ServerContext) async throws -> Page
         /// R-TAG-2: installs whichever default folders and tags are missing; idempotent.
         func installDefaultTags(_ request: InstallDefaultTagsRequest, context: ServerContext) async throws -> TagList
@@ -4062,6 +4063,7 @@ public enum ConversationService {
         /// R-ACT-1: recorded.
         func detachTag(_ request: DetachTagRequest, context: ServerContext) async throws -> Conversation
         /// R-TAG-6.
+        /// Access: managers.
         func setFacebookLabelSync(_ request: SetFacebookLabelSyncRequest, context: ServerContext) async throws -> Page
         /// R-TAG-6: one way, Facebook → ChatMesh.
         func syncFacebookLabels(_ request: SyncFacebookLabelsRequest, context: ServerContext) async throws -> SyncFacebookLabelsResponse
@@ -4109,6 +4111,7 @@ public enum ConversationService {
         /// R-CONV-7.
         func deleteNote(_ request: DeleteNoteRequest, context: ServerContext) async throws -> Empty
         /// R-CONV-6.
+        /// Access: managers.
         func defineCustomField(_ request: DefineCustomFieldRequest, context: ServerContext) async throws -> CustomField
         /// R-CONV-6.
         func listCustomFields(_ request: ListCustomFieldsRequest, context: ServerContext) async throws -> ListCustomFieldsResponse
@@ -4137,6 +4140,7 @@ public enum ConversationService {
         }
 
         /// R-TAG-2: first connect creates the default folders and tags; reconnecting creates nothing.
+        /// Access: managers.
         public func connectPage(_ request: ConnectPageRequest, options: CallOptions? = nil) async throws(RPCError) -> Page {
             try await channel.unary(Method.connectPage, request, options: options ?? defaultOptions)
         }
@@ -4182,6 +4186,7 @@ public enum ConversationService {
         }
 
         /// R-TAG-6.
+        /// Access: managers.
         public func setFacebookLabelSync(_ request: SetFacebookLabelSyncRequest, options: CallOptions? = nil) async throws(RPCError) -> Page {
             try await channel.unary(Method.setFacebookLabelSync, request, options: options ?? defaultOptions)
         }
@@ -4289,6 +4294,7 @@ public enum ConversationService {
         }
 
         /// R-CONV-6.
+        /// Access: managers.
         public func defineCustomField(_ request: DefineCustomFieldRequest, options: CallOptions? = nil) async throws(RPCError) -> CustomField {
             try await channel.unary(Method.defineCustomField, request, options: options ?? defaultOptions)
         }

@@ -3779,18 +3779,18 @@ public enum LoyaltyService {
         public static let recordOrderEvent = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "RecordOrderEvent")
         public static let redeemPoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "RedeemPoints")
         public static let adjustPoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "AdjustPoints")
-        public static let adjustSegmentPoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "AdjustSegmentPoints")
+        public static let adjustSegmentPoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "AdjustSegmentPoints", access: .managers)
         public static let listPointsHistory = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListPointsHistory")
         public static let expirePoints = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ExpirePoints")
         public static let createSegment = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "CreateSegment")
         public static let listSegments = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListSegments")
         public static let listSegmentMembers = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListSegmentMembers")
         public static let countSegment = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "CountSegment")
-        public static let upsertPromotion = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "UpsertPromotion")
+        public static let upsertPromotion = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "UpsertPromotion", access: .managers)
         public static let listPromotions = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "ListPromotions")
-        public static let deletePromotion = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "DeletePromotion")
-        public static let linkAdAccount = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "LinkAdAccount")
-        public static let syncSegmentAudience = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "SyncSegmentAudience")
+        public static let deletePromotion = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "DeletePromotion", access: .managers)
+        public static let linkAdAccount = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "LinkAdAccount", access: .managers)
+        public static let syncSegmentAudience = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "SyncSegmentAudience", access: .managers)
         public static let getAudienceSync = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "GetAudienceSync")
         public static let createReferralCampaign = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "CreateReferralCampaign")
         public static let submitReferral = MethodDescriptor(service: "chatmesh.v1.LoyaltyService", method: "SubmitReferral")
@@ -3830,7 +3830,8 @@ public enum LoyaltyService {
         func redeemPoints(_ request: RedeemPointsRequest, context: ServerContext) async throws -> Member
         /// R-PTS-4.
         func adjustPoints(_ request: AdjustPointsRequest, context: ServerContext) async throws -> Member
-        /// R-PTS-5: owners and admins; once per idempotency_key.
+        /// R-PTS-5: once per idempotency_key.
+        /// Access: managers.
         func adjustSegmentPoints(_ request: AdjustSegmentPointsRequest, context: ServerContext) async throws -> AdjustSegmentPointsResponse
         /// R-PTS-6: every ledger entry, newest first.
         func listPointsHistory(_ request: ListPointsHistoryRequest, context: ServerContext) async throws -> ListPointsHistoryResponse
@@ -3844,16 +3845,20 @@ public enum LoyaltyService {
         func listSegmentMembers(_ request: ListSegmentMembersRequest, context: ServerContext) async throws -> ListSegmentMembersResponse
         /// R-SEG-1: agrees with ListSegmentMembers.
         func countSegment(_ request: SegmentRequest, context: ServerContext) async throws -> CountSegmentResponse
-        /// R-SEG-4: owners and admins; applied by PreviewOrder (and so CreateOrder).
+        /// R-SEG-4: applied by PreviewOrder (and so CreateOrder).
+        /// Access: managers.
         func upsertPromotion(_ request: UpsertPromotionRequest, context: ServerContext) async throws -> Promotion
         /// R-SEG-4: newest change first.
         func listPromotions(_ request: ListPromotionsRequest, context: ServerContext) async throws -> ListPromotionsResponse
         /// R-SEG-4: orders already priced keep what they got.
+        /// Access: managers.
         func deletePromotion(_ request: DeletePromotionRequest, context: ServerContext) async throws -> Empty
-        /// R-SEG-3: owners and admins.
+        /// R-SEG-3.
+        /// Access: managers.
         func linkAdAccount(_ request: LinkAdAccountRequest, context: ServerContext) async throws -> AdAccount
-        /// R-SEG-3: owners and admins; FAILED_PRECONDITION without a linked ad account. The run happens
+        /// R-SEG-3: FAILED_PRECONDITION without a linked ad account. The run happens
         /// in the background: the answer is PENDING (GetAudienceSync follows it).
+        /// Access: managers.
         func syncSegmentAudience(_ request: SyncSegmentAudienceRequest, context: ServerContext) async throws -> AudienceSync
         /// R-SEG-3: NOT_FOUND when the segment was never synced.
         func getAudienceSync(_ request: SegmentRequest, context: ServerContext) async throws -> AudienceSync
@@ -3944,7 +3949,8 @@ public enum LoyaltyService {
             try await channel.unary(Method.adjustPoints, request, options: options ?? defaultOptions)
         }
 
-        /// R-PTS-5: owners and admins; once per idempotency_key.
+        /// R-PTS-5: once per idempotency_key.
+        /// Access: managers.
         public func adjustSegmentPoints(_ request: AdjustSegmentPointsRequest, options: CallOptions? = nil) async throws(RPCError) -> AdjustSegmentPointsResponse {
             try await channel.unary(Method.adjustSegmentPoints, request, options: options ?? defaultOptions)
         }
@@ -3979,7 +3985,8 @@ public enum LoyaltyService {
             try await channel.unary(Method.countSegment, request, options: options ?? defaultOptions)
         }
 
-        /// R-SEG-4: owners and admins; applied by PreviewOrder (and so CreateOrder).
+        /// R-SEG-4: applied by PreviewOrder (and so CreateOrder).
+        /// Access: managers.
         public func upsertPromotion(_ request: UpsertPromotionRequest, options: CallOptions? = nil) async throws(RPCError) -> Promotion {
             try await channel.unary(Method.upsertPromotion, request, options: options ?? defaultOptions)
         }
@@ -3990,17 +3997,20 @@ public enum LoyaltyService {
         }
 
         /// R-SEG-4: orders already priced keep what they got.
+        /// Access: managers.
         public func deletePromotion(_ request: DeletePromotionRequest, options: CallOptions? = nil) async throws(RPCError) -> Empty {
             try await channel.unary(Method.deletePromotion, request, options: options ?? defaultOptions)
         }
 
-        /// R-SEG-3: owners and admins.
+        /// R-SEG-3.
+        /// Access: managers.
         public func linkAdAccount(_ request: LinkAdAccountRequest, options: CallOptions? = nil) async throws(RPCError) -> AdAccount {
             try await channel.unary(Method.linkAdAccount, request, options: options ?? defaultOptions)
         }
 
-        /// R-SEG-3: owners and admins; FAILED_PRECONDITION without a linked ad account. The run happens
+        /// R-SEG-3: FAILED_PRECONDITION without a linked ad account. The run happens
         /// in the background: the answer is PENDING (GetAudienceSync follows it).
+        /// Access: managers.
         public func syncSegmentAudience(_ request: SyncSegmentAudienceRequest, options: CallOptions? = nil) async throws(RPCError) -> AudienceSync {
             try await channel.unary(Method.syncSegmentAudience, request, options: options ?? defaultOptions)
         }

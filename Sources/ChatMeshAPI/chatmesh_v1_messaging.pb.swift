@@ -2419,7 +2419,7 @@ public enum MessagingService {
     /// The descriptor of every RPC, by method.
     public enum Method {
         public static let createTemplate = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "CreateTemplate")
-        public static let setMessageDefault = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "SetMessageDefault")
+        public static let setMessageDefault = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "SetMessageDefault", access: .managers)
         public static let getMessageDefault = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "GetMessageDefault")
         public static let listMessageDefaults = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "ListMessageDefaults")
         public static let listTemplates = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "ListTemplates")
@@ -2438,8 +2438,8 @@ public enum MessagingService {
         public static let onTagAttached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagAttached")
         public static let onTagDetached = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnTagDetached")
         public static let onCustomerMessage = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnCustomerMessage")
-        public static let onOrderEvent = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnOrderEvent")
-        public static let deliverReply = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "DeliverReply")
+        public static let onOrderEvent = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "OnOrderEvent", access: .services)
+        public static let deliverReply = MethodDescriptor(service: "chatmesh.v1.MessagingService", method: "DeliverReply", access: .services)
         public static let all: [MethodDescriptor] = [createTemplate, setMessageDefault, getMessageDefault, listMessageDefaults, listTemplates, getBalance, topUp, setAutoTopUp, sendMessage, createBroadcast, getBroadcast, cancelBroadcast, recordDeliveryReport, recordFeedback, getZnsQuality, createScenario, listScenarios, onTagAttached, onTagDetached, onCustomerMessage, onOrderEvent, deliverReply]
     }
 
@@ -2449,6 +2449,7 @@ public enum MessagingService {
         /// R-MSG-1, R-ZNS-3.
         func createTemplate(_ request: CreateTemplateRequest, context: ServerContext) async throws -> Template
         /// The shop's default templates per kind of message (owners and admins set them).
+        /// Access: managers.
         func setMessageDefault(_ request: SetMessageDefaultRequest, context: ServerContext) async throws -> MessageDefault
         func getMessageDefault(_ request: GetMessageDefaultRequest, context: ServerContext) async throws -> MessageDefault
         func listMessageDefaults(_ request: ListMessageDefaultsRequest, context: ServerContext) async throws -> ListMessageDefaultsResponse
@@ -2484,9 +2485,11 @@ public enum MessagingService {
         func onTagDetached(_ request: OnTagDetachedRequest, context: ServerContext) async throws -> CancelledStepsResponse
         /// R-MSG-5, R-BOT-1.
         func onCustomerMessage(_ request: OnCustomerMessageRequest, context: ServerContext) async throws -> CancelledStepsResponse
-        /// R-MSG-2: order-svc's outbox delivers order events through it (service tokens only).
+        /// R-MSG-2: order-svc's outbox delivers order events through it.
+        /// Access: services.
         func onOrderEvent(_ request: OnOrderEventRequest, context: ServerContext) async throws -> OnOrderEventResponse
-        /// R-CONV-9: conversation-svc's outbox delivers staff replies through it (service tokens only).
+        /// R-CONV-9: conversation-svc's outbox delivers staff replies through it.
+        /// Access: services.
         func deliverReply(_ request: DeliverReplyRequest, context: ServerContext) async throws -> DeliverReplyResponse
     }
 
@@ -2507,6 +2510,7 @@ public enum MessagingService {
         }
 
         /// The shop's default templates per kind of message (owners and admins set them).
+        /// Access: managers.
         public func setMessageDefault(_ request: SetMessageDefaultRequest, options: CallOptions? = nil) async throws(RPCError) -> MessageDefault {
             try await channel.unary(Method.setMessageDefault, request, options: options ?? defaultOptions)
         }
@@ -2599,12 +2603,14 @@ public enum MessagingService {
             try await channel.unary(Method.onCustomerMessage, request, options: options ?? defaultOptions)
         }
 
-        /// R-MSG-2: order-svc's outbox delivers order events through it (service tokens only).
+        /// R-MSG-2: order-svc's outbox delivers order events through it.
+        /// Access: services.
         public func onOrderEvent(_ request: OnOrderEventRequest, options: CallOptions? = nil) async throws(RPCError) -> OnOrderEventResponse {
             try await channel.unary(Method.onOrderEvent, request, options: options ?? defaultOptions)
         }
 
-        /// R-CONV-9: conversation-svc's outbox delivers staff replies through it (service tokens only).
+        /// R-CONV-9: conversation-svc's outbox delivers staff replies through it.
+        /// Access: services.
         public func deliverReply(_ request: DeliverReplyRequest, options: CallOptions? = nil) async throws(RPCError) -> DeliverReplyResponse {
             try await channel.unary(Method.deliverReply, request, options: options ?? defaultOptions)
         }

@@ -446,7 +446,7 @@ public enum OutboxService {
     public enum Method {
         public static let getOutboxStatus = MethodDescriptor(service: "chatmesh.v1.OutboxService", method: "GetOutboxStatus")
         public static let listDeadEvents = MethodDescriptor(service: "chatmesh.v1.OutboxService", method: "ListDeadEvents")
-        public static let replayDeadEvents = MethodDescriptor(service: "chatmesh.v1.OutboxService", method: "ReplayDeadEvents")
+        public static let replayDeadEvents = MethodDescriptor(service: "chatmesh.v1.OutboxService", method: "ReplayDeadEvents", access: .managers)
         public static let all: [MethodDescriptor] = [getOutboxStatus, listDeadEvents, replayDeadEvents]
     }
 
@@ -456,7 +456,7 @@ public enum OutboxService {
         /// What waits, what retries, what is dead, and how far each subscriber lags.
         func getOutboxStatus(_ request: GetOutboxStatusRequest, context: ServerContext) async throws -> GetOutboxStatusResponse
         func listDeadEvents(_ request: ListDeadEventsRequest, context: ServerContext) async throws -> ListDeadEventsResponse
-        /// Owner, admin or service tokens only.
+        /// Access: managers.
         func replayDeadEvents(_ request: ReplayDeadEventsRequest, context: ServerContext) async throws -> ReplayDeadEventsResponse
     }
 
@@ -480,7 +480,7 @@ public enum OutboxService {
             try await channel.unary(Method.listDeadEvents, request, options: options ?? defaultOptions)
         }
 
-        /// Owner, admin or service tokens only.
+        /// Access: managers.
         public func replayDeadEvents(_ request: ReplayDeadEventsRequest, options: CallOptions? = nil) async throws(RPCError) -> ReplayDeadEventsResponse {
             try await channel.unary(Method.replayDeadEvents, request, options: options ?? defaultOptions)
         }

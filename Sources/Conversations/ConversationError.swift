@@ -11,6 +11,7 @@ public enum ConversationError: Error, Sendable, Hashable {
     case noCustomer(String)
     case noNote(customer: String, note: String)
     case noCustomField(String)
+    case noShopMessage(String)
 
     // R-TAG-3: names are unique per page, ignoring case and accents.
     case folderNameTaken(String)

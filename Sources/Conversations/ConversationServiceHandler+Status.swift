@@ -13,6 +13,7 @@ extension ConversationError: RPCErrorConvertible {
         case .noCustomer(let id): .notFound("customer_id: no customer \(id)")
         case .noNote(let customer, let note): .notFound("note_id: customer \(customer) has no note \(note)")
         case .noCustomField(let key): .notFound("key: the shop defines no custom field \(key)")
+        case .noShopMessage(let message): .notFound("message_id: this shop has no message \(message)")
         case .folderNameTaken(let name): .alreadyExists("name: the page already has a folder named \"\(name)\"")
         case .tagNameTaken(let name): .alreadyExists("name: the page already has a tag \"\(name)\", the same name ignoring case and accents (R-TAG-3)")
         case .tooManyTags(let conversation, let count):

@@ -49,10 +49,6 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
         try context.actingStaff(requested, required: required)
     }
 
-    static func requireManager(_ context: ServerContext, _ what: String) throws(RPCError) {
-        try context.requireManager(what)
-    }
-
     static func tagName(_ name: String) throws(RPCError) -> String {
         if let problem = TagName.validate(name) { throw .invalidArgument(problem) }
         return name.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -61,7 +57,6 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
     // MARK: Pages and tags
 
     public func connectPage(_ request: ConnectPageRequest, context: ServerContext) async throws -> Page {
-        try Self.requireManager(context, "connecting a page")
         let pageId = try InputRules.id(request.pageId, "page_id")
         let name = try InputRules.text(request.name, "name", max: InputRules.maxNameLength, required: true)
         guard request.platform == .facebook || request.platform == .zalo else {
@@ -130,7 +125,6 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
     }
 
     public func setFacebookLabelSync(_ request: SetFacebookLabelSyncRequest, context: ServerContext) async throws -> Page {
-        try Self.requireManager(context, "Facebook label sync")
         return try await store.setFacebookLabelSync(shop: request.shopId, pageId: try InputRules.id(request.pageId, "page_id"), enabled: request.enabled)
     }
 
@@ -393,7 +387,6 @@ public struct ConversationServiceHandler: ConversationService.Handler, DrainingS
     }
 
     public func defineCustomField(_ request: DefineCustomFieldRequest, context: ServerContext) async throws -> CustomField {
-        try Self.requireManager(context, "defining custom fields")
         let label = try InputRules.text(request.label, "label", max: 100, required: true)
         guard (0...1_000).contains(request.position) else { throw RPCError.invalidArgument("position must be 0 to 1000 (lower is shown first)") }
         let field = CustomField(key: request.key, label: label, type: request.type, options: request.options, position: request.position)

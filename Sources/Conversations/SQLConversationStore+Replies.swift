@@ -89,7 +89,7 @@ extension SQLConversationStore {
                 SELECT m.*, c.customer_id FROM messages m
                 JOIN conversations c ON c.shop_id = m.shop_id AND c.conversation_id = m.conversation_id
                 WHERE m.shop_id = \(bind: shop) AND m.message_id = \(bind: messageId)
-                """).first() else { throw ConversationError.notAReply(messageId) }
+                """).first() else { throw ConversationError.noShopMessage(messageId) }
             var message = try Self.chatMessage(row)
             guard message.delivery != .deliveryUnspecified else { throw ConversationError.notAReply(messageId) }
             let next = try StaffReply.retry(StaffReply.State(delivery: message.delivery, attempt: try row.int64("delivery_attempt")), messageId: messageId)

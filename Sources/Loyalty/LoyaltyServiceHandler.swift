@@ -259,7 +259,6 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     }
 
     public func adjustSegmentPoints(_ request: AdjustSegmentPointsRequest, context: ServerContext) async throws -> AdjustSegmentPointsResponse {
-        try Self.requireManager(context, "adjusting a whole segment's points")
         let segment = try Self.id(request.segmentId, "segment_id")
         let (reason, staff) = try Self.adjustment(request.points, reason: request.reason, staffId: request.staffId, context, rule: "R-PTS-5")
         let key = try Self.id(request.idempotencyKey, "idempotency_key")
@@ -328,7 +327,6 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     // MARK: Promotions (R-SEG-4)
 
     public func upsertPromotion(_ request: UpsertPromotionRequest, context: ServerContext) async throws -> Promotion {
-        try Self.requireManager(context, "setting up a promotion")
         try FieldCheck.optionalId(request.promotionId, "promotion_id")
         let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
         if name.isEmpty { throw RPCError.invalidArgument("name is required") }
@@ -379,7 +377,6 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     }
 
     public func deletePromotion(_ request: DeletePromotionRequest, context: ServerContext) async throws -> Empty {
-        try Self.requireManager(context, "deleting a promotion")
         try await store.deletePromotion(shop: request.shopId, promotionId: try Self.id(request.promotionId, "promotion_id"))
         return Empty()
     }
@@ -387,7 +384,6 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     // MARK: Audiences (R-SEG-3)
 
     public func linkAdAccount(_ request: LinkAdAccountRequest, context: ServerContext) async throws -> AdAccount {
-        try Self.requireManager(context, "linking an ad account")
         var account = request.adAccountId.trimmingCharacters(in: .whitespaces)
         if account.hasPrefix("act_") { account.removeFirst(4) }
         guard !account.isEmpty, account.count <= 32, account.allSatisfy(\.isASCII), account.allSatisfy(\.isNumber) else {
@@ -403,7 +399,6 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
     }
 
     public func syncSegmentAudience(_ request: SyncSegmentAudienceRequest, context: ServerContext) async throws -> AudienceSync {
-        try Self.requireManager(context, "syncing a segment to an audience")
         let segment = try Self.id(request.segmentId, "segment_id")
         let schedule: SyncSegmentAudienceRequest.Schedule
         switch request.schedule {
@@ -416,11 +411,6 @@ public struct LoyaltyServiceHandler: LoyaltyService.Handler, DrainingService {
 
     public func getAudienceSync(_ request: SegmentRequest, context: ServerContext) async throws -> AudienceSync {
         try await store.audienceSync(shop: request.shopId, segmentId: try Self.id(request.segmentId, "segment_id"))
-    }
-
-    /// Ad accounts, promotions and segment-wide points are for owners and admins (and the mesh's services).
-    static func requireManager(_ context: ServerContext, _ what: String) throws(RPCError) {
-        try context.requireManager(what)
     }
 
     // MARK: Offer dashboard (R-LOY-5)

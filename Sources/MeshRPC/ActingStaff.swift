@@ -1,7 +1,8 @@
 /// Who a call acts as, one rule for every service: the request's `staff_id`, else the
 /// token's staff member. Agents act as themselves only; owners, admins and the mesh's
 /// own services may name anyone (a manager fixing a record, order-svc relaying a
-/// staff member's checkout). Shop-wide settings are for owners and admins.
+/// staff member's checkout). Which roles may call an RPC at all is its proto's `Access:`
+/// line, checked by the route (MethodDescriptor.Access).
 extension ServerContext {
     /// The staff member acting; `required` refuses a call that names nobody.
     public func actingStaff(_ requested: String, required: Bool = false) throws(RPCError) -> String {
@@ -13,12 +14,5 @@ extension ServerContext {
         let staff = requested.isEmpty ? tokenStaff : requested
         if required && staff.isEmpty { throw .invalidArgument("staff_id is required (neither the request nor the token names a staff member)") }
         return staff
-    }
-
-    /// Refuses an agent: `what` is for the shop's owner or admins (and the mesh's services).
-    public func requireManager(_ what: String) throws(RPCError) {
-        if let principal, principal.role == .agent {
-            throw .permissionDenied("\(what) is for the shop's owner or admins, not agents")
-        }
     }
 }

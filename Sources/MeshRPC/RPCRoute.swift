@@ -50,6 +50,7 @@ public struct RPCRoute: Sendable {
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) -> RPCRoute {
         RPCRoute(method: method, kind: .unary, requiresAuth: requiresAuth) { stream, context in
+            if requiresAuth { try checkAccess(method, context.principal) }
             let request = try await single(stream.requests, Request.self, method)
             let response = try await ServerContext.$current.withValue(context) { try await handler(request, context) }
             try await RPCWriter<Response>.encoding(stream.responses).write(response)
@@ -63,6 +64,7 @@ public struct RPCRoute: Sendable {
         _ handler: @escaping @Sendable (Request, RPCWriter<Response>, ServerContext) async throws -> Void
     ) -> RPCRoute {
         RPCRoute(method: method, kind: .serverStreaming, requiresAuth: requiresAuth) { stream, context in
+            if requiresAuth { try checkAccess(method, context.principal) }
             let request = try await single(stream.requests, Request.self, method)
             try await ServerContext.$current.withValue(context) {
                 try await handler(request, .encoding(stream.responses), context)
@@ -78,7 +80,10 @@ public struct RPCRoute: Sendable {
     ) -> RPCRoute {
         RPCRoute(method: method, kind: .serverStreaming, requiresAuth: requiresAuth) { stream, context in
             let request = try await single(stream.requests, Request.self, method)
-            if requiresAuth { try checkShopScope(request.shopId, context.principal) }
+            if requiresAuth {
+                try checkShopScope(request.shopId, context.principal)
+                try checkAccess(method, context.principal)
+            }
             try await ServerContext.$current.withValue(context) {
                 try await handler(request, .encoding(stream.responses), context)
             }
@@ -92,6 +97,7 @@ public struct RPCRoute: Sendable {
         _ handler: @escaping @Sendable (RPCMessageStream<Request>, ServerContext) async throws -> Response
     ) -> RPCRoute {
         RPCRoute(method: method, kind: .clientStreaming, requiresAuth: requiresAuth) { stream, context in
+            if requiresAuth { try checkAccess(method, context.principal) }
             let requests = stream.requests.decoded(as: Request.self, undecodable: .internal)
             let response = try await ServerContext.$current.withValue(context) { try await handler(requests, context) }
             try await RPCWriter<Response>.encoding(stream.responses).write(response)
@@ -105,6 +111,7 @@ public struct RPCRoute: Sendable {
         _ handler: @escaping @Sendable (RPCMessageStream<Request>, RPCWriter<Response>, ServerContext) async throws -> Void
     ) -> RPCRoute {
         RPCRoute(method: method, kind: .bidirectionalStreaming, requiresAuth: requiresAuth) { stream, context in
+            if requiresAuth { try checkAccess(method, context.principal) }
             let requests = stream.requests.decoded(as: Request.self, undecodable: .internal)
             try await ServerContext.$current.withValue(context) {
                 try await handler(requests, .encoding(stream.responses), context)
@@ -130,7 +137,10 @@ public struct RPCRoute: Sendable {
         requiresAuth: Bool = true,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) -> RPCRoute {
-        make(method, requiresAuth, check: nil, handler)
+        let check: @Sendable (Request, ServerContext) throws(RPCError) -> Void = { (_, context) throws(RPCError) in
+            try checkAccess(method, context.principal)
+        }
+        return make(method, requiresAuth, check: requiresAuth && method.access != .staff ? check : nil, handler)
     }
 
     /// Requests with a `shop_id` are checked against the token's shop before the handler runs.
@@ -141,6 +151,7 @@ public struct RPCRoute: Sendable {
     ) -> RPCRoute {
         let check: @Sendable (Request, ServerContext) throws(RPCError) -> Void = { (request, context) throws(RPCError) in
             try checkShopScope(request.shopId, context.principal)
+            try checkAccess(method, context.principal)
         }
         return make(method, requiresAuth, check: requiresAuth ? check : nil, handler)
     }
@@ -175,6 +186,16 @@ public struct RPCRoute: Sendable {
         }
         if !principal.mayAct(forShop: shopId) {
             throw .permissionDenied("shop_id '\(shopId)' is not the shop of this token")
+        }
+    }
+
+    /// PERMISSION_DENIED when the token's role is not among those the RPC's proto admits.
+    static func checkAccess(_ method: MethodDescriptor, _ principal: Principal?) throws(RPCError) {
+        guard let principal, !method.access.admits(principal.role) else { return }
+        switch method.access {
+        case .staff: return
+        case .managers: throw .permissionDenied("\(method.method) is for the shop's owner or admins, not agents")
+        case .services: throw .permissionDenied("\(method.method) is the mesh's own: it needs a service token")
         }
     }
 

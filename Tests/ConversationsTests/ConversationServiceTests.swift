@@ -481,7 +481,7 @@ import VietnamCommerce
         await expectStatus(.failedPrecondition, naming: "type") {
             _ = try await h.owner.defineCustomField(DefineCustomFieldRequest(shopId: Self.shop, key: "size", label: "Size", type: .text))
         }
-        await expectStatus(.permissionDenied, naming: "custom fields") {
+        await expectStatus(.permissionDenied, naming: "owner or admins") {
             _ = try await h.client(staff: "agent-1", role: .agent).defineCustomField(DefineCustomFieldRequest(shopId: Self.shop, key: "x", label: "X", type: .text))
         }
         #expect(try await h.owner.getCustomer(GetCustomerRequest(shopId: Self.shop, customerId: customer)).customFields.count == 2)

@@ -7,6 +7,7 @@ import MeshStore
 import SQLKit
 import Synchronization
 import MeshTestSupport
+import NIOCore
 import Testing
 
 /// A subscriber that records what reached it and fails as each test scripts.
@@ -172,9 +173,12 @@ final class RecordingSubscriber: Sendable {
 
         // Fixed, then replayed: a2 and then a3, once each.
         fixed.withLock { $0 = true }
-        await #expect(throws: RPCError.self) {
-            _ = try await handler.replayDeadEvents(ReplayDeadEventsRequest(shopId: "shop"), context: ServerContext.testing(shop: "shop", role: .agent))
+        // Its proto says `Access: managers`: the route refuses an agent before the handler runs.
+        let replay = try #require(handler.routes.first { $0.method == OutboxService.Method.replayDeadEvents })
+        let refused = await #expect(throws: RPCError.self) {
+            _ = try await replay.run(ByteBuffer(bytes: try ReplayDeadEventsRequest(shopId: "shop").serializedBytes()), ServerContext.testing(shop: "shop", role: .agent))
         }
+        #expect(refused?.code == .permissionDenied)
         #expect(try await handler.replayDeadEvents(ReplayDeadEventsRequest(shopId: "other"), context: context).replayed == 0)
         #expect(try await handler.replayDeadEvents(ReplayDeadEventsRequest(shopId: "shop"), context: context).replayed == 1)
         try await Self.until("a2 and a3") { try await Self.rows(store) == 0 }

@@ -150,6 +150,20 @@ def comments_by_path(f):
     return out
 
 
+ACCESS_LINE = re.compile(r"^\s*Access:\s*(\w+)\b", re.MULTILINE)
+
+
+def method_access(comment, where):
+    """Who may call an RPC: its comment's `Access: managers` or `Access: services` line, else staff
+    (every token of the shop). Tests/interop/test_authorization.py reads the same line."""
+    found = ACCESS_LINE.findall(comment)
+    if not found:
+        return "staff"
+    if len(found) > 1 or found[0] not in ("staff", "managers", "services"):
+        raise SystemExit(f"{where}: 'Access:' must name one of staff, managers, services (found {found})")
+    return found[0]
+
+
 def doc(e, text):
     if not text:
         return
@@ -493,7 +507,9 @@ def emit_service(e, model, f, si, svc, comments):
     e("public enum Method {")
     e.indent()
     for mi, meth in enumerate(svc.method):
-        e(f'public static let {swift_ident(lower_camel(camel_to_lower(meth.name)))} = MethodDescriptor(service: "{full}", method: "{meth.name}")')
+        access = method_access(comments.get((6, si, 2, mi), ""), f"{full}/{meth.name}")
+        access_arg = f", access: .{access}" if access != "staff" else ""
+        e(f'public static let {swift_ident(lower_camel(camel_to_lower(meth.name)))} = MethodDescriptor(service: "{full}", method: "{meth.name}"{access_arg})')
     e("public static let all: [MethodDescriptor] = [" + ", ".join(swift_ident(lower_camel(camel_to_lower(mm.name))) for mm in svc.method) + "]")
     e.dedent()
     e("}")
