@@ -302,6 +302,12 @@ let package = Package(
             ],
             path: "Benchmarks/bench-broadcast"
         ),
+        // The soak's load (scripts/soak): a mixed workload through the gateway and the services, every answer checked.
+        .executableTarget(
+            name: "bench-soak",
+            dependencies: ["MeshHTTP2", "MeshRPC", "ChatMeshAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/bench-soak"
+        ),
         // Scale benchmark of order-svc: 10k products / 100k orders seeded, CreateOrder with its loyalty call,
         // reads, and a livestream comment burst over h2c.
         .executableTarget(

@@ -1,5 +1,4 @@
 import Foundation
-import MeshRPC
 import VietnamCommerce
 
 /// R-CONV-3: the phone number and postal address a customer writes in a

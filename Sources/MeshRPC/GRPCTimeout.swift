@@ -41,7 +41,9 @@ public enum GRPCTimeout {
         let ns = max(amount.nanoseconds, 1)
         let units: [(Int64, Character)] = [(1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")]
         for (scale, unit) in units {
-            let value = (ns + scale - 1) / scale
+            // Not (ns + scale - 1) / scale: a deadline carried from a caller's "99999999H" is near
+            // Int64.max nanoseconds away, and the sum overflowed (found by the grpc-request fuzzer).
+            let value = ns / scale + (ns % scale == 0 ? 0 : 1)
             if value < 100_000_000 {
                 return "\(value)\(unit)"
             }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// R-MSG-1: template bodies with `{{placeholders}}`.
 ///
 /// A placeholder is `{{name}}` (spaces inside the braces allowed), a name being

@@ -1,4 +1,3 @@
-import MeshRPC
 import VietnamCommerce
 
 /// R-CAMP-2: what a livestream or sales-post comment asks to buy. Comments are

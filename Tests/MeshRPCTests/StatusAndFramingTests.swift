@@ -57,6 +57,17 @@ import Testing
         #expect(GRPCTimeout.parse(f)!.nanoseconds >= TimeAmount.seconds(200_000).nanoseconds)
         #expect(GRPCTimeout.format(.nanoseconds(0)) == "1n")
     }
+
+    // The longest value the header can say is more nanoseconds than an Int64 holds: it parses to the
+    // largest amount, and a deadline that far away formats again for the next hop (the fuzzer's find).
+    @Test func theLongestTimeoutFormatsAgain() throws {
+        let longest = try #require(GRPCTimeout.parse("99999999H"))
+        #expect(longest.nanoseconds == .max)
+        #expect(GRPCTimeout.format(longest) == "2562048H")
+        #expect(GRPCTimeout.parse(GRPCTimeout.format(longest)) == longest)
+        #expect(GRPCTimeout.format(.nanoseconds(.max - 1)) == "2562048H")
+        #expect(GRPCTimeout.format(.hours(2_562_047)) == "2562047H")
+    }
 }
 
 @Suite struct FramingTests {

@@ -661,6 +661,30 @@ def emit_descriptors(fds):
     return e.text()
 
 
+def emit_message_list(model, sources):
+    """Every top-level message type, so that code that must see them all (the proto-decode fuzz target) cannot
+    miss one added later."""
+    e = Emitter()
+    e(HEADER.format(src="proto/").rstrip("\n"))
+    e("import MeshRPC")
+    e()
+    e("public enum GeneratedMessages {")
+    e.indent()
+    e("/// Every top-level message of proto/, file by file in name order, each file's in its own order.")
+    e("public static let all: [any RPCMessage.Type] = [")
+    e.indent()
+    for f in sorted(model.files, key=lambda f: f.name):
+        if f.name not in sources or f.package.startswith("grpc.reflection."):
+            continue
+        for m in f.message_type:
+            e(f"{model.swift_name('.' + f.package + '.' + m.name)}.self,")
+    e.dedent()
+    e("]")
+    e.dedent()
+    e("}")
+    return e.text()
+
+
 def generate(fds_path, out_dir, sources):
     fds = d.FileDescriptorSet()
     with open(fds_path, "rb") as fh:
@@ -700,6 +724,7 @@ def generate(fds_path, out_dir, sources):
         fname = f.name.replace("/", "_").replace(".proto", ".pb.swift")
         outputs[fname] = e.text()
     outputs["FileDescriptors.swift"] = emit_descriptors(fds)
+    outputs["GeneratedMessages.swift"] = emit_message_list(model, sources)
     with open(os.path.join(os.path.dirname(__file__), "PBRuntime.swift.in"), encoding="utf-8") as fh:
         outputs["PBRuntime.swift"] = HEADER.format(src="scripts/codegen/PBRuntime.swift.in") + fh.read()
     os.makedirs(out_dir, exist_ok=True)
