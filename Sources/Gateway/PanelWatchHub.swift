@@ -36,7 +36,11 @@ public final class PanelWatchHub: Sendable {
     let memory: Int
     private let state = Mutex(State())
 
-    public init(memory: Int = 65_536) {
+    /// About 40 MB for the three feeds once full (a change is some 200 bytes): a gateway's heap grows by
+    /// that much over its first few hundred thousand changes, then stays.
+    public static let defaultMemory = 65_536
+
+    public init(memory: Int = PanelWatchHub.defaultMemory) {
         self.memory = memory
     }
 

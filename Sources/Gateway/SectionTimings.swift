@@ -23,7 +23,9 @@ public final class SectionTimings: Sendable {
     let capacity: Int
     private let samples = Mutex<[String: Samples]>([:])
 
-    public init(capacity: Int = 100_000) {
+    /// 10,000 answers give a p99 of 100 samples; 100,000 grew the gateway's heap by 0.8 MB a section
+    /// over a run's first 100,000 panels.
+    public init(capacity: Int = 10_000) {
         self.capacity = capacity
     }
 

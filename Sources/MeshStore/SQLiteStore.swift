@@ -134,8 +134,17 @@ public final class SQLiteStore: SQLStore {
     )
 
     /// Pages mapped rather than read() from the file each time, and a page cache per connection of
-    /// at most 16 MiB (SQLite's default is 2 MiB).
-    static let cachePragmas = ["PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -16384", "PRAGMA temp_store = MEMORY"]
+    /// at most 16 MiB (SQLite's default is 2 MiB; `CHATMESH_SQLITE_CACHE_MIB`). The writer's cache fills
+    /// as the database grows, so a process's heap grows with its data until then: the soak runs with
+    /// small caches to see the heap level off within its warm-up.
+    static let cachePragmas = [
+        "PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -\(cacheKiB)", "PRAGMA temp_store = MEMORY",
+    ]
+
+    static let cacheKiB: Int = {
+        let mib = ProcessInfo.processInfo.environment["CHATMESH_SQLITE_CACHE_MIB"].flatMap { Int($0) }
+        return 1024 * (mib.flatMap { $0 > 0 ? $0 : nil } ?? 16)
+    }()
 
     private init(
         path: String, writer: SQLiteWriter, lanes: NIOLockedValueBox<[ObjectIdentifier: AsyncPool<SQLiteConnection>]>?, laneCapacity: Int,

@@ -14,8 +14,9 @@ import MeshRPC
 // Configuration: CHATMESH_LISTEN, CHATMESH_AUTH_KEY, LOG_LEVEL, CHATMESH_CONVERSATION_ADDRS,
 // CHATMESH_ORDER_ADDRS, CHATMESH_LOYALTY_ADDRS, CHATMESH_PANEL_SECTION_TIMEOUT_MS (each section's
 // deadline inside the caller's, 500 by default), CHATMESH_WATCH_STALL_S (a WatchPanel reader that makes
-// no room this long is cut off; 60 by default). When it stops it logs how long each section took
-// (p50/p99/max of the last 100,000 of each), which scripts/bench prints after its GetPanel rows.
+// no room this long is cut off; 60 by default), CHATMESH_PANEL_WATCH_MEMORY (changes kept per feed for
+// watchers that resume; 65,536). When it stops it logs how long each section took (p50/p99/max of the
+// last 10,000 of each), which scripts/bench prints after its GetPanel rows.
 let env = MeshEnvironment()
 MeshProcess.bootstrap(env)
 let logger = Logger(label: "gateway")
@@ -38,7 +39,7 @@ do {
     )
     // R-PANEL-4: one change feed per service for the whole process (every shop, a service token),
     // however many staff watch panels through it.
-    let hub = PanelWatchHub()
+    let hub = PanelWatchHub(memory: env.positiveInteger("CHATMESH_PANEL_WATCH_MEMORY") ?? PanelWatchHub.defaultMemory)
     // Minted at each (re)connection: a stream outlives its token, which is checked when it opens.
     let tokens = ServiceTokens(service: "gateway", environment: env)
     let token: @Sendable () -> String = { tokens.forEveryShop() }
