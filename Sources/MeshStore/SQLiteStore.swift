@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshRPC
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -141,10 +142,7 @@ public final class SQLiteStore: SQLStore {
         "PRAGMA mmap_size = 4294967296", "PRAGMA cache_size = -\(cacheKiB)", "PRAGMA temp_store = MEMORY",
     ]
 
-    static let cacheKiB: Int = {
-        let mib = ProcessInfo.processInfo.environment["CHATMESH_SQLITE_CACHE_MIB"].flatMap { Int($0) }
-        return 1024 * (mib.flatMap { $0 > 0 ? $0 : nil } ?? 16)
-    }()
+    static let cacheKiB = 1024 * (MeshEnvironment().positiveInteger("CHATMESH_SQLITE_CACHE_MIB") ?? 16)
 
     private init(
         path: String, writer: SQLiteWriter, lanes: NIOLockedValueBox<[ObjectIdentifier: AsyncPool<SQLiteConnection>]>?, laneCapacity: Int,
