@@ -82,11 +82,15 @@ public enum MeshProcess {
     public struct PeriodicJob: Sendable {
         public let name: String
         public let every: Duration
+        /// A round that may run for minutes (a broadcast) is cancelled at shutdown, and must stop
+        /// cleanly when it is; any other round is waited for.
+        public let cancelledAtShutdown: Bool
         public let run: @Sendable () async throws -> Void
 
-        public init(name: String, every: Duration, run: @escaping @Sendable () async throws -> Void) {
+        public init(name: String, every: Duration, cancelledAtShutdown: Bool = false, run: @escaping @Sendable () async throws -> Void) {
             self.name = name
             self.every = every
+            self.cancelledAtShutdown = cancelledAtShutdown
             self.run = run
         }
     }
@@ -174,7 +178,12 @@ public enum MeshProcess {
             // Ends with graceful shutdown; a failed round is logged and tried again next time.
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 do {
-                    try await job.run()
+                    if job.cancelledAtShutdown {
+                        try await cancelWhenGracefulShutdown { try await job.run() }
+                    } else {
+                        try await job.run()
+                    }
+                } catch is CancellationError where Task.isShuttingDownGracefully {
                 } catch {
                     logger.error("periodic job failed", metadata: ["job": "\(job.name)", "error": "\(error)"])
                 }

@@ -1,5 +1,6 @@
 import ChatMeshAPI
 import MeshRPC
+import Synchronization
 import MeshStore
 import VietnamCommerce
 
@@ -9,6 +10,8 @@ import VietnamCommerce
 /// Counters move with every batch, so GetBroadcast shows progress while it
 /// runs. Everything it needs to go on is in the store: after a restart it
 /// picks RUNNING broadcasts up where they were (see MessagingStore+Broadcasts).
+/// Replicas share the work through leases (RunnerLease): each broadcast is worked
+/// by one runner at a time, and taken over when its runner stops renewing.
 public struct BroadcastRunner: Sendable {
     /// How many recipients a round takes and how many sends run at once (CHATMESH_BROADCAST_BATCH, CHATMESH_BROADCAST_CONCURRENCY).
     public struct Settings: Sendable {
@@ -21,6 +24,8 @@ public struct BroadcastRunner: Sendable {
         /// A temporary provider failure is tried again this many times, with back-off, before it counts as failed.
         public var retries = 2
         public var retryBackoff: Duration = .milliseconds(500)
+        /// This runner among the replicas (CHATMESH_MESSAGING_LEASE_S sets the duration).
+        public var lease = RunnerLease(holder: RunnerLease.uniqueHolder())
 
         public init() {}
     }
@@ -37,21 +42,40 @@ public struct BroadcastRunner: Sendable {
         self.settings = settings
     }
 
-    /// Works every due broadcast to its end (or until cancelled). Returns how many it worked on.
+    /// Works every due broadcast no other replica holds to its end, or until cancelled: then it
+    /// stops after the batch in hand and gives the broadcast up for another replica to go on with.
+    /// Returns how many broadcasts it worked on.
     @discardableResult
     public func runDue() async throws -> Int {
         let now = sender.now()
         // After a failed round (loyalty-svc unreachable) wait 1 s, 2 s, 4 s … up to a minute before the next.
-        let due = try await store.dueBroadcasts(nowMs: now).filter { job in
+        let due = try await store.dueBroadcasts(nowMs: now, holder: settings.lease.holder).filter { job in
             job.attempts == 0 || now - job.updatedAtMs >= min(60_000, 1_000 << min(job.attempts - 1, 6))
         }
-        for job in due {
-            try await run(job)
+        var worked = 0
+        for job in due where !Task.isCancelled {
+            guard try await store.claimBroadcast(shop: job.shop, id: job.broadcastId, lease: settings.lease, nowMs: sender.now()) else { continue }
+            worked += 1
+            let held = HeldLease(store: store, job: job, lease: settings.lease, now: sender.now)
+            let heartbeat = Task { await held.keep() }
+            do {
+                try await run(job, held: held)
+            } catch MessagingError.leaseLost {
+                // Another replica has it now, and goes on from what this one settled.
+            } catch {
+                heartbeat.cancel()
+                throw error
+            }
+            heartbeat.cancel()
+            // Not cancelled with the caller: at shutdown the next replica should not have to wait out the lease.
+            let (store, lease) = (store, settings.lease)
+            try await Task { try await store.releaseBroadcast(shop: job.shop, id: job.broadcastId, lease: lease) }.value
         }
-        return due.count
+        return worked
     }
 
-    func run(_ initial: MessagingStore.BroadcastJob) async throws {
+    func run(_ initial: MessagingStore.BroadcastJob, held: HeldLease) async throws {
+        let lease = settings.lease
         var job = initial
         if !job.audienceLoaded {
             guard try await loadAudience(job) else { return }
@@ -63,22 +87,25 @@ public struct BroadcastRunner: Sendable {
         do {
             template = try await store.template(shop: job.shop, id: job.templateId)
         } catch let error as MessagingError where error == .noTemplate(job.templateId) {
-            try await store.failBroadcast(shop: job.shop, id: job.broadcastId, error: error.rpcError.message, nowMs: sender.now())
+            try await store.failBroadcast(shop: job.shop, id: job.broadcastId, error: error.rpcError.message, lease: lease, nowMs: sender.now())
             return
         }
         guard let adapter = sender.adapters[template.channel] else {
             try await store.failBroadcast(
-                shop: job.shop, id: job.broadcastId, error: "no provider is configured for \(template.channel.protoName)", nowMs: sender.now()
+                shop: job.shop, id: job.broadcastId, error: "no provider is configured for \(template.channel.protoName)", lease: lease, nowMs: sender.now()
             )
             return
         }
         // A batch reserved before a restart and never settled goes first.
         let left = try await store.unsettled(shop: job.shop, broadcastId: job.broadcastId)
         if !left.isEmpty {
-            try await deliverAndSettle(job, left, adapter: adapter)
+            try await deliverAndSettle(job, left, adapter: adapter, held: held)
         }
         var next = job.nextSeq
         while true {
+            // Stopping here (shutdown, or the lease gone) leaves nothing half done: the next runner starts at next_seq.
+            if Task.isCancelled { return }
+            if held.isLost { throw MessagingError.leaseLost(broadcastId: job.broadcastId) }
             let members = try await store.audience(shop: job.shop, id: job.broadcastId, fromSeq: next, limit: settings.batchSize)
             if members.isEmpty { break }
             next = members[members.count - 1].seq + 1
@@ -90,17 +117,18 @@ public struct BroadcastRunner: Sendable {
             }
             let reservation = try await store.reserveBatch(
                 shop: job.shop, broadcastId: job.broadcastId, template: current, planned: planned, skipped: skipped, nextSeq: next,
-                priceVnd: price, zns: template.channel == .zns ? sender.zns : nil, nowMs: sender.now()
+                priceVnd: price, zns: template.channel == .zns ? sender.zns : nil, lease: lease, nowMs: sender.now()
             )
             guard case .reserved(let batch) = reservation else { return }
-            try await deliverAndSettle(job, batch, adapter: adapter)
+            try await deliverAndSettle(job, batch, adapter: adapter, held: held)
         }
-        try await store.completeBroadcast(shop: job.shop, id: job.broadcastId, nowMs: sender.now())
+        try await store.completeBroadcast(shop: job.shop, id: job.broadcastId, lease: lease, nowMs: sender.now())
     }
 
     /// Takes the whole audience, page by page. False when it cannot go on now.
     func loadAudience(_ job: MessagingStore.BroadcastJob) async throws -> Bool {
-        guard try await store.beginAudience(shop: job.shop, id: job.broadcastId, nowMs: sender.now()) else { return false }
+        let lease = settings.lease
+        guard try await store.beginAudience(shop: job.shop, id: job.broadcastId, lease: lease, nowMs: sender.now()) else { return false }
         var token = ""
         var seq: Int64 = 0
         repeat {
@@ -110,19 +138,20 @@ public struct BroadcastRunner: Sendable {
             } catch {
                 switch error.code {
                 case .notFound, .invalidArgument, .permissionDenied:
-                    try await store.failBroadcast(shop: job.shop, id: job.broadcastId, error: "segment_id: \(error.message)", nowMs: sender.now())
+                    try await store.failBroadcast(shop: job.shop, id: job.broadcastId, error: "segment_id: \(error.message)", lease: lease, nowMs: sender.now())
                 default:
                     try await store.broadcastAttemptFailed(
-                        shop: job.shop, id: job.broadcastId, error: "loyalty-svc: \(error.message)", maxAttempts: settings.maxAttempts, nowMs: sender.now()
+                        shop: job.shop, id: job.broadcastId, error: "loyalty-svc: \(error.message)", maxAttempts: settings.maxAttempts, lease: lease,
+                        nowMs: sender.now()
                     )
                 }
                 return false
             }
-            try await store.appendAudience(shop: job.shop, id: job.broadcastId, members: page.members, firstSeq: seq)
+            try await store.appendAudience(shop: job.shop, id: job.broadcastId, members: page.members, firstSeq: seq, lease: lease, nowMs: sender.now())
             seq += Int64(page.members.count)
             token = page.nextPageToken
         } while !token.isEmpty
-        try await store.finishAudience(shop: job.shop, id: job.broadcastId, nowMs: sender.now())
+        try await store.finishAudience(shop: job.shop, id: job.broadcastId, lease: lease, nowMs: sender.now())
         return true
     }
 
@@ -182,8 +211,21 @@ public struct BroadcastRunner: Sendable {
         return (planned, skipped)
     }
 
+    /// Delivers a reserved batch and settles it. Its own task, which a shutdown's cancellation
+    /// does not reach: a batch once begun is finished and settled, not left to be sent again.
+    /// With the lease lost it launches no more sends and settles nothing: the runner that took
+    /// over delivers what is still QUEUED, with the same message ids, which providers take as
+    /// their request's idempotency key (eSMS RequestId, ZNS tracking_id).
     func deliverAndSettle(
-        _ job: MessagingStore.BroadcastJob, _ batch: [(delivery: Delivery, costVnd: Int64, day: Int64)], adapter: any DeliveryAdapter
+        _ job: MessagingStore.BroadcastJob, _ batch: [(delivery: Delivery, costVnd: Int64, day: Int64)], adapter: any DeliveryAdapter,
+        held: HeldLease
+    ) async throws {
+        try await Task { try await deliverAndSettleNow(job, batch, adapter: adapter, held: held) }.value
+    }
+
+    private func deliverAndSettleNow(
+        _ job: MessagingStore.BroadcastJob, _ batch: [(delivery: Delivery, costVnd: Int64, day: Int64)], adapter: any DeliveryAdapter,
+        held: HeldLease
     ) async throws {
         let retries = settings.retries
         let backoff = settings.retryBackoff
@@ -210,12 +252,55 @@ public struct BroadcastRunner: Sendable {
             while nextIndex < min(settings.concurrency, batch.count) { launch() }
             while let (index, outcome) = try await group.next() {
                 outcomes[index] = outcome
-                if nextIndex < batch.count { launch() }
+                if nextIndex < batch.count, !held.isLost { launch() }
             }
+            if held.isLost { throw MessagingError.leaseLost(broadcastId: job.broadcastId) }
             for (index, item) in batch.enumerated() {
                 results.append((item.delivery, item.costVnd, item.day, outcomes[index]!))
             }
         }
-        try await store.settleBatch(shop: job.shop, broadcastId: job.broadcastId, results: results, provider: adapter.name, nowMs: sender.now())
+        try await store.settleBatch(
+            shop: job.shop, broadcastId: job.broadcastId, results: results, provider: adapter.name, lease: settings.lease, nowMs: sender.now()
+        )
+    }
+}
+
+/// The lease a runner holds on the broadcast it works: renewed every third of its duration
+/// while the work goes on, and lost when another runner took the broadcast over or when no
+/// renewal got through for a whole duration (then another replica may have taken it).
+final class HeldLease: Sendable {
+    let store: MessagingStore
+    let job: MessagingStore.BroadcastJob
+    let lease: RunnerLease
+    let now: @Sendable () -> Int64
+    private let state: Mutex<(lost: Bool, renewedAtMs: Int64)>
+
+    init(store: MessagingStore, job: MessagingStore.BroadcastJob, lease: RunnerLease, now: @escaping @Sendable () -> Int64) {
+        self.store = store
+        self.job = job
+        self.lease = lease
+        self.now = now
+        state = Mutex((false, now()))
+    }
+
+    var isLost: Bool {
+        let now = now()
+        return state.withLock { $0.lost || now - $0.renewedAtMs >= lease.durationMs }
+    }
+
+    /// Renews until cancelled or lost.
+    func keep() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(max(1, lease.durationMs / 3)))
+            if Task.isCancelled { return }
+            let at = now()
+            do {
+                let held = try await store.renewBroadcast(shop: job.shop, id: job.broadcastId, lease: lease, nowMs: at)
+                state.withLock { held ? ($0.renewedAtMs = at) : ($0.lost = true) }
+                if !held { return }
+            } catch {
+                // The database unreachable: isLost turns true once the lease may have run out.
+            }
+        }
     }
 }

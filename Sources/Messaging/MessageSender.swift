@@ -88,11 +88,14 @@ public struct MessageSender: Sendable {
 
     /// Delivers again what a crash or a provider's temporary failure left QUEUED
     /// for longer than `after` (well past any adapter's time-out, so nothing in
-    /// flight is sent twice). Returns how many were tried.
+    /// flight is sent twice). Each is claimed before it goes, so that of several replicas
+    /// one sends it. Returns how many were found.
     public func redeliverQueued(after: Int64 = 60_000, limit: Int = 500) async throws -> Int {
-        let queued = try await store.queued(beforeMs: now() - after, limit: limit)
+        let before = now() - after
+        let queued = try await store.queued(beforeMs: before, limit: limit)
         for (shop, delivery) in queued {
             guard let adapter = adapters[delivery.channel] else { continue }
+            guard try await store.claimQueued(shop: shop, messageId: delivery.messageId, beforeMs: before, nowMs: now()) else { continue }
             let outcome = await deliver(delivery, by: adapter)
             let sent = try await store.settle(shop: shop, messageId: delivery.messageId, outcome: outcome, provider: adapter.name, nowMs: now())
             metrics?.settled(delivery.channel, sent)

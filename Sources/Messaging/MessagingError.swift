@@ -26,4 +26,6 @@ public enum MessagingError: Error, Sendable, Hashable {
     /// A status stored that this build does not know: the database was written by another version.
     case unknownStatus(what: String, stored: String)
     case broadcastNotCancellable(String, Broadcast.Status)
+    /// Another replica's runner took the broadcast over: this one stalled past its lease (RunnerLease).
+    case leaseLost(broadcastId: String)
 }

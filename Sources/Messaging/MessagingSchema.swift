@@ -142,5 +142,12 @@ public enum MessagingSchema {
         Migration(version: 5, name: "message defaults", statements: [
             "CREATE TABLE message_defaults (shop_id TEXT NOT NULL, use BIGINT NOT NULL, template_id TEXT NOT NULL, PRIMARY KEY (shop_id, use))",
         ]),
+        // Replicas on one database (RunnerLease): a running broadcast belongs to the runner holding its lease;
+        // a scenario step being sent belongs to its sender until claimed_until_ms.
+        Migration(version: 6, name: "runner leases", statements: [
+            "ALTER TABLE broadcasts ADD COLUMN lease_holder TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE broadcasts ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE scheduled_steps ADD COLUMN claimed_until_ms BIGINT NOT NULL DEFAULT 0",
+        ]),
     ]
 }

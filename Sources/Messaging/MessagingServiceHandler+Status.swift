@@ -27,6 +27,7 @@ extension MessagingError: RPCErrorConvertible {
         case .messageNotDelivered(let id): .failedPrecondition("message_id: message \(id) was not delivered")
         case .unknownStatus(let what, let stored): .internal("\(what) has a status this build does not know: \(stored)")
         case .broadcastNotCancellable(let id, let status): .failedPrecondition("broadcast_id: broadcast \(id) is \(status.protoName) and cannot be cancelled")
+        case .leaseLost(let id): RPCError(.aborted, "broadcast_id: broadcast \(id) is being sent by another replica")
         }
     }
 }

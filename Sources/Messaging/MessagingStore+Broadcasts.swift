@@ -11,7 +11,9 @@ import VietnamCommerce
 /// in another. A restart finds the broadcast RUNNING, delivers what the last
 /// reserved batch left QUEUED, and goes on from `next_seq`: every recipient's
 /// message has the idempotency key `bc:<broadcast>:<customer>`, so nobody is
-/// reserved twice.
+/// reserved twice. With replicas, the broadcast is worked by the runner holding
+/// its lease (RunnerLease): every write below takes a `lease` and changes nothing
+/// unless it still holds it.
 extension MessagingStore {
     /// A broadcast as the runner needs it.
     public struct BroadcastJob: Sendable, Hashable {
@@ -132,16 +134,64 @@ extension MessagingStore {
     static func status(_ step: BroadcastLifecycle.Step) -> Int64 { Int64(BroadcastLifecycle.to(step).rawValue) }
     static func statuses(before step: BroadcastLifecycle.Step) -> [Int64] { BroadcastLifecycle.from(step).map { Int64($0.rawValue) } }
 
-    /// Broadcasts to work on: running ones (a restart left them so) and scheduled ones now due.
-    public func dueBroadcasts(nowMs: Int64, limit: Int = 20) async throws -> [BroadcastJob] {
+    /// Broadcasts to work on: running ones (a restart left them so) and scheduled ones now due,
+    /// that no other runner holds.
+    public func dueBroadcasts(nowMs: Int64, holder: String, limit: Int = 20) async throws -> [BroadcastJob] {
         try await db.read { db in
             try await db.raw("""
                 SELECT * FROM broadcasts
-                WHERE status = \(bind: Int64(Broadcast.Status.running.rawValue))
-                   OR (status = \(bind: Int64(Broadcast.Status.scheduled.rawValue)) AND schedule_at_ms <= \(bind: nowMs))
+                WHERE (status = \(bind: Int64(Broadcast.Status.running.rawValue))
+                       OR (status = \(bind: Int64(Broadcast.Status.scheduled.rawValue)) AND schedule_at_ms <= \(bind: nowMs)))
+                  AND (lease_until_ms < \(bind: nowMs) OR lease_holder = \(bind: holder))
                 ORDER BY schedule_at_ms, broadcast_id LIMIT \(literal: limit)
                 """).all().map(Self.broadcastJob)
         }
+    }
+
+    /// Takes a due broadcast for `lease`'s holder: false when another runner holds it, or it ended meanwhile.
+    public func claimBroadcast(shop: String, id: String, lease: RunnerLease, nowMs: Int64) async throws -> Bool {
+        try await db.write { db in
+            try await !db.raw("""
+                UPDATE broadcasts SET lease_holder = \(bind: lease.holder), lease_until_ms = \(bind: nowMs + lease.durationMs)
+                WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)
+                  AND status IN (\(bind: Int64(Broadcast.Status.scheduled.rawValue)), \(bind: Int64(Broadcast.Status.running.rawValue)))
+                  AND (lease_until_ms < \(bind: nowMs) OR lease_holder = \(bind: lease.holder))
+                RETURNING broadcast_id
+                """).all().isEmpty
+        }
+    }
+
+    /// Extends the lease while the runner delivers; false when another runner took the broadcast over.
+    public func renewBroadcast(shop: String, id: String, lease: RunnerLease, nowMs: Int64) async throws -> Bool {
+        do {
+            try await db.write { db in try await Self.holdLease(db, shop: shop, id: id, lease: lease, nowMs: nowMs) }
+            return true
+        } catch MessagingError.leaseLost {
+            return false
+        }
+    }
+
+    /// Gives the broadcast up (the runner stops, or it ended): another replica may take it at once.
+    public func releaseBroadcast(shop: String, id: String, lease: RunnerLease) async throws {
+        try await db.write { db in
+            try await db.raw("""
+                UPDATE broadcasts SET lease_until_ms = 0
+                WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND lease_holder = \(bind: lease.holder)
+                """).run()
+        }
+    }
+
+    /// The first statement of every write a runner makes for a broadcast: extends the lease if
+    /// `lease`'s holder still has it, and otherwise throws `leaseLost`, so that the transaction
+    /// changes nothing. The row stays locked to the end of the transaction, so a takeover
+    /// (claimBroadcast) waits for it and then finds the lease extended.
+    static func holdLease(_ db: any SQLDatabase, shop: String, id: String, lease: RunnerLease, nowMs: Int64) async throws {
+        let held = try await db.raw("""
+            UPDATE broadcasts SET lease_until_ms = \(bind: nowMs + lease.durationMs)
+            WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND lease_holder = \(bind: lease.holder)
+            RETURNING broadcast_id
+            """).all()
+        if held.isEmpty { throw MessagingError.leaseLost(broadcastId: id) }
     }
 
     /// What the runner needs of a broadcast, if it exists.
@@ -163,8 +213,9 @@ extension MessagingStore {
 
     /// Starts (or, after a restart in the middle of it, starts again) taking the audience.
     /// False when the broadcast was cancelled meanwhile.
-    public func beginAudience(shop: String, id: String, nowMs: Int64) async throws -> Bool {
+    public func beginAudience(shop: String, id: String, lease: RunnerLease, nowMs: Int64) async throws -> Bool {
         try await db.write { db in
+            try await Self.holdLease(db, shop: shop, id: id, lease: lease, nowMs: nowMs)
             let updated = try await db.raw("""
                 UPDATE broadcasts SET status = \(bind: Self.status(.start)), total = 0, updated_at_ms = \(bind: nowMs)
                 WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND status IN (\(binds: Self.statuses(before: .start)))
@@ -178,9 +229,10 @@ extension MessagingStore {
     }
 
     /// Appends one page of the audience; `total` counts what is taken so far.
-    public func appendAudience(shop: String, id: String, members: [SegmentMember], firstSeq: Int64) async throws {
+    public func appendAudience(shop: String, id: String, members: [SegmentMember], firstSeq: Int64, lease: RunnerLease, nowMs: Int64) async throws {
         guard !members.isEmpty else { return }
         try await db.write { db in
+            try await Self.holdLease(db, shop: shop, id: id, lease: lease, nowMs: nowMs)
             for start in stride(from: 0, to: members.count, by: 500) {
                 let chunk = members[start..<min(start + 500, members.count)]
                 var sql: SQLQueryString = "INSERT INTO broadcast_audience (shop_id, broadcast_id, seq, customer_id, phone, name, email) VALUES "
@@ -200,8 +252,9 @@ extension MessagingStore {
     }
 
     /// Marks the audience complete: the runner sends from it from now on.
-    public func finishAudience(shop: String, id: String, nowMs: Int64) async throws {
+    public func finishAudience(shop: String, id: String, lease: RunnerLease, nowMs: Int64) async throws {
         try await db.write { db in
+            try await Self.holdLease(db, shop: shop, id: id, lease: lease, nowMs: nowMs)
             try await db.raw("""
                 UPDATE broadcasts SET audience_loaded = 1, attempts = 0, updated_at_ms = \(bind: nowMs) WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id)
                 """).run()
@@ -209,8 +262,9 @@ extension MessagingStore {
     }
 
     /// A round that could not go on (loyalty-svc unreachable): counted, and after `maxAttempts` the broadcast FAILED.
-    public func broadcastAttemptFailed(shop: String, id: String, error: String, maxAttempts: Int, nowMs: Int64) async throws {
+    public func broadcastAttemptFailed(shop: String, id: String, error: String, maxAttempts: Int, lease: RunnerLease, nowMs: Int64) async throws {
         try await db.write { db in
+            try await Self.holdLease(db, shop: shop, id: id, lease: lease, nowMs: nowMs)
             try await db.raw("""
                 UPDATE broadcasts SET attempts = attempts + 1, error = \(bind: error), updated_at_ms = \(bind: nowMs),
                        status = CASE WHEN attempts + 1 >= \(bind: Int64(maxAttempts)) AND status IN (\(binds: Self.statuses(before: .fail)))
@@ -221,8 +275,9 @@ extension MessagingStore {
     }
 
     /// Ends a broadcast that cannot be sent at all (its segment or template is gone).
-    public func failBroadcast(shop: String, id: String, error: String, nowMs: Int64) async throws {
+    public func failBroadcast(shop: String, id: String, error: String, lease: RunnerLease, nowMs: Int64) async throws {
         try await db.write { db in
+            try await Self.holdLease(db, shop: shop, id: id, lease: lease, nowMs: nowMs)
             try await db.raw("""
                 UPDATE broadcasts SET status = \(bind: Self.status(.fail)), error = \(bind: error), updated_at_ms = \(bind: nowMs)
                 WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND status IN (\(binds: Self.statuses(before: .fail)))
@@ -231,8 +286,9 @@ extension MessagingStore {
     }
 
     /// Ends a running broadcast whose every recipient was sent to or skipped.
-    public func completeBroadcast(shop: String, id: String, nowMs: Int64) async throws {
+    public func completeBroadcast(shop: String, id: String, lease: RunnerLease, nowMs: Int64) async throws {
         try await db.write { db in
+            try await Self.holdLease(db, shop: shop, id: id, lease: lease, nowMs: nowMs)
             try await db.raw("""
                 UPDATE broadcasts SET status = \(bind: Self.status(.complete)), updated_at_ms = \(bind: nowMs)
                 WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: id) AND status IN (\(binds: Self.statuses(before: .complete)))
@@ -261,12 +317,13 @@ extension MessagingStore {
     /// each recorded QUEUED with its price held. `nextSeq` is where the next batch starts.
     public func reserveBatch(
         shop: String, broadcastId: String, template: Template, planned: [PlannedMessage], skipped: [String], nextSeq: Int64,
-        priceVnd: Int64, zns: ZnsQualityPolicy?, nowMs: Int64
+        priceVnd: Int64, zns: ZnsQualityPolicy?, lease: RunnerLease, nowMs: Int64
     ) async throws -> BatchReservation {
         let day = VietnamTime.dayNumber(atMs: nowMs)
         let encoder = JSONEncoder()
         let rows = try planned.map { ($0, String(decoding: try encoder.encode($0.params), as: UTF8.self)) }
         return try await db.write { db in
+            try await Self.holdLease(db, shop: shop, id: broadcastId, lease: lease, nowMs: nowMs)
             guard let row = try await db.raw("""
                 SELECT status FROM broadcasts WHERE shop_id = \(bind: shop) AND broadcast_id = \(bind: broadcastId)
                 """).first(), try row.int64("status") == Int64(Broadcast.Status.running.rawValue) else {
@@ -356,10 +413,11 @@ extension MessagingStore {
     /// Records a batch's answers: counters, refunds for what failed, ZNS delivered counts.
     public func settleBatch(
         shop: String, broadcastId: String, results: [(delivery: Delivery, costVnd: Int64, day: Int64, outcome: DeliveryOutcome)], provider: String,
-        nowMs: Int64
+        lease: RunnerLease, nowMs: Int64
     ) async throws {
         guard !results.isEmpty else { return }
         try await db.write { db in
+            try await Self.holdLease(db, shop: shop, id: broadcastId, lease: lease, nowMs: nowMs)
             var byStatus: [MessageDelivery.Status: [String]] = [:]
             var failed: [(String, Int64, String)] = []
             var cost: Int64 = 0

@@ -181,7 +181,10 @@ extension MessagingStore {
     public func dueSteps(nowMs: Int64, limit: Int) async throws -> [DueStep] {
         try await db.read { db in
             try await db.raw("""
-                SELECT * FROM scheduled_steps WHERE status IN (\(binds: Self.unfinished)) AND due_at_ms <= \(bind: nowMs)
+                SELECT * FROM scheduled_steps
+                WHERE (status = \(bind: ScheduledStepStatus.pending.rawValue)
+                       OR (status = \(bind: ScheduledStepStatus.sending.rawValue) AND claimed_until_ms < \(bind: nowMs)))
+                  AND due_at_ms <= \(bind: nowMs)
                 ORDER BY due_at_ms LIMIT \(literal: limit)
                 """).all().map { row in
                 DueStep(
@@ -193,7 +196,7 @@ extension MessagingStore {
         }
     }
 
-    /// Steps not yet done: waiting, or claimed by a sender that may have crashed.
+    /// Steps not yet done: waiting, or being sent.
     static let unfinished = [ScheduledStepStatus.pending.rawValue, ScheduledStepStatus.sending.rawValue]
 
     /// Records how a step being sent ended (SENT, SKIPPED or FAILED).
@@ -208,13 +211,16 @@ extension MessagingStore {
 
     /// Takes a due step for sending unless a detach or a reply cancelled it since it was read.
     /// From then on it is SENDING: a reply arriving while it goes out no longer cancels it (it
-    /// would be recorded as cancelled though sent). A step left SENDING by a crash is taken
-    /// again; its idempotency key keeps it to one message.
-    public func claimStep(shop: String, stepId: String) async throws -> Bool {
+    /// would be recorded as cancelled though sent). The claim is the sender's for `claimMs`, so
+    /// that another replica reading the same due steps leaves it alone; a step left SENDING by a
+    /// crash is taken again once its claim ran out, and its idempotency key keeps it to one message.
+    public func claimStep(shop: String, stepId: String, nowMs: Int64, claimMs: Int64) async throws -> Bool {
         try await db.write { db in
             try await !db.raw("""
-                UPDATE scheduled_steps SET status = \(bind: ScheduledStepStatus.sending.rawValue)
-                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND status IN (\(binds: Self.unfinished))
+                UPDATE scheduled_steps SET status = \(bind: ScheduledStepStatus.sending.rawValue), claimed_until_ms = \(bind: nowMs + claimMs)
+                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId)
+                  AND (status = \(bind: ScheduledStepStatus.pending.rawValue)
+                       OR (status = \(bind: ScheduledStepStatus.sending.rawValue) AND claimed_until_ms < \(bind: nowMs)))
                 RETURNING step_id
                 """).all().isEmpty
         }

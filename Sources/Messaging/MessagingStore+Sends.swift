@@ -159,6 +159,19 @@ extension MessagingStore {
         }
     }
 
+    /// Takes a message `queued` found for delivering again, unless another replica took it
+    /// since: touching it puts it out of every replica's reach for the redelivery age.
+    public func claimQueued(shop: String, messageId: String, beforeMs: Int64, nowMs: Int64) async throws -> Bool {
+        try await db.write { db in
+            try await !db.raw("""
+                UPDATE messages SET updated_at_ms = \(bind: nowMs)
+                WHERE shop_id = \(bind: shop) AND message_id = \(bind: messageId)
+                  AND status = \(bind: MessageDelivery.Status.queued.rawValue) AND updated_at_ms < \(bind: beforeMs)
+                RETURNING message_id
+                """).all().isEmpty
+        }
+    }
+
     /// Messages still QUEUED (a crash between reserve and settle, or a temporary
     /// failure) last touched before `beforeMs`, as deliveries to make again.
     /// A broadcast's messages are left to its runner, which resumes them itself.

@@ -5,14 +5,17 @@ import MeshRPC
 /// in the store, so a restart loses none: a step that fell due while the
 /// service was down is sent when it is back. Each step sends with the
 /// idempotency key `step:<step id>`, so a step interrupted between its send
-/// and its bookkeeping is not sent twice.
+/// and its bookkeeping is not sent twice. Replicas each run one: a step is claimed
+/// for the lease's duration (RunnerLease) before it is sent, so one replica sends it.
 public struct ScenarioScheduler: Sendable {
     let store: MessagingStore
     let sender: MessageSender
+    let claimMs: Int64
 
-    public init(store: MessagingStore, sender: MessageSender) {
+    public init(store: MessagingStore, sender: MessageSender, claimMs: Int64 = RunnerLease.defaultDurationMs) {
         self.store = store
         self.sender = sender
+        self.claimMs = claimMs
     }
 
     /// The placeholders a bot can fill: nothing else is known when it sends.
@@ -23,7 +26,7 @@ public struct ScenarioScheduler: Sendable {
     public func sendDue(limit: Int = 200) async throws -> Int {
         let due = try await store.dueSteps(nowMs: sender.now(), limit: limit)
         for step in due {
-            guard try await store.claimStep(shop: step.shop, stepId: step.stepId) else { continue }
+            guard try await store.claimStep(shop: step.shop, stepId: step.stepId, nowMs: sender.now(), claimMs: claimMs) else { continue }
             let (status, reason, messageId) = try await send(step)
             try await store.finishStep(shop: step.shop, stepId: step.stepId, status: status, reason: reason, messageId: messageId)
         }

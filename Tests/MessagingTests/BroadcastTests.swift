@@ -263,22 +263,27 @@ final class HookedAdapter: DeliveryAdapter {
         let b = try await first.client.createBroadcast(CreateBroadcastRequest(shopId: Self.shop, channel: .email, templateId: template.templateId, segmentId: "s"))
         // The first process takes the audience, settles one batch and reserves the next, then dies.
         let job = try #require(try await first.store.broadcastJob(shop: Self.shop, id: b.broadcastId))
+        let lease = first.runner.settings.lease
+        #expect(try await first.store.claimBroadcast(shop: Self.shop, id: b.broadcastId, lease: lease, nowMs: first.clock.now))
         #expect(try await first.runner.loadAudience(job))
         let loaded = try #require(try await first.store.broadcastJob(shop: Self.shop, id: b.broadcastId))
         let adapter = try #require(first.sender.adapters[.email])
+        let held = HeldLease(store: first.store, job: loaded, lease: lease) { first.clock.now }
         for start in [Int64(0), 25] {
             let members = try await first.store.audience(shop: Self.shop, id: b.broadcastId, fromSeq: start, limit: 25)
             let (planned, skipped) = try await first.runner.plan(loaded, template: template, members: members)
             guard case .reserved(let batch) = try await first.store.reserveBatch(
                 shop: Self.shop, broadcastId: b.broadcastId, template: template, planned: planned, skipped: skipped, nextSeq: start + 25,
-                priceVnd: 0, zns: nil, nowMs: first.clock.now
+                priceVnd: 0, zns: nil, lease: lease, nowMs: first.clock.now
             ) else { Issue.record("reservation stopped"); return }
-            if start == 0 { try await first.runner.deliverAndSettle(loaded, batch, adapter: adapter) }
+            if start == 0 { try await first.runner.deliverAndSettle(loaded, batch, adapter: adapter, held: held) }
         }
         #expect(first.email.deliveries.count == 25)
         try await first.database.close()
 
+        // Restarted in place, it is the same holder (host name and address): it takes its broadcast back at once.
         let second = try await MessagingHarness.make(loyalty: loyalty, runner: settings, path: path)
+        #expect(second.runner.settings.lease == lease)
         #expect(try await second.runner.runDue() == 1)
         let done = try await second.client.getBroadcast(BroadcastRequest(shopId: Self.shop, broadcastId: b.broadcastId))
         #expect(done.status == .completed && done.total == 110 && done.sent == 110 && done.skipped == 0)
@@ -290,6 +295,62 @@ final class HookedAdapter: DeliveryAdapter {
         // The sandbox-style resend of QUEUED messages leaves broadcast messages to the runner.
         #expect(try await second.sender.redeliverQueued(after: 0) == 0)
         try await second.database.close()
+    }
+
+    /// Two replicas' runners on one database: one works the broadcast while its lease holds; the other takes
+    /// it over when the lease runs out and delivers what the first left reserved; a late write of the first
+    /// (it stalled, it did not die) is refused and changes nothing.
+    @Test func anotherReplicaTakesABroadcastOverWhenItsLeaseRunsOutAndTheStalledOneChangesNothing() async throws {
+        var settings = BroadcastRunner.Settings()
+        settings.batchSize = 20
+        let h = try await MessagingHarness.make(loyalty: FakeLoyalty(["s": Self.members(70)]), runner: settings)
+        var other = settings
+        other.lease = RunnerLease(holder: "replica-b", durationMs: settings.lease.durationMs)
+        let b2 = BroadcastRunner(store: h.store, audience: h.runner.audience, sender: h.sender, settings: other)
+        let template = try await h.client.createTemplate(CreateTemplateRequest(shopId: Self.shop, channel: .email, name: "Tin", body: "Chào {{name}}", purpose: .marketing))
+        let b = try await h.client.createBroadcast(CreateBroadcastRequest(shopId: Self.shop, channel: .email, templateId: template.templateId, segmentId: "s"))
+        let lease = h.runner.settings.lease
+        #expect(lease.holder != other.lease.holder)
+
+        // Replica A takes it, loads the audience and reserves a batch; then it stalls.
+        #expect(try await h.store.claimBroadcast(shop: Self.shop, id: b.broadcastId, lease: lease, nowMs: h.clock.now))
+        #expect(try await !h.store.claimBroadcast(shop: Self.shop, id: b.broadcastId, lease: other.lease, nowMs: h.clock.now))
+        #expect(try await b2.runDue() == 0)
+        let job = try #require(try await h.store.broadcastJob(shop: Self.shop, id: b.broadcastId))
+        #expect(try await h.runner.loadAudience(job))
+        let loaded = try #require(try await h.store.broadcastJob(shop: Self.shop, id: b.broadcastId))
+        let members = try await h.store.audience(shop: Self.shop, id: b.broadcastId, fromSeq: 0, limit: 20)
+        let (planned, skipped) = try await h.runner.plan(loaded, template: template, members: members)
+        guard case .reserved(let batch) = try await h.store.reserveBatch(
+            shop: Self.shop, broadcastId: b.broadcastId, template: template, planned: planned, skipped: skipped, nextSeq: 20,
+            priceVnd: 0, zns: nil, lease: lease, nowMs: h.clock.now
+        ) else { Issue.record("reservation stopped"); return }
+
+        // Writes of A renewed the lease; just before it runs out B still waits, once it has B takes over.
+        h.clock.advance(ms: lease.durationMs - 1)
+        #expect(try await b2.runDue() == 0)
+        h.clock.advance(ms: 2)
+        #expect(try await b2.runDue() == 1)
+        let done = try await h.client.getBroadcast(BroadcastRequest(shopId: Self.shop, broadcastId: b.broadcastId))
+        #expect(done.status == .completed && done.total == 70 && done.sent == 70)
+        #expect(h.email.deliveries.count == 70 && Set(h.email.deliveries.map(\.recipient)).count == 70)
+
+        // A wakes up with its batch delivered: its settlement and any other write are refused, the counts stay.
+        let results = batch.map { ($0.delivery, $0.costVnd, $0.day, DeliveryOutcome.delivered(providerId: "late")) }
+        await #expect(throws: MessagingError.leaseLost(broadcastId: b.broadcastId)) {
+            try await h.store.settleBatch(
+                shop: Self.shop, broadcastId: b.broadcastId, results: results, provider: "email", lease: lease, nowMs: h.clock.now
+            )
+        }
+        let held = HeldLease(store: h.store, job: loaded, lease: lease) { h.clock.now }
+        await #expect(throws: MessagingError.leaseLost(broadcastId: b.broadcastId)) {
+            try await h.runner.deliverAndSettle(loaded, batch, adapter: h.email, held: held)
+        }
+        #expect(try await !h.store.renewBroadcast(shop: Self.shop, id: b.broadcastId, lease: lease, nowMs: h.clock.now))
+        let after = try await h.client.getBroadcast(BroadcastRequest(shopId: Self.shop, broadcastId: b.broadcastId))
+        #expect(after.sent == 70 && after.failed == 0)
+        #expect(try await Self.messageCount(h, broadcast: b.broadcastId) == (70, 70))
+        try await h.database.close()
     }
 
     @Test func aScheduledBroadcastWaitsAndAnUnreachableLoyaltyIsRetriedWithBackoff() async throws {

@@ -145,14 +145,19 @@ import Testing
         let due = try await h.store.dueSteps(nowMs: h.clock.now, limit: 10)
         #expect(due.count == 1)
         // The scheduler has taken the step and is sending it when the customer writes.
-        #expect(try await h.store.claimStep(shop: Self.shop, stepId: due[0].stepId))
+        #expect(try await h.store.claimStep(shop: Self.shop, stepId: due[0].stepId, nowMs: h.clock.now, claimMs: RunnerLease.defaultDurationMs))
+        // Another replica's scheduler leaves a step claimed by this one alone.
+        #expect(try await h.scheduler.sendDue() == 0)
+        #expect(try await !h.store.claimStep(shop: Self.shop, stepId: due[0].stepId, nowMs: h.clock.now, claimMs: RunnerLease.defaultDurationMs))
         h.clock.advance(ms: 1_000)
         let replied = try await h.client.onCustomerMessage(OnCustomerMessageRequest(
             shopId: Self.shop, eventId: "m1", pageId: "p1", customerId: "c1", recipient: "123456", atMs: h.clock.now
         ))
         #expect(replied.cancelledSteps == 2)
         #expect(try await statuses(h) == ["SENDING", "CANCELLED", "CANCELLED"])
-        // The send completes (here: the scheduler's next round takes the step up again, once).
+        // The sender died with it: once its claim has run out, the scheduler's next round takes the step up again, once.
+        #expect(try await h.scheduler.sendDue() == 0)
+        h.clock.advance(ms: RunnerLease.defaultDurationMs)
         #expect(try await h.scheduler.sendDue() == 1)
         #expect(try await statuses(h) == ["SENT", "CANCELLED", "CANCELLED"])
         #expect(try await h.scheduler.sendDue() == 0)

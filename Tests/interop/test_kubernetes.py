@@ -23,8 +23,8 @@ SERVICES = {
     "messaging-svc": (50054, "chatmesh.v1.MessagingService", "messaging"),
     "gateway": (50050, "chatmesh.v1.PanelService", None),
 }
-# messaging-svc's broadcast runner and scenario scheduler run on one replica (no budget, no autoscaler).
-SCALES_OUT = {"conversation-svc", "order-svc", "loyalty-svc", "gateway"}
+# Every service scales out; messaging-svc's replicas share its broadcasts and scenario steps through leases.
+SCALES_OUT = {"conversation-svc", "order-svc", "loyalty-svc", "messaging-svc", "gateway"}
 
 
 def render(overlay):
@@ -107,10 +107,9 @@ def test_each_service_runs_as_promised(overlay):
         assert {"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"} in svc["spec"]["ports"]
         if service != "gateway":
             assert config[f"CHATMESH_{database.upper()}_ADDRS"] == f"{service}:{port}"
-        if service in SCALES_OUT:
-            assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-        else:
-            assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+        assert service in SCALES_OUT
+        assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
 def test_budgets_and_autoscalers_for_what_scales_out(overlay):

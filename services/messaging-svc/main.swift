@@ -16,7 +16,8 @@ import MessagingDelivery
 // Configuration: CHATMESH_LISTEN, CHATMESH_DATA_DIR or DATABASE_URL, CHATMESH_AUTH_KEY, LOG_LEVEL,
 // CHATMESH_MESSAGING_PROVIDERS and each provider's variables (ProviderConfiguration),
 // CHATMESH_PRICE_ZNS_VND, CHATMESH_PRICE_SMS_VND, CHATMESH_PAYMENT_GATEWAY, CHATMESH_LOYALTY_ADDRS
-// (broadcast audiences), CHATMESH_BROADCAST_BATCH, CHATMESH_BROADCAST_CONCURRENCY; staff replies (R-CONV-9):
+// (broadcast audiences), CHATMESH_BROADCAST_BATCH, CHATMESH_BROADCAST_CONCURRENCY, CHATMESH_MESSAGING_LEASE_S
+// (how long a replica's hold on a broadcast or a scenario step lasts unrenewed); staff replies (R-CONV-9):
 // CHATMESH_REPLY_PROVIDERS, CHATMESH_PAGE_TOKENS_FILE, CHATMESH_FACEBOOK_GRAPH_URL, CHATMESH_ZALO_OA_URL,
 // CHATMESH_ZALO_REPLY_WINDOW_DAYS.
 let env = MeshEnvironment()
@@ -32,12 +33,19 @@ do {
     var runnerSettings = BroadcastRunner.Settings()
     if let batch = env.values["CHATMESH_BROADCAST_BATCH"].flatMap({ Int($0) }), batch > 0 { runnerSettings.batchSize = batch }
     if let concurrency = env.values["CHATMESH_BROADCAST_CONCURRENCY"].flatMap({ Int($0) }), concurrency > 0 { runnerSettings.concurrency = concurrency }
+    let leaseSeconds = env.positiveInteger("CHATMESH_MESSAGING_LEASE_S") ?? Int(RunnerLease.defaultDurationMs / 1_000)
     // Every setting is read before the database opens: a wrong one stops the service here, naming it.
     let adapters = try ProviderConfiguration.adapters(env.values)
     let gateway = try ProviderConfiguration.paymentGateway(env.values)
     let replyAdapters = try ProviderConfiguration.replyAdapters(env.values)
     let zaloReplyWindowMs = try ProviderConfiguration.zaloReplyWindowMs(env.values)
     let config = try GRPCServer.Config(listen: env.listen(service: "messaging"))
+    // Replicas tell each other apart in leases by host name and address, as the outbox's do: a replica restarted
+    // in place takes its own broadcasts back at once, one that moved waits out their lease. A port the system
+    // picks (":0") names no replica, so the process id is added.
+    let listen = env.listen(service: "messaging")
+    let holder = "\(ProcessInfo.processInfo.hostName)/\(listen)" + (listen.hasSuffix(":0") ? "/\(ProcessInfo.processInfo.processIdentifier)" : "")
+    runnerSettings.lease = RunnerLease(holder: holder, durationMs: Int64(leaseSeconds) * 1_000)
     let loyalty = try HTTP2Channel(addresses: env.addresses(of: "loyalty"))
     let location = try StoreLocation.resolve(service: "messaging", databaseURL: env.databaseURL, dataDirectory: env.dataDirectory)
     let database = try await location.open(logger: logger)
@@ -60,14 +68,15 @@ do {
         let runner = BroadcastRunner(
             store: store, audience: LoyaltySegmentAudience(channel: loyalty) { tokens.forEveryShop() }, sender: sender, settings: runnerSettings
         )
-        let scheduler = ScenarioScheduler(store: store, sender: sender)
+        let scheduler = ScenarioScheduler(store: store, sender: sender, claimMs: runnerSettings.lease.durationMs)
         // What a crash or a provider's temporary failure left QUEUED is delivered again.
         let redelivery = MeshProcess.PeriodicJob(name: "redelivery", every: .seconds(30)) {
             let tried = try await sender.redeliverQueued()
             if tried > 0 { logger.info("redelivered queued messages", metadata: ["count": "\(tried)"]) }
         }
-        // Broadcasts that are due, and those a restart interrupted.
-        let broadcasts = MeshProcess.PeriodicJob(name: "broadcasts", every: .seconds(1)) {
+        // Broadcasts that are due, and those a restart or another replica's end interrupted. At shutdown the runner
+        // finishes its batch and gives the broadcast up, for another replica to go on with at once.
+        let broadcasts = MeshProcess.PeriodicJob(name: "broadcasts", every: .seconds(1), cancelledAtShutdown: true) {
             try await runner.runDue()
         }
         // Chatbot steps whose time has come.
