@@ -1,7 +1,8 @@
-"""Two messaging-svc replicas on one PostgreSQL database share its background work through leases
-(RunnerLease): a 20,000-recipient SMS broadcast is sent by one of them; that one is SIGKILLed halfway; the
-other takes the broadcast over once the lease runs out and finishes it. Every recipient is sent exactly
-once, counted where it matters, at the SMS gateway: one request id per phone (the gateway, as eSMS does,
+"""messaging-svc replicas on one PostgreSQL database share its background work through leases
+(RunnerLease): a 20,000-recipient SMS broadcast is sent by one of two replicas; stopped with SIGTERM at a
+quarter, it finishes its batch and gives the broadcast up, and the other goes on at once; a third replica
+joins; the one sending is SIGKILLed halfway, and another takes the broadcast over once the lease runs out
+and finishes it. Every recipient is sent exactly once, counted where it matters, at the SMS gateway: one request id per phone (the gateway, as eSMS does,
 takes a request id it has seen as the same message), and only the batch in flight at the kill delivered
 again, under its same ids.
 
@@ -92,15 +93,25 @@ def test_a_replica_killed_mid_broadcast_is_taken_over_and_every_recipient_gets_o
     replicas = []
     with tempfile.TemporaryDirectory(prefix="messaging-replicas-") as root:
         try:
-            for n in range(2):
+            def replica():
                 (listen,) = free_ports(1)
-                replicas.append(ServiceProcess("messaging-svc", m_grpc.MessagingServiceStub, os.path.join(root, f"r{n}"), env={
+                replicas.append(ServiceProcess("messaging-svc", m_grpc.MessagingServiceStub, os.path.join(root, f"r{len(replicas)}"), env={
                     "DATABASE_URL": database, "CHATMESH_LISTEN": f"127.0.0.1:{listen}",
                     "CHATMESH_LOYALTY_ADDRS": f"127.0.0.1:{loyalty_port}",
                     "CHATMESH_MESSAGING_PROVIDERS": "sms=gateway", "CHATMESH_SMS_URL": f"http://127.0.0.1:{gateway.port}/send",
                     "CHATMESH_SMS_API_KEY": "key", "CHATMESH_SMS_SECRET": "secret", "CHATMESH_SMS_BRANDNAME": "HOAMAI",
                     "CHATMESH_PAYMENT_GATEWAY": "none", "CHATMESH_BROADCAST_BATCH": str(BATCH),
                     "CHATMESH_MESSAGING_LEASE_S": str(LEASE_S)}))
+
+            def sending(broadcast_id):
+                """The live replica holding the broadcast's lease, once one does."""
+                found = []
+                assert wait_until(lambda: found.extend(r for r in replicas if r.alive() and holder_of(database, broadcast_id).endswith(f"/127.0.0.1:{r.port}")) or found,
+                                  timeout=60, interval=0.05)
+                return found[0]
+
+            replica()
+            replica()
             stub = replicas[0].stub
             stub.TopUp(m.TopUpRequest(shop_id=SHOP, amount_vnd=TOTAL * 800, payment_ref="napas-replicas"), metadata=md())
             tpl = stub.CreateTemplate(m.CreateTemplateRequest(
@@ -110,21 +121,36 @@ def test_a_replica_killed_mid_broadcast_is_taken_over_and_every_recipient_gets_o
             request = m.BroadcastRequest(shop_id=SHOP, broadcast_id=created.broadcast_id)
             started = time.monotonic()
 
-            # Halfway, kill the replica holding the broadcast's lease (either may have taken it).
-            seen = []
-            assert wait_until(lambda: seen.append(stub.GetBroadcast(request, metadata=md())) or seen[-1].sent >= TOTAL // 2,
-                              timeout=300, interval=0.05)
-            holder = holder_of(database, created.broadcast_id)
-            victim = next(r for r in replicas if holder.endswith(f"/127.0.0.1:{r.port}"))
-            survivor = next(r for r in replicas if r is not victim)
+            def progress(at_least):
+                seen = []
+                assert wait_until(lambda: seen.append(replicas[-1].stub.GetBroadcast(request, metadata=md())) or seen[-1].sent >= at_least,
+                                  timeout=300, interval=0.05)
+                return seen[-1]
+
+            # At a quarter, stop the replica sending it (either may have taken it) as a rollout would: it ends
+            # cleanly (exit 0) and gives the broadcast up, so the other goes on without waiting out the lease.
+            progress(TOTAL // 4)
+            first = sending(created.broadcast_id)
+            stopped_at = time.monotonic()
+            first.close()
+            second = sending(created.broadcast_id)
+            handover_s = time.monotonic() - stopped_at
+            print(f"SIGTERM at {stopped_at - started:.1f} s: handed over {handover_s:.1f} s later (lease {LEASE_S} s)")
+            assert second is not first and handover_s < LEASE_S
+
+            # A third replica joins; halfway, the one sending is killed.
+            replica()
+            progress(TOTAL // 2)
+            victim = sending(created.broadcast_id)
             print(f"halfway after {time.monotonic() - started:.1f} s")
             victim.kill()
             killed_at = time.monotonic()
+            survivor = next(r for r in replicas if r.alive())
             at_kill = survivor.stub.GetBroadcast(request, metadata=md())
             assert at_kill.status == m.Broadcast.RUNNING and TOTAL // 2 <= at_kill.sent < TOTAL, at_kill
 
-            # The survivor takes it over once the lease has run out (it polls every second) and finishes it.
-            assert wait_until(lambda: holder_of(database, created.broadcast_id).endswith(f"/127.0.0.1:{survivor.port}"), timeout=60, interval=0.05)
+            # A survivor takes it over once the lease has run out (they poll every second) and finishes it.
+            survivor = sending(created.broadcast_id)
             takeover_s = time.monotonic() - killed_at
             print(f"taken over {takeover_s:.1f} s after the kill (lease {LEASE_S} s)")
             assert takeover_s < LEASE_S + 10
@@ -141,7 +167,8 @@ def test_a_replica_killed_mid_broadcast_is_taken_over_and_every_recipient_gets_o
                 posted = gateway.requests
             assert len(ids_by_phone) == TOTAL and distinct == TOTAL
             assert all(len(ids) == 1 for ids in ids_by_phone.values())
-            # Posted again: at most the batch the killed replica had in flight, under the same ids.
+            # Posted again: at most the batch the killed replica had in flight, under the same ids (the stopped
+            # one settled its batch before it let go).
             print(f"{posted} requests for {distinct} messages")
             assert posted - distinct <= BATCH
             rows = subprocess.run(["psql", database.split("?")[0], "-At", "-c",
