@@ -12,20 +12,17 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 RUN swift package resolve
-# The Swift runtime and Foundation linked in, so the run stage needs no toolchain.
-RUN set -eu; mkdir -p /out; \
-    for product in conversation-svc order-svc loyalty-svc messaging-svc gateway chatmesh; do \
-      swift build -c release --static-swift-stdlib --product "$product"; \
-    done; \
-    bin=$(swift build -c release --show-bin-path); \
-    for product in conversation-svc order-svc loyalty-svc messaging-svc gateway chatmesh; do cp "$bin/$product" /out/; done
+# The Swift runtime and Foundation linked in, so the run stage needs no toolchain (scripts/image-check builds them
+# on the host with the same script, and gives them to the run stage with `--build-context build=DIR`).
+RUN scripts/build-executables /out
 
 # Run: a slim Debian with only the runtime libraries, as an unprivileged user.
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libnghttp2-14 libprotobuf-c1 libsqlite3-0 zlib1g ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /data --create-home chatmesh
+ && groupadd --system --gid 10001 chatmesh \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /data --create-home chatmesh
 COPY --from=build /out/ /usr/local/bin/
 USER chatmesh
 WORKDIR /data

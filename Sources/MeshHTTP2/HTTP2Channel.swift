@@ -372,7 +372,7 @@ final class Subchannel: Sendable {
         let host = self.host
         let future = ClientBootstrap(group: group)
             .connectTimeout(config.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls {
