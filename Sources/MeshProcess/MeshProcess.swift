@@ -184,6 +184,7 @@ public enum MeshProcess {
                         try await job.run()
                     }
                 } catch is CancellationError where Task.isShuttingDownGracefully {
+                    // The round was stopped by the shutdown, as asked: not a failure.
                 } catch {
                     logger.error("periodic job failed", metadata: ["job": "\(job.name)", "error": "\(error)"])
                 }

@@ -58,15 +58,12 @@ public struct BroadcastRunner: Sendable {
             worked += 1
             let held = HeldLease(store: store, job: job, lease: settings.lease, now: sender.now)
             let heartbeat = Task { await held.keep() }
+            defer { heartbeat.cancel() }
             do {
                 try await run(job, held: held)
             } catch MessagingError.leaseLost {
                 // Another replica has it now, and goes on from what this one settled.
-            } catch {
-                heartbeat.cancel()
-                throw error
             }
-            heartbeat.cancel()
             // Not cancelled with the caller: at shutdown the next replica should not have to wait out the lease.
             let (store, lease) = (store, settings.lease)
             try await Task { try await store.releaseBroadcast(shop: job.shop, id: job.broadcastId, lease: lease) }.value

@@ -181,10 +181,7 @@ extension MessagingStore {
     public func dueSteps(nowMs: Int64, limit: Int) async throws -> [DueStep] {
         try await db.read { db in
             try await db.raw("""
-                SELECT * FROM scheduled_steps
-                WHERE (status = \(bind: ScheduledStepStatus.pending.rawValue)
-                       OR (status = \(bind: ScheduledStepStatus.sending.rawValue) AND claimed_until_ms < \(bind: nowMs)))
-                  AND due_at_ms <= \(bind: nowMs)
+                SELECT * FROM scheduled_steps WHERE \(Self.claimable(nowMs: nowMs)) AND due_at_ms <= \(bind: nowMs)
                 ORDER BY due_at_ms LIMIT \(literal: limit)
                 """).all().map { row in
                 DueStep(
@@ -218,12 +215,18 @@ extension MessagingStore {
         try await db.write { db in
             try await !db.raw("""
                 UPDATE scheduled_steps SET status = \(bind: ScheduledStepStatus.sending.rawValue), claimed_until_ms = \(bind: nowMs + claimMs)
-                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId)
-                  AND (status = \(bind: ScheduledStepStatus.pending.rawValue)
-                       OR (status = \(bind: ScheduledStepStatus.sending.rawValue) AND claimed_until_ms < \(bind: nowMs)))
+                WHERE shop_id = \(bind: shop) AND step_id = \(bind: stepId) AND \(Self.claimable(nowMs: nowMs))
                 RETURNING step_id
                 """).all().isEmpty
         }
+    }
+
+    /// A step a sender may take: waiting, or SENDING under a claim that ran out (its sender died).
+    static func claimable(nowMs: Int64) -> SQLQueryString {
+        """
+        (status = \(bind: ScheduledStepStatus.pending.rawValue)
+         OR (status = \(bind: ScheduledStepStatus.sending.rawValue) AND claimed_until_ms < \(bind: nowMs)))
+        """
     }
 
     /// The steps scheduled for a customer, in order; for tests and operators.
